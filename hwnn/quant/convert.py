@@ -1,0 +1,202 @@
+"""Post-training quantization of a :class:`~hwnn.quant.floatnet.FloatNetwork` into the IR.
+
+:class:`QuantOptions` holds every choice, validated once; :func:`quantize_network` applies it.
+Per layer, weights become codes of the weight scheme (per tensor or per output channel), and
+the output stage is chosen as follows:
+
+* the last layer outputs its accumulators (``last_stage="accumulator"``, the default; the float
+  bias is rounded into the accumulator domain), so classification is an argmax;
+* a hidden layer with binary activations, with activations of at most
+  ``max_threshold_bits`` bits, or with a non-linear activation other than ReLU uses
+  thresholds, which fold bias, BatchNorm, activation and quantizer exactly;
+* other hidden layers (identity or ReLU, wider int activations) use requantization, with the
+  BatchNorm folded into the float weights first.
+
+Binary activations replace the hidden activation function by ``sign`` (as in BNNs), and the
+network input is quantized to 8 bits unless ``input_format`` says otherwise.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .floatnet import FloatDense, FloatNetwork
+from .fold import requant_for, stage_function, thresholds_for
+from .formats import Format, Rounding, round_values, signed_bits_for
+from .ir import Dense, Network, Requant, TensorFormat, accumulator_range
+from .quantizers import affine_params, binarize, calibrate, quantize, ternarize
+
+__all__ = ["QuantOptions", "quantize_network"]
+
+WEIGHT_SCHEMES = (*(f"int{bits}" for bits in range(2, 17)), "ternary", "binary")
+ACT_BITS = range(1, 17)
+STAGES = ("auto", "thresholds", "requant")
+
+
+def _parse_acts(name, what):
+    fmt = Format.parse(name)
+    if fmt.kind == "int" and (fmt.bits not in ACT_BITS or fmt.narrow or
+                              (fmt.signed and fmt.bits < 2)):
+        raise ValueError(f"{what} must be uint1..uint16, int2..int16 or binary, not {name!r}")
+    return fmt
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    """How to quantize a float network.
+
+    Members
+    -------
+    weights : ``"int2"`` .. ``"int16"``, ``"ternary"`` or ``"binary"``
+    acts : hidden activations, ``"uint<k>"``/``"int<k>"`` (k <= 16) or ``"binary"``
+    input_format : network input format; None picks ``uint8`` for non-negative calibration
+        data, else ``int8``
+    per_channel : int weights scaled per output channel rather than per tensor
+    calibration : ``"minmax"`` or ``"percentile"`` (``percentile`` of the samples)
+    stage : hidden output stage, ``"auto"``, ``"thresholds"`` or ``"requant"``
+    max_threshold_bits : with ``stage="auto"``, activations this narrow use thresholds
+    mult_bits : requantization multiplier width
+    """
+    weights:            str = "int8"
+    acts:               str = "uint8"
+    input_format:       str | None = None
+    per_channel:        bool = False
+    calibration:        str = "minmax"
+    percentile:         float = 99.99
+    stage:              str = "auto"
+    max_threshold_bits: int = 4
+    mult_bits:          int = 16
+
+    def __post_init__(self):
+        if self.weights not in WEIGHT_SCHEMES:
+            raise ValueError(f"Unknown weight scheme {self.weights!r}; expected int2..int16, "
+                             f"ternary or binary")
+        _parse_acts(self.acts, "Activations")
+        if self.input_format is not None:
+            _parse_acts(self.input_format, "The input format")
+        if not isinstance(self.per_channel, bool):
+            raise TypeError(f"per_channel must be a bool, not {self.per_channel!r}")
+        if self.calibration not in ("minmax", "percentile"):
+            raise ValueError(f"Calibration must be 'minmax' or 'percentile', not "
+                             f"{self.calibration!r}")
+        if isinstance(self.percentile, bool) or not isinstance(self.percentile, int | float) \
+                or not 0 < self.percentile <= 100:
+            raise ValueError(f"percentile must be in (0, 100], not {self.percentile!r}")
+        if self.stage not in STAGES:
+            raise ValueError(f"Output stage must be one of {', '.join(STAGES)}, not "
+                             f"{self.stage!r}")
+        for name, low, high in (("max_threshold_bits", 1, 16), ("mult_bits", 2, 32)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an integer, not {value!r}")
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be {low}..{high}, not {value}")
+
+    @property
+    def act_format(self) -> Format:
+        return Format.parse(self.acts)
+
+    @property
+    def weight_format(self) -> Format:
+        return Format.parse(self.weights)
+
+
+def _stored_weight_format(options: QuantOptions) -> Format:
+    fmt = options.weight_format
+    # int-k weights use the narrow range: symmetric codes, so negating one never overflows.
+    return Format.int(fmt.bits, narrow=True) if fmt.kind == "int" else fmt
+
+
+def _quantize_weights(weight, options: QuantOptions):
+    """Weight codes and the per-output-channel scale."""
+    if options.weights == "binary":
+        return binarize(weight, axis=0, scaled=True)
+    if options.weights == "ternary":
+        return ternarize(weight, axis=0)
+    fmt = _stored_weight_format(options)
+    params = affine_params(weight, fmt, axis=0 if options.per_channel else None)
+    codes = quantize(weight, fmt, params)
+    return codes, np.broadcast_to(params.scale, weight.shape[:1]).astype(np.float64)
+
+
+def _calibrated(samples, fmt: Format, options: QuantOptions) -> TensorFormat:
+    if fmt.kind == "bipolar":
+        return TensorFormat(fmt, 1.0)
+    params = calibrate(samples, fmt, method=options.calibration, percentile=options.percentile)
+    return TensorFormat(fmt, params.scale, int(params.zero_point))
+
+
+def _uses_thresholds(layer: FloatDense, fmt: Format, options: QuantOptions) -> bool:
+    if options.stage != "auto":
+        return options.stage == "thresholds"
+    return (fmt.kind == "bipolar" or fmt.bits <= options.max_threshold_bits
+            or layer.activation not in ("identity", "relu"))
+
+
+def _check_requant(layer: FloatDense, fmt: Format, name: str):
+    if fmt.kind != "int":
+        raise ValueError(f"Layer {name!r}: binary activations need thresholds, not "
+                         f"requantization")
+    if layer.activation not in ("identity", "relu"):
+        raise ValueError(f"Layer {name!r}: requantization implements identity or relu, not "
+                         f"{layer.activation!r}; use thresholds")
+
+
+def quantize_network(network: FloatNetwork, calib, options: QuantOptions | None = None, *,
+                     name="net") -> Network:
+    """Quantize ``network`` with ``options``, calibrating activations on inputs ``calib``."""
+    if not isinstance(network, FloatNetwork):
+        raise TypeError(f"network must be a FloatNetwork, not {network!r}")
+    options = QuantOptions() if options is None else options
+    if not isinstance(options, QuantOptions):
+        raise TypeError(f"options must be a QuantOptions, not {options!r}")
+    calib = network.check_inputs(calib)
+    if calib.shape[0] == 0:
+        raise ValueError("Calibration needs at least one input sample")
+
+    input_name = options.input_format or ("uint8" if calib.min() >= 0 else "int8")
+    tensor = _calibrated(calib, Format.parse(input_name), options)
+    float_outputs = network.forward(calib, trace=True)
+    act_format = options.act_format
+    layers = []
+    for index, float_layer in enumerate(network.layers):
+        layer_name = f"dense{index}"
+        last = index == len(network.layers) - 1
+        thresholds = not last and _uses_thresholds(float_layer, act_format, options)
+        if not last and not thresholds:
+            _check_requant(float_layer, act_format, layer_name)
+            float_layer = float_layer.folded()
+        codes, weight_scale = _quantize_weights(float_layer.weight, options)
+        acc_scale = weight_scale * tensor.scale
+        weight_format = _stored_weight_format(options)
+        if thresholds:
+            # The float bias, BatchNorm, activation and quantizer all fold into the thresholds.
+            activation = "sign" if act_format.kind == "bipolar" else float_layer.activation
+            bias = np.zeros(codes.shape[0], dtype=np.int64)
+            output = _calibrated(float_outputs[index], act_format, options)
+            function = stage_function(
+                acc_scale=acc_scale, bias=float_layer.bias, batchnorm=float_layer.batchnorm,
+                activation=activation, out_format=act_format, out_scale=float(output.scale),
+                out_zero_point=output.zero_point)
+            lo, hi = accumulator_range(codes, bias, tensor.format)
+            gain = acc_scale * (float_layer.batchnorm.gain if float_layer.batchnorm else 1.0)
+            stage = thresholds_for(function, lo, hi, act_format, gain < 0)
+        else:
+            activation = float_layer.activation
+            bias = round_values(float_layer.bias / acc_scale, Rounding.HALF_EVEN).astype(np.int64)
+            if last:
+                lo, hi = accumulator_range(codes, bias, tensor.format)
+                output = TensorFormat(Format.int(signed_bits_for(lo.min(), hi.max())), acc_scale)
+                stage = None
+            else:
+                output = _calibrated(float_outputs[index], act_format, options)
+                multiplier, shift = requant_for(acc_scale / output.scale, options.mult_bits)
+                floor = output.zero_point if activation == "relu" else act_format.min_value
+                stage = Requant(multiplier, shift, options.mult_bits, output.zero_point,
+                                max(floor, act_format.min_value), act_format.max_value)
+        layers.append(Dense(layer_name, codes, weight_format, weight_scale, bias, tensor,
+                            output, stage, activation))
+        tensor = output
+    info = {"source": network.info, "options": {
+        key: getattr(options, key) for key in QuantOptions.__dataclass_fields__}}
+    return Network(name, tuple(layers), info)

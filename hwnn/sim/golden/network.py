@@ -1,0 +1,91 @@
+"""Golden execution of a quantized network, layer by layer, on integer codes.
+
+Every function takes and returns int64 arrays with the batch on the leading axes and channels
+on the last axis, and computes exactly what the hardware computes: no floats anywhere.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwnn.quant.ir import Dense, Network, Requant, Thresholds
+
+__all__ = ["LayerTrace", "dense_accumulate", "output_stage", "requantize", "run_network",
+           "threshold"]
+
+
+def dense_accumulate(layer: Dense, codes) -> np.ndarray:
+    """Accumulators ``codes @ weights.T + bias`` of a dense layer."""
+    return np.asarray(codes, dtype=np.int64) @ layer.weights.T + layer.bias
+
+
+def threshold(acc, stage: Thresholds, out_format) -> np.ndarray:
+    """Output values of a threshold stage: ``level = #(t <= acc)`` per channel (``#(acc <= t)``
+    on descending channels), mapped to ``out_format`` values."""
+    acc = np.asarray(acc, dtype=np.int64)[..., None]
+    rising = (acc >= stage.values).sum(axis=-1)
+    falling = (acc <= stage.values).sum(axis=-1)
+    return out_format.level_value(np.where(stage.descending, falling, rising))
+
+
+def requantize(acc, stage: Requant) -> np.ndarray:
+    """``clamp(((acc * M + 2**(s-1)) >> s) + zero_point, lo, hi)`` per channel (round half up;
+    the rounding term is 0 when ``s`` is 0)."""
+    acc = np.asarray(acc, dtype=np.int64)
+    rounding = (np.int64(1) << stage.shift) >> 1
+    scaled = (acc * stage.multiplier + rounding) >> stage.shift
+    return np.clip(scaled + stage.zero_point, stage.lo, stage.hi)
+
+
+def output_stage(layer: Dense, acc) -> np.ndarray:
+    """Output codes of a layer from its accumulators."""
+    if isinstance(layer.stage, Thresholds):
+        return threshold(acc, layer.stage, layer.output.format)
+    if isinstance(layer.stage, Requant):
+        return requantize(acc, layer.stage)
+    return np.asarray(acc, dtype=np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class LayerTrace:
+    """One layer's accumulators and output codes for a batch."""
+    name:    str
+    acc:     np.ndarray
+    outputs: np.ndarray
+
+
+def _check_codes(network: Network, codes) -> np.ndarray:
+    codes = np.asarray(codes)
+    if codes.dtype.kind not in "iu":
+        raise TypeError(f"Input codes must be integers, not {codes.dtype} values; quantize real "
+                        f"inputs with Network.quantize_input()")
+    if codes.ndim not in (1, 2) or codes.shape[-1] != network.in_features:
+        raise ValueError(f"Input codes must have shape ({network.in_features},) or "
+                         f"(N, {network.in_features}), not {codes.shape}")
+    codes = codes.astype(np.int64)
+    fmt = network.input.format
+    if not fmt.contains(codes):
+        flat = codes.reshape(-1, network.in_features)
+        valid = np.array([fmt.contains(row) for row in flat])
+        row = int(np.nonzero(~valid)[0][0])
+        bad = next(int(v) for v in flat[row] if not fmt.contains(v))
+        raise ValueError(f"Input {row} holds code {bad}, which is outside the input format "
+                         f"{fmt} ({fmt.min_value}..{fmt.max_value})")
+    return codes
+
+
+def run_network(network: Network, codes, *, trace=False):
+    """Run ``network`` on input codes (``(in,)`` or ``(N, in)``).
+
+    Returns the output codes, or with ``trace`` a pair ``(outputs, [LayerTrace, ...])``.
+    """
+    if not isinstance(network, Network):
+        raise TypeError(f"network must be a Network, not {network!r}")
+    x = _check_codes(network, codes)
+    traces = []
+    for layer in network.layers:
+        acc = dense_accumulate(layer, x)
+        x = output_stage(layer, acc)
+        if trace:
+            traces.append(LayerTrace(layer.name, acc, x))
+    return (x, traces) if trace else x
