@@ -1,0 +1,54 @@
+"""Train a scikit-learn MLP on the 8x8 digits, quantize it three ways, compare accuracies.
+
+Run it with ``python examples/digits_mlp.py``. The digits ship with scikit-learn, so nothing
+is downloaded. It prints, for each scheme, the per-layer table and the accuracy of the float
+model and of the golden model (the integer network exactly as the hardware computes it).
+"""
+
+import warnings
+
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
+
+from hwnn.quant import QuantOptions, from_sklearn, quantize_network
+from hwnn.report import float_predictions, golden_predictions, layer_table
+
+#: (weights, activations) schemes compared by this example.
+SCHEMES = (("int8", "uint8"), ("int4", "uint4"), ("ternary", "uint4"))
+
+
+def train_digits_mlp(seed=0):
+    """Train a 64-64-32-10 MLP on 70% of the digits; return the model and the data split."""
+    x, y = load_digits(return_X_y=True)
+    x = x / 16.0                       # pixels 0..16 -> 0..1
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, random_state=seed,
+                                                        stratify=y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MLPClassifier((64, 32), max_iter=300, random_state=seed).fit(x_train, y_train)
+    return model, (x_train, x_test, y_train, y_test)
+
+
+def main(seed=0, verbose=True) -> dict:
+    """Run the comparison; return ``{scheme: (float accuracy, golden accuracy)}``."""
+    model, (x_train, x_test, _, y_test) = train_digits_mlp(seed)
+    network = from_sklearn(model)
+    float_accuracy = float((float_predictions(network, x_test) == y_test).mean())
+    results = {}
+    for weights, acts in SCHEMES:
+        quantized = quantize_network(network, x_train, QuantOptions(weights=weights, acts=acts),
+                                     name=f"digits_{weights}_{acts}")
+        golden_accuracy = float((golden_predictions(quantized, x_test) == y_test).mean())
+        results[f"{weights}/{acts}"] = (float_accuracy, golden_accuracy)
+        if verbose:
+            print(f"== weights {weights}, activations {acts}")
+            print(layer_table(quantized))
+            print(f"accuracy: float {100 * float_accuracy:.2f}%, "
+                  f"golden {100 * golden_accuracy:.2f}%\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The ``hwnn`` command: a thin layer over the Python API.
+
+Every failure caused by the user's input (bad option, missing or corrupt file, impossible
+request) prints one line ``hwnn: error: ...`` on stderr and exits with status 2, before any
+output file is written.
+"""
+
+import argparse
+import sys
+
+from . import __version__
+from .toolchain import setup_env
+
+__all__ = ["main", "run"]
+
+USER_ERRORS = (ValueError, TypeError, OSError)
+
+
+class UsageError(Exception):
+    """A command line that argparse refused."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _cmd_doctor(args) -> int:
+    from .report import format_table
+    from .toolchain import check_tools
+    tools = check_tools()
+    rows = [(tool.name, tool.version or "MISSING", "required" if tool.required else "optional",
+             tool.purpose, tool.where if tool.version else f"get it: {tool.hint}")
+            for tool in tools]
+    print(format_table(("tool", "version", "", "for", "from"), rows))
+    missing = [tool.name for tool in tools if tool.version is None and tool.required]
+    if missing:
+        print(f"\nhwnn doctor: missing required tools: {', '.join(missing)}")
+        return 1
+    print("\nhwnn doctor: all required tools found")
+    return 0
+
+
+def _cmd_quantize(args) -> int:
+    from .arrays import load_inputs, load_labelled
+    from .quant import QuantOptions, load_model, quantize_network
+    from .report import class_indices, float_predictions, golden_predictions, layer_table
+
+    options = QuantOptions(weights=args.weights, acts=args.acts, input_format=args.inputs,
+                           per_channel=args.per_channel, calibration=args.calibration,
+                           percentile=args.percentile, stage=args.stage)
+    if not args.output.endswith(".hwnn.npz"):
+        raise ValueError(f"The output file name must end in .hwnn.npz, not {args.output!r}")
+    model = load_model(args.model)
+    calib = load_inputs(args.calib)
+    test = load_labelled(args.test) if args.test else None
+    if test is not None:
+        labels = class_indices(test[1], model.info)
+    network = quantize_network(model, calib, options, name=args.name)
+    print(layer_table(network))
+    if test is not None:
+        x = model.check_inputs(test[0])
+        float_accuracy = float((float_predictions(model, x) == labels).mean())
+        golden_accuracy = float((golden_predictions(network, x) == labels).mean())
+        print(f"\naccuracy on {len(labels)} test inputs: float {100 * float_accuracy:.2f}%, "
+              f"golden model {100 * golden_accuracy:.2f}%")
+    path = network.save(args.output)
+    print(f"\nwrote {path}")
+    return 0
+
+
+def _parser():
+    parser = _Parser(prog="hwnn", description="Trained neural networks to verified FPGA "
+                     "accelerators, with pip and open tools.")
+    parser.add_argument("--version", action="version", version=f"hwnn {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    doctor = commands.add_parser("doctor", help="list the tools hwnn uses and their versions")
+    doctor.set_defaults(run=_cmd_doctor)
+
+    quantize = commands.add_parser(
+        "quantize", help="quantize a trained float model into an hwnn network file",
+        description="Quantize a trained model (.npz float weights, or a pickled scikit-learn "
+                    "MLP as .pkl/.joblib) into a .hwnn.npz network.")
+    quantize.add_argument("model", help="model file: .npz, .pkl or .joblib")
+    quantize.add_argument("--weights", default="int8",
+                          help="int2..int16, ternary or binary (default int8)")
+    quantize.add_argument("--acts", default="uint8",
+                          help="hidden activations: uint1..uint16, int2..int16 or binary "
+                               "(default uint8)")
+    quantize.add_argument("--inputs", default=None,
+                          help="network input format (default uint8, or int8 if the "
+                               "calibration data has negative values)")
+    quantize.add_argument("--per-channel", action="store_true",
+                          help="scale int weights per output channel")
+    quantize.add_argument("--calib", required=True,
+                          help="calibration inputs: .npy, or .npz with array x")
+    quantize.add_argument("--calibration", choices=("minmax", "percentile"), default="minmax")
+    quantize.add_argument("--percentile", type=float, default=99.99)
+    quantize.add_argument("--stage", choices=("auto", "thresholds", "requant"), default="auto",
+                          help="hidden layers' output stage (default auto)")
+    quantize.add_argument("--test", help="test set .npz with arrays x and y: report float and "
+                                         "golden-model accuracy")
+    quantize.add_argument("--name", default="net", help="network name (default net)")
+    quantize.add_argument("-o", "--output", required=True, help="output file, NAME.hwnn.npz")
+    quantize.set_defaults(run=_cmd_quantize)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the ``hwnn`` command line; return its exit status."""
+    setup_env()
+    try:
+        args = _parser().parse_args(argv)
+        return args.run(args)
+    except UsageError as error:
+        print(f"{error} (see --help)", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0   # the reader went away (``hwnn doctor | head``): nothing left to say
+    except USER_ERRORS as error:
+        print(f"hwnn: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hwnn: interrupted", file=sys.stderr)
+        return 130
+
+
+def run():
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

