@@ -1,0 +1,85 @@
+"""Random quantized layers and networks, for tests and benchmarks.
+
+They exercise every corner of the IR (all formats, both threshold directions, requantization
+with per-channel multipliers, accumulator outputs) without needing a trained model.
+"""
+
+import numpy as np
+
+from .formats import Format, signed_bits_for
+from .ir import Dense, Network, Requant, TensorFormat, Thresholds, accumulator_range
+
+__all__ = ["random_dense", "random_network"]
+
+
+def _random_values(rng, fmt: Format, shape):
+    return fmt.level_value(rng.integers(0, fmt.levels, size=shape))
+
+
+def random_dense(rng, in_features, out_features, *, in_format, weight_format, out_format=None,
+                 stage="thresholds", name="dense", mult_bits=16) -> Dense:
+    """A random :class:`Dense` layer.
+
+    ``stage`` is ``"thresholds"`` (random sorted thresholds inside the accumulator range, about
+    a quarter of the channels descending), ``"requant"`` (random multipliers and shifts that map
+    the accumulator range onto ``out_format``) or ``"accumulator"`` (``out_format`` ignored).
+    """
+    in_format, weight_format = Format.parse(in_format), Format.parse(weight_format)
+    weights = _random_values(rng, weight_format, (out_features, in_features))
+    if stage == "thresholds":
+        bias = np.zeros(out_features, dtype=np.int64)
+    else:
+        bias = rng.integers(-2 * in_features, 2 * in_features + 1, size=out_features)
+    lo, hi = accumulator_range(weights, bias, in_format)
+    input_ = TensorFormat(in_format, 1.0)
+    weight_scale = np.ones(out_features)
+    if stage == "accumulator":
+        output = TensorFormat(Format.int(signed_bits_for(lo.min(), hi.max())), weight_scale)
+        return Dense(name, weights, weight_format, weight_scale, bias, input_, output, None)
+    out_format = Format.parse(out_format)
+    output = TensorFormat(out_format, 1.0)
+    if stage == "thresholds":
+        # Thresholds drawn from the accumulators of random inputs, so every level occurs.
+        samples = _random_values(rng, in_format, (64, in_features)) @ weights.T + bias
+        picks = rng.integers(0, 64, size=(out_features, out_format.levels - 1))
+        values = np.sort(np.take_along_axis(samples.T, picks, axis=1), axis=1)
+        descending = rng.random(out_features) < 0.25
+        values = np.where(descending[:, None], values[:, ::-1], values)
+        return Dense(name, weights, weight_format, weight_scale, bias, input_, output,
+                     Thresholds(values, descending))
+    if stage != "requant":
+        raise ValueError(f"stage must be 'thresholds', 'requant' or 'accumulator', not {stage!r}")
+    reach = np.maximum(np.maximum(np.abs(lo), np.abs(hi)), 1)
+    ratio = out_format.levels / (2.0 * reach) * rng.uniform(0.5, 2.0, size=out_features)
+    shift = np.full(out_features, 20)
+    multiplier = np.clip(np.round(ratio * 2.0 ** 20), 1, (1 << mult_bits) - 1).astype(np.int64)
+    zero_point = 0 if out_format.signed else out_format.levels // 4
+    stage_params = Requant(multiplier, shift, mult_bits, zero_point, out_format.min_value,
+                           out_format.max_value)
+    return Dense(name, weights, weight_format, weight_scale, bias, input_, output, stage_params)
+
+
+def random_network(rng, sizes, *, weight_formats, act_formats, input_format="uint8",
+                   stages=None, name="random") -> Network:
+    """A random network with layer widths ``sizes`` (inputs first).
+
+    ``weight_formats`` has one entry per layer, ``act_formats`` one per hidden layer; the last
+    layer outputs its accumulators. ``stages`` (one per hidden layer) default to thresholds.
+    """
+    count = len(sizes) - 1
+    stages = stages or ["thresholds"] * (count - 1)
+    if len(weight_formats) != count or len(act_formats) != count - 1 \
+            or len(stages) != count - 1:
+        raise ValueError("weight_formats needs one entry per layer; act_formats and stages one "
+                         "per hidden layer")
+    layers, in_format = [], input_format
+    for index in range(count):
+        last = index == count - 1
+        layer = random_dense(rng, sizes[index], sizes[index + 1], in_format=in_format,
+                             weight_format=weight_formats[index],
+                             out_format=None if last else act_formats[index],
+                             stage="accumulator" if last else stages[index],
+                             name=f"dense{index}")
+        layers.append(layer)
+        in_format = layer.output.format
+    return Network(name, tuple(layers))

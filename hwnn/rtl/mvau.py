@@ -1,0 +1,370 @@
+"""Matrix-vector-activation unit: one dense layer as a folded streaming engine (FINN's MVAU).
+
+The layer's ``rows x cols`` weight matrix is folded onto ``pe`` processing elements (output
+neurons computed in parallel) each taking ``simd`` inputs per cycle. An input vector arrives as
+``SF = cols / simd`` beats; it is used for ``NF = rows / pe`` neuron folds (the first straight
+from the stream, the others from an input buffer), each of which takes ``SF`` cycles and yields
+one output beat of ``pe`` values. A new input vector can start as soon as the last fold of the
+previous one has been issued, so the unit computes one vector every ``NF * SF`` cycles.
+
+Lane arithmetic follows the formats of the layer: XNOR + popcount for binary weights and
+inputs (``dot = 2 * popcount - simd``), add / subtract / skip for ternary or binary weights and
+for binary inputs, multiply-accumulate otherwise. Weights live in an on-chip memory
+initialized from the IR, accumulators are exactly as wide as the IR's worst case, and the
+output stage (thresholds, requantization or the raw accumulator) is the IR's.
+"""
+
+
+import numpy as np
+from amaranth import *
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from ..quant.formats import Format
+from ..quant.ir import Dense, Requant, Thresholds
+from .arith import adder_tree, popcount
+from .layouts import Beat, pack_values
+
+__all__ = ["MatrixVectorUnit", "check_folding"]
+
+
+def _check_positive_int(name, value):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"MatrixVectorUnit {name} must be a positive integer, not {value!r}")
+    if value < 1:
+        raise ValueError(f"MatrixVectorUnit {name} must be a positive integer, not {value!r}")
+
+
+def check_folding(layer: Dense, pe, simd):
+    """Raise TypeError/ValueError unless ``pe`` divides the layer's rows and ``simd`` its
+    columns."""
+    _check_positive_int("pe", pe)
+    _check_positive_int("simd", simd)
+    if layer.out_features % pe:
+        divisors = [d for d in range(1, layer.out_features + 1) if layer.out_features % d == 0]
+        raise ValueError(f"Layer {layer.name!r}: pe must divide its {layer.out_features} "
+                         f"outputs ({', '.join(map(str, divisors))}), not {pe}")
+    if layer.in_features % simd:
+        divisors = [d for d in range(1, layer.in_features + 1) if layer.in_features % d == 0]
+        raise ValueError(f"Layer {layer.name!r}: simd must divide its {layer.in_features} "
+                         f"inputs ({', '.join(map(str, divisors))}), not {simd}")
+
+
+def _decode(bits, fmt: Format):
+    """Value of a code's bits: signed/unsigned for int formats, +-1 is handled by callers."""
+    return bits.as_signed() if fmt.signed else bits.as_unsigned()
+
+
+def _term(w_bits, x_bits, w_fmt: Format, x_fmt: Format):
+    """One product ``w * x`` without a multiplier where a factor is binary or ternary."""
+    if w_fmt.kind == "bipolar":
+        x = _decode(x_bits, x_fmt)
+        return Mux(w_bits[0], x, -x)
+    if x_fmt.kind == "bipolar":
+        w = _decode(w_bits, w_fmt)
+        return Mux(x_bits[0], w, -w)
+    x = _decode(x_bits, x_fmt)
+    if w_fmt == Format.ternary():
+        # 0b01 is +1, 0b11 is -1, 0b00 is 0: add, subtract or skip.
+        return Mux(w_bits[0], Mux(w_bits[1], -x, x), 0)
+    return _decode(w_bits, w_fmt) * x
+
+
+class MatrixVectorUnit(wiring.Component):
+    """Streaming dense layer ``out = stage(weights @ x + bias)`` folded onto ``pe x simd``
+    lanes.
+
+    An input vector is ``cols / simd`` beats of ``simd`` input codes; an output vector is
+    ``rows / pe`` beats of ``pe`` output codes, neurons in order, ``last`` set on the final one
+    (the input ``last`` is not used: framing is by count). The unit sustains one vector every
+    :attr:`cycles` cycles; the first output beat of a vector is transferred :attr:`latency`
+    cycles after its first input beat when the output is not back-pressured.
+
+    Parameters
+    ----------
+    layer : :class:`~hwnn.quant.ir.Dense`
+    pe, simd : folding; ``pe`` divides the rows, ``simd`` the columns.
+
+    Members
+    -------
+    i_stream : ``In(stream.Signature(Beat(simd, input width)))``
+    o_stream : ``Out(stream.Signature(Beat(pe, output width)))``
+    """
+
+    #: Pipeline registers between issuing a beat and writing its fold's result to the FIFO
+    #: (memory read, lane sums, accumulator, output stage), not counting the requantization
+    #: multiplier's extra register.
+    _STAGES = 4
+
+    def __init__(self, layer: Dense, *, pe=1, simd=1):
+        if not isinstance(layer, Dense):
+            raise TypeError(f"layer must be a Dense layer, not {layer!r}")
+        check_folding(layer, pe, simd)
+        self.layer, self.pe, self.simd = layer, pe, simd
+        self.neuron_folds = layer.out_features // pe
+        self.synapse_folds = layer.in_features // simd
+        self.in_width = layer.input.format.width
+        self.out_width = layer.output.format.width
+        self._depth = self._STAGES + (1 if isinstance(layer.stage, Requant) else 0)
+        self.fifo_depth = self._depth + 4
+        super().__init__({
+            "i_stream": In(stream.Signature(Beat(simd, self.in_width))),
+            "o_stream": Out(stream.Signature(Beat(pe, self.out_width))),
+        })
+
+    @property
+    def cycles(self) -> int:
+        """Cycles per input vector in steady state (``NF * SF``)."""
+        return self.neuron_folds * self.synapse_folds
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the transfer of a vector's first input beat to the transfer of its first
+        output beat, for an idle unit whose output is always ready."""
+        return self.synapse_folds + self._depth + 1
+
+    @property
+    def lanes(self) -> int:
+        return self.pe * self.simd
+
+    @property
+    def memory_bits(self) -> dict:
+        """Bits of on-chip memory by use: weights, input buffer, output-stage parameters."""
+        return {"weights": self.layer.weight_bits,
+                "input_buffer": (self.synapse_folds * self.simd * self.in_width
+                                 if self.neuron_folds > 1 else 0),
+                "parameters": sum(self._param_width(kind) * self.neuron_folds
+                                  for kind in self._param_words())}
+
+    # Memory images ----------------------------------------------------------------------------
+
+    def _weight_words(self):
+        layer, pe, simd = self.layer, self.pe, self.simd
+        patterns = layer.weight_format.encode(layer.weights)
+        words = []
+        for nf in range(self.neuron_folds):
+            for sf in range(self.synapse_folds):
+                block = patterns[nf * pe:(nf + 1) * pe, sf * simd:(sf + 1) * simd]
+                words.append(pack_values(block.reshape(-1), layer.weight_format.width))
+        return words
+
+    def _param_words(self) -> dict:
+        """Per-neuron-fold parameter words: ``{kind: [word per fold]}``."""
+        layer, pe = self.layer, self.pe
+        words = {}
+        acc_fmt = Format.int(layer.acc_bits)
+
+        def per_fold(columns, width):
+            return [pack_values(columns[nf * pe:(nf + 1) * pe].reshape(-1), width)
+                    for nf in range(self.neuron_folds)]
+
+        if np.any(layer.bias != 0):
+            words["bias"] = per_fold(acc_fmt.encode(layer.bias), layer.acc_bits)
+        stage = layer.stage
+        if isinstance(stage, Thresholds):
+            t_fmt = Format.int(layer.threshold_bits)
+            count = stage.values.shape[1]
+            words["thresholds"] = per_fold(
+                np.array([pack_values(t_fmt.encode(row), t_fmt.width) for row in stage.values],
+                         dtype=object), count * t_fmt.width)
+            if np.any(stage.descending):
+                words["descending"] = per_fold(stage.descending.astype(np.int64), 1)
+        elif isinstance(stage, Requant):
+            words["multiplier"] = per_fold(stage.multiplier, stage.mult_bits)
+            if np.any(stage.shift != stage.shift[0]):
+                words["shift"] = per_fold(stage.shift, 6)
+        return words
+
+    def _param_width(self, kind) -> int:
+        layer = self.layer
+        per_value = {"bias": layer.acc_bits, "descending": 1, "shift": 6}
+        if kind == "thresholds":
+            width = layer.stage.values.shape[1] * layer.threshold_bits
+        elif kind == "multiplier":
+            width = layer.stage.mult_bits
+        else:
+            width = per_value[kind]
+        return self.pe * width
+
+    # Hardware ---------------------------------------------------------------------------------
+
+    def _rom(self, m, name, words, width):
+        rom = m.submodules[name] = memory.Memory(shape=unsigned(width), depth=len(words),
+                                                 init=[int(word) for word in words])
+        return rom.read_port()
+
+    def _lane_sum(self, w_word, x_word):
+        """Combinational sum of one PE's ``simd`` products (a signed Value)."""
+        layer, simd = self.layer, self.simd
+        w_fmt, x_fmt = layer.weight_format, layer.input.format
+        if w_fmt.kind == "bipolar" and x_fmt.kind == "bipolar":
+            # XNOR-popcount: 2 * (agreements) - simd.
+            agreements = popcount(~(w_word ^ x_word))
+            return agreements * 2 - simd
+        ww, xw = w_fmt.width, x_fmt.width
+        return adder_tree(_term(w_word[i * ww:(i + 1) * ww], x_word[i * xw:(i + 1) * xw],
+                                w_fmt, x_fmt) for i in range(simd))
+
+    def _threshold_value(self, acc, thresholds, descending):
+        """Output value of one PE from its final accumulator and its thresholds word
+        (combinational): ``level = #(t <= acc)``, or ``#(acc <= t)`` where ``descending``."""
+        layer = self.layer
+        t_bits = layer.threshold_bits
+        hits = []
+        for i in range(layer.stage.values.shape[1]):
+            t = thresholds[i * t_bits:(i + 1) * t_bits].as_signed()
+            hit = acc >= t
+            if descending is not None:
+                hit = Mux(descending, acc <= t, hit)
+            hits.append(hit)
+        out_fmt = layer.output.format
+        return out_fmt.step * popcount(Cat(*hits)) + out_fmt.min_value
+
+    def elaborate(self, platform):
+        m = Module()
+        layer, pe, simd = self.layer, self.pe, self.simd
+        nf_count, sf_count = self.neuron_folds, self.synapse_folds
+        w_width, x_width = layer.weight_format.width, self.in_width
+        acc_bits = layer.acc_bits
+        out_fmt = layer.output.format
+
+        # Issue: one (neuron fold, synapse fold) beat per cycle when the FIFO has room for
+        # every result in flight and, on the first neuron fold, the input stream has a beat.
+        fifo = m.submodules.fifo = SyncFIFOBuffered(width=pe * self.out_width + 1,
+                                                    depth=self.fifo_depth)
+        nf = Signal(range(nf_count))
+        sf = Signal(range(sf_count))
+        address = Signal(range(nf_count * sf_count))
+        pending = Signal(range(self.fifo_depth + 1))     # folds issued, result not yet written
+        room = Signal()
+        issue = Signal()
+        from_stream = nf == 0
+        m.d.comb += [
+            room.eq(fifo.level + pending < self.fifo_depth),
+            self.i_stream.ready.eq(room & from_stream),
+            issue.eq(room & (~from_stream | self.i_stream.valid)),
+        ]
+        with m.If(issue):
+            m.d.sync += address.eq(Mux(address == nf_count * sf_count - 1, 0, address + 1))
+            m.d.sync += sf.eq(Mux(sf == sf_count - 1, 0, sf + 1))
+            with m.If(sf == sf_count - 1):
+                m.d.sync += nf.eq(Mux(nf == nf_count - 1, 0, nf + 1))
+
+        weights = self._rom(m, "weights", self._weight_words(), pe * simd * w_width)
+        m.d.comb += weights.addr.eq(address)
+
+        # Stage 1: weights and the input beat (from the stream register or the buffer).
+        valid1, first1, last1 = Signal(), Signal(), Signal()
+        nf1 = Signal.like(nf)
+        x_reg = Signal(simd * x_width)
+        m.d.sync += [valid1.eq(issue), first1.eq(sf == 0), last1.eq(sf == sf_count - 1),
+                     nf1.eq(nf), x_reg.eq(self.i_stream.payload.data)]
+        if nf_count > 1:
+            buffer = m.submodules.input_buffer = memory.Memory(
+                shape=unsigned(simd * x_width), depth=sf_count, init=[])
+            write = buffer.write_port()
+            read = buffer.read_port()
+            from_stream1 = Signal()
+            m.d.sync += from_stream1.eq(from_stream)
+            m.d.comb += [
+                write.addr.eq(sf), write.data.eq(self.i_stream.payload.data),
+                write.en.eq(issue & from_stream),
+                read.addr.eq(sf),
+            ]
+            x1 = Mux(from_stream1, x_reg, read.data)
+        else:
+            x1 = x_reg
+
+        # Stage 2: each PE's sum over its simd lanes.
+        valid2, first2, last2 = Signal(), Signal(), Signal()
+        nf2 = Signal.like(nf)
+        partial = [Signal(signed(acc_bits), name=f"partial_{p}") for p in range(pe)]
+        lane_width = simd * w_width
+        m.d.sync += [valid2.eq(valid1), first2.eq(first1), last2.eq(last1), nf2.eq(nf1)]
+        for p in range(pe):
+            m.d.sync += partial[p].eq(
+                self._lane_sum(weights.data[p * lane_width:(p + 1) * lane_width], x1))
+
+        # Stage 3: accumulate; a fold's accumulator is final when its last beat is added.
+        params = self._param_words()
+        ports = {kind: self._rom(m, kind, words, self._param_width(kind))
+                 for kind, words in params.items()}
+        if "bias" in ports:
+            m.d.comb += ports["bias"].addr.eq(nf1)       # read data lines up with stage 2
+        acc = [Signal(signed(acc_bits), name=f"acc_{p}") for p in range(pe)]
+        done3 = Signal()
+        nf3 = Signal.like(nf)
+        m.d.sync += [done3.eq(valid2 & last2), nf3.eq(nf2)]
+        with m.If(valid2):
+            for p in range(pe):
+                if "bias" in ports:
+                    start = ports["bias"].data[p * acc_bits:(p + 1) * acc_bits].as_signed()
+                else:
+                    start = 0
+                m.d.sync += acc[p].eq(Mux(first2, start, acc[p]) + partial[p])
+
+        # Stage 4 (and 5 for requantization): the output stage, per PE.
+        for kind in ports:
+            if kind != "bias":
+                m.d.comb += ports[kind].addr.eq(nf2)      # read data lines up with stage 3
+        stage = layer.stage
+        values = []
+        if isinstance(stage, Requant):
+            valid_out, nf_out = Signal(), Signal.like(nf)
+            valid4, nf4 = Signal(), Signal.like(nf)
+            m.d.sync += [valid4.eq(done3), nf4.eq(nf3), valid_out.eq(valid4), nf_out.eq(nf4)]
+            mult_bits = stage.mult_bits
+            product_bits = acc_bits + mult_bits + 1
+            shift4 = None
+            if "shift" in ports:
+                shift4 = [Signal(6, name=f"shift_{p}") for p in range(pe)]
+            for p in range(pe):
+                product = Signal(signed(product_bits), name=f"product_{p}")
+                multiplier = ports["multiplier"].data[p * mult_bits:(p + 1) * mult_bits]
+                m.d.sync += product.eq(acc[p] * multiplier)
+                if shift4 is not None:
+                    m.d.sync += shift4[p].eq(ports["shift"].data[p * 6:(p + 1) * 6])
+                    amount = shift4[p]
+                    rounding = (Const(1, product_bits + 1) << amount) >> 1
+                else:
+                    amount = int(stage.shift[0])
+                    rounding = (1 << amount) >> 1
+                scaled = ((product + rounding) >> amount) + stage.zero_point
+                value = Signal(signed(out_fmt.width + 1), name=f"value_{p}")
+                m.d.sync += value.eq(Mux(scaled < stage.lo, stage.lo,
+                                         Mux(scaled > stage.hi, stage.hi, scaled)))
+                values.append(value)
+        else:
+            valid_out, nf_out = Signal(), Signal.like(nf)
+            m.d.sync += [valid_out.eq(done3), nf_out.eq(nf3)]
+            for p in range(pe):
+                if isinstance(stage, Thresholds):
+                    t_width = self._param_width("thresholds") // pe
+                    result = self._threshold_value(
+                        acc[p], ports["thresholds"].data[p * t_width:(p + 1) * t_width],
+                        ports["descending"].data[p] if "descending" in ports else None)
+                else:
+                    result = acc[p]
+                value = Signal(signed(max(out_fmt.width, acc_bits) + 2), name=f"value_{p}")
+                m.d.sync += value.eq(result)
+                values.append(value)
+
+        # Result into the FIFO: values in their output encoding, last on the final fold.
+        if out_fmt.kind == "bipolar":
+            codes = [value > 0 for value in values]
+        else:
+            codes = [value[:out_fmt.width] for value in values]
+        m.d.comb += [
+            fifo.w_en.eq(valid_out),
+            fifo.w_data.eq(Cat(*codes, nf_out == nf_count - 1)),
+        ]
+        finishing = issue & (sf == sf_count - 1)
+        m.d.sync += pending.eq(pending + finishing - valid_out)
+
+        m.d.comb += [
+            self.o_stream.payload.eq(fifo.r_data),
+            self.o_stream.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(self.o_stream.ready),
+        ]
+        return m

@@ -1,0 +1,113 @@
+# amaranth: UnusedElaboratable=no
+"""The matrix-vector-activation unit in Amaranth's simulator against the golden model."""
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+
+from hwnn.quant.synthetic import random_dense
+from hwnn.rtl.layouts import pack_values, unpack_values
+from hwnn.rtl.mvau import MatrixVectorUnit
+from hwnn.sim.golden import dense_accumulate, output_stage
+from hwnn.sim.pysim import run_stream
+
+
+def _input_beats(layer, codes, simd):
+    patterns = layer.input.format.encode(codes)
+    beats = []
+    for vector in patterns:
+        chunks = vector.reshape(-1, simd)
+        for index, chunk in enumerate(chunks):
+            beats.append({"data": pack_values(chunk, layer.input.format.width),
+                          "last": int(index == len(chunks) - 1)})
+    return beats
+
+
+def _output_values(layer, outputs, pe):
+    fmt = layer.output.format
+    values = []
+    for beat in outputs:
+        values.extend(fmt.decode(unpack_values(beat.data, pe, fmt.width)))
+    return np.array(values, dtype=np.int64).reshape(-1, layer.out_features)
+
+
+def run_unit(layer, codes, pe, simd, seed, input_cycles=None):
+    dut = MatrixVectorUnit(layer, pe=pe, simd=simd)
+    outputs, cycles = run_stream(dut, i_stream=dut.i_stream, o_stream=dut.o_stream,
+                                 inputs=_input_beats(layer, codes, simd),
+                                 n_outputs=len(codes) * dut.neuron_folds, seed=seed,
+                                 input_cycles=input_cycles)
+    lasts = [int(beat.last) for beat in outputs]
+    assert lasts == ([0] * (dut.neuron_folds - 1) + [1]) * len(codes)
+    return dut, _output_values(layer, outputs, pe), cycles
+
+
+LAYERS = [
+    # (in, out, input format, weight format, output format, stage)
+    (12, 6, "binary", "binary", "binary", "thresholds"),
+    (12, 6, "uint4", "ternary", "uint2", "thresholds"),
+    (12, 6, "int4", "int4", "int4", "requant"),
+    (12, 4, "uint8", "int8", None, "accumulator"),
+    (6, 4, "binary", "int3", "uint3", "thresholds"),
+    (6, 4, "uint3", "binary", "int8", "requant"),
+]
+
+
+@pytest.mark.parametrize("shape", LAYERS, ids=lambda s: f"{s[2]}x{s[3]}->{s[4] or 'acc'}")
+@pytest.mark.parametrize("pe, simd", [(1, 1), (2, 3), ("all", "all")])
+@pytest.mark.parametrize("seed", [None, 1])
+def test_matches_golden(shape, pe, simd, seed):
+    in_features, out_features, in_format, weight_format, out_format, stage = shape
+    rng = np.random.default_rng(7)
+    layer = random_dense(rng, in_features, out_features, in_format=in_format,
+                         weight_format=weight_format, out_format=out_format, stage=stage)
+    pe = out_features if pe == "all" else pe
+    simd = in_features if simd == "all" else simd
+    codes = layer.input.format.level_value(
+        rng.integers(0, layer.input.format.levels, size=(6, in_features)))
+    _, actual, _ = run_unit(layer, codes, pe, simd, seed)
+    expected = output_stage(layer, dense_accumulate(layer, codes))
+    for index, (want, got) in enumerate(zip(expected, actual, strict=True)):
+        assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
+
+
+@pytest.mark.parametrize("stage, out_format", [("requant", "uint4"), ("thresholds", "uint2"),
+                                               ("accumulator", None)])
+@pytest.mark.parametrize("pe, simd", [(1, 1), (2, 4), (4, 8)])
+def test_throughput_and_latency(stage, out_format, pe, simd):
+    rng = np.random.default_rng(3)
+    layer = random_dense(rng, 8, 4, in_format="uint4", weight_format="int4",
+                         out_format=out_format, stage=stage)
+    codes = rng.integers(0, 16, size=(8, 8))
+    accepted = []
+    dut, _, cycles = run_unit(layer, codes, pe, simd, None, accepted)
+    assert cycles[0] - accepted[0] == dut.latency
+    per_vector = cycles[dut.neuron_folds - 1::dut.neuron_folds]
+    steady = np.diff(per_vector[2:])
+    assert list(steady) == [dut.cycles] * len(steady)
+
+
+@pytest.mark.parametrize("pe, simd, error, message", [
+    (0, 1, ValueError, r"^MatrixVectorUnit pe must be a positive integer, not 0$"),
+    (1, True, TypeError, r"^MatrixVectorUnit simd must be a positive integer, not True$"),
+    (3, 1, ValueError, r"^Layer 'dense': pe must divide its 4 outputs \(1, 2, 4\), not 3$"),
+    (1, 5, ValueError, r"^Layer 'dense': simd must divide its 8 inputs \(1, 2, 4, 8\), not 5$"),
+])
+def test_rejects_bad_folding(pe, simd, error, message):
+    layer = random_dense(np.random.default_rng(0), 8, 4, in_format="uint4",
+                         weight_format="int4", out_format="uint4", stage="requant")
+    with pytest.raises(error, match=message):
+        MatrixVectorUnit(layer, pe=pe, simd=simd)
+
+
+def test_rejects_non_layer():
+    with pytest.raises(TypeError, match=r"^layer must be a Dense layer, not 'dense0'$"):
+        MatrixVectorUnit("dense0", pe=1, simd=1)
+
+
+def test_converts_to_verilog_with_weights_in_memory():
+    layer = random_dense(np.random.default_rng(0), 8, 4, in_format="binary",
+                         weight_format="binary", out_format="binary", stage="thresholds")
+    text = verilog.convert(MatrixVectorUnit(layer, pe=2, simd=4), name="mvau")
+    assert "module mvau" in text and "i_stream__payload" in text and "o_stream__valid" in text
+    assert "reg [7:0] weights" in text
