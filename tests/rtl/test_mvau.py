@@ -6,40 +6,23 @@ import pytest
 from amaranth.back import verilog
 
 from hwnn.quant.synthetic import random_dense
-from hwnn.rtl.layouts import pack_values, unpack_values
 from hwnn.rtl.mvau import MatrixVectorUnit
+from hwnn.sim.beats import beats_to_vectors, vectors_to_beats
 from hwnn.sim.golden import dense_accumulate, output_stage
 from hwnn.sim.pysim import run_stream
-
-
-def _input_beats(layer, codes, simd):
-    patterns = layer.input.format.encode(codes)
-    beats = []
-    for vector in patterns:
-        chunks = vector.reshape(-1, simd)
-        for index, chunk in enumerate(chunks):
-            beats.append({"data": pack_values(chunk, layer.input.format.width),
-                          "last": int(index == len(chunks) - 1)})
-    return beats
-
-
-def _output_values(layer, outputs, pe):
-    fmt = layer.output.format
-    values = []
-    for beat in outputs:
-        values.extend(fmt.decode(unpack_values(beat.data, pe, fmt.width)))
-    return np.array(values, dtype=np.int64).reshape(-1, layer.out_features)
 
 
 def run_unit(layer, codes, pe, simd, seed, input_cycles=None):
     dut = MatrixVectorUnit(layer, pe=pe, simd=simd)
     outputs, cycles = run_stream(dut, i_stream=dut.i_stream, o_stream=dut.o_stream,
-                                 inputs=_input_beats(layer, codes, simd),
+                                 inputs=vectors_to_beats(codes, layer.input.format, simd),
                                  n_outputs=len(codes) * dut.neuron_folds, seed=seed,
                                  input_cycles=input_cycles)
     lasts = [int(beat.last) for beat in outputs]
     assert lasts == ([0] * (dut.neuron_folds - 1) + [1]) * len(codes)
-    return dut, _output_values(layer, outputs, pe), cycles
+    actual = beats_to_vectors([beat.data for beat in outputs], layer.output.format, pe,
+                              layer.out_features)
+    return dut, actual, cycles
 
 
 LAYERS = [

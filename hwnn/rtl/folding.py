@@ -1,0 +1,108 @@
+"""Folding of a dataflow design: how many lanes (``pe`` x ``simd``) each layer gets.
+
+A layer with ``rows x cols`` weights folded to ``pe`` and ``simd`` takes
+``(rows / pe) * (cols / simd)`` cycles per vector on ``pe * simd`` lanes; the design's
+throughput is set by its slowest layer. :func:`auto_folding` picks, under a total lane budget,
+the folding with the fewest cycles per inference, then the fewest lanes.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..quant.ir import Network
+
+__all__ = ["LayerFold", "auto_folding", "fold_from_file", "fold_from_mapping",
+           "fully_parallel", "unfolded"]
+
+
+@dataclass(frozen=True)
+class LayerFold:
+    """``pe`` output neurons and ``simd`` inputs per cycle for one layer."""
+    pe:   int
+    simd: int
+
+    @property
+    def lanes(self) -> int:
+        return self.pe * self.simd
+
+
+def _divisors(n):
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _cycles(layer, fold):
+    return (layer.out_features // fold.pe) * (layer.in_features // fold.simd)
+
+
+def _cheapest(layer, target):
+    """The fold of ``layer`` with fewest lanes taking at most ``target`` cycles (ties: the
+    most balanced pe/simd, then the larger simd)."""
+    options = [LayerFold(pe, simd) for pe in _divisors(layer.out_features)
+               for simd in _divisors(layer.in_features)]
+    options = [fold for fold in options if _cycles(layer, fold) <= target]
+    return min(options, key=lambda f: (f.lanes, abs(f.pe - f.simd), -f.simd))
+
+
+def unfolded(network: Network) -> tuple[LayerFold, ...]:
+    """One lane per layer (pe = simd = 1)."""
+    return tuple(LayerFold(1, 1) for _ in network.layers)
+
+
+def fully_parallel(network: Network) -> tuple[LayerFold, ...]:
+    """Every weight its own lane: one cycle per vector in every layer."""
+    return tuple(LayerFold(layer.out_features, layer.in_features) for layer in network.layers)
+
+
+def auto_folding(network: Network, max_lanes: int) -> tuple[LayerFold, ...]:
+    """The fastest folding whose total lanes stay within ``max_lanes``."""
+    if not isinstance(max_lanes, int) or isinstance(max_lanes, bool):
+        raise TypeError(f"max_lanes must be a positive integer, not {max_lanes!r}")
+    minimum = len(network.layers)
+    if max_lanes < minimum:
+        raise ValueError(f"max_lanes must be at least {minimum} (one lane per layer), "
+                         f"not {max_lanes}")
+    targets = sorted({_cycles(layer, LayerFold(pe, simd)) for layer in network.layers
+                      for pe in _divisors(layer.out_features)
+                      for simd in _divisors(layer.in_features)})
+    for target in targets:
+        if target < max(_cycles(layer, LayerFold(layer.out_features, layer.in_features))
+                        for layer in network.layers):
+            continue
+        folds = tuple(_cheapest(layer, target) for layer in network.layers)
+        if sum(fold.lanes for fold in folds) <= max_lanes:
+            return folds
+    return unfolded(network)   # not reached: the slowest target is the unfolded design
+
+
+def fold_from_mapping(network: Network, mapping) -> tuple[LayerFold, ...]:
+    """Folding from ``{layer name: {"pe": P, "simd": S}}`` naming every layer."""
+    if not isinstance(mapping, dict):
+        raise ValueError(f"A folding must map layer names to {{'pe': P, 'simd': S}}, not "
+                         f"{type(mapping).__name__}")
+    names = [layer.name for layer in network.layers]
+    if unknown := sorted(set(mapping) - set(names)):
+        raise ValueError(f"Folding names unknown layers {', '.join(map(repr, unknown))}; the "
+                         f"network's layers are {', '.join(names)}")
+    if missing := [name for name in names if name not in mapping]:
+        raise ValueError(f"Folding is missing layers {', '.join(map(repr, missing))}")
+    folds = []
+    for name in names:
+        entry = mapping[name]
+        if not isinstance(entry, dict) or set(entry) != {"pe", "simd"}:
+            raise ValueError(f"Folding of layer {name!r} must be {{'pe': P, 'simd': S}}, not "
+                             f"{entry!r}")
+        folds.append(LayerFold(entry["pe"], entry["simd"]))
+    return tuple(folds)
+
+
+def fold_from_file(network: Network, path) -> tuple[LayerFold, ...]:
+    """Folding from a JSON file holding the mapping of :func:`fold_from_mapping`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No fold file at {str(path)!r}")
+    try:
+        mapping = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"Fold file {str(path)!r} is not valid JSON: {error}") from None
+    return fold_from_mapping(network, mapping)

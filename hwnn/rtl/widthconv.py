@@ -1,0 +1,154 @@
+"""Stream width conversion between beats of different value counts."""
+
+from math import gcd
+
+from amaranth import *
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layouts import Beat
+
+__all__ = ["WidthConverter"]
+
+
+def _check_positive_int(name, value):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"WidthConverter {name} must be a positive integer, not {value!r}")
+    if value < 1:
+        raise ValueError(f"WidthConverter {name} must be a positive integer, not {value!r}")
+
+
+class WidthConverter(wiring.Component):
+    """Repack a stream of ``in_count``-value beats into a stream of ``out_count``-value beats.
+
+    The output carries exactly the input's sequence of values, in order: element 0 of the
+    first input beat is element 0 of the first output beat. Values are grouped in vectors of
+    ``vector`` values, and ``last`` is set on the output beat that holds the final value of each
+    vector. Framing is by count: the input ``last`` is ignored, so the input must deliver whole
+    vectors. When ``in_count == out_count`` the converter is a plain wire-through (no
+    registers, zero latency) and passes the input ``last`` through unchanged instead.
+
+    The converter is never the bottleneck: with a producer and a consumer at full rate it
+    sustains ``max(vector // in_count, vector // out_count)`` cycles per vector, accepting an
+    input beat in the same cycle as it emits an output beat. ``i_stream.ready`` therefore
+    depends combinationally on ``o_stream.ready`` (allowed by the stream rules); ``o_stream``
+    is driven from registers only, and its payload is stable while ``valid & ~ready``.
+
+    Parameters
+    ----------
+    width : int
+        Bits per value.
+    in_count : int
+        Values per input beat.
+    out_count : int
+        Values per output beat.
+    vector : int
+        Values per vector; a multiple of both ``in_count`` and ``out_count``.
+
+    Members
+    -------
+    i_stream : ``In(stream.Signature(Beat(in_count, width)))``
+        Input beats. ``last`` is ignored unless ``in_count == out_count``.
+    o_stream : ``Out(stream.Signature(Beat(out_count, width)))``
+        Output beats, ``last`` set on the final beat of each vector.
+    width, in_count, out_count, vector : int
+        The parameters (read-only).
+    latency : int
+        Cycles from the acceptance of an input beat to the earliest output beat holding its
+        values: 0 for the wire-through, otherwise 1.
+    """
+
+    def __init__(self, width, in_count, out_count, vector):
+        for name, value in (("width", width), ("in_count", in_count),
+                            ("out_count", out_count), ("vector", vector)):
+            _check_positive_int(name, value)
+        if vector % in_count or vector % out_count:
+            raise ValueError(f"WidthConverter vector must be a multiple of in_count {in_count} "
+                             f"and out_count {out_count}, not {vector!r}")
+        self._width = width
+        self._in_count = in_count
+        self._out_count = out_count
+        self._vector = vector
+        super().__init__({
+            "i_stream": In(stream.Signature(Beat(in_count, width))),
+            "o_stream": Out(stream.Signature(Beat(out_count, width))),
+        })
+
+    @property
+    def width(self):
+        return self._width
+
+    @property
+    def in_count(self):
+        return self._in_count
+
+    @property
+    def out_count(self):
+        return self._out_count
+
+    @property
+    def vector(self):
+        return self._vector
+
+    @property
+    def latency(self):
+        return 0 if self._in_count == self._out_count else 1
+
+    def elaborate(self, platform):
+        m = Module()
+
+        i_stream, o_stream = self.i_stream, self.o_stream
+        w, n_in, n_out = self._width, self._in_count, self._out_count
+
+        if n_in == n_out:
+            m.d.comb += [
+                o_stream.payload.eq(i_stream.payload),
+                o_stream.valid.eq(i_stream.valid),
+                i_stream.ready.eq(o_stream.ready),
+            ]
+            return m
+
+        # Both counts are multiples of `step`, so the fill level always is one too, and a
+        # capacity of `n_in + n_out - step` values is exactly what the largest level needs
+        # (the largest multiple of `step` not above `n_in + n_out - 1`).
+        step = gcd(n_in, n_out)
+        capacity = n_in + n_out - step
+        held = Signal(capacity * w)          # the held values, the oldest in the LSBs
+        level = Signal(range(capacity + 1))  # how many values `held` holds
+        kept = Signal.like(level)            # how many remain after this cycle's emission
+
+        emit = Signal()
+        accept = Signal()
+        m.d.comb += [
+            o_stream.valid.eq(level >= n_out),
+            o_stream.payload.data.eq(held[:n_out * w]),
+            emit.eq(o_stream.valid & o_stream.ready),
+            kept.eq(Mux(emit, level - n_out, level)),
+            # Room for a whole input beat: `kept + n_in <= capacity`, i.e. `kept < n_out`.
+            i_stream.ready.eq(kept < n_out),
+            accept.eq(i_stream.valid & i_stream.ready),
+        ]
+
+        # Emission shifts the held values down by one output beat (a constant shift); an
+        # accepted input beat lands just above the values kept (a constant slice per level).
+        with m.If(emit):
+            m.d.sync += held.eq(held[n_out * w:])
+        with m.If(accept):
+            with m.Switch(kept):
+                for position in range(0, n_out, step):
+                    with m.Case(position):
+                        m.d.sync += held[position * w:(position + n_in) * w].eq(
+                            i_stream.payload.data)
+        m.d.sync += level.eq(kept + Mux(accept, n_in, 0))
+
+        # Output beats never straddle vectors (`vector` is a multiple of `n_out`): count them.
+        beats = self._vector // n_out
+        if beats == 1:
+            m.d.comb += o_stream.payload.last.eq(1)
+        else:
+            beat = Signal(range(beats))
+            m.d.comb += o_stream.payload.last.eq(beat == beats - 1)
+            with m.If(emit):
+                m.d.sync += beat.eq(Mux(beat == beats - 1, 0, beat + 1))
+
+        return m

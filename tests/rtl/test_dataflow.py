@@ -1,0 +1,68 @@
+# amaranth: UnusedElaboratable=no
+"""Whole dataflow designs in Amaranth's simulator against the golden model."""
+
+import numpy as np
+import pytest
+
+from hwnn.quant.synthetic import random_network
+from hwnn.rtl.dataflow import DataflowAccelerator
+from hwnn.rtl.folding import LayerFold, auto_folding, fully_parallel, unfolded
+from hwnn.sim.beats import beats_to_vectors, vectors_to_beats
+from hwnn.sim.golden import run_network
+from hwnn.sim.pysim import run_stream
+
+NETWORKS = {
+    "binary": dict(sizes=[16, 12, 8, 4], weight_formats=["binary"] * 3,
+                   act_formats=["binary", "binary"], input_format="binary"),
+    "ternary": dict(sizes=[12, 8, 6, 4], weight_formats=["ternary"] * 3,
+                    act_formats=["uint4", "uint2"]),
+    "int4": dict(sizes=[8, 8, 4], weight_formats=["int4", "int4"], act_formats=["int4"],
+                 stages=["requant"], input_format="int4"),
+    "int8": dict(sizes=[8, 6, 4], weight_formats=["int8", "int8"], act_formats=["uint8"],
+                 stages=["requant"]),
+    "mixed": dict(sizes=[12, 8, 6, 4], weight_formats=["int8", "ternary", "binary"],
+                  act_formats=["uint3", "binary"], stages=["thresholds", "thresholds"]),
+}
+
+
+def simulate(network, folding, codes, seed):
+    dut = DataflowAccelerator(network, folding)
+    first, last = dut.units[0], dut.units[-1]
+    outputs, cycles = run_stream(
+        dut, i_stream=dut.i_stream, o_stream=dut.o_stream,
+        inputs=vectors_to_beats(codes, network.input.format, first.simd),
+        n_outputs=len(codes) * last.neuron_folds, seed=seed, timeout=5000)
+    actual = beats_to_vectors([beat.data for beat in outputs], network.output.format, last.pe,
+                              network.out_features)
+    return dut, actual, cycles
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+@pytest.mark.parametrize("fold", ["unfolded", "auto", "parallel"])
+@pytest.mark.parametrize("seed", [None, 3])
+def test_matches_golden(name, fold, seed):
+    rng = np.random.default_rng(11)
+    network = random_network(rng, **NETWORKS[name])
+    folding = {"unfolded": unfolded, "parallel": fully_parallel,
+               "auto": lambda n: auto_folding(n, 24)}[fold](network)
+    fmt = network.input.format
+    codes = fmt.level_value(rng.integers(0, fmt.levels, size=(5, network.in_features)))
+    _, actual, _ = simulate(network, folding, codes, seed)
+    expected, trace = run_network(network, codes, trace=True)
+    for index, (want, got) in enumerate(zip(expected, actual, strict=True)):
+        assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
+
+
+@pytest.mark.parametrize("folding", [
+    (LayerFold(1, 1), LayerFold(1, 1), LayerFold(1, 1)),
+    (LayerFold(2, 4), LayerFold(1, 2), LayerFold(2, 2)),
+    (LayerFold(4, 2), LayerFold(2, 4), LayerFold(1, 1)),
+])
+def test_steady_state_throughput_is_the_slowest_layer(folding):
+    rng = np.random.default_rng(5)
+    network = random_network(rng, **NETWORKS["ternary"])
+    codes = rng.integers(0, 256, size=(10, network.in_features))
+    dut, _, cycles = simulate(network, folding, codes, None)
+    per_vector = cycles[dut.units[-1].neuron_folds - 1::dut.units[-1].neuron_folds]
+    steady = np.diff(per_vector[4:])
+    assert max(steady) <= 1.05 * dut.cycles, (list(steady), dut.cycles)
