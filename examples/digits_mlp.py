@@ -5,30 +5,12 @@ is downloaded. It prints, for each scheme, the per-layer table and the accuracy 
 model and of the golden model (the integer network exactly as the hardware computes it).
 """
 
-import warnings
-
-from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
-from sklearn.neural_network import MLPClassifier
-
+from hwnn.demo import train_digits_mlp
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.report import float_predictions, golden_predictions, layer_table
 
 #: (weights, activations) schemes compared by this example.
 SCHEMES = (("int8", "uint8"), ("int4", "uint4"), ("ternary", "uint4"))
-
-
-def train_digits_mlp(seed=0):
-    """Train a 64-64-32-10 MLP on 70% of the digits; return the model and the data split."""
-    x, y = load_digits(return_X_y=True)
-    x = x / 16.0                       # pixels 0..16 -> 0..1
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, random_state=seed,
-                                                        stratify=y)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model = MLPClassifier((64, 32), max_iter=300, random_state=seed).fit(x_train, y_train)
-    return model, (x_train, x_test, y_train, y_test)
 
 
 def main(seed=0, verbose=True) -> dict:

@@ -9,11 +9,14 @@ import argparse
 import sys
 
 from . import __version__
+from .errors import ToolError
 from .toolchain import setup_env
 
 __all__ = ["main", "run"]
 
-USER_ERRORS = (ValueError, TypeError, OSError)
+USER_ERRORS = (ValueError, TypeError, OSError, ToolError)
+ARCHS = ("dataflow",)
+DEFAULT_LANES = 256
 
 
 class UsageError(Exception):
@@ -69,6 +72,78 @@ def _cmd_quantize(args) -> int:
     return 0
 
 
+def _cmd_compile(args) -> int:
+    from .generate import generate, load_design
+    from .quant import Network
+    from .report import format_table
+
+    network = Network.load(args.network)
+    if args.fold != "auto" and args.max_lanes is not None:
+        raise ValueError("--max-lanes applies to --fold auto only, not to a fold file")
+    path = generate(network, args.output, arch=args.arch, fold=args.fold,
+                    max_lanes=args.max_lanes or DEFAULT_LANES)
+    manifest = load_design(path).manifest
+    rows = [(layer["name"], f"{layer['in_features']}->{layer['out_features']}", layer["pe"],
+             layer["simd"], layer["lanes"], layer["cycles"], layer["latency"], layer["stage"],
+             sum(layer["memory_bits"].values())) for layer in manifest["layers"]]
+    print(format_table(("layer", "shape", "pe", "simd", "lanes", "cycles", "latency", "stage",
+                        "memory bits"), rows, right={2, 3, 4, 5, 6, 8}))
+    print(f"\n{manifest['lanes']} lanes, {manifest['cycles_per_inference']} cycles per inference "
+          f"(slowest layer), {manifest['weight_bits']} weight bits")
+    print(f"wrote {path}/ ({manifest['verilog']}, manifest.json, network.hwnn.npz, vectors/)")
+    return 0
+
+
+def _simulation_inputs(design, path):
+    import numpy as np
+
+    from .arrays import load_inputs
+    if path is None:
+        return np.load(design.path / design.manifest["vectors"]["inputs"])
+    values = load_inputs(path)
+    if values.dtype.kind == "f":
+        # Real values: quantize them as the network's input quantizer does.
+        if values.shape[1:] != (design.network.in_features,):
+            raise ValueError(f"Inputs must have shape (N, {design.network.in_features}) for "
+                             f"this design, not {values.shape}")
+        return design.network.quantize_input(values)
+    return values
+
+
+def _cmd_simulate(args) -> int:
+    from .generate import load_design
+    from .sim.simulate import simulate
+
+    design = load_design(args.design)
+    codes = _simulation_inputs(design, args.inputs)
+    print(f"simulating {len(codes)} inputs on {args.simulator}"
+          + (" with random backpressure" if args.backpressure else "") + " ...", flush=True)
+    result = simulate(design, codes, simulator=args.simulator, backpressure=args.backpressure,
+                      seed=args.seed, waves=args.waves)
+    for mismatch in result.mismatches[:5]:
+        print(f"MISMATCH {mismatch.describe()}")
+    if len(result.mismatches) > 5:
+        print(f"... and {len(result.mismatches) - 5} more mismatches")
+    print(result.summary())
+    if args.waves:
+        print(f"waveforms in {design.path / 'sim' / args.simulator}")
+    return 0 if result.passed else 1
+
+
+def _cmd_demo(args) -> int:
+    from .demo import demo_table, run_demo
+
+    rows = run_demo(args.output, simulator=args.simulator, max_lanes=args.max_lanes,
+                    log=lambda text: print(text, flush=True))
+    print()
+    print(demo_table(rows))
+    print("\ngolden == RTL on every test image" if all(row.mismatches == 0 for row in rows)
+          else "\nRTL MISMATCHES the golden model")
+    for row in rows:
+        print(f"{row.scheme}: Verilog, manifest and vectors in {row.design}/")
+    return 0 if all(row.mismatches == 0 for row in rows) else 1
+
+
 def _parser():
     parser = _Parser(prog="hwnn", description="Trained neural networks to verified FPGA "
                      "accelerators, with pip and open tools.")
@@ -104,6 +179,41 @@ def _parser():
     quantize.add_argument("--name", default="net", help="network name (default net)")
     quantize.add_argument("-o", "--output", required=True, help="output file, NAME.hwnn.npz")
     quantize.set_defaults(run=_cmd_quantize)
+
+    compile_ = commands.add_parser(
+        "compile", help="generate a verified-by-simulation accelerator design from a network",
+        description="Generate Verilog, manifest.json, the network and golden test vectors in "
+                    "OUT/.")
+    compile_.add_argument("network", help="network file (.hwnn.npz from hwnn quantize)")
+    compile_.add_argument("--arch", choices=ARCHS, default="dataflow")
+    compile_.add_argument("--fold", default="auto",
+                          help="'auto' (fastest within --max-lanes) or a JSON fold file "
+                               "{layer: {\"pe\": P, \"simd\": S}}")
+    compile_.add_argument("--max-lanes", type=int, default=None,
+                          help=f"lane budget for --fold auto (default {DEFAULT_LANES})")
+    compile_.add_argument("-o", "--output", required=True, help="output design folder")
+    compile_.set_defaults(run=_cmd_compile)
+
+    simulate = commands.add_parser(
+        "simulate", help="run inputs through a design's RTL and compare with the golden model")
+    simulate.add_argument("design", help="design folder from hwnn compile")
+    simulate.add_argument("--inputs", help="inputs .npy (or .npz with x): integer codes, or "
+                                           "real values to quantize (default: the design's "
+                                           "golden vectors)")
+    simulate.add_argument("--simulator", choices=("verilator", "icarus", "amaranth"),
+                          default="verilator")
+    simulate.add_argument("--backpressure", action="store_true",
+                          help="stall both streams at random (seeded by --seed)")
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--waves", action="store_true", help="write waveforms")
+    simulate.set_defaults(run=_cmd_simulate)
+
+    demo = commands.add_parser("demo", help="the whole flow on scikit-learn's digits")
+    demo.add_argument("-o", "--output", default="hwnn-demo", help="folder (default hwnn-demo)")
+    demo.add_argument("--simulator", choices=("verilator", "icarus", "amaranth"),
+                      default="verilator")
+    demo.add_argument("--max-lanes", type=int, default=128)
+    demo.set_defaults(run=_cmd_demo)
     return parser
 
 

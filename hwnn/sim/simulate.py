@@ -1,0 +1,199 @@
+"""Simulate a generated design on input vectors and compare it with the golden model.
+
+:func:`simulate` streams every input vector back to back through the design, with Verilator
+or Icarus under cocotb, or with Amaranth's simulator, optionally with seeded random stalls on
+both streams, and returns a :class:`SimulationResult`: the outputs, the mismatches against the
+golden model, and the measured cycles per inference (steady state) and latency.
+"""
+
+import json
+import math
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hwnn.errors import ToolError
+from hwnn.generate import Design, load_design
+from hwnn.sim.beats import beats_to_vectors, vectors_to_beats
+from hwnn.sim.golden import run_network
+
+__all__ = ["SIMULATORS", "Mismatch", "SimulationError", "SimulationResult", "simulate"]
+
+SIMULATORS = ("verilator", "icarus", "amaranth")
+
+
+class SimulationError(ToolError):
+    """A simulator could not build or run a design (the log file says why)."""
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One input whose output codes differ from the golden model's."""
+    index:    int
+    expected: list
+    actual:   list
+    layers:   dict = field(default_factory=dict)   # golden per-layer outputs, for the report
+
+    def describe(self) -> str:
+        channels = [i for i, (a, b) in enumerate(zip(self.expected, self.actual, strict=True))
+                    if a != b]
+        return (f"input {self.index}, layer {self.layers.get('output_layer', '?')} (output): "
+                f"expected {self.expected}, got {self.actual} (channels {channels} differ)")
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Outputs of a simulation and their comparison with the golden model."""
+    simulator:  str
+    outputs:    np.ndarray
+    expected:   np.ndarray
+    mismatches: list
+    cycles_per_inference: float | None   # steady state, None when too few inputs or stalled
+    latency:    int | None                # first input beat to first output beat
+    ideal_cycles: int
+    total_cycles: int
+
+    @property
+    def passed(self) -> bool:
+        return not self.mismatches
+
+    def summary(self) -> str:
+        count = len(self.expected)
+        lines = [f"{self.simulator}: {count - len(self.mismatches)}/{count} inputs match the "
+                 f"golden model" + ("" if self.passed else f", {len(self.mismatches)} MISMATCH")]
+        if self.cycles_per_inference is not None:
+            lines.append(f"cycles per inference {self.cycles_per_inference:.2f} (ideal "
+                         f"{self.ideal_cycles}, ratio "
+                         f"{self.cycles_per_inference / self.ideal_cycles:.3f}), latency "
+                         f"{self.latency} cycles, {self.total_cycles} cycles in all")
+        return "\n".join(lines)
+
+
+def _check_inputs(design: Design, codes):
+    network = design.network
+    codes = np.asarray(codes)
+    if codes.dtype.kind not in "iu":
+        raise ValueError(f"Inputs must be integer codes of format {network.input.format}, not "
+                         f"{codes.dtype} values (quantize real inputs with the network first)")
+    if codes.ndim != 2 or codes.shape[1] != network.in_features:
+        raise ValueError(f"Inputs must have shape (N, {network.in_features}) for this design, "
+                         f"not {codes.shape}")
+    if len(codes) == 0:
+        raise ValueError("There are no inputs to simulate")
+    fmt = network.input.format
+    if not fmt.contains(codes):
+        row = int(np.nonzero([not fmt.contains(r) for r in codes])[0][0])
+        raise ValueError(f"Input {row} holds codes outside the design's input format {fmt} "
+                         f"({fmt.min_value}..{fmt.max_value})")
+    return codes.astype(np.int64)
+
+
+def _steady_state(output_cycles, beats_per_vector, count):
+    """Cycles per inference over the second half of the vectors (the pipeline is full)."""
+    ends = output_cycles[beats_per_vector - 1::beats_per_vector]
+    if count < 4:
+        return None
+    start = count // 2
+    return (ends[-1] - ends[start - 1]) / (count - start)
+
+
+def _run_amaranth(design, beats, n_outputs, seed, waves, work):
+    from hwnn.sim.pysim import run_stream
+    top = design.accelerator()
+    input_cycles = []
+    payloads, cycles = run_stream(top, i_stream=top.i_stream, o_stream=top.o_stream,
+                                  inputs=beats, n_outputs=n_outputs, seed=seed,
+                                  vcd=str(work / "waves.vcd") if waves else None,
+                                  timeout=100 * design.manifest["cycles_per_inference"] + 1000,
+                                  input_cycles=input_cycles)
+    return [int(payload.data) for payload in payloads], cycles, input_cycles
+
+
+def _run_cocotb(design, simulator, beats, n_outputs, seed, waves, work):
+    from cocotb_tools.runner import get_runner
+    if simulator == "icarus" and shutil.which("iverilog") is None:
+        raise ValueError("Icarus Verilog (iverilog) is not installed; on Debian/Ubuntu: "
+                         "apt-get install iverilog (or use --simulator verilator)")
+    data_bits = design.manifest["input"]["last_bit"]
+    words = [format(beat["data"] | (beat["last"] << data_bits), "x") for beat in beats]
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "beats.json").write_text(json.dumps(words))
+    results = work / "results.json"
+    results.unlink(missing_ok=True)
+    budget = design.manifest["cycles_per_inference"] * (len(beats) + 10) * (4 if seed is not None
+                                                                              else 1)
+    job = {"beats": str(work / "beats.json"), "n_outputs": n_outputs, "seed": seed,
+           "results": str(results),
+           "timeout_us": math.ceil(0.01 * (budget + 200 * len(design.manifest["layers"])
+                                           + 2000))}
+    runner = get_runner(simulator)
+    build_args = ["-Wno-fatal"] if simulator == "verilator" else []
+    try:
+        runner.build(sources=[design.verilog.resolve()], hdl_toplevel=design.top,
+                     build_dir=work / "build", build_args=build_args, timescale=("1ns", "1ps"),
+                     waves=waves, log_file=work / "build.log")
+    except RuntimeError as error:
+        raise SimulationError(f"{simulator} could not build the design ({error}); see "
+                              f"{work / 'build.log'}") from None
+    # The simulator imports the test module through the caller's sys.path.
+    package_root = str(Path(__file__).resolve().parents[2])
+    if package_root not in sys.path:
+        sys.path.insert(0, package_root)
+    runner.test(hdl_toplevel=design.top, test_module="hwnn.sim.cocotb_stream",
+                build_dir=work / "build", test_dir=work, results_xml=str(work / "results.xml"),
+                extra_env={"HWNN_SIM_JOB": json.dumps(job)}, waves=waves,
+                log_file=work / "sim.log")
+    if not results.is_file():
+        raise SimulationError(f"The {simulator} simulation ended without results (timed out or "
+                              f"failed); see {work / 'sim.log'}")
+    data = json.loads(results.read_text())
+    out_bits = design.manifest["output"]["last_bit"]
+    return ([int(word, 16) & ((1 << out_bits) - 1) for word in data["outputs"]],
+            data["output_cycles"], data["input_cycles"])
+
+
+def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1, waves=False,
+             work_dir=None) -> SimulationResult:
+    """Stream input ``codes`` (N x features) through the design and compare every output with
+    the golden model.
+
+    ``design`` is a design folder path or a :class:`~hwnn.generate.Design`. With
+    ``backpressure`` both streams stall at random (seeded by ``seed``). ``work_dir`` (default
+    ``<design>/sim/<simulator>``) holds builds, logs and waveforms (``waves``).
+    """
+    if simulator not in SIMULATORS:
+        raise ValueError(f"Unknown simulator {simulator!r}; available: {', '.join(SIMULATORS)}")
+    design = design if isinstance(design, Design) else load_design(design)
+    codes = _check_inputs(design, codes)
+    network = design.network
+    manifest = design.manifest
+    first, last = manifest["input"], manifest["output"]
+    beats = vectors_to_beats(codes, network.input.format, first["values_per_beat"])
+    n_outputs = len(codes) * last["beats_per_vector"]
+    work = (Path(work_dir) if work_dir is not None else design.path / "sim" / simulator).resolve()
+    stall_seed = seed if backpressure else None
+    if simulator == "amaranth":
+        work.mkdir(parents=True, exist_ok=True)
+        words, output_cycles, input_cycles = _run_amaranth(design, beats, n_outputs,
+                                                           stall_seed, waves, work)
+    else:
+        words, output_cycles, input_cycles = _run_cocotb(design, simulator, beats, n_outputs,
+                                                         stall_seed, waves, work)
+    outputs = beats_to_vectors(words, network.output.format, last["values_per_beat"],
+                               network.out_features)
+    expected = run_network(network, codes)
+    mismatches = [Mismatch(int(i), expected[i].tolist(), outputs[i].tolist(),
+                           {"output_layer": network.layers[-1].name})
+                  for i in np.nonzero(np.any(outputs != expected, axis=1))[0]]
+    steady = None if backpressure else _steady_state(output_cycles, last["beats_per_vector"],
+                                                     len(codes))
+    latency = None if backpressure else output_cycles[0] - input_cycles[0]
+    return SimulationResult(simulator, outputs, expected, mismatches, steady, latency,
+                            manifest["cycles_per_inference"], output_cycles[-1])
+
+
+os.environ.setdefault("COCOTB_ANSI_OUTPUT", "0")
