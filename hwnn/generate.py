@@ -19,6 +19,7 @@ import numpy as np
 from . import __version__
 from .quant.ir import Network
 from .rtl.folding import LayerFold, auto_folding, fold_from_file
+from .rtl.mvau import check_folding
 
 __all__ = ["ARCHITECTURES", "DEFAULT_MAX_LANES", "Design", "generate", "load_design",
            "resolve_folding"]
@@ -32,12 +33,21 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def resolve_folding(network: Network, fold="auto", max_lanes=DEFAULT_MAX_LANES):
     """Folding from ``"auto"`` (fastest within ``max_lanes``), a fold-file path, or a sequence
-    of :class:`LayerFold`."""
+    of :class:`LayerFold`, checked against the network (before any hardware is built)."""
     if isinstance(fold, str) and fold == "auto":
-        return auto_folding(network, max_lanes)
-    if isinstance(fold, str | Path):
-        return fold_from_file(network, fold)
-    return tuple(fold)
+        folding = auto_folding(network, max_lanes)
+    elif isinstance(fold, str | Path):
+        folding = fold_from_file(network, fold)
+    else:
+        folding = tuple(fold)
+    if len(folding) != len(network.layers):
+        raise ValueError(f"The folding needs one entry per layer ({len(network.layers)}), not "
+                         f"{len(folding)}")
+    for layer, entry in zip(network.layers, folding, strict=True):
+        if not isinstance(entry, LayerFold):
+            raise TypeError(f"Folding entries must be LayerFold, not {entry!r}")
+        check_folding(layer, entry.pe, entry.simd)
+    return folding
 
 
 def _port(name, unit_count, fmt, features):

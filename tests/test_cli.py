@@ -104,7 +104,7 @@ def test_quantize_refuses_bad_files_in_one_line(capsys, model_files, tmp_path):
     ]
     for arguments, message in cases:
         output = tmp_path / "out.hwnn.npz"
-        status, out, err = run(capsys, "quantize", *arguments, "-o", output)
+        status, _out, err = run(capsys, "quantize", *arguments, "-o", output)
         assert status == 2, arguments
         assert message in err and err.count("\n") == 1, (arguments, err)
         assert not output.exists()

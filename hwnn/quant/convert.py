@@ -165,6 +165,8 @@ def quantize_network(network: FloatNetwork, calib, options: QuantOptions | None 
         thresholds = not last and _uses_thresholds(float_layer, act_format, options)
         if not last and not thresholds:
             _check_requant(float_layer, act_format, layer_name)
+        if not thresholds:
+            # Requantization and the accumulator output have no BatchNorm of their own.
             float_layer = float_layer.folded()
         codes, weight_scale = _quantize_weights(float_layer.weight, options)
         acc_scale = weight_scale * tensor.scale

@@ -46,7 +46,9 @@ def round_values(x, rounding: Rounding = Rounding.HALF_EVEN) -> np.ndarray:
     if rounding is Rounding.HALF_EVEN:
         return np.round(x)
     if rounding is Rounding.HALF_UP:
-        return np.floor(x + 0.5)
+        # Not floor(x + 0.5), whose sum rounds (0.49999999999999994 + 0.5 == 1.0); the
+        # fraction x - floor(x) is exact.
+        return np.where(x - np.floor(x) >= 0.5, np.ceil(x), np.floor(x))
     if rounding is Rounding.TOWARD_ZERO:
         return np.trunc(x)
     if rounding is Rounding.FLOOR:
@@ -54,7 +56,7 @@ def round_values(x, rounding: Rounding = Rounding.HALF_EVEN) -> np.ndarray:
     return np.ceil(x)
 
 
-_NAME = re.compile(r"^(u?)int([0-9]+)(n?)$")
+_NAME = re.compile(r"(u?)int([0-9]+)(n?)")
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ class Format:
             return cls.binary()
         if name == "ternary":
             return cls.ternary()
-        match = _NAME.match(name)
+        match = _NAME.fullmatch(name)
         if match is None:
             raise ValueError(f"Unknown number format {name!r}; expected int<k>, uint<k>, "
                              f"int<k>n (narrow), ternary or binary, with k in 1..{cls.MAX_BITS}")
@@ -180,7 +182,8 @@ class Format:
             return True
         if self.kind == "bipolar":
             return bool(np.all((values == 1) | (values == -1)))
-        return bool(np.all((values >= self.min_value) & (values <= self.max_value)))
+        return bool(np.all((values >= self.min_value) & (values <= self.max_value)
+                           & (values == np.round(values))))
 
     def level_value(self, levels) -> np.ndarray:
         """Values of the given levels (``min_value + step * level``)."""

@@ -21,6 +21,8 @@
 """
 
 import re
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -53,11 +55,26 @@ def from_sklearn(model) -> FloatNetwork:
     return FloatNetwork(tuple(layers), info)
 
 
-def _open_npz(path):
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise ValueError(f"{str(path)!r} is not a readable .npz file: {error}") from None
+# Reading a zip archive can also raise these (corrupt deflate data, encrypted members).
+_ZIP_ERRORS = (OSError, ValueError, EOFError, RuntimeError, zipfile.BadZipFile, zlib.error)
+
+
+def _read_npz(path):
+    """Every array of an ``.npz`` file, by name."""
+    # The file is opened here, not by np.load, which leaks it when the zip is unreadable.
+    with path.open("rb") as file:
+        try:
+            archive = np.load(file, allow_pickle=False)
+        except _ZIP_ERRORS as error:
+            raise ValueError(f"{str(path)!r} is not a readable .npz file: {error}") from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(f"{str(path)!r} is not a readable .npz file: it holds a single "
+                             f"array")
+        with archive:
+            try:
+                return {key: archive[key] for key in archive.files}
+            except _ZIP_ERRORS as error:
+                raise ValueError(f"{str(path)!r} is corrupt: {error}") from None
 
 
 _KEY = re.compile(r"^(weight|bias|activation|bn_gamma|bn_beta|bn_mean|bn_var|bn_eps)_([0-9]+)$")
@@ -68,11 +85,7 @@ def load_npz(path) -> FloatNetwork:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No model file at {str(path)!r}")
-    with _open_npz(path) as archive:
-        try:
-            arrays = {key: archive[key] for key in archive.files}
-        except (OSError, ValueError, EOFError) as error:
-            raise ValueError(f"{str(path)!r} is corrupt: {error}") from None
+    arrays = _read_npz(path)
     layers_found = {}
     for key in arrays:
         match = _KEY.match(key)
@@ -103,10 +116,10 @@ def load_npz(path) -> FloatNetwork:
                 missing = ", ".join(sorted(f"{key}_{index}" for key in bn_keys - present))
                 raise ValueError(f"{str(path)!r} layer {index} has a partial BatchNorm: "
                                  f"missing {missing}")
-            eps = float(parts.get("bn_eps", 1e-5))
-            batchnorm = BatchNorm(parts["bn_gamma"], parts["bn_beta"], parts["bn_mean"],
-                                  parts["bn_var"], eps)
         try:
+            if present:
+                batchnorm = BatchNorm(parts["bn_gamma"], parts["bn_beta"], parts["bn_mean"],
+                                      parts["bn_var"], float(parts.get("bn_eps", 1e-5)))
             layers.append(FloatDense(parts["weight"], parts["bias"], activation, batchnorm))
         except (TypeError, ValueError) as error:
             raise ValueError(f"{str(path)!r} layer {index}: {error}") from None

@@ -22,6 +22,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -159,15 +160,24 @@ def accumulator_range(weights, bias, in_format: Format) -> tuple[np.ndarray, np.
 
     Each term ``w * x`` ranges over ``x`` in ``in_format``; the bounds add up each term's and
     the bias' extremes, with 0 included, so they hold for the final sum and for any partial
-    sum in any accumulation order.
+    sum in any accumulation order. Bounds beyond ``MAX_PRODUCT_BITS - 1`` bits raise a
+    ``ValueError`` (their int64 sums could wrap around).
     """
+
+    def bounds(weights, bias):
+        low = weights * in_format.min_value
+        high = weights * in_format.max_value
+        return (np.minimum(np.minimum(low, high), 0).sum(axis=1) + np.minimum(bias, 0),
+                np.maximum(np.maximum(low, high), 0).sum(axis=1) + np.maximum(bias, 0))
+
     weights = np.asarray(weights, dtype=np.int64)
     bias = np.asarray(bias, dtype=np.int64)
-    low = weights * in_format.min_value
-    high = weights * in_format.max_value
-    lo = np.minimum(np.minimum(low, high), 0).sum(axis=1) + np.minimum(bias, 0)
-    hi = np.maximum(np.maximum(low, high), 0).sum(axis=1) + np.maximum(bias, 0)
-    return lo, hi
+    # The int64 sums are exact while the bounds stay below 2**62, which float64 sums can tell.
+    reach = np.abs(np.concatenate(bounds(weights.astype(np.float64), bias.astype(np.float64))))
+    if reach.size and reach.max() >= 2.0 ** (MAX_PRODUCT_BITS - 1):
+        raise ValueError(f"Accumulator bounds reach {reach.max():.4g}, more than "
+                         f"{MAX_PRODUCT_BITS - 1} bits")
+    return bounds(weights, bias)
 
 
 @dataclass(frozen=True, eq=False)
@@ -230,8 +240,11 @@ class Dense:
 
     def _check_stage(self, where):
         out_format = self.output.format
-        lo, hi = self.acc_range
-        if signed_bits_for(lo.min(), hi.max()) > MAX_PRODUCT_BITS - 1:
+        try:
+            lo, hi = self.acc_range
+        except ValueError:
+            lo, hi = None, None
+        if lo is None or signed_bits_for(lo.min(), hi.max()) > MAX_PRODUCT_BITS - 1:
             raise ValueError(f"{where} accumulator needs more than {MAX_PRODUCT_BITS - 1} bits")
         stage = self.stage
         if isinstance(stage, Thresholds):
@@ -469,7 +482,10 @@ class Network:
             raise FileNotFoundError(f"No network file at {str(path)!r}")
         try:
             return cls._load(path)
-        except (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile) as error:
+        # zipfile raises zlib.error for a corrupt deflate stream, RuntimeError for an encrypted
+        # member and NotImplementedError (a RuntimeError) for an unknown compression method.
+        except (ValueError, TypeError, KeyError, OSError, EOFError, RuntimeError,
+                zipfile.BadZipFile, zlib.error) as error:
             raise ValueError(f"{str(path)!r} is not a valid hwnn network: {error}") from None
 
     @classmethod

@@ -108,6 +108,9 @@ def affine_params(x, fmt: Format, *, axis=None, symmetric=True, percentile=None)
     else:
         upper, lower = np.max, np.min
     qmin, qmax = fmt.min_value, fmt.max_value
+    if symmetric and qmax == 0:
+        raise ValueError(f"Symmetric quantization needs a format with positive values, not "
+                         f"{fmt}")
     if symmetric:
         reach = _reduce(np.abs(x) if fmt.signed else np.maximum(x, 0), axis, upper)
         scale = np.where(reach > 0, reach / qmax, 1.0)
@@ -149,6 +152,9 @@ def dequantize(codes, params: QuantParams) -> np.ndarray:
         raise TypeError(f"params must be a QuantParams, not {params!r}")
     codes = np.asarray(codes, dtype=np.int64)
     _check_axis(codes, params.axis)
+    if params.axis is not None and params.scale.shape[0] != codes.shape[params.axis]:
+        raise ValueError(f"{params.scale.shape[0]} channel scales do not match axis "
+                         f"{params.axis} of codes of shape {codes.shape}")
     scale = _broadcast(params.scale, codes, params.axis)
     zero_point = _broadcast(params.zero_point, codes, params.axis)
     return (codes - zero_point) * scale
@@ -163,8 +169,8 @@ def binarize(w, *, axis=0, scaled=True) -> tuple[np.ndarray, np.ndarray]:
     w = _finite_array(w, "Weights")
     _check_axis(w, axis)
     codes = np.where(w >= 0, 1, -1).astype(np.int64)
-    alpha = _reduce(np.abs(w), axis, np.mean) if scaled else np.ones(w.shape[axis])
-    return codes, np.where(alpha > 0, alpha, 1.0)
+    alpha = _reduce(np.abs(w), axis, np.mean)
+    return codes, np.where(alpha > 0, alpha, 1.0) if scaled else np.ones_like(alpha)
 
 
 def ternarize(w, *, axis=0, threshold=None) -> tuple[np.ndarray, np.ndarray]:
@@ -184,7 +190,7 @@ def ternarize(w, *, axis=0, threshold=None) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(threshold, int | float) or isinstance(threshold, bool) \
                 or not np.isfinite(threshold) or threshold < 0:
             raise ValueError(f"threshold must be a finite number >= 0, not {threshold!r}")
-        delta = np.full(w.shape[axis], float(threshold))
+        delta = np.asarray(float(threshold))
     keep = magnitude > _broadcast(delta, w, axis)
     codes = (np.sign(w) * keep).astype(np.int64)
     kept = _reduce(keep.astype(np.float64), axis, np.sum)
