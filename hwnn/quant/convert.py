@@ -10,7 +10,9 @@ the output stage is chosen as follows:
   ``max_threshold_bits`` bits, or with a non-linear activation other than ReLU uses
   thresholds, which fold bias, BatchNorm, activation and quantizer exactly;
 * other hidden layers (identity or ReLU, wider int activations) use requantization, with the
-  BatchNorm folded into the float weights first.
+  BatchNorm folded into the float weights first; the layer shares one shift (a constant shift
+  in hardware) unless that would leave a channel's multiplier with fewer than
+  ``mult_bits - 4`` significant bits.
 
 Binary activations replace the hidden activation function by ``sign`` (as in BNNs), and the
 network input is quantized to 8 bits unless ``input_format`` says otherwise.
@@ -142,6 +144,15 @@ def _check_requant(layer: FloatDense, fmt: Format, name: str):
                          f"{layer.activation!r}; use thresholds")
 
 
+def _requant_params(ratio, mult_bits):
+    """Multipliers and shifts; one shift for the whole layer (a constant shift in hardware)
+    unless that leaves some channel's multiplier with fewer than ``mult_bits - 4`` bits."""
+    multiplier, shift = requant_for(ratio, mult_bits, shared_shift=True)
+    if multiplier.min() < 1 << (mult_bits - 5):
+        multiplier, shift = requant_for(ratio, mult_bits)
+    return multiplier, shift
+
+
 def quantize_network(network: FloatNetwork, calib, options: QuantOptions | None = None, *,
                      name="net") -> Network:
     """Quantize ``network`` with ``options``, calibrating activations on inputs ``calib``."""
@@ -192,7 +203,7 @@ def quantize_network(network: FloatNetwork, calib, options: QuantOptions | None 
                 stage = None
             else:
                 output = _calibrated(float_outputs[index], act_format, options)
-                multiplier, shift = requant_for(acc_scale / output.scale, options.mult_bits)
+                multiplier, shift = _requant_params(acc_scale / output.scale, options.mult_bits)
                 floor = output.zero_point if activation == "relu" else act_format.min_value
                 stage = Requant(multiplier, shift, options.mult_bits, output.zero_point,
                                 max(floor, act_format.min_value), act_format.max_value)

@@ -77,9 +77,14 @@ def thresholds_for(function, lo, hi, out_format: Format, descending) -> Threshol
     return Thresholds(low, descending)
 
 
-def requant_for(ratio, mult_bits=16) -> tuple[np.ndarray, np.ndarray]:
+def requant_for(ratio, mult_bits=16, *, shared_shift=False) -> tuple[np.ndarray, np.ndarray]:
     """Integer multipliers ``M < 2**mult_bits`` and shifts ``0 <= s <= 62`` with
-    ``M / 2**s`` as close to each positive ``ratio`` as ``mult_bits`` allow."""
+    ``M / 2**s`` as close to each positive ``ratio`` as ``mult_bits`` allow.
+
+    With ``shared_shift`` every channel gets the same shift (the smallest of the per-channel
+    ones), so hardware shifts by a constant instead of a per-channel amount; channels with
+    smaller ratios then have fewer significant multiplier bits.
+    """
     ratio = np.asarray(ratio, dtype=np.float64)
     if not np.all(np.isfinite(ratio)) or not np.all(ratio > 0):
         raise ValueError("Requantization ratios must be finite and positive")
@@ -92,5 +97,7 @@ def requant_for(ratio, mult_bits=16) -> tuple[np.ndarray, np.ndarray]:
     # Rounding up can reach 2**mult_bits; one shift less always fits.
     over = multiplier > limit
     shift = np.where(over, shift - 1, shift)
+    if shared_shift:
+        shift = np.full_like(shift, shift.min())
     multiplier = np.round(ratio * np.exp2(shift))
     return multiplier.astype(np.int64), shift

@@ -343,3 +343,22 @@ def test_rejects_bad_networks_and_calibration():
         quantize_network(float_net, calib)
     with pytest.raises(TypeError, match=r"^Inputs must be real numbers, not <U1 values$"):
         quantize_network(float_net, np.full((2, 6), "a"))
+
+
+def test_requant_layers_share_one_shift_unless_a_channel_would_lose_precision():
+    rng = np.random.default_rng(4)
+    calib = rng.uniform(0, 1, size=(64, 6))
+    even = FloatNetwork((FloatDense(rng.normal(size=(4, 6)), np.zeros(4), "relu"),
+                         FloatDense(rng.normal(size=(2, 4)), np.zeros(2))))
+    options = QuantOptions(weights="int8", acts="uint8", per_channel=True, stage="requant")
+    shared = quantize_network(even, calib, options).layers[0].stage
+    assert len(set(shared.shift.tolist())) == 1
+    assert shared.multiplier.min() >= 1 << 11
+    # One channel's weights a million times smaller: a shared shift would leave it no bits.
+    weight = rng.normal(size=(4, 6))
+    weight[1] *= 1e-6
+    skewed = FloatNetwork((FloatDense(weight, np.zeros(4), "relu"),
+                           FloatDense(rng.normal(size=(2, 4)), np.zeros(2))))
+    stage = quantize_network(skewed, calib, options).layers[0].stage
+    assert len(set(stage.shift.tolist())) > 1
+    assert stage.multiplier.min() >= 1 << 11

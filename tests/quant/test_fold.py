@@ -194,6 +194,15 @@ def test_requant_for_is_accurate(mult_bits):
         assert error <= Fraction(1, limit) * (1 + Fraction(1, 10**9)), (ratio, m, s)
 
 
+def test_requant_for_shared_shift_takes_the_smallest_shift():
+    # Per channel: 1.0 -> (128, 7), 0.25 -> (128, 9); shared: shift 7, 0.25 * 128 = 32.
+    assert [a.tolist() for a in requant_for([1.0, 0.25], 8, shared_shift=True)] \
+        == [[128, 32], [7, 7]]
+    multiplier, shift = requant_for([3.7, 0.01, 1.5], 16, shared_shift=True)
+    assert len(set(shift.tolist())) == 1 and multiplier.max() < 1 << 16
+    assert np.allclose(multiplier / 2.0 ** shift, [3.7, 0.01, 1.5], rtol=0.05)
+
+
 def test_requant_for_hand_cases():
     assert [a.tolist() for a in requant_for(0.5)] == [32768, 16]
     assert [a.tolist() for a in requant_for([1.0, 0.25], 8)] == [[128, 128], [7, 9]]
