@@ -1,0 +1,141 @@
+"""``hwnn compile``, ``hwnn simulate`` and ``hwnn demo`` from the command line."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hwnn.cli import main
+from hwnn.quant.synthetic import random_network
+
+
+def run(capsys, *argv):
+    status = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.fixture()
+def net_file(tmp_path):
+    network = random_network(np.random.default_rng(0), [8, 6, 4],
+                             weight_formats=["int4", "ternary"], act_formats=["uint2"],
+                             name="small")
+    return network.save(tmp_path / "small.hwnn.npz")
+
+
+def test_compile_then_simulate_on_amaranth_and_icarus(capsys, net_file, tmp_path):
+    out = tmp_path / "design"
+    status, text, err = run(capsys, "compile", net_file, "--max-lanes", "8", "-o", out)
+    assert (status, err) == (0, "")
+    assert "dense0" in text and "cycles per inference" in text
+    assert json.loads((out / "manifest.json").read_text())["lanes"] <= 8
+    for simulator in ("amaranth", "icarus"):
+        status, text, err = run(capsys, "simulate", out, "--simulator", simulator,
+                                "--backpressure")
+        assert (status, err) == (0, ""), text
+        assert f"{simulator}: 32/32 inputs match the golden model" in text
+
+
+def test_simulate_exits_1_and_names_the_mismatch(capsys, net_file, tmp_path):
+    from hwnn.quant import Network
+    out = tmp_path / "design"
+    assert run(capsys, "compile", net_file, "-o", out)[0] == 0
+    expected = np.load(out / "vectors" / "expected.npy")
+    np.save(out / "vectors" / "expected.npy", expected + 1)   # the golden vectors are not used
+    network = Network.load(out / "network.hwnn.npz")
+    layer = network.layers[1]
+    bias = layer.bias.copy()
+    bias[2] += -1 if bias[2] > 0 else 1       # toward 0: the accumulator range cannot grow
+    changed = Network(network.name, (network.layers[0],
+                                     type(layer)(**{**layer.__dict__, "bias": bias})))
+    changed.save(out / "network.hwnn.npz")
+    status, text, _ = run(capsys, "simulate", out, "--simulator", "icarus")
+    assert status == 1
+    assert "MISMATCH input 0, layer dense1 (output): expected" in text
+    assert "channels [2] differ" in text
+    assert "icarus: 0/32 inputs match the golden model, 32 MISMATCH" in text
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--fold", "nofile.json"], "No fold file at 'nofile.json'"),
+    (["--max-lanes", "1"], "max_lanes must be at least 2 (one lane per layer), not 1"),
+    (["--arch", "systolic"], "invalid choice: 'systolic'"),
+])
+def test_compile_refuses_bad_options(capsys, net_file, tmp_path, arguments, message):
+    out = tmp_path / "design"
+    status, text, err = run(capsys, "compile", net_file, *arguments, "-o", out)
+    assert status == 2 and text == ""
+    assert message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_compile_refuses_bad_fold_files(capsys, net_file, tmp_path):
+    cases = {
+        "not json": "is not valid JSON",
+        json.dumps({"dense0": {"pe": 4, "simd": 1}, "dense1": {"pe": 1, "simd": 1}}):
+            "Layer 'dense0': pe must divide its 6 outputs (1, 2, 3, 6), not 4",
+        json.dumps({"dense0": {"pe": 1, "simd": 1}}): "Folding is missing layers 'dense1'",
+        json.dumps({"dense0": {"pe": 1, "simd": 1}, "dense1": {"pe": 1, "simd": 1},
+                    "dense9": {"pe": 1, "simd": 1}}): "Folding names unknown layers 'dense9'",
+        json.dumps({"dense0": {"pe": 1}, "dense1": {"pe": 1, "simd": 1}}):
+            "Folding of layer 'dense0' must be {'pe': P, 'simd': S}",
+    }
+    for text, message in cases.items():
+        fold = tmp_path / "fold.json"
+        fold.write_text(text)
+        status, _, err = run(capsys, "compile", net_file, "--fold", fold, "-o",
+                             tmp_path / "design")
+        assert status == 2 and message in err and err.count("\n") == 1, (text, err)
+        assert not (tmp_path / "design").exists()
+
+
+def test_compile_with_a_fold_file(capsys, net_file, tmp_path):
+    fold = tmp_path / "fold.json"
+    fold.write_text(json.dumps({"dense0": {"pe": 3, "simd": 2}, "dense1": {"pe": 2, "simd": 3}}))
+    assert run(capsys, "compile", net_file, "--fold", fold, "-o", tmp_path / "d")[0] == 0
+    layers = json.loads((tmp_path / "d" / "manifest.json").read_text())["layers"]
+    assert [(layer["pe"], layer["simd"], layer["cycles"]) for layer in layers] == \
+        [(3, 2, 8), (2, 3, 4)]
+
+
+def test_simulate_refuses_bad_inputs(capsys, net_file, tmp_path):
+    out = tmp_path / "design"
+    assert run(capsys, "compile", net_file, "-o", out)[0] == 0
+    np.save(tmp_path / "shape.npy", np.zeros((3, 5), dtype=np.int64))
+    np.save(tmp_path / "range.npy", np.full((3, 8), 300, dtype=np.int64))
+    cases = [
+        ([out, "--inputs", tmp_path / "shape.npy"], "must have shape (N, 8) for this design"),
+        ([out, "--inputs", tmp_path / "range.npy"], "Input 0 holds codes outside the design's "
+                                                    "input format uint8 (0..255)"),
+        ([out, "--inputs", tmp_path / "none.npy"], "No data file at"),
+        ([tmp_path, "--simulator", "amaranth"], "is not an hwnn design folder"),
+    ]
+    for arguments, message in cases:
+        status, _, err = run(capsys, "simulate", *arguments)
+        assert status == 2 and message in err and err.count("\n") == 1, (arguments, err)
+
+
+def test_simulate_quantizes_real_inputs(capsys, net_file, tmp_path):
+    out = tmp_path / "design"
+    assert run(capsys, "compile", net_file, "-o", out)[0] == 0
+    np.save(tmp_path / "real.npy", np.random.default_rng(1).uniform(0, 255, size=(6, 8)))
+    status, text, _ = run(capsys, "simulate", out, "--inputs", tmp_path / "real.npy",
+                          "--simulator", "amaranth")
+    assert status == 0 and "6/6 inputs match" in text
+
+
+@pytest.mark.slow
+@pytest.mark.cocotb
+def test_demo_runs_the_digits_test_set_through_the_rtl(capsys, tmp_path):
+    status, text, err = run(capsys, "demo", "-o", tmp_path / "demo")
+    assert (status, err) == (0, ""), text
+    assert "golden == RTL on every test image" in text
+    rows = [line.split() for line in text.splitlines()
+            if line.startswith(("int8/uint8", "ternary/uint4"))]
+    assert len(rows) == 2
+    for row in rows:
+        golden, rtl, mismatches, cycles, ideal = row[2], row[3], row[4], row[5], row[6]
+        assert golden == rtl and mismatches == "0"
+        assert float(cycles) <= 1.05 * int(ideal)
+    int8 = rows[0]
+    assert abs(float(int8[1].rstrip("%")) - float(int8[2].rstrip("%"))) <= 1.0
