@@ -70,8 +70,8 @@ def design_rows(work, simulator, quick):
 
 
 def lane_rows(work):
-    """Cost per lane of single units; the marginal cost between two widths removes the
-    control, FIFO and output stage that do not grow with the lanes."""
+    """Cost per lane of single units, weights in block RAM; the marginal cost between two
+    widths removes the control, FIFO and output stage that do not grow with the lanes."""
     cases = [
         ("binary x binary -> binary", "binary", "binary", "binary", "thresholds",
          [(4, 32), (4, 64), (8, 64)]),
@@ -86,8 +86,8 @@ def lane_rows(work):
         previous = None
         for pe, simd in folds:
             path = work / f"unit_{weights}_{pe}x{simd}.v"
-            path.write_text(verilog.convert(MatrixVectorUnit(layer, pe=pe, simd=simd),
-                                            name="unit"))
+            unit = MatrixVectorUnit(layer, pe=pe, simd=simd, ram_style="block")
+            path.write_text(verilog.convert(unit, name="unit"))
             report = synthesize(path, "unit", "ecp5")
             lanes = pe * simd
             marginal = "-"
@@ -116,8 +116,8 @@ def main():
              "latency", "LUT4", "CCU2C", "FF", "DSP", "BRAM", "DPR16X4", "sim s", "yosys s"),
             design_rows(work, args.simulator, args.quick),
             right={1, 2, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}))
-        print("\nLane cost of single units (256 inputs x 64 outputs), ECP5; LUT4 equivalent = "
-              "LUT4 + 2 x CCU2C:")
+        print("\nLane cost of single units (256 inputs x 64 outputs, weights in block RAM), "
+              "ECP5; LUT4 equivalent = LUT4 + 2 x CCU2C:")
         print(format_table(
             ("unit", "pe x simd", "lanes", "LUT4", "CCU2C", "LUT4 eq", "per lane",
              "marginal/lane", "FF", "DSP", "BRAM"),

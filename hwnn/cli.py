@@ -81,7 +81,7 @@ def _cmd_compile(args) -> int:
     if args.fold != "auto" and args.max_lanes is not None:
         raise ValueError("--max-lanes applies to --fold auto only, not to a fold file")
     path = generate(network, args.output, arch=args.arch, fold=args.fold,
-                    max_lanes=args.max_lanes or DEFAULT_LANES)
+                    max_lanes=args.max_lanes or DEFAULT_LANES, ram_style=args.ram_style)
     manifest = load_design(path).manifest
     rows = [(layer["name"], f"{layer['in_features']}->{layer['out_features']}", layer["pe"],
              layer["simd"], layer["lanes"], layer["cycles"], layer["latency"], layer["stage"],
@@ -191,6 +191,9 @@ def _parser():
                                "{layer: {\"pe\": P, \"simd\": S}}")
     compile_.add_argument("--max-lanes", type=int, default=None,
                           help=f"lane budget for --fold auto (default {DEFAULT_LANES})")
+    compile_.add_argument("--ram-style", choices=("auto", "block", "logic"), default="auto",
+                          help="where weight memories go: Yosys' choice (default), block RAM, "
+                               "or logic")
     compile_.add_argument("-o", "--output", required=True, help="output design folder")
     compile_.set_defaults(run=_cmd_compile)
 

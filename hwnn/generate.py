@@ -19,7 +19,7 @@ import numpy as np
 from . import __version__
 from .quant.ir import Network
 from .rtl.folding import LayerFold, auto_folding, fold_from_file
-from .rtl.mvau import check_folding
+from .rtl.mvau import RAM_STYLES, check_folding
 
 __all__ = ["ARCHITECTURES", "DEFAULT_MAX_LANES", "Design", "generate", "load_design",
            "resolve_folding"]
@@ -104,13 +104,14 @@ def _manifest(network, design, top):
         "weight_bits": sum(layer.weight_bits for layer in network.layers),
         "folding": {unit.layer.name: {"pe": unit.pe, "simd": unit.simd}
                     for unit in design.units},
+        "ram_style": design.units[0].ram_style,
         "vectors": {"inputs": "vectors/inputs.npy", "expected": "vectors/expected.npy",
                     "count": VECTOR_COUNT},
     }
 
 
 def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
-             max_lanes=DEFAULT_MAX_LANES) -> Path:
+             max_lanes=DEFAULT_MAX_LANES, ram_style="auto") -> Path:
     """Write the design folder for ``network`` to ``out_dir``; return its path.
 
     ``out_dir`` may be missing, empty, or a previous design folder (which is replaced); any
@@ -133,8 +134,10 @@ def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
                                                       and not (out_dir / MANIFEST).is_file())):
         raise ValueError(f"{str(out_dir)!r} exists and is not an hwnn design folder; refusing "
                          f"to overwrite it")
+    if ram_style not in RAM_STYLES:
+        raise ValueError(f"ram_style must be one of {', '.join(RAM_STYLES)}, not {ram_style!r}")
     folding = resolve_folding(network, fold, max_lanes)
-    design = DataflowAccelerator(network, folding)
+    design = DataflowAccelerator(network, folding, ram_style=ram_style)
     top = network.name
     text = verilog.convert(design, name=top)
 
@@ -192,7 +195,8 @@ class Design:
     def accelerator(self):
         """The Amaranth top component of this design (for Amaranth's simulator)."""
         from .rtl.dataflow import DataflowAccelerator
-        return DataflowAccelerator(self.network, self.folding)
+        return DataflowAccelerator(self.network, self.folding,
+                                   ram_style=self.manifest["ram_style"])
 
 
 def load_design(path) -> Design:

@@ -105,8 +105,8 @@ def test_simulate_refuses_bad_inputs(capsys, net_file, tmp_path):
     np.save(tmp_path / "range.npy", np.full((3, 8), 300, dtype=np.int64))
     cases = [
         ([out, "--inputs", tmp_path / "shape.npy"], "must have shape (N, 8) for this design"),
-        ([out, "--inputs", tmp_path / "range.npy"], "Input 0 holds codes outside the design's "
-                                                    "input format uint8 (0..255)"),
+        ([out, "--inputs", tmp_path / "range.npy"],
+         "Input 0 holds codes outside the design's input format uint8 (0..255)"),
         ([out, "--inputs", tmp_path / "none.npy"], "No data file at"),
         ([tmp_path, "--simulator", "amaranth"], "is not an hwnn design folder"),
     ]

@@ -31,6 +31,7 @@ class DataflowAccelerator(wiring.Component):
     ----------
     network : :class:`~hwnn.quant.ir.Network`
     folding : one :class:`~hwnn.rtl.folding.LayerFold` per layer.
+    ram_style : where the weight memories go (see :data:`~hwnn.rtl.mvau.RAM_STYLES`).
 
     Members
     -------
@@ -38,7 +39,7 @@ class DataflowAccelerator(wiring.Component):
     o_stream : ``Out(stream.Signature(Beat(pe[-1], output width)))``
     """
 
-    def __init__(self, network: Network, folding):
+    def __init__(self, network: Network, folding, *, ram_style="auto"):
         if not isinstance(network, Network):
             raise TypeError(f"network must be a Network, not {network!r}")
         folding = tuple(folding)
@@ -49,7 +50,7 @@ class DataflowAccelerator(wiring.Component):
             if not isinstance(fold, LayerFold):
                 raise TypeError(f"folding entries must be LayerFold, not {fold!r}")
         self.network, self.folding = network, folding
-        self.units = [MatrixVectorUnit(layer, pe=fold.pe, simd=fold.simd)
+        self.units = [MatrixVectorUnit(layer, pe=fold.pe, simd=fold.simd, ram_style=ram_style)
                       for layer, fold in zip(network.layers, folding, strict=True)]
         first, last = self.units[0], self.units[-1]
         super().__init__({

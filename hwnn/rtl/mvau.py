@@ -26,7 +26,14 @@ from ..quant.ir import Dense, Requant, Thresholds
 from .arith import adder_tree, popcount
 from .layouts import Beat, pack_values
 
-__all__ = ["MatrixVectorUnit", "check_folding"]
+__all__ = ["RAM_STYLES", "MatrixVectorUnit", "check_folding"]
+
+#: Where the weight memory (a ROM) goes: Yosys' choice, block RAM, or logic (LUTs).
+RAM_STYLES = {
+    "auto":  None,
+    "block": {"ram_style": "block"},
+    "logic": {"ram_style": "logic"},
+}
 
 
 def _check_positive_int(name, value):
@@ -85,6 +92,8 @@ class MatrixVectorUnit(wiring.Component):
     ----------
     layer : :class:`~hwnn.quant.ir.Dense`
     pe, simd : folding; ``pe`` divides the rows, ``simd`` the columns.
+    ram_style : where the weight memory goes (:data:`RAM_STYLES`); ``"auto"`` lets Yosys
+        choose, which for shallow, wide memories is often logic.
 
     Members
     -------
@@ -97,9 +106,13 @@ class MatrixVectorUnit(wiring.Component):
     #: multiplier's extra register.
     _STAGES = 4
 
-    def __init__(self, layer: Dense, *, pe=1, simd=1):
+    def __init__(self, layer: Dense, *, pe=1, simd=1, ram_style="auto"):
         if not isinstance(layer, Dense):
             raise TypeError(f"layer must be a Dense layer, not {layer!r}")
+        if ram_style not in RAM_STYLES:
+            raise ValueError(f"ram_style must be one of {', '.join(RAM_STYLES)}, not "
+                             f"{ram_style!r}")
+        self.ram_style = ram_style
         check_folding(layer, pe, simd)
         self.layer, self.pe, self.simd = layer, pe, simd
         self.neuron_folds = layer.out_features // pe
@@ -189,9 +202,9 @@ class MatrixVectorUnit(wiring.Component):
 
     # Hardware ---------------------------------------------------------------------------------
 
-    def _rom(self, m, name, words, width):
+    def _rom(self, m, name, words, width, attrs=None):
         rom = m.submodules[name] = memory.Memory(shape=unsigned(width), depth=len(words),
-                                                 init=[int(word) for word in words])
+                                                 init=[int(word) for word in words], attrs=attrs)
         return rom.read_port()
 
     def _lane_sum(self, w_word, x_word):
@@ -251,7 +264,8 @@ class MatrixVectorUnit(wiring.Component):
             with m.If(sf == sf_count - 1):
                 m.d.sync += nf.eq(Mux(nf == nf_count - 1, 0, nf + 1))
 
-        weights = self._rom(m, "weights", self._weight_words(), pe * simd * w_width)
+        weights = self._rom(m, "weights", self._weight_words(), pe * simd * w_width,
+                            attrs=RAM_STYLES[self.ram_style])
         m.d.comb += weights.addr.eq(address)
 
         # Stage 1: weights and the input beat (from the stream register or the buffer).
