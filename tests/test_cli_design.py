@@ -131,7 +131,7 @@ def test_demo_runs_the_digits_test_set_through_the_rtl(capsys, tmp_path):
     assert (status, err) == (0, ""), text
     assert "golden == RTL on every test image" in text
     rows = [line.split() for line in text.splitlines()
-            if line.startswith(("int8/uint8", "ternary/uint4"))]
+            if line.startswith(("int8/uint8 ", "ternary/uint4 "))]
     assert len(rows) == 2
     for row in rows:
         golden, rtl, mismatches, cycles, ideal = row[2], row[3], row[4], row[5], row[6]
