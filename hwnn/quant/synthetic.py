@@ -9,7 +9,7 @@ import numpy as np
 from .formats import Format, signed_bits_for
 from .ir import Dense, Network, Requant, TensorFormat, Thresholds, accumulator_range
 
-__all__ = ["random_dense", "random_network"]
+__all__ = ["SAMPLE_NETWORKS", "random_dense", "random_network", "sample_network"]
 
 
 def _random_values(rng, fmt: Format, shape):
@@ -83,3 +83,27 @@ def random_network(rng, sizes, *, weight_formats, act_formats, input_format="uin
         layers.append(layer)
         in_format = layer.output.format
     return Network(name, tuple(layers))
+
+
+#: Small random networks of every kind the generators must serve, by name: all-binary,
+#: ternary with threshold stages, int4 and int8 with requantization, and mixed precision.
+SAMPLE_NETWORKS = {
+    "binary": dict(sizes=[16, 12, 8, 4], weight_formats=["binary"] * 3,
+                   act_formats=["binary", "binary"], input_format="binary"),
+    "ternary": dict(sizes=[12, 8, 6, 4], weight_formats=["ternary"] * 3,
+                    act_formats=["uint4", "uint2"]),
+    "int4": dict(sizes=[8, 8, 4], weight_formats=["int4", "int4"], act_formats=["int4"],
+                 stages=["requant"], input_format="int4"),
+    "int8": dict(sizes=[8, 6, 4], weight_formats=["int8", "int8"], act_formats=["uint8"],
+                 stages=["requant"]),
+    "mixed": dict(sizes=[12, 8, 6, 4], weight_formats=["int8", "ternary", "binary"],
+                  act_formats=["uint3", "binary"]),
+}
+
+
+def sample_network(kind, seed=0) -> Network:
+    """One of the :data:`SAMPLE_NETWORKS`, with random weights from ``seed``."""
+    if kind not in SAMPLE_NETWORKS:
+        raise ValueError(f"Unknown sample network {kind!r}; available: "
+                         f"{', '.join(SAMPLE_NETWORKS)}")
+    return random_network(np.random.default_rng(seed), name=kind, **SAMPLE_NETWORKS[kind])

@@ -4,25 +4,14 @@
 import numpy as np
 import pytest
 
-from hwnn.quant.synthetic import random_network
+from hwnn.quant.synthetic import SAMPLE_NETWORKS, sample_network
 from hwnn.rtl.dataflow import DataflowAccelerator
 from hwnn.rtl.folding import LayerFold, auto_folding, fully_parallel, unfolded
 from hwnn.sim.beats import beats_to_vectors, vectors_to_beats
 from hwnn.sim.golden import run_network
 from hwnn.sim.pysim import run_stream
 
-NETWORKS = {
-    "binary": dict(sizes=[16, 12, 8, 4], weight_formats=["binary"] * 3,
-                   act_formats=["binary", "binary"], input_format="binary"),
-    "ternary": dict(sizes=[12, 8, 6, 4], weight_formats=["ternary"] * 3,
-                    act_formats=["uint4", "uint2"]),
-    "int4": dict(sizes=[8, 8, 4], weight_formats=["int4", "int4"], act_formats=["int4"],
-                 stages=["requant"], input_format="int4"),
-    "int8": dict(sizes=[8, 6, 4], weight_formats=["int8", "int8"], act_formats=["uint8"],
-                 stages=["requant"]),
-    "mixed": dict(sizes=[12, 8, 6, 4], weight_formats=["int8", "ternary", "binary"],
-                  act_formats=["uint3", "binary"], stages=["thresholds", "thresholds"]),
-}
+
 
 
 def simulate(network, folding, codes, seed):
@@ -37,12 +26,12 @@ def simulate(network, folding, codes, seed):
     return dut, actual, cycles
 
 
-@pytest.mark.parametrize("name", NETWORKS)
+@pytest.mark.parametrize("name", SAMPLE_NETWORKS)
 @pytest.mark.parametrize("fold", ["unfolded", "auto", "parallel"])
 @pytest.mark.parametrize("seed", [None, 3])
 def test_matches_golden(name, fold, seed):
     rng = np.random.default_rng(11)
-    network = random_network(rng, **NETWORKS[name])
+    network = sample_network(name, seed=11)
     folding = {"unfolded": unfolded, "parallel": fully_parallel,
                "auto": lambda n: auto_folding(n, 24)}[fold](network)
     fmt = network.input.format
@@ -60,7 +49,7 @@ def test_matches_golden(name, fold, seed):
 ])
 def test_steady_state_throughput_is_the_slowest_layer(folding):
     rng = np.random.default_rng(5)
-    network = random_network(rng, **NETWORKS["ternary"])
+    network = sample_network("ternary", seed=5)
     codes = rng.integers(0, 256, size=(10, network.in_features))
     dut, _, cycles = simulate(network, folding, codes, None)
     per_vector = cycles[dut.units[-1].neuron_folds - 1::dut.units[-1].neuron_folds]

@@ -7,22 +7,11 @@ import numpy as np
 import pytest
 
 from hwnn.generate import generate, load_design
-from hwnn.quant.synthetic import random_network
+from hwnn.quant.synthetic import SAMPLE_NETWORKS, sample_network
 from hwnn.rtl.folding import LayerFold, fully_parallel, unfolded
 from hwnn.sim.simulate import simulate
 
-NETWORKS = {
-    "binary": dict(sizes=[16, 12, 8, 4], weight_formats=["binary"] * 3,
-                   act_formats=["binary", "binary"], input_format="binary"),
-    "ternary": dict(sizes=[12, 8, 6, 4], weight_formats=["ternary"] * 3,
-                    act_formats=["uint4", "uint2"]),
-    "int4": dict(sizes=[8, 8, 4], weight_formats=["int4", "int4"], act_formats=["int4"],
-                 stages=["requant"], input_format="int4"),
-    "int8": dict(sizes=[8, 6, 4], weight_formats=["int8", "int8"], act_formats=["uint8"],
-                 stages=["requant"]),
-    "mixed": dict(sizes=[12, 8, 6, 4], weight_formats=["int8", "ternary", "binary"],
-                  act_formats=["uint3", "binary"]),
-}
+
 FOLDINGS = {
     "unfolded": unfolded,
     "partial": lambda network: tuple(LayerFold(2, 2) for _ in network.layers),
@@ -31,8 +20,7 @@ FOLDINGS = {
 
 
 def make_network(kind):
-    return random_network(np.random.default_rng(sorted(NETWORKS).index(kind)), name=kind,
-                          **NETWORKS[kind])
+    return sample_network(kind, seed=sorted(SAMPLE_NETWORKS).index(kind))
 
 
 def random_codes(network, count, seed=0):
@@ -43,9 +31,9 @@ def random_codes(network, count, seed=0):
 
 #: Every network type at every folding: the whole matrix runs on Icarus (fast to build); on
 #: Verilator (10-20 s per build) each type runs at one folding, the foldings taking turns.
-MATRIX = [(kind, fold) for kind in NETWORKS for fold in FOLDINGS]
+MATRIX = [(kind, fold) for kind in SAMPLE_NETWORKS for fold in FOLDINGS]
 VERILATOR_SET = [(kind, list(FOLDINGS)[index % len(FOLDINGS)])
-                 for index, kind in enumerate(NETWORKS)]
+                 for index, kind in enumerate(SAMPLE_NETWORKS)]
 
 
 def build_design(tmp_path_factory, kind, fold):
