@@ -28,6 +28,10 @@ from ..quant.formats import Format, signed_bits_for
 __all__ = ["SystolicArray", "SystolicParams"]
 
 
+#: Default operand format.
+INT8 = Format.int(8)
+
+
 def _check_positive_int(name, value):
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"SystolicParams {name} must be a positive integer, not {value!r}")
@@ -44,8 +48,8 @@ class SystolicParams:
     """
     rows:     int
     cols:     int
-    a_format: Format = Format.int(8)
-    w_format: Format = Format.int(8)
+    a_format: Format = INT8
+    w_format: Format = INT8
     max_k:    int = 256
 
     def __post_init__(self):

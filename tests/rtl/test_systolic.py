@@ -135,10 +135,10 @@ def test_accumulator_width_is_exact():
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    ({"rows": 0, "cols": 2}, ValueError, r"^SystolicParams rows must be a positive integer, "
-                                         r"not 0$"),
-    ({"rows": 2, "cols": True}, TypeError, r"^SystolicParams cols must be a positive integer, "
-                                           r"not True$"),
+    ({"rows": 0, "cols": 2}, ValueError,
+     r"^SystolicParams rows must be a positive integer, not 0$"),
+    ({"rows": 2, "cols": True}, TypeError,
+     r"^SystolicParams cols must be a positive integer, not True$"),
     ({"rows": 2, "cols": 2, "a_format": Format.int(17)}, ValueError,
      r"^SystolicParams a_format must be an int format of 2..16 bits, not int17$"),
     ({"rows": 2, "cols": 2, "w_format": Format.binary()}, ValueError,
