@@ -22,9 +22,10 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..quant.formats import Format
-from ..quant.ir import Dense, Requant, Thresholds
+from ..quant.ir import Dense, Requant
 from .arith import adder_tree, popcount
 from .layouts import Beat, pack_values
+from .stage import OutputStage, parameter_bits
 
 __all__ = ["RAM_STYLES", "MatrixVectorUnit", "check_folding"]
 
@@ -101,10 +102,9 @@ class MatrixVectorUnit(wiring.Component):
     o_stream : ``Out(stream.Signature(Beat(pe, output width)))``
     """
 
-    #: Pipeline registers between issuing a beat and writing its fold's result to the FIFO
-    #: (memory read, lane sums, accumulator, output stage), not counting the requantization
-    #: multiplier's extra register.
-    _STAGES = 4
+    #: Pipeline registers between issuing a beat and the final accumulator of its fold (memory
+    #: read, lane sums, accumulator); the output stage's latency comes on top.
+    _STAGES = 3
 
     def __init__(self, layer: Dense, *, pe=1, simd=1, ram_style="auto"):
         if not isinstance(layer, Dense):
@@ -119,7 +119,7 @@ class MatrixVectorUnit(wiring.Component):
         self.synapse_folds = layer.in_features // simd
         self.in_width = layer.input.format.width
         self.out_width = layer.output.format.width
-        self._depth = self._STAGES + (1 if isinstance(layer.stage, Requant) else 0)
+        self._depth = self._STAGES + (3 if isinstance(layer.stage, Requant) else 2)
         self.fifo_depth = self._depth + 4
         super().__init__({
             "i_stream": In(stream.Signature(Beat(simd, self.in_width))),
@@ -147,8 +147,9 @@ class MatrixVectorUnit(wiring.Component):
         return {"weights": self.layer.weight_bits,
                 "input_buffer": (self.synapse_folds * self.simd * self.in_width
                                  if self.neuron_folds > 1 else 0),
-                "parameters": sum(self._param_width(kind) * self.neuron_folds
-                                  for kind in self._param_words())}
+                "parameters": (parameter_bits(self.layer, self.pe)
+                               + (self.neuron_folds * self.pe * self.layer.acc_bits
+                                  if self._bias_words() is not None else 0))}
 
     # Memory images ----------------------------------------------------------------------------
 
@@ -162,43 +163,14 @@ class MatrixVectorUnit(wiring.Component):
                 words.append(pack_values(block.reshape(-1), layer.weight_format.width))
         return words
 
-    def _param_words(self) -> dict:
-        """Per-neuron-fold parameter words: ``{kind: [word per fold]}``."""
+    def _bias_words(self):
+        """Bias per neuron fold (``pe`` accumulator-format values), or None if all zero."""
         layer, pe = self.layer, self.pe
-        words = {}
-        acc_fmt = Format.int(layer.acc_bits)
-
-        def per_fold(columns, width):
-            return [pack_values(columns[nf * pe:(nf + 1) * pe].reshape(-1), width)
-                    for nf in range(self.neuron_folds)]
-
-        if np.any(layer.bias != 0):
-            words["bias"] = per_fold(acc_fmt.encode(layer.bias), layer.acc_bits)
-        stage = layer.stage
-        if isinstance(stage, Thresholds):
-            t_fmt = Format.int(layer.threshold_bits)
-            count = stage.values.shape[1]
-            words["thresholds"] = per_fold(
-                np.array([pack_values(t_fmt.encode(row), t_fmt.width) for row in stage.values],
-                         dtype=object), count * t_fmt.width)
-            if np.any(stage.descending):
-                words["descending"] = per_fold(stage.descending.astype(np.int64), 1)
-        elif isinstance(stage, Requant):
-            words["multiplier"] = per_fold(stage.multiplier, stage.mult_bits)
-            if np.any(stage.shift != stage.shift[0]):
-                words["shift"] = per_fold(stage.shift, 6)
-        return words
-
-    def _param_width(self, kind) -> int:
-        layer = self.layer
-        per_value = {"bias": layer.acc_bits, "descending": 1, "shift": 6}
-        if kind == "thresholds":
-            width = layer.stage.values.shape[1] * layer.threshold_bits
-        elif kind == "multiplier":
-            width = layer.stage.mult_bits
-        else:
-            width = per_value[kind]
-        return self.pe * width
+        if not np.any(layer.bias != 0):
+            return None
+        patterns = Format.int(layer.acc_bits).encode(layer.bias)
+        return [pack_values(patterns[nf * pe:(nf + 1) * pe], layer.acc_bits)
+                for nf in range(self.neuron_folds)]
 
     # Hardware ---------------------------------------------------------------------------------
 
@@ -218,21 +190,6 @@ class MatrixVectorUnit(wiring.Component):
         ww, xw = w_fmt.width, x_fmt.width
         return adder_tree(_term(w_word[i * ww:(i + 1) * ww], x_word[i * xw:(i + 1) * xw],
                                 w_fmt, x_fmt) for i in range(simd))
-
-    def _threshold_value(self, acc, thresholds, descending):
-        """Output value of one PE from its final accumulator and its thresholds word
-        (combinational): ``level = #(t <= acc)``, or ``#(acc <= t)`` where ``descending``."""
-        layer = self.layer
-        t_bits = layer.threshold_bits
-        hits = []
-        for i in range(layer.stage.values.shape[1]):
-            t = thresholds[i * t_bits:(i + 1) * t_bits].as_signed()
-            hit = acc >= t
-            if descending is not None:
-                hit = Mux(descending, acc <= t, hit)
-            hits.append(hit)
-        out_fmt = layer.output.format
-        return out_fmt.step * popcount(Cat(*hits)) + out_fmt.min_value
 
     def elaborate(self, platform):
         m = Module()
@@ -301,68 +258,31 @@ class MatrixVectorUnit(wiring.Component):
                 self._lane_sum(weights.data[p * lane_width:(p + 1) * lane_width], x1))
 
         # Stage 3: accumulate; a fold's accumulator is final when its last beat is added.
-        params = self._param_words()
-        ports = {kind: self._rom(m, kind, words, self._param_width(kind))
-                 for kind, words in params.items()}
-        if "bias" in ports:
-            m.d.comb += ports["bias"].addr.eq(nf1)       # read data lines up with stage 2
+        bias_words = self._bias_words()
+        if bias_words is not None:
+            bias = self._rom(m, "bias", bias_words, pe * acc_bits)
+            m.d.comb += bias.addr.eq(nf1)                # read data lines up with stage 2
         acc = [Signal(signed(acc_bits), name=f"acc_{p}") for p in range(pe)]
         done3 = Signal()
         nf3 = Signal.like(nf)
         m.d.sync += [done3.eq(valid2 & last2), nf3.eq(nf2)]
         with m.If(valid2):
             for p in range(pe):
-                if "bias" in ports:
-                    start = ports["bias"].data[p * acc_bits:(p + 1) * acc_bits].as_signed()
-                else:
-                    start = 0
+                start = (bias.data[p * acc_bits:(p + 1) * acc_bits].as_signed()
+                         if bias_words is not None else 0)
                 m.d.sync += acc[p].eq(Mux(first2, start, acc[p]) + partial[p])
 
-        # Stage 4 (and 5 for requantization): the output stage, per PE.
-        for kind in ports:
-            if kind != "bias":
-                m.d.comb += ports[kind].addr.eq(nf2)      # read data lines up with stage 3
-        stage = layer.stage
-        values = []
-        if isinstance(stage, Requant):
-            valid_out, nf_out = Signal(), Signal.like(nf)
-            valid4, nf4 = Signal(), Signal.like(nf)
-            m.d.sync += [valid4.eq(done3), nf4.eq(nf3), valid_out.eq(valid4), nf_out.eq(nf4)]
-            mult_bits = stage.mult_bits
-            product_bits = acc_bits + mult_bits + 1
-            shift4 = None
-            if "shift" in ports:
-                shift4 = [Signal(6, name=f"shift_{p}") for p in range(pe)]
-            for p in range(pe):
-                product = Signal(signed(product_bits), name=f"product_{p}")
-                multiplier = ports["multiplier"].data[p * mult_bits:(p + 1) * mult_bits]
-                m.d.sync += product.eq(acc[p] * multiplier)
-                if shift4 is not None:
-                    m.d.sync += shift4[p].eq(ports["shift"].data[p * 6:(p + 1) * 6])
-                    amount = shift4[p]
-                    rounding = (Const(1, product_bits + 1) << amount) >> 1
-                else:
-                    amount = int(stage.shift[0])
-                    rounding = (1 << amount) >> 1
-                scaled = ((product + rounding) >> amount) + stage.zero_point
-                value = Signal(signed(out_fmt.width + 1), name=f"value_{p}")
-                m.d.sync += value.eq(Mux(scaled < stage.lo, stage.lo,
-                                         Mux(scaled > stage.hi, stage.hi, scaled)))
-                values.append(value)
-        else:
-            valid_out, nf_out = Signal(), Signal.like(nf)
-            m.d.sync += [valid_out.eq(done3), nf_out.eq(nf3)]
-            for p in range(pe):
-                if isinstance(stage, Thresholds):
-                    t_width = self._param_width("thresholds") // pe
-                    result = self._threshold_value(
-                        acc[p], ports["thresholds"].data[p * t_width:(p + 1) * t_width],
-                        ports["descending"].data[p] if "descending" in ports else None)
-                else:
-                    result = acc[p]
-                value = Signal(signed(max(out_fmt.width, acc_bits) + 2), name=f"value_{p}")
-                m.d.sync += value.eq(result)
-                values.append(value)
+        # The output stage, tagged with "last fold of the vector".
+        stage = m.submodules.stage = OutputStage(layer, pe)
+        m.d.comb += [
+            stage.i_acc.valid.eq(done3),
+            stage.i_acc.payload.group.eq(nf3),
+            stage.i_acc.payload.tag.eq(nf3 == nf_count - 1),
+        ]
+        for p in range(pe):
+            m.d.comb += stage.i_acc.payload.acc[p].eq(acc[p])
+        values = [stage.o_values.payload.values[p] for p in range(pe)]
+        valid_out = stage.o_values.valid
 
         # Result into the FIFO: values in their output encoding, last on the final fold.
         if out_fmt.kind == "bipolar":
@@ -371,7 +291,7 @@ class MatrixVectorUnit(wiring.Component):
             codes = [value[:out_fmt.width] for value in values]
         m.d.comb += [
             fifo.w_en.eq(valid_out),
-            fifo.w_data.eq(Cat(*codes, nf_out == nf_count - 1)),
+            fifo.w_data.eq(Cat(*codes, stage.o_values.payload.tag)),
         ]
         finishing = issue & (sf == sf_count - 1)
         m.d.sync += pending.eq(pending + finishing - valid_out)
