@@ -1,0 +1,476 @@
+"""Systolic overlay: a whole network run layer by layer on one weight-stationary array.
+
+Where the dataflow architecture spends an engine per layer, the overlay time-shares one
+``size x size`` :class:`~hwnn.rtl.systolic.SystolicArray` across all layers, like Google's TPU.
+Input vectors are gathered into a batch of up to ``batch`` vectors (a batch closes when it is
+full or when the input stream pauses at a vector boundary); then, for each layer, for each
+tile of ``size`` outputs (``nt``) and ``size`` inputs (``kt``), the batch's activation rows
+stream through the array while the next tile's weights load into the other bank, partial sums
+accumulate in an accumulator memory, and after a layer's last input tile the layer's output
+stage writes the next layer's activations (two memories, ping-pong). After the last layer the
+batch's outputs stream out. Weights, biases and output-stage parameters are ROMs built from the
+IR; values are held as signed integers wide enough for every layer's formats (binary +-1 as
+2-bit values, so every layer, whatever its formats, is an integer matrix product).
+
+The schedule is static and :func:`schedule` computes its cycle counts exactly; the hardware
+follows it cycle for cycle when the output is not back-pressured.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth import *
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..quant.formats import Format, signed_bits_for
+from ..quant.ir import Network
+from .layouts import Beat, pack_values
+from .stage import OutputStage
+from .systolic import SystolicArray, SystolicParams
+
+__all__ = ["OverlayParams", "SystolicOverlay", "schedule"]
+
+
+def _check_positive_int(name, value, limit=None):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"OverlayParams {name} must be a positive integer, not {value!r}")
+    if value < 1 or (limit is not None and value > limit):
+        raise ValueError(f"OverlayParams {name} must be 1..{limit or 'any'}, not {value!r}")
+
+
+@dataclass(frozen=True)
+class OverlayParams:
+    """A square ``size x size`` array and the largest batch the memories hold."""
+    size:  int = 8
+    batch: int = 16
+
+    def __post_init__(self):
+        _check_positive_int("size", self.size, 64)
+        _check_positive_int("batch", self.batch, 4096)
+
+
+def _value_format(network: Network):
+    """Signed value widths that hold every layer's activations and weights."""
+    a_lo = min(min(layer.input.format.min_value for layer in network.layers), -1)
+    a_hi = max(layer.input.format.max_value for layer in network.layers)
+    w_lo = min(min(layer.weight_format.min_value for layer in network.layers), -1)
+    w_hi = max(layer.weight_format.max_value for layer in network.layers)
+    return (Format.int(max(signed_bits_for(a_lo, a_hi), 2)),
+            Format.int(max(signed_bits_for(w_lo, w_hi), 2)))
+
+
+def schedule(network: Network, params: OverlayParams, batch: int) -> list[dict]:
+    """Per layer, for a batch of ``batch`` vectors: tiles, cycles from the layer's first
+    weight beat to the issue of its last row (``issue``), and the cycles it holds the array
+    in all (``cycles``, including the drain before the next layer may start)."""
+    size = params.size
+    latency = 1 + (2 * size - 1) + 1 + 3 + 2     # read, array, acc, stage (at most 3), write
+    layers = []
+    for layer in network.layers:
+        kt_count = math.ceil(layer.in_features / size)
+        tiles = kt_count * math.ceil(layer.out_features / size)
+        # Replay the two issuers' rules: a tile's weight load starts once the rows of the tile
+        # two before it are issued and the previous load is done; its rows start the cycle
+        # after its load started, and after the previous tile's rows.
+        load_start, rows_start, rows_end = [], [], []
+        for i in range(tiles):
+            start = 0 if i == 0 else load_start[i - 1] + size
+            if i >= 2:
+                start = max(start, rows_end[i - 2])
+            load_start.append(start)
+            begin = max(start + 1, rows_end[i - 1] if i else 0)
+            rows_start.append(begin)
+            rows_end.append(begin + batch)
+        layers.append({"name": layer.name, "tiles": tiles, "issue": rows_end[-1],
+                       "cycles": rows_end[-1] + latency,
+                       "macs": batch * layer.in_features * layer.out_features})
+    return layers
+
+
+class SystolicOverlay(wiring.Component):
+    """A whole network on one ``size x size`` systolic array, one batch at a time.
+
+    The ports are those of the dataflow top: an input vector is ``in_features / in_count``
+    beats of ``in_count = gcd(in_features, size)`` codes, an output vector
+    ``out_features / out_count`` beats of ``out_count = gcd(out_features, size)`` codes,
+    ``last`` on the final beat of each.
+
+    Members
+    -------
+    i_stream : ``In(stream.Signature(Beat(in_count, input width)))``
+    o_stream : ``Out(stream.Signature(Beat(out_count, output width)))``
+    """
+
+    def __init__(self, network: Network, params: OverlayParams):
+        if not isinstance(network, Network):
+            raise TypeError(f"network must be a Network, not {network!r}")
+        if not isinstance(params, OverlayParams):
+            raise TypeError(f"params must be an OverlayParams, not {params!r}")
+        self.network, self.params = network, params
+        size = params.size
+        self.a_format, self.w_format = _value_format(network)
+        # The array sums one tile (size terms); a layer's accumulators hold every partial sum.
+        self.array_params = SystolicParams(size, size, self.a_format, self.w_format, size)
+        self.acc_bits = max(layer.acc_bits for layer in network.layers)
+        self.in_count = math.gcd(network.in_features, size)
+        self.out_count = math.gcd(network.out_features, size)
+        self.kt = [math.ceil(layer.in_features / size) for layer in network.layers]
+        self.nt = [math.ceil(layer.out_features / size) for layer in network.layers]
+        self.stride = max(self.kt)
+        super().__init__({
+            "i_stream": In(stream.Signature(Beat(self.in_count, network.input.format.width))),
+            "o_stream": Out(stream.Signature(Beat(self.out_count,
+                                                  network.output.format.width))),
+        })
+
+    # Memory images ----------------------------------------------------------------------------
+
+    def weight_words(self):
+        """Weight ROM: per layer, per tile (nt-major), ``size`` rows of ``size`` weights; tile
+        row ``r``, column ``c`` holds ``weights[nt * size + c, kt * size + r]`` (0 outside)."""
+        size, bits = self.params.size, self.w_format.bits
+        words, bases = [], []
+        for layer, kt_count, nt_count in zip(self.network.layers, self.kt, self.nt,
+                                             strict=True):
+            bases.append(len(words))
+            padded = np.zeros((nt_count * size, kt_count * size), dtype=np.int64)
+            padded[:layer.out_features, :layer.in_features] = layer.weights
+            patterns = self.w_format.encode(padded)
+            for nt in range(nt_count):
+                for kt in range(kt_count):
+                    tile = patterns[nt * size:(nt + 1) * size, kt * size:(kt + 1) * size]
+                    words.extend(pack_values(tile[:, r], bits) for r in range(size))
+        return words, bases
+
+    def bias_words(self):
+        """Bias ROM: per layer, per output tile, ``size`` accumulator-format biases."""
+        size, bits = self.params.size, self.acc_bits
+        words, bases = [], []
+        acc_format = Format.int(bits)
+        for layer, nt_count in zip(self.network.layers, self.nt, strict=True):
+            bases.append(len(words))
+            padded = np.zeros(nt_count * size, dtype=np.int64)
+            padded[:layer.out_features] = layer.bias
+            patterns = acc_format.encode(padded)
+            words.extend(pack_values(patterns[nt * size:(nt + 1) * size], bits)
+                         for nt in range(nt_count))
+        return words, bases
+
+    @property
+    def memory_bits(self) -> dict:
+        size, batch = self.params.size, self.params.batch
+        weights, _ = self.weight_words()
+        biases, _ = self.bias_words()
+        last = self.network.layers[-1]
+        return {"weights": len(weights) * size * self.w_format.bits,
+                "biases": len(biases) * size * self.acc_bits,
+                "activations": 2 * batch * self.stride * size * self.a_format.bits,
+                "accumulators": batch * size * self.acc_bits,
+                "outputs": batch * self.nt[-1] * size * last.output.format.bits}
+
+    # Hardware ---------------------------------------------------------------------------------
+
+    def elaborate(self, platform):
+        m = Module()
+        network, size, batch = self.network, self.params.size, self.params.batch
+        layers = network.layers
+        count = len(layers)
+        a_bits, w_bits, acc_bits = self.a_format.bits, self.w_format.bits, self.acc_bits
+        stride = self.stride
+
+        array = m.submodules.array = SystolicArray(self.array_params)
+
+        weight_words, weight_bases = self.weight_words()
+        weight_rom = m.submodules.weights = memory.Memory(
+            shape=unsigned(size * w_bits), depth=len(weight_words), init=weight_words)
+        weight_read = weight_rom.read_port()
+        bias_words, bias_bases = self.bias_words()
+        bias_rom = m.submodules.biases = memory.Memory(
+            shape=unsigned(size * acc_bits), depth=len(bias_words), init=bias_words)
+        bias_read = bias_rom.read_port()
+
+        acts = [memory.Memory(shape=unsigned(size * a_bits), depth=batch * stride, init=[])
+                for _ in range(2)]
+        m.submodules.acts0, m.submodules.acts1 = acts
+        act_reads = [mem.read_port() for mem in acts]
+        act_writes = [mem.write_port() for mem in acts]
+
+        accumulators = m.submodules.accumulators = memory.Memory(
+            shape=unsigned(size * acc_bits), depth=batch, init=[])
+        acc_write = accumulators.write_port()
+        acc_read = accumulators.read_port(transparent_for=(acc_write,))
+
+        out_fmt = network.output.format
+        out_bits = out_fmt.bits
+        out_words = batch * self.nt[-1]
+        outputs = m.submodules.outputs = memory.Memory(
+            shape=unsigned(size * out_bits), depth=out_words, init=[])
+        out_write = outputs.write_port()
+        out_read = outputs.read_port()
+
+        # Per-layer constants, selected by the current layer.
+        layer = Signal(range(count))
+        kt_last = Array(Const(kt - 1, range(stride)) for kt in self.kt)[layer]
+        tiles = Array(Const(kt * nt, range(max(k * n for k, n in zip(self.kt, self.nt,
+                                                                     strict=True)) + 1))
+                      for kt, nt in zip(self.kt, self.nt, strict=True))[layer]
+        m_count = Signal(range(batch + 1))
+
+        # Phase ---------------------------------------------------------------------------------
+        phase = Signal(range(4))
+        LOAD, RUN, DRAIN, OUTPUT = range(4)
+
+        # Input: gather in_count values per beat into words of size values.
+        in_fmt = network.input.format
+        in_count = self.in_count
+        k0 = network.in_features
+        beats_per_word = size // in_count
+        last_word_beats = (k0 - (self.kt[0] - 1) * size) // in_count
+        word = Signal(size * a_bits)
+        beat = Signal(range(beats_per_word))
+        in_kt = Signal(range(stride))
+        in_m = Signal(range(batch + 1))
+        decoded = []
+        for i in range(in_count):
+            bits = self.i_stream.payload.data[i * in_fmt.width:(i + 1) * in_fmt.width]
+            if in_fmt.kind == "bipolar":
+                decoded.append(Mux(bits[0], Const(1, signed(a_bits)), Const(-1, signed(a_bits))))
+            else:
+                decoded.append(bits.as_signed() if in_fmt.signed else bits.as_unsigned())
+        word_done = (beat == Mux(in_kt == self.kt[0] - 1, last_word_beats, beats_per_word) - 1)
+        vector_done = word_done & (in_kt == self.kt[0] - 1)
+        closing = Signal()    # a batch closes: full, or the input paused at a vector boundary
+        m.d.comb += [
+            self.i_stream.ready.eq((phase == LOAD) & (in_m < batch)),
+            closing.eq((phase == LOAD) & (in_m > 0) & (in_kt == 0) & (beat == 0)
+                       & ((in_m == batch) | ~self.i_stream.valid)),
+        ]
+        merged = Signal(size * a_bits)
+        m.d.comb += merged.eq(word)
+        with m.Switch(beat):
+            for b in range(beats_per_word):
+                with m.Case(b):
+                    for i in range(in_count):
+                        position = (b * in_count + i) * a_bits
+                        m.d.comb += merged[position:position + a_bits].eq(decoded[i])
+        load_write = Signal()
+        with m.If(self.i_stream.valid & self.i_stream.ready):
+            m.d.sync += word.eq(merged)
+            m.d.comb += load_write.eq(word_done)
+            with m.If(word_done):
+                m.d.sync += [beat.eq(0), in_kt.eq(Mux(vector_done, 0, in_kt + 1))]
+                with m.If(vector_done):
+                    m.d.sync += in_m.eq(in_m + 1)
+            with m.Else():
+                m.d.sync += beat.eq(beat + 1)
+
+        # Run: the weight loader and the row issuer of the current layer -----------------------
+        ld_tile = Signal(range(max(self.kt[i] * self.nt[i] for i in range(count)) + 1))
+        ld_row = Signal(range(size))
+        ld_addr = Signal(range(len(weight_words) + 1))
+        rw_tile = Signal.like(ld_tile)
+        rw_m = Signal(range(batch))
+        rw_kt = Signal(range(stride))
+        rw_nt = Signal(range(max(self.nt)))
+        load = Signal()
+        issue = Signal()
+        running = phase == RUN
+        m.d.comb += [
+            load.eq(running & (ld_tile < tiles) & (ld_tile <= rw_tile + 1)),
+            issue.eq(running & (rw_tile < tiles)
+                     & ((ld_tile > rw_tile) | ((ld_tile == rw_tile) & (ld_row > 0)))),
+            weight_read.addr.eq(ld_addr),
+        ]
+        with m.If(load):
+            m.d.sync += [ld_addr.eq(ld_addr + 1), ld_row.eq(Mux(ld_row == size - 1, 0,
+                                                                  ld_row + 1))]
+            with m.If(ld_row == size - 1):
+                m.d.sync += ld_tile.eq(ld_tile + 1)
+        with m.If(issue):
+            with m.If(rw_m == m_count - 1):
+                m.d.sync += [rw_m.eq(0), rw_tile.eq(rw_tile + 1)]
+                with m.If(rw_kt == kt_last):
+                    m.d.sync += [rw_kt.eq(0), rw_nt.eq(rw_nt + 1)]
+                with m.Else():
+                    m.d.sync += rw_kt.eq(rw_kt + 1)
+            with m.Else():
+                m.d.sync += rw_m.eq(rw_m + 1)
+
+        source = layer[0] if count > 1 else Const(0)     # layer l reads memory l % 2
+        for index in range(2):
+            m.d.comb += act_reads[index].addr.eq(rw_m * stride + rw_kt)
+
+        # One cycle later the memories answer: feed the array.
+        load1, row1, bank1 = Signal(), Signal.like(ld_row), Signal()
+        issue1, bank_rows1, source1 = Signal(), Signal(), Signal()
+        m.d.sync += [load1.eq(load), row1.eq(ld_row), bank1.eq(ld_tile[0]),
+                     issue1.eq(issue), bank_rows1.eq(rw_tile[0]), source1.eq(source)]
+        m.d.comb += [
+            array.i_w.valid.eq(load1),
+            array.i_w.payload.row.eq(row1),
+            array.i_w.payload.bank.eq(bank1),
+            array.i_a.valid.eq(issue1),
+            array.i_a.payload.bank.eq(bank_rows1),
+        ]
+        act_data = Mux(source1, act_reads[1].data, act_reads[0].data)
+        for c in range(size):
+            m.d.comb += array.i_w.payload.w[c].eq(
+                weight_read.data[c * w_bits:(c + 1) * w_bits].as_signed())
+            m.d.comb += array.i_a.payload.a[c].eq(act_data[c * a_bits:(c + 1) * a_bits].as_signed())
+
+        # Sideband of each row, delayed to meet its partial sums one cycle early (memory reads).
+        info_valid, info_m, info_nt = issue, rw_m, rw_nt
+        info_first, info_last = rw_kt == 0, rw_kt == kt_last
+        for stage in range(array.latency):
+            valid_next = Signal(name=f"side_valid_{stage}")
+            m_next = Signal.like(rw_m, name=f"side_m_{stage}")
+            nt_next = Signal.like(rw_nt, name=f"side_nt_{stage}")
+            first_next = Signal(name=f"side_first_{stage}")
+            last_next = Signal(name=f"side_last_{stage}")
+            m.d.sync += [valid_next.eq(info_valid), m_next.eq(info_m), nt_next.eq(info_nt),
+                         first_next.eq(info_first), last_next.eq(info_last)]
+            info_valid, info_m, info_nt = valid_next, m_next, nt_next
+            info_first, info_last = first_next, last_next
+        bias_base = Array(Const(base, range(len(bias_words) + 1)) for base in bias_bases)[layer]
+        m.d.comb += [acc_read.addr.eq(info_m), bias_read.addr.eq(bias_base + info_nt)]
+        valid_p, m_p, nt_p, first_p, last_p = Signal(), Signal.like(rw_m), Signal.like(rw_nt), \
+            Signal(), Signal()
+        m.d.sync += [valid_p.eq(info_valid), m_p.eq(info_m), nt_p.eq(info_nt),
+                     first_p.eq(info_first), last_p.eq(info_last)]
+
+        # Accumulate; after a layer's last input tile, hand the sums to the layer's stage.
+        sums = [Signal(signed(acc_bits), name=f"sum_{c}") for c in range(size)]
+        for c in range(size):
+            start = Mux(first_p, bias_read.data[c * acc_bits:(c + 1) * acc_bits].as_signed(),
+                        acc_read.data[c * acc_bits:(c + 1) * acc_bits].as_signed())
+            m.d.comb += sums[c].eq(start + array.o_psum.payload[c])
+        m.d.comb += [
+            acc_write.addr.eq(m_p),
+            acc_write.data.eq(Cat(*sums)),
+            acc_write.en.eq(valid_p & ~last_p),
+        ]
+        m_bits, nt_bits = len(rw_m), len(rw_nt)
+        stage_outputs = []
+        for index, ir_layer in enumerate(layers):
+            stage = m.submodules[f"stage{index}"] = OutputStage(ir_layer, size,
+                                                                tag_bits=m_bits + nt_bits)
+            m.d.comb += [
+                stage.i_acc.valid.eq(valid_p & last_p & (layer == index)),
+                stage.i_acc.payload.group.eq(nt_p),
+                stage.i_acc.payload.tag.eq(Cat(m_p, nt_p)),
+            ]
+            for c in range(size):
+                m.d.comb += stage.i_acc.payload.acc[c].eq(sums[c])
+            stage_outputs.append(stage.o_values)
+
+        # Stage results: activations of the next layer, or the network's outputs.
+        for index, stage_out in enumerate(stage_outputs):
+            tag_m = stage_out.payload.tag[:m_bits]
+            tag_nt = stage_out.payload.tag[m_bits:]
+            with m.If(stage_out.valid):
+                if index == count - 1:
+                    m.d.comb += [
+                        out_write.addr.eq(tag_m * self.nt[-1] + tag_nt),
+                        out_write.data.eq(Cat(*(_encode(stage_out.payload.values[c], out_fmt)
+                                                for c in range(size)))),
+                        out_write.en.eq(1),
+                    ]
+                else:
+                    target = act_writes[(index + 1) % 2]
+                    m.d.comb += [
+                        target.addr.eq(tag_m * stride + tag_nt),
+                        target.data.eq(Cat(*(_resize(stage_out.payload.values[c], a_bits)
+                                             for c in range(size)))),
+                        target.en.eq(1),
+                    ]
+        with m.If(load_write):
+            m.d.comb += [
+                act_writes[0].addr.eq(in_m * stride + in_kt),
+                act_writes[0].data.eq(merged),
+                act_writes[0].en.eq(1),
+            ]
+
+        # Output: read a word of outputs, then offer it in beats of out_count values.
+        out_count = self.out_count
+        n_last = network.out_features
+        out_beats_per_word = size // out_count
+        out_last_beats = (n_last - (self.nt[-1] - 1) * size) // out_count
+        out_m = Signal(range(batch + 1))
+        out_nt = Signal(range(self.nt[-1]))
+        out_beat = Signal(range(out_beats_per_word))
+        holding = Signal()        # a word of outputs is being offered
+        request = Signal()        # the address of the next word was just set
+        fetched = Signal()        # its data is on the read port
+        m.d.comb += out_read.addr.eq(out_m * self.nt[-1] + out_nt)
+        out_word = Signal(size * out_bits)
+        m.d.sync += [fetched.eq(request), request.eq(0)]
+        with m.If(fetched):
+            m.d.sync += [out_word.eq(out_read.data), holding.eq(1)]
+        offered = Signal(out_count * out_fmt.width)
+        with m.Switch(out_beat):
+            for b in range(out_beats_per_word):
+                with m.Case(b):
+                    m.d.comb += offered.eq(out_word[b * out_count * out_bits:
+                                                    (b + 1) * out_count * out_bits])
+        final_beat = out_beat == Mux(out_nt == self.nt[-1] - 1, out_last_beats,
+                                     out_beats_per_word) - 1
+        m.d.comb += [
+            self.o_stream.valid.eq(holding),
+            self.o_stream.payload.data.eq(offered),
+            self.o_stream.payload.last.eq(final_beat & (out_nt == self.nt[-1] - 1)),
+        ]
+
+        # The phase sequencer ---------------------------------------------------------------------
+        drain = Signal(range(32 + 2 * size))
+        drain_cycles = 1 + array.latency + 1 + 3 + 2
+        with m.Switch(phase):
+            with m.Case(LOAD):
+                with m.If(closing):
+                    m.d.sync += [phase.eq(RUN), m_count.eq(in_m), layer.eq(0),
+                                 ld_tile.eq(0), ld_row.eq(0), ld_addr.eq(weight_bases[0]),
+                                 rw_tile.eq(0), rw_m.eq(0), rw_kt.eq(0), rw_nt.eq(0)]
+            with m.Case(RUN):
+                # Done when every row is issued and every weight beat (the last tile's load
+                # may still run when its rows, fewer than its height, are all issued).
+                with m.If((rw_tile == tiles) & (ld_tile == tiles)):
+                    m.d.sync += [phase.eq(DRAIN), drain.eq(drain_cycles)]
+            with m.Case(DRAIN):
+                m.d.sync += drain.eq(drain - 1)
+                with m.If(drain == 0):
+                    with m.If(layer == count - 1):
+                        m.d.sync += [phase.eq(OUTPUT), out_m.eq(0), out_nt.eq(0),
+                                     out_beat.eq(0), request.eq(1), holding.eq(0)]
+                    with m.Else():
+                        m.d.sync += [phase.eq(RUN), layer.eq(layer + 1),
+                                     ld_tile.eq(0), ld_row.eq(0),
+                                     ld_addr.eq(Array(Const(base, range(len(weight_words) + 1))
+                                                      for base in weight_bases)[layer + 1]),
+                                     rw_tile.eq(0), rw_m.eq(0), rw_kt.eq(0), rw_nt.eq(0)]
+            with m.Case(OUTPUT):
+                with m.If(self.o_stream.valid & self.o_stream.ready):
+                    with m.If(final_beat):
+                        m.d.sync += [out_beat.eq(0), holding.eq(0)]
+                        with m.If(out_nt == self.nt[-1] - 1):
+                            m.d.sync += [out_nt.eq(0), out_m.eq(out_m + 1)]
+                            with m.If(out_m == m_count - 1):
+                                m.d.sync += [phase.eq(LOAD), in_m.eq(0)]
+                            with m.Else():
+                                m.d.sync += request.eq(1)
+                        with m.Else():
+                            m.d.sync += [out_nt.eq(out_nt + 1), request.eq(1)]
+                    with m.Else():
+                        m.d.sync += out_beat.eq(out_beat + 1)
+        return m
+
+
+def _encode(value, fmt: Format):
+    """The bit pattern of a value in an output format (bipolar: 1 for +1)."""
+    return (value > 0) if fmt.kind == "bipolar" else value[:fmt.width]
+
+
+def _resize(value, bits):
+    """A signed value sign-extended or truncated to ``bits`` bits."""
+    return value.as_signed()[:bits] if len(value) >= bits else \
+        Cat(value, value[-1].replicate(bits - len(value)))
