@@ -60,8 +60,8 @@ def design_rows(work, simulator, quick):
             synth = synthesize(design.verilog, design.top, "ecp5")
             folds = " ".join(f"{f.pe}x{f.simd}" for f in design.folding)
             rows.append((label, budget, design.manifest["lanes"], folds,
-                         f"{result.cycles_per_inference:.1f}", result.ideal_cycles,
-                         f"{result.cycles_per_inference / result.ideal_cycles:.3f}",
+                         f"{result.cycles_per_inference:.1f}", result.expected_cycles,
+                         f"{result.cycles_per_inference / result.expected_cycles:.3f}",
                          result.latency, synth.lut4, synth.carry, synth.ff, synth.dsp,
                          synth.bram, synth.lutram, f"{sim_seconds:.1f}",
                          f"{synth.seconds:.1f}"))

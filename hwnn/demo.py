@@ -89,7 +89,7 @@ def run_demo(out_dir="hwnn-demo", *, simulator="verilator", max_lanes=128, seed=
 
         rows.append(DemoRow(scheme, float_accuracy, accuracy(golden), accuracy(result.outputs),
                             len(result.mismatches), result.cycles_per_inference,
-                            result.ideal_cycles, result.latency, design.manifest["lanes"],
+                            result.expected_cycles, result.latency, design.manifest["lanes"],
                             design.manifest["weight_bits"], design.path))
     log(f"done in {time.monotonic() - started:.0f} s")
     return rows

@@ -21,11 +21,12 @@ from .quant.ir import Network
 from .rtl.folding import LayerFold, auto_folding, fold_from_file
 from .rtl.mvau import RAM_STYLES, check_folding
 
-__all__ = ["ARCHITECTURES", "DEFAULT_MAX_LANES", "Design", "generate", "load_design",
-           "resolve_folding"]
+__all__ = ["ARCHITECTURES", "DEFAULT_BATCH", "DEFAULT_MAX_LANES", "Design", "generate",
+           "load_design", "parse_array", "resolve_folding"]
 
-ARCHITECTURES = ("dataflow",)
+ARCHITECTURES = ("dataflow", "systolic")
 DEFAULT_MAX_LANES = 256
+DEFAULT_BATCH = 16
 VECTOR_COUNT = 32
 MANIFEST = "manifest.json"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -71,8 +72,26 @@ def _port(name, unit_count, fmt, features):
     }
 
 
-def _manifest(network, design, top):
+def _common_manifest(network, top, in_count, out_count):
     from amaranth import __version__ as amaranth_version
+    return {
+        "hwnn_version": __version__,
+        "amaranth_version": amaranth_version,
+        "name": network.name,
+        "top": top,
+        "verilog": f"{top}.v",
+        "network": "network.hwnn.npz",
+        "clock": {"port": "clk", "reset": "rst", "reset_polarity": "active high, synchronous"},
+        "input": _port("i_stream", in_count, network.input.format, network.in_features),
+        "output": _port("o_stream", out_count, network.output.format, network.out_features),
+        "output_scale": network.output.scale.tolist(),
+        "weight_bits": sum(layer.weight_bits for layer in network.layers),
+        "vectors": {"inputs": "vectors/inputs.npy", "expected": "vectors/expected.npy",
+                    "count": VECTOR_COUNT},
+    }
+
+
+def _dataflow_manifest(network, design, top):
     first, last = design.units[0], design.units[-1]
     layers = []
     for unit in design.units:
@@ -83,43 +102,89 @@ def _manifest(network, design, top):
             "lanes": unit.lanes, "weight_format": str(layer.weight_format),
             "input_format": str(layer.input.format), "output_format": str(layer.output.format),
             "stage": layer.stage_name, "acc_bits": layer.acc_bits,
-            "cycles": unit.cycles, "ideal_cycles": unit.cycles, "latency": unit.latency,
-            "memory_bits": unit.memory_bits,
+            "cycles": unit.cycles, "latency": unit.latency, "memory_bits": unit.memory_bits,
         })
-    return {
-        "hwnn_version": __version__,
-        "amaranth_version": amaranth_version,
+    return _common_manifest(network, top, first.simd, last.pe) | {
         "arch": "dataflow",
-        "name": network.name,
-        "top": top,
-        "verilog": f"{top}.v",
-        "network": "network.hwnn.npz",
-        "clock": {"port": "clk", "reset": "rst", "reset_polarity": "active high, synchronous"},
-        "input": _port("i_stream", first.simd, network.input.format, network.in_features),
-        "output": _port("o_stream", last.pe, network.output.format, network.out_features),
-        "output_scale": network.output.scale.tolist(),
         "layers": layers,
         "cycles_per_inference": design.cycles,
         "lanes": design.lanes,
-        "weight_bits": sum(layer.weight_bits for layer in network.layers),
         "folding": {unit.layer.name: {"pe": unit.pe, "simd": unit.simd}
                     for unit in design.units},
         "ram_style": design.units[0].ram_style,
-        "vectors": {"inputs": "vectors/inputs.npy", "expected": "vectors/expected.npy",
-                    "count": VECTOR_COUNT},
     }
 
 
+def _systolic_manifest(network, design, top):
+    from .rtl.overlay import schedule
+    params = design.params
+    plan = schedule(network, params)
+    layers = []
+    for layer, planned, kt, nt in zip(network.layers, plan["layers"], design.kt, design.nt,
+                                      strict=True):
+        layers.append({
+            "name": layer.name, "in_features": layer.in_features,
+            "out_features": layer.out_features, "input_tiles": kt, "output_tiles": nt,
+            "weight_format": str(layer.weight_format),
+            "input_format": str(layer.input.format), "output_format": str(layer.output.format),
+            "stage": layer.stage_name, "acc_bits": layer.acc_bits,
+        } | planned)
+    return _common_manifest(network, top, design.in_count, design.out_count) | {
+        "arch": "systolic",
+        "array": {"rows": params.size, "cols": params.size,
+                  "value_bits": design.a_format.bits, "weight_bits": design.w_format.bits,
+                  "acc_bits": design.acc_bits},
+        "batch": params.batch,
+        "layers": layers,
+        "schedule": {key: plan[key] for key in ("load", "output", "total")},
+        "cycles_per_inference": plan["per_inference"],
+        "lanes": params.size * params.size,
+        "memory_bits": design.memory_bits,
+        "counters": {"busy": [f"busy__{i}" for i in range(len(network.layers))],
+                     "cycles": [f"cycles__{i}" for i in range(len(network.layers))]},
+    }
+
+
+def parse_array(text) -> int:
+    """The side of a square array from ``"RxC"`` (R == C, 1..64)."""
+    match = re.fullmatch(r"([0-9]+)x([0-9]+)", text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"The array must be given as RxC, like 8x8, not {text!r}")
+    rows, cols = int(match.group(1)), int(match.group(2))
+    if rows != cols:
+        raise ValueError(f"The systolic overlay needs a square array, not {rows}x{cols}")
+    if not 1 <= rows <= 64:
+        raise ValueError(f"The array side must be 1..64, not {rows}")
+    return rows
+
+
+def _build(network, arch, fold, max_lanes, ram_style, array, batch):
+    """The top component and its manifest maker, after every check."""
+    if arch == "dataflow":
+        from .rtl.dataflow import DataflowAccelerator
+        if ram_style not in RAM_STYLES:
+            raise ValueError(f"ram_style must be one of {', '.join(RAM_STYLES)}, not "
+                             f"{ram_style!r}")
+        folding = resolve_folding(network, fold, max_lanes)
+        return DataflowAccelerator(network, folding, ram_style=ram_style), _dataflow_manifest
+    from .rtl.overlay import OverlayParams, SystolicOverlay, check_overlay
+    params = OverlayParams(parse_array(array), batch)
+    check_overlay(network, params)
+    return SystolicOverlay(network, params), _systolic_manifest
+
+
 def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
-             max_lanes=DEFAULT_MAX_LANES, ram_style="auto") -> Path:
+             max_lanes=DEFAULT_MAX_LANES, ram_style="auto", array="8x8",
+             batch=DEFAULT_BATCH) -> Path:
     """Write the design folder for ``network`` to ``out_dir``; return its path.
 
-    ``out_dir`` may be missing, empty, or a previous design folder (which is replaced); any
-    other existing folder is refused rather than overwritten.
+    ``arch="dataflow"`` uses ``fold`` (``"auto"`` within ``max_lanes``, a fold file, or
+    :class:`LayerFold` per layer) and ``ram_style``; ``arch="systolic"`` uses ``array``
+    (``"RxC"``, square) and ``batch``. ``out_dir`` may be missing, empty, or a previous design
+    folder (which is replaced); any other existing folder is refused rather than overwritten.
     """
     from amaranth.back import verilog
 
-    from .rtl.dataflow import DataflowAccelerator
     from .sim.golden import run_network
 
     if not isinstance(network, Network):
@@ -134,10 +199,7 @@ def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
                                                       and not (out_dir / MANIFEST).is_file())):
         raise ValueError(f"{str(out_dir)!r} exists and is not an hwnn design folder; refusing "
                          f"to overwrite it")
-    if ram_style not in RAM_STYLES:
-        raise ValueError(f"ram_style must be one of {', '.join(RAM_STYLES)}, not {ram_style!r}")
-    folding = resolve_folding(network, fold, max_lanes)
-    design = DataflowAccelerator(network, folding, ram_style=ram_style)
+    design, manifest = _build(network, arch, fold, max_lanes, ram_style, array, batch)
     top = network.name
     text = verilog.convert(design, name=top)
 
@@ -152,7 +214,7 @@ def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
     try:
         (staging / f"{top}.v").write_text(text)
         (staging / MANIFEST).write_text(
-            json.dumps(_manifest(network, design, top), indent=2, sort_keys=True) + "\n")
+            json.dumps(manifest(network, design, top), indent=2, sort_keys=True) + "\n")
         network.save(staging / "network.hwnn.npz")
         (staging / "vectors").mkdir()
         np.save(staging / "vectors" / "inputs.npy", inputs)
@@ -181,8 +243,6 @@ class Design:
             raise ValueError(f"{str(manifest_path)!r} is not valid JSON: {error}") from None
         self.path = path
         self.network = Network.load(path / self.manifest["network"])
-        self.folding = tuple(LayerFold(**self.manifest["folding"][layer.name])
-                             for layer in self.network.layers)
 
     @property
     def verilog(self) -> Path:
@@ -192,8 +252,18 @@ class Design:
     def top(self) -> str:
         return self.manifest["top"]
 
+    @property
+    def folding(self):
+        """The dataflow design's folding."""
+        return tuple(LayerFold(**self.manifest["folding"][layer.name])
+                     for layer in self.network.layers)
+
     def accelerator(self):
         """The Amaranth top component of this design (for Amaranth's simulator)."""
+        if self.manifest["arch"] == "systolic":
+            from .rtl.overlay import OverlayParams, SystolicOverlay
+            return SystolicOverlay(self.network, OverlayParams(self.manifest["array"]["rows"],
+                                                               self.manifest["batch"]))
         from .rtl.dataflow import DataflowAccelerator
         return DataflowAccelerator(self.network, self.folding,
                                    ram_style=self.manifest["ram_style"])

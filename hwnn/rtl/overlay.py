@@ -26,11 +26,16 @@ from amaranth.lib.wiring import In, Out
 
 from ..quant.formats import Format, signed_bits_for
 from ..quant.ir import Network
+from .arith import select
 from .layouts import Beat, pack_values
 from .stage import OutputStage
 from .systolic import SystolicArray, SystolicParams
 
-__all__ = ["OverlayParams", "SystolicOverlay", "schedule"]
+__all__ = ["OverlayParams", "SystolicOverlay", "check_overlay", "drain_cycles", "schedule"]
+
+
+#: Width of the performance counters (they wrap around).
+COUNTER_BITS = 32
 
 
 def _check_positive_int(name, value, limit=None):
@@ -61,32 +66,65 @@ def _value_format(network: Network):
             Format.int(max(signed_bits_for(w_lo, w_hi), 2)))
 
 
-def schedule(network: Network, params: OverlayParams, batch: int) -> list[dict]:
-    """Per layer, for a batch of ``batch`` vectors: tiles, cycles from the layer's first
-    weight beat to the issue of its last row (``issue``), and the cycles it holds the array
-    in all (``cycles``, including the drain before the next layer may start)."""
+def drain_cycles(size: int) -> int:
+    """Cycles a layer waits after its last row, until its results are written (memory read,
+    array, accumulator, output stage, write) and the next layer may read them."""
+    return 1 + (2 * size - 1) + 1 + 3 + 2
+
+
+def _run_cycles(tiles: int, size: int, rows: int) -> int:
+    """Cycles of a layer's run phase: replay the weight loader's and the row issuer's rules
+    (a tile's load waits for the rows of the tile two before it; a tile's rows wait for the
+    first beat of its load), until both have finished."""
+    ld_tile = ld_row = rw_tile = rw_m = cycle = 0
+    while not (ld_tile == tiles and rw_tile == tiles):
+        load = ld_tile < tiles and ld_tile <= rw_tile + 1
+        issue = rw_tile < tiles and (ld_tile > rw_tile or (ld_tile == rw_tile and ld_row > 0))
+        if load:
+            ld_tile, ld_row = (ld_tile + 1, 0) if ld_row == size - 1 else (ld_tile, ld_row + 1)
+        if issue:
+            rw_tile, rw_m = (rw_tile + 1, 0) if rw_m == rows - 1 else (rw_tile, rw_m + 1)
+        cycle += 1
+    return cycle + 1
+
+
+def schedule(network: Network, params: OverlayParams, batch: int | None = None) -> dict:
+    """Exact cycle counts of one batch of ``batch`` vectors (default: a full batch) when the
+    input keeps up and the output is always ready.
+
+    Returns ``{"layers": [{name, tiles, cycles, busy, macs, utilization}], "load", "output",
+    "total", "per_inference"}``; a layer's ``cycles`` run from its first weight beat to the
+    end of its drain, ``busy`` counts the cycles that issued a row, and ``utilization`` is
+    ``macs / (size * size * cycles)``.
+    """
     size = params.size
-    latency = 1 + (2 * size - 1) + 1 + 3 + 2     # read, array, acc, stage (at most 3), write
+    batch = params.batch if batch is None else batch
     layers = []
     for layer in network.layers:
         kt_count = math.ceil(layer.in_features / size)
         tiles = kt_count * math.ceil(layer.out_features / size)
-        # Replay the two issuers' rules: a tile's weight load starts once the rows of the tile
-        # two before it are issued and the previous load is done; its rows start the cycle
-        # after its load started, and after the previous tile's rows.
-        load_start, rows_start, rows_end = [], [], []
-        for i in range(tiles):
-            start = 0 if i == 0 else load_start[i - 1] + size
-            if i >= 2:
-                start = max(start, rows_end[i - 2])
-            load_start.append(start)
-            begin = max(start + 1, rows_end[i - 1] if i else 0)
-            rows_start.append(begin)
-            rows_end.append(begin + batch)
-        layers.append({"name": layer.name, "tiles": tiles, "issue": rows_end[-1],
-                       "cycles": rows_end[-1] + latency,
-                       "macs": batch * layer.in_features * layer.out_features})
-    return layers
+        cycles = _run_cycles(tiles, size, batch) + drain_cycles(size) + 1
+        macs = batch * layer.in_features * layer.out_features
+        layers.append({"name": layer.name, "tiles": tiles, "cycles": cycles,
+                       "busy": tiles * batch, "macs": macs,
+                       "utilization": macs / (size * size * cycles)})
+    in_count = math.gcd(network.in_features, size)
+    out_count = math.gcd(network.out_features, size)
+    load = batch * (network.in_features // in_count) + 1
+    out_tiles = math.ceil(network.out_features / size)
+    output = batch * (2 * out_tiles + network.out_features // out_count)
+    total = load + sum(layer["cycles"] for layer in layers) + output
+    return {"layers": layers, "load": load, "output": output, "total": total,
+            "per_inference": total / batch}
+
+
+def check_overlay(network: Network, params: OverlayParams):
+    """Raise ValueError unless the array can serve every layer's values and weights."""
+    a_format, w_format = _value_format(network)
+    for what, fmt in (("activations", a_format), ("weights", w_format)):
+        if fmt.bits > 16:
+            raise ValueError(f"The systolic array multiplies values of up to 16 bits, but this "
+                             f"network's {what} need {fmt.bits} (signed)")
 
 
 class SystolicOverlay(wiring.Component):
@@ -101,6 +139,10 @@ class SystolicOverlay(wiring.Component):
     -------
     i_stream : ``In(stream.Signature(Beat(in_count, input width)))``
     o_stream : ``Out(stream.Signature(Beat(out_count, output width)))``
+    busy : ``Out(32).array(layers)``
+        Performance counters since reset: cycles in which the layer fed a row to the array.
+    cycles : ``Out(32).array(layers)``
+        Performance counters since reset: cycles the layer held the array (run and drain).
     """
 
     def __init__(self, network: Network, params: OverlayParams):
@@ -123,6 +165,8 @@ class SystolicOverlay(wiring.Component):
             "i_stream": In(stream.Signature(Beat(self.in_count, network.input.format.width))),
             "o_stream": Out(stream.Signature(Beat(self.out_count,
                                                   network.output.format.width))),
+            "busy":     Out(unsigned(COUNTER_BITS)).array(len(network.layers)),
+            "cycles":   Out(unsigned(COUNTER_BITS)).array(len(network.layers)),
         })
 
     # Memory images ----------------------------------------------------------------------------
@@ -212,10 +256,10 @@ class SystolicOverlay(wiring.Component):
 
         # Per-layer constants, selected by the current layer.
         layer = Signal(range(count))
-        kt_last = Array(Const(kt - 1, range(stride)) for kt in self.kt)[layer]
-        tiles = Array(Const(kt * nt, range(max(k * n for k, n in zip(self.kt, self.nt,
-                                                                     strict=True)) + 1))
-                      for kt, nt in zip(self.kt, self.nt, strict=True))[layer]
+        kt_last = select(layer, [Const(kt - 1, range(stride)) for kt in self.kt])
+        most_tiles = max(kt * nt for kt, nt in zip(self.kt, self.nt, strict=True))
+        tiles = select(layer, [Const(kt * nt, range(most_tiles + 1))
+                               for kt, nt in zip(self.kt, self.nt, strict=True)])
         m_count = Signal(range(batch + 1))
 
         # Phase ---------------------------------------------------------------------------------
@@ -247,14 +291,12 @@ class SystolicOverlay(wiring.Component):
             closing.eq((phase == LOAD) & (in_m > 0) & (in_kt == 0) & (beat == 0)
                        & ((in_m == batch) | ~self.i_stream.valid)),
         ]
+        # The word with this beat's values in place (slot p belongs to beat p // in_count).
         merged = Signal(size * a_bits)
-        m.d.comb += merged.eq(word)
-        with m.Switch(beat):
-            for b in range(beats_per_word):
-                with m.Case(b):
-                    for i in range(in_count):
-                        position = (b * in_count + i) * a_bits
-                        m.d.comb += merged[position:position + a_bits].eq(decoded[i])
+        m.d.comb += merged.eq(Cat(*(
+            Mux(beat == slot // in_count, _resize(decoded[slot % in_count], a_bits),
+                word[slot * a_bits:(slot + 1) * a_bits])
+            for slot in range(beats_per_word * in_count))))
         load_write = Signal()
         with m.If(self.i_stream.valid & self.i_stream.ready):
             m.d.sync += word.eq(merged)
@@ -333,7 +375,8 @@ class SystolicOverlay(wiring.Component):
                          first_next.eq(info_first), last_next.eq(info_last)]
             info_valid, info_m, info_nt = valid_next, m_next, nt_next
             info_first, info_last = first_next, last_next
-        bias_base = Array(Const(base, range(len(bias_words) + 1)) for base in bias_bases)[layer]
+        bias_base = select(layer, [Const(base, range(len(bias_words) + 1))
+                                   for base in bias_bases])
         m.d.comb += [acc_read.addr.eq(info_m), bias_read.addr.eq(bias_base + info_nt)]
         valid_p, m_p, nt_p, first_p, last_p = Signal(), Signal.like(rw_m), Signal.like(rw_nt), \
             Signal(), Signal()
@@ -408,12 +451,9 @@ class SystolicOverlay(wiring.Component):
         m.d.sync += [fetched.eq(request), request.eq(0)]
         with m.If(fetched):
             m.d.sync += [out_word.eq(out_read.data), holding.eq(1)]
-        offered = Signal(out_count * out_fmt.width)
-        with m.Switch(out_beat):
-            for b in range(out_beats_per_word):
-                with m.Case(b):
-                    m.d.comb += offered.eq(out_word[b * out_count * out_bits:
-                                                    (b + 1) * out_count * out_bits])
+        beat_width = out_count * out_bits
+        offered = select(out_beat, [out_word[b * beat_width:(b + 1) * beat_width]
+                                    for b in range(out_beats_per_word)])
         final_beat = out_beat == Mux(out_nt == self.nt[-1] - 1, out_last_beats,
                                      out_beats_per_word) - 1
         m.d.comb += [
@@ -422,9 +462,16 @@ class SystolicOverlay(wiring.Component):
             self.o_stream.payload.last.eq(final_beat & (out_nt == self.nt[-1] - 1)),
         ]
 
+        # Performance counters.
+        for index in range(count):
+            active = (layer == index) & ((phase == RUN) | (phase == DRAIN))
+            with m.If(active):
+                m.d.sync += self.cycles[index].eq(self.cycles[index] + 1)
+            with m.If(active & issue):
+                m.d.sync += self.busy[index].eq(self.busy[index] + 1)
+
         # The phase sequencer ---------------------------------------------------------------------
-        drain = Signal(range(32 + 2 * size))
-        drain_cycles = 1 + array.latency + 1 + 3 + 2
+        drain = Signal(range(drain_cycles(size) + 1))
         with m.Switch(phase):
             with m.Case(LOAD):
                 with m.If(closing):
@@ -435,7 +482,7 @@ class SystolicOverlay(wiring.Component):
                 # Done when every row is issued and every weight beat (the last tile's load
                 # may still run when its rows, fewer than its height, are all issued).
                 with m.If((rw_tile == tiles) & (ld_tile == tiles)):
-                    m.d.sync += [phase.eq(DRAIN), drain.eq(drain_cycles)]
+                    m.d.sync += [phase.eq(DRAIN), drain.eq(drain_cycles(size))]
             with m.Case(DRAIN):
                 m.d.sync += drain.eq(drain - 1)
                 with m.If(drain == 0):
@@ -445,8 +492,9 @@ class SystolicOverlay(wiring.Component):
                     with m.Else():
                         m.d.sync += [phase.eq(RUN), layer.eq(layer + 1),
                                      ld_tile.eq(0), ld_row.eq(0),
-                                     ld_addr.eq(Array(Const(base, range(len(weight_words) + 1))
-                                                      for base in weight_bases)[layer + 1]),
+                                     ld_addr.eq(select(layer + 1, [
+                                         Const(base, range(len(weight_words) + 1))
+                                         for base in weight_bases])),
                                      rw_tile.eq(0), rw_m.eq(0), rw_kt.eq(0), rw_nt.eq(0)]
             with m.Case(OUTPUT):
                 with m.If(self.o_stream.valid & self.o_stream.ready):
@@ -471,6 +519,9 @@ def _encode(value, fmt: Format):
 
 
 def _resize(value, bits):
-    """A signed value sign-extended or truncated to ``bits`` bits."""
-    return value.as_signed()[:bits] if len(value) >= bits else \
-        Cat(value, value[-1].replicate(bits - len(value)))
+    """``value`` extended (by its signedness) or truncated to ``bits`` bits."""
+    value = Value.cast(value)
+    if len(value) >= bits:
+        return value[:bits]
+    fill = value[-1] if value.shape().signed else Const(0, 1)
+    return Cat(value, fill.replicate(bits - len(value)))

@@ -4,8 +4,8 @@
 import numpy as np
 import pytest
 
-from hwnn.quant.synthetic import SAMPLE_NETWORKS, random_network, sample_network
-from hwnn.rtl.overlay import OverlayParams, SystolicOverlay
+from hwnn.quant.synthetic import SAMPLE_NETWORKS, sample_network
+from hwnn.rtl.overlay import OverlayParams, SystolicOverlay, schedule
 from hwnn.sim.beats import beats_to_vectors, vectors_to_beats
 from hwnn.sim.golden import run_network
 from hwnn.sim.pysim import run_stream
@@ -42,3 +42,45 @@ def test_sample_networks_match_golden(kind, size, batch, seed):
     expected = run_network(network, codes)
     for index, (want, got) in enumerate(zip(expected, actual, strict=True)):
         assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
+
+
+@pytest.mark.parametrize("kind", ["int8", "binary"])
+@pytest.mark.parametrize("size, batch", [(2, 4), (4, 3), (3, 1)])
+def test_batches_take_exactly_the_scheduled_cycles(kind, size, batch):
+    network = sample_network(kind, seed=1)
+    params = OverlayParams(size, batch)
+    plan = schedule(network, params)
+    codes = random_codes(network, 3 * batch)
+    dut, _, cycles = simulate(network, params, codes, None)
+    per_vector = network.out_features // dut.out_count
+    batch_ends = cycles[per_vector * batch - 1::per_vector * batch]
+    # Back to back, each batch after the first takes the scheduled cycles exactly.
+    assert list(np.diff(batch_ends)) == [plan["total"]] * 2
+
+
+def test_performance_counters_count_each_layers_cycles_and_busy_cycles():
+    from amaranth.sim import Simulator
+
+    from hwnn.sim.pysim import stream_get, stream_put
+
+    network = sample_network("ternary", seed=2)
+    params = OverlayParams(4, 2)
+    dut = SystolicOverlay(network, params)
+    plan = schedule(network, params)
+    beats = vectors_to_beats(random_codes(network, 2), network.input.format, dut.in_count)
+    per_vector = network.out_features // dut.out_count
+
+    async def bench(ctx):
+        for beat in beats:
+            await stream_put(ctx, dut.i_stream, beat)
+        for _ in range(2 * per_vector):
+            await stream_get(ctx, dut.o_stream)
+        assert [ctx.get(counter) for counter in dut.cycles] == \
+            [layer["cycles"] for layer in plan["layers"]]
+        assert [ctx.get(counter) for counter in dut.busy] == \
+            [layer["busy"] for layer in plan["layers"]]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
