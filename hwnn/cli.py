@@ -15,8 +15,9 @@ from .toolchain import setup_env
 __all__ = ["main", "run"]
 
 USER_ERRORS = (ValueError, TypeError, OSError, ToolError)
-ARCHS = ("dataflow",)
+ARCHS = ("dataflow", "systolic")
 DEFAULT_LANES = 256
+DEFAULT_BATCH = 16
 
 
 class UsageError(Exception):
@@ -80,16 +81,34 @@ def _cmd_compile(args) -> int:
     network = Network.load(args.network)
     if args.fold != "auto" and args.max_lanes is not None:
         raise ValueError("--max-lanes applies to --fold auto only, not to a fold file")
+    if args.arch == "dataflow" and (args.array is not None or args.batch is not None):
+        raise ValueError("--array and --batch apply to --arch systolic only")
+    if args.arch == "systolic" and (args.fold != "auto" or args.max_lanes is not None):
+        raise ValueError("--fold and --max-lanes apply to --arch dataflow only")
     path = generate(network, args.output, arch=args.arch, fold=args.fold,
-                    max_lanes=args.max_lanes or DEFAULT_LANES, ram_style=args.ram_style)
+                    max_lanes=args.max_lanes or DEFAULT_LANES, ram_style=args.ram_style,
+                    array=args.array or "8x8", batch=args.batch or DEFAULT_BATCH)
     manifest = load_design(path).manifest
-    rows = [(layer["name"], f"{layer['in_features']}->{layer['out_features']}", layer["pe"],
-             layer["simd"], layer["lanes"], layer["cycles"], layer["latency"], layer["stage"],
-             sum(layer["memory_bits"].values())) for layer in manifest["layers"]]
-    print(format_table(("layer", "shape", "pe", "simd", "lanes", "cycles", "latency", "stage",
-                        "memory bits"), rows, right={2, 3, 4, 5, 6, 8}))
-    print(f"\n{manifest['lanes']} lanes, {manifest['cycles_per_inference']} cycles per inference "
-          f"(slowest layer), {manifest['weight_bits']} weight bits")
+    if manifest["arch"] == "dataflow":
+        rows = [(layer["name"], f"{layer['in_features']}->{layer['out_features']}",
+                 layer["pe"], layer["simd"], layer["lanes"], layer["cycles"], layer["latency"],
+                 layer["stage"], sum(layer["memory_bits"].values()))
+                for layer in manifest["layers"]]
+        print(format_table(("layer", "shape", "pe", "simd", "lanes", "cycles", "latency",
+                            "stage", "memory bits"), rows, right={2, 3, 4, 5, 6, 8}))
+        print(f"\n{manifest['lanes']} lanes, {manifest['cycles_per_inference']} cycles per "
+              f"inference (slowest layer), {manifest['weight_bits']} weight bits")
+    else:
+        rows = [(layer["name"], f"{layer['in_features']}->{layer['out_features']}",
+                 layer["tiles"], layer["cycles"], f"{layer['utilization']:.3f}", layer["stage"])
+                for layer in manifest["layers"]]
+        print(format_table(("layer", "shape", "tiles", "cycles/batch", "utilization", "stage"),
+                           rows, right={2, 3, 4}))
+        array, schedule = manifest["array"], manifest["schedule"]
+        print(f"\n{array['rows']}x{array['cols']} array, batch {manifest['batch']}: "
+              f"{schedule['total']} cycles per batch (load {schedule['load']}, output "
+              f"{schedule['output']}), {manifest['cycles_per_inference']:g} cycles per "
+              f"inference, {sum(manifest['memory_bits'].values())} memory bits")
     print(f"wrote {path}/ ({manifest['verilog']}, manifest.json, network.hwnn.npz, vectors/)")
     return 0
 
@@ -192,8 +211,12 @@ def _parser():
     compile_.add_argument("--max-lanes", type=int, default=None,
                           help=f"lane budget for --fold auto (default {DEFAULT_LANES})")
     compile_.add_argument("--ram-style", choices=("auto", "block", "logic"), default="auto",
-                          help="where weight memories go: Yosys' choice (default), block RAM, "
-                               "or logic")
+                          help="dataflow: where weight memories go: Yosys' choice (default), "
+                               "block RAM, or logic")
+    compile_.add_argument("--array", default=None,
+                          help="systolic: the array, RxC with R == C (default 8x8)")
+    compile_.add_argument("--batch", type=int, default=None,
+                          help=f"systolic: most vectors per batch (default {DEFAULT_BATCH})")
     compile_.add_argument("-o", "--output", required=True, help="output design folder")
     compile_.set_defaults(run=_cmd_compile)
 

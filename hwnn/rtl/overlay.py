@@ -56,14 +56,20 @@ class OverlayParams:
         _check_positive_int("batch", self.batch, 4096)
 
 
+def _holding(formats) -> Format:
+    """The narrowest int format (2 bits at least) that holds every value of ``formats``:
+    unsigned when none has negative values."""
+    lo = min(fmt.min_value for fmt in formats)
+    hi = max(fmt.max_value for fmt in formats)
+    if lo >= 0:
+        return Format.uint(max(hi.bit_length(), 2))
+    return Format.int(max(signed_bits_for(lo, hi), 2))
+
+
 def _value_format(network: Network):
-    """Signed value widths that hold every layer's activations and weights."""
-    a_lo = min(min(layer.input.format.min_value for layer in network.layers), -1)
-    a_hi = max(layer.input.format.max_value for layer in network.layers)
-    w_lo = min(min(layer.weight_format.min_value for layer in network.layers), -1)
-    w_hi = max(layer.weight_format.max_value for layer in network.layers)
-    return (Format.int(max(signed_bits_for(a_lo, a_hi), 2)),
-            Format.int(max(signed_bits_for(w_lo, w_hi), 2)))
+    """Formats of the array's operands: every layer's activations and weights fit them."""
+    return (_holding([layer.input.format for layer in network.layers]),
+            _holding([layer.weight_format for layer in network.layers]))
 
 
 def drain_cycles(size: int) -> int:
@@ -124,7 +130,7 @@ def check_overlay(network: Network, params: OverlayParams):
     for what, fmt in (("activations", a_format), ("weights", w_format)):
         if fmt.bits > 16:
             raise ValueError(f"The systolic array multiplies values of up to 16 bits, but this "
-                             f"network's {what} need {fmt.bits} (signed)")
+                             f"network's {what} need {fmt}")
 
 
 class SystolicOverlay(wiring.Component):

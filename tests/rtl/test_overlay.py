@@ -4,7 +4,8 @@
 import numpy as np
 import pytest
 
-from hwnn.quant.synthetic import SAMPLE_NETWORKS, sample_network
+from hwnn.quant.ir import Network
+from hwnn.quant.synthetic import SAMPLE_NETWORKS, random_dense, sample_network
 from hwnn.rtl.overlay import OverlayParams, SystolicOverlay, schedule
 from hwnn.sim.beats import beats_to_vectors, vectors_to_beats
 from hwnn.sim.golden import run_network
@@ -84,3 +85,27 @@ def test_performance_counters_count_each_layers_cycles_and_busy_cycles():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+GEMMS = [
+    # (M, K, N, inputs, weights): K and N multiples of the array or not, M = 1, 2..16 bits.
+    (1, 5, 3, "int8", "int8"),
+    (6, 8, 8, "uint16", "int2"),
+    (3, 9, 7, "int16", "uint3"),
+    (5, 4, 10, "uint2", "int16"),
+    (2, 13, 2, "int3", "int5"),
+]
+
+
+@pytest.mark.parametrize("m, k, n, inputs, weights", GEMMS)
+@pytest.mark.parametrize("size", [1, 3, 4])
+def test_tiled_gemm_matches_golden(m, k, n, inputs, weights, size):
+    # A one-layer network whose output is its accumulator is the GEMM A @ W.T + bias.
+    rng = np.random.default_rng(k * n + size)
+    layer = random_dense(rng, k, n, in_format=inputs, weight_format=weights,
+                         stage="accumulator")
+    network = Network("gemm", (layer,))
+    codes = random_codes(network, m, seed=size)
+    _, actual, _ = simulate(network, OverlayParams(size, max(m, 2)), codes, 3)
+    expected = codes @ layer.weights.T + layer.bias
+    assert actual.tolist() == expected.tolist()
