@@ -92,13 +92,16 @@ def _check_inputs(design: Design, codes):
     return codes.astype(np.int64)
 
 
-def _steady_state(output_cycles, beats_per_vector, count):
-    """Cycles per inference over the second half of the vectors (the pipeline is full)."""
+def _steady_state(output_cycles, beats_per_vector, count, group):
+    """Cycles per inference over the second half of the vectors (the pipeline is full),
+    counted in whole groups of ``group`` vectors (a systolic design's batches)."""
     ends = output_cycles[beats_per_vector - 1::beats_per_vector]
-    if count < 4:
+    groups = count // group
+    if count < 4 or groups < 2:
         return None
-    start = count // 2
-    return (ends[-1] - ends[start - 1]) / (count - start)
+    start = (groups // 2) * group
+    stop = groups * group
+    return (ends[stop - 1] - ends[start - 1]) / (stop - start)
 
 
 def _handshake_bound(design) -> int:
@@ -203,7 +206,7 @@ def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1
                            {"output_layer": network.layers[-1].name})
                   for i in np.nonzero(np.any(outputs != expected, axis=1))[0]]
     steady = None if backpressure else _steady_state(output_cycles, last["beats_per_vector"],
-                                                     len(codes))
+                                                     len(codes), manifest.get("batch", 1))
     latency = None if backpressure else output_cycles[0] - input_cycles[0]
     return SimulationResult(simulator, outputs, expected, mismatches, steady, latency,
                             manifest["cycles_per_inference"], output_cycles[-1])

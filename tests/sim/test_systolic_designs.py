@@ -1,0 +1,73 @@
+"""Systolic designs of the digits MLPs as Verilog under cocotb (Verilator and Icarus), with
+random backpressure, against the golden model; and the systolic design folder contract."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hwnn.demo import train_digits_mlp
+from hwnn.generate import generate, load_design
+from hwnn.quant import QuantOptions, from_sklearn, quantize_network
+from hwnn.quant.synthetic import random_network, sample_network
+from hwnn.rtl.overlay import OverlayParams, schedule
+from hwnn.sim.simulate import simulate
+
+
+@pytest.fixture(scope="module")
+def digits():
+    model, (x_train, x_test, _, y_test) = train_digits_mlp(0)
+    return from_sklearn(model), x_train, x_test[:40]
+
+
+@pytest.mark.cocotb
+@pytest.mark.slow
+@pytest.mark.parametrize("weights, acts", [("int8", "uint8"), ("int4", "uint4")])
+def test_digits_mlp_on_an_8x8_array_matches_golden(tmp_path, digits, weights, acts):
+    float_net, x_train, x_test = digits
+    network = quantize_network(float_net, x_train, QuantOptions(weights=weights, acts=acts),
+                               name=f"digits_{weights}")
+    design = load_design(generate(network, tmp_path / "d", arch="systolic", array="8x8",
+                                  batch=16))
+    codes = network.quantize_input(x_test)
+    for simulator in ("icarus", "verilator"):
+        result = simulate(design, codes, simulator=simulator, backpressure=True, seed=7)
+        assert result.passed, [m.describe() for m in result.mismatches[:3]]
+    steady = simulate(design, codes, simulator="verilator")
+    assert steady.passed
+    assert steady.cycles_per_inference == pytest.approx(design.manifest["cycles_per_inference"])
+
+
+def test_systolic_manifest_reports_the_schedule(tmp_path):
+    network = sample_network("int8")
+    path = generate(network, tmp_path / "d", arch="systolic", array="4x4", batch=8)
+    manifest = json.loads((path / "manifest.json").read_text())
+    plan = schedule(network, OverlayParams(4, 8))
+    assert manifest["arch"] == "systolic" and manifest["lanes"] == 16
+    assert [layer["cycles"] for layer in manifest["layers"]] == \
+        [layer["cycles"] for layer in plan["layers"]]
+    assert manifest["cycles_per_inference"] == plan["per_inference"]
+    assert manifest["counters"]["busy"] == ["busy__0", "busy__1"]
+    text = (path / "int8.v").read_text()
+    assert "busy__0" in text and "o_stream__payload" in text
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"array": "4x3"}, r"^The systolic overlay needs a square array, not 4x3$"),
+    ({"array": "eight"}, r"^The array must be given as RxC, like 8x8, not 'eight'$"),
+    ({"array": "65x65"}, r"^The array side must be 1..64, not 65$"),
+    ({"batch": 0}, r"^OverlayParams batch must be 1..4096, not 0$"),
+])
+def test_generate_refuses_arrays_it_cannot_build(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        generate(sample_network("int8"), tmp_path / "d", arch="systolic", **kwargs)
+    assert not (tmp_path / "d").exists()
+
+
+def test_generate_refuses_values_wider_than_the_array_multiplies(tmp_path):
+    network = random_network(np.random.default_rng(0), [4, 4], weight_formats=["int4"],
+                             act_formats=[], input_format="int17")
+    with pytest.raises(ValueError, match=r"^The systolic array multiplies values of up to 16 "
+                                         r"bits, but this network's activations need int17$"):
+        generate(network, tmp_path / "d", arch="systolic", array="4x4")
+    assert not (tmp_path / "d").exists()
