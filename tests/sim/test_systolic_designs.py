@@ -16,7 +16,7 @@ from hwnn.sim.simulate import simulate
 
 @pytest.fixture(scope="module")
 def digits():
-    model, (x_train, x_test, _, y_test) = train_digits_mlp(0)
+    model, (x_train, x_test, _, _) = train_digits_mlp(0)
     return from_sklearn(model), x_train, x_test[:40]
 
 
