@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth import *
 from amaranth.lib import memory, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..quant.formats import Format, signed_bits_for
@@ -117,8 +118,9 @@ def schedule(network: Network, params: OverlayParams, batch: int | None = None) 
     in_count = math.gcd(network.in_features, size)
     out_count = math.gcd(network.out_features, size)
     load = batch * (network.in_features // in_count) + 1
-    out_tiles = math.ceil(network.out_features / size)
-    output = batch * (2 * out_tiles + network.out_features // out_count)
+    # The first word takes 3 cycles through the memory read and the FIFO; then one beat
+    # per cycle.
+    output = 3 + batch * (network.out_features // out_count)
     total = load + sum(layer["cycles"] for layer in layers) + output
     return {"layers": layers, "load": load, "output": output, "total": total,
             "per_inference": total / batch}
@@ -441,31 +443,56 @@ class SystolicOverlay(wiring.Component):
                 act_writes[0].en.eq(1),
             ]
 
-        # Output: read a word of outputs, then offer it in beats of out_count values.
+        # Output: a reader walks the batch's output words into a small FIFO (one per cycle),
+        # and the emitter offers each word in beats of out_count values.
         out_count = self.out_count
         n_last = network.out_features
+        out_tiles = self.nt[-1]
         out_beats_per_word = size // out_count
-        out_last_beats = (n_last - (self.nt[-1] - 1) * size) // out_count
-        out_m = Signal(range(batch + 1))
-        out_nt = Signal(range(self.nt[-1]))
+        out_last_beats = (n_last - (out_tiles - 1) * size) // out_count
+        fifo_depth = 4
+        out_fifo = m.submodules.out_fifo = SyncFIFOBuffered(width=size * out_bits + 2,
+                                                            depth=fifo_depth)
+        rd_m = Signal(range(batch))
+        rd_nt = Signal(range(out_tiles))
+        rd_done = Signal()
+        inflight = Signal()
+        reading = Signal()
+        rd_last_nt, rd_last_word = Signal(), Signal()
+        m.d.comb += [
+            reading.eq((phase == OUTPUT) & ~rd_done
+                       & (out_fifo.level + inflight < fifo_depth)),
+            out_read.addr.eq(rd_m * out_tiles + rd_nt),
+        ]
+        m.d.sync += [inflight.eq(reading), rd_last_nt.eq(rd_nt == out_tiles - 1),
+                     rd_last_word.eq((rd_nt == out_tiles - 1) & (rd_m == m_count - 1))]
+        with m.If(reading):
+            with m.If(rd_nt == out_tiles - 1):
+                m.d.sync += rd_nt.eq(0)
+                with m.If(rd_m == m_count - 1):
+                    m.d.sync += rd_done.eq(1)
+                with m.Else():
+                    m.d.sync += rd_m.eq(rd_m + 1)
+            with m.Else():
+                m.d.sync += rd_nt.eq(rd_nt + 1)
+        m.d.comb += [
+            out_fifo.w_en.eq(inflight),
+            out_fifo.w_data.eq(Cat(out_read.data, rd_last_nt, rd_last_word)),
+        ]
+        out_word = out_fifo.r_data[:size * out_bits]
+        word_last_nt = out_fifo.r_data[size * out_bits]
+        word_last = out_fifo.r_data[size * out_bits + 1]
         out_beat = Signal(range(out_beats_per_word))
-        holding = Signal()        # a word of outputs is being offered
-        request = Signal()        # the address of the next word was just set
-        fetched = Signal()        # its data is on the read port
-        m.d.comb += out_read.addr.eq(out_m * self.nt[-1] + out_nt)
-        out_word = Signal(size * out_bits)
-        m.d.sync += [fetched.eq(request), request.eq(0)]
-        with m.If(fetched):
-            m.d.sync += [out_word.eq(out_read.data), holding.eq(1)]
         beat_width = out_count * out_bits
         offered = select(out_beat, [out_word[b * beat_width:(b + 1) * beat_width]
                                     for b in range(out_beats_per_word)])
-        final_beat = out_beat == Mux(out_nt == self.nt[-1] - 1, out_last_beats,
-                                     out_beats_per_word) - 1
+        final_beat = out_beat == Mux(word_last_nt, out_last_beats, out_beats_per_word) - 1
+        sent = self.o_stream.valid & self.o_stream.ready
         m.d.comb += [
-            self.o_stream.valid.eq(holding),
+            self.o_stream.valid.eq(out_fifo.r_rdy),
             self.o_stream.payload.data.eq(offered),
-            self.o_stream.payload.last.eq(final_beat & (out_nt == self.nt[-1] - 1)),
+            self.o_stream.payload.last.eq(final_beat & word_last_nt),
+            out_fifo.r_en.eq(sent & final_beat),
         ]
 
         # Performance counters.
@@ -493,8 +520,8 @@ class SystolicOverlay(wiring.Component):
                 m.d.sync += drain.eq(drain - 1)
                 with m.If(drain == 0):
                     with m.If(layer == count - 1):
-                        m.d.sync += [phase.eq(OUTPUT), out_m.eq(0), out_nt.eq(0),
-                                     out_beat.eq(0), request.eq(1), holding.eq(0)]
+                        m.d.sync += [phase.eq(OUTPUT), rd_m.eq(0), rd_nt.eq(0),
+                                     rd_done.eq(0), out_beat.eq(0)]
                     with m.Else():
                         m.d.sync += [phase.eq(RUN), layer.eq(layer + 1),
                                      ld_tile.eq(0), ld_row.eq(0),
@@ -503,19 +530,10 @@ class SystolicOverlay(wiring.Component):
                                          for base in weight_bases])),
                                      rw_tile.eq(0), rw_m.eq(0), rw_kt.eq(0), rw_nt.eq(0)]
             with m.Case(OUTPUT):
-                with m.If(self.o_stream.valid & self.o_stream.ready):
-                    with m.If(final_beat):
-                        m.d.sync += [out_beat.eq(0), holding.eq(0)]
-                        with m.If(out_nt == self.nt[-1] - 1):
-                            m.d.sync += [out_nt.eq(0), out_m.eq(out_m + 1)]
-                            with m.If(out_m == m_count - 1):
-                                m.d.sync += [phase.eq(LOAD), in_m.eq(0)]
-                            with m.Else():
-                                m.d.sync += request.eq(1)
-                        with m.Else():
-                            m.d.sync += [out_nt.eq(out_nt + 1), request.eq(1)]
-                    with m.Else():
-                        m.d.sync += out_beat.eq(out_beat + 1)
+                with m.If(sent):
+                    m.d.sync += out_beat.eq(Mux(final_beat, 0, out_beat + 1))
+                    with m.If(final_beat & word_last):
+                        m.d.sync += [phase.eq(LOAD), in_m.eq(0)]
         return m
 
 

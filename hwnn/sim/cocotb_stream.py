@@ -1,11 +1,12 @@
 """cocotb test module: stream input beats through a generated design, record output beats.
 
-The runner (:mod:`hwnn.sim.verilog`) passes a JSON job in ``HWNN_SIM_JOB``: the input beats (hex
-payloads, ``last`` included), how many output beats to collect, whether to stall at random
-(seeded), and the file to write the results to (output payloads with their cycles, and the
-cycle each input beat was accepted). Comparison with the golden model happens in Python,
-outside the simulator. Handshakes are evaluated after the inputs have settled on the falling
-edge, for the rising edge that follows, which is exact on every simulator.
+The runner (:func:`hwnn.sim.simulate.simulate`) passes a JSON job in ``HWNN_SIM_JOB``: the
+input beats (hex payloads, ``last`` included), how many output beats to collect, whether to
+stall at random (seeded), the design's performance counters to read at the end, and the file
+for the results (output payloads with their cycles, the cycle each input beat was accepted,
+and the counters). Comparison with the golden model happens in Python, outside the simulator.
+Handshakes are evaluated after the inputs have settled on the falling edge, for the rising
+edge that follows, which is exact on every simulator.
 """
 
 import json
@@ -59,6 +60,8 @@ async def stream_vectors(dut):
             outputs.append(format(int(dut.o_stream__payload.value), "x"))
             output_cycles.append(cycle)
 
+    # Performance counters of the design, if it has any, after the last output.
+    counters = {name: int(getattr(dut, name).value) for name in job.get("counters", [])}
     with open(job["results"], "w") as file:
         json.dump({"outputs": outputs, "output_cycles": output_cycles,
-                   "input_cycles": input_cycles}, file)
+                   "input_cycles": input_cycles, "counters": counters}, file)

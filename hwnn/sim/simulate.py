@@ -56,6 +56,8 @@ class SimulationResult:
     latency:    int | None                # first input beat to first output beat
     expected_cycles: float
     total_cycles: int
+    counters:   dict = field(default_factory=dict)  # the design's performance counters
+                                                    # (cocotb simulators only)
 
     @property
     def passed(self) -> bool:
@@ -120,7 +122,7 @@ def _run_amaranth(design, beats, n_outputs, seed, waves, work):
                                   vcd=str(work / "waves.vcd") if waves else None,
                                   timeout=_handshake_bound(design),
                                   input_cycles=input_cycles)
-    return [int(payload.data) for payload in payloads], cycles, input_cycles
+    return [int(payload.data) for payload in payloads], cycles, input_cycles, {}
 
 
 def _run_cocotb(design, simulator, beats, n_outputs, seed, waves, work):
@@ -136,8 +138,10 @@ def _run_cocotb(design, simulator, beats, n_outputs, seed, waves, work):
     results.unlink(missing_ok=True)
     budget = (design.manifest["cycles_per_inference"] * (len(beats) + 10)
               * (4 if seed is not None else 1) + _handshake_bound(design))
+    counters = [name for names in design.manifest.get("counters", {}).values()
+                for name in names]
     job = {"beats": str(work / "beats.json"), "n_outputs": n_outputs, "seed": seed,
-           "results": str(results),
+           "results": str(results), "counters": counters,
            "timeout_us": math.ceil(0.01 * (budget + 200 * len(design.manifest["layers"])
                                            + 2000))}
     runner = get_runner(simulator)
@@ -169,7 +173,7 @@ def _run_cocotb(design, simulator, beats, n_outputs, seed, waves, work):
     data = json.loads(results.read_text())
     out_bits = design.manifest["output"]["last_bit"]
     return ([int(word, 16) & ((1 << out_bits) - 1) for word in data["outputs"]],
-            data["output_cycles"], data["input_cycles"])
+            data["output_cycles"], data["input_cycles"], data["counters"])
 
 
 def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1, waves=False,
@@ -194,11 +198,11 @@ def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1
     stall_seed = seed if backpressure else None
     if simulator == "amaranth":
         work.mkdir(parents=True, exist_ok=True)
-        words, output_cycles, input_cycles = _run_amaranth(design, beats, n_outputs,
-                                                           stall_seed, waves, work)
+        words, output_cycles, input_cycles, counters = _run_amaranth(
+            design, beats, n_outputs, stall_seed, waves, work)
     else:
-        words, output_cycles, input_cycles = _run_cocotb(design, simulator, beats, n_outputs,
-                                                         stall_seed, waves, work)
+        words, output_cycles, input_cycles, counters = _run_cocotb(
+            design, simulator, beats, n_outputs, stall_seed, waves, work)
     outputs = beats_to_vectors(words, network.output.format, last["values_per_beat"],
                                network.out_features)
     expected = run_network(network, codes)
@@ -209,5 +213,5 @@ def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1
                                                      len(codes), manifest.get("batch", 1))
     latency = None if backpressure else output_cycles[0] - input_cycles[0]
     return SimulationResult(simulator, outputs, expected, mismatches, steady, latency,
-                            manifest["cycles_per_inference"], output_cycles[-1])
+                            manifest["cycles_per_inference"], output_cycles[-1], counters)
 

@@ -36,6 +36,10 @@ def test_digits_mlp_on_an_8x8_array_matches_golden(tmp_path, digits, weights, ac
     steady = simulate(design, codes, simulator="verilator")
     assert steady.passed
     assert steady.cycles_per_inference == pytest.approx(design.manifest["cycles_per_inference"])
+    # The design's counters: each layer fed its tiles once per input row, over all batches.
+    for index, layer in enumerate(design.manifest["layers"]):
+        assert steady.counters[f"busy__{index}"] == layer["tiles"] * len(codes)
+        assert steady.counters[f"cycles__{index}"] > steady.counters[f"busy__{index}"]
 
 
 def test_systolic_manifest_reports_the_schedule(tmp_path):
