@@ -73,10 +73,15 @@ def _value_format(network: Network):
             _holding([layer.weight_format for layer in network.layers]))
 
 
+#: Registers between issuing a memory read and the array's input (the read, and a register
+#: for the slow block RAM output).
+READ_STAGES = 2
+
+
 def drain_cycles(size: int) -> int:
     """Cycles a layer waits after its last row, until its results are written (memory read,
     array, accumulator, output stage, write) and the next layer may read them."""
-    return 1 + (2 * size - 1) + 1 + 3 + 2
+    return READ_STAGES + 2 * size + 1 + 3 + 2
 
 
 def _run_cycles(tiles: int, size: int, rows: int) -> int:
@@ -352,28 +357,34 @@ class SystolicOverlay(wiring.Component):
         for index in range(2):
             m.d.comb += act_reads[index].addr.eq(rw_m * stride + rw_kt)
 
-        # One cycle later the memories answer: feed the array.
+        # One cycle later the memories answer; register their data (block RAM outputs are slow)
+        # and feed the array the cycle after.
         load1, row1, bank1 = Signal(), Signal.like(ld_row), Signal()
         issue1, bank_rows1, source1 = Signal(), Signal(), Signal()
         m.d.sync += [load1.eq(load), row1.eq(ld_row), bank1.eq(ld_tile[0]),
                      issue1.eq(issue), bank_rows1.eq(rw_tile[0]), source1.eq(source)]
+        load2, row2, bank2 = Signal(), Signal.like(ld_row), Signal()
+        issue2, bank_rows2 = Signal(), Signal()
+        weights2 = Signal(size * w_bits)
+        acts2 = Signal(size * a_bits)
+        m.d.sync += [load2.eq(load1), row2.eq(row1), bank2.eq(bank1), issue2.eq(issue1),
+                     bank_rows2.eq(bank_rows1), weights2.eq(weight_read.data),
+                     acts2.eq(Mux(source1, act_reads[1].data, act_reads[0].data))]
         m.d.comb += [
-            array.i_w.valid.eq(load1),
-            array.i_w.payload.row.eq(row1),
-            array.i_w.payload.bank.eq(bank1),
-            array.i_a.valid.eq(issue1),
-            array.i_a.payload.bank.eq(bank_rows1),
+            array.i_w.valid.eq(load2),
+            array.i_w.payload.row.eq(row2),
+            array.i_w.payload.bank.eq(bank2),
+            array.i_a.valid.eq(issue2),
+            array.i_a.payload.bank.eq(bank_rows2),
         ]
-        act_data = Mux(source1, act_reads[1].data, act_reads[0].data)
         for c in range(size):
-            m.d.comb += array.i_w.payload.w[c].eq(
-                weight_read.data[c * w_bits:(c + 1) * w_bits].as_signed())
-            m.d.comb += array.i_a.payload.a[c].eq(act_data[c * a_bits:(c + 1) * a_bits].as_signed())
+            m.d.comb += array.i_w.payload.w[c].eq(weights2[c * w_bits:(c + 1) * w_bits])
+            m.d.comb += array.i_a.payload.a[c].eq(acts2[c * a_bits:(c + 1) * a_bits])
 
         # Sideband of each row, delayed to meet its partial sums one cycle early (memory reads).
         info_valid, info_m, info_nt = issue, rw_m, rw_nt
         info_first, info_last = rw_kt == 0, rw_kt == kt_last
-        for stage in range(array.latency):
+        for stage in range(array.latency + READ_STAGES - 1):
             valid_next = Signal(name=f"side_valid_{stage}")
             m_next = Signal.like(rw_m, name=f"side_m_{stage}")
             nt_next = Signal.like(rw_nt, name=f"side_nt_{stage}")

@@ -1,7 +1,8 @@
 """Weight-stationary systolic array (TPU-style): ``rows x cols`` multiply-accumulate PEs.
 
-Each PE ``(r, c)`` holds two weights (two banks) and computes ``psum_out = psum_in + a * w``;
-activations move right, partial sums move down. A caller presents one row vector ``a`` of
+Each PE ``(r, c)`` holds two weights (two banks) and computes ``psum_out = psum_in + a * w``,
+with a register after the multiplier (so that it maps onto a pipelined DSP block); activations
+move right, partial sums move down. A caller presents one row vector ``a`` of
 ``rows`` values per cycle; the array skews it internally (row ``r`` is delayed ``r`` cycles),
 and de-skews the column outputs, so that :attr:`latency` cycles later the row vector
 ``a @ W`` of ``cols`` sums comes out, all columns in the same cycle. Throughput is one row
@@ -126,7 +127,7 @@ class SystolicArray(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a row vector's transfer on ``i_a`` to its result on ``o_psum``."""
-        return self.params.rows + self.params.cols - 1
+        return self.params.rows + self.params.cols
 
     def elaborate(self, platform):
         m = Module()
@@ -176,7 +177,10 @@ class SystolicArray(wiring.Component):
             a, bank, valid = edge[r]
             below = []
             for c in range(cols):
-                product = a * Mux(bank, weights[r][c][1], weights[r][c][0])
+                # Registered product (the DSP's pipeline register), then the sum: every PE is
+                # one cycle later, so the wavefront still lines up.
+                product = Signal(signed(len(a) + w_shape.width + 1), name=f"product_{r}_{c}")
+                m.d.sync += product.eq(a * Mux(bank, weights[r][c][1], weights[r][c][0]))
                 psum = Signal(psum_shape, name=f"psum_{r}_{c}")
                 m.d.sync += psum.eq(above[c] + product)
                 below.append(psum)
@@ -187,8 +191,9 @@ class SystolicArray(wiring.Component):
                     m.d.sync += [a_next.eq(a), bank_next.eq(bank), valid_next.eq(valid)]
                     a, bank, valid = a_next, bank_next, valid_next
                 elif r == rows - 1:
+                    product_valid = Signal(name="product_valid")
                     bottom_valid = Signal(name="bottom_valid")
-                    m.d.sync += bottom_valid.eq(valid)
+                    m.d.sync += [product_valid.eq(valid), bottom_valid.eq(product_valid)]
             above = below
 
         # De-skew: column c leaves c cycles after column 0; delay it cols - 1 - c cycles.
