@@ -270,9 +270,7 @@ class SystolicOverlay(wiring.Component):
         # Per-layer constants, selected by the current layer.
         layer = Signal(range(count))
         kt_last = select(layer, [Const(kt - 1, range(stride)) for kt in self.kt])
-        most_tiles = max(kt * nt for kt, nt in zip(self.kt, self.nt, strict=True))
-        tiles = select(layer, [Const(kt * nt, range(most_tiles + 1))
-                               for kt, nt in zip(self.kt, self.nt, strict=True)])
+        tile_counts = [kt * nt for kt, nt in zip(self.kt, self.nt, strict=True)]
         m_count = Signal(range(batch + 1))
 
         # Phase ---------------------------------------------------------------------------------
@@ -322,47 +320,70 @@ class SystolicOverlay(wiring.Component):
                 m.d.sync += beat.eq(beat + 1)
 
         # Run: the weight loader and the row issuer of the current layer -----------------------
-        ld_tile = Signal(range(max(self.kt[i] * self.nt[i] for i in range(count)) + 1))
+        # Their rules, with registered flags so that no wide comparison sits in the way: the
+        # loader may start tile i once the rows of tile i - 2 are issued (gap <= 1), and the
+        # rows of a tile wait until the first beat of its load has been issued (gap >= 1).
+        most_tiles = max(kt * nt for kt, nt in zip(self.kt, self.nt, strict=True))
+        ld_left = Signal(range(most_tiles + 1))      # tiles still to load, this one included
+        ld_final = Signal()                          # this is the layer's last tile to load
+        ld_busy = Signal()
         ld_row = Signal(range(size))
+        ld_bank = Signal()
         ld_addr = Signal(range(len(weight_words) + 1))
-        rw_tile = Signal.like(ld_tile)
+        rw_left = Signal(range(most_tiles + 1))
+        rw_final = Signal()
+        rw_busy = Signal()
+        rw_bank = Signal()
         rw_m = Signal(range(batch))
         rw_kt = Signal(range(stride))
         rw_nt = Signal(range(max(self.nt)))
-        load = Signal()
-        issue = Signal()
+        rw_addr = Signal(range(batch * stride))      # rw_m * stride + rw_kt
+        gap = Signal(range(3))                       # tiles whose load began, minus issued
+        load, issue = Signal(), Signal()
+        load_done, rows_done = Signal(), Signal()    # a tile's last beat / last row, now
         running = phase == RUN
         m.d.comb += [
-            load.eq(running & (ld_tile < tiles) & (ld_tile <= rw_tile + 1)),
-            issue.eq(running & (rw_tile < tiles)
-                     & ((ld_tile > rw_tile) | ((ld_tile == rw_tile) & (ld_row > 0)))),
+            load.eq(running & ld_busy & ((ld_row != 0) | (gap <= 1))),
+            issue.eq(running & rw_busy & (gap != 0)),
+            load_done.eq(load & (ld_row == size - 1)),
+            rows_done.eq(issue & (rw_m == m_count - 1)),
             weight_read.addr.eq(ld_addr),
         ]
+        # gap counts tiles whose load has begun (first beat issued) and whose rows are not all
+        # issued; a load begins on beat 0.
+        load_begins = load & (ld_row == 0)
+        m.d.sync += gap.eq(gap + load_begins - rows_done)
         with m.If(load):
             m.d.sync += [ld_addr.eq(ld_addr + 1), ld_row.eq(Mux(ld_row == size - 1, 0,
                                                                   ld_row + 1))]
-            with m.If(ld_row == size - 1):
-                m.d.sync += ld_tile.eq(ld_tile + 1)
+        with m.If(load_done):
+            m.d.sync += [ld_bank.eq(~ld_bank), ld_left.eq(ld_left - 1),
+                         ld_final.eq(ld_left == 2)]
+            with m.If(ld_final):
+                m.d.sync += ld_busy.eq(0)
         with m.If(issue):
-            with m.If(rw_m == m_count - 1):
-                m.d.sync += [rw_m.eq(0), rw_tile.eq(rw_tile + 1)]
+            with m.If(rows_done):
+                m.d.sync += [rw_m.eq(0), rw_bank.eq(~rw_bank), rw_left.eq(rw_left - 1),
+                             rw_final.eq(rw_left == 2)]
+                with m.If(rw_final):
+                    m.d.sync += rw_busy.eq(0)
                 with m.If(rw_kt == kt_last):
-                    m.d.sync += [rw_kt.eq(0), rw_nt.eq(rw_nt + 1)]
+                    m.d.sync += [rw_kt.eq(0), rw_nt.eq(rw_nt + 1), rw_addr.eq(0)]
                 with m.Else():
-                    m.d.sync += rw_kt.eq(rw_kt + 1)
+                    m.d.sync += [rw_kt.eq(rw_kt + 1), rw_addr.eq(rw_kt + 1)]
             with m.Else():
-                m.d.sync += rw_m.eq(rw_m + 1)
+                m.d.sync += [rw_m.eq(rw_m + 1), rw_addr.eq(rw_addr + stride)]
 
         source = layer[0] if count > 1 else Const(0)     # layer l reads memory l % 2
         for index in range(2):
-            m.d.comb += act_reads[index].addr.eq(rw_m * stride + rw_kt)
+            m.d.comb += act_reads[index].addr.eq(rw_addr)
 
         # One cycle later the memories answer; register their data (block RAM outputs are slow)
         # and feed the array the cycle after.
         load1, row1, bank1 = Signal(), Signal.like(ld_row), Signal()
         issue1, bank_rows1, source1 = Signal(), Signal(), Signal()
-        m.d.sync += [load1.eq(load), row1.eq(ld_row), bank1.eq(ld_tile[0]),
-                     issue1.eq(issue), bank_rows1.eq(rw_tile[0]), source1.eq(source)]
+        m.d.sync += [load1.eq(load), row1.eq(ld_row), bank1.eq(ld_bank),
+                     issue1.eq(issue), bank_rows1.eq(rw_bank), source1.eq(source)]
         load2, row2, bank2 = Signal(), Signal.like(ld_row), Signal()
         issue2, bank_rows2 = Signal(), Signal()
         weights2 = Signal(size * w_bits)
@@ -515,17 +536,25 @@ class SystolicOverlay(wiring.Component):
                 m.d.sync += self.busy[index].eq(self.busy[index] + 1)
 
         # The phase sequencer ---------------------------------------------------------------------
+        def start_layer(tile_count):
+            """Statements that reset both issuers for a layer of ``tile_count`` tiles."""
+            return [ld_left.eq(tile_count), ld_final.eq(tile_count == 1), ld_busy.eq(1),
+                    ld_row.eq(0), ld_bank.eq(0),
+                    rw_left.eq(tile_count), rw_final.eq(tile_count == 1), rw_busy.eq(1),
+                    rw_bank.eq(0), rw_m.eq(0), rw_kt.eq(0), rw_nt.eq(0), rw_addr.eq(0),
+                    gap.eq(0)]
+
         drain = Signal(range(drain_cycles(size) + 1))
         with m.Switch(phase):
             with m.Case(LOAD):
                 with m.If(closing):
                     m.d.sync += [phase.eq(RUN), m_count.eq(in_m), layer.eq(0),
-                                 ld_tile.eq(0), ld_row.eq(0), ld_addr.eq(weight_bases[0]),
-                                 rw_tile.eq(0), rw_m.eq(0), rw_kt.eq(0), rw_nt.eq(0)]
+                                 ld_addr.eq(weight_bases[0])]
+                    m.d.sync += start_layer(tile_counts[0])
             with m.Case(RUN):
                 # Done when every row is issued and every weight beat (the last tile's load
                 # may still run when its rows, fewer than its height, are all issued).
-                with m.If((rw_tile == tiles) & (ld_tile == tiles)):
+                with m.If(~ld_busy & ~rw_busy):
                     m.d.sync += [phase.eq(DRAIN), drain.eq(drain_cycles(size))]
             with m.Case(DRAIN):
                 m.d.sync += drain.eq(drain - 1)
@@ -535,11 +564,11 @@ class SystolicOverlay(wiring.Component):
                                      rd_done.eq(0), out_beat.eq(0)]
                     with m.Else():
                         m.d.sync += [phase.eq(RUN), layer.eq(layer + 1),
-                                     ld_tile.eq(0), ld_row.eq(0),
                                      ld_addr.eq(select(layer + 1, [
                                          Const(base, range(len(weight_words) + 1))
-                                         for base in weight_bases])),
-                                     rw_tile.eq(0), rw_m.eq(0), rw_kt.eq(0), rw_nt.eq(0)]
+                                         for base in weight_bases]))]
+                        m.d.sync += start_layer(select(layer + 1, [
+                            Const(t, range(most_tiles + 1)) for t in tile_counts]))
             with m.Case(OUTPUT):
                 with m.If(sent):
                     m.d.sync += out_beat.eq(Mux(final_beat, 0, out_beat + 1))
