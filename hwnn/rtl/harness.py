@@ -1,0 +1,49 @@
+"""A register harness for measuring area and Fmax of a design without its wide ports.
+
+A generated top can have hundreds of port bits, more than an FPGA package has pins. The
+harness drives every input bit of the design from a shift register fed by one pin (``sin``)
+and folds every output bit into one registered pin (``sout``) by exclusive-or, so no logic can
+be optimized away and every port path starts and ends at a flip-flop.
+"""
+
+from amaranth import *
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["RegisterHarness"]
+
+
+class RegisterHarness(wiring.Component):
+    """``design`` between a serial input shift register and an XOR-folded output register.
+
+    Members
+    -------
+    sin : ``In(1)``
+        Serial input feeding the shift register that drives all of the design's inputs.
+    sout : ``Out(1)``
+        Registered exclusive-or of all of the design's outputs.
+    """
+
+    sin:  In(1)
+    sout: Out(1)
+
+    def __init__(self, design: wiring.Component):
+        if not isinstance(design, wiring.Component):
+            raise TypeError(f"design must be an Amaranth wiring.Component, not {design!r}")
+        self.design = design
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.design = design = self.design
+        inputs, outputs = [], []
+        for _path, member, value in design.signature.flatten(design):
+            (inputs if member.flow == wiring.Flow.In else outputs).append(Value.cast(value))
+        chain = Signal(max(sum(len(value) for value in inputs), 1))
+        m.d.sync += chain.eq(Cat(self.sin, chain[:-1]))
+        if inputs:
+            m.d.comb += Cat(*inputs).eq(chain)
+        folded = Signal()
+        m.d.sync += folded.eq(Cat(*outputs).xor())
+        m.d.comb += self.sout.eq(folded)
+        return m
