@@ -23,6 +23,17 @@ def net_file(tmp_path):
     return network.save(tmp_path / "small.hwnn.npz")
 
 
+def test_compile_systolic_then_simulate(capsys, net_file, tmp_path):
+    out = tmp_path / "design"
+    status, text, err = run(capsys, "compile", net_file, "--arch", "systolic", "--array",
+                            "4x4", "--batch", "4", "-o", out)
+    assert (status, err) == (0, "")
+    assert "4x4 array, batch 4:" in text and "utilization" in text
+    status, text, err = run(capsys, "simulate", out, "--simulator", "icarus", "--backpressure")
+    assert (status, err) == (0, ""), text
+    assert "icarus: 32/32 inputs match the golden model" in text
+
+
 def test_compile_then_simulate_on_amaranth_and_icarus(capsys, net_file, tmp_path):
     out = tmp_path / "design"
     status, text, err = run(capsys, "compile", net_file, "--max-lanes", "8", "-o", out)
@@ -59,7 +70,11 @@ def test_simulate_exits_1_and_names_the_mismatch(capsys, net_file, tmp_path):
 @pytest.mark.parametrize("arguments, message", [
     (["--fold", "nofile.json"], "No fold file at 'nofile.json'"),
     (["--max-lanes", "1"], "max_lanes must be at least 2 (one lane per layer), not 1"),
-    (["--arch", "systolic"], "invalid choice: 'systolic'"),
+    (["--arch", "tpu"], "invalid choice: 'tpu'"),
+    (["--array", "4x4"], "--array and --batch apply to --arch systolic only"),
+    (["--arch", "systolic", "--max-lanes", "8"],
+     "--fold and --max-lanes apply to --arch dataflow only"),
+    (["--arch", "systolic", "--array", "4x2"], "The systolic overlay needs a square array"),
 ])
 def test_compile_refuses_bad_options(capsys, net_file, tmp_path, arguments, message):
     out = tmp_path / "design"
