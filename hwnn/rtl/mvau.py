@@ -26,6 +26,7 @@ from ..quant.ir import Dense, Requant
 from .arith import adder_tree, popcount
 from .layouts import Beat, pack_values
 from .stage import OutputStage, parameter_bits
+from .params import check_positive_int
 
 __all__ = ["RAM_STYLES", "MatrixVectorUnit", "check_folding"]
 
@@ -37,18 +38,11 @@ RAM_STYLES = {
 }
 
 
-def _check_positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"MatrixVectorUnit {name} must be a positive integer, not {value!r}")
-    if value < 1:
-        raise ValueError(f"MatrixVectorUnit {name} must be a positive integer, not {value!r}")
-
-
 def check_folding(layer: Dense, pe, simd):
     """Raise TypeError/ValueError unless ``pe`` divides the layer's rows and ``simd`` its
     columns."""
-    _check_positive_int("pe", pe)
-    _check_positive_int("simd", simd)
+    check_positive_int("MatrixVectorUnit", "pe", pe)
+    check_positive_int("MatrixVectorUnit", "simd", simd)
     if layer.out_features % pe:
         divisors = [d for d in range(1, layer.out_features + 1) if layer.out_features % d == 0]
         raise ValueError(f"Layer {layer.name!r}: pe must divide its {layer.out_features} "

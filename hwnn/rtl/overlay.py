@@ -31,19 +31,13 @@ from .arith import select
 from .layouts import Beat, pack_values
 from .stage import OutputStage
 from .systolic import SystolicArray, SystolicParams
+from .params import check_positive_int
 
 __all__ = ["OverlayParams", "SystolicOverlay", "check_overlay", "drain_cycles", "schedule"]
 
 
 #: Width of the performance counters (they wrap around).
 COUNTER_BITS = 32
-
-
-def _check_positive_int(name, value, limit=None):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"OverlayParams {name} must be a positive integer, not {value!r}")
-    if value < 1 or (limit is not None and value > limit):
-        raise ValueError(f"OverlayParams {name} must be 1..{limit or 'any'}, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -53,8 +47,8 @@ class OverlayParams:
     batch: int = 16
 
     def __post_init__(self):
-        _check_positive_int("size", self.size, 64)
-        _check_positive_int("batch", self.batch, 4096)
+        check_positive_int("OverlayParams", "size", self.size, 64)
+        check_positive_int("OverlayParams", "batch", self.batch, 4096)
 
 
 def _holding(formats) -> Format:

@@ -25,19 +25,13 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..quant.formats import Format, signed_bits_for
+from .params import check_positive_int
 
 __all__ = ["SystolicArray", "SystolicParams"]
 
 
 #: Default operand format.
 INT8 = Format.int(8)
-
-
-def _check_positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"SystolicParams {name} must be a positive integer, not {value!r}")
-    if value < 1:
-        raise ValueError(f"SystolicParams {name} must be a positive integer, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -55,7 +49,7 @@ class SystolicParams:
 
     def __post_init__(self):
         for name in ("rows", "cols", "max_k"):
-            _check_positive_int(name, getattr(self, name))
+            check_positive_int("SystolicParams", name, getattr(self, name))
         for name in ("a_format", "w_format"):
             fmt = getattr(self, name)
             if not isinstance(fmt, Format):

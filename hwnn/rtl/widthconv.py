@@ -7,15 +7,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .layouts import Beat
+from .params import check_positive_int
 
 __all__ = ["WidthConverter"]
-
-
-def _check_positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"WidthConverter {name} must be a positive integer, not {value!r}")
-    if value < 1:
-        raise ValueError(f"WidthConverter {name} must be a positive integer, not {value!r}")
 
 
 class WidthConverter(wiring.Component):
@@ -61,7 +55,7 @@ class WidthConverter(wiring.Component):
     def __init__(self, width, in_count, out_count, vector):
         for name, value in (("width", width), ("in_count", in_count),
                             ("out_count", out_count), ("vector", vector)):
-            _check_positive_int(name, value)
+            check_positive_int("WidthConverter", name, value)
         if vector % in_count or vector % out_count:
             raise ValueError(f"WidthConverter vector must be a multiple of in_count {in_count} "
                              f"and out_count {out_count}, not {vector!r}")
