@@ -7,7 +7,8 @@ model and of the golden model (the integer network exactly as the hardware compu
 
 from hwnn.demo import train_digits_mlp
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
-from hwnn.report import float_predictions, golden_predictions, layer_table
+from hwnn.quant.frontends import prune_sklearn
+from hwnn.report import compression_table, float_predictions, golden_predictions, layer_table
 
 #: (weights, activations) schemes compared by this example.
 SCHEMES = (("int8", "uint8"), ("int4", "uint4"), ("ternary", "uint4"))
@@ -29,6 +30,21 @@ def main(seed=0, verbose=True) -> dict:
             print(layer_table(quantized))
             print(f"accuracy: float {100 * float_accuracy:.2f}%, "
                   f"golden {100 * golden_accuracy:.2f}%\n")
+    # Deep Compression: prune 90% of the weights (iteratively, retraining the rest), then
+    # share 16 codes per layer.
+    model, (x_train, x_test, y_train, y_test) = train_digits_mlp(seed)
+    pruned = from_sklearn(prune_sklearn(model, x_train, y_train, 0.9, scope="global"))
+    compressed = quantize_network(pruned, x_train, QuantOptions(
+        weights="int8", acts="uint8", prune=0.9, prune_scope="global", share=4),
+        name="digits_pruned")
+    golden_accuracy = float((golden_predictions(compressed, x_test) == y_test).mean())
+    pruned_accuracy = float((float_predictions(pruned, x_test) == y_test).mean())
+    results["int8/uint8 pruned 90% shared 4-bit"] = (pruned_accuracy, golden_accuracy)
+    if verbose:
+        print("== weights int8 pruned to 90% and shared (16 codes), activations uint8")
+        print(compression_table(compressed))
+        print(f"accuracy: pruned float {100 * pruned_accuracy:.2f}%, "
+              f"golden {100 * golden_accuracy:.2f}%\n")
     return results
 
 

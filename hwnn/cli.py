@@ -48,11 +48,13 @@ def _cmd_doctor(args) -> int:
 def _cmd_quantize(args) -> int:
     from .arrays import load_inputs, load_labelled
     from .quant import QuantOptions, load_model, quantize_network
-    from .report import class_indices, float_predictions, golden_predictions, layer_table
+    from .report import (class_indices, compression_table, float_predictions,
+                         golden_predictions, layer_table)
 
     options = QuantOptions(weights=args.weights, acts=args.acts, input_format=args.inputs,
                            per_channel=args.per_channel, calibration=args.calibration,
-                           percentile=args.percentile, stage=args.stage)
+                           percentile=args.percentile, stage=args.stage, prune=args.prune,
+                           prune_scope=args.prune_scope, share=args.share)
     if not args.output.endswith(".hwnn.npz"):
         raise ValueError(f"The output file name must end in .hwnn.npz, not {args.output!r}")
     model = load_model(args.model)
@@ -62,6 +64,9 @@ def _cmd_quantize(args) -> int:
         labels = class_indices(test[1], model.info)
     network = quantize_network(model, calib, options, name=args.name)
     print(layer_table(network))
+    if args.prune or args.share is not None:
+        print()
+        print(compression_table(network))
     if test is not None:
         x = model.check_inputs(test[0])
         float_accuracy = float((float_predictions(model, x) == labels).mean())
@@ -193,6 +198,11 @@ def _parser():
     quantize.add_argument("--percentile", type=float, default=99.99)
     quantize.add_argument("--stage", choices=("auto", "thresholds", "requant"), default="auto",
                           help="hidden layers' output stage (default auto)")
+    quantize.add_argument("--prune", type=float, default=0.0,
+                          help="remove this fraction of the weights by magnitude (0..1)")
+    quantize.add_argument("--prune-scope", choices=("layer", "global"), default="layer")
+    quantize.add_argument("--share", type=int, default=None,
+                          help="share weights: at most 2**SHARE codes per layer (k-means)")
     quantize.add_argument("--test", help="test set .npz with arrays x and y: report float and "
                                          "golden-model accuracy")
     quantize.add_argument("--name", default="net", help="network name (default net)")

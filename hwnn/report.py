@@ -5,8 +5,8 @@ import numpy as np
 from .quant.floatnet import FloatNetwork
 from .quant.ir import Network
 
-__all__ = ["class_indices", "float_predictions", "format_table", "golden_predictions",
-           "layer_table"]
+__all__ = ["class_indices", "compression_table", "float_predictions", "format_table",
+           "golden_predictions", "layer_table"]
 
 
 def format_table(header, rows, *, right=()) -> str:
@@ -57,3 +57,37 @@ def golden_predictions(network: Network, x) -> np.ndarray:
     from .sim.golden import run_network
     codes = run_network(network, network.quantize_input(x))
     return np.argmax(network.dequantize_output(codes), axis=1)
+
+
+def compression_table(network: Network, *, index_bits=4) -> str:
+    """Per layer and in total: dense weight bits; pruned + shared bits (a codebook index, or
+    the code, per nonzero, plus the codebook); compressed-sparse-column bits with
+    ``index_bits`` relative row indices, padding and column pointers; the same entries
+    Huffman-coded; and the ratio of dense to Huffman-coded size."""
+    from .quant.compress import huffman_bits
+    from .quant.csc import encode
+
+    rows, totals = [], np.zeros(4, dtype=np.int64)
+    for layer in network.layers:
+        width = layer.weight_format.width
+        shared = layer.codebook is not None
+        value_bits = max(int(len(layer.codebook) - 1).bit_length(), 1) if shared else width
+        book = len(layer.codebook) * width if shared else 0
+        nonzeros = int(np.count_nonzero(layer.weights))
+        csc = encode(layer.weights, index_bits=index_bits)
+        symbols = np.concatenate(csc.values)
+        if shared:    # store codebook indices, with one index for padding's zero
+            symbols = np.searchsorted(np.concatenate([[0], layer.codebook]), symbols)
+        pointers = csc.bits(value_bits) - int(csc.entries.sum()) * (value_bits + index_bits)
+        figures = np.array([layer.weight_bits, nonzeros * value_bits + book,
+                            csc.bits(value_bits) + book,
+                            huffman_bits(symbols) + huffman_bits(np.concatenate(csc.gaps))
+                            + pointers + book])
+        totals += figures
+        rows.append((layer.name, f"{100 * layer.sparsity:.1f}%",
+                     len(layer.codebook) if shared else "-", *figures,
+                     f"{figures[0] / figures[3]:.1f}x"))
+    rows.append(("total", "", "", *totals, f"{totals[0] / totals[3]:.1f}x"))
+    return format_table(("layer", "zeros", "codebook", "dense bits", "pruned+shared",
+                         f"CSC ({index_bits}-bit index)", "Huffman", "ratio"), rows,
+                        right=set(range(1, 8)))

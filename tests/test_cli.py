@@ -53,6 +53,17 @@ def test_quantize_writes_network_and_reports_accuracy(capsys, model_files, tmp_p
     run_network(network, network.quantize_input(data["x"]))
 
 
+def test_quantize_prunes_and_shares_with_a_size_report(capsys, model_files, tmp_path):
+    output = tmp_path / "net.hwnn.npz"
+    status, out, err = run(capsys, "quantize", model_files / "model.npz", "--calib",
+                           model_files / "calib.npy", "--prune", "0.5", "--share", "3",
+                           "-o", output)
+    assert (status, err) == (0, "")
+    assert "Huffman" in out and "ratio" in out and "total" in out
+    network = Network.load(output)
+    assert all(layer.sparsity >= 0.5 and len(layer.codebook) <= 8 for layer in network.layers)
+
+
 def test_quantize_is_deterministic(capsys, model_files, tmp_path):
     outputs = [tmp_path / f"{index}.hwnn.npz" for index in range(2)]
     for output in outputs:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .compress import prune_masks, share_weights
 from .floatnet import FloatDense, FloatNetwork
 from .fold import requant_for, stage_function, thresholds_for
 from .formats import Format, Rounding, round_values, signed_bits_for
@@ -58,6 +59,10 @@ class QuantOptions:
     stage : hidden output stage, ``"auto"``, ``"thresholds"`` or ``"requant"``
     max_threshold_bits : with ``stage="auto"``, activations this narrow use thresholds
     mult_bits : requantization multiplier width
+    prune : fraction of weights removed by magnitude (Deep Compression), ``[0, 1)``
+    prune_scope : ``"layer"`` (each layer loses ``prune``) or ``"global"``
+    share : weight sharing, at most ``2**share`` distinct nonzero codes per layer (k-means),
+        recorded as the layer's codebook; None shares nothing
     """
     weights:            str = "int8"
     acts:               str = "uint8"
@@ -68,6 +73,9 @@ class QuantOptions:
     stage:              str = "auto"
     max_threshold_bits: int = 4
     mult_bits:          int = 16
+    prune:              float = 0.0
+    prune_scope:        str = "layer"
+    share:              int | None = None
 
     def __post_init__(self):
         if self.weights not in WEIGHT_SCHEMES:
@@ -87,6 +95,19 @@ class QuantOptions:
         if self.stage not in STAGES:
             raise ValueError(f"Output stage must be one of {', '.join(STAGES)}, not "
                              f"{self.stage!r}")
+        if isinstance(self.prune, bool) or not isinstance(self.prune, int | float) \
+                or not 0 <= self.prune < 1:
+            raise ValueError(f"prune must be a fraction in [0, 1), not {self.prune!r}")
+        if self.prune_scope not in ("layer", "global"):
+            raise ValueError(f"prune_scope must be 'layer' or 'global', not "
+                             f"{self.prune_scope!r}")
+        if self.share is not None and (isinstance(self.share, bool)
+                                       or not isinstance(self.share, int)
+                                       or not 1 <= self.share <= 8):
+            raise ValueError(f"share must be 1..8 bits or None, not {self.share!r}")
+        if self.weights == "binary" and (self.prune or self.share is not None):
+            raise ValueError("Binary weights can be neither pruned nor shared: +-1 has no zero "
+                             "and only two values")
         for name, low, high in (("max_threshold_bits", 1, 16), ("mult_bits", 2, 32)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -165,6 +186,8 @@ def quantize_network(network: FloatNetwork, calib, options: QuantOptions | None 
     if calib.shape[0] == 0:
         raise ValueError("Calibration needs at least one input sample")
 
+    masks = (prune_masks([layer.weight for layer in network.layers], options.prune,
+                         scope=options.prune_scope) if options.prune else None)
     input_name = options.input_format or ("uint8" if calib.min() >= 0 else "int8")
     tensor = _calibrated(calib, Format.parse(input_name), options)
     float_outputs = network.forward(calib, trace=True)
@@ -179,7 +202,11 @@ def quantize_network(network: FloatNetwork, calib, options: QuantOptions | None 
         if not thresholds:
             # Requantization and the accumulator output have no BatchNorm of their own.
             float_layer = float_layer.folded()
-        codes, weight_scale = _quantize_weights(float_layer.weight, options)
+        weight = float_layer.weight if masks is None else float_layer.weight * masks[index]
+        codes, weight_scale = _quantize_weights(weight, options)
+        codebook = None
+        if options.share is not None:
+            codes, codebook = share_weights(codes, options.share)
         acc_scale = weight_scale * tensor.scale
         weight_format = _stored_weight_format(options)
         if thresholds:
@@ -208,7 +235,7 @@ def quantize_network(network: FloatNetwork, calib, options: QuantOptions | None 
                 stage = Requant(multiplier, shift, options.mult_bits, output.zero_point,
                                 max(floor, act_format.min_value), act_format.max_value)
         layers.append(Dense(layer_name, codes, weight_format, weight_scale, bias, tensor,
-                            output, stage, activation))
+                            output, stage, activation, codebook))
         tensor = output
     info = {"source": network.info, "options": {
         key: getattr(options, key) for key in QuantOptions.__dataclass_fields__}}

@@ -29,7 +29,7 @@ import numpy as np
 
 from .floatnet import ACTIVATIONS, BatchNorm, FloatDense, FloatNetwork
 
-__all__ = ["from_sklearn", "load_model", "load_npz", "save_npz"]
+__all__ = ["from_sklearn", "load_model", "load_npz", "prune_sklearn", "save_npz"]
 
 _SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "logistic",
                         "identity": "identity"}
@@ -159,3 +159,39 @@ def load_model(path) -> FloatNetwork:
         return FloatNetwork(network.layers, network.info | {"file": path.name})
     raise ValueError(f"Unknown model file type {path.suffix!r} ({str(path)!r}); expected .npz, "
                      f".pkl or .joblib")
+
+
+def prune_sklearn(model, x, y, sparsity, *, scope="layer", steps=3, epochs=200):
+    """A copy of a fitted scikit-learn MLP with the ``sparsity`` fraction of its weights
+    pruned by magnitude and the rest retrained on ``(x, y)`` with the pruned weights held at
+    zero (Deep Compression's iterative prune-and-retrain): ``steps`` rounds whose kept
+    fraction shrinks geometrically to ``1 - sparsity``, each ``epochs`` passes of
+    ``partial_fit``."""
+    pruned = model
+    for step in range(1, steps + 1):
+        fraction = 1 - (1 - sparsity) ** (step / steps)
+        pruned = _prune_and_retrain(pruned, x, y, fraction, scope, epochs)
+    return pruned
+
+
+def _prune_and_retrain(model, x, y, sparsity, scope, epochs):
+    import copy
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from .compress import prune_masks
+
+    if not hasattr(model, "coefs_"):
+        raise ValueError("The model is not fitted")
+    pruned = copy.deepcopy(model)
+    masks = prune_masks(pruned.coefs_, sparsity, scope=scope)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(epochs):
+            for coefs, mask in zip(pruned.coefs_, masks, strict=True):
+                coefs *= mask
+            pruned.partial_fit(x, y)
+    for coefs, mask in zip(pruned.coefs_, masks, strict=True):
+        coefs *= mask
+    return pruned

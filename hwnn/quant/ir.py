@@ -189,6 +189,8 @@ class Dense:
     domain, whose real scale per channel is ``weight_scale * input.scale``. ``stage`` is a
     :class:`Thresholds`, a :class:`Requant` or None (the accumulator is the output).
     ``activation`` names the real activation the stage implements (documentation only).
+    ``codebook`` (weight sharing) lists the distinct nonzero weight codes, sorted; every
+    nonzero weight is one of them, so a weight can be stored as a zero or a codebook index.
     """
     name:          str
     weights:       np.ndarray
@@ -199,6 +201,7 @@ class Dense:
     output:        TensorFormat
     stage:         Thresholds | Requant | None
     activation:    str = "identity"
+    codebook:      np.ndarray | None = None
 
     kind = "dense"
 
@@ -236,6 +239,16 @@ class Dense:
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "weight_scale", weight_scale)
         object.__setattr__(self, "bias", bias)
+        if self.codebook is not None:
+            codebook = _int_array(self.codebook, f"{where} codebook", 1)
+            if np.any(codebook == 0) or np.any(np.diff(codebook) <= 0):
+                raise ValueError(f"{where} codebook must be sorted distinct nonzero codes")
+            if not self.weight_format.contains(codebook):
+                raise ValueError(f"{where} codebook is outside the weight format "
+                                 f"{self.weight_format}")
+            if not np.all(np.isin(weights[weights != 0], codebook)):
+                raise ValueError(f"{where} has nonzero weights that are not in its codebook")
+            object.__setattr__(self, "codebook", codebook)
         self._check_stage(where)
 
     def _check_stage(self, where):
@@ -334,6 +347,8 @@ class Dense:
             header["requant"] = {"mult_bits": self.stage.mult_bits, "lo": self.stage.lo,
                                  "hi": self.stage.hi, "zero_point": self.stage.zero_point}
             arrays |= {"multiplier": self.stage.multiplier, "shift": self.stage.shift}
+        if self.codebook is not None:
+            arrays["codebook"] = self.codebook
         return header, arrays
 
     @classmethod
@@ -345,8 +360,9 @@ class Dense:
                         "requant": {"multiplier", "shift"}, "accumulator": set()}
         if header["stage"] not in stage_arrays:
             raise ValueError(f"unknown output stage {header['stage']!r}")
+        optional = {"codebook"} & set(arrays)
         _expect_keys(arrays, {"weights", "weight_scale", "bias", "input_scale", "output_scale"}
-                     | stage_arrays[header["stage"]], "layer arrays")
+                     | stage_arrays[header["stage"]] | optional, "layer arrays")
         tensors = {}
         for port in ("input", "output"):
             _expect_keys(header[port], {"format", "zero_point"}, f"{port} header")
@@ -364,7 +380,7 @@ class Dense:
                    weight_format=Format.parse(header["weight_format"]),
                    weight_scale=arrays["weight_scale"], bias=arrays["bias"],
                    input=tensors["input"], output=tensors["output"], stage=stage,
-                   activation=header["activation"])
+                   activation=header["activation"], codebook=arrays.get("codebook"))
 
 
 LAYER_KINDS = {Dense.kind: Dense}

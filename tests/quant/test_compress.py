@@ -93,3 +93,69 @@ def test_csc_interleaves_rows_across_pes_and_counts_bits():
     padded[19, 0] = 5
     csc = encode(padded, index_bits=2)                  # gaps of at most 3: 19 zeros -> 4 pads
     assert csc.values[0].tolist() == [0, 0, 0, 0, 5] and csc.gaps[0].tolist() == [3, 3, 3, 3, 3]
+
+
+def test_quantize_network_prunes_shares_and_the_ir_keeps_the_codebook(tmp_path):
+    from hwnn.quant import FloatDense, FloatNetwork, Network, QuantOptions, quantize_network
+    from hwnn.sim.golden import run_network
+
+    rng = np.random.default_rng(3)
+    network = FloatNetwork((FloatDense(rng.normal(size=(16, 12)), rng.normal(size=16), "relu"),
+                            FloatDense(rng.normal(size=(4, 16)), np.zeros(4))))
+    calib = rng.uniform(0, 1, size=(50, 12))
+    options = QuantOptions(weights="int8", acts="uint8", prune=0.75, share=3)
+    quantized = quantize_network(network, calib, options)
+    for layer in quantized.layers:
+        assert layer.sparsity >= 0.75
+        assert len(layer.codebook) <= 8
+        assert set(layer.weights[layer.weights != 0].tolist()) <= set(layer.codebook.tolist())
+    path = quantized.save(tmp_path / "net.hwnn.npz")
+    loaded = Network.load(path)
+    assert [layer.codebook.tolist() for layer in loaded.layers] == \
+        [layer.codebook.tolist() for layer in quantized.layers]
+    codes = quantized.quantize_input(calib)
+    assert np.array_equal(run_network(loaded, codes), run_network(quantized, codes))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"prune": 1.0}, r"^prune must be a fraction in \[0, 1\), not 1.0$"),
+    ({"prune_scope": "row"}, r"^prune_scope must be 'layer' or 'global', not 'row'$"),
+    ({"share": 9}, r"^share must be 1..8 bits or None, not 9$"),
+    ({"weights": "binary", "share": 2},
+     r"^Binary weights can be neither pruned nor shared: \+-1 has no zero and only two values$"),
+])
+def test_quant_options_refuse_bad_compression(kwargs, message):
+    from hwnn.quant import QuantOptions
+    with pytest.raises(ValueError, match=message):
+        QuantOptions(**kwargs)
+
+
+def test_ir_refuses_weights_outside_their_codebook():
+    from hwnn.quant.ir import Dense
+    from hwnn.quant.synthetic import random_dense
+
+    layer = random_dense(np.random.default_rng(0), 4, 3, in_format="uint4",
+                         weight_format="int4", stage="accumulator")
+    fields = {**layer.__dict__, "codebook": np.array([1, 2])}
+    with pytest.raises(ValueError, match="has nonzero weights that are not in its codebook"):
+        Dense(**fields)
+    with pytest.raises(ValueError, match="codebook must be sorted distinct nonzero codes"):
+        Dense(**{**fields, "codebook": np.array([2, 1])})
+
+
+def test_compression_table_adds_up():
+    from hwnn.quant.synthetic import random_dense
+    from hwnn.report import compression_table
+    from hwnn.quant.ir import Network
+
+    layer = random_dense(np.random.default_rng(0), 32, 8, in_format="uint4",
+                         weight_format="int4", stage="accumulator")
+    table = compression_table(Network("n", (layer,)))
+    row = table.splitlines()[1].split()
+    total = table.splitlines()[-1].split()
+    nonzeros = int(np.count_nonzero(layer.weights))
+    # dense bits, then nonzeros x 4-bit codes (no codebook), then CSC and Huffman sizes.
+    assert row[:5] == ["dense", f"{100 * layer.sparsity:.1f}%", "-", str(32 * 8 * 4),
+                       str(nonzeros * 4)]
+    assert total[0] == "total" and total[1:5] == row[3:7]
+    assert int(row[6]) <= int(row[5])          # Huffman coding never loses to plain CSC
