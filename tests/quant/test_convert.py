@@ -247,7 +247,7 @@ def test_quantized_network_saves_and_runs_identically(tmp_path):
     assert network.info["options"] == {
         "weights": "ternary", "acts": "int4", "input_format": None, "per_channel": True,
         "calibration": "minmax", "percentile": 99.99, "stage": "auto", "max_threshold_bits": 4,
-        "mult_bits": 16}
+        "mult_bits": 16, "prune": 0.0, "prune_scope": "layer", "share": None}
     loaded = Network.load(network.save(tmp_path / "q.hwnn.npz"))
     assert loaded.info == network.info
     codes = network.quantize_input(x)
