@@ -19,6 +19,7 @@ import numpy as np
 from amaranth.back import verilog
 
 from hwnn.demo import train_digits_mlp
+from hwnn.errors import ToolError
 from hwnn.generate import generate, load_design
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.quant.synthetic import random_dense, random_network
@@ -57,14 +58,17 @@ def design_rows(work, simulator, quick):
             result = simulate(design, codes, simulator=simulator)
             sim_seconds = time.monotonic() - started
             assert result.passed, f"{label} at {budget} lanes mismatches the golden model"
-            synth = synthesize(design.verilog, design.top, "ecp5")
             folds = " ".join(f"{f.pe}x{f.simd}" for f in design.folding)
+            try:
+                synth = synthesize(design.verilog, design.top, "ecp5")
+                area = (synth.lut4, synth.carry, synth.ff, synth.dsp, synth.bram, synth.lutram,
+                        f"{synth.seconds:.1f}")
+            except ToolError:      # keep measuring the others; the row says Yosys failed
+                area = ("Yosys failed", "", "", "", "", "", "")
             rows.append((label, budget, design.manifest["lanes"], folds,
                          f"{result.cycles_per_inference:.1f}", result.expected_cycles,
                          f"{result.cycles_per_inference / result.expected_cycles:.3f}",
-                         result.latency, synth.lut4, synth.carry, synth.ff, synth.dsp,
-                         synth.bram, synth.lutram, f"{sim_seconds:.1f}",
-                         f"{synth.seconds:.1f}"))
+                         result.latency, *area[:6], f"{sim_seconds:.1f}", area[6]))
             print(f"  {label}, {budget} lanes: done", file=sys.stderr, flush=True)
     return rows
 
