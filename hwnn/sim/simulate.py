@@ -36,12 +36,12 @@ class Mismatch:
     index:    int
     expected: list
     actual:   list
-    layers:   dict = field(default_factory=dict)   # golden per-layer outputs, for the report
+    layer:    str       # the layer whose outputs are compared (the network's last)
 
     def describe(self) -> str:
         channels = [i for i, (a, b) in enumerate(zip(self.expected, self.actual, strict=True))
                     if a != b]
-        return (f"input {self.index}, layer {self.layers.get('output_layer', '?')} (output): "
+        return (f"input {self.index}, layer {self.layer} (output): "
                 f"expected {self.expected}, got {self.actual} (channels {channels} differ)")
 
 
@@ -207,7 +207,7 @@ def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1
                                network.out_features)
     expected = run_network(network, codes)
     mismatches = [Mismatch(int(i), expected[i].tolist(), outputs[i].tolist(),
-                           {"output_layer": network.layers[-1].name})
+                           network.layers[-1].name)
                   for i in np.nonzero(np.any(outputs != expected, axis=1))[0]]
     steady = None if backpressure else _steady_state(output_cycles, last["beats_per_vector"],
                                                      len(codes), manifest.get("batch", 1))
