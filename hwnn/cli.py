@@ -202,7 +202,8 @@ def _parser():
                           help="remove this fraction of the weights by magnitude (0..1)")
     quantize.add_argument("--prune-scope", choices=("layer", "global"), default="layer")
     quantize.add_argument("--share", type=int, default=None,
-                          help="share weights: at most 2**SHARE codes per layer (k-means)")
+                          help="share weights: SHARE-bit codebook indices, at most 2**SHARE - 1 "
+                               "nonzero codes per layer (k-means)")
     quantize.add_argument("--test", help="test set .npz with arrays x and y: report float and "
                                          "golden-model accuracy")
     quantize.add_argument("--name", default="net", help="network name (default net)")

@@ -71,7 +71,7 @@ def compression_table(network: Network, *, index_bits=4) -> str:
     for layer in network.layers:
         width = layer.weight_format.width
         shared = layer.codebook is not None
-        value_bits = max(int(len(layer.codebook) - 1).bit_length(), 1) if shared else width
+        value_bits = max(len(layer.codebook).bit_length(), 1) if shared else width
         book = len(layer.codebook) * width if shared else 0
         nonzeros = int(np.count_nonzero(layer.weights))
         csc = encode(layer.weights, index_bits=index_bits)

@@ -3,8 +3,10 @@
 * :func:`prune_masks` keeps the largest-magnitude weights, removing a ``sparsity`` fraction per
   layer or over all layers together (global).
 * :func:`share_weights` replaces the nonzero integer codes of a layer by the nearest of at most
-  ``2**bits`` shared codes found by one-dimensional k-means (linear initialization, as in Deep
-  Compression); zeros stay zero. The golden model then runs the shared codes densely.
+  ``2**bits - 1`` shared codes found by one-dimensional k-means (linear initialization, as in
+  Deep Compression); zeros stay zero, so with zero a weight is one of ``2**bits`` codes: a
+  ``bits``-bit codebook index, index 0 meaning zero (what the sparse hardware stores). The
+  golden model then runs the shared codes densely.
 * :func:`huffman_bits` is the size of a symbol stream under an optimal prefix code.
 """
 
@@ -71,7 +73,8 @@ def kmeans_1d(values, clusters, *, iterations=100) -> np.ndarray:
 
 
 def share_weights(codes, bits) -> tuple[np.ndarray, np.ndarray]:
-    """Nonzero ``codes`` replaced by the nearest of at most ``2**bits`` shared integer codes.
+    """Nonzero ``codes`` replaced by the nearest of at most ``2**bits - 1`` shared integer
+    codes (with zero, ``2**bits`` codes: a ``bits``-bit index).
 
     Returns ``(shared codes, codebook)``; the codebook is sorted, holds no zero, and every
     nonzero shared code is one of its entries.
@@ -82,7 +85,7 @@ def share_weights(codes, bits) -> tuple[np.ndarray, np.ndarray]:
     nonzero = codes[codes != 0]
     if nonzero.size == 0:
         return codes.copy(), np.zeros(0, dtype=np.int64)
-    centroids = np.unique(np.round(kmeans_1d(nonzero, 1 << bits)).astype(np.int64))
+    centroids = np.unique(np.round(kmeans_1d(nonzero, (1 << bits) - 1)).astype(np.int64))
     centroids = centroids[centroids != 0]
     if centroids.size == 0:          # every centroid rounded to zero: keep the extremes
         centroids = np.unique(np.sign(nonzero))

@@ -61,7 +61,8 @@ class QuantOptions:
     mult_bits : requantization multiplier width
     prune : fraction of weights removed by magnitude (Deep Compression), ``[0, 1)``
     prune_scope : ``"layer"`` (each layer loses ``prune``) or ``"global"``
-    share : weight sharing, at most ``2**share`` distinct nonzero codes per layer (k-means),
+    share : weight sharing, at most ``2**share - 1`` distinct nonzero codes per layer (k-means;
+        with zero, a ``share``-bit codebook index per weight),
         recorded as the layer's codebook; None shares nothing
     """
     weights:            str = "int8"

@@ -6,6 +6,7 @@ with per-channel multipliers, accumulator outputs) without needing a trained mod
 
 import numpy as np
 
+from .compress import share_weights
 from .formats import Format, signed_bits_for
 from .ir import Dense, Network, Requant, TensorFormat, Thresholds, accumulator_range
 
@@ -17,8 +18,12 @@ def _random_values(rng, fmt: Format, shape):
 
 
 def random_dense(rng, in_features, out_features, *, in_format, weight_format, out_format=None,
-                 stage="thresholds", name="dense", mult_bits=16) -> Dense:
+                 stage="thresholds", name="dense", mult_bits=16, density=1.0,
+                 share=None) -> Dense:
     """A random :class:`Dense` layer.
+
+    A ``density`` below 1 keeps each weight with that probability (the rest are zero);
+    ``share`` (bits) shares the nonzero weights through a codebook (:func:`share_weights`).
 
     ``stage`` is ``"thresholds"`` (random sorted thresholds inside the accumulator range, about
     a quarter of the channels descending), ``"requant"`` (random multipliers and shifts that map
@@ -26,6 +31,11 @@ def random_dense(rng, in_features, out_features, *, in_format, weight_format, ou
     """
     in_format, weight_format = Format.parse(in_format), Format.parse(weight_format)
     weights = _random_values(rng, weight_format, (out_features, in_features))
+    if density < 1:
+        weights = np.where(rng.random(weights.shape) < density, weights, 0)
+    codebook = None
+    if share is not None:
+        weights, codebook = share_weights(weights, share)
     if stage == "thresholds":
         bias = np.zeros(out_features, dtype=np.int64)
     else:
@@ -35,7 +45,8 @@ def random_dense(rng, in_features, out_features, *, in_format, weight_format, ou
     weight_scale = np.ones(out_features)
     if stage == "accumulator":
         output = TensorFormat(Format.int(signed_bits_for(lo.min(), hi.max())), weight_scale)
-        return Dense(name, weights, weight_format, weight_scale, bias, input_, output, None)
+        return Dense(name, weights, weight_format, weight_scale, bias, input_, output, None,
+                     codebook=codebook)
     out_format = Format.parse(out_format)
     output = TensorFormat(out_format, 1.0)
     if stage == "thresholds":
@@ -46,7 +57,7 @@ def random_dense(rng, in_features, out_features, *, in_format, weight_format, ou
         descending = rng.random(out_features) < 0.25
         values = np.where(descending[:, None], values[:, ::-1], values)
         return Dense(name, weights, weight_format, weight_scale, bias, input_, output,
-                     Thresholds(values, descending))
+                     Thresholds(values, descending), codebook=codebook)
     if stage != "requant":
         raise ValueError(f"stage must be 'thresholds', 'requant' or 'accumulator', not {stage!r}")
     reach = np.maximum(np.maximum(np.abs(lo), np.abs(hi)), 1)
@@ -56,15 +67,17 @@ def random_dense(rng, in_features, out_features, *, in_format, weight_format, ou
     zero_point = 0 if out_format.signed else out_format.levels // 4
     stage_params = Requant(multiplier, shift, mult_bits, zero_point, out_format.min_value,
                            out_format.max_value)
-    return Dense(name, weights, weight_format, weight_scale, bias, input_, output, stage_params)
+    return Dense(name, weights, weight_format, weight_scale, bias, input_, output, stage_params,
+                 codebook=codebook)
 
 
 def random_network(rng, sizes, *, weight_formats, act_formats, input_format="uint8",
-                   stages=None, name="random") -> Network:
+                   stages=None, name="random", density=1.0, share=None) -> Network:
     """A random network with layer widths ``sizes`` (inputs first).
 
     ``weight_formats`` has one entry per layer, ``act_formats`` one per hidden layer; the last
     layer outputs its accumulators. ``stages`` (one per hidden layer) default to thresholds.
+    ``density`` and ``share`` apply to every layer (see :func:`random_dense`).
     """
     count = len(sizes) - 1
     stages = stages or ["thresholds"] * (count - 1)
@@ -79,7 +92,7 @@ def random_network(rng, sizes, *, weight_formats, act_formats, input_format="uin
                              weight_format=weight_formats[index],
                              out_format=None if last else act_formats[index],
                              stage="accumulator" if last else stages[index],
-                             name=f"dense{index}")
+                             name=f"dense{index}", density=density, share=share)
         layers.append(layer)
         in_format = layer.output.format
     return Network(name, tuple(layers))

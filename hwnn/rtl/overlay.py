@@ -25,12 +25,14 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from ..quant.formats import Format, signed_bits_for
+from ..quant.formats import Format
 from ..quant.ir import Network
 from .arith import select
 from .layouts import Beat, pack_values
 from .stage import OutputStage
 from .systolic import SystolicArray, SystolicParams
+from .widthconv import WordSplitter
+from .values import decode_codes, encode_value, holding_format, resize
 from .params import check_positive_int
 
 __all__ = ["OverlayParams", "SystolicOverlay", "check_overlay", "drain_cycles", "schedule"]
@@ -51,20 +53,10 @@ class OverlayParams:
         check_positive_int("OverlayParams", "batch", self.batch, 4096)
 
 
-def _holding(formats) -> Format:
-    """The narrowest int format (2 bits at least) that holds every value of ``formats``:
-    unsigned when none has negative values."""
-    lo = min(fmt.min_value for fmt in formats)
-    hi = max(fmt.max_value for fmt in formats)
-    if lo >= 0:
-        return Format.uint(max(hi.bit_length(), 2))
-    return Format.int(max(signed_bits_for(lo, hi), 2))
-
-
 def _value_format(network: Network):
     """Formats of the array's operands: every layer's activations and weights fit them."""
-    return (_holding([layer.input.format for layer in network.layers]),
-            _holding([layer.weight_format for layer in network.layers]))
+    return (holding_format(layer.input.format for layer in network.layers),
+            holding_format(layer.weight_format for layer in network.layers))
 
 
 #: Registers between issuing a memory read and the array's input (the read, and a register
@@ -281,13 +273,7 @@ class SystolicOverlay(wiring.Component):
         beat = Signal(range(beats_per_word))
         in_kt = Signal(range(stride))
         in_m = Signal(range(batch + 1))
-        decoded = []
-        for i in range(in_count):
-            bits = self.i_stream.payload.data[i * in_fmt.width:(i + 1) * in_fmt.width]
-            if in_fmt.kind == "bipolar":
-                decoded.append(Mux(bits[0], Const(1, signed(a_bits)), Const(-1, signed(a_bits))))
-            else:
-                decoded.append(bits.as_signed() if in_fmt.signed else bits.as_unsigned())
+        decoded = decode_codes(self.i_stream.payload.data, in_fmt, in_count, a_bits)
         word_done = (beat == Mux(in_kt == self.kt[0] - 1, last_word_beats, beats_per_word) - 1)
         vector_done = word_done & (in_kt == self.kt[0] - 1)
         closing = Signal()    # a batch closes: full, or the input paused at a vector boundary
@@ -299,7 +285,7 @@ class SystolicOverlay(wiring.Component):
         # The word with this beat's values in place (slot p belongs to beat p // in_count).
         merged = Signal(size * a_bits)
         m.d.comb += merged.eq(Cat(*(
-            Mux(beat == slot // in_count, _resize(decoded[slot % in_count], a_bits),
+            Mux(beat == slot // in_count, decoded[slot % in_count].as_unsigned(),
                 word[slot * a_bits:(slot + 1) * a_bits])
             for slot in range(beats_per_word * in_count))))
         load_write = Signal()
@@ -450,7 +436,7 @@ class SystolicOverlay(wiring.Component):
                 if index == count - 1:
                     m.d.comb += [
                         out_write.addr.eq(tag_m * self.nt[-1] + tag_nt),
-                        out_write.data.eq(Cat(*(_encode(stage_out.payload.values[c], out_fmt)
+                        out_write.data.eq(Cat(*(encode_value(stage_out.payload.values[c], out_fmt)
                                                 for c in range(size)))),
                         out_write.en.eq(1),
                     ]
@@ -458,7 +444,7 @@ class SystolicOverlay(wiring.Component):
                     target = act_writes[(index + 1) % 2]
                     m.d.comb += [
                         target.addr.eq(tag_m * stride + tag_nt),
-                        target.data.eq(Cat(*(_resize(stage_out.payload.values[c], a_bits)
+                        target.data.eq(Cat(*(resize(stage_out.payload.values[c], a_bits)
                                              for c in range(size)))),
                         target.en.eq(1),
                     ]
@@ -474,8 +460,7 @@ class SystolicOverlay(wiring.Component):
         out_count = self.out_count
         n_last = network.out_features
         out_tiles = self.nt[-1]
-        out_beats_per_word = size // out_count
-        out_last_beats = (n_last - (out_tiles - 1) * size) // out_count
+        out_tail = n_last - (out_tiles - 1) * size     # values in a vector's final word
         fifo_depth = 4
         out_fifo = m.submodules.out_fifo = SyncFIFOBuffered(width=size * out_bits + 2,
                                                             depth=fifo_depth)
@@ -505,21 +490,16 @@ class SystolicOverlay(wiring.Component):
             out_fifo.w_en.eq(inflight),
             out_fifo.w_data.eq(Cat(out_read.data, rd_last_nt, rd_last_word)),
         ]
-        out_word = out_fifo.r_data[:size * out_bits]
-        word_last_nt = out_fifo.r_data[size * out_bits]
+        splitter = m.submodules.splitter = WordSplitter(out_bits, size, out_count, out_tail)
         word_last = out_fifo.r_data[size * out_bits + 1]
-        out_beat = Signal(range(out_beats_per_word))
-        beat_width = out_count * out_bits
-        offered = select(out_beat, [out_word[b * beat_width:(b + 1) * beat_width]
-                                    for b in range(out_beats_per_word)])
-        final_beat = out_beat == Mux(word_last_nt, out_last_beats, out_beats_per_word) - 1
-        sent = self.o_stream.valid & self.o_stream.ready
         m.d.comb += [
-            self.o_stream.valid.eq(out_fifo.r_rdy),
-            self.o_stream.payload.data.eq(offered),
-            self.o_stream.payload.last.eq(final_beat & word_last_nt),
-            out_fifo.r_en.eq(sent & final_beat),
+            splitter.i_stream.valid.eq(out_fifo.r_rdy),
+            splitter.i_stream.payload.data.eq(out_fifo.r_data[:size * out_bits]),
+            splitter.i_stream.payload.final.eq(out_fifo.r_data[size * out_bits]),
+            out_fifo.r_en.eq(splitter.i_stream.ready),
         ]
+        wiring.connect(m, splitter.o_stream, wiring.flipped(self.o_stream))
+        batch_sent = out_fifo.r_rdy & splitter.i_stream.ready & word_last
 
         # Performance counters.
         for index in range(count):
@@ -555,7 +535,7 @@ class SystolicOverlay(wiring.Component):
                 with m.If(drain == 0):
                     with m.If(layer == count - 1):
                         m.d.sync += [phase.eq(OUTPUT), rd_m.eq(0), rd_nt.eq(0),
-                                     rd_done.eq(0), out_beat.eq(0)]
+                                     rd_done.eq(0)]
                     with m.Else():
                         m.d.sync += [phase.eq(RUN), layer.eq(layer + 1),
                                      ld_addr.eq(select(layer + 1, [
@@ -564,22 +544,7 @@ class SystolicOverlay(wiring.Component):
                         m.d.sync += start_layer(select(layer + 1, [
                             Const(t, range(most_tiles + 1)) for t in tile_counts]))
             with m.Case(OUTPUT):
-                with m.If(sent):
-                    m.d.sync += out_beat.eq(Mux(final_beat, 0, out_beat + 1))
-                    with m.If(final_beat & word_last):
-                        m.d.sync += [phase.eq(LOAD), in_m.eq(0)]
+                with m.If(batch_sent):
+                    m.d.sync += [phase.eq(LOAD), in_m.eq(0)]
         return m
 
-
-def _encode(value, fmt: Format):
-    """The bit pattern of a value in an output format (bipolar: 1 for +1)."""
-    return (value > 0) if fmt.kind == "bipolar" else value[:fmt.width]
-
-
-def _resize(value, bits):
-    """``value`` extended (by its signedness) or truncated to ``bits`` bits."""
-    value = Value.cast(value)
-    if len(value) >= bits:
-        return value[:bits]
-    fill = value[-1] if value.shape().signed else Const(0, 1)
-    return Cat(value, fill.replicate(bits - len(value)))

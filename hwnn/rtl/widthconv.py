@@ -1,15 +1,17 @@
-"""Stream width conversion between beats of different value counts."""
+"""Stream width conversion: between beats of different value counts, and from wide words
+to beats."""
 
 from math import gcd
 
 from amaranth import *
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith import select
 from .layouts import Beat
 from .params import check_positive_int
 
-__all__ = ["WidthConverter"]
+__all__ = ["WidthConverter", "WordSplitter"]
 
 
 class WidthConverter(wiring.Component):
@@ -145,4 +147,54 @@ class WidthConverter(wiring.Component):
             with m.If(emit):
                 m.d.sync += beat.eq(Mux(beat == beats - 1, 0, beat + 1))
 
+        return m
+
+
+class WordSplitter(wiring.Component):
+    """Split words of ``size`` values into beats of ``count`` values, with no latency.
+
+    A word holds ``size`` values, element 0 lowest; ``final`` marks the last word of a vector,
+    of which only the first ``tail`` values belong to the vector (the rest are padding and are
+    not sent). Each word gives ``size // count`` beats (``tail // count`` for a final word),
+    in order; ``last`` is set on the final word's last beat. The word is accepted with its
+    last beat: ``o_stream.valid`` is ``i_stream.valid`` and the payload is a slice of the word.
+
+    Members
+    -------
+    i_stream : ``In(stream.Signature({"data": size * width, "final": 1}))``
+    o_stream : ``Out(stream.Signature(Beat(count, width)))``
+    """
+
+    def __init__(self, width, size, count, tail):
+        for name, value in (("width", width), ("size", size), ("count", count),
+                            ("tail", tail)):
+            check_positive_int("WordSplitter", name, value)
+        if size % count or tail % count or tail > size:
+            raise ValueError(f"WordSplitter size {size} and tail {tail} must be multiples of "
+                             f"count {count}, with tail <= size")
+        self.width, self.size, self.count, self.tail = width, size, count, tail
+        super().__init__({
+            "i_stream": In(stream.Signature(data.StructLayout({
+                "data": unsigned(size * width), "final": unsigned(1)}))),
+            "o_stream": Out(stream.Signature(Beat(count, width))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        beats, tail_beats = self.size // self.count, self.tail // self.count
+        beat_bits = self.count * self.width
+        word = self.i_stream.payload.data
+        final = self.i_stream.payload.final
+        beat = Signal(range(beats))
+        last_beat = beat == Mux(final, tail_beats, beats) - 1
+        sent = self.o_stream.valid & self.o_stream.ready
+        m.d.comb += [
+            self.o_stream.valid.eq(self.i_stream.valid),
+            self.o_stream.payload.data.eq(select(beat, [word[b * beat_bits:(b + 1) * beat_bits]
+                                                        for b in range(beats)])),
+            self.o_stream.payload.last.eq(last_beat & final),
+            self.i_stream.ready.eq(self.o_stream.ready & last_beat),
+        ]
+        with m.If(sent):
+            m.d.sync += beat.eq(Mux(last_beat, 0, beat + 1))
         return m
