@@ -15,9 +15,15 @@ from .toolchain import setup_env
 __all__ = ["main", "run"]
 
 USER_ERRORS = (ValueError, TypeError, OSError, ToolError)
-ARCHS = ("dataflow", "systolic")
+ARCHS = ("dataflow", "systolic", "sparse")
 DEFAULT_LANES = 256
 DEFAULT_BATCH = 16
+DEFAULT_PES = 8
+DEFAULT_QUEUE_DEPTH = 8
+#: The architecture each architecture-specific compile option belongs to.
+OPTION_ARCHS = {"--fold": "dataflow", "--max-lanes": "dataflow", "--ram-style": "dataflow",
+                "--array": "systolic", "--batch": "systolic", "--pes": "sparse",
+                "--queue-depth": "sparse", "--index-bits": "sparse"}
 
 
 class UsageError(Exception):
@@ -86,13 +92,20 @@ def _cmd_compile(args) -> int:
     network = Network.load(args.network)
     if args.fold != "auto" and args.max_lanes is not None:
         raise ValueError("--max-lanes applies to --fold auto only, not to a fold file")
-    if args.arch == "dataflow" and (args.array is not None or args.batch is not None):
-        raise ValueError("--array and --batch apply to --arch systolic only")
-    if args.arch == "systolic" and (args.fold != "auto" or args.max_lanes is not None):
-        raise ValueError("--fold and --max-lanes apply to --arch dataflow only")
+    given = {"--fold": args.fold != "auto", "--max-lanes": args.max_lanes is not None,
+             "--ram-style": args.ram_style is not None, "--array": args.array is not None,
+             "--batch": args.batch is not None, "--pes": args.pes is not None,
+             "--queue-depth": args.queue_depth is not None,
+             "--index-bits": args.index_bits is not None}
+    for option, arch in OPTION_ARCHS.items():
+        if given[option] and args.arch != arch:
+            raise ValueError(f"{option} applies to --arch {arch} only")
     path = generate(network, args.output, arch=args.arch, fold=args.fold,
-                    max_lanes=args.max_lanes or DEFAULT_LANES, ram_style=args.ram_style,
-                    array=args.array or "8x8", batch=args.batch or DEFAULT_BATCH)
+                    max_lanes=args.max_lanes or DEFAULT_LANES,
+                    ram_style=args.ram_style or "auto", array=args.array or "8x8",
+                    batch=args.batch or DEFAULT_BATCH, pes=args.pes or DEFAULT_PES,
+                    queue_depth=args.queue_depth or DEFAULT_QUEUE_DEPTH,
+                    index_bits=args.index_bits or 4)
     manifest = load_design(path).manifest
     if manifest["arch"] == "dataflow":
         rows = [(layer["name"], f"{layer['in_features']}->{layer['out_features']}",
@@ -103,6 +116,20 @@ def _cmd_compile(args) -> int:
                             "stage", "memory bits"), rows, right={2, 3, 4, 5, 6, 8}))
         print(f"\n{manifest['lanes']} lanes, {manifest['cycles_per_inference']} cycles per "
               f"inference (slowest layer), {manifest['weight_bits']} weight bits")
+    elif manifest["arch"] == "sparse":
+        rows = [(layer["name"], f"{layer['in_features']}->{layer['out_features']}",
+                 f"{100 * layer['density']:.1f}%", layer["codebook"] or "-",
+                 f"{min(layer['nonzeros_per_pe'])}..{max(layer['nonzeros_per_pe'])}",
+                 sum(layer["padding_per_pe"]), layer["ideal_cycles"], round(layer["cycles"]),
+                 layer["stage"])
+                for layer in manifest["layers"]]
+        print(format_table(("layer", "shape", "density", "codebook", "nonzeros/PE", "padding",
+                            "ideal", "cycles", "stage"), rows, right={2, 4, 5, 6, 7}))
+        print(f"\n{manifest['pes']} PEs, queues of {manifest['queue_depth']}, "
+              f"{manifest['index_bits']}-bit row indices: about "
+              f"{manifest['cycles_per_inference']:.0f} cycles per inference when no "
+              f"activation is zero (fewer with zeros), "
+              f"{sum(manifest['memory_bits'].values())} memory bits")
     else:
         rows = [(layer["name"], f"{layer['in_features']}->{layer['out_features']}",
                  layer["tiles"], layer["cycles"], f"{layer['utilization']:.3f}", layer["stage"])
@@ -221,13 +248,21 @@ def _parser():
                                "{layer: {\"pe\": P, \"simd\": S}}")
     compile_.add_argument("--max-lanes", type=int, default=None,
                           help=f"lane budget for --fold auto (default {DEFAULT_LANES})")
-    compile_.add_argument("--ram-style", choices=("auto", "block", "logic"), default="auto",
+    compile_.add_argument("--ram-style", choices=("auto", "block", "logic"), default=None,
                           help="dataflow: where weight memories go: Yosys' choice (default), "
                                "block RAM, or logic")
     compile_.add_argument("--array", default=None,
                           help="systolic: the array, RxC with R == C (default 8x8)")
     compile_.add_argument("--batch", type=int, default=None,
                           help=f"systolic: most vectors per batch (default {DEFAULT_BATCH})")
+    compile_.add_argument("--pes", type=int, default=None,
+                          help=f"sparse: processing elements (default {DEFAULT_PES})")
+    compile_.add_argument("--queue-depth", type=int, default=None,
+                          help=f"sparse: activation queue entries per PE (default "
+                               f"{DEFAULT_QUEUE_DEPTH})")
+    compile_.add_argument("--index-bits", type=int, default=None,
+                          help="sparse: bits of the relative row index per stored weight "
+                               "(default 4)")
     compile_.add_argument("-o", "--output", required=True, help="output design folder")
     compile_.set_defaults(run=_cmd_compile)
 

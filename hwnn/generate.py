@@ -21,12 +21,15 @@ from .quant.ir import Network
 from .rtl.folding import LayerFold, auto_folding, fold_from_file
 from .rtl.mvau import RAM_STYLES, check_folding
 
-__all__ = ["ARCHITECTURES", "DEFAULT_BATCH", "DEFAULT_MAX_LANES", "Design", "generate",
-           "load_design", "parse_array", "resolve_folding"]
+__all__ = ["ARCHITECTURES", "DEFAULT_BATCH", "DEFAULT_MAX_LANES", "DEFAULT_PES",
+           "DEFAULT_QUEUE_DEPTH", "Design", "generate", "load_design", "parse_array",
+           "resolve_folding"]
 
-ARCHITECTURES = ("dataflow", "systolic")
+ARCHITECTURES = ("dataflow", "systolic", "sparse")
 DEFAULT_MAX_LANES = 256
 DEFAULT_BATCH = 16
+DEFAULT_PES = 8
+DEFAULT_QUEUE_DEPTH = 8
 VECTOR_COUNT = 32
 MANIFEST = "manifest.json"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -145,6 +148,42 @@ def _systolic_manifest(network, design, top):
     }
 
 
+def _sparse_manifest(network, design, top):
+    from .rtl.sparse import estimate
+    params = design.params
+    dense = estimate(network, params)
+    layers = []
+    for plan, cycles in zip(design.plans, dense["layers"], strict=True):
+        layer, csc = plan.layer, plan.csc
+        nonzeros = [int(np.count_nonzero(values)) for values in csc.values]
+        layers.append({
+            "name": layer.name, "in_features": layer.in_features,
+            "out_features": layer.out_features, "weight_format": str(layer.weight_format),
+            "input_format": str(layer.input.format), "output_format": str(layer.output.format),
+            "stage": layer.stage_name, "acc_bits": layer.acc_bits,
+            "density": float(np.count_nonzero(layer.weights)) / layer.weights.size,
+            "codebook": None if plan.table is None else len(plan.table) - 1,
+            "field_bits": plan.field_bits,
+            "nonzeros_per_pe": nonzeros, "padding_per_pe": csc.padding.tolist(),
+            "entries_per_pe": csc.entries.tolist(),
+            "ideal_cycles": int(csc.entries.max()), "cycles": cycles,
+        })
+    return _common_manifest(network, top, design.in_count, design.out_count) | {
+        "arch": "sparse",
+        "pes": params.pes, "queue_depth": params.queue_depth, "index_bits": params.index_bits,
+        "array": {"value_bits": design.a_format.bits, "weight_bits": design.w_format.bits,
+                  "acc_bits": design.acc_bits},
+        "layers": layers,
+        "cycles_per_inference": dense["per_inference"],
+        "cycles_note": "estimate for inputs whose activations are all nonzero; zero "
+                       "activations are skipped, so real inputs take fewer",
+        "lanes": params.pes,
+        "memory_bits": design.memory_bits,
+        "memory_bits_per_pe": [pe.memory_bits for pe in design.pes],
+        "counters": {"cycles": [f"cycles__{i}" for i in range(len(network.layers))]},
+    }
+
+
 def parse_array(text) -> int:
     """The side of a square array from ``"RxC"`` (R == C, 1..64)."""
     match = re.fullmatch(r"([0-9]+)x([0-9]+)", text) if isinstance(text, str) else None
@@ -158,7 +197,8 @@ def parse_array(text) -> int:
     return rows
 
 
-def _build(network, arch, fold, max_lanes, ram_style, array, batch):
+def _build(network, arch, fold, max_lanes, ram_style, array, batch, pes, queue_depth,
+           index_bits):
     """The top component and its manifest maker, after every check."""
     if arch == "dataflow":
         from .rtl.dataflow import DataflowAccelerator
@@ -167,6 +207,10 @@ def _build(network, arch, fold, max_lanes, ram_style, array, batch):
                              f"{ram_style!r}")
         folding = resolve_folding(network, fold, max_lanes)
         return DataflowAccelerator(network, folding, ram_style=ram_style), _dataflow_manifest
+    if arch == "sparse":
+        from .rtl.sparse import SparseAccelerator, SparseParams
+        params = SparseParams(pes, queue_depth, index_bits)
+        return SparseAccelerator(network, params), _sparse_manifest
     from .rtl.overlay import OverlayParams, SystolicOverlay, check_overlay
     params = OverlayParams(parse_array(array), batch)
     check_overlay(network, params)
@@ -175,13 +219,16 @@ def _build(network, arch, fold, max_lanes, ram_style, array, batch):
 
 def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
              max_lanes=DEFAULT_MAX_LANES, ram_style="auto", array="8x8",
-             batch=DEFAULT_BATCH) -> Path:
+             batch=DEFAULT_BATCH, pes=DEFAULT_PES, queue_depth=DEFAULT_QUEUE_DEPTH,
+             index_bits=4) -> Path:
     """Write the design folder for ``network`` to ``out_dir``; return its path.
 
     ``arch="dataflow"`` uses ``fold`` (``"auto"`` within ``max_lanes``, a fold file, or
     :class:`LayerFold` per layer) and ``ram_style``; ``arch="systolic"`` uses ``array``
-    (``"RxC"``, square) and ``batch``. ``out_dir`` may be missing, empty, or a previous design
-    folder (which is replaced); any other existing folder is refused rather than overwritten.
+    (``"RxC"``, square) and ``batch``; ``arch="sparse"`` uses ``pes``, ``queue_depth`` and
+    ``index_bits`` (:class:`~hwnn.rtl.sparse.SparseParams`). ``out_dir`` may be missing,
+    empty, or a previous design folder (which is replaced); any other existing folder is
+    refused rather than overwritten.
     """
     from amaranth.back import verilog
 
@@ -199,7 +246,8 @@ def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
                                                       and not (out_dir / MANIFEST).is_file())):
         raise ValueError(f"{str(out_dir)!r} exists and is not an hwnn design folder; refusing "
                          f"to overwrite it")
-    design, manifest = _build(network, arch, fold, max_lanes, ram_style, array, batch)
+    design, manifest = _build(network, arch, fold, max_lanes, ram_style, array, batch, pes,
+                              queue_depth, index_bits)
     top = network.name
     text = verilog.convert(design, name=top)
 
@@ -260,6 +308,10 @@ class Design:
 
     def accelerator(self):
         """The Amaranth top component of this design (for Amaranth's simulator)."""
+        if self.manifest["arch"] == "sparse":
+            from .rtl.sparse import SparseAccelerator, SparseParams
+            return SparseAccelerator(self.network, SparseParams(
+                self.manifest["pes"], self.manifest["queue_depth"], self.manifest["index_bits"]))
         if self.manifest["arch"] == "systolic":
             from .rtl.overlay import OverlayParams, SystolicOverlay
             return SystolicOverlay(self.network, OverlayParams(self.manifest["array"]["rows"],

@@ -71,10 +71,15 @@ def test_simulate_exits_1_and_names_the_mismatch(capsys, net_file, tmp_path):
     (["--fold", "nofile.json"], "No fold file at 'nofile.json'"),
     (["--max-lanes", "1"], "max_lanes must be at least 2 (one lane per layer), not 1"),
     (["--arch", "tpu"], "invalid choice: 'tpu'"),
-    (["--array", "4x4"], "--array and --batch apply to --arch systolic only"),
-    (["--arch", "systolic", "--max-lanes", "8"],
-     "--fold and --max-lanes apply to --arch dataflow only"),
+    (["--array", "4x4"], "--array applies to --arch systolic only"),
+    (["--arch", "systolic", "--max-lanes", "8"], "--max-lanes applies to --arch dataflow only"),
     (["--arch", "systolic", "--array", "4x2"], "The systolic overlay needs a square array"),
+    (["--pes", "4"], "--pes applies to --arch sparse only"),
+    (["--arch", "sparse", "--batch", "4"], "--batch applies to --arch systolic only"),
+    (["--arch", "sparse", "--pes", "0"], "SparseParams pes must be 1..64, not 0"),
+    (["--arch", "sparse", "--queue-depth", "100"],
+     "SparseParams queue_depth must be 1..64, not 100"),
+    (["--arch", "sparse", "--index-bits", "9"], "SparseParams index_bits must be 1..8, not 9"),
 ])
 def test_compile_refuses_bad_options(capsys, net_file, tmp_path, arguments, message):
     out = tmp_path / "design"
