@@ -100,12 +100,17 @@ def _cmd_compile(args) -> int:
     for option, arch in OPTION_ARCHS.items():
         if given[option] and args.arch != arch:
             raise ValueError(f"{option} applies to --arch {arch} only")
+    def given_or(value, default):
+        return default if value is None else value
+
     path = generate(network, args.output, arch=args.arch, fold=args.fold,
-                    max_lanes=args.max_lanes or DEFAULT_LANES,
-                    ram_style=args.ram_style or "auto", array=args.array or "8x8",
-                    batch=args.batch or DEFAULT_BATCH, pes=args.pes or DEFAULT_PES,
-                    queue_depth=args.queue_depth or DEFAULT_QUEUE_DEPTH,
-                    index_bits=args.index_bits or 4)
+                    max_lanes=given_or(args.max_lanes, DEFAULT_LANES),
+                    ram_style=given_or(args.ram_style, "auto"),
+                    array=given_or(args.array, "8x8"),
+                    batch=given_or(args.batch, DEFAULT_BATCH),
+                    pes=given_or(args.pes, DEFAULT_PES),
+                    queue_depth=given_or(args.queue_depth, DEFAULT_QUEUE_DEPTH),
+                    index_bits=given_or(args.index_bits, 4))
     manifest = load_design(path).manifest
     if manifest["arch"] == "dataflow":
         rows = [(layer["name"], f"{layer['in_features']}->{layer['out_features']}",

@@ -34,6 +34,25 @@ def test_compile_systolic_then_simulate(capsys, net_file, tmp_path):
     assert "icarus: 32/32 inputs match the golden model" in text
 
 
+def test_compile_sparse_then_simulate(capsys, tmp_path):
+    network = random_network(np.random.default_rng(1), [16, 12, 6],
+                             weight_formats=["int8", "int8"], act_formats=["uint4"],
+                             stages=["requant"], density=0.2, share=4, name="pruned")
+    net_file = network.save(tmp_path / "pruned.hwnn.npz")
+    out = tmp_path / "design"
+    status, text, err = run(capsys, "compile", net_file, "--arch", "sparse", "--pes", "4",
+                            "--queue-depth", "2", "-o", out)
+    assert (status, err) == (0, "")
+    assert "nonzeros/PE" in text and "4 PEs, queues of 2, 4-bit row indices" in text
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["arch"] == "sparse" and manifest["layers"][0]["codebook"] <= 15
+    for simulator in ("amaranth", "icarus"):
+        status, text, err = run(capsys, "simulate", out, "--simulator", simulator,
+                                "--backpressure")
+        assert (status, err) == (0, ""), text
+        assert f"{simulator}: 32/32 inputs match the golden model" in text
+
+
 def test_compile_then_simulate_on_amaranth_and_icarus(capsys, net_file, tmp_path):
     out = tmp_path / "design"
     status, text, err = run(capsys, "compile", net_file, "--max-lanes", "8", "-o", out)

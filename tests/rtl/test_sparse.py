@@ -101,7 +101,7 @@ def test_memory_images_hold_the_weights():
         layer = plan.layer
         rebuilt = np.zeros_like(layer.weights)
         for pe in dut.pes:
-            entries, entry_bases = pe.entry_words()
+            entries, _ = pe.entry_words()
             pointers, pointer_bases = pe.pointer_words()
             table, table_bases = pe.codebook_words()
             start = pointer_bases[index]
