@@ -8,7 +8,7 @@ from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
 from hwnn.rtl.layouts import pack_values, unpack_values
-from hwnn.rtl.widthconv import WidthConverter
+from hwnn.rtl.widthconv import WidthConverter, WordSplitter
 from hwnn.sim.pysim import run_stream, stream_get, stream_put
 
 CONFIGS = [
@@ -194,3 +194,34 @@ def test_converts_to_verilog(width, in_count, out_count, vector):
     text = verilog.convert(WidthConverter(width, in_count, out_count, vector), name="widthconv")
     assert "module widthconv" in text
     assert "i_stream__payload" in text and "o_stream__ready" in text
+
+
+@pytest.mark.parametrize("size, count, tail", [(4, 2, 2), (4, 4, 4), (6, 2, 4), (3, 1, 1)])
+@pytest.mark.parametrize("seed", [None, 3])
+def test_word_splitter_sends_each_vectors_values_once(size, count, tail, seed):
+    width, words_per_vector, vectors = 3, 3, 2
+    rng = random.Random(size * 10 + tail)
+    words = []
+    for _ in range(vectors):
+        for index in range(words_per_vector):
+            values = [rng.randrange(1 << width) for _ in range(size)]
+            words.append({"data": pack_values(values, width),
+                          "final": int(index == words_per_vector - 1)})
+    dut = WordSplitter(width, size, count, tail)
+    per_vector = ((words_per_vector - 1) * size + tail) // count
+    outputs, _ = run_stream(dut, i_stream=dut.i_stream, o_stream=dut.o_stream, inputs=words,
+                            n_outputs=vectors * per_vector, seed=seed)
+    sent = [value for beat in outputs for value in unpack_values(beat.data, count, width)]
+    expected = []
+    for word in words:
+        values = unpack_values(word["data"], size, width)
+        expected.extend(values[:tail] if word["final"] else values)
+    assert sent == expected
+    assert [int(beat.last) for beat in outputs] == ([0] * (per_vector - 1) + [1]) * vectors
+
+
+def test_word_splitter_checks_its_parameters():
+    with pytest.raises(ValueError, match="size 4 and tail 3 must be multiples of count 2"):
+        WordSplitter(3, 4, 2, 3)
+    with pytest.raises(TypeError, match="WordSplitter count must be a positive integer"):
+        WordSplitter(3, 4, 2.0, 2)
