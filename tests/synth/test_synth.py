@@ -81,3 +81,32 @@ def test_harness_refuses_non_components():
     from hwnn.rtl.harness import RegisterHarness
     with pytest.raises(TypeError, match=r"^design must be an Amaranth wiring.Component, not 3$"):
         RegisterHarness(3)
+
+
+@pytest.mark.synth
+def test_a_silent_abc9_failure_falls_back_to_abc_on_ecp5(tmp_path, monkeypatch):
+    """YoWASP's ABC9 may exit 1 without a message; the ECP5 flow then maps LUTs with ABC."""
+    import subprocess
+
+    path = unit_verilog(tmp_path, "int8", "int8", None, "accumulator", pe=2, simd=4)
+    real_run = subprocess.run
+    scripts = []
+
+    def run(command, **kwargs):
+        scripts.append(command[-1])
+        if "abc -lut 4" not in command[-1]:     # the ABC9 flow: fail as ABC9 does
+            return subprocess.CompletedProcess(command, 1, "", "")
+        return real_run(command, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    report = synthesize(path, "unit", "ecp5")
+    assert len(scripts) == 2 and report.mapper == "abc"
+    assert report.dsp == 8 and report.lut4 > 0
+
+
+def test_a_yosys_error_with_a_message_is_reported_not_retried(tmp_path):
+    from hwnn.errors import ToolError
+    path = tmp_path / "broken.v"
+    path.write_text("module broken(input a); assign b = ; endmodule\n")
+    with pytest.raises(ToolError, match=r"Yosys failed on .*broken\.v: .*syntax error"):
+        synthesize(path, "broken", "ecp5")
