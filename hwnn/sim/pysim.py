@@ -8,7 +8,7 @@ import random
 
 from amaranth.sim import Simulator
 
-__all__ = ["run_stream", "stream_get", "stream_put"]
+__all__ = ["run_stream", "run_vectors", "stream_get", "stream_put"]
 
 
 async def stream_put(ctx, stream, payload, *, timeout=10_000):
@@ -81,3 +81,28 @@ def run_stream(dut, *, i_stream, o_stream, inputs, n_outputs, seed=None, vcd=Non
     else:
         sim.run()
     return outputs, cycles
+
+
+def run_vectors(dut, network, codes, *, seed=None, timeout=20_000):
+    """Stream the input ``codes`` (N x features) through ``dut``, a network top with
+    ``i_stream``/``o_stream`` of ``in_count``/``out_count`` values per beat, and collect the
+    outputs.
+
+    Checks that ``last`` marks exactly each output vector's final beat; returns the output
+    codes (N x out_features) and the cycle at which each output beat was accepted.
+    """
+    from .beats import beats_to_vectors, vectors_to_beats
+
+    outputs, cycles = run_stream(
+        dut, i_stream=dut.i_stream, o_stream=dut.o_stream,
+        inputs=vectors_to_beats(codes, network.input.format, dut.in_count),
+        n_outputs=len(codes) * network.out_features // dut.out_count, seed=seed,
+        timeout=timeout)
+    per_vector = network.out_features // dut.out_count
+    lasts = [int(beat.last) for beat in outputs]
+    if lasts != ([0] * (per_vector - 1) + [1]) * len(codes):
+        raise AssertionError(f"last is not set on exactly every {per_vector}th output beat: "
+                             f"{lasts}")
+    actual = beats_to_vectors([beat.data for beat in outputs], network.output.format,
+                              dut.out_count, network.out_features)
+    return actual, cycles

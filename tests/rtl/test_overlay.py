@@ -7,23 +7,14 @@ import pytest
 from hwnn.quant.ir import Network
 from hwnn.quant.synthetic import SAMPLE_NETWORKS, random_dense, sample_network
 from hwnn.rtl.overlay import OverlayParams, SystolicOverlay, schedule
-from hwnn.sim.beats import beats_to_vectors, vectors_to_beats
+from hwnn.sim.beats import vectors_to_beats
 from hwnn.sim.golden import run_network
-from hwnn.sim.pysim import run_stream
+from hwnn.sim.pysim import run_vectors
 
 
 def simulate(network, params, codes, seed):
     dut = SystolicOverlay(network, params)
-    outputs, cycles = run_stream(
-        dut, i_stream=dut.i_stream, o_stream=dut.o_stream,
-        inputs=vectors_to_beats(codes, network.input.format, dut.in_count),
-        n_outputs=len(codes) * network.out_features // dut.out_count, seed=seed,
-        timeout=20_000)
-    actual = beats_to_vectors([beat.data for beat in outputs], network.output.format,
-                              dut.out_count, network.out_features)
-    lasts = [int(beat.last) for beat in outputs]
-    per_vector = network.out_features // dut.out_count
-    assert lasts == ([0] * (per_vector - 1) + [1]) * len(codes)
+    actual, cycles = run_vectors(dut, network, codes, seed=seed)
     return dut, actual, cycles
 
 

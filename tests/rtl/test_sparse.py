@@ -11,9 +11,9 @@ from hwnn.quant.ir import Dense, Network
 from hwnn.quant.synthetic import SAMPLE_NETWORKS, random_network
 from hwnn.rtl.sparse import (SparseAccelerator, SparseParams, estimate, ideal_cycles,
                              plan_layers)
-from hwnn.sim.beats import beats_to_vectors, vectors_to_beats
+from hwnn.sim.beats import vectors_to_beats
 from hwnn.sim.golden import run_network
-from hwnn.sim.pysim import run_stream, stream_get, stream_put
+from hwnn.sim.pysim import run_vectors, stream_get, stream_put
 
 
 def sparse_network(kind, density, share=None, seed=3):
@@ -40,17 +40,7 @@ def random_codes(network, count, seed=0, zeros=0.0):
 
 
 def simulate(network, params, codes, seed):
-    dut = SparseAccelerator(network, params)
-    outputs, cycles = run_stream(
-        dut, i_stream=dut.i_stream, o_stream=dut.o_stream,
-        inputs=vectors_to_beats(codes, network.input.format, dut.in_count),
-        n_outputs=len(codes) * network.out_features // dut.out_count, seed=seed,
-        timeout=20_000)
-    actual = beats_to_vectors([beat.data for beat in outputs], network.output.format,
-                              dut.out_count, network.out_features)
-    per_vector = network.out_features // dut.out_count
-    assert [int(beat.last) for beat in outputs] == ([0] * (per_vector - 1) + [1]) * len(codes)
-    return actual, cycles
+    return run_vectors(SparseAccelerator(network, params), network, codes, seed=seed)
 
 
 def assert_matches(network, codes, actual):
