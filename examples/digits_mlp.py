@@ -31,7 +31,7 @@ def main(seed=0, verbose=True) -> dict:
             print(f"accuracy: float {100 * float_accuracy:.2f}%, "
                   f"golden {100 * golden_accuracy:.2f}%\n")
     # Deep Compression: prune 90% of the weights (iteratively, retraining the rest), then
-    # share 16 codes per layer.
+    # share a 4-bit codebook per layer (15 nonzero codes and zero).
     model, (x_train, x_test, y_train, y_test) = train_digits_mlp(seed)
     pruned = from_sklearn(prune_sklearn(model, x_train, y_train, 0.9, scope="global"))
     compressed = quantize_network(pruned, x_train, QuantOptions(
@@ -41,7 +41,7 @@ def main(seed=0, verbose=True) -> dict:
     pruned_accuracy = float((float_predictions(pruned, x_test) == y_test).mean())
     results["int8/uint8 pruned 90% shared 4-bit"] = (pruned_accuracy, golden_accuracy)
     if verbose:
-        print("== weights int8 pruned to 90% and shared (16 codes), activations uint8")
+        print("== weights int8 pruned to 90% and shared (4-bit codebook), activations uint8")
         print(compression_table(compressed))
         print(f"accuracy: pruned float {100 * pruned_accuracy:.2f}%, "
               f"golden {100 * golden_accuracy:.2f}%\n")
