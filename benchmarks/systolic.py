@@ -18,7 +18,6 @@ import numpy as np
 from amaranth.back import verilog
 
 from hwnn.demo import train_digits_mlp
-from hwnn.errors import ToolError
 from hwnn.generate import generate, load_design
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.quant.ir import Network
@@ -27,7 +26,7 @@ from hwnn.report import format_table
 from hwnn.rtl.harness import RegisterHarness
 from hwnn.rtl.overlay import OverlayParams, SystolicOverlay
 from hwnn.sim.simulate import simulate
-from hwnn.synth import place_and_route, synthesize
+from hwnn.synth import DoesNotFit, place_and_route, synthesize
 from hwnn.toolchain import setup_env
 
 
@@ -101,7 +100,7 @@ def area_rows(work, quick):
         try:
             ecp5, fmax, seconds = place_and_route(harness, "harness", "ecp5-85f")
             fmax, seconds = f"{fmax:.1f}", f"{ecp5.seconds:.0f}+{seconds:.0f}"
-        except ToolError:          # more DSPs than the device has: report the synthesis only
+        except DoesNotFit:         # more DSPs than the device has: report the synthesis only
             ecp5 = synthesize(harness, "harness", "ecp5")
             fmax, seconds = "does not fit", f"{ecp5.seconds:.0f}"
         rows.append((f"{size}x{size}", ecp5.lut4, ecp5.carry, ecp5.ff, ecp5.dsp, ecp5.bram,

@@ -186,6 +186,22 @@ def _cmd_simulate(args) -> int:
     return 0 if result.passed else 1
 
 
+def _cmd_synth(args) -> int:
+    from .implement import FAMILY_DEVICES, format_report, synth_design
+    from .generate import load_design
+
+    design = load_design(args.design)
+    device = args.device or FAMILY_DEVICES[args.family]
+    if args.device and not args.device.startswith(args.family):
+        raise ValueError(f"--device {args.device} is not an {args.family} device")
+    print(f"synthesizing, placing and routing {design.top} for {device} (a few minutes on "
+          f"large designs) ...", flush=True)
+    result = synth_design(design, device)
+    print(format_report(result))
+    print(f"wrote {design.path / 'synth' / device / 'report.json'}")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import demo_table, run_demo
 
@@ -284,6 +300,17 @@ def _parser():
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--waves", action="store_true", help="write waveforms")
     simulate.set_defaults(run=_cmd_simulate)
+
+    synth = commands.add_parser(
+        "synth", help="area, Fmax and inferences per second of a design, without a board",
+        description="Synthesize (YoWASP Yosys), fit-check and place and route (YoWASP "
+                    "nextpnr) a design through a register harness, so that its wide ports "
+                    "need no pins; the report also goes to OUT/synth/DEVICE/report.json.")
+    synth.add_argument("design", help="design folder from hwnn compile")
+    synth.add_argument("--family", choices=("ecp5", "ice40"), default="ecp5")
+    synth.add_argument("--device", choices=("ecp5-85f", "ecp5-25f", "ice40-up5k"),
+                       default=None, help="default: ecp5-85f, or ice40-up5k for ice40")
+    synth.set_defaults(run=_cmd_synth)
 
     demo = commands.add_parser("demo", help="the whole flow on scikit-learn's digits")
     demo.add_argument("-o", "--output", default="hwnn-demo", help="folder (default hwnn-demo)")

