@@ -126,10 +126,6 @@ def _run_amaranth(design, beats, n_outputs, seed, waves, work):
 
 
 def _run_cocotb(design, simulator, beats, n_outputs, seed, waves, work):
-    from cocotb_tools.runner import get_runner
-    if simulator == "icarus" and shutil.which("iverilog") is None:
-        raise ValueError("Icarus Verilog (iverilog) is not installed; on Debian/Ubuntu: "
-                         "apt-get install iverilog (or use --simulator verilator)")
     data_bits = design.manifest["input"]["last_bit"]
     words = [format(beat["data"] | (beat["last"] << data_bits), "x") for beat in beats]
     work.mkdir(parents=True, exist_ok=True)
@@ -144,25 +140,7 @@ def _run_cocotb(design, simulator, beats, n_outputs, seed, waves, work):
            "results": str(results), "counters": counters,
            "timeout_us": math.ceil(0.01 * (budget + 200 * len(design.manifest["layers"])
                                            + 2000))}
-    runner = get_runner(simulator)
-    build_args = ["-Wno-fatal"] if simulator == "verilator" else []
-    # Designs simulate for thousands of cycles, not billions: an unoptimized C++ build of the
-    # model is a third faster to make and fast enough to run.
-    makeflags = os.environ.get("MAKEFLAGS", "")
-    os.environ["MAKEFLAGS"] = f"{makeflags} OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0".strip()
-    try:
-        runner.build(sources=[design.verilog.resolve()], hdl_toplevel=design.top,
-                     build_dir=work / "build", build_args=build_args, timescale=("1ns", "1ps"),
-                     waves=waves, log_file=work / "build.log")
-    except RuntimeError as error:
-        raise SimulationError(f"{simulator} could not build the design ({error}); see "
-                              f"{work / 'build.log'}") from None
-    finally:
-        os.environ["MAKEFLAGS"] = makeflags
-    # The simulator imports the test module through the caller's sys.path.
-    package_root = str(Path(__file__).resolve().parents[2])
-    if package_root not in sys.path:
-        sys.path.insert(0, package_root)
+    runner = build_cocotb(simulator, design.verilog.resolve(), design.top, work, waves=waves)
     runner.test(hdl_toplevel=design.top, test_module="hwnn.sim.cocotb_stream",
                 build_dir=work / "build", test_dir=work, results_xml=str(work / "results.xml"),
                 extra_env={"HWNN_SIM_JOB": json.dumps(job)}, waves=waves,
@@ -174,6 +152,35 @@ def _run_cocotb(design, simulator, beats, n_outputs, seed, waves, work):
     out_bits = design.manifest["output"]["last_bit"]
     return ([int(word, 16) & ((1 << out_bits) - 1) for word in data["outputs"]],
             data["output_cycles"], data["input_cycles"], data["counters"])
+
+
+def build_cocotb(simulator, source, top, work, *, waves=False):
+    """Build Verilog ``source`` (top module ``top``) for cocotb in ``work/build``; return the
+    runner, ready for ``runner.test`` with a test module of :mod:`hwnn.sim`."""
+    from cocotb_tools.runner import get_runner
+    if simulator == "icarus" and shutil.which("iverilog") is None:
+        raise ValueError("Icarus Verilog (iverilog) is not installed; on Debian/Ubuntu: "
+                         "apt-get install iverilog (or use --simulator verilator)")
+    runner = get_runner(simulator)
+    build_args = ["-Wno-fatal"] if simulator == "verilator" else []
+    # Designs simulate for thousands of cycles, not billions: an unoptimized C++ build of the
+    # model is a third faster to make and fast enough to run.
+    makeflags = os.environ.get("MAKEFLAGS", "")
+    os.environ["MAKEFLAGS"] = f"{makeflags} OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0".strip()
+    try:
+        runner.build(sources=[source], hdl_toplevel=top, build_dir=work / "build",
+                     build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
+                     log_file=work / "build.log")
+    except RuntimeError as error:
+        raise SimulationError(f"{simulator} could not build the design ({error}); see "
+                              f"{work / 'build.log'}") from None
+    finally:
+        os.environ["MAKEFLAGS"] = makeflags
+    # The simulator imports the test module through the caller's sys.path.
+    package_root = str(Path(__file__).resolve().parents[2])
+    if package_root not in sys.path:
+        sys.path.insert(0, package_root)
+    return runner
 
 
 def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1, waves=False,

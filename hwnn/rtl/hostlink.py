@@ -1,0 +1,192 @@
+"""The board side of the host link: UART frames in, accelerator streams, UART frames out.
+
+:class:`HostLink` receives a request frame (:mod:`hwnn.hostproto`), checks its CRC, feeds the
+vector to the accelerator beat by beat, gathers the output vector and sends the reply frame.
+A frame whose CRC does not match is answered with status 1, a frame that stops short (a lost
+byte) with status 2 after :data:`~hwnn.hostproto.TIMEOUT_BYTES` byte times of silence; then
+the link hunts for the next sync byte. :class:`BoardTop` is an accelerator behind a link: the
+design a board runs, with just ``rx`` and ``tx``.
+"""
+
+from amaranth import *
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..hostproto import REPLY_SYNC, REQUEST_SYNC, TIMEOUT_BYTES, crc8, payload_bytes
+from ..quant.formats import Format
+from .layouts import Beat
+from .uart import UartRx, UartTx
+
+__all__ = ["BoardTop", "HostLink", "crc8_next"]
+
+
+def crc8_next(crc, byte):
+    """The CRC-8 (polynomial 0x07) after ``byte``, as combinational logic: the CRC is linear
+    in ``crc ^ byte``, so each output bit is the XOR of the input bits whose unit vectors set
+    it (found with :func:`hwnn.hostproto.crc8`)."""
+    value = Value.cast(crc) ^ byte
+    columns = [crc8(bytes([1 << bit])) for bit in range(8)]
+    return Cat(*(Cat(*(value[bit] for bit in range(8) if columns[bit] >> out & 1)).xor()
+                 for out in range(8)))
+
+
+class HostLink(wiring.Component):
+    """Frames on ``rx``/``tx`` to and from an accelerator's streams.
+
+    Parameters
+    ----------
+    in_count, in_format, in_features : the accelerator's input beats (values per beat, code
+        format, values per vector).
+    out_count, out_format, out_features : its output beats.
+    divisor : clock cycles per UART bit.
+
+    Members
+    -------
+    rx : ``In(1)``; tx : ``Out(1)``
+    o_stream : ``Out(stream.Signature(Beat(in_count, in width)))``, to the accelerator
+    i_stream : ``In(stream.Signature(Beat(out_count, out width)))``, from it
+    """
+
+    def __init__(self, *, in_count, in_format: Format, in_features, out_count,
+                 out_format: Format, out_features, divisor):
+        self.in_count, self.in_format, self.in_features = in_count, in_format, in_features
+        self.out_count, self.out_format = out_count, out_format
+        self.out_features, self.divisor = out_features, divisor
+        self.rx_unit, self.tx_unit = UartRx(divisor), UartTx(divisor)
+        super().__init__({
+            "rx":       In(1, init=1),
+            "tx":       Out(1, init=1),
+            "o_stream": Out(stream.Signature(Beat(in_count, in_format.width))),
+            "i_stream": In(stream.Signature(Beat(out_count, out_format.width))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.rx, m.submodules.tx = rx, tx = self.rx_unit, self.tx_unit
+        m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
+        byte, got = rx.o_byte.payload, rx.o_byte.valid
+
+        in_bytes = payload_bytes(self.in_features, self.in_format)
+        out_bytes = payload_bytes(self.out_features, self.out_format)
+        in_beat_bits = self.in_count * self.in_format.width
+        in_beats = self.in_features // self.in_count
+        out_beat_bits = self.out_count * self.out_format.width
+        out_beats = self.out_features // self.out_count
+
+        seq, status, crc = Signal(8), Signal(2), Signal(8)
+        vector = Signal(in_bytes * 8)
+        outputs = Signal(out_beats * out_beat_bits)
+        sending = Signal(out_bytes * 8)
+        count = Signal(range(max(in_bytes, out_bytes, in_beats, out_beats) + 1))
+        silence = Signal(range(TIMEOUT_BYTES * 10 * self.divisor + 1))
+        timed_out = silence == TIMEOUT_BYTES * 10 * self.divisor
+
+        def send(value, next_state, *, checked=True):
+            """Offer ``value`` to the transmitter; go on once it is taken."""
+            m.d.comb += [tx.i_byte.payload.eq(value), tx.i_byte.valid.eq(1)]
+            with m.If(tx.i_byte.ready):
+                if checked:
+                    m.d.sync += crc.eq(crc8_next(crc, value))
+                m.next = next_state
+
+        with m.FSM():
+            with m.State("HUNT"):
+                with m.If(got & (byte == REQUEST_SYNC)):
+                    m.d.sync += [crc.eq(0), count.eq(0), silence.eq(0)]
+                    m.next = "SEQ"
+            for state in ("SEQ", "PAYLOAD", "CHECK"):
+                with m.State(state):
+                    with m.If(got):
+                        m.d.sync += [silence.eq(0), crc.eq(crc8_next(crc, byte))]
+                    with m.Elif(timed_out):
+                        m.d.sync += status.eq(2)
+                        m.next = "REPLY_SYNC"
+                    with m.Else():
+                        m.d.sync += silence.eq(silence + 1)
+                    if state == "SEQ":
+                        with m.If(got):
+                            m.d.sync += seq.eq(byte)
+                            m.next = "PAYLOAD"
+                    elif state == "PAYLOAD":
+                        with m.If(got):
+                            m.d.sync += [vector.eq(Cat(vector[8:], byte)), count.eq(count + 1)]
+                            with m.If(count == in_bytes - 1):
+                                m.next = "CHECK"
+                    else:
+                        with m.If(got):
+                            m.d.sync += count.eq(0)
+                            with m.If(byte == crc):
+                                m.d.sync += status.eq(0)
+                                m.next = "FEED"
+                            with m.Else():
+                                m.d.sync += status.eq(1)
+                                m.next = "REPLY_SYNC"
+            with m.State("FEED"):
+                m.d.comb += [
+                    self.o_stream.valid.eq(1),
+                    self.o_stream.payload.data.eq(vector[:in_beat_bits]),
+                    self.o_stream.payload.last.eq(count == in_beats - 1),
+                ]
+                with m.If(self.o_stream.ready):
+                    m.d.sync += [vector.eq(vector >> in_beat_bits), count.eq(count + 1)]
+                    with m.If(count == in_beats - 1):
+                        m.d.sync += count.eq(0)
+                        m.next = "COLLECT"
+            with m.State("COLLECT"):
+                m.d.comb += self.i_stream.ready.eq(1)
+                with m.If(self.i_stream.valid):
+                    m.d.sync += [outputs.eq(Cat(outputs[out_beat_bits:],
+                                                self.i_stream.payload.data)),
+                                 count.eq(count + 1)]
+                    with m.If(count == out_beats - 1):
+                        m.next = "REPLY_SYNC"
+            with m.State("REPLY_SYNC"):
+                m.d.sync += [crc.eq(0), count.eq(0), sending.eq(outputs)]
+                send(REPLY_SYNC, "REPLY_SEQ", checked=False)
+            with m.State("REPLY_SEQ"):
+                send(seq, "REPLY_STATUS")
+            with m.State("REPLY_STATUS"):
+                send(status, "REPLY_PAYLOAD")
+                with m.If(tx.i_byte.ready & (status != 0)):
+                    m.next = "REPLY_CRC"
+            with m.State("REPLY_PAYLOAD"):
+                send(sending[:8], "REPLY_PAYLOAD")
+                with m.If(tx.i_byte.ready):
+                    m.d.sync += [sending.eq(sending >> 8), count.eq(count + 1)]
+                    with m.If(count == out_bytes - 1):
+                        m.next = "REPLY_CRC"
+            with m.State("REPLY_CRC"):
+                send(crc, "HUNT", checked=False)
+        return m
+
+
+class BoardTop(wiring.Component):
+    """``accelerator`` (a generated top with ``i_stream``/``o_stream``) behind a
+    :class:`HostLink` of ``divisor`` clock cycles per UART bit.
+
+    Members
+    -------
+    rx : ``In(1)``; tx : ``Out(1)``
+    """
+
+    rx: In(1, init=1)
+    tx: Out(1, init=1)
+
+    def __init__(self, accelerator, network, *, divisor):
+        self.accelerator = accelerator
+        self.link = HostLink(
+            in_count=accelerator.i_stream.payload.shape().count,
+            in_format=network.input.format, in_features=network.in_features,
+            out_count=accelerator.o_stream.payload.shape().count,
+            out_format=network.output.format, out_features=network.out_features,
+            divisor=divisor)
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.accelerator = self.accelerator
+        m.submodules.link = link = self.link
+        m.d.comb += [link.rx.eq(self.rx), self.tx.eq(link.tx)]
+        wiring.connect(m, link.o_stream, self.accelerator.i_stream)
+        wiring.connect(m, self.accelerator.o_stream, link.i_stream)
+        return m

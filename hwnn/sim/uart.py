@@ -1,0 +1,102 @@
+"""A serial port to a simulated board: the host link tested without hardware.
+
+:class:`SimulatedSerial` runs a board top (ports ``rx``, ``tx``) in Amaranth's simulator and
+behaves like a pyserial port: ``write`` queues bytes that a testbench sends on ``rx`` as UART
+frames (8N1, ``divisor`` cycles per bit), and ``read(n)`` advances the simulation until ``n``
+bytes have come out of ``tx`` or ``timeout`` cycles have passed. So the real host code
+(:class:`hwnn.host.BoardLink`) talks to the real board logic, bit by bit.
+
+:func:`simulate_board` runs the board top's Verilog under cocotb (Icarus or Verilator), the
+UART modelled in the testbench, and returns what the board answered to given byte sequences.
+"""
+
+import json
+import math
+from collections import deque
+from pathlib import Path
+
+from amaranth.sim import Simulator
+
+from ..errors import ToolError
+
+__all__ = ["SimulatedSerial", "simulate_board"]
+
+
+class SimulatedSerial:
+    """A byte transport to ``top`` (a component with ``rx`` and ``tx``) in simulation."""
+
+    def __init__(self, top, divisor, *, timeout=200_000):
+        self.divisor, self.timeout = divisor, timeout
+        self.cycles = 0
+        self._outgoing, self._incoming = deque(), deque()
+        self._sim = Simulator(top)
+        self._sim.add_clock(1e-8)
+        self._sim.add_testbench(self._send, background=True)
+        self._sim.add_testbench(self._receive, background=True)
+        self._top = top
+
+    async def _send(self, ctx):
+        ctx.set(self._top.rx, 1)
+        while True:
+            if not self._outgoing:
+                await ctx.tick()
+                continue
+            byte = self._outgoing.popleft()
+            for bit in [0, *((byte >> i) & 1 for i in range(8)), 1]:
+                ctx.set(self._top.rx, bit)
+                await ctx.tick().repeat(self.divisor)
+
+    async def _receive(self, ctx):
+        half = self.divisor // 2
+        while True:
+            await ctx.tick()
+            if ctx.get(self._top.tx):
+                continue
+            await ctx.tick().repeat(half)                 # the middle of the start bit
+            byte = 0
+            for i in range(8):
+                await ctx.tick().repeat(self.divisor)
+                byte |= ctx.get(self._top.tx) << i
+            await ctx.tick().repeat(self.divisor)         # the stop bit
+            self._incoming.append(byte)
+
+    def write(self, data):
+        self._outgoing.extend(bytes(data))
+        return len(data)
+
+    def read(self, count=1) -> bytes:
+        start = self.cycles
+        while len(self._incoming) < count and self.cycles - start < self.timeout:
+            self._sim.advance()
+            self._sim.advance()
+            self.cycles += 1
+        return bytes(self._incoming.popleft() for _ in range(min(count,
+                                                                 len(self._incoming))))
+
+
+def simulate_board(top, exchanges, *, divisor, simulator="icarus", work):
+    """Run the board top ``top`` (a :class:`~hwnn.rtl.hostlink.BoardTop`) as Verilog under
+    cocotb: send each ``(data, expect)`` of ``exchanges`` on ``rx`` and wait for ``expect``
+    reply bytes; return every byte the board sent on ``tx``."""
+    from amaranth.back import verilog
+
+    from .simulate import build_cocotb
+
+    work = Path(work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    source = work / "board.v"
+    source.write_text(verilog.convert(top, name="board"))
+    total_bytes = sum(len(data) + expect for data, expect in exchanges)
+    results = work / "results.json"
+    results.unlink(missing_ok=True)
+    job = {"divisor": divisor, "results": str(results),
+           "exchanges": [{"send": bytes(data).hex(), "expect": expect}
+                         for data, expect in exchanges],
+           "timeout_us": math.ceil(0.01 * (total_bytes * 12 * divisor + 200_000))}
+    runner = build_cocotb(simulator, source, "board", work)
+    runner.test(hdl_toplevel="board", test_module="hwnn.sim.cocotb_uart",
+                build_dir=work / "build", test_dir=work, results_xml=str(work / "results.xml"),
+                extra_env={"HWNN_SIM_JOB": json.dumps(job)}, log_file=work / "sim.log")
+    if not results.is_file():
+        raise ToolError(f"The board simulation ended without results; see {work / 'sim.log'}")
+    return bytes.fromhex(json.loads(results.read_text())["received"])

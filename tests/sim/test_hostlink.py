@@ -1,0 +1,158 @@
+# amaranth: UnusedElaboratable=no
+"""The host link: the host code against the board top, in Amaranth's simulator and as
+Verilog under cocotb (Icarus and Verilator) with the UART modelled in the testbench."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hwnn.generate import generate, load_design
+from hwnn.host import BoardLink, LinkError, _BadReply, read_reply
+from hwnn.hostproto import crc8, pack_vector, request_frame, unpack_vector
+from hwnn.quant.synthetic import sample_network
+from hwnn.rtl.hostlink import BoardTop
+from hwnn.rtl.uart import UartRx
+from hwnn.sim.golden import run_network
+from hwnn.sim.uart import SimulatedSerial, simulate_board
+
+DIVISOR = 4
+
+
+@pytest.fixture(scope="module", params=["int8", "binary", "ternary"])
+def design(request, tmp_path_factory):
+    network = sample_network(request.param, seed=2)
+    return load_design(generate(network, tmp_path_factory.mktemp("d") / request.param,
+                                max_lanes=16))
+
+
+def board(design):
+    return BoardTop(design.accelerator(), design.network, divisor=DIVISOR)
+
+
+def test_frames_round_trip_every_format():
+    for name in ("int8", "uint3", "ternary", "binary"):
+        from hwnn.quant.formats import Format
+        fmt = Format.parse(name)
+        codes = fmt.level_value(np.random.default_rng(0).integers(0, fmt.levels, size=13))
+        assert list(unpack_vector(pack_vector(codes, fmt), fmt, 13)) == list(codes)
+    assert crc8(b"123456789") == 0xF4          # the CRC-8 check value of this polynomial
+
+
+def test_board_link_runs_inputs_bit_exactly(design):
+    link = BoardLink(SimulatedSerial(board(design), DIVISOR), design)
+    codes = np.load(design.path / "vectors" / "inputs.npy")[:3]
+    assert np.array_equal(link.run(codes), run_network(design.network, codes))
+    assert link.retried == 0
+
+
+class Flaky:
+    """A transport that flips one bit of the ``victim``-th byte read."""
+
+    def __init__(self, transport, victim):
+        self.transport, self.victim, self.count = transport, victim, 0
+
+    def write(self, data):
+        return self.transport.write(data)
+
+    def read(self, count=1):
+        data = bytearray(self.transport.read(count))
+        for index in range(len(data)):
+            if self.count == self.victim:
+                data[index] ^= 0x10
+            self.count += 1
+        return bytes(data)
+
+
+def test_corrupted_and_lost_bytes_are_detected_and_retried(design):
+    network = design.network
+    port = SimulatedSerial(board(design), DIVISOR)
+    codes = np.load(design.path / "vectors" / "inputs.npy")[:2]
+    out_fmt, out_n = network.output.format, network.out_features
+    frame = bytearray(request_frame(7, codes[0], network.input.format))
+    frame[3] ^= 0x01                                       # a corrupted byte
+    port.write(frame)
+    with pytest.raises(_BadReply, match="request CRC mismatch"):
+        read_reply(port.read, 7, out_fmt, out_n)
+    port.write(request_frame(8, codes[0], network.input.format)[:-2])   # a lost byte
+    with pytest.raises(_BadReply, match="request incomplete"):
+        read_reply(port.read, 8, out_fmt, out_n)
+    # The link recovers; a corrupted reply byte is caught by its CRC and the request retried.
+    link = BoardLink(Flaky(port, victim=4), design)
+    assert np.array_equal(link.run(codes), run_network(network, codes))
+    assert link.retried == 1
+
+
+def test_no_answer_raises_after_the_retries(design):
+    class Silent:
+        def write(self, data):
+            return len(data)
+
+        def read(self, count=1):
+            return b""
+
+    link = BoardLink(Silent(), design, retries=2)
+    with pytest.raises(LinkError, match=r"no valid answer after 3 tries: no reply \(timeout\)"):
+        link.infer(np.load(design.path / "vectors" / "inputs.npy")[0])
+
+
+def test_uart_drops_a_byte_with_a_bad_stop_bit():
+    rx = UartRx(DIVISOR)
+    seen = []
+
+    async def hold(ctx, cycles):
+        for _ in range(cycles):
+            await ctx.tick()
+            if ctx.get(rx.o_byte.valid):
+                seen.append(ctx.get(rx.o_byte.payload))
+            if ctx.get(rx.framing_error):
+                seen.append("framing error")
+
+    async def bench(ctx):
+        ctx.set(rx.rx, 1)
+        await ctx.tick().repeat(5)
+        for stop in (0, 1):
+            for bit in [0, 1, 0, 1, 1, 0, 0, 1, 0, stop]:       # 0x4D, then the stop bit
+                ctx.set(rx.rx, bit)
+                await hold(ctx, DIVISOR)
+            ctx.set(rx.rx, 1)
+            await hold(ctx, 3 * DIVISOR)
+
+    sim = Simulator(rx)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == ["framing error", 0x4D]
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_board_top_verilog_matches_golden_over_its_uart(tmp_path, simulator):
+    network = sample_network("int8", seed=5)
+    design = load_design(generate(network, tmp_path / "d", max_lanes=16))
+    codes = np.load(design.path / "vectors" / "inputs.npy")[:4]
+    fmt, out_bytes = network.input.format, -(-network.out_features
+                                             * network.output.format.width // 8)
+    reply = 4 + out_bytes
+    corrupted = bytearray(request_frame(4, codes[0], fmt))
+    corrupted[2] ^= 0x80
+    exchanges = [(request_frame(seq, row, fmt), reply) for seq, row in enumerate(codes[:2])]
+    exchanges += [(bytes(corrupted), 4), (request_frame(5, codes[1], fmt)[:-1], 4)]
+    exchanges += [(request_frame(6 + seq, row, fmt), reply)
+                  for seq, row in enumerate(codes[2:])]
+    received = simulate_board(board(design), exchanges, divisor=DIVISOR, simulator=simulator,
+                              work=tmp_path / simulator)
+    stream = iter(received)
+
+    def read(count):
+        return bytes(next(stream) for _ in range(count))
+
+    expected = run_network(network, codes)
+    for seq, index in ((0, 0), (1, 1)):
+        assert list(read_reply(read, seq, network.output.format,
+                               network.out_features)) == list(expected[index])
+    for seq, reason in ((4, "request CRC mismatch"), (5, "request incomplete")):
+        with pytest.raises(_BadReply, match=reason):
+            read_reply(read, seq, network.output.format, network.out_features)
+    for seq, index in ((6, 2), (7, 3)):
+        assert list(read_reply(read, seq, network.output.format,
+                               network.out_features)) == list(expected[index])
