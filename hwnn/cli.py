@@ -202,6 +202,38 @@ def _cmd_synth(args) -> int:
     return 0
 
 
+def _cmd_build(args) -> int:
+    from .build import build_board, format_build_report
+    from .generate import load_design
+
+    design = load_design(args.design)
+    print(f"building {design.top} for the {args.board} (synthesis, place and route, packing; "
+          f"a few minutes on large designs) ...", flush=True)
+    report = build_board(design, args.board, baud=args.baud)
+    print(format_build_report(report))
+    print(f"wrote {design.path / 'build' / args.board}/ ({report['bitstream']}, report.json)")
+    return 0 if report["timing_met"] else 1
+
+
+def _cmd_run_board(args) -> int:
+    from .generate import load_design
+    from .host import open_board
+    from .sim.golden import run_network
+
+    design = load_design(args.design)
+    codes = _simulation_inputs(design, args.inputs)
+    link = open_board(design, args.port, baud=args.baud, timeout=args.timeout)
+    outputs = link.run(codes)
+    expected = run_network(design.network, codes)
+    wrong = [int(i) for i in (outputs != expected).any(axis=1).nonzero()[0]]
+    for index in wrong[:5]:
+        print(f"MISMATCH input {index}: expected {expected[index].tolist()}, got "
+              f"{outputs[index].tolist()}")
+    print(f"{args.port}: {len(codes) - len(wrong)}/{len(codes)} inputs match the golden model"
+          f" ({link.retried} requests retried)")
+    return 1 if wrong else 0
+
+
 def _cmd_demo(args) -> int:
     from .demo import demo_table, run_demo
 
@@ -311,6 +343,32 @@ def _parser():
     synth.add_argument("--device", choices=("ecp5-85f", "ecp5-25f", "ice40-up5k"),
                        default=None, help="default: ecp5-85f, or ice40-up5k for ice40")
     synth.set_defaults(run=_cmd_synth)
+
+    from .boards import BOARD_NAMES
+
+    build = commands.add_parser(
+        "build", help="a bitstream for a board, with the host link on its UART",
+        description="Synthesize, place, route and pack a design behind the host link for a "
+                    "board of boards/ with the YoWASP tools; the bitstream and report.json go "
+                    "to OUT/build/BOARD/.")
+    build.add_argument("design", help="design folder from hwnn compile")
+    build.add_argument("--board", required=True, choices=BOARD_NAMES)
+    build.add_argument("--baud", type=int, default=115200, help="host link (default 115200)")
+    build.set_defaults(run=_cmd_build)
+
+    run_board = commands.add_parser(
+        "run-board", help="run inputs on a board over its serial port, compare with golden",
+        description="Send input vectors to a board built with hwnn build, read the outputs "
+                    "and compare them with the golden model; exit 1 on a mismatch.")
+    run_board.add_argument("design", help="design folder (the one the board was built from)")
+    run_board.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB1")
+    run_board.add_argument("--inputs", default=None,
+                           help="input codes or real values (.npy); default: the design's "
+                                "golden vectors")
+    run_board.add_argument("--baud", type=int, default=115200)
+    run_board.add_argument("--timeout", type=float, default=1.0,
+                           help="seconds to wait for a reply before retrying (default 1)")
+    run_board.set_defaults(run=_cmd_run_board)
 
     demo = commands.add_parser("demo", help="the whole flow on scikit-learn's digits")
     demo.add_argument("-o", "--output", default="hwnn-demo", help="folder (default hwnn-demo)")

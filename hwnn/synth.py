@@ -19,7 +19,7 @@ from pathlib import Path
 from .errors import ToolError
 
 __all__ = ["CAPACITY", "DEVICES", "FAMILIES", "DoesNotFit", "SynthReport", "check_fit",
-           "place_and_route", "synthesize", "utilization"]
+           "fmax_from_log", "place_and_route", "synthesize", "utilization"]
 
 #: Per family: the synthesis command and the cell types of each resource class.
 FAMILIES = {
@@ -193,8 +193,21 @@ def place_and_route(verilog, top, device="ecp5-85f", *, target_mhz=150.0):
     log = result.stdout + result.stderr
     if result.returncode != 0:
         raise ToolError(f"nextpnr failed on {verilog}: {log.strip()[-500:]}")
-    # The last report is the one after routing.
-    figures = re.findall(r"Max frequency for clock '[^']*': ([0-9.]+) MHz", log)
-    if not figures:
+    fmax = fmax_from_log(log)
+    if fmax is None:
         raise ToolError(f"nextpnr reported no clock frequency for {verilog}")
-    return report, float(figures[-1]), seconds
+    return report, fmax, seconds
+
+
+def fmax_from_log(log):
+    """The design clock's Fmax in MHz from a nextpnr log: the last report (after routing) of
+    the slowest clock, leaving out the constant net nextpnr-ice40 times when it drives unused
+    DSP clock pins (``$PACKER_GND_NET``); None without a report."""
+    reports = re.findall(r"Max frequency for clock\s+'([^']*)': ([0-9.]+) MHz", log)
+    reports = [(clock, float(mhz)) for clock, mhz in reports if "PACKER_GND" not in clock]
+    if not reports:
+        return None
+    last = {}
+    for clock, mhz in reports:
+        last[clock] = mhz
+    return min(last.values())

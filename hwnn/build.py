@@ -1,0 +1,110 @@
+"""Bitstreams for real boards with the pip-installed tools (YoWASP Yosys, nextpnr, packers).
+
+:func:`build_board` puts a design folder's accelerator behind the host link on a board of
+``boards/`` (:mod:`hwnn.boards`), runs the amaranth-boards build (synthesis, place and route,
+packing) in ``<design>/build/<board>/``, and reports what nextpnr placed (used, available and
+share of each resource), Fmax against the board clock, and inferences per second. A design
+that does not fit raises :class:`~hwnn.synth.DoesNotFit` naming what is over and by how
+much. The report is also written to ``report.json`` beside the bitstream.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import time
+
+from .boards import BoardDesign, board
+from .errors import ToolError
+from .generate import Design, load_design
+from .synth import DoesNotFit, fmax_from_log
+
+__all__ = ["build_board", "format_build_report"]
+
+_UTILISATION = re.compile(r"^Info:\s+([A-Z0-9_]+):\s+(\d+)/\s*(\d+)\s+\d+%", re.MULTILINE)
+
+
+def _parse_log(log):
+    """nextpnr's last device utilisation table, and the design clock's Fmax (or None)."""
+    tables, current = [], {}
+    for name, used, available in _UTILISATION.findall(log):
+        if name in current:
+            tables.append(current)
+            current = {}
+        current[name] = (int(used), int(available))
+    tables.append(current)
+    return tables[-1], fmax_from_log(log)
+
+
+def build_board(design, board_name, *, baud=115200) -> dict:
+    """Build the bitstream of ``design`` (a folder or :class:`Design`) for ``board_name``."""
+    from .toolchain import setup_env
+
+    setup_env()
+    target = board(board_name)
+    design = design if isinstance(design, Design) else load_design(design)
+    platform = target.make_platform()
+    top = BoardDesign(design, target, baud=baud)
+    folder = design.path / "build" / board_name
+    if folder.exists():
+        shutil.rmtree(folder)
+    # A design slower than the board clock still gets its bitstream and report, which says
+    # so (and `hwnn build` exits 1).
+    plan = platform.prepare(top, name="top", **{"nextpnr_opts": "--timing-allow-fail",
+                                                **target.build_options})
+    plan.extract(folder)
+    started = time.monotonic()
+    result = subprocess.run(["sh", "build_top.sh"], cwd=folder, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    log_path = folder / "top.tim"
+    log = (log_path.read_text() if log_path.is_file() else "") + result.stdout + result.stderr
+    used, fmax = _parse_log(log)
+    if result.returncode != 0:
+        over = [f"{name} {count} of {available} (+{count - available})"
+                for name, (count, available) in used.items() if count > available]
+        if over:
+            raise DoesNotFit(f"The design does not fit the {board_name} "
+                             f"({target.device.upper()}): it needs {', '.join(over)}; compile "
+                             f"it with less parallelism (--max-lanes, --pes or --array)")
+        errors = [line for line in log.splitlines() if "ERROR" in line]
+        raise ToolError(f"The {board_name} build failed: "
+                        f"{(errors[-1] if errors else log.strip()[-300:]).strip()} "
+                        f"(logs in {folder})")
+    clock = platform.default_clk_frequency / 1e6
+    cycles = design.manifest["cycles_per_inference"]
+    bitstream = next(folder / name for name in ("top.bit", "top.bin")
+                     if (folder / name).is_file())
+    report = {
+        "design": design.top, "arch": design.manifest["arch"], "board": board_name,
+        "device": target.device, "baud": baud,
+        "utilization": {name: {"used": count, "available": available}
+                        for name, (count, available) in used.items() if count},
+        "clock_mhz": clock, "fmax_mhz": fmax, "timing_met": fmax is not None and fmax >= clock,
+        "cycles_per_inference": cycles,
+        "inferences_per_second_at_clock": clock * 1e6 / cycles,
+        "inferences_per_second_at_fmax": None if fmax is None else fmax * 1e6 / cycles,
+        "bitstream": bitstream.name, "seconds": round(seconds, 1),
+    }
+    (folder / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return report
+
+
+def format_build_report(report) -> str:
+    """The build report as text."""
+    from .report import format_table
+    rows = [(name, entry["used"], entry["available"],
+             f"{100 * entry['used'] / entry['available']:.1f}%")
+            for name, entry in report["utilization"].items()]
+    table = format_table(("resource", "used", "available", "share"), rows, right={1, 2, 3})
+    timing = ("met" if report["timing_met"] else "NOT met: the design may fail at this clock")
+    fmax = "unknown" if report["fmax_mhz"] is None else f"{report['fmax_mhz']:.1f} MHz"
+    lines = [(f"{report['design']} ({report['arch']}) on {report['board']} "
+              f"({report['device'].upper()}), host link at {report['baud']} baud"), table,
+             f"Fmax {fmax} against the board clock {report['clock_mhz']:g} MHz: {timing}",
+             (f"{report['cycles_per_inference']:g} cycles per inference: "
+              f"{report['inferences_per_second_at_clock']:,.0f} inferences per second at the "
+              f"board clock"
+              + (f", {report['inferences_per_second_at_fmax']:,.0f} at Fmax"
+                 if report["inferences_per_second_at_fmax"] else "")),
+             f"bitstream {report['bitstream']}, {report['seconds']:.0f} s"]
+    return "\n".join(lines)

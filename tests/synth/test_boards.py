@@ -1,0 +1,82 @@
+"""Bitstreams for the boards of ``boards/``: the digits int8 MLP and a binary MLP, each behind
+the host link, built with the YoWASP tools; and the build command's errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hwnn.boards import BOARD_NAMES, board
+from hwnn.build import build_board
+from hwnn.cli import main
+from hwnn.demo import train_digits_mlp
+from hwnn.generate import generate
+from hwnn.quant import QuantOptions, from_sklearn, quantize_network
+from hwnn.quant.synthetic import random_network, sample_network
+
+
+@pytest.fixture(scope="module")
+def designs(tmp_path_factory):
+    """The digits int8/uint8 MLP at 4 lanes (it fits an iCE40UP5K's 8 DSPs) and a binary
+    MLP 64-256-256-10 at a 64-lane budget."""
+    folder = tmp_path_factory.mktemp("boards")
+    model, (x_train, *_rest) = train_digits_mlp(0)
+    digits = quantize_network(from_sklearn(model), x_train,
+                              QuantOptions(weights="int8", acts="uint8"), name="digits_int8")
+    binary = random_network(np.random.default_rng(0), [64, 256, 256, 10],
+                            weight_formats=["binary"] * 3, act_formats=["binary", "binary"],
+                            input_format="binary", name="binary_mlp")
+    return {"digits": generate(digits, folder / "digits", max_lanes=4),
+            "binary": generate(binary, folder / "binary", max_lanes=64)}
+
+
+@pytest.mark.synth
+@pytest.mark.slow
+@pytest.mark.parametrize("board_name", BOARD_NAMES)
+@pytest.mark.parametrize("kind", ["digits", "binary"])
+def test_bitstreams_build_for_every_board(designs, board_name, kind):
+    report = build_board(designs[kind], board_name)
+    folder = designs[kind] / "build" / board_name
+    assert (folder / report["bitstream"]).stat().st_size > 10_000
+    assert json.loads((folder / "report.json").read_text()) == report
+    target = board(board_name)
+    assert report["device"] == target.device
+    logic = "ICESTORM_LC" if target.device.startswith("ice40") else "TRELLIS_COMB"
+    assert 0 < report["utilization"][logic]["used"] < report["utilization"][logic]["available"]
+    assert report["fmax_mhz"] > 10
+    manifest = json.loads((designs[kind] / "manifest.json").read_text())
+    assert report["inferences_per_second_at_clock"] == pytest.approx(
+        report["clock_mhz"] * 1e6 / manifest["cycles_per_inference"])
+
+
+def run(capsys, *argv):
+    status = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.mark.synth
+def test_build_refuses_a_design_that_does_not_fit(capsys, tmp_path):
+    path = generate(sample_network("int8", seed=1), tmp_path / "d", max_lanes=16)
+    status, _, err = run(capsys, "build", path, "--board", "icebreaker")
+    assert status == 2
+    assert err.startswith("hwnn: error: The design does not fit the icebreaker (ICE40-UP5K): "
+                          "it needs ICESTORM_DSP ")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--board", "de10"], "invalid choice: 'de10'"),
+    (["--board", "icebreaker", "--baud", "9000000"],
+     "9000000 baud is too fast for the icebreaker's 12 MHz clock"),
+])
+def test_build_refuses_bad_options(capsys, tmp_path, argv, message):
+    path = generate(sample_network("int8", seed=1), tmp_path / "d", max_lanes=4)
+    status, _, err = run(capsys, "build", path, *argv)
+    assert status == 2 and message in err and err.count("\n") == 1
+
+
+def test_unknown_board_names_the_boards():
+    with pytest.raises(ValueError, match="Unknown board 'zedboard'; available: icebreaker, "
+                                         "ulx3s-85f, orangecrab-85f"):
+        board("zedboard")
