@@ -57,9 +57,10 @@ class BoardDesign(Elaboratable):
         from hwnn.rtl.hostlink import BoardTop
 
         m = Module()
+        divisor = self.divisor(platform)
         uart = platform.request(*self.target.uart, dir="-")
         top = m.submodules.top = BoardTop(self.design.accelerator(), self.design.network,
-                                          divisor=self.divisor(platform))
+                                          divisor=divisor)
         m.submodules.rx = rx = io.Buffer("i", uart.rx)
         m.submodules.tx = tx = io.Buffer("o", uart.tx)
         m.d.comb += [top.rx.eq(rx.i), tx.o.eq(top.tx)]

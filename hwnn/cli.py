@@ -222,14 +222,27 @@ def _cmd_run_board(args) -> int:
 
     design = load_design(args.design)
     codes = _simulation_inputs(design, args.inputs)
-    link = open_board(design, args.port, baud=args.baud, timeout=args.timeout)
+    if (args.port is None) == (not args.simulate):
+        raise ValueError("Give either --port (a board) or --simulate (the board's logic in "
+                         "Amaranth's simulator)")
+    if args.simulate:
+        from .host import BoardLink
+        from .rtl.hostlink import BoardTop
+        from .sim.uart import SimulatedSerial
+        divisor = 4
+        port = SimulatedSerial(BoardTop(design.accelerator(), design.network,
+                                        divisor=divisor), divisor)
+        link, where = BoardLink(port, design), "simulated board"
+    else:
+        link = open_board(design, args.port, baud=args.baud, timeout=args.timeout)
+        where = args.port
     outputs = link.run(codes)
     expected = run_network(design.network, codes)
     wrong = [int(i) for i in (outputs != expected).any(axis=1).nonzero()[0]]
     for index in wrong[:5]:
         print(f"MISMATCH input {index}: expected {expected[index].tolist()}, got "
               f"{outputs[index].tolist()}")
-    print(f"{args.port}: {len(codes) - len(wrong)}/{len(codes)} inputs match the golden model"
+    print(f"{where}: {len(codes) - len(wrong)}/{len(codes)} inputs match the golden model"
           f" ({link.retried} requests retried)")
     return 1 if wrong else 0
 
@@ -361,7 +374,10 @@ def _parser():
         description="Send input vectors to a board built with hwnn build, read the outputs "
                     "and compare them with the golden model; exit 1 on a mismatch.")
     run_board.add_argument("design", help="design folder (the one the board was built from)")
-    run_board.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB1")
+    run_board.add_argument("--port", default=None, help="serial port, e.g. /dev/ttyUSB1")
+    run_board.add_argument("--simulate", action="store_true",
+                           help="instead of a board: the board top (host link and "
+                                "accelerator) in Amaranth's simulator, bit by bit")
     run_board.add_argument("--inputs", default=None,
                            help="input codes or real values (.npy); default: the design's "
                                 "golden vectors")

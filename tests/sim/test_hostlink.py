@@ -156,3 +156,15 @@ def test_board_top_verilog_matches_golden_over_its_uart(tmp_path, simulator):
     for seq, index in ((6, 2), (7, 3)):
         assert list(read_reply(read, seq, network.output.format,
                                network.out_features)) == list(expected[index])
+
+
+def test_run_board_command_on_the_simulated_board(capsys, tmp_path):
+    from hwnn.cli import main
+    path = generate(sample_network("ternary", seed=1), tmp_path / "d", max_lanes=8)
+    assert main(["run-board", str(path), "--simulate"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and "simulated board: 32/32 inputs match the golden model" in out
+    assert main(["run-board", str(path)]) == 2
+    assert "Give either --port (a board) or --simulate" in capsys.readouterr().err
+    assert main(["run-board", str(path), "--port", str(tmp_path / "no-such-tty")]) == 2
+    assert "Cannot open serial port" in capsys.readouterr().err
