@@ -56,8 +56,8 @@ class BoardDesign(Elaboratable):
     def elaborate(self, platform):
         from hwnn.rtl.hostlink import BoardTop
 
-        m = Module()
         divisor = self.divisor(platform)
+        m = Module()
         uart = platform.request(*self.target.uart, dir="-")
         top = m.submodules.top = BoardTop(self.design.accelerator(), self.design.network,
                                           divisor=divisor)
