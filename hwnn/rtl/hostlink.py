@@ -10,6 +10,7 @@ design a board runs, with just ``rx`` and ``tx``.
 
 from amaranth import *
 from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..hostproto import REPLY_SYNC, REQUEST_SYNC, TIMEOUT_BYTES, crc8, payload_bytes
@@ -184,9 +185,19 @@ class BoardTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.accelerator = self.accelerator
+        m.submodules.accelerator = accelerator = self.accelerator
         m.submodules.link = link = self.link
         m.d.comb += [link.rx.eq(self.rx), self.tx.eq(link.tx)]
-        wiring.connect(m, link.o_stream, self.accelerator.i_stream)
-        wiring.connect(m, self.accelerator.o_stream, link.i_stream)
+        # Two-entry FIFOs between link and accelerator: no combinational path crosses them
+        # (the link's control is then never on the accelerator's critical path).
+        for name, source, sink in (("to_accelerator", link.o_stream, accelerator.i_stream),
+                                   ("to_link", accelerator.o_stream, link.i_stream)):
+            fifo = m.submodules[name] = SyncFIFOBuffered(
+                width=len(source.payload.as_value()), depth=2)
+            m.d.comb += [
+                fifo.w_data.eq(source.payload), fifo.w_en.eq(source.valid),
+                source.ready.eq(fifo.w_rdy),
+                sink.payload.eq(fifo.r_data), sink.valid.eq(fifo.r_rdy),
+                fifo.r_en.eq(sink.ready),
+            ]
         return m

@@ -97,8 +97,9 @@ class MatrixVectorUnit(wiring.Component):
     """
 
     #: Pipeline registers between issuing a beat and the final accumulator of its fold (memory
-    #: read, lane sums, accumulator); the output stage's latency comes on top.
-    _STAGES = 3
+    #: read, operands, lane products, lane sums, accumulator); the output stage's latency
+    #: comes on top.
+    _STAGES = 5
 
     def __init__(self, layer: Dense, *, pe=1, simd=1, ram_style="auto"):
         if not isinstance(layer, Dense):
@@ -173,17 +174,25 @@ class MatrixVectorUnit(wiring.Component):
                                                  init=[int(word) for word in words], attrs=attrs)
         return rom.read_port()
 
-    def _lane_sum(self, w_word, x_word):
-        """Combinational sum of one PE's ``simd`` products (a signed Value)."""
+    def _binary_lanes(self):
+        layer = self.layer
+        return layer.weight_format.kind == "bipolar" and layer.input.format.kind == "bipolar"
+
+    def _lane_terms(self, w_word, x_word):
+        """One PE's ``simd`` products (for XNOR-popcount lanes: the agreement bits)."""
         layer, simd = self.layer, self.simd
         w_fmt, x_fmt = layer.weight_format, layer.input.format
-        if w_fmt.kind == "bipolar" and x_fmt.kind == "bipolar":
-            # XNOR-popcount: 2 * (agreements) - simd.
-            agreements = popcount(~(w_word ^ x_word))
-            return agreements * 2 - simd
+        if self._binary_lanes():
+            return [~(w_word ^ x_word)]
         ww, xw = w_fmt.width, x_fmt.width
-        return adder_tree(_term(w_word[i * ww:(i + 1) * ww], x_word[i * xw:(i + 1) * xw],
-                                w_fmt, x_fmt) for i in range(simd))
+        return [_term(w_word[i * ww:(i + 1) * ww], x_word[i * xw:(i + 1) * xw], w_fmt, x_fmt)
+                for i in range(simd)]
+
+    def _lane_sum(self, terms):
+        """The sum of one PE's lane terms (a signed Value)."""
+        if self._binary_lanes():
+            return popcount(terms[0]) * 2 - self.simd      # 2 * agreements - simd
+        return adder_tree(terms)
 
     def elaborate(self, platform):
         m = Module()
@@ -241,37 +250,56 @@ class MatrixVectorUnit(wiring.Component):
         else:
             x1 = x_reg
 
-        # Stage 2: each PE's sum over its simd lanes.
-        valid2, first2, last2 = Signal(), Signal(), Signal()
-        nf2 = Signal.like(nf)
-        partial = [Signal(signed(acc_bits), name=f"partial_{p}") for p in range(pe)]
-        lane_width = simd * w_width
-        m.d.sync += [valid2.eq(valid1), first2.eq(first1), last2.eq(last1), nf2.eq(nf1)]
-        for p in range(pe):
-            m.d.sync += partial[p].eq(
-                self._lane_sum(weights.data[p * lane_width:(p + 1) * lane_width], x1))
+        def delayed(valid, first, last, fold, stage):
+            """The beat's control, one register later."""
+            regs = (Signal(name=f"valid{stage}"), Signal(name=f"first{stage}"),
+                    Signal(name=f"last{stage}"), Signal.like(nf, name=f"nf{stage}"))
+            m.d.sync += [reg.eq(value) for reg, value in zip(regs, (valid, first, last, fold),
+                                                             strict=True)]
+            return regs
 
-        # Stage 3: accumulate; a fold's accumulator is final when its last beat is added.
+        # Stage 2: the operands, registered (block RAM outputs and the input multiplexer are
+        # slow); stage 3: each lane's product, registered (a DSP block's output register).
+        ctrl2 = delayed(valid1, first1, last1, nf1, 2)
+        w2, x2 = Signal(pe * simd * w_width), Signal(simd * x_width)
+        m.d.sync += [w2.eq(weights.data), x2.eq(x1)]
+        lane_width = simd * w_width
+        _, _, _, nf3 = ctrl3 = delayed(*ctrl2, 3)
+        terms3 = []
+        for p in range(pe):
+            terms = self._lane_terms(w2[p * lane_width:(p + 1) * lane_width], x2)
+            registered = [Signal(Value.cast(term).shape(), name=f"term_{p}_{i}")
+                          for i, term in enumerate(terms)]
+            m.d.sync += [reg.eq(term) for reg, term in zip(registered, terms, strict=True)]
+            terms3.append(registered)
+
+        # Stage 4: each PE's sum over its simd lanes.
+        valid4, first4, last4, nf4 = delayed(*ctrl3, 4)
+        partial = [Signal(signed(acc_bits), name=f"partial_{p}") for p in range(pe)]
+        for p in range(pe):
+            m.d.sync += partial[p].eq(self._lane_sum(terms3[p]))
+
+        # Stage 5: accumulate; a fold's accumulator is final when its last beat is added.
         bias_words = self._bias_words()
         if bias_words is not None:
             bias = self._rom(m, "bias", bias_words, pe * acc_bits)
-            m.d.comb += bias.addr.eq(nf1)                # read data lines up with stage 2
+            m.d.comb += bias.addr.eq(nf3)                # read data lines up with stage 4
         acc = [Signal(signed(acc_bits), name=f"acc_{p}") for p in range(pe)]
-        done3 = Signal()
-        nf3 = Signal.like(nf)
-        m.d.sync += [done3.eq(valid2 & last2), nf3.eq(nf2)]
-        with m.If(valid2):
+        done5 = Signal()
+        nf5 = Signal.like(nf)
+        m.d.sync += [done5.eq(valid4 & last4), nf5.eq(nf4)]
+        with m.If(valid4):
             for p in range(pe):
                 start = (bias.data[p * acc_bits:(p + 1) * acc_bits].as_signed()
                          if bias_words is not None else 0)
-                m.d.sync += acc[p].eq(Mux(first2, start, acc[p]) + partial[p])
+                m.d.sync += acc[p].eq(Mux(first4, start, acc[p]) + partial[p])
 
         # The output stage, tagged with "last fold of the vector".
         stage = m.submodules.stage = OutputStage(layer, pe)
         m.d.comb += [
-            stage.i_acc.valid.eq(done3),
-            stage.i_acc.payload.group.eq(nf3),
-            stage.i_acc.payload.tag.eq(nf3 == nf_count - 1),
+            stage.i_acc.valid.eq(done5),
+            stage.i_acc.payload.group.eq(nf5),
+            stage.i_acc.payload.tag.eq(nf5 == nf_count - 1),
         ]
         for p in range(pe):
             m.d.comb += stage.i_acc.payload.acc[p].eq(acc[p])
