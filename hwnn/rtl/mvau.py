@@ -209,12 +209,14 @@ class MatrixVectorUnit(wiring.Component):
         nf = Signal(range(nf_count))
         sf = Signal(range(sf_count))
         address = Signal(range(nf_count * sf_count))
-        pending = Signal(range(self.fifo_depth + 1))     # folds issued, result not yet written
+        # FIFO places not taken by a result or promised to a fold in flight: a register, so
+        # that no adder or comparator sits in front of the input stream's ready.
+        credits = Signal(range(self.fifo_depth + 1), init=self.fifo_depth)
         room = Signal()
         issue = Signal()
         from_stream = nf == 0
         m.d.comb += [
-            room.eq(fifo.level + pending < self.fifo_depth),
+            room.eq(credits != 0),
             self.i_stream.ready.eq(room & from_stream),
             issue.eq(room & (~from_stream | self.i_stream.valid)),
         ]
@@ -316,7 +318,7 @@ class MatrixVectorUnit(wiring.Component):
             fifo.w_data.eq(Cat(*codes, stage.o_values.payload.tag)),
         ]
         finishing = issue & (sf == sf_count - 1)
-        m.d.sync += pending.eq(pending + finishing - valid_out)
+        m.d.sync += credits.eq(credits - finishing + (fifo.r_en & fifo.r_rdy))
 
         m.d.comb += [
             self.o_stream.payload.eq(fifo.r_data),
