@@ -30,10 +30,10 @@ from ..quant.ir import Network
 from .arith import select
 from .layouts import Beat, pack_values
 from .stage import OutputStage
-from .systolic import SystolicArray, SystolicParams
-from .widthconv import WordSplitter
-from .values import decode_codes, encode_value, holding_format, resize
 from .params import check_positive_int
+from .systolic import SystolicArray, SystolicParams
+from .values import decode_codes, encode_value, holding_format, resize
+from .widthconv import WordSplitter
 
 __all__ = ["OverlayParams", "SystolicOverlay", "check_overlay", "drain_cycles", "schedule"]
 
