@@ -22,6 +22,7 @@ DEFAULT_PES = 8
 DEFAULT_QUEUE_DEPTH = 8
 #: The architecture each architecture-specific compile option belongs to.
 OPTION_ARCHS = {"--fold": "dataflow", "--max-lanes": "dataflow", "--ram-style": "dataflow",
+                "--board": "dataflow", "--target-fps": "dataflow",
                 "--array": "systolic", "--batch": "systolic", "--pes": "sparse",
                 "--queue-depth": "sparse", "--index-bits": "sparse"}
 
@@ -92,7 +93,13 @@ def _cmd_compile(args) -> int:
     network = Network.load(args.network)
     if args.fold != "auto" and args.max_lanes is not None:
         raise ValueError("--max-lanes applies to --fold auto only, not to a fold file")
+    if args.target_fps is not None and args.board is None:
+        raise ValueError("--target-fps needs --board (the board's clock and device)")
+    if args.board is not None and (args.fold != "auto" or args.max_lanes is not None):
+        raise ValueError("--board chooses the folding itself: leave out --fold FILE and "
+                         "--max-lanes")
     given = {"--fold": args.fold != "auto", "--max-lanes": args.max_lanes is not None,
+             "--board": args.board is not None, "--target-fps": args.target_fps is not None,
              "--ram-style": args.ram_style is not None, "--array": args.array is not None,
              "--batch": args.batch is not None, "--pes": args.pes is not None,
              "--queue-depth": args.queue_depth is not None,
@@ -103,7 +110,13 @@ def _cmd_compile(args) -> int:
     def given_or(value, default):
         return default if value is None else value
 
-    path = generate(network, args.output, arch=args.arch, fold=args.fold,
+    fold = args.fold
+    if args.board is not None:
+        from .planner import plan_folding
+        plan = plan_folding(network, args.board, args.target_fps)
+        fold = plan.folding
+        print(f"folding for {plan.describe()}\n")
+    path = generate(network, args.output, arch=args.arch, fold=fold,
                     max_lanes=given_or(args.max_lanes, DEFAULT_LANES),
                     ram_style=given_or(args.ram_style, "auto"),
                     array=given_or(args.array, "8x8"),
@@ -247,6 +260,65 @@ def _cmd_run_board(args) -> int:
     return 1 if wrong else 0
 
 
+def _cmd_explore(args) -> int:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .boards import board
+    from .explore import explore, sweep, write_results
+    from .planner import board_clock
+    from .quant import Network
+    from .report import format_table
+
+    network = Network.load(args.network)
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, not {args.jobs}")
+    if args.scheduler is not None and args.jobs != 2:
+        raise ValueError("--jobs applies to local runs only; the Dask cluster has its workers")
+    board(args.board)
+    device, clock = board_clock(args.board)
+    points = sweep(network, args.arch)
+    where = (f"on the Dask cluster at {args.scheduler}" if args.scheduler
+             else f"in {args.jobs} local processes")
+    print(f"exploring {len(points)} {args.arch} designs of {network.name} for the "
+          f"{args.board} ({device.upper()}, {clock / 1e6:g} MHz) {where}"
+          + ("" if args.place else ", synthesis only") + " ...", flush=True)
+
+    def progress(done, total, row):
+        status = (row["error"] if row["fits"] is not True else
+                  f"{row['lut4']} LUT4, {row['inferences_per_second']:,.0f} inferences/s")
+        print(f"  [{done}/{total}] {row['point']}: {status}", flush=True)
+
+    if args.scheduler is not None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ToolError('--scheduler needs Dask: pip install "hwnn[cluster]"') from None
+        with Client(args.scheduler, timeout=30) as client:
+            rows = explore(network, points, device, clock / 1e6, client.get_executor(),
+                           place=args.place, progress=progress)
+    else:
+        with ProcessPoolExecutor(args.jobs) as executor:
+            rows = explore(network, points, device, clock / 1e6, executor, place=args.place,
+                           progress=progress)
+    table = [(row["point"], row["cycles"], row["lut4"], row["est_lut4"], row["ff"],
+              row["est_ff"], row["dsp"], row["bram"], row["fmax_mhz"],
+              f"{row['inferences_per_second']:,.0f}" if row["fits"] is True else "-",
+              "*" if row["pareto"] else "",
+              "" if row["fits"] is True else row["error"][:60])
+             for row in rows]
+    print()
+    print(format_table(("design", "cycles", "LUT4", "est.", "FF", "est.", "DSP", "BRAM",
+                        "Fmax MHz", "inferences/s", "Pareto", "note"), table,
+                       right=set(range(1, 10))))
+    title = f"{network.name}, {args.arch}, {args.board}"
+    meta = {"network": network.name, "arch": args.arch, "board": args.board,
+            "device": device, "clock_mhz": clock / 1e6, "placed": args.place}
+    path = write_results(rows, args.output, title=title, meta=meta)
+    print(f"\n* Pareto-optimal (LUT4 against inferences/s at min(Fmax, board clock)); "
+          f"wrote {path}/ (explore.json, explore.csv, pareto.png)")
+    return 0 if any(row["fits"] is True for row in rows) else 1
+
+
 def _cmd_demo(args) -> int:
     from .demo import demo_table, run_demo
 
@@ -266,6 +338,7 @@ def _parser():
                      "accelerators, with pip and open tools.")
     parser.add_argument("--version", action="version", version=f"hwnn {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    from .boards import BOARD_NAMES
 
     doctor = commands.add_parser("doctor", help="list the tools hwnn uses and their versions")
     doctor.set_defaults(run=_cmd_doctor)
@@ -329,6 +402,13 @@ def _parser():
     compile_.add_argument("--index-bits", type=int, default=None,
                           help="sparse: bits of the relative row index per stored weight "
                                "(default 4)")
+    compile_.add_argument("--board", default=None, choices=BOARD_NAMES,
+                          help="dataflow, --fold auto: choose the folding for this board "
+                               "from the resource estimate (fastest that fits, or cheapest "
+                               "reaching --target-fps)")
+    compile_.add_argument("--target-fps", type=float, default=None,
+                          help="with --board: inferences per second to reach at the board's "
+                               "clock")
     compile_.add_argument("-o", "--output", required=True, help="output design folder")
     compile_.set_defaults(run=_cmd_compile)
 
@@ -386,6 +466,24 @@ def _parser():
                            help="seconds to wait for a reply before retrying (default 1)")
     run_board.set_defaults(run=_cmd_run_board)
 
+    explore_ = commands.add_parser(
+        "explore", help="sweep foldings or array sizes on a board: table and Pareto plot",
+        description="Generate, synthesize, place and route every design point of an "
+                    "architecture for a board's device, in parallel; write explore.json, "
+                    "explore.csv and pareto.png (LUT4 against inferences per second) to OUT/.")
+    explore_.add_argument("network", help="network file (.hwnn.npz from hwnn quantize)")
+    explore_.add_argument("--board", required=True, choices=BOARD_NAMES)
+    explore_.add_argument("--arch", choices=ARCHS, default="dataflow")
+    explore_.add_argument("--jobs", type=int, default=2,
+                          help="local processes running the tools (default 2)")
+    explore_.add_argument("--scheduler", default=None,
+                          help="run on the Dask cluster whose scheduler is at ADDRESS "
+                               "(tcp://host:8786) instead of local processes")
+    explore_.add_argument("--no-place", dest="place", action="store_false",
+                          help="synthesis only: no place and route, no Fmax (faster)")
+    explore_.add_argument("-o", "--output", default="hwnn-explore",
+                          help="folder (default hwnn-explore)")
+    explore_.set_defaults(run=_cmd_explore)
     demo = commands.add_parser("demo", help="the whole flow on scikit-learn's digits")
     demo.add_argument("-o", "--output", default="hwnn-demo", help="folder (default hwnn-demo)")
     demo.add_argument("--simulator", choices=("verilator", "icarus", "amaranth"),

@@ -13,19 +13,25 @@ import json
 from .generate import Design, load_design
 from .synth import DEVICES, place_and_route, utilization
 
-__all__ = ["FAMILY_DEVICES", "format_report", "synth_design"]
+__all__ = ["FAMILY_DEVICES", "format_report", "synth_design", "write_harness"]
 
 #: The device ``hwnn synth --family`` uses for each family.
 FAMILY_DEVICES = {"ecp5": "ecp5-85f", "ice40": "ice40-up5k"}
 
 
-def synth_design(design, device="ecp5-85f", *, target_mhz=None) -> dict:
-    """Synthesize, fit-check, place and route ``design`` (a folder or :class:`Design`) on
-    ``device``; return and save the report (see the module's description)."""
+def write_harness(design: Design, path):
+    """Write ``design``'s accelerator in a :class:`~hwnn.rtl.harness.RegisterHarness` (top
+    module ``harness``) as Verilog to ``path``; return the path."""
     from amaranth.back import verilog
 
     from .rtl.harness import RegisterHarness
+    path.write_text(verilog.convert(RegisterHarness(design.accelerator()), name="harness"))
+    return path
 
+
+def synth_design(design, device="ecp5-85f", *, target_mhz=None) -> dict:
+    """Synthesize, fit-check, place and route ``design`` (a folder or :class:`Design`) on
+    ``device``; return and save the report (see the module's description)."""
     if device not in DEVICES:
         raise ValueError(f"Unknown device {device!r}; available: {', '.join(DEVICES)}")
     design = design if isinstance(design, Design) else load_design(design)
@@ -33,9 +39,7 @@ def synth_design(design, device="ecp5-85f", *, target_mhz=None) -> dict:
     target = target_mhz or (150.0 if family == "ecp5" else 48.0)
     folder = design.path / "synth" / device
     folder.mkdir(parents=True, exist_ok=True)
-    harness_path = folder / "harness.v"
-    harness_path.write_text(verilog.convert(RegisterHarness(design.accelerator()),
-                                            name="harness"))
+    harness_path = write_harness(design, folder / "harness.v")
     report, fmax, pnr_seconds = place_and_route(harness_path, "harness", device,
                                                 target_mhz=target)
     cycles = design.manifest["cycles_per_inference"]

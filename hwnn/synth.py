@@ -65,7 +65,10 @@ CAPACITY = {
 
 
 class DoesNotFit(ValueError):
-    """A design needs more of some resource than the device has."""
+    """A design needs more of some resource than the device has; ``report`` is its
+    :class:`SynthReport` when it was synthesized."""
+
+    report = None
 
 
 def utilization(report, device) -> dict:
@@ -184,7 +187,11 @@ def place_and_route(verilog, top, device="ecp5-85f", *, target_mhz=150.0):
     family, tool, options = DEVICES[device]
     with tempfile.TemporaryDirectory(prefix="hwnn-pnr-") as folder:
         report = _yosys(Path(verilog), top, family, folder, netlist=True)
-        check_fit(report, device)
+        try:
+            check_fit(report, device)
+        except DoesNotFit as error:
+            error.report = report
+            raise
         started = time.monotonic()
         result = subprocess.run([_tool(tool), *options, "--json", "netlist.json",
                                  "--freq", str(target_mhz), "--timing-allow-fail"],

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ..quant.ir import Network
 
-__all__ = ["LayerFold", "auto_folding", "fold_from_file", "fold_from_mapping",
-           "fully_parallel", "unfolded"]
+__all__ = ["LayerFold", "auto_folding", "cycle_targets", "fold_from_file", "fold_from_mapping",
+           "folding_for_cycles", "fully_parallel", "unfolded"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,21 @@ def fully_parallel(network: Network) -> tuple[LayerFold, ...]:
     return tuple(LayerFold(layer.out_features, layer.in_features) for layer in network.layers)
 
 
+def cycle_targets(network: Network) -> list[int]:
+    """Every cycles-per-inference figure a folding of ``network`` can have, fastest first."""
+    fastest = max(_cycles(layer, LayerFold(layer.out_features, layer.in_features))
+                  for layer in network.layers)
+    return sorted({_cycles(layer, LayerFold(pe, simd)) for layer in network.layers
+                   for pe in _divisors(layer.out_features)
+                   for simd in _divisors(layer.in_features)} - set(range(fastest)))
+
+
+def folding_for_cycles(network: Network, cycles: int) -> tuple[LayerFold, ...]:
+    """The folding with the fewest lanes in every layer that takes at most ``cycles`` per
+    inference (at least the fully parallel design's)."""
+    return tuple(_cheapest(layer, cycles) for layer in network.layers)
+
+
 def auto_folding(network: Network, max_lanes: int) -> tuple[LayerFold, ...]:
     """The fastest folding whose total lanes stay within ``max_lanes``."""
     if not isinstance(max_lanes, int) or isinstance(max_lanes, bool):
@@ -62,14 +77,8 @@ def auto_folding(network: Network, max_lanes: int) -> tuple[LayerFold, ...]:
     if max_lanes < minimum:
         raise ValueError(f"max_lanes must be at least {minimum} (one lane per layer), "
                          f"not {max_lanes}")
-    targets = sorted({_cycles(layer, LayerFold(pe, simd)) for layer in network.layers
-                      for pe in _divisors(layer.out_features)
-                      for simd in _divisors(layer.in_features)})
-    for target in targets:
-        if target < max(_cycles(layer, LayerFold(layer.out_features, layer.in_features))
-                        for layer in network.layers):
-            continue
-        folds = tuple(_cheapest(layer, target) for layer in network.layers)
+    for target in cycle_targets(network):
+        folds = folding_for_cycles(network, target)
         if sum(fold.lanes for fold in folds) <= max_lanes:
             return folds
     return unfolded(network)   # not reached: the slowest target is the unfolded design

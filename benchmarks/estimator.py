@@ -1,0 +1,188 @@
+"""Estimator calibration and check: Yosys area of many designs, the fitted model, its errors.
+
+It generates a fixed, seeded set of designs of every engine (random networks of every weight
+and activation format at many foldings, systolic arrays and sparse PE arrays of several
+sizes, and the digits networks trained here), synthesizes each with YoWASP Yosys for ECP5 and
+iCE40 (the accelerator alone, as ``hwnn.synth.synthesize`` does) and keeps the cell counts in
+``benchmarks/estimator_samples.json`` (a rerun synthesizes only what is missing). Then it fits
+the estimator's coefficients (``hwnn.estimate.fit``) on the calibration designs, writes them to
+``hwnn/estimator.json`` with ``--write``, and prints the errors of LUT4 and FF predictions on the
+held-out designs, which the fit never sees. Run it from the repository root:
+
+    python benchmarks/estimator.py [--jobs 2] [--write]
+"""
+
+import argparse
+import hashlib
+import json
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+
+from hwnn.report import format_table
+
+SAMPLES = Path(__file__).with_name("estimator_samples.json")
+FAMILIES = ("ecp5", "ice40")
+
+_WEIGHTS = ("binary", "ternary", "int2", "int4", "int8")
+_ACTS = ("binary", "uint2", "uint4", "int4", "uint8")
+
+
+def _random_config(rng, index):
+    """A random small dataflow network and lane budget."""
+    depth = int(rng.integers(2, 4))
+    sizes = [int(rng.choice([16, 32, 64, 128])) for _ in range(depth)] + [
+        int(rng.choice([4, 8, 10, 16]))]
+    acts = [str(rng.choice(_ACTS)) for _ in range(depth - 1)]
+    weights = [str(rng.choice(_WEIGHTS)) for _ in range(depth)]
+    input_format = str(rng.choice(("binary", "uint4", "uint8", "int8")))
+    # Thresholds up to 4-bit outputs (at most 15 per neuron), requantization for 8 bits.
+    stages = ["requant" if act.endswith("8") else "thresholds" if act == "binary"
+              else str(rng.choice(("thresholds", "requant"))) for act in acts]
+    budget = int(rng.choice([depth, 8, 16, 32, 64, 128, 256]))
+    return {"arch": "dataflow", "name": f"df{index}", "seed": index, "sizes": sizes,
+            "weight_formats": weights, "act_formats": acts, "input_format": input_format,
+            "stages": stages, "max_lanes": max(budget, depth)}
+
+
+def configs():
+    """Every sample design, in a fixed order."""
+    rng = np.random.default_rng(2026)
+    out = [_random_config(rng, index) for index in range(36)]
+    for index, (size, bits, sizes) in enumerate([
+            (2, 8, [32, 32, 10]), (4, 8, [64, 32, 10]), (8, 8, [64, 64, 10]),
+            (4, 4, [32, 16, 8]), (12, 4, [48, 48, 12]), (6, 8, [48, 24, 12])]):
+        out.append({"arch": "systolic", "name": f"sy{index}", "seed": 100 + index,
+                    "sizes": sizes, "weight_formats": [f"int{bits}"] * 2,
+                    "act_formats": [f"uint{bits}"], "input_format": f"uint{bits}",
+                    "stages": ["requant"], "array": f"{size}x{size}"})
+    for index, (pes, density, share, sizes) in enumerate([
+            (2, 0.2, 4, [64, 32, 10]), (4, 0.1, 4, [128, 64, 10]), (8, 0.3, None, [64, 64, 10]),
+            (16, 0.1, 4, [128, 128, 16]), (1, 0.3, 4, [32, 16, 4]), (6, 0.25, 2, [48, 48, 6])]):
+        out.append({"arch": "sparse", "name": f"sp{index}", "seed": 200 + index,
+                    "sizes": sizes, "weight_formats": ["int8"] * 2, "act_formats": ["uint8"],
+                    "input_format": "uint8", "stages": ["requant"], "pes": pes,
+                    "density": density, "share": share})
+    for budget in (8, 32, 128):
+        out.append({"arch": "dataflow", "name": f"digits_int8_{budget}", "digits": "int8",
+                    "max_lanes": budget})
+        out.append({"arch": "dataflow", "name": f"digits_tern_{budget}", "digits": "ternary",
+                    "max_lanes": budget})
+    out.append({"arch": "systolic", "name": "digits_int8_sy8", "digits": "int8",
+                "array": "8x8"})
+    out.append({"arch": "sparse", "name": "digits_sparse_8", "digits": "int8", "pes": 8,
+                "prune": 0.9, "share": 4})
+    return out
+
+
+def key(config):
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def network_of(config):
+    """The quantized network of a sample configuration."""
+    from hwnn.quant.synthetic import random_network
+    if "digits" in config:
+        from hwnn.demo import train_digits_mlp
+        from hwnn.quant import QuantOptions, from_sklearn, quantize_network
+        model, (x_train, *_rest) = train_digits_mlp(0)
+        options = (QuantOptions(weights="int8", acts="uint8", prune=config.get("prune"),
+                                share=config.get("share")) if config["digits"] == "int8"
+                   else QuantOptions(weights="ternary", acts="uint4"))
+        return quantize_network(from_sklearn(model), x_train, options, name=config["name"])
+    return random_network(np.random.default_rng(config["seed"]), config["sizes"],
+                          weight_formats=config["weight_formats"],
+                          act_formats=config["act_formats"],
+                          input_format=config["input_format"], stages=config["stages"],
+                          name=config["name"], density=config.get("density", 1.0),
+                          share=config.get("share"))
+
+
+def generate_options(config):
+    options = {"arch": config["arch"]}
+    for name in ("max_lanes", "array", "pes"):
+        if name in config:
+            options[name] = config[name]
+    return options
+
+
+def measure(config):
+    """Synthesize one sample for both families: ``{family: cells}`` and the design manifest."""
+    from hwnn.generate import generate, load_design
+    from hwnn.synth import synthesize
+    from hwnn.toolchain import setup_env
+    setup_env()
+    with tempfile.TemporaryDirectory(prefix="hwnn-cal-") as folder:
+        design = load_design(generate(network_of(config), Path(folder) / "design",
+                                      **generate_options(config)))
+        result = {"config": config, "cycles": design.manifest["cycles_per_inference"]}
+        for family in FAMILIES:
+            report = synthesize(design.verilog, design.top, family)
+            result[family] = {"cells": report.cells, "mapper": report.mapper,
+                              "seconds": round(report.seconds, 1)}
+    return result
+
+
+def collect(jobs, synthesize=True):
+    samples = json.loads(SAMPLES.read_text()) if SAMPLES.is_file() else {}
+    missing = [config for config in configs() if key(config) not in samples and synthesize]
+    print(f"{len(samples)} samples cached, {len(missing)} to synthesize", file=sys.stderr)
+    with ProcessPoolExecutor(jobs) as pool:
+        futures = {pool.submit(measure, config): config for config in missing}
+        for done, future in enumerate(as_completed(futures), 1):
+            config = futures[future]
+            try:
+                samples[key(config)] = future.result()
+            except Exception as error:        # report it, keep the others
+                print(f"  {config['name']}: FAILED {error}", file=sys.stderr)
+                continue
+            SAMPLES.write_text(json.dumps(samples, indent=1, sort_keys=True) + "\n")
+            print(f"  [{done}/{len(missing)}] {config['name']}", file=sys.stderr, flush=True)
+    order = {key(config): index for index, config in enumerate(configs())}
+    return [samples[k] for k in sorted(samples, key=lambda k: order.get(k, 1 << 30))
+            if k in order]
+
+
+def _versus(measured, estimated):
+    error = 100 * (estimated / measured - 1) if measured else 0.0
+    return f"{measured} / {estimated:.0f} ({error:+.1f}%)"
+
+
+def main():
+    from hwnn.estimate import (COEFFICIENTS_PATH, TARGETS, design_features, fit, held_out,
+                               measured, predict, save_coefficients)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2, help="parallel Yosys runs")
+    parser.add_argument("--write", action="store_true",
+                        help=f"write the fitted coefficients to {COEFFICIENTS_PATH}")
+    parser.add_argument("--cached", action="store_true",
+                        help="use the samples already synthesized, synthesize nothing")
+    args = parser.parse_args()
+    samples = collect(args.jobs, synthesize=not args.cached)
+    rows = []
+    for sample in samples:
+        network = network_of(sample["config"])
+        sample["features"] = {family: design_features(network, family,
+                                                      **generate_options(sample["config"]))
+                              for family in FAMILIES}
+    coefficients = fit(samples)
+    if args.write:
+        save_coefficients(coefficients)
+    for sample in samples:
+        if not held_out(sample["config"]):
+            continue
+        config = sample["config"]
+        for family in FAMILIES:
+            truth = measured(sample[family]["cells"], family)
+            guess = predict(sample["features"][family], coefficients, family, config["arch"])
+            rows.append((config["name"], config["arch"], family,
+                         *(_versus(truth[t], guess[t]) for t in TARGETS)))
+    print(format_table(("design", "arch", "family",
+                        *(f"{t} measured / estimated" for t in TARGETS)), rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+# amaranth: UnusedElaboratable=no
+# (The harness cost is read off an accelerator that is never elaborated.)
+"""Design-space exploration: sweep foldings or array sizes, synthesize each, keep the Pareto set.
+
+:func:`sweep` lists the design points of an architecture (dataflow: the distinct foldings of
+lane budgets 1, 2, 4, ... up to the fully parallel design; systolic: square arrays 2x2 to
+16x16; sparse: 1 to 16 PEs). :func:`measure_point` generates one point, puts its accelerator
+in a register harness, synthesizes it with YoWASP Yosys, checks that it fits the board's
+device, places and routes it with nextpnr (unless ``place=False``), and returns a row: cycles
+per inference, the resources measured and estimated (:mod:`hwnn.estimate`, plus the
+harness's shift register and output fold), Fmax, and the
+inferences per second the design reaches on the board (``min(Fmax, board clock) / cycles``;
+at the board clock when it was not placed). :func:`explore` runs the points on any
+``concurrent.futures`` executor (local processes, or a Dask cluster through
+``distributed.Client.get_executor()``), reporting each finished point, and
+:func:`write_results` writes ``explore.json``, ``explore.csv`` and ``pareto.png`` (LUT4 against
+inferences per second, the Pareto-optimal points joined) into a folder, whole or not at all.
+"""
+
+import csv
+import io
+import json
+import math
+import shutil
+import tempfile
+from concurrent.futures import as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .quant.ir import Network
+
+__all__ = ["Point", "explore", "measure_point", "pareto", "sweep", "write_results"]
+
+COLUMNS = ("point", "arch", "cycles", "lanes", "lut4", "ff", "dsp", "bram", "est_lut4",
+           "est_ff", "est_dsp", "est_bram", "fits", "fmax_mhz", "inferences_per_second",
+           "pareto", "yosys_s", "nextpnr_s", "error")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One design to try: ``options`` are :func:`hwnn.generate.generate`'s for ``arch``."""
+    label:   str
+    arch:    str
+    options: dict = field(default_factory=dict)
+
+
+def sweep(network: Network, arch="dataflow") -> list[Point]:
+    """The design points of ``arch`` for ``network``, smallest first."""
+    if not isinstance(network, Network):
+        raise TypeError(f"network must be a Network, not {network!r}")
+    if arch == "dataflow":
+        from .rtl.folding import auto_folding, fully_parallel
+        most = sum(fold.lanes for fold in fully_parallel(network))
+        points, seen, budget = [], set(), len(network.layers)
+        while True:
+            folding = auto_folding(network, min(budget, most))
+            if folding not in seen:
+                seen.add(folding)
+                points.append(Point(" ".join(f"{f.pe}x{f.simd}" for f in folding), arch,
+                                    {"fold": folding}))
+            if budget >= most:
+                return points
+            budget *= 2
+    if arch == "systolic":
+        return [Point(f"{size}x{size}", arch, {"array": f"{size}x{size}"})
+                for size in (2, 4, 8, 16)]
+    if arch == "sparse":
+        widest = max(layer.out_features for layer in network.layers)
+        return [Point(f"{pes} PEs", arch, {"pes": pes}) for pes in (1, 2, 4, 8, 16)
+                if pes <= widest]
+    raise ValueError(f"Unknown architecture {arch!r}; available: dataflow, systolic, sparse")
+
+
+def measure_point(network: Network, point: Point, device: str, clock_mhz: float,
+                  place=True) -> dict:
+    """One row of the exploration (see the module's description). A design that does not
+    fit the device is a row with ``fits`` False and what is over in ``error``."""
+    from .estimate import estimate
+    from .generate import generate, load_design
+    from .implement import write_harness
+    from .synth import DEVICES, DoesNotFit, check_fit, place_and_route, synthesize
+    from .toolchain import setup_env
+
+    setup_env()
+    family = DEVICES[device][0]
+    guess = estimate(network, family, point.arch, **point.options)
+    row = dict.fromkeys(COLUMNS, "") | {"point": point.label, "arch": point.arch,
+                                         "pareto": False}
+    with tempfile.TemporaryDirectory(prefix="hwnn-explore-") as folder:
+        design = load_design(generate(network, Path(folder) / "design", arch=point.arch,
+                                      **point.options))
+        harness = _harness_cost(design.accelerator())
+        row |= {f"est_{name}": value + harness.get(name, 0) for name, value in guess.items()}
+        row["cycles"] = design.manifest["cycles_per_inference"]
+        row["lanes"] = design.manifest["lanes"]
+        harness = write_harness(design, Path(folder) / "harness.v")
+        fmax = None
+        try:
+            if place:
+                report, fmax, pnr_seconds = place_and_route(harness, "harness", device,
+                                                            target_mhz=clock_mhz)
+                row["nextpnr_s"] = round(pnr_seconds, 1)
+            else:
+                report = synthesize(harness, "harness", family)
+                check_fit(report, device)
+            row["fits"] = True
+        except DoesNotFit as error:
+            report = error.report
+            row |= {"fits": False, "error": str(error)}
+    from .synth import utilization
+    used = {name: value for name, (value, _) in utilization(report, device).items()}
+    row |= {name: used[name] for name in ("lut4", "ff", "dsp", "bram")}
+    row["yosys_s"] = round(report.seconds, 1)
+    if row["fits"]:
+        row["fmax_mhz"] = "" if fmax is None else round(fmax, 1)
+        rate = clock_mhz if fmax is None else min(fmax, clock_mhz)
+        row["inferences_per_second"] = round(rate * 1e6 / row["cycles"], 1)
+    return row
+
+
+def _harness_cost(accelerator) -> dict:
+    """What the register harness adds: a flip-flop per input port bit (and the output's),
+    a LUT4 per three output bits folded by exclusive-or."""
+    from amaranth import Shape
+    from amaranth.lib import wiring
+    bits = {wiring.In: 0, wiring.Out: 0}
+    for _path, member, _value in accelerator.signature.flatten(accelerator):
+        bits[member.flow] += Shape.cast(member.shape).width
+    return {"ff": bits[wiring.In] + 1, "lut4": math.ceil(bits[wiring.Out] / 3)}
+
+
+def pareto(rows) -> list[int]:
+    """Indices of the rows that fit and that no other fitting row beats on both LUT4 (fewer)
+    and inferences per second (more)."""
+    fitting = [(i, row["lut4"], row["inferences_per_second"]) for i, row in enumerate(rows)
+               if row["fits"] is True]
+    return sorted(i for i, lut, rate in fitting
+                  if not any((l2 <= lut and r2 >= rate) and (l2 < lut or r2 > rate)
+                             for _, l2, r2 in fitting))
+
+
+def explore(network: Network, points, device: str, clock_mhz: float, executor, *,
+            place=True, progress=None) -> list[dict]:
+    """Measure every point on ``executor`` (a ``concurrent.futures.Executor``); rows in the
+    order of ``points`` with ``pareto`` marked. ``progress(done, total, row)`` is called as
+    each point finishes. A point whose tools fail becomes a row with ``error`` set."""
+    futures = {executor.submit(measure_point, network, point, device, clock_mhz, place): index
+               for index, point in enumerate(points)}
+    rows = [None] * len(points)
+    for done, future in enumerate(as_completed(futures), 1):
+        index = futures[future]
+        try:
+            rows[index] = future.result()
+        except Exception as error:        # a tool failure on one point: keep the others
+            point = points[index]
+            rows[index] = dict.fromkeys(COLUMNS, "") | {
+                "point": point.label, "arch": point.arch, "fits": "", "pareto": False,
+                "error": f"{type(error).__name__}: {error}"}
+        if progress is not None:
+            progress(done, len(points), rows[index])
+    for index in pareto(rows):
+        rows[index]["pareto"] = True
+    return rows
+
+
+def _plot(rows, title, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(7, 4.5), dpi=100)
+    fitting = [row for row in rows if row["fits"] is True]
+    axes.scatter([row["lut4"] for row in fitting],
+                 [row["inferences_per_second"] for row in fitting], color="tab:blue",
+                 label="design points")
+    front = sorted((row for row in fitting if row["pareto"]), key=lambda row: row["lut4"])
+    axes.plot([row["lut4"] for row in front], [row["inferences_per_second"] for row in front],
+              color="tab:red", marker="o", label="Pareto front")
+    for row in fitting:
+        axes.annotate(row["point"], (row["lut4"], row["inferences_per_second"]), fontsize=7,
+                      xytext=(4, 4), textcoords="offset points")
+    axes.set_xlabel("LUT4")
+    axes.set_ylabel("inferences per second")
+    axes.set_yscale("log")
+    axes.set_title(title)
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, metadata={"Software": None})
+    pyplot.close(figure)
+
+
+def write_results(rows, out_dir, *, title, meta) -> Path:
+    """Write ``explore.json`` (``meta`` and the rows), ``explore.csv`` and ``pareto.png`` to
+    ``out_dir``, whole or not at all; an existing folder is replaced only if it holds an
+    earlier exploration."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir())
+                                                      and not (out_dir / "explore.json")
+                                                      .is_file())):
+        raise ValueError(f"{str(out_dir)!r} exists and is not an hwnn exploration folder; "
+                         f"refusing to overwrite it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        (staging / "explore.json").write_text(
+            json.dumps(meta | {"points": rows}, indent=2, sort_keys=True) + "\n")
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        (staging / "explore.csv").write_text(text.getvalue())
+        _plot(rows, title, staging / "pareto.png")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir

@@ -1,0 +1,133 @@
+"""``hwnn explore``: sweeps, parallel synthesis (local processes and Dask), table, Pareto plot."""
+
+import csv
+import json
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+import pytest
+
+from hwnn import explore as explore_module
+from hwnn.cli import main
+from hwnn.explore import Point, explore, pareto, sweep, write_results
+from hwnn.quant.synthetic import sample_network
+from hwnn.rtl.folding import fully_parallel, unfolded
+
+
+def run(capsys, *argv):
+    status = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_the_dataflow_sweep_runs_from_one_lane_per_layer_to_fully_parallel():
+    network = sample_network("binary")
+    points = sweep(network, "dataflow")
+    assert points[0].options["fold"] == unfolded(network)
+    assert points[-1].options["fold"] == fully_parallel(network)
+    lanes = [sum(fold.lanes for fold in point.options["fold"]) for point in points]
+    assert lanes == sorted(lanes) and len(set(lanes)) == len(lanes)
+    assert [p.label for p in sweep(network, "systolic")] == ["2x2", "4x4", "8x8", "16x16"]
+    assert [p.options["pes"] for p in sweep(network, "sparse")] == [1, 2, 4, 8]   # 12 rows
+    with pytest.raises(ValueError, match="Unknown architecture 'gpu'"):
+        sweep(network, "gpu")
+
+
+def test_pareto_keeps_the_points_nothing_beats_on_both_area_and_speed():
+    rows = [{"fits": True, "lut4": 100, "inferences_per_second": 10},
+            {"fits": True, "lut4": 200, "inferences_per_second": 5},     # beaten by row 0
+            {"fits": True, "lut4": 300, "inferences_per_second": 50},
+            {"fits": False, "lut4": 50, "inferences_per_second": ""},    # does not fit
+            {"fits": True, "lut4": 100, "inferences_per_second": 10},    # a tie: both kept
+            {"fits": "", "lut4": "", "inferences_per_second": ""}]       # tools failed
+    assert pareto(rows) == [0, 2, 4]
+
+
+@pytest.mark.synth
+@pytest.mark.slow
+def test_points_are_placed_and_routed_in_parallel_processes(tmp_path):
+    network = sample_network("int4")
+    points = sweep(network, "dataflow")[:3]
+    seen = []
+    with ProcessPoolExecutor(2) as executor:
+        rows = explore(network, points, "ice40-up5k", 12.0, executor,
+                       progress=lambda done, total, row: seen.append((done, total)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert [row["point"] for row in rows] == [point.label for point in points]
+    for row in rows:
+        assert row["fits"] is True and row["error"] == ""
+        assert 10 < row["fmax_mhz"] < 500 and row["lut4"] > 0 and row["ff"] > 0
+        assert row["inferences_per_second"] == pytest.approx(
+            min(row["fmax_mhz"], 12.0) * 1e6 / row["cycles"], rel=1e-3)
+        assert row["est_lut4"] > 0 and row["est_ff"] > 0
+    assert [row["pareto"] for row in rows] == [i in pareto(rows) for i in range(3)]
+
+    out = write_results(rows, tmp_path / "sweep", title="int4", meta={"board": "icebreaker"})
+    data = json.loads((out / "explore.json").read_text())
+    assert data["board"] == "icebreaker" and len(data["points"]) == 3
+    with open(out / "explore.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert [entry["point"] for entry in table] == [row["point"] for row in rows]
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_point_whose_tools_fail_becomes_a_row_with_the_error(monkeypatch):
+    def measure(network, point, device, clock_mhz, place):
+        if point.label == "bad":
+            raise RuntimeError("yosys crashed")
+        return {"point": point.label, "arch": "dataflow", "fits": True, "lut4": 10,
+                "inferences_per_second": 5.0, "pareto": False, "error": ""}
+    monkeypatch.setattr(explore_module, "measure_point", measure)
+    with ThreadPoolExecutor(2) as executor:
+        rows = explore(sample_network("int4"), [Point("good", "dataflow"),
+                                               Point("bad", "dataflow")],
+                       "ecp5-85f", 25.0, executor)
+    assert rows[0]["pareto"] is True
+    assert rows[1]["error"] == "RuntimeError: yosys crashed" and rows[1]["pareto"] is False
+
+
+def test_results_never_overwrite_a_folder_that_is_not_an_exploration(tmp_path):
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "thesis.tex").write_text("x")
+    with pytest.raises(ValueError, match="is not an hwnn exploration folder"):
+        write_results([], tmp_path / "precious", title="t", meta={})
+    assert (tmp_path / "precious" / "thesis.tex").read_text() == "x"
+
+
+@pytest.mark.synth
+@pytest.mark.slow
+def test_explore_runs_on_a_dask_cluster(capsys, tmp_path):
+    distributed = pytest.importorskip("distributed", reason="Dask is the cluster extra")
+    network = sample_network("int4")
+    path = network.save(tmp_path / "int4.hwnn.npz")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        status, text, err = run(capsys, "explore", path, "--board", "ulx3s-85f",
+                                "--no-place", "--scheduler", cluster.scheduler_address,
+                                "-o", tmp_path / "sweep")
+    assert status == 0, err
+    points = sweep(network, "dataflow")
+    assert f"exploring {len(points)} dataflow designs of int4 for the ulx3s-85f" in text
+    assert f"[{len(points)}/{len(points)}]" in text
+    data = json.loads((tmp_path / "sweep" / "explore.json").read_text())
+    assert [row["point"] for row in data["points"]] == [point.label for point in points]
+    assert data["placed"] is False
+    for row in data["points"]:
+        assert row["fits"] is True and row["fmax_mhz"] == ""
+        # Not placed: the rate is the board clock's.
+        assert row["inferences_per_second"] == pytest.approx(25e6 / row["cycles"], rel=1e-3)
+    assert any(row["pareto"] for row in data["points"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--board", "arty"], "invalid choice: 'arty'"),
+    (["--board", "icebreaker", "--jobs", "0"], "--jobs must be at least 1, not 0"),
+    (["--board", "icebreaker", "--jobs", "4", "--scheduler", "tcp://x:1"],
+     "--jobs applies to local runs only"),
+    (["--board", "icebreaker", "--arch", "tpu"], "invalid choice: 'tpu'"),
+])
+def test_explore_refuses_bad_options_in_one_line(capsys, tmp_path, argv, message):
+    path = sample_network("int4").save(tmp_path / "int4.hwnn.npz")
+    status, _, err = run(capsys, "explore", path, *argv, "-o", tmp_path / "sweep")
+    assert status == 2
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "sweep").exists()

@@ -1,0 +1,122 @@
+"""The resource estimator: structural features, the fit, the shipped coefficients."""
+
+import numpy as np
+import pytest
+
+from hwnn.estimate import (TARGETS, block_count, design_features, estimate, fit, held_out,
+                           load_coefficients, measured, predict)
+from hwnn.quant.synthetic import random_network, sample_network
+from hwnn.rtl.folding import LayerFold
+
+
+def network(weights, acts, sizes=(32, 16, 8), input_format="uint8", stages=None):
+    count = len(sizes) - 1
+    return random_network(np.random.default_rng(3), list(sizes),
+                          weight_formats=[weights] * count, act_formats=[acts] * (count - 1),
+                          input_format=input_format, stages=stages, name="n")
+
+
+def test_block_ram_counts_follow_the_block_shapes():
+    assert block_count(512, 36, "ecp5") == 1
+    assert block_count(1024, 36, "ecp5") == 2
+    assert block_count(2048, 9, "ecp5") == 1
+    assert block_count(40, 100, "ecp5") == 3        # 512 x 36 blocks side by side
+    assert block_count(256, 16, "ice40") == 1
+    assert block_count(256, 32, "ice40") == 2
+    assert block_count(4096, 1, "ice40") == 2
+
+
+def test_lanes_are_counted_by_their_arithmetic():
+    binary = network("binary", "binary", input_format="binary")
+    fold = (LayerFold(4, 8), LayerFold(2, 4))
+    features = design_features(binary, "ecp5", "dataflow", fold=fold)
+    assert features["xnor_lanes"] == 32 + 8
+    assert features["dsp_mults"] == features["addsub_bits"] == 0
+
+    ternary = network("ternary", "uint4", stages=["thresholds"])
+    features = design_features(ternary, "ecp5", "dataflow", fold=fold)
+    assert features["addsub_bits"] == 32 * 9 + 8 * 5       # uint8 (+ sign), then uint4
+    assert features["xnor_lanes"] == 0
+
+
+def test_multipliers_go_to_dsp_blocks_as_yosys_maps_them():
+    int8 = network("int8", "uint8", stages=["requant"])
+    fold = (LayerFold(4, 8), LayerFold(2, 4))
+    ecp5 = design_features(int8, "ecp5", "dataflow", fold=fold)
+    # 40 lanes, plus one requantization multiplier (acc x 17 bits) per PE of the first layer.
+    acc_blocks = -(-int8.layers[0].acc_bits // 18)
+    assert ecp5["dsp_mults"] == 40 + 4 * acc_blocks
+    assert ecp5["lut_mult_bits"] == 0
+    # iCE40 maps products of 11 bits or more: int4 x int4 (8 bits) stays in LUTs.
+    int4 = network("int4", "int4", input_format="int4", stages=["requant"])
+    ice40 = design_features(int4, "ice40", "dataflow", fold=fold)
+    assert ice40["lut_mult_bits"] == 40 * 16
+    assert ice40["dsp_mults"] == 4 * -(-int4.layers[0].acc_bits // 16) * 2
+
+
+def test_more_lanes_estimate_more_logic_on_every_engine():
+    net = network("int8", "uint8", sizes=(64, 32, 16), stages=["requant"])
+    for family in ("ecp5", "ice40"):
+        small = estimate(net, family, "dataflow", max_lanes=4)
+        large = estimate(net, family, "dataflow", max_lanes=128)
+        assert large["lut4"] > small["lut4"] and large["dsp"] > small["dsp"]
+        assert estimate(net, family, "systolic", array="8x8")["dsp"] > \
+            estimate(net, family, "systolic", array="2x2")["dsp"]
+        assert estimate(net, family, "sparse", pes=8)["ff"] > \
+            estimate(net, family, "sparse", pes=2)["ff"]
+        for value in small.values():
+            assert isinstance(value, int) and value >= 0
+
+
+def test_the_fit_recovers_known_coefficients():
+    """Samples made from known per-feature costs: the fit finds them again."""
+    rng = np.random.default_rng(0)
+    truth = {"unit": 40.0, "xnor_lanes": 3.0, "acc_bits": 2.0, "register_bits": 0.5}
+    samples = []
+    for index in range(24):
+        features = dict.fromkeys(design_features(sample_network("binary"), "ecp5"), 0.0)
+        features |= {"unit": float(rng.integers(2, 5)), "xnor_lanes": float(rng.integers(8, 500)),
+                     "acc_bits": float(rng.integers(10, 200)),
+                     "register_bits": float(rng.integers(100, 900))}
+        lut = round(sum(truth[name] * features[name] for name in truth))
+        cells = {"LUT4": lut, "TRELLIS_FF": round(features["register_bits"]),
+                 "MULT18X18D": 0, "DP16KD": 1}
+        samples.append({"config": {"name": f"s{index}", "seed": 4 * index, "arch": "dataflow"},
+                        "features": {"ecp5": features, "ice40": features},
+                        "ecp5": {"cells": cells},
+                        "ice40": {"cells": {"SB_LUT4": lut, "SB_DFF": 7}}})
+    coefficients = fit(samples)
+    for name, value in truth.items():
+        assert coefficients["ecp5"]["dataflow"]["lut4"][name] == pytest.approx(value, rel=0.02)
+    guess = predict(samples[0]["features"]["ecp5"], coefficients, "ecp5", "dataflow")
+    assert guess["lut4"] == pytest.approx(measured(samples[0]["ecp5"]["cells"], "ecp5")["lut4"],
+                                          rel=0.01)
+
+
+def test_measured_counts_carry_and_lut_ram_cells_as_lut4s():
+    cells = {"LUT4": 100, "CCU2C": 10, "TRELLIS_DPR16X4": 3, "TRELLIS_FF": 50,
+             "MULT18X18D": 2, "DP16KD": 4}
+    assert measured(cells, "ecp5") == {"lut4": 126, "ff": 50, "dsp": 2, "bram": 4}
+
+
+def test_held_out_designs_are_every_fourth_random_one_and_the_real_networks():
+    assert held_out({"name": "df3", "seed": 3}) and held_out({"name": "digits_int8_8"})
+    assert not held_out({"name": "df4", "seed": 4})
+
+
+def test_the_shipped_coefficients_cover_every_family_engine_and_resource():
+    coefficients = load_coefficients()
+    for family in ("ecp5", "ice40"):
+        for arch in ("dataflow", "systolic", "sparse"):
+            assert set(coefficients[family][arch]) == set(TARGETS)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: estimate("net", "ecp5"), TypeError, "network must be a Network"),
+    (lambda: estimate(sample_network("int8"), "gowin"), ValueError, "Unknown FPGA family"),
+    (lambda: estimate(sample_network("int8"), "ecp5", "tpu"), ValueError,
+     "Unknown architecture 'tpu'"),
+])
+def test_bad_arguments_are_refused(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

@@ -1,0 +1,129 @@
+"""Automatic folding for a board (``--fold auto --target-fps F --board B``)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from hwnn.cli import main
+from hwnn.planner import LOGIC_CEILING, NoFolding, plan_folding
+from hwnn.quant.synthetic import random_network
+from hwnn.rtl.folding import LayerFold
+
+ICEBREAKER_HZ = 12e6
+
+
+@pytest.fixture(scope="module")
+def int8_net():
+    return random_network(np.random.default_rng(0), [64, 32, 10],
+                          weight_formats=["int8", "int8"], act_formats=["uint8"],
+                          stages=["requant"], name="mlp")
+
+
+def layer_cycles(network, folding):
+    return max((layer.out_features // fold.pe) * (layer.in_features // fold.simd)
+               for layer, fold in zip(network.layers, folding, strict=True))
+
+
+def within_budget(plan):
+    for name, (used, available) in plan.resources.items():
+        limit = available * LOGIC_CEILING if name in ("lut4", "ff") else available
+        if used > limit:
+            return False
+    return True
+
+
+def test_without_a_target_the_fastest_fitting_folding_is_chosen(int8_net):
+    plan = plan_folding(int8_net, "icebreaker")
+    assert within_budget(plan)
+    assert plan.cycles == layer_cycles(int8_net, plan.folding)
+    assert plan.inferences_per_second == ICEBREAKER_HZ / plan.cycles
+    # The UP5K's 8 DSP blocks bound the int8 lanes.
+    assert plan.resources["dsp"][0] <= 8
+    assert plan.resources["dsp"][1] == 8
+
+
+def test_a_target_gets_the_cheapest_folding_that_meets_it(int8_net):
+    target = 10_000
+    plan = plan_folding(int8_net, "icebreaker", target)
+    assert plan.inferences_per_second >= target
+    assert plan.cycles <= math.floor(ICEBREAKER_HZ / target)
+    assert within_budget(plan)
+    # Cheapest: a looser target never needs more lanes, a tighter one never fewer.
+    looser = plan_folding(int8_net, "icebreaker", target / 4)
+    lanes = sum(fold.lanes for fold in plan.folding)
+    assert sum(fold.lanes for fold in looser.folding) <= lanes
+    assert sum(fold.lanes for fold in plan_folding(int8_net, "ulx3s-85f", 400_000).folding) \
+        >= lanes
+
+
+def test_a_target_faster_than_the_fully_parallel_design_says_so(int8_net):
+    with pytest.raises(NoFolding, match=r"allows 0 cycles per inference; the fastest folding "
+                                        r"of 'mlp' \(every weight its own lane\) takes 1"):
+        plan_folding(int8_net, "icebreaker", 5e7)
+
+
+def test_a_target_over_the_device_names_what_is_over_and_what_fits(int8_net):
+    with pytest.raises(NoFolding) as caught:
+        plan_folding(int8_net, "icebreaker", 400_000)
+    message = str(caught.value)
+    assert "needs at most 30 cycles per inference" in message
+    assert "DSP " in message and "of 8 (+" in message
+    assert "the fastest folding that fits takes" in message
+
+
+@pytest.mark.parametrize("target, error", [(0, ValueError), (-5, ValueError),
+                                           (float("inf"), ValueError), ("fast", TypeError),
+                                           (True, TypeError)])
+def test_bad_targets_are_refused(int8_net, target, error):
+    with pytest.raises(error, match="target_fps must be"):
+        plan_folding(int8_net, "icebreaker", target)
+
+
+def test_unknown_boards_are_refused(int8_net):
+    with pytest.raises(ValueError, match="Unknown board 'de10'; available: icebreaker"):
+        plan_folding(int8_net, "de10")
+
+
+def run(capsys, *argv):
+    status = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_compile_with_a_board_and_a_target_uses_the_planned_folding(capsys, tmp_path, int8_net):
+    path = int8_net.save(tmp_path / "mlp.hwnn.npz")
+    status, text, err = run(capsys, "compile", path, "--board", "icebreaker",
+                            "--target-fps", 10000, "-o", tmp_path / "out")
+    assert (status, err) == (0, ""), err
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    plan = plan_folding(int8_net, "icebreaker", 10000)
+    assert manifest["folding"] == {layer.name: {"pe": fold.pe, "simd": fold.simd}
+                                   for layer, fold in zip(int8_net.layers, plan.folding,
+                                                          strict=True)}
+    assert manifest["cycles_per_inference"] == plan.cycles
+    assert "inferences/s (target 10,000); estimated LUT4" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--target-fps", "100"], "--target-fps needs --board"),
+    (["--board", "icebreaker", "--max-lanes", "8"], "--board chooses the folding itself"),
+    (["--board", "icebreaker", "--arch", "sparse"], "--board applies to --arch dataflow only"),
+    (["--board", "icebreaker", "--target-fps", "400000"], "is estimated over the device"),
+    (["--board", "nexys"], "invalid choice: 'nexys'"),
+])
+def test_compile_refuses_impossible_board_requests_in_one_line(capsys, tmp_path, int8_net,
+                                                               argv, message):
+    path = int8_net.save(tmp_path / "mlp.hwnn.npz")
+    status, _, err = run(capsys, "compile", path, *argv, "-o", tmp_path / "out")
+    assert status == 2
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_plans_are_folds_of_the_network(int8_net):
+    plan = plan_folding(int8_net, "orangecrab-85f")
+    for layer, fold in zip(int8_net.layers, plan.folding, strict=True):
+        assert isinstance(fold, LayerFold)
+        assert layer.out_features % fold.pe == 0 and layer.in_features % fold.simd == 0
