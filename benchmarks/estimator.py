@@ -52,16 +52,22 @@ def configs():
     """Every sample design, in a fixed order."""
     rng = np.random.default_rng(2026)
     out = [_random_config(rng, index) for index in range(36)]
+    extra = np.random.default_rng(2027)
+    out += [_random_config(extra, index) for index in range(36, 64)]
     for index, (size, bits, sizes) in enumerate([
             (2, 8, [32, 32, 10]), (4, 8, [64, 32, 10]), (8, 8, [64, 64, 10]),
-            (4, 4, [32, 16, 8]), (12, 4, [48, 48, 12]), (6, 8, [48, 24, 12])]):
+            (4, 4, [32, 16, 8]), (12, 4, [48, 48, 12]), (6, 8, [48, 24, 12]),
+            (16, 8, [64, 64, 16]), (2, 4, [16, 16, 4]), (8, 2, [32, 32, 8]),
+            (3, 8, [24, 12, 6])]):
         out.append({"arch": "systolic", "name": f"sy{index}", "seed": 100 + index,
                     "sizes": sizes, "weight_formats": [f"int{bits}"] * 2,
                     "act_formats": [f"uint{bits}"], "input_format": f"uint{bits}",
                     "stages": ["requant"], "array": f"{size}x{size}"})
     for index, (pes, density, share, sizes) in enumerate([
             (2, 0.2, 4, [64, 32, 10]), (4, 0.1, 4, [128, 64, 10]), (8, 0.3, None, [64, 64, 10]),
-            (16, 0.1, 4, [128, 128, 16]), (1, 0.3, 4, [32, 16, 4]), (6, 0.25, 2, [48, 48, 6])]):
+            (16, 0.1, 4, [128, 128, 16]), (1, 0.3, 4, [32, 16, 4]), (6, 0.25, 2, [48, 48, 6]),
+            (8, 0.1, 4, [128, 64, 10]), (12, 0.2, None, [96, 48, 12]), (8, 0.05, 4, [256, 64, 8]),
+            (3, 0.4, 3, [48, 24, 6]), (4, 0.15, None, [64, 64, 16]), (2, 0.5, 4, [32, 32, 4])]):
         out.append({"arch": "sparse", "name": f"sp{index}", "seed": 200 + index,
                     "sizes": sizes, "weight_formats": ["int8"] * 2, "act_formats": ["uint8"],
                     "input_format": "uint8", "stages": ["requant"], "pes": pes,
@@ -89,7 +95,7 @@ def network_of(config):
         from hwnn.demo import train_digits_mlp
         from hwnn.quant import QuantOptions, from_sklearn, quantize_network
         model, (x_train, *_rest) = train_digits_mlp(0)
-        options = (QuantOptions(weights="int8", acts="uint8", prune=config.get("prune"),
+        options = (QuantOptions(weights="int8", acts="uint8", prune=config.get("prune", 0.0),
                                 share=config.get("share")) if config["digits"] == "int8"
                    else QuantOptions(weights="ternary", acts="uint4"))
         return quantize_network(from_sklearn(model), x_train, options, name=config["name"])
@@ -146,6 +152,34 @@ def collect(jobs, synthesize=True):
             if k in order]
 
 
+def host_link_rows():
+    """What the host link adds to two small accelerators, by Yosys (for
+    ``hwnn.estimate.BOARD_OVERHEAD``)."""
+    from amaranth.back import verilog
+
+    from hwnn.estimate import measured
+    from hwnn.generate import generate, load_design
+    from hwnn.quant.synthetic import sample_network
+    from hwnn.rtl.hostlink import BoardTop
+    from hwnn.synth import synthesize
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hwnn-cal-") as folder:
+        for kind in ("int8", "binary"):
+            network = sample_network(kind)
+            design = load_design(generate(network, Path(folder) / kind, max_lanes=8))
+            top = Path(folder) / f"{kind}_board.v"
+            top.write_text(verilog.convert(BoardTop(design.accelerator(), network,
+                                                    divisor=104), name="board"))
+            bits = (network.in_features * network.input.format.width
+                    + network.out_features * network.output.format.width)
+            for family in FAMILIES:
+                alone = measured(synthesize(design.verilog, design.top, family).cells, family)
+                board = measured(synthesize(top, "board", family).cells, family)
+                rows.append((kind, bits, family, board["lut4"] - alone["lut4"],
+                             board["ff"] - alone["ff"]))
+    return rows
+
+
 def _versus(measured, estimated):
     error = 100 * (estimated / measured - 1) if measured else 0.0
     return f"{measured} / {estimated:.0f} ({error:+.1f}%)"
@@ -171,17 +205,36 @@ def main():
     coefficients = fit(samples)
     if args.write:
         save_coefficients(coefficients)
+    errors = {}
     for sample in samples:
-        if not held_out(sample["config"]):
-            continue
         config = sample["config"]
         for family in FAMILIES:
             truth = measured(sample[family]["cells"], family)
             guess = predict(sample["features"][family], coefficients, family, config["arch"])
-            rows.append((config["name"], config["arch"], family,
-                         *(_versus(truth[t], guess[t]) for t in TARGETS)))
+            split = "held out" if held_out(config) else "calibration"
+            for target in TARGETS:
+                error = (0.0 if truth[target] == guess[target] == 0
+                         else guess[target] / max(truth[target], 1) - 1)
+                errors.setdefault((split, family, config["arch"], target), []).append(error)
+            if held_out(config):
+                rows.append((config["name"], config["arch"], family,
+                             *(_versus(truth[t], guess[t]) for t in TARGETS)))
+    print("Held-out designs (never seen by the fit), measured / estimated (error):")
     print(format_table(("design", "arch", "family",
                         *(f"{t} measured / estimated" for t in TARGETS)), rows))
+    summary = []
+    for (split, family, arch, target), values in sorted(errors.items()):
+        values = np.abs(values)
+        summary.append((split, family, arch, target, len(values),
+                        f"{100 * values.mean():.1f}%", f"{100 * np.median(values):.1f}%",
+                        f"{100 * np.mean(values <= 0.15):.0f}%", f"{100 * values.max():.1f}%"))
+    print("\nAbsolute relative errors:")
+    print(format_table(("designs", "family", "engine", "resource", "n", "mean", "median",
+                        "within 15%", "worst"), summary, right={4, 5, 6, 7, 8}))
+    if not args.cached:
+        print("\nHost link over the accelerator alone (for BOARD_OVERHEAD):")
+        print(format_table(("network", "vector bits", "family", "LUT4", "FF"),
+                           host_link_rows(), right={1, 3, 4}))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from amaranth import Elaboratable, Module
 from amaranth.lib import io
 
-__all__ = ["BOARD_NAMES", "Board", "BoardDesign", "board"]
+__all__ = ["BOARD_NAMES", "Board", "BoardDesign", "board", "uart_divisor"]
 
 #: The boards of this folder, by name.
 BOARD_NAMES = ("icebreaker", "ulx3s-85f", "orangecrab-85f")
@@ -39,26 +39,41 @@ def board(name) -> Board:
     return importlib.import_module(f"{__name__}.{_MODULES[name]}").BOARD
 
 
-class BoardDesign(Elaboratable):
-    """``design``'s accelerator behind the host link on ``target``'s UART at ``baud``."""
+def uart_divisor(clock_hz, baud, board_name) -> int:
+    """Clock cycles per UART bit; ValueError when the clock is too slow for ``baud``."""
+    divisor = round(clock_hz / baud)
+    if divisor < 4:
+        raise ValueError(f"{baud} baud is too fast for the {board_name}'s {clock_hz / 1e6:g} "
+                         f"MHz clock")
+    return divisor
 
-    def __init__(self, design, target: Board, *, baud=115200):
-        self.design, self.target, self.baud = design, target, baud
+
+class BoardDesign(Elaboratable):
+    """``design``'s accelerator behind the host link on ``target``'s UART at ``baud``, clocked
+    by the board's clock, or with ``pll`` (a :class:`~hwnn.rtl.clocking.PllSettings` for the
+    board's clock) by a PLL's output."""
+
+    def __init__(self, design, target: Board, *, baud=115200, pll=None):
+        self.design, self.target, self.baud, self.pll = design, target, baud, pll
+
+    def clock_hz(self, platform) -> float:
+        """The frequency the accelerator and host link run at."""
+        return platform.default_clk_frequency if self.pll is None else self.pll.output
 
     def divisor(self, platform) -> int:
-        """Clock cycles per UART bit at the board's clock."""
-        divisor = round(platform.default_clk_frequency / self.baud)
-        if divisor < 4:
-            raise ValueError(f"{self.baud} baud is too fast for the {self.target.name}'s "
-                             f"{platform.default_clk_frequency / 1e6:g} MHz clock")
-        return divisor
+        """Clock cycles per UART bit at the design's clock."""
+        return uart_divisor(self.clock_hz(platform), self.baud, self.target.name)
 
     def elaborate(self, platform):
+        from hwnn.rtl.clocking import PllDomain
         from hwnn.rtl.hostlink import BoardTop
 
         divisor = self.divisor(platform)
         m = Module()
         uart = platform.request(*self.target.uart, dir="-")
+        if self.pll is not None:
+            m.submodules.pll = PllDomain(self.pll, platform.request(platform.default_clk,
+                                                                    dir="-"))
         top = m.submodules.top = BoardTop(self.design.accelerator(), self.design.network,
                                           divisor=divisor)
         m.submodules.rx = rx = io.Buffer("i", uart.rx)

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 
-from .boards import BoardDesign, board
+from .boards import BoardDesign, board, uart_divisor
 from .errors import ToolError
 from .generate import Design, load_design
 from .synth import DoesNotFit, fmax_from_log
@@ -36,15 +36,23 @@ def _parse_log(log):
     return tables[-1], fmax_from_log(log)
 
 
-def build_board(design, board_name, *, baud=115200) -> dict:
-    """Build the bitstream of ``design`` (a folder or :class:`Design`) for ``board_name``."""
+def build_board(design, board_name, *, baud=115200, clock_mhz=None) -> dict:
+    """Build the bitstream of ``design`` (a folder or :class:`Design`) for ``board_name``, at
+    the board's clock or, with ``clock_mhz``, at the nearest frequency its PLL makes."""
+    from .rtl.clocking import pll_settings
+    from .synth import DEVICES
     from .toolchain import setup_env
 
     setup_env()
     target = board(board_name)
     design = design if isinstance(design, Design) else load_design(design)
     platform = target.make_platform()
-    top = BoardDesign(design, target, baud=baud)
+    board_clock = platform.default_clk_frequency
+    pll = (None if clock_mhz is None or clock_mhz * 1e6 == board_clock else
+           pll_settings(DEVICES[target.device][0], board_clock, clock_mhz * 1e6))
+    # A baud rate too fast for the clock fails before anything is built.
+    uart_divisor(board_clock if pll is None else pll.output, baud, board_name)
+    top = BoardDesign(design, target, baud=baud, pll=pll)
     folder = design.path / "build" / board_name
     if folder.exists():
         shutil.rmtree(folder)
@@ -70,7 +78,7 @@ def build_board(design, board_name, *, baud=115200) -> dict:
         raise ToolError(f"The {board_name} build failed: "
                         f"{(errors[-1] if errors else log.strip()[-300:]).strip()} "
                         f"(logs in {folder})")
-    clock = platform.default_clk_frequency / 1e6
+    clock = top.clock_hz(platform) / 1e6
     cycles = design.manifest["cycles_per_inference"]
     bitstream = next(folder / name for name in ("top.bit", "top.bin")
                      if (folder / name).is_file())
@@ -79,6 +87,8 @@ def build_board(design, board_name, *, baud=115200) -> dict:
         "device": target.device, "baud": baud,
         "utilization": {name: {"used": count, "available": available}
                         for name, (count, available) in used.items() if count},
+        "board_clock_mhz": board_clock / 1e6,
+        "pll": None if pll is None else {"output_mhz": pll.output / 1e6, **pll.parameters},
         "clock_mhz": clock, "fmax_mhz": fmax, "timing_met": fmax is not None and fmax >= clock,
         "cycles_per_inference": cycles,
         "inferences_per_second_at_clock": clock * 1e6 / cycles,
@@ -98,12 +108,14 @@ def format_build_report(report) -> str:
     table = format_table(("resource", "used", "available", "share"), rows, right={1, 2, 3})
     timing = ("met" if report["timing_met"] else "NOT met: the design may fail at this clock")
     fmax = "unknown" if report["fmax_mhz"] is None else f"{report['fmax_mhz']:.1f} MHz"
+    clock_name = ("board clock" if report["pll"] is None else
+                  f"PLL clock (from the {report['board_clock_mhz']:g} MHz board clock)")
     lines = [(f"{report['design']} ({report['arch']}) on {report['board']} "
               f"({report['device'].upper()}), host link at {report['baud']} baud"), table,
-             f"Fmax {fmax} against the board clock {report['clock_mhz']:g} MHz: {timing}",
+             f"Fmax {fmax} against the {clock_name} {report['clock_mhz']:g} MHz: {timing}",
              (f"{report['cycles_per_inference']:g} cycles per inference: "
               f"{report['inferences_per_second_at_clock']:,.0f} inferences per second at the "
-              f"board clock"
+              f"{clock_name}"
               + (f", {report['inferences_per_second_at_fmax']:,.0f} at Fmax"
                  if report["inferences_per_second_at_fmax"] else "")),
              f"bitstream {report['bitstream']}, {report['seconds']:.0f} s"]

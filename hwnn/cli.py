@@ -222,7 +222,7 @@ def _cmd_build(args) -> int:
     design = load_design(args.design)
     print(f"building {design.top} for the {args.board} (synthesis, place and route, packing; "
           f"a few minutes on large designs) ...", flush=True)
-    report = build_board(design, args.board, baud=args.baud)
+    report = build_board(design, args.board, baud=args.baud, clock_mhz=args.clock_mhz)
     print(format_build_report(report))
     print(f"wrote {design.path / 'build' / args.board}/ ({report['bitstream']}, report.json)")
     return 0 if report["timing_met"] else 1
@@ -447,6 +447,9 @@ def _parser():
     build.add_argument("design", help="design folder from hwnn compile")
     build.add_argument("--board", required=True, choices=BOARD_NAMES)
     build.add_argument("--baud", type=int, default=115200, help="host link (default 115200)")
+    build.add_argument("--clock-mhz", type=float, default=None,
+                       help="run the design from the FPGA's PLL at this frequency (the "
+                            "nearest it makes) instead of the board clock")
     build.set_defaults(run=_cmd_build)
 
     run_board = commands.add_parser(

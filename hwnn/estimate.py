@@ -13,7 +13,7 @@ coefficients ship in ``hwnn/estimator.json``.
 
 LUT4 counts as :func:`hwnn.synth.utilization` does (ECP5: LUT4 + 2 per CCU2C carry cell and
 per TRELLIS_DPR16X4 distributed RAM). The estimate is the accelerator alone: a board's host
-link comes on top (:data:`BOARD_OVERHEAD`).
+link comes on top (:func:`host_link_cost`).
 """
 
 import json
@@ -22,19 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .quant.formats import Format
+from .quant.formats import Format, signed_bits_for
 from .quant.ir import Network, Requant, Thresholds
 
 __all__ = ["BOARD_OVERHEAD", "COEFFICIENTS_PATH", "TARGETS", "design_features", "estimate",
-           "fit", "held_out", "load_coefficients", "measured", "predict", "save_coefficients"]
+           "fit", "held_out", "host_link_cost", "load_coefficients", "measured", "predict",
+           "save_coefficients"]
 
 TARGETS = ("lut4", "ff", "dsp", "bram")
+#: The features DSP blocks and block RAMs are fitted on (LUT4s and flip-flops: all).
+TARGET_FEATURES = {"dsp": ("dsp_lanes", "dsp_requant"), "bram": ("blocks",)}
 COEFFICIENTS_PATH = Path(__file__).with_name("estimator.json")
 FAMILIES = ("ecp5", "ice40")
-
-#: Memories at most this deep go to logic (LUTs, LUT RAM or flip-flops); deeper ones to block
-#: RAM. (Yosys' own choice weighs cost; this depth reproduces it on the calibration designs.)
-LOGIC_DEPTH = {"ecp5": 32, "ice40": 32}
 
 #: Block RAM shapes (depth, width) per family: ECP5 DP16KD (18 Kbit; 36 bits wide only as a
 #: pseudo-dual-port PDPW16KD), iCE40 SB_RAM40_4K (4 Kbit).
@@ -43,9 +42,20 @@ BLOCK_SHAPES = {
     "ice40": ((2048, 2), (1024, 4), (512, 8), (256, 16)),
 }
 
-#: Host link + UART + two-entry FIFOs of a board top, measured with Yosys around the
-#: accelerator (``benchmarks/estimator.py``); added to a board's budget check.
-BOARD_OVERHEAD = {"ecp5": {"lut4": 300, "ff": 250}, "ice40": {"lut4": 350, "ff": 250}}
+#: What a board's host link (UART, frame logic, vector buffers, two-entry FIFOs) adds to an
+#: accelerator: ``(base, per bit)`` with the bits of one input and one output vector, from
+#: Yosys on two board tops (``benchmarks/estimator.py`` measures them).
+BOARD_OVERHEAD = {"ecp5": {"lut4": (277, 0.94), "ff": (92, 2.04)},
+                  "ice40": {"lut4": (247, 1.04), "ff": (70, 2.21)}}
+
+
+def host_link_cost(network: Network, family: str) -> dict:
+    """Estimated LUT4s and flip-flops of the host link in front of ``network``'s
+    accelerator."""
+    bits = (network.in_features * network.input.format.width
+            + network.out_features * network.output.format.width)
+    return {name: round(base + per_bit * bits)
+            for name, (base, per_bit) in BOARD_OVERHEAD[family].items()}
 
 
 def block_count(depth, width, family) -> int:
@@ -55,38 +65,89 @@ def block_count(depth, width, family) -> int:
 
 #: Yosys' multiplier-to-DSP mapping per family: the widest operand a block takes, and the
 #: narrowest product it maps (``synth_ecp5``: every multiplier of 2+ bit operands;
-#: ``synth_ice40 -dsp``: products of 11 bits or more, ``DSP_Y_MINWIDTH=11``).
+#: ``synth_ice40 -dsp``: products of 11 bits or more, ``DSP_Y_MINWIDTH=11``, counted after
+#: ``wreduce`` has trimmed the product to the bits its range needs).
 DSP_RULES = {"ecp5": {"max_width": 18, "min_product": 4},
              "ice40": {"max_width": 16, "min_product": 11}}
 
 
-def _multiplier(features, count, a_bits, b_bits, family):
-    """Add ``count`` multipliers of ``a_bits x b_bits`` (as Yosys sees them, sign bits
-    included): DSP blocks when the family maps them, else LUT multiplier bits."""
+def _product_bits(a: Format, b: Format) -> int:
+    ends = [x * y for x in (a.min_value, a.max_value) for y in (b.min_value, b.max_value)]
+    if a.signed or b.signed:
+        return signed_bits_for(min(ends), max(ends))
+    return max(max(ends).bit_length(), 1)
+
+
+def _multiplier(features, kind, count, a: Format, b: Format, family):
+    """Add ``count`` multipliers ``a x b``: DSP blocks (feature ``dsp_<kind>``) when Yosys
+    maps them for the family, else LUT multiplier bits."""
     rule = DSP_RULES[family]
-    if a_bits >= 2 and b_bits >= 2 and a_bits + b_bits >= rule["min_product"]:
-        width = rule["max_width"]
-        features["dsp_mults"] += count * math.ceil(a_bits / width) * math.ceil(b_bits / width)
+    if a.bits >= 2 and b.bits >= 2 and _product_bits(a, b) >= rule["min_product"]:
+        blocks = math.ceil(max(a.bits, b.bits) / rule["max_width"])
+        features[f"dsp_{kind}"] += count * blocks
     else:
-        features["lut_mult_bits"] += count * a_bits * b_bits
+        features["lut_mult_bits"] += count * a.bits * b.bits
 
 
-def _operand_bits(fmt: Format, other: Format) -> int:
-    """A multiplier operand's width: an unsigned operand times a signed one gains a sign
-    bit."""
-    return fmt.width + (1 if not fmt.signed and other.signed else 0)
+def _rom_luts(depth) -> float:
+    """LUT4s per bit of a ROM in logic: none for a constant (depth 1, folded into the logic it
+    feeds), a fraction for 2-4 words (an address bit or two that merge into the next LUT), one
+    LUT4 up to 16 words, then a LUT4 per 16 words and a multiplexer tree."""
+    if depth <= 1:
+        return 0.0
+    if depth <= 4:
+        return 0.25 * (depth - 1)
+    return 2 * math.ceil(depth / 16) - 1
+
+
+#: Yosys' memory mapping costs (``memory_libmap`` and the family libraries of Yosys 0.70): a
+#: block RAM costs 128 (ECP5 DP16KD) or 64 (iCE40 SB_RAM40_4K), an ECP5 16x4 LUT RAM 4, a bit
+#: of ROM in logic 1/16 and a bit of RAM in logic 1; the cheapest mapping wins.
+BLOCK_COST = {"ecp5": 128, "ice40": 64}
+LUTRAM_COST = {"ecp5": 4, "ice40": None}
+
+
+def _distinct_columns(words, width) -> int:
+    """Bit columns of a ROM's contents that are neither constant nor a copy (or inverse) of
+    another: what logic synthesis has to build."""
+    count = len(words)
+    data = b"".join(int(word).to_bytes((width + 7) // 8, "little") for word in words)
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8).reshape(count, -1), axis=1,
+                         bitorder="little")[:, :width]
+    columns = bits.T ^ bits.T[:, :1]                   # an inverse counts as a copy
+    varying = columns[columns.any(axis=1)]
+    return len(np.unique(np.packbits(varying, axis=1), axis=0)) if len(varying) else 0
 
 
 def _memories(features, memories, family):
-    """Add ``logic_bits`` and ``blocks`` features for ``[(depth, width)]``."""
-    for depth, width in memories:
+    """Add the memory features for ``[(depth, width, words)]`` (``words`` the contents of a
+    ROM, None for a RAM), each mapped as Yosys would (the cheapest of :data:`BLOCK_COST`,
+    :data:`LUTRAM_COST` and logic): ROMs in logic as ``rom_luts`` (by their distinct
+    columns), RAMs in logic as ``ram_bits`` (flip-flops and multiplexers), ECP5 LUT RAM cells
+    as ``lutram_cells``, block RAMs as ``blocks``."""
+    for depth, width, words in memories:
         if depth <= 0 or width <= 0:
             continue
-        if depth <= LOGIC_DEPTH[family]:
-            features["logic_bits"] += depth * width
-            features["logic_words"] += width * math.ceil(depth / 16)
+        rom = words is not None
+        blocks = block_count(depth, width, family)
+        options = {"block": BLOCK_COST[family] * blocks}
+        if rom:
+            logic = int(depth * width / 16)
         else:
-            features["blocks"] += block_count(depth, width, family)
+            logic = depth * width
+            if LUTRAM_COST[family] is not None:
+                cells = math.ceil(depth / 16) * math.ceil(width / 4)
+                options["lutram"] = LUTRAM_COST[family] * cells
+        choice = min(options, key=options.get)
+        if options[choice] >= logic:
+            if rom:
+                features["rom_luts"] += _distinct_columns(words, width) * _rom_luts(depth)
+            else:
+                features["ram_bits"] += depth * width
+        elif choice == "lutram":
+            features["lutram_cells"] += cells
+        else:
+            features["blocks"] += blocks
 
 
 def _new(names):
@@ -99,16 +160,21 @@ def _stage(features, memories, layer, lanes, family):
     from .rtl.stage import parameter_words
     stage = layer.stage
     if isinstance(stage, Thresholds):
-        features["compare_bits"] += lanes * stage.values.shape[1] * layer.threshold_bits
+        # Comparisons with constants (one group: a one-word parameter memory) cost half.
+        constant = 0.5 if -(-layer.out_features // lanes) == 1 else 1.0
+        features["compare_bits"] += (constant * lanes * stage.values.shape[1]
+                                     * layer.threshold_bits)
     elif isinstance(stage, Requant):
-        _multiplier(features, lanes, layer.acc_bits, stage.mult_bits + 1, family)
+        _multiplier(features, "requant", lanes, Format.int(layer.acc_bits),
+                    Format.uint(stage.mult_bits), family)
         features["requant_bits"] += lanes * (layer.acc_bits + stage.mult_bits)
-    memories.extend((len(words), width) for width, words in parameter_words(layer, lanes).values())
+    memories.extend((len(words), width, words)
+                    for width, words in parameter_words(layer, lanes).values())
 
 
-_DATAFLOW = ("unit", "xnor_lanes", "addsub_bits", "dsp_mults", "lut_mult_bits", "tree_bits",
-             "acc_bits", "register_bits", "compare_bits", "requant_bits", "logic_bits",
-             "logic_words", "blocks")
+_DATAFLOW = ("unit", "xnor_lanes", "addsub_bits", "dsp_lanes", "dsp_requant", "lut_mult_bits",
+             "tree_bits", "acc_bits", "register_bits", "compare_bits", "requant_bits", "rom_luts",
+             "ram_bits", "lutram_cells", "blocks")
 
 
 def _dataflow(network, family, fold="auto", max_lanes=256):
@@ -128,33 +194,40 @@ def _dataflow(network, family, fold="auto", max_lanes=256):
             features["xnor_lanes"] += lanes
         elif w_fmt.kind == "bipolar" or w_fmt == Format.ternary() or x_fmt.kind == "bipolar":
             term = (wb if x_fmt.kind == "bipolar" else xb) + 1
-            features["addsub_bits"] += lanes * term
+            # Constant weights (a one-word memory): zero weights drop out of the logic.
+            used = (np.count_nonzero(layer.weights) / layer.weights.size
+                    if unit.cycles == 1 else 1.0)
+            features["addsub_bits"] += lanes * term * used
         else:
             term = wb + xb
-            _multiplier(features, lanes, _operand_bits(w_fmt, x_fmt), _operand_bits(x_fmt, w_fmt),
-                        family)
+            _multiplier(features, "lanes", lanes, w_fmt, x_fmt, family)
         features["tree_bits"] += pe * (simd - 1) * (term + math.log2(simd) / 2)
         features["acc_bits"] += pe * layer.acc_bits
-        features["register_bits"] += (lanes * (wb + term) + 2 * simd * xb + 2 * pe * layer.acc_bits
+        # Weights of a one-word memory are constants: no register holds them.
+        weight_register = lanes * wb if unit.cycles > 1 else 0
+        features["register_bits"] += (weight_register + lanes * term + 2 * simd * xb
+                                      + 2 * pe * layer.acc_bits
                                       + unit.fifo_depth.bit_length() + 8
                                       + 2 * (unit.cycles.bit_length()))
         _stage(features, memories, layer, pe, family)
-        memories.append((unit.cycles, lanes * wb))
+        memories.append((unit.cycles, lanes * wb, unit._weight_words()))
         if np.any(layer.bias != 0):
-            memories.append((unit.neuron_folds, pe * layer.acc_bits))
+            memories.append((unit.neuron_folds, pe * layer.acc_bits, unit._bias_words()))
         if unit.neuron_folds > 1:
-            memories.append((unit.synapse_folds, simd * xb))
-        memories.append((unit.fifo_depth - 1, pe * unit.out_width + 1))
+            memories.append((unit.synapse_folds, simd * xb, None))
+        memories.append((unit.fifo_depth - 1, pe * unit.out_width + 1, None))
         if index + 1 < len(units):
             consumer = units[index + 1]
-            memories.append((consumer.synapse_folds + 1, consumer.simd * consumer.in_width + 1))
+            memories.append((consumer.synapse_folds + 1, consumer.simd * consumer.in_width + 1,
+                             None))
             features["register_bits"] += 2 * max(pe, consumer.simd) * unit.out_width
     _memories(features, memories, family)
     return features
 
 
-_SYSTOLIC = ("unit", "cells", "dsp_mults", "lut_mult_bits", "cell_bits", "edge_bits",
-             "compare_bits", "requant_bits", "logic_bits", "logic_words", "blocks")
+_SYSTOLIC = ("unit", "cells", "dsp_lanes", "dsp_requant", "lut_mult_bits", "cell_bits",
+             "edge_bits", "compare_bits", "requant_bits", "rom_luts", "ram_bits", "lutram_cells",
+             "blocks")
 
 
 def _systolic(network, family, array="8x8", batch=16):
@@ -167,7 +240,7 @@ def _systolic(network, family, array="8x8", batch=16):
     features = _new(_SYSTOLIC)
     features["unit"] = 1
     features["cells"] = size * size
-    _multiplier(features, size * size, a_bits, w_bits, family)
+    _multiplier(features, "lanes", size * size, overlay.a_format, overlay.w_format, family)
     features["cell_bits"] = size * size * (a_bits + w_bits + array_acc)
     features["edge_bits"] = size * overlay.acc_bits
     weights, _ = overlay.weight_words()
@@ -177,16 +250,19 @@ def _systolic(network, family, array="8x8", batch=16):
     memories = []
     for layer in network.layers:
         _stage(features, memories, layer, size, family)
-    memories += [(len(weights), size * w_bits), (len(biases), size * overlay.acc_bits),
-                 (2 * batch * stride, size * a_bits), (2 * batch * stride, size * a_bits),
-                 (batch, size * overlay.acc_bits),
-                 (batch * overlay.nt[-1], size * last.output.format.bits)]
+    memories += [(len(weights), size * w_bits, weights),
+                 (len(biases), size * overlay.acc_bits, biases),
+                 (2 * batch * stride, size * a_bits, None),
+                 (2 * batch * stride, size * a_bits, None),
+                 (batch, size * overlay.acc_bits, None),
+                 (batch * overlay.nt[-1], size * last.output.format.bits, None)]
     _memories(features, memories, family)
     return features
 
 
-_SPARSE = ("unit", "pes", "dsp_mults", "lut_mult_bits", "pe_bits", "readout_bits",
-           "compare_bits", "requant_bits", "logic_bits", "logic_words", "blocks")
+_SPARSE = ("unit", "pes", "dsp_lanes", "dsp_requant", "lut_mult_bits", "pe_bits",
+           "readout_bits", "compare_bits", "requant_bits", "rom_luts", "ram_bits", "lutram_cells",
+           "blocks")
 
 
 def _sparse(network, family, pes=8, queue_depth=8, index_bits=4):
@@ -197,7 +273,7 @@ def _sparse(network, family, pes=8, queue_depth=8, index_bits=4):
     features = _new(_SPARSE)
     features["unit"] = 1
     features["pes"] = pes
-    _multiplier(features, pes, a_bits, w_bits, family)
+    _multiplier(features, "lanes", pes, accelerator.a_format, accelerator.w_format, family)
     memories = []
     for layer in network.layers:
         _stage(features, memories, layer, pes, family)
@@ -208,13 +284,13 @@ def _sparse(network, family, pes=8, queue_depth=8, index_bits=4):
         column_bits = max(pe.columns - 1, 1).bit_length()
         features["pe_bits"] += (pe.field_bits + index_bits + a_bits + w_bits + 2 * acc_bits
                                 + 2 * pe._pointer_bits + column_bits)
-        memories += [(len(entries), pe.field_bits + index_bits), (len(pointers), pe._pointer_bits),
-                     (len(table), w_bits), (pe.rows, acc_bits),
-                     (queue_depth, column_bits + a_bits)]
+        memories += [(len(entries), pe.field_bits + index_bits, entries),
+                     (len(pointers), pe._pointer_bits, pointers), (len(table), w_bits, table),
+                     (pe.rows, acc_bits, None), (queue_depth, column_bits + a_bits, None)]
     features["readout_bits"] = pes * (acc_bits + a_bits)
     biases, _ = accelerator.bias_words()
-    memories += [(len(biases), pes * acc_bits),
-                 (accelerator._activation_words, pes * a_bits)]
+    memories += [(len(biases), pes * acc_bits, biases),
+                 (accelerator._activation_words, pes * a_bits, None)]
     _memories(features, memories, family)
     return features
 
@@ -244,6 +320,29 @@ def measured(cells, family) -> dict:
     return {"lut4": used["lut4"], "ff": used["ff"], "dsp": used["dsp"], "bram": used["bram"]}
 
 
+#: Per-feature costs from the structure alone (LUT4s and flip-flops a feature unit needs by
+#: hand count), toward which :func:`fit` pulls coefficients the samples leave undetermined.
+_LUT_PRIOR = {"unit": 60, "cells": 20, "pes": 60, "xnor_lanes": 1.5, "addsub_bits": 2,
+              "lut_mult_bits": 1.5, "tree_bits": 1, "acc_bits": 1.5, "register_bits": 0.1,
+              "cell_bits": 0.5, "edge_bits": 1, "pe_bits": 2, "readout_bits": 1,
+              "compare_bits": 1, "requant_bits": 1, "rom_luts": 1, "ram_bits": 0.3,
+              "lutram_cells": 2.5, "blocks": 2}
+_FF_PRIOR = {"unit": 30, "cells": 2, "pes": 30, "xnor_lanes": 0.2, "addsub_bits": 1,
+             "lut_mult_bits": 0.5, "tree_bits": 0.3, "acc_bits": 1, "register_bits": 1,
+             "cell_bits": 1, "edge_bits": 1, "pe_bits": 1, "readout_bits": 1,
+             "compare_bits": 0.1, "requant_bits": 1, "ram_bits": 1}
+PRIORS = {"ecp5": {"lut4": _LUT_PRIOR, "ff": _FF_PRIOR},
+          "ice40": {"lut4": _LUT_PRIOR, "ff": _FF_PRIOR},
+          "dsp": {"dsp_lanes": 1, "dsp_requant": 1}, "bram": {"blocks": 1}}
+#: How strongly :func:`fit` pulls toward :data:`PRIORS` (relative to one sample's error).
+PRIOR_WEIGHT = 0.1
+
+
+def _prior(family, target, names):
+    table = PRIORS[target] if target in ("dsp", "bram") else PRIORS[family][target]
+    return np.array([table.get(name, 0.0) for name in names], dtype=float)
+
+
 def held_out(config) -> bool:
     """Whether a calibration sample is kept out of the fit (to measure the error): every
     fourth random design and the digits designs."""
@@ -257,17 +356,24 @@ def fit(samples) -> dict:
     from scipy.optimize import nnls
     coefficients = {}
     for family in FAMILIES:
-        for arch, (_builder, names) in _BUILDERS.items():
+        for arch, (_builder, all_names) in _BUILDERS.items():
             rows = [s for s in samples if s["config"]["arch"] == arch
                     and not held_out(s["config"])]
             if not rows:
                 continue
-            x = np.array([[s["features"][family][n] for n in names] for s in rows], dtype=float)
             for target in TARGETS:
+                names = TARGET_FEATURES.get(target, all_names)
+                x = np.array([[s["features"][family][n] for n in names] for s in rows],
+                             dtype=float)
                 y = np.array([measured(s[family]["cells"], family)[target] for s in rows],
                              dtype=float)
                 weight = 1 / np.maximum(y, 1.0)
-                solution, _ = nnls(x * weight[:, None], y * weight)
+                # Relative errors of the samples, plus a pull toward the structural prior.
+                prior = _prior(family, target, names)
+                scale = np.maximum(prior, 0.5)
+                a = np.vstack([x * weight[:, None], PRIOR_WEIGHT * np.diag(1 / scale)])
+                b = np.concatenate([y * weight, PRIOR_WEIGHT * prior / scale])
+                solution, _ = nnls(a, b)
                 coefficients.setdefault(family, {}).setdefault(arch, {})[target] = {
                     name: round(float(c), 5) for name, c in zip(names, solution, strict=True)}
     return coefficients

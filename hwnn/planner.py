@@ -14,7 +14,7 @@ device (what is over, by how much) and which throughput the fastest fitting fold
 import math
 from dataclasses import dataclass
 
-from .estimate import BOARD_OVERHEAD, estimate
+from .estimate import estimate, host_link_cost
 from .quant.ir import Network
 from .rtl.folding import cycle_targets, folding_for_cycles
 from .synth import CAPACITY, DEVICES
@@ -66,7 +66,7 @@ def board_clock(board_name) -> tuple[str, float]:
 def _resources(network, folding, device):
     family = DEVICES[device][0]
     guess = estimate(network, family, "dataflow", fold=folding)
-    overhead = BOARD_OVERHEAD[family]
+    overhead = host_link_cost(network, family)
     return {name: (guess[name] + overhead.get(name, 0), available)
             for name, available in CAPACITY[device].items()}
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from hwnn import estimate as estimate_module
 from hwnn.estimate import (TARGETS, block_count, design_features, estimate, fit, held_out,
                            load_coefficients, measured, predict)
 from hwnn.quant.synthetic import random_network, sample_network
@@ -31,7 +32,7 @@ def test_lanes_are_counted_by_their_arithmetic():
     fold = (LayerFold(4, 8), LayerFold(2, 4))
     features = design_features(binary, "ecp5", "dataflow", fold=fold)
     assert features["xnor_lanes"] == 32 + 8
-    assert features["dsp_mults"] == features["addsub_bits"] == 0
+    assert features["dsp_lanes"] == features["addsub_bits"] == 0
 
     ternary = network("ternary", "uint4", stages=["thresholds"])
     features = design_features(ternary, "ecp5", "dataflow", fold=fold)
@@ -43,15 +44,22 @@ def test_multipliers_go_to_dsp_blocks_as_yosys_maps_them():
     int8 = network("int8", "uint8", stages=["requant"])
     fold = (LayerFold(4, 8), LayerFold(2, 4))
     ecp5 = design_features(int8, "ecp5", "dataflow", fold=fold)
-    # 40 lanes, plus one requantization multiplier (acc x 17 bits) per PE of the first layer.
-    acc_blocks = -(-int8.layers[0].acc_bits // 18)
-    assert ecp5["dsp_mults"] == 40 + 4 * acc_blocks
+    # 40 lanes, plus one requantization multiplier (acc x uint16) per PE of the first layer.
+    acc_bits = int8.layers[0].acc_bits
+    assert ecp5["dsp_lanes"] == 40
+    assert ecp5["dsp_requant"] == 4 * -(-max(acc_bits, 16) // 18)
     assert ecp5["lut_mult_bits"] == 0
-    # iCE40 maps products of 11 bits or more: int4 x int4 (8 bits) stays in LUTs.
+    # iCE40 maps products of 11 bits or more: int4 x int4 (8 bits) stays in LUTs, and so does
+    # int2 x uint8 (its products fit 10 bits once Yosys trims them).
     int4 = network("int4", "int4", input_format="int4", stages=["requant"])
     ice40 = design_features(int4, "ice40", "dataflow", fold=fold)
-    assert ice40["lut_mult_bits"] == 40 * 16
-    assert ice40["dsp_mults"] == 4 * -(-int4.layers[0].acc_bits // 16) * 2
+    assert ice40["lut_mult_bits"] == 40 * 4 * 4 and ice40["dsp_lanes"] == 0
+    assert ice40["dsp_requant"] == 4 * -(-max(int4.layers[0].acc_bits, 16) // 16)
+    int2 = network("int2", "uint8", stages=["requant"])
+    assert design_features(int2, "ice40", "dataflow", fold=fold)["dsp_lanes"] == 0
+    assert design_features(int2, "ecp5", "dataflow", fold=fold)["dsp_lanes"] == 40
+    assert design_features(network("int4", "uint8", stages=["requant"]), "ice40", "dataflow",
+                           fold=fold)["dsp_lanes"] == 40      # int4 x uint8: 12-bit products
 
 
 def test_more_lanes_estimate_more_logic_on_every_engine():
@@ -68,8 +76,9 @@ def test_more_lanes_estimate_more_logic_on_every_engine():
             assert isinstance(value, int) and value >= 0
 
 
-def test_the_fit_recovers_known_coefficients():
-    """Samples made from known per-feature costs: the fit finds them again."""
+def test_the_fit_recovers_known_coefficients(monkeypatch):
+    """Samples made from known per-feature costs: without the prior the fit finds them again;
+    with it, features the samples never exercise take their structural prior."""
     rng = np.random.default_rng(0)
     truth = {"unit": 40.0, "xnor_lanes": 3.0, "acc_bits": 2.0, "register_bits": 0.5}
     samples = []
@@ -85,12 +94,19 @@ def test_the_fit_recovers_known_coefficients():
                         "features": {"ecp5": features, "ice40": features},
                         "ecp5": {"cells": cells},
                         "ice40": {"cells": {"SB_LUT4": lut, "SB_DFF": 7}}})
+    monkeypatch.setattr(estimate_module, "PRIOR_WEIGHT", 0.0)
     coefficients = fit(samples)
     for name, value in truth.items():
         assert coefficients["ecp5"]["dataflow"]["lut4"][name] == pytest.approx(value, rel=0.02)
     guess = predict(samples[0]["features"]["ecp5"], coefficients, "ecp5", "dataflow")
     assert guess["lut4"] == pytest.approx(measured(samples[0]["ecp5"]["cells"], "ecp5")["lut4"],
                                           rel=0.01)
+    monkeypatch.setattr(estimate_module, "PRIOR_WEIGHT", 0.1)
+    pulled = fit(samples)["ecp5"]["dataflow"]["lut4"]
+    assert pulled["compare_bits"] == pytest.approx(estimate_module.PRIORS["ecp5"]["lut4"]
+                                                   ["compare_bits"])
+    for name, value in truth.items():
+        assert pulled[name] == pytest.approx(value, rel=0.1)
 
 
 def test_measured_counts_carry_and_lut_ram_cells_as_lut4s():

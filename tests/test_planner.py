@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from hwnn.cli import main
+from hwnn.estimate import estimate, host_link_cost
 from hwnn.planner import LOGIC_CEILING, NoFolding, plan_folding
 from hwnn.quant.synthetic import random_network
 from hwnn.rtl.folding import LayerFold
@@ -42,6 +43,16 @@ def test_without_a_target_the_fastest_fitting_folding_is_chosen(int8_net):
     # The UP5K's 8 DSP blocks bound the int8 lanes.
     assert plan.resources["dsp"][0] <= 8
     assert plan.resources["dsp"][1] == 8
+
+
+def test_the_plan_counts_the_accelerator_and_the_host_link(int8_net):
+    plan = plan_folding(int8_net, "ulx3s-85f")
+    alone = estimate(int8_net, "ecp5", "dataflow", fold=plan.folding)
+    link = host_link_cost(int8_net, "ecp5")
+    assert link["lut4"] > 0 and link["ff"] > 0
+    for name in ("lut4", "ff"):
+        assert plan.resources[name][0] == alone[name] + link[name]
+    assert plan.resources["dsp"][0] == alone["dsp"]
 
 
 def test_a_target_gets_the_cheapest_folding_that_meets_it(int8_net):

@@ -49,6 +49,23 @@ def test_bitstreams_build_for_every_board(designs, board_name, kind):
         report["clock_mhz"] * 1e6 / manifest["cycles_per_inference"])
 
 
+@pytest.mark.synth
+@pytest.mark.slow
+@pytest.mark.parametrize("board_name, clock_mhz", [("icebreaker", 30), ("ulx3s-85f", 75)])
+def test_a_pll_clocks_the_design_faster_than_the_board_clock(designs, board_name, clock_mhz):
+    report = build_board(designs["binary"], board_name, clock_mhz=clock_mhz)
+    target = board(board_name)
+    pll = "ICESTORM_PLL" if target.device.startswith("ice40") else "EHXPLLL"
+    assert report["utilization"][pll]["used"] == 1
+    assert report["clock_mhz"] == pytest.approx(clock_mhz, rel=0.01)
+    assert report["clock_mhz"] == report["pll"]["output_mhz"]
+    assert report["board_clock_mhz"] == target.make_platform().default_clk_frequency / 1e6
+    assert report["timing_met"] == (report["fmax_mhz"] >= report["clock_mhz"])
+    manifest = json.loads((designs["binary"] / "manifest.json").read_text())
+    assert report["inferences_per_second_at_clock"] == pytest.approx(
+        report["clock_mhz"] * 1e6 / manifest["cycles_per_inference"])
+
+
 def run(capsys, *argv):
     status = main([str(arg) for arg in argv])
     captured = capsys.readouterr()
@@ -69,6 +86,9 @@ def test_build_refuses_a_design_that_does_not_fit(capsys, tmp_path):
     (["--board", "de10"], "invalid choice: 'de10'"),
     (["--board", "icebreaker", "--baud", "9000000"],
      "9000000 baud is too fast for the icebreaker's 12 MHz clock"),
+    (["--board", "icebreaker", "--clock-mhz", "500"],
+     "The ice40 PLL cannot make 500 MHz from 12 MHz (nearest 270.000 MHz"),
+    (["--board", "ulx3s-85f", "--clock-mhz", "-5"], "The clock must be a positive frequency"),
 ])
 def test_build_refuses_bad_options(capsys, tmp_path, argv, message):
     path = generate(sample_network("int8", seed=1), tmp_path / "d", max_lanes=4)
