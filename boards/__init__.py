@@ -10,7 +10,7 @@ default clock; :func:`board` finds a board by name.
 import importlib
 from dataclasses import dataclass, field
 
-from amaranth import Elaboratable, Module
+from amaranth import ClockDomain, Elaboratable, Module
 from amaranth.lib import io
 
 __all__ = ["BOARD_NAMES", "Board", "BoardDesign", "board", "uart_divisor"]
@@ -72,6 +72,7 @@ class BoardDesign(Elaboratable):
         m = Module()
         uart = platform.request(*self.target.uart, dir="-")
         if self.pll is not None:
+            m.domains.sync = ClockDomain("sync")
             m.submodules.pll = PllDomain(self.pll, platform.request(platform.default_clk,
                                                                     dir="-"))
         top = m.submodules.top = BoardTop(self.design.accelerator(), self.design.network,

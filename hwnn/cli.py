@@ -22,7 +22,7 @@ DEFAULT_PES = 8
 DEFAULT_QUEUE_DEPTH = 8
 #: The architecture each architecture-specific compile option belongs to.
 OPTION_ARCHS = {"--fold": "dataflow", "--max-lanes": "dataflow", "--ram-style": "dataflow",
-                "--board": "dataflow", "--target-fps": "dataflow",
+                "--board": "dataflow", "--target-fps": "dataflow", "--clock-mhz": "dataflow",
                 "--array": "systolic", "--batch": "systolic", "--pes": "sparse",
                 "--queue-depth": "sparse", "--index-bits": "sparse"}
 
@@ -93,13 +93,15 @@ def _cmd_compile(args) -> int:
     network = Network.load(args.network)
     if args.fold != "auto" and args.max_lanes is not None:
         raise ValueError("--max-lanes applies to --fold auto only, not to a fold file")
-    if args.target_fps is not None and args.board is None:
-        raise ValueError("--target-fps needs --board (the board's clock and device)")
+    if (args.target_fps is not None or args.clock_mhz is not None) and args.board is None:
+        raise ValueError("--target-fps and --clock-mhz need --board (the board's clock and "
+                         "device)")
     if args.board is not None and (args.fold != "auto" or args.max_lanes is not None):
         raise ValueError("--board chooses the folding itself: leave out --fold FILE and "
                          "--max-lanes")
     given = {"--fold": args.fold != "auto", "--max-lanes": args.max_lanes is not None,
              "--board": args.board is not None, "--target-fps": args.target_fps is not None,
+             "--clock-mhz": args.clock_mhz is not None,
              "--ram-style": args.ram_style is not None, "--array": args.array is not None,
              "--batch": args.batch is not None, "--pes": args.pes is not None,
              "--queue-depth": args.queue_depth is not None,
@@ -113,7 +115,7 @@ def _cmd_compile(args) -> int:
     fold = args.fold
     if args.board is not None:
         from .planner import plan_folding
-        plan = plan_folding(network, args.board, args.target_fps)
+        plan = plan_folding(network, args.board, args.target_fps, clock_mhz=args.clock_mhz)
         fold = plan.folding
         print(f"folding for {plan.describe()}\n")
     path = generate(network, args.output, arch=args.arch, fold=fold,
@@ -409,6 +411,9 @@ def _parser():
     compile_.add_argument("--target-fps", type=float, default=None,
                           help="with --board: inferences per second to reach at the board's "
                                "clock")
+    compile_.add_argument("--clock-mhz", type=float, default=None,
+                          help="with --board: plan for the PLL clock hwnn build --clock-mhz "
+                               "will use instead of the board clock")
     compile_.add_argument("-o", "--output", required=True, help="output design folder")
     compile_.set_defaults(run=_cmd_compile)
 

@@ -1,11 +1,11 @@
 """Automatic folding for a board: a dataflow folding that meets a throughput target and fits.
 
-The design runs at the board's clock, so a target of ``F`` inferences per second allows
-``floor(clock / F)`` cycles per inference. :func:`plan_folding` takes the cheapest folding
-within that many cycles (fewest lanes in every layer), estimates its resources
-(:mod:`hwnn.estimate`, plus the board's host link) and checks them against the board's device:
-DSP blocks and block RAMs up to the device's count, LUT4s and flip-flops up to
-:data:`LOGIC_CEILING` of it (room for placement and for the estimate's error). Without a
+The design runs at the board's clock (or the PLL's, see ``clock_mhz``), so a target of ``F``
+inferences per second allows ``floor(clock / F)`` cycles per inference. :func:`plan_folding`
+takes the cheapest folding within that many cycles (fewest lanes in every layer), estimates
+its resources (:mod:`hwnn.estimate`, plus the board's host link) and checks them against the
+board's device: DSP blocks and block RAMs up to the device's count, LUT4s and flip-flops up
+to :data:`LOGIC_CEILING` of it (room for placement and for the estimate's error). Without a
 target it takes the fastest folding that fits. When nothing meets the target it says why:
 the target is faster than the fully parallel design, or the folding it needs is over the
 device (what is over, by how much) and which throughput the fastest fitting folding gives.
@@ -83,9 +83,12 @@ def _over(resources):
     return ", ".join(over)
 
 
-def plan_folding(network: Network, board_name: str, target_fps=None) -> Plan:
+def plan_folding(network: Network, board_name: str, target_fps=None, *,
+                 clock_mhz=None) -> Plan:
     """The cheapest folding reaching ``target_fps`` inferences per second on the board (the
-    fastest that fits without a target); :class:`NoFolding` saying why when there is none."""
+    fastest that fits without a target), at the board's clock or at ``clock_mhz`` (the PLL
+    frequency ``hwnn build --clock-mhz`` will make); :class:`NoFolding` saying why when there
+    is none."""
     if not isinstance(network, Network):
         raise TypeError(f"network must be a Network, not {network!r}")
     if target_fps is not None:
@@ -94,6 +97,9 @@ def plan_folding(network: Network, board_name: str, target_fps=None) -> Plan:
         if not target_fps > 0 or math.isinf(target_fps):
             raise ValueError(f"target_fps must be a positive number, not {target_fps!r}")
     device, clock = board_clock(board_name)
+    if clock_mhz is not None:
+        from .rtl.clocking import pll_settings
+        clock = pll_settings(DEVICES[device][0], clock, clock_mhz * 1e6).output
     targets = cycle_targets(network)
 
     def plan(limit):

