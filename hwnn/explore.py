@@ -21,12 +21,12 @@ import csv
 import io
 import json
 import math
-import shutil
 import tempfile
 from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .folders import replace_folder
 from .quant.ir import Network
 
 __all__ = ["Point", "explore", "measure_point", "pareto", "sweep", "write_results"]
@@ -194,27 +194,14 @@ def write_results(rows, out_dir, *, title, meta) -> Path:
     """Write ``explore.json`` (``meta`` and the rows), ``explore.csv`` and ``pareto.png`` to
     ``out_dir``, whole or not at all; an existing folder is replaced only if it holds an
     earlier exploration."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir())
-                                                      and not (out_dir / "explore.json")
-                                                      .is_file())):
-        raise ValueError(f"{str(out_dir)!r} exists and is not an hwnn exploration folder; "
-                         f"refusing to overwrite it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
-        (staging / "explore.json").write_text(
+    def fill(folder):
+        (folder / "explore.json").write_text(
             json.dumps(meta | {"points": rows}, indent=2, sort_keys=True) + "\n")
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        (staging / "explore.csv").write_text(text.getvalue())
-        _plot(rows, title, staging / "pareto.png")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
+        (folder / "explore.csv").write_text(text.getvalue())
+        _plot(rows, title, folder / "pareto.png")
+
+    return replace_folder(out_dir, "explore.json", "exploration", fill)

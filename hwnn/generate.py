@@ -10,13 +10,12 @@ give byte-identical files.
 
 import json
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
+from .folders import check_replaceable, replace_folder
 from .quant.ir import Network
 from .rtl.folding import LayerFold, auto_folding, fold_from_file
 from .rtl.mvau import RAM_STYLES, check_folding
@@ -242,10 +241,7 @@ def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
         raise ValueError(f"The network name {network.name!r} must be a Verilog identifier "
                          f"(letters, digits, underscores) to name the top module")
     out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir())
-                                                      and not (out_dir / MANIFEST).is_file())):
-        raise ValueError(f"{str(out_dir)!r} exists and is not an hwnn design folder; refusing "
-                         f"to overwrite it")
+    check_replaceable(out_dir, MANIFEST, "design")
     design, manifest = _build(network, arch, fold, max_lanes, ram_style, array, batch, pes,
                               queue_depth, index_bits)
     top = network.name
@@ -257,23 +253,16 @@ def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
                                                                 network.in_features)))
     expected = run_network(network, inputs)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
-    try:
-        (staging / f"{top}.v").write_text(text)
-        (staging / MANIFEST).write_text(
+    def fill(folder):
+        (folder / f"{top}.v").write_text(text)
+        (folder / MANIFEST).write_text(
             json.dumps(manifest(network, design, top), indent=2, sort_keys=True) + "\n")
-        network.save(staging / "network.hwnn.npz")
-        (staging / "vectors").mkdir()
-        np.save(staging / "vectors" / "inputs.npy", inputs)
-        np.save(staging / "vectors" / "expected.npy", expected)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out_dir
+        network.save(folder / "network.hwnn.npz")
+        (folder / "vectors").mkdir()
+        np.save(folder / "vectors" / "inputs.npy", inputs)
+        np.save(folder / "vectors" / "expected.npy", expected)
+
+    return replace_folder(out_dir, MANIFEST, "design", fill)
 
 
 class Design:
