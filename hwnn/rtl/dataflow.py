@@ -8,7 +8,6 @@ buffer, so every layer can run at the rate of the slowest one.
 
 from amaranth import *
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..quant.ir import Network
@@ -16,6 +15,7 @@ from .folding import LayerFold
 from .layouts import Beat
 from .mvau import MatrixVectorUnit
 from .widthconv import WidthConverter
+from .fifo import FlagFIFO
 
 __all__ = ["DataflowAccelerator"]
 
@@ -78,7 +78,7 @@ class DataflowAccelerator(wiring.Component):
             converter = m.submodules[f"convert{index}"] = WidthConverter(
                 width, producer.pe, consumer.simd, producer.layer.out_features)
             wiring.connect(m, producer.o_stream, converter.i_stream)
-            fifo = m.submodules[f"fifo{index}"] = SyncFIFOBuffered(
+            fifo = m.submodules[f"fifo{index}"] = FlagFIFO(
                 width=len(converter.o_stream.payload.as_value()),
                 depth=consumer.synapse_folds + 2)
             m.d.comb += [

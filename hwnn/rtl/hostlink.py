@@ -10,13 +10,13 @@ design a board runs, with just ``rx`` and ``tx``.
 
 from amaranth import *
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..hostproto import REPLY_SYNC, REQUEST_SYNC, TIMEOUT_BYTES, crc8, payload_bytes
 from ..quant.formats import Format
 from .layouts import Beat
 from .uart import UartRx, UartTx
+from .fifo import FlagFIFO
 
 __all__ = ["BoardTop", "HostLink", "crc8_next"]
 
@@ -192,7 +192,7 @@ class BoardTop(wiring.Component):
         # (the link's control is then never on the accelerator's critical path).
         for name, source, sink in (("to_accelerator", link.o_stream, accelerator.i_stream),
                                    ("to_link", accelerator.o_stream, link.i_stream)):
-            fifo = m.submodules[name] = SyncFIFOBuffered(
+            fifo = m.submodules[name] = FlagFIFO(
                 width=len(source.payload.as_value()), depth=2)
             m.d.comb += [
                 fifo.w_data.eq(source.payload), fifo.w_en.eq(source.valid),

@@ -18,7 +18,6 @@ output stage (thresholds, requantization or the raw accumulator) is the IR's.
 import numpy as np
 from amaranth import *
 from amaranth.lib import memory, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from ..quant.formats import Format
@@ -27,6 +26,7 @@ from .arith import adder_tree, popcount
 from .layouts import Beat, pack_values
 from .stage import OutputStage, parameter_bits
 from .params import check_positive_int
+from .fifo import FlagFIFO
 
 __all__ = ["RAM_STYLES", "MatrixVectorUnit", "check_folding"]
 
@@ -204,7 +204,7 @@ class MatrixVectorUnit(wiring.Component):
 
         # Issue: one (neuron fold, synapse fold) beat per cycle when the FIFO has room for
         # every result in flight and, on the first neuron fold, the input stream has a beat.
-        fifo = m.submodules.fifo = SyncFIFOBuffered(width=pe * self.out_width + 1,
+        fifo = m.submodules.fifo = FlagFIFO(width=pe * self.out_width + 1,
                                                     depth=self.fifo_depth)
         nf = Signal(range(nf_count))
         sf = Signal(range(sf_count))
