@@ -79,8 +79,9 @@ class HostLink(wiring.Component):
         outputs = Signal(out_beats * out_beat_bits)
         sending = Signal(out_bytes * 8)
         count = Signal(range(max(in_bytes, out_bytes, in_beats, out_beats) + 1))
-        silence = Signal(range(TIMEOUT_BYTES * 10 * self.divisor + 1))
-        timed_out = silence == TIMEOUT_BYTES * 10 * self.divisor
+        limit = TIMEOUT_BYTES * 10 * self.divisor
+        silence = Signal(range(limit + 1))
+        timed_out = Signal()          # silence == limit, kept in a register (a fast FSM)
 
         def send(value, next_state, *, checked=True):
             """Offer ``value`` to the transmitter; go on once it is taken."""
@@ -93,17 +94,19 @@ class HostLink(wiring.Component):
         with m.FSM():
             with m.State("HUNT"):
                 with m.If(got & (byte == REQUEST_SYNC)):
-                    m.d.sync += [crc.eq(0), count.eq(0), silence.eq(0)]
+                    m.d.sync += [crc.eq(0), count.eq(0), silence.eq(0), timed_out.eq(0)]
                     m.next = "SEQ"
             for state in ("SEQ", "PAYLOAD", "CHECK"):
                 with m.State(state):
                     with m.If(got):
-                        m.d.sync += [silence.eq(0), crc.eq(crc8_next(crc, byte))]
+                        m.d.sync += [silence.eq(0), timed_out.eq(0),
+                                     crc.eq(crc8_next(crc, byte))]
                     with m.Elif(timed_out):
                         m.d.sync += status.eq(2)
                         m.next = "REPLY_SYNC"
                     with m.Else():
-                        m.d.sync += silence.eq(silence + 1)
+                        m.d.sync += [silence.eq(silence + 1),
+                                     timed_out.eq(silence == limit - 1)]
                     if state == "SEQ":
                         with m.If(got):
                             m.d.sync += seq.eq(byte)

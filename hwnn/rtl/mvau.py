@@ -209,14 +209,14 @@ class MatrixVectorUnit(wiring.Component):
         nf = Signal(range(nf_count))
         sf = Signal(range(sf_count))
         address = Signal(range(nf_count * sf_count))
-        # FIFO places not taken by a result or promised to a fold in flight: a register, so
-        # that no adder or comparator sits in front of the input stream's ready.
+        # FIFO places not taken by a result or promised to a fold in flight, whether there is
+        # one, and whether the next beat is a first-fold one: registers, so that the input
+        # stream's ready is one gate of flip-flops (no adder or comparator in front of it).
         credits = Signal(range(self.fifo_depth + 1), init=self.fifo_depth)
-        room = Signal()
+        room = Signal(init=1)
+        from_stream = Signal(init=1)
         issue = Signal()
-        from_stream = nf == 0
         m.d.comb += [
-            room.eq(credits != 0),
             self.i_stream.ready.eq(room & from_stream),
             issue.eq(room & (~from_stream | self.i_stream.valid)),
         ]
@@ -224,7 +224,8 @@ class MatrixVectorUnit(wiring.Component):
             m.d.sync += address.eq(Mux(address == nf_count * sf_count - 1, 0, address + 1))
             m.d.sync += sf.eq(Mux(sf == sf_count - 1, 0, sf + 1))
             with m.If(sf == sf_count - 1):
-                m.d.sync += nf.eq(Mux(nf == nf_count - 1, 0, nf + 1))
+                next_nf = Mux(nf == nf_count - 1, 0, nf + 1)
+                m.d.sync += [nf.eq(next_nf), from_stream.eq(next_nf == 0)]
 
         weights = self._rom(m, "weights", self._weight_words(), pe * simd * w_width,
                             attrs=RAM_STYLES[self.ram_style])
@@ -318,7 +319,8 @@ class MatrixVectorUnit(wiring.Component):
             fifo.w_data.eq(Cat(*codes, stage.o_values.payload.tag)),
         ]
         finishing = issue & (sf == sf_count - 1)
-        m.d.sync += credits.eq(credits - finishing + (fifo.r_en & fifo.r_rdy))
+        next_credits = credits - finishing + (fifo.r_en & fifo.r_rdy)
+        m.d.sync += [credits.eq(next_credits), room.eq(next_credits != 0)]
 
         m.d.comb += [
             self.o_stream.payload.eq(fifo.r_data),
