@@ -66,8 +66,8 @@ def sweep(network: Network, arch="dataflow") -> list[Point]:
                 for size in (2, 4, 8, 16)]
     if arch == "sparse":
         widest = max(layer.out_features for layer in network.layers)
-        return [Point(f"{pes} PEs", arch, {"pes": pes}) for pes in (1, 2, 4, 8, 16)
-                if pes <= widest]
+        return [Point(f"{pes} PE" + ("s" if pes > 1 else ""), arch, {"pes": pes})
+                for pes in (1, 2, 4, 8, 16) if pes <= widest]
     raise ValueError(f"Unknown architecture {arch!r}; available: dataflow, systolic, sparse")
 
 

@@ -86,8 +86,10 @@ def check_fit(report, device):
             for name, (used, available) in utilization(report, device).items()
             if used > available]
     if over:
-        raise DoesNotFit(f"The design does not fit the {device.upper()}: it needs "
-                         f"{', '.join(over)}")
+        error = DoesNotFit(f"The design does not fit the {device.upper()}: it needs "
+                           f"{', '.join(over)}")
+        error.report = report
+        raise error
 
 
 @dataclass(frozen=True)
@@ -187,11 +189,7 @@ def place_and_route(verilog, top, device="ecp5-85f", *, target_mhz=150.0):
     family, tool, options = DEVICES[device]
     with tempfile.TemporaryDirectory(prefix="hwnn-pnr-") as folder:
         report = _yosys(Path(verilog), top, family, folder, netlist=True)
-        try:
-            check_fit(report, device)
-        except DoesNotFit as error:
-            error.report = report
-            raise
+        check_fit(report, device)
         started = time.monotonic()
         result = subprocess.run([_tool(tool), *options, "--json", "netlist.json",
                                  "--freq", str(target_mhz), "--timing-allow-fail"],

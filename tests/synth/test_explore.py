@@ -8,7 +8,7 @@ import pytest
 
 from hwnn import explore as explore_module
 from hwnn.cli import main
-from hwnn.explore import Point, explore, pareto, sweep, write_results
+from hwnn.explore import Point, explore, measure_point, pareto, sweep, write_results
 from hwnn.quant.synthetic import sample_network
 from hwnn.rtl.folding import fully_parallel, unfolded
 
@@ -68,6 +68,17 @@ def test_points_are_placed_and_routed_in_parallel_processes(tmp_path):
         table = list(csv.DictReader(handle))
     assert [entry["point"] for entry in table] == [row["point"] for row in rows]
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.synth
+def test_a_point_that_does_not_fit_is_a_row_saying_what_is_over():
+    network = sample_network("int8")
+    row = measure_point(network, Point("all", "dataflow", {"fold": fully_parallel(network)}),
+                        "ice40-up5k", 12.0, place=False)
+    assert row["fits"] is False
+    assert row["error"].startswith("The design does not fit the ICE40-UP5K: it needs DSP ")
+    assert row["dsp"] > 8 and row["lut4"] > 0 and row["inferences_per_second"] == ""
+    assert pareto([row]) == []
 
 
 def test_a_point_whose_tools_fail_becomes_a_row_with_the_error(monkeypatch):
