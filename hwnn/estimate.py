@@ -45,8 +45,8 @@ BLOCK_SHAPES = {
 #: What a board's host link (UART, frame logic, vector buffers, two-entry FIFOs) adds to an
 #: accelerator: ``(base, per bit)`` with the bits of one input and one output vector, from
 #: Yosys on two board tops (``benchmarks/estimator.py`` measures them).
-BOARD_OVERHEAD = {"ecp5": {"lut4": (277, 0.94), "ff": (92, 2.04)},
-                  "ice40": {"lut4": (247, 1.04), "ff": (70, 2.21)}}
+BOARD_OVERHEAD = {"ecp5": {"lut4": (278, 1.02), "ff": (97, 2.04)},
+                  "ice40": {"lut4": (249, 1.07), "ff": (75, 2.21)}}
 
 
 def host_link_cost(network: Network, family: str) -> dict:

@@ -27,7 +27,7 @@ FAMILIES = {
         # Without wide LUTs (LUT5/6 built from LUT4s and PFUMX) a 64-bit XNOR-popcount maps to
         # 156 LUT4 instead of 310 LUT4 + 173 muxes (measured with Yosys 0.70).
         "command": "synth_ecp5 -nowidelut",
-        # YoWASP's ABC9 sometimes exits with status 1 and no message on larger designs (seen on
+        # YoWASP's ABC9 sometimes exits with status 1 and no error message (seen on
         # a 256x256 sparse layer and a 256-lane ternary dataflow design, Yosys 0.70): then the
         # same flow runs with the classic ABC LUT mapper in ABC9's place.
         "fallback": "synth_ecp5 -nowidelut -top {top} -run :map_luts; "
@@ -157,7 +157,8 @@ def _yosys(verilog, top, family, folder, netlist=False):
     mapper = "abc9"
     result, message = run(f"{FAMILIES[family]['command']} -top {top}")
     fallback = FAMILIES[family]["fallback"]
-    if result.returncode != 0 and not message and fallback:    # ABC9's silent failure
+    # ABC9's silent failure: exit status 1 with no error message (warnings may precede it).
+    if result.returncode != 0 and "ERROR" not in message and fallback:
         mapper = "abc"
         result, message = run(fallback.format(top=top))
     seconds = time.monotonic() - started
