@@ -3,9 +3,10 @@
 """Resource estimator: LUT4, flip-flops, DSP blocks and block RAMs of a design, without Yosys.
 
 Each engine's hardware is described by a handful of structural features that the generators
-fix exactly (lanes by arithmetic kind, operand and product register bits, adder-tree and
-accumulator bits, output-stage comparators and multipliers, and the memories, split into
-those small enough for logic and the block RAMs the rest need). A resource is a non-negative
+fix exactly (lanes by arithmetic kind, multipliers mapped to DSP blocks by Yosys' rules,
+operand and product register bits, adder-tree and accumulator bits, output-stage comparators
+and multipliers, and every memory mapped to logic, LUT RAM or block RAM by Yosys' mapping
+costs, ROMs in logic costed by their distinct bit columns). A resource is a non-negative
 linear combination of an engine's features, with coefficients per family (ECP5, iCE40) and
 engine fitted by :func:`fit` on Yosys results (``benchmarks/estimator.py`` synthesizes the
 calibration designs, fits, and reports the errors on held-out designs). The fitted
