@@ -272,15 +272,16 @@ def _cmd_explore(args) -> int:
     from .report import format_table
 
     network = Network.load(args.network)
-    if args.jobs < 1:
-        raise ValueError(f"--jobs must be at least 1, not {args.jobs}")
-    if args.scheduler is not None and args.jobs != 2:
+    if args.scheduler is not None and args.jobs is not None:
         raise ValueError("--jobs applies to local runs only; the Dask cluster has its workers")
+    jobs = 2 if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, not {jobs}")
     board(args.board)
     device, clock = board_clock(args.board)
     points = sweep(network, args.arch)
     where = (f"on the Dask cluster at {args.scheduler}" if args.scheduler
-             else f"in {args.jobs} local processes")
+             else f"in {jobs} local processes")
     print(f"exploring {len(points)} {args.arch} designs of {network.name} for the "
           f"{args.board} ({device.upper()}, {clock / 1e6:g} MHz) {where}"
           + ("" if args.place else ", synthesis only") + " ...", flush=True)
@@ -299,7 +300,7 @@ def _cmd_explore(args) -> int:
             rows = explore(network, points, device, clock / 1e6, client.get_executor(),
                            place=args.place, progress=progress)
     else:
-        with ProcessPoolExecutor(args.jobs) as executor:
+        with ProcessPoolExecutor(jobs) as executor:
             rows = explore(network, points, device, clock / 1e6, executor, place=args.place,
                            progress=progress)
     table = [(row["point"], row["cycles"], row["lut4"], row["est_lut4"], row["ff"],
@@ -482,7 +483,7 @@ def _parser():
     explore_.add_argument("network", help="network file (.hwnn.npz from hwnn quantize)")
     explore_.add_argument("--board", required=True, choices=BOARD_NAMES)
     explore_.add_argument("--arch", choices=ARCHS, default="dataflow")
-    explore_.add_argument("--jobs", type=int, default=2,
+    explore_.add_argument("--jobs", type=int, default=None,
                           help="local processes running the tools (default 2)")
     explore_.add_argument("--scheduler", default=None,
                           help="run on the Dask cluster whose scheduler is at ADDRESS "

@@ -17,6 +17,7 @@ per TRELLIS_DPR16X4 distributed RAM). The estimate is the accelerator alone: a b
 link comes on top (:func:`host_link_cost`).
 """
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -384,8 +385,14 @@ def save_coefficients(coefficients, path=COEFFICIENTS_PATH):
     Path(path).write_text(json.dumps(coefficients, indent=1, sort_keys=True) + "\n")
 
 
-def load_coefficients(path=COEFFICIENTS_PATH) -> dict:
-    return json.loads(Path(path).read_text())
+@functools.cache
+def _shipped() -> dict:
+    return json.loads(COEFFICIENTS_PATH.read_text())
+
+
+def load_coefficients(path=None) -> dict:
+    """The coefficients in ``path``, or the shipped ones (read once)."""
+    return _shipped() if path is None else json.loads(Path(path).read_text())
 
 
 def predict(features, coefficients, family, arch) -> dict:

@@ -132,7 +132,7 @@ def test_explore_runs_on_a_dask_cluster(capsys, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--board", "arty"], "invalid choice: 'arty'"),
     (["--board", "icebreaker", "--jobs", "0"], "--jobs must be at least 1, not 0"),
-    (["--board", "icebreaker", "--jobs", "4", "--scheduler", "tcp://x:1"],
+    (["--board", "icebreaker", "--jobs", "2", "--scheduler", "tcp://x:1"],
      "--jobs applies to local runs only"),
     (["--board", "icebreaker", "--arch", "tpu"], "invalid choice: 'tpu'"),
 ])
