@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hwnn.estimate import FAMILIES
 from hwnn.report import format_table
 
 SAMPLES = Path(__file__).with_name("estimator_samples.json")
-FAMILIES = ("ecp5", "ice40")
 
 _WEIGHTS = ("binary", "ternary", "int2", "int4", "int8")
 _ACTS = ("binary", "uint2", "uint4", "int4", "uint8")

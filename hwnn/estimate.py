@@ -26,6 +26,7 @@ import numpy as np
 
 from .quant.formats import Format, signed_bits_for
 from .quant.ir import Network, Requant, Thresholds
+from .synth import FAMILIES
 
 __all__ = ["BOARD_OVERHEAD", "COEFFICIENTS_PATH", "TARGETS", "design_features", "estimate",
            "fit", "held_out", "host_link_cost", "load_coefficients", "measured", "predict",
@@ -35,7 +36,6 @@ TARGETS = ("lut4", "ff", "dsp", "bram")
 #: The features DSP blocks and block RAMs are fitted on (LUT4s and flip-flops: all).
 TARGET_FEATURES = {"dsp": ("dsp_lanes", "dsp_requant"), "bram": ("blocks",)}
 COEFFICIENTS_PATH = Path(__file__).with_name("estimator.json")
-FAMILIES = ("ecp5", "ice40")
 
 #: Block RAM shapes (depth, width) per family: ECP5 DP16KD (18 Kbit; 36 bits wide only as a
 #: pseudo-dual-port PDPW16KD), iCE40 SB_RAM40_4K (4 Kbit).
@@ -315,10 +315,11 @@ def design_features(network: Network, family: str, arch="dataflow", **options) -
 
 def measured(cells, family) -> dict:
     """The :data:`TARGETS` of a Yosys cell count, as :func:`hwnn.synth.utilization` counts."""
+    from .implement import FAMILY_DEVICES
     from .synth import SynthReport, utilization
     report = SynthReport(family, "", cells, 0.0)
-    device = "ecp5-85f" if family == "ecp5" else "ice40-up5k"
-    used = {name: used for name, (used, _) in utilization(report, device).items()}
+    used = {name: used for name, (used, _) in
+            utilization(report, FAMILY_DEVICES[family]).items()}
     return {"lut4": used["lut4"], "ff": used["ff"], "dsp": used["dsp"], "bram": used["bram"]}
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from .estimate import estimate, host_link_cost
 from .quant.ir import Network
-from .rtl.folding import cycle_targets, folding_for_cycles
+from .rtl.folding import cycle_targets, folding_cycles, folding_for_cycles
 from .synth import CAPACITY, DEVICES
 
 __all__ = ["LOGIC_CEILING", "NoFolding", "Plan", "board_clock", "plan_folding"]
@@ -104,9 +104,7 @@ def plan_folding(network: Network, board_name: str, target_fps=None, *,
 
     def plan(limit):
         folding = folding_for_cycles(network, limit)
-        cycles = max((layer.out_features // fold.pe) * (layer.in_features // fold.simd)
-                     for layer, fold in zip(network.layers, folding, strict=True))
-        return Plan(board_name, device, clock, folding, cycles,
+        return Plan(board_name, device, clock, folding, folding_cycles(network, folding),
                     _resources(network, folding, device), target_fps)
 
     def fastest_fitting():

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..quant.ir import Network
 
 __all__ = ["LayerFold", "auto_folding", "cycle_targets", "fold_from_file", "fold_from_mapping",
-           "folding_for_cycles", "fully_parallel", "unfolded"]
+           "folding_cycles", "folding_for_cycles", "fully_parallel", "unfolded"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,11 @@ def cycle_targets(network: Network) -> list[int]:
     return sorted({_cycles(layer, LayerFold(pe, simd)) for layer in network.layers
                    for pe in _divisors(layer.out_features)
                    for simd in _divisors(layer.in_features)} - set(range(fastest)))
+
+
+def folding_cycles(network: Network, folding) -> int:
+    """Cycles per inference of ``network`` folded as ``folding``: its slowest layer's."""
+    return max(_cycles(layer, fold) for layer, fold in zip(network.layers, folding, strict=True))
 
 
 def folding_for_cycles(network: Network, cycles: int) -> tuple[LayerFold, ...]:
