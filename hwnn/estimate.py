@@ -156,22 +156,34 @@ def _new(names):
     return dict.fromkeys(names, 0.0)
 
 
-def _stage(features, memories, layer, lanes, family):
+def _stage(features, memories, layer, lanes, family, pipelined=False):
     """The output stage of ``layer`` on ``lanes`` channels: comparators or requantization
-    multipliers, and its parameter memories."""
-    from .rtl.stage import parameter_words
+    multipliers (one per accumulator piece when ``pipelined``), and its parameter memories;
+    a pipelined stage's extra registers go to ``register_bits``."""
+    from .rtl.stage import accumulator_pieces, parameter_words
     stage = layer.stage
+    words = parameter_words(layer, lanes)
     if isinstance(stage, Thresholds):
         # Comparisons with constants (one group: a one-word parameter memory) cost half.
         constant = 0.5 if -(-layer.out_features // lanes) == 1 else 1.0
         features["compare_bits"] += (constant * lanes * stage.values.shape[1]
                                      * layer.threshold_bits)
     elif isinstance(stage, Requant):
-        _multiplier(features, "requant", lanes, Format.int(layer.acc_bits),
-                    Format.uint(stage.mult_bits), family)
+        pieces = (accumulator_pieces(layer.acc_bits) if pipelined
+                  else [(0, layer.acc_bits, True)])
+        for _, width, is_signed in pieces:
+            _multiplier(features, "requant", lanes,
+                        Format.int(width) if is_signed else Format.uint(width),
+                        Format.uint(stage.mult_bits), family)
         features["requant_bits"] += lanes * (layer.acc_bits + stage.mult_bits)
-    memories.extend((len(words), width, words)
-                    for width, words in parameter_words(layer, lanes).values())
+        if pipelined:
+            features["register_bits"] += lanes * (layer.acc_bits + len(pieces) * stage.mult_bits)
+    if pipelined and stage is not None:
+        # The registered parameters and the accumulators waiting beside them.
+        features["register_bits"] += (sum(width for width, _ in words.values())
+                                      + lanes * layer.acc_bits)
+    memories.extend((len(group_words), width, group_words)
+                    for width, group_words in words.values())
 
 
 _DATAFLOW = ("unit", "xnor_lanes", "addsub_bits", "dsp_lanes", "dsp_requant", "lut_mult_bits",
@@ -211,10 +223,11 @@ def _dataflow(network, family, fold="auto", max_lanes=256):
                                       + 2 * pe * layer.acc_bits
                                       + unit.fifo_depth.bit_length() + 8
                                       + 2 * (unit.cycles.bit_length()))
-        _stage(features, memories, layer, pe, family)
+        _stage(features, memories, layer, pe, family, pipelined=True)
         memories.append((unit.cycles, lanes * wb, unit._weight_words()))
         if np.any(layer.bias != 0):
             memories.append((unit.neuron_folds, pe * layer.acc_bits, unit._bias_words()))
+            features["register_bits"] += pe * layer.acc_bits
         if unit.neuron_folds > 1:
             memories.append((unit.synapse_folds, simd * xb, None))
         memories.append((unit.fifo_depth - 1, pe * unit.out_width + 1, None))

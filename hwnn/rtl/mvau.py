@@ -21,10 +21,10 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..quant.formats import Format
-from ..quant.ir import Dense, Requant
+from ..quant.ir import Dense
 from .arith import adder_tree, popcount
 from .layouts import Beat, pack_values
-from .stage import OutputStage, parameter_bits
+from .stage import OutputStage, parameter_bits, stage_latency
 from .params import check_positive_int
 from .fifo import FlagFIFO
 
@@ -114,7 +114,7 @@ class MatrixVectorUnit(wiring.Component):
         self.synapse_folds = layer.in_features // simd
         self.in_width = layer.input.format.width
         self.out_width = layer.output.format.width
-        self._depth = self._STAGES + (3 if isinstance(layer.stage, Requant) else 2)
+        self._depth = self._STAGES + stage_latency(layer, pipelined=True)
         self.fifo_depth = self._depth + 4
         super().__init__({
             "i_stream": In(stream.Signature(Beat(simd, self.in_width))),
@@ -263,42 +263,49 @@ class MatrixVectorUnit(wiring.Component):
 
         # Stage 2: the operands, registered (block RAM outputs and the input multiplexer are
         # slow); stage 3: each lane's product, registered (a DSP block's output register).
+        # Data registers have no reset, so that synthesis may move them into those blocks.
         ctrl2 = delayed(valid1, first1, last1, nf1, 2)
-        w2, x2 = Signal(pe * simd * w_width), Signal(simd * x_width)
+        w2 = Signal(pe * simd * w_width, reset_less=True)
+        x2 = Signal(simd * x_width, reset_less=True)
         m.d.sync += [w2.eq(weights.data), x2.eq(x1)]
         lane_width = simd * w_width
-        _, _, _, nf3 = ctrl3 = delayed(*ctrl2, 3)
+        ctrl3 = delayed(*ctrl2, 3)
         terms3 = []
         for p in range(pe):
             terms = self._lane_terms(w2[p * lane_width:(p + 1) * lane_width], x2)
-            registered = [Signal(Value.cast(term).shape(), name=f"term_{p}_{i}")
+            registered = [Signal(Value.cast(term).shape(), name=f"term_{p}_{i}",
+                                 reset_less=True)
                           for i, term in enumerate(terms)]
             m.d.sync += [reg.eq(term) for reg, term in zip(registered, terms, strict=True)]
             terms3.append(registered)
 
         # Stage 4: each PE's sum over its simd lanes.
         valid4, first4, last4, nf4 = delayed(*ctrl3, 4)
-        partial = [Signal(signed(acc_bits), name=f"partial_{p}") for p in range(pe)]
+        partial = [Signal(signed(acc_bits), name=f"partial_{p}", reset_less=True)
+                   for p in range(pe)]
         for p in range(pe):
             m.d.sync += partial[p].eq(self._lane_sum(terms3[p]))
 
         # Stage 5: accumulate; a fold's accumulator is final when its last beat is added.
+        # The bias is read at stage 2 and registered (a block RAM output register) at 4.
         bias_words = self._bias_words()
         if bias_words is not None:
-            bias = self._rom(m, "bias", bias_words, pe * acc_bits)
-            m.d.comb += bias.addr.eq(nf3)                # read data lines up with stage 4
+            bias_port = self._rom(m, "bias", bias_words, pe * acc_bits)
+            m.d.comb += bias_port.addr.eq(ctrl2[3])
+            bias = Signal(pe * acc_bits, reset_less=True)
+            m.d.sync += bias.eq(bias_port.data)
         acc = [Signal(signed(acc_bits), name=f"acc_{p}") for p in range(pe)]
         done5 = Signal()
         nf5 = Signal.like(nf)
         m.d.sync += [done5.eq(valid4 & last4), nf5.eq(nf4)]
         with m.If(valid4):
             for p in range(pe):
-                start = (bias.data[p * acc_bits:(p + 1) * acc_bits].as_signed()
+                start = (bias[p * acc_bits:(p + 1) * acc_bits].as_signed()
                          if bias_words is not None else 0)
                 m.d.sync += acc[p].eq(Mux(first4, start, acc[p]) + partial[p])
 
         # The output stage, tagged with "last fold of the vector".
-        stage = m.submodules.stage = OutputStage(layer, pe)
+        stage = m.submodules.stage = OutputStage(layer, pe, pipelined=True)
         m.d.comb += [
             stage.i_acc.valid.eq(done5),
             stage.i_acc.payload.group.eq(nf5),

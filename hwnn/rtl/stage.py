@@ -9,6 +9,11 @@ give unspecified values). Per-channel parameters live in ROMs indexed by the gro
 * requantization: ``clamp(((acc * M + 2**(s-1)) >> s) + zero_point, lo, hi)``, with a constant
   shift when the layer's shifts are all equal;
 * no stage: the value is the accumulator.
+
+A ``pipelined`` stage (the dataflow engine's) registers every parameter read before it is used
+(a block RAM output register), multiplies each 16-bit piece of the accumulator separately
+(one DSP block per piece, with its own output register) and rounds, shifts and clamps in two
+steps: two more cycles for thresholds-or-requantization parameters, four for requantization.
 """
 
 import numpy as np
@@ -18,10 +23,15 @@ from amaranth.lib.wiring import In, Out
 
 from ..quant.formats import Format, signed_bits_for
 from ..quant.ir import Dense, Requant, Thresholds
-from .arith import popcount
+from .arith import adder_tree, popcount
 from .layouts import pack_values
 
-__all__ = ["OutputStage", "parameter_bits", "parameter_words"]
+__all__ = ["OutputStage", "PIECE_BITS", "accumulator_pieces", "parameter_bits",
+           "parameter_words", "stage_latency"]
+
+#: Accumulator bits per requantization multiplier of a pipelined stage: a piece and the
+#: multiplier fit one ECP5 MULT18X18D or iCE40 SB_MAC16 for multipliers of up to 16 bits.
+PIECE_BITS = 16
 
 
 def parameter_words(layer: Dense, lanes: int) -> dict:
@@ -54,6 +64,24 @@ def parameter_words(layer: Dense, lanes: int) -> dict:
     return words
 
 
+def accumulator_pieces(acc_bits: int) -> list[tuple[int, int, bool]]:
+    """The pieces a pipelined stage multiplies separately: ``(offset, width, signed)`` for
+    each, least significant first; all but the top one :data:`PIECE_BITS` wide and
+    unsigned."""
+    count = -(-acc_bits // PIECE_BITS)
+    return [(k * PIECE_BITS, min(PIECE_BITS, acc_bits - k * PIECE_BITS), k == count - 1)
+            for k in range(count)]
+
+
+def stage_latency(layer: Dense, pipelined=False) -> int:
+    """Cycles from an input group to its output values in ``layer``'s :class:`OutputStage`."""
+    if layer.stage is None:
+        return 2
+    if isinstance(layer.stage, Requant):
+        return 5 if pipelined else 3
+    return 3 if pipelined else 2
+
+
 def parameter_bits(layer: Dense, lanes: int) -> int:
     """Bits of output-stage parameter ROM for ``lanes`` channels per word."""
     return sum(width * len(words) for width, words in parameter_words(layer, lanes).values())
@@ -64,7 +92,9 @@ class OutputStage(wiring.Component):
 
     An input is a group of accumulators with the group index and a ``tag`` that is passed
     through untouched; :attr:`latency` cycles later the output values come out with the tag.
-    One group per cycle; no backpressure (``always_ready``).
+    One group per cycle; no backpressure (``always_ready``). ``pipelined`` trades latency for
+    short paths (see the module's description); the data registers it adds have no reset, so
+    that synthesis may move them into block RAM and DSP registers.
 
     Members
     -------
@@ -73,10 +103,12 @@ class OutputStage(wiring.Component):
         ``values`` are signed, :attr:`value_bits` wide.
     """
 
-    def __init__(self, layer: Dense, lanes: int, *, tag_bits: int = 1):
+    def __init__(self, layer: Dense, lanes: int, *, tag_bits: int = 1, pipelined=False):
         if not isinstance(layer, Dense):
             raise TypeError(f"layer must be a Dense layer, not {layer!r}")
-        self.layer, self.lanes = layer, lanes
+        if not isinstance(pipelined, bool):
+            raise TypeError(f"pipelined must be True or False, not {pipelined!r}")
+        self.layer, self.lanes, self.pipelined = layer, lanes, pipelined
         self.groups = -(-layer.out_features // lanes)
         out_fmt = layer.output.format
         self.value_bits = (out_fmt.bits if layer.stage is None
@@ -96,7 +128,7 @@ class OutputStage(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from an input group to its output values."""
-        return 3 if isinstance(self.layer.stage, Requant) else 2
+        return stage_latency(self.layer, self.pipelined)
 
     def parameter_words(self) -> dict:
         """ROM images: ``{name: (width, [word per group])}``."""
@@ -115,53 +147,81 @@ class OutputStage(wiring.Component):
         out_fmt = layer.output.format
         return out_fmt.step * popcount(Cat(*hits)) + out_fmt.min_value
 
+    def _products(self, m, acc, multipliers):
+        """Each lane's ``acc * multiplier`` one cycle later: one registered product, or (when
+        pipelined) one registered product per accumulator piece, summed by the caller."""
+        layer, lanes = self.layer, self.lanes
+        if not self.pipelined:
+            products = [Signal(signed(layer.acc_bits + len(multipliers[p]) + 1),
+                               name=f"product_{p}") for p in range(lanes)]
+            m.d.sync += [products[p].eq(acc[p] * multipliers[p]) for p in range(lanes)]
+            return products
+        sums = []
+        for p in range(lanes):
+            pieces = []
+            for k, (offset, width, is_signed) in enumerate(accumulator_pieces(layer.acc_bits)):
+                piece = acc[p].as_unsigned()[offset:offset + width]
+                piece = piece.as_signed() if is_signed else piece
+                product = Signal(signed(width + len(multipliers[p]) + 1),
+                                 name=f"product_{p}_{k}", reset_less=True)
+                m.d.sync += product.eq(piece * multipliers[p])
+                pieces.append(product << offset if offset else product)
+            sums.append(adder_tree(pieces))
+        return sums
+
     def elaborate(self, platform):
         m = Module()
         layer, lanes = self.layer, self.lanes
         stage = layer.stage
 
-        ports = {}
+        def delayed(value, cycles, name, reset_less=False):
+            """``value`` ``cycles`` registers later."""
+            for cycle in range(cycles):
+                register = Signal.like(value, name=f"{name}_{cycle}", reset_less=reset_less)
+                m.d.sync += register.eq(value)
+                value = register
+            return value
+
+        # Cycle 1: the parameters arrive; register the accumulators beside them. Pipelined,
+        # cycle 2: the parameters registered.
+        params = {}
         for name, (width, words) in self.parameter_words().items():
             rom = m.submodules[name] = memory.Memory(shape=unsigned(width), depth=len(words),
                                                      init=[int(word) for word in words])
-            ports[name] = rom.read_port()
-            m.d.comb += ports[name].addr.eq(self.i_acc.payload.group)
-
-        # Cycle 1: the parameters arrive; register the accumulators beside them.
-        acc = Signal.like(self.i_acc.payload.acc)
-        valid, tag = Signal(), Signal.like(self.i_acc.payload.tag)
-        m.d.sync += [acc.eq(self.i_acc.payload.acc), valid.eq(self.i_acc.valid),
-                     tag.eq(self.i_acc.payload.tag)]
+            port = rom.read_port()
+            m.d.comb += port.addr.eq(self.i_acc.payload.group)
+            params[name] = delayed(port.data, int(self.pipelined), name, reset_less=True)
+        lag = 1 + (self.pipelined and stage is not None)
+        acc = delayed(self.i_acc.payload.acc, lag, "acc", reset_less=self.pipelined)
+        valid = delayed(self.i_acc.valid, lag, "valid")
+        tag = delayed(self.i_acc.payload.tag, lag, "tag")
 
         if isinstance(stage, Requant):
             mult_bits = stage.mult_bits
-            product_bits = layer.acc_bits + mult_bits + 1
-            products = [Signal(signed(product_bits), name=f"product_{p}") for p in range(lanes)]
-            shifts = [Signal(6, name=f"shift_{p}") for p in range(lanes)]
-            valid2, tag2 = Signal(), Signal.like(tag)
-            m.d.sync += [valid2.eq(valid), tag2.eq(tag)]
-            for p in range(lanes):
-                multiplier = ports["multiplier"].data[p * mult_bits:(p + 1) * mult_bits]
-                m.d.sync += products[p].eq(acc[p] * multiplier)
-                if "shift" in ports:
-                    m.d.sync += shifts[p].eq(ports["shift"].data[p * 6:(p + 1) * 6])
+            multipliers = [params["multiplier"][p * mult_bits:(p + 1) * mult_bits]
+                           for p in range(lanes)]
+            products = self._products(m, acc, multipliers)
+            shifts = [delayed(params["shift"][p * 6:(p + 1) * 6], 1, f"shift_{p}")
+                      if "shift" in params else int(stage.shift[0]) for p in range(lanes)]
+            valid, tag = delayed(valid, 1, "valid_product"), delayed(tag, 1, "tag_product")
             results = []
             for p in range(lanes):
-                if "shift" in ports:
-                    amount = shifts[p]
-                    rounding = (Const(1, product_bits + 1) << amount) >> 1
+                if isinstance(shifts[p], int):
+                    rounding = (1 << shifts[p]) >> 1
                 else:
-                    amount = int(stage.shift[0])
-                    rounding = (1 << amount) >> 1
-                scaled = ((products[p] + rounding) >> amount) + stage.zero_point
+                    rounding = (Const(1, len(products[p]) + 1) << shifts[p]) >> 1
+                scaled = ((products[p] + rounding) >> shifts[p]) + stage.zero_point
+                if self.pipelined:
+                    scaled = delayed(scaled, 1, f"scaled_{p}", reset_less=True)
                 results.append(Mux(scaled < stage.lo, stage.lo,
                                    Mux(scaled > stage.hi, stage.hi, scaled)))
-            valid, tag = valid2, tag2
+            if self.pipelined:
+                valid, tag = delayed(valid, 1, "valid_scaled"), delayed(tag, 1, "tag_scaled")
         elif isinstance(stage, Thresholds):
             t_width = self.parameter_words()["thresholds"][0] // lanes
             results = [self._threshold_value(
-                acc[p], ports["thresholds"].data[p * t_width:(p + 1) * t_width],
-                ports["descending"].data[p] if "descending" in ports else None)
+                acc[p], params["thresholds"][p * t_width:(p + 1) * t_width],
+                params["descending"][p] if "descending" in params else None)
                 for p in range(lanes)]
         else:
             results = [acc[p] for p in range(lanes)]
