@@ -12,12 +12,14 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 
+from .absorb import REPORT_PREFIX
 from .boards import BoardDesign, board, uart_divisor
 from .errors import ToolError
 from .generate import Design, load_design
-from .synth import DoesNotFit, fmax_from_log
+from .synth import DEVICES, DoesNotFit, fmax_from_log
 
 __all__ = ["build_board", "format_build_report"]
 
@@ -36,11 +38,21 @@ def _parse_log(log):
     return tables[-1], fmax_from_log(log)
 
 
+def _absorb_before_placement(script):
+    """Make the build script move pipeline flip-flops into block RAM and DSP registers
+    (:mod:`hwnn.absorb`) between Yosys and nextpnr."""
+    lines = script.read_text().splitlines()
+    synthesis = [index for index, line in enumerate(lines) if line.startswith('"$YOSYS"')]
+    if len(synthesis) != 1:
+        raise ToolError(f"Unexpected build script {script}: no single Yosys step")
+    lines.insert(synthesis[0] + 1, f'"{sys.executable}" -m hwnn.absorb top.json top')
+    script.write_text("\n".join(lines) + "\n")
+
+
 def build_board(design, board_name, *, baud=115200, clock_mhz=None) -> dict:
     """Build the bitstream of ``design`` (a folder or :class:`Design`) for ``board_name``, at
     the board's clock or, with ``clock_mhz``, at the nearest frequency its PLL makes."""
     from .rtl.clocking import pll_settings
-    from .synth import DEVICES
     from .toolchain import setup_env
 
     setup_env()
@@ -61,6 +73,8 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None) -> dict:
     plan = platform.prepare(top, name="top", **{"nextpnr_opts": "--timing-allow-fail",
                                                 **target.build_options})
     plan.extract(folder)
+    if DEVICES[target.device][0] == "ecp5":
+        _absorb_before_placement(folder / "build_top.sh")
     started = time.monotonic()
     result = subprocess.run(["sh", "build_top.sh"], cwd=folder, capture_output=True, text=True)
     seconds = time.monotonic() - started
@@ -78,6 +92,8 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None) -> dict:
         raise ToolError(f"The {board_name} build failed: "
                         f"{(errors[-1] if errors else log.strip()[-300:]).strip()} "
                         f"(logs in {folder})")
+    packed = [json.loads(line[len(REPORT_PREFIX):]) for line in result.stdout.splitlines()
+              if line.startswith(REPORT_PREFIX)]
     clock = top.clock_hz(platform) / 1e6
     cycles = design.manifest["cycles_per_inference"]
     bitstream = next(folder / name for name in ("top.bit", "top.bin")
@@ -94,6 +110,7 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None) -> dict:
         "inferences_per_second_at_clock": clock * 1e6 / cycles,
         "inferences_per_second_at_fmax": None if fmax is None else fmax * 1e6 / cycles,
         "bitstream": bitstream.name, "seconds": round(seconds, 1),
+        "packed": packed[0] if packed else {},
     }
     (folder / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
@@ -101,6 +118,7 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None) -> dict:
 
 def format_build_report(report) -> str:
     """The build report as text."""
+    from .implement import packed_line
     from .report import format_table
     rows = [(name, entry["used"], entry["available"],
              f"{100 * entry['used'] / entry['available']:.1f}%")
@@ -119,4 +137,6 @@ def format_build_report(report) -> str:
               + (f", {report['inferences_per_second_at_fmax']:,.0f} at Fmax"
                  if report["inferences_per_second_at_fmax"] else "")),
              f"bitstream {report['bitstream']}, {report['seconds']:.0f} s"]
+    if packed := packed_line(report.get("packed")):
+        lines.insert(-1, packed.rstrip("\n"))
     return "\n".join(lines)

@@ -176,14 +176,23 @@ def _stage(features, memories, layer, lanes, family, pipelined=False):
                         Format.int(width) if is_signed else Format.uint(width),
                         Format.uint(stage.mult_bits), family)
         features["requant_bits"] += lanes * (layer.acc_bits + stage.mult_bits)
-        if pipelined:
-            features["register_bits"] += lanes * (layer.acc_bits + len(pieces) * stage.mult_bits)
+        if pipelined:   # the pieces' products, at the multipliers and again; the scaled value
+            features["register_bits"] += lanes * (layer.acc_bits
+                                                  + 2 * len(pieces) * stage.mult_bits)
     if pipelined and stage is not None:
         # The registered parameters and the accumulators waiting beside them.
         features["register_bits"] += (sum(width for width, _ in words.values())
                                       + lanes * layer.acc_bits)
     memories.extend((len(group_words), width, group_words)
                     for width, group_words in words.values())
+
+
+def _tree_register_bits(count, width) -> int:
+    """Register bits of a pipelined adder tree over ``count`` values of ``width`` bits
+    (:func:`hwnn.rtl.arith.pipelined_sum`): each level's sums, one bit wider a level."""
+    from .rtl.arith import tree_levels
+    return sum(-(-count // 2 ** level) * (width + level)
+               for level in range(1, tree_levels(count) + 1)) if count > 1 else width
 
 
 _DATAFLOW = ("unit", "xnor_lanes", "addsub_bits", "dsp_lanes", "dsp_requant", "lut_mult_bits",
@@ -219,8 +228,11 @@ def _dataflow(network, family, fold="auto", max_lanes=256):
         features["acc_bits"] += pe * layer.acc_bits
         # Weights of a one-word memory are constants: no register holds them.
         weight_register = lanes * wb if unit.cycles > 1 else 0
-        features["register_bits"] += (weight_register + lanes * term + 2 * simd * xb
-                                      + 2 * pe * layer.acc_bits
+        # Multiplier lanes register operands and products twice (unit.dsp_stages).
+        features["register_bits"] += ((weight_register + lanes * term) * (1 + unit.dsp_stages)
+                                      + (2 + unit.dsp_stages) * simd * xb
+                                      + pe * _tree_register_bits(simd, term)
+                                      + pe * layer.acc_bits
                                       + unit.fifo_depth.bit_length() + 8
                                       + 2 * (unit.cycles.bit_length()))
         _stage(features, memories, layer, pe, family, pipelined=True)

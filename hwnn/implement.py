@@ -13,7 +13,8 @@ import json
 from .generate import Design, load_design
 from .synth import DEVICES, place_and_route, utilization
 
-__all__ = ["FAMILY_DEVICES", "format_report", "synth_design", "write_harness"]
+__all__ = ["FAMILY_DEVICES", "format_report", "packed_line", "synth_design",
+           "write_harness"]
 
 #: The device ``hwnn synth --family`` uses for each family.
 FAMILY_DEVICES = {"ecp5": "ecp5-85f", "ice40": "ice40-up5k"}
@@ -48,7 +49,7 @@ def synth_design(design, device="ecp5-85f", *, target_mhz=None) -> dict:
         "family": family,
         "utilization": {name: {"used": used, "available": available}
                         for name, (used, available) in utilization(report, device).items()},
-        "cells": report.cells, "lut_mapper": report.mapper,
+        "cells": report.cells, "lut_mapper": report.mapper, "packed": report.packed,
         "fmax_mhz": fmax, "target_mhz": target,
         "cycles_per_inference": cycles,
         "inferences_per_second": fmax * 1e6 / cycles,
@@ -58,6 +59,16 @@ def synth_design(design, device="ecp5-85f", *, target_mhz=None) -> dict:
     }
     (folder / "report.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
+
+
+def packed_line(packed) -> str:
+    """What :func:`hwnn.absorb.absorb_registers` did, as a line (empty when nothing)."""
+    if not packed or not packed.get("flip_flops"):
+        return ""
+    return (f"{packed['flip_flops']} pipeline flip-flops moved into block RAM / DSP registers "
+            f"({packed['bram_output_registers']} block RAM outputs, "
+            f"{packed['dsp_output_registers']} DSP outputs, "
+            f"{packed['dsp_input_registers']} DSP operands)\n")
 
 
 def format_report(result) -> str:
@@ -72,5 +83,6 @@ def format_report(result) -> str:
             f"Fmax {result['fmax_mhz']:.1f} MHz (target {result['target_mhz']:g} MHz: {met}); "
             f"{result['cycles_per_inference']:g} cycles per inference: "
             f"{result['inferences_per_second']:,.0f} inferences per second\n"
+            f"{packed_line(result['packed'])}"
             f"Yosys {result['seconds']['yosys']:.0f} s, nextpnr "
             f"{result['seconds']['nextpnr']:.0f} s, LUT mapper {result['lut_mapper']}")

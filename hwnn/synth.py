@@ -13,9 +13,10 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .absorb import absorb_file
 from .errors import ToolError
 
 __all__ = ["CAPACITY", "DEVICES", "FAMILIES", "DoesNotFit", "SynthReport", "check_fit",
@@ -73,10 +74,12 @@ class DoesNotFit(ValueError):
 
 def utilization(report, device) -> dict:
     """``{resource: (used, available)}`` of ``report`` on ``device``; LUT4s count the LUT4s
-    of carry cells (two per ECP5 CCU2C) and of distributed RAM (TRELLIS_DPR16X4: two)."""
+    of carry cells (two per ECP5 CCU2C) and of distributed RAM (TRELLIS_DPR16X4: two),
+    flip-flops leave out those moved into block RAM and DSP registers."""
     capacity = CAPACITY[device]
     lut4 = report.lut4_equivalent + (2 * report.lutram if report.family == "ecp5" else 0)
-    used = {"lut4": lut4, "ff": report.ff, "dsp": report.dsp, "bram": report.bram}
+    used = {"lut4": lut4, "ff": report.ff - report.packed.get("flip_flops", 0),
+            "dsp": report.dsp, "bram": report.bram}
     return {name: (used[name], capacity[name]) for name in capacity}
 
 
@@ -101,6 +104,9 @@ class SynthReport:
     cells:   dict
     seconds: float
     mapper:  str = "abc9"
+    #: Flip-flops moved into block RAM / DSP registers before placement
+    #: (:func:`hwnn.absorb.absorb_registers`; ECP5), empty otherwise.
+    packed:  dict = field(default_factory=dict)
 
     def count(self, kind) -> int:
         return sum(self.cells.get(name, 0) for name in FAMILIES[self.family][kind])
@@ -182,15 +188,18 @@ def synthesize(verilog, top, family="ecp5") -> SynthReport:
 def place_and_route(verilog, top, device="ecp5-85f", *, target_mhz=150.0):
     """Synthesize and place and route ``verilog`` on ``device``; return ``(SynthReport,
     fmax_mhz, nextpnr_seconds)``. Timing failures are allowed: the figure is the point. A
-    design that does not fit raises :class:`DoesNotFit` before nextpnr runs. The design's
-    ports need pins: wrap wide designs in a :class:`~hwnn.rtl.harness.RegisterHarness`
-    first."""
+    design that does not fit raises :class:`DoesNotFit` before nextpnr runs. On ECP5 the
+    pipeline flip-flops at block RAM and DSP blocks move into those blocks' registers first
+    (counts in the report's ``packed``; its cells are Yosys'). The design's ports need pins:
+    wrap wide designs in a :class:`~hwnn.rtl.harness.RegisterHarness` first."""
     if device not in DEVICES:
         raise ValueError(f"Unknown device {device!r}; available: {', '.join(DEVICES)}")
     family, tool, options = DEVICES[device]
     with tempfile.TemporaryDirectory(prefix="hwnn-pnr-") as folder:
         report = _yosys(Path(verilog), top, family, folder, netlist=True)
         check_fit(report, device)
+        if family == "ecp5":
+            report = replace(report, packed=absorb_file(Path(folder) / "netlist.json", top))
         started = time.monotonic()
         result = subprocess.run([_tool(tool), *options, "--json", "netlist.json",
                                  "--freq", str(target_mhz), "--timing-allow-fail"],

@@ -5,7 +5,7 @@ Each ``+`` in Amaranth widens its result by one bit, so no partial sum of a tree
 
 from amaranth import *
 
-__all__ = ["adder_tree", "popcount", "select"]
+__all__ = ["adder_tree", "pipelined_sum", "popcount", "select", "tree_levels"]
 
 
 def adder_tree(values):
@@ -17,6 +17,30 @@ def adder_tree(values):
         paired = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
         values = paired + values[len(values) - len(values) % 2:]
     return values[0]
+
+
+def tree_levels(count) -> int:
+    """Registers :func:`pipelined_sum` puts between ``count`` values and their sum."""
+    return max(1, (count - 1).bit_length())
+
+
+def pipelined_sum(m, values, *, name, finish=None):
+    """The sum of ``values`` as a balanced tree of two-input adders with a register (no reset)
+    after every level, :func:`tree_levels` cycles later; ``finish`` (a function of the sum)
+    is applied before the last register. Returns that register."""
+    level = [Value.cast(value) for value in values]
+    for depth in range(tree_levels(len(level))):
+        if len(level) > 1:
+            level = ([level[i] + level[i + 1] for i in range(0, len(level) - 1, 2)]
+                     + level[len(level) - len(level) % 2:])
+        if len(level) == 1 and finish is not None:
+            level = [Value.cast(finish(level[0]))]
+        registers = [Signal(value.shape(), name=f"{name}_{depth}_{i}", reset_less=True)
+                     for i, value in enumerate(level)]
+        m.d.sync += [register.eq(value) for register, value in zip(registers, level,
+                                                                    strict=True)]
+        level = registers
+    return level[0]
 
 
 def popcount(bits):

@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..quant.formats import Format
 from ..quant.ir import Dense
-from .arith import adder_tree, popcount
+from .arith import pipelined_sum, tree_levels
 from .layouts import Beat, pack_values
 from .stage import OutputStage, parameter_bits, stage_latency
 from .params import check_positive_int
@@ -97,9 +97,10 @@ class MatrixVectorUnit(wiring.Component):
     """
 
     #: Pipeline registers between issuing a beat and the final accumulator of its fold (memory
-    #: read, operands, lane products, lane sums, accumulator); the output stage's latency
-    #: comes on top.
-    _STAGES = 5
+    #: read, operands, lane products, accumulator); for multiplier lanes a second operand and
+    #: a second product register (:attr:`dsp_stages`), the adder tree's levels
+    #: (:attr:`tree_levels`) and the output stage's latency come on top.
+    _STAGES = 4
 
     def __init__(self, layer: Dense, *, pe=1, simd=1, ram_style="auto"):
         if not isinstance(layer, Dense):
@@ -114,7 +115,13 @@ class MatrixVectorUnit(wiring.Component):
         self.synapse_folds = layer.in_features // simd
         self.in_width = layer.input.format.width
         self.out_width = layer.output.format.width
-        self._depth = self._STAGES + stage_latency(layer, pipelined=True)
+        self.tree_levels = tree_levels(simd)
+        # Multiplier lanes register their operands and products twice: at the block RAM /
+        # input multiplexer and at the multiplier (a DSP block's input registers), at the
+        # multiplier (its output register) and again in the logic that adds them up.
+        self.dsp_stages = 1 if self._multiplier_lanes() else 0
+        self._depth = (self._STAGES + 2 * self.dsp_stages + self.tree_levels
+                       + stage_latency(layer, pipelined=True))
         self.fifo_depth = self._depth + 4
         super().__init__({
             "i_stream": In(stream.Signature(Beat(simd, self.in_width))),
@@ -174,6 +181,12 @@ class MatrixVectorUnit(wiring.Component):
                                                  init=[int(word) for word in words], attrs=attrs)
         return rom.read_port()
 
+    def _multiplier_lanes(self):
+        """Whether each lane multiplies (neither factor binary nor ternary weights)."""
+        w_fmt, x_fmt = self.layer.weight_format, self.layer.input.format
+        return (w_fmt.kind != "bipolar" and x_fmt.kind != "bipolar"
+                and w_fmt != Format.ternary())
+
     def _binary_lanes(self):
         layer = self.layer
         return layer.weight_format.kind == "bipolar" and layer.input.format.kind == "bipolar"
@@ -188,11 +201,14 @@ class MatrixVectorUnit(wiring.Component):
         return [_term(w_word[i * ww:(i + 1) * ww], x_word[i * xw:(i + 1) * xw], w_fmt, x_fmt)
                 for i in range(simd)]
 
-    def _lane_sum(self, terms):
-        """The sum of one PE's lane terms (a signed Value)."""
+    def _lane_sum(self, m, terms, name):
+        """The sum of one PE's lane terms, :attr:`tree_levels` registers later (a signed
+        Value)."""
         if self._binary_lanes():
-            return popcount(terms[0]) * 2 - self.simd      # 2 * agreements - simd
-        return adder_tree(terms)
+            agreements = terms[0]                                 # 2 * agreements - simd
+            return pipelined_sum(m, [agreements[i] for i in range(self.simd)], name=name,
+                                 finish=lambda total: total * 2 - self.simd)
+        return pipelined_sum(m, terms, name=name)
 
     def elaborate(self, platform):
         m = Module()
@@ -214,16 +230,20 @@ class MatrixVectorUnit(wiring.Component):
         # stream's ready is one gate of flip-flops (no adder or comparator in front of it).
         credits = Signal(range(self.fifo_depth + 1), init=self.fifo_depth)
         room = Signal(init=1)
+        many = Signal(init=self.fifo_depth >= 2)
         from_stream = Signal(init=1)
         issue = Signal()
         m.d.comb += [
             self.i_stream.ready.eq(room & from_stream),
             issue.eq(room & (~from_stream | self.i_stream.valid)),
         ]
+        # Whether sf is the fold's last, in a register (compared one beat ahead).
+        sf_last = Signal(init=sf_count == 1)
         with m.If(issue):
             m.d.sync += address.eq(Mux(address == nf_count * sf_count - 1, 0, address + 1))
-            m.d.sync += sf.eq(Mux(sf == sf_count - 1, 0, sf + 1))
-            with m.If(sf == sf_count - 1):
+            m.d.sync += [sf.eq(Mux(sf_last, 0, sf + 1)),
+                         sf_last.eq(Mux(sf_last, sf_count == 1, sf == sf_count - 2))]
+            with m.If(sf_last):
                 next_nf = Mux(nf == nf_count - 1, 0, nf + 1)
                 m.d.sync += [nf.eq(next_nf), from_stream.eq(next_nf == 0)]
 
@@ -235,7 +255,7 @@ class MatrixVectorUnit(wiring.Component):
         valid1, first1, last1 = Signal(), Signal(), Signal()
         nf1 = Signal.like(nf)
         x_reg = Signal(simd * x_width)
-        m.d.sync += [valid1.eq(issue), first1.eq(sf == 0), last1.eq(sf == sf_count - 1),
+        m.d.sync += [valid1.eq(issue), first1.eq(sf == 0), last1.eq(sf_last),
                      nf1.eq(nf), x_reg.eq(self.i_stream.payload.data)]
         if nf_count > 1:
             buffer = m.submodules.input_buffer = memory.Memory(
@@ -269,29 +289,39 @@ class MatrixVectorUnit(wiring.Component):
         x2 = Signal(simd * x_width, reset_less=True)
         m.d.sync += [w2.eq(weights.data), x2.eq(x1)]
         lane_width = simd * w_width
-        ctrl3 = delayed(*ctrl2, 3)
-        terms3 = []
-        for p in range(pe):
-            terms = self._lane_terms(w2[p * lane_width:(p + 1) * lane_width], x2)
-            registered = [Signal(Value.cast(term).shape(), name=f"term_{p}_{i}",
-                                 reset_less=True)
-                          for i, term in enumerate(terms)]
-            m.d.sync += [reg.eq(term) for reg, term in zip(registered, terms, strict=True)]
-            terms3.append(registered)
+        history = [ctrl2]
+        for stage in range(1, 1 + self.dsp_stages):      # again, at the multipliers
+            w_next = Signal.like(w2, name=f"w2_{stage}", reset_less=True)
+            x_next = Signal.like(x2, name=f"x2_{stage}", reset_less=True)
+            m.d.sync += [w_next.eq(w2), x_next.eq(x2)]
+            w2, x2 = w_next, x_next
+            history.append(delayed(*history[-1], f"2_{stage}"))
+        ctrl3 = delayed(*history[-1], 3)
+        terms3 = [self._lane_terms(w2[p * lane_width:(p + 1) * lane_width], x2)
+                  for p in range(pe)]
+        history.append(ctrl3)
+        for stage in range(1 + self.dsp_stages):           # the products, once or twice
+            registered = [[Signal(Value.cast(term).shape(), name=f"term_{p}_{i}_{stage}",
+                                  reset_less=True) for i, term in enumerate(terms)]
+                          for p, terms in enumerate(terms3)]
+            m.d.sync += [reg.eq(term) for regs, terms in zip(registered, terms3, strict=True)
+                         for reg, term in zip(regs, terms, strict=True)]
+            terms3 = registered
+            if stage:
+                history.append(delayed(*history[-1], f"3_{stage}"))
 
-        # Stage 4: each PE's sum over its simd lanes.
-        valid4, first4, last4, nf4 = delayed(*ctrl3, 4)
-        partial = [Signal(signed(acc_bits), name=f"partial_{p}", reset_less=True)
-                   for p in range(pe)]
-        for p in range(pe):
-            m.d.sync += partial[p].eq(self._lane_sum(terms3[p]))
+        # Stage 4: each PE's sum over its simd lanes, one register per adder-tree level.
+        for level in range(self.tree_levels):
+            history.append(delayed(*history[-1], f"4_{level}"))
+        valid4, first4, last4, nf4 = history[-1]
+        partial = [self._lane_sum(m, terms3[p], f"partial_{p}") for p in range(pe)]
 
         # Stage 5: accumulate; a fold's accumulator is final when its last beat is added.
-        # The bias is read at stage 2 and registered (a block RAM output register) at 4.
+        # The bias is read two cycles ahead and registered (a block RAM output register).
         bias_words = self._bias_words()
         if bias_words is not None:
             bias_port = self._rom(m, "bias", bias_words, pe * acc_bits)
-            m.d.comb += bias_port.addr.eq(ctrl2[3])
+            m.d.comb += bias_port.addr.eq(history[-3][3])
             bias = Signal(pe * acc_bits, reset_less=True)
             m.d.sync += bias.eq(bias_port.data)
         acc = [Signal(signed(acc_bits), name=f"acc_{p}") for p in range(pe)]
@@ -325,9 +355,15 @@ class MatrixVectorUnit(wiring.Component):
             fifo.w_en.eq(valid_out),
             fifo.w_data.eq(Cat(*codes, stage.o_values.payload.tag)),
         ]
-        finishing = issue & (sf == sf_count - 1)
-        next_credits = credits - finishing + (fifo.r_en & fifo.r_rdy)
-        m.d.sync += [credits.eq(next_credits), room.eq(next_credits != 0)]
+        # Credits: one more when a result leaves, one less when a fold is issued. "room" is
+        # credits >= 1 and "many" credits >= 2, updated from comparisons of the register
+        # (not of its next value), so the control decides late.
+        finishing = issue & sf_last
+        leaving = fifo.r_en & fifo.r_rdy
+        with m.If(leaving & ~finishing):
+            m.d.sync += [credits.eq(credits + 1), room.eq(1), many.eq(credits >= 1)]
+        with m.Elif(finishing & ~leaving):
+            m.d.sync += [credits.eq(credits - 1), room.eq(many), many.eq(credits >= 3)]
 
         m.d.comb += [
             self.o_stream.payload.eq(fifo.r_data),

@@ -12,8 +12,8 @@ give unspecified values). Per-channel parameters live in ROMs indexed by the gro
 
 A ``pipelined`` stage (the dataflow engine's) registers every parameter read before it is used
 (a block RAM output register), multiplies each 16-bit piece of the accumulator separately
-(one DSP block per piece, with its own output register) and rounds, shifts and clamps in two
-steps: two more cycles for thresholds-or-requantization parameters, four for requantization.
+(one DSP block per piece, registered at its output and again in logic) and rounds, shifts
+and clamps in two steps: one more cycle for thresholds, three more for requantization.
 """
 
 import numpy as np
@@ -73,12 +73,21 @@ def accumulator_pieces(acc_bits: int) -> list[tuple[int, int, bool]]:
             for k in range(count)]
 
 
+def _delayed(m, value, cycles, name, reset_less=False):
+    """``value`` ``cycles`` registers later."""
+    for cycle in range(cycles):
+        register = Signal.like(value, name=f"{name}_{cycle}", reset_less=reset_less)
+        m.d.sync += register.eq(value)
+        value = register
+    return value
+
+
 def stage_latency(layer: Dense, pipelined=False) -> int:
     """Cycles from an input group to its output values in ``layer``'s :class:`OutputStage`."""
     if layer.stage is None:
         return 2
     if isinstance(layer.stage, Requant):
-        return 5 if pipelined else 3
+        return 6 if pipelined else 3
     return 3 if pipelined else 2
 
 
@@ -147,9 +156,15 @@ class OutputStage(wiring.Component):
         out_fmt = layer.output.format
         return out_fmt.step * popcount(Cat(*hits)) + out_fmt.min_value
 
+    @property
+    def _product_cycles(self):
+        return 2 if self.pipelined else 1
+
     def _products(self, m, acc, multipliers):
-        """Each lane's ``acc * multiplier`` one cycle later: one registered product, or (when
-        pipelined) one registered product per accumulator piece, summed by the caller."""
+        """Each lane's ``acc * multiplier`` :attr:`_product_cycles` later: one registered
+        product, or (pipelined) one product per accumulator piece, registered at the
+        multiplier (a DSP block's output register) and again in logic, summed by the
+        caller."""
         layer, lanes = self.layer, self.lanes
         if not self.pipelined:
             products = [Signal(signed(layer.acc_bits + len(multipliers[p]) + 1),
@@ -165,6 +180,7 @@ class OutputStage(wiring.Component):
                 product = Signal(signed(width + len(multipliers[p]) + 1),
                                  name=f"product_{p}_{k}", reset_less=True)
                 m.d.sync += product.eq(piece * multipliers[p])
+                product = _delayed(m, product, 1, f"product_{p}_{k}_logic", True)
                 pieces.append(product << offset if offset else product)
             sums.append(adder_tree(pieces))
         return sums
@@ -175,12 +191,7 @@ class OutputStage(wiring.Component):
         stage = layer.stage
 
         def delayed(value, cycles, name, reset_less=False):
-            """``value`` ``cycles`` registers later."""
-            for cycle in range(cycles):
-                register = Signal.like(value, name=f"{name}_{cycle}", reset_less=reset_less)
-                m.d.sync += register.eq(value)
-                value = register
-            return value
+            return _delayed(m, value, cycles, name, reset_less)
 
         # Cycle 1: the parameters arrive; register the accumulators beside them. Pipelined,
         # cycle 2: the parameters registered.
@@ -201,9 +212,11 @@ class OutputStage(wiring.Component):
             multipliers = [params["multiplier"][p * mult_bits:(p + 1) * mult_bits]
                            for p in range(lanes)]
             products = self._products(m, acc, multipliers)
-            shifts = [delayed(params["shift"][p * 6:(p + 1) * 6], 1, f"shift_{p}")
+            cycles = self._product_cycles
+            shifts = [delayed(params["shift"][p * 6:(p + 1) * 6], cycles, f"shift_{p}")
                       if "shift" in params else int(stage.shift[0]) for p in range(lanes)]
-            valid, tag = delayed(valid, 1, "valid_product"), delayed(tag, 1, "tag_product")
+            valid = delayed(valid, cycles, "valid_product")
+            tag = delayed(tag, cycles, "tag_product")
             results = []
             for p in range(lanes):
                 if isinstance(shifts[p], int):

@@ -1,0 +1,270 @@
+"""Pipeline registers into the ECP5's block RAM and DSP registers, on Yosys' netlist.
+
+Yosys maps an ECP5 block RAM read port without its output register (``REGMODE NOREG``: 5.6 ns
+from clock to data at speed grade 6) and a multiplier to a ``MULT18X18D`` without its input or
+output registers (3.9 ns through it), even when the design registers the data right there;
+the fabric flip-flop then sits one routing hop (1-3 ns, DSP blocks being sparse) away, and
+no path through a block RAM or DSP block makes 150 MHz. :func:`absorb_registers` moves those
+flip-flops into the blocks, cycle for cycle the same logic:
+
+* a ``DP16KD`` read port each of whose used outputs feeds one flip-flop and nothing else
+  becomes ``REGMODE OUTREG``, clocked by the port's clock and enabled (``OCE``) by those
+  flip-flops' common enable (in the 36-bit pseudo-dual-port mode both REGMODEs, as nextpnr
+  sets them for a ``PDPW16KD`` with ``REGMODE OUTREG``);
+* a ``MULT18X18D`` each of whose used products feeds one flip-flop and nothing else gets its
+  output register (``REG_OUTPUT_CLK``);
+* a ``MULT18X18D`` operand whose bits all come from flip-flops (or are constant 0) gets its
+  input register (``REG_INPUTA_CLK`` / ``REG_INPUTB_CLK``) fed from those flip-flops' inputs; a
+  flip-flop left without other loads is removed.
+
+A flip-flop qualifies when it starts at 0 and has no reset (``TRELLIS_FF`` with ``REGSET
+RESET`` and no ``LSR``; the hwnn generators leave the reset off data registers for this), is
+clocked on the rising edge, and shares its clock and enable with the others of its group;
+the block registers also start at 0.
+"""
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+__all__ = ["REPORT_PREFIX", "absorb_file", "absorb_registers"]
+
+#: The line ``python -m hwnn.absorb NETLIST TOP`` prints its counts on, as JSON.
+REPORT_PREFIX = "hwnn.absorb: "
+
+_BRAM_PORT_BITS = 18
+_DSP_OPERAND_BITS = 18
+_DSP_PRODUCT_BITS = 36
+
+
+class _Netlist:
+    """One module of a Yosys JSON netlist with each net bit's driver and loads."""
+
+    def __init__(self, module):
+        self.cells = module["cells"]
+        self.drivers, self.loads = {}, defaultdict(list)
+        for name, cell in self.cells.items():
+            for port, bits in cell["connections"].items():
+                direction = cell.get("port_directions", {}).get(port, "input")
+                for bit in bits:
+                    if isinstance(bit, str):
+                        continue
+                    if direction == "output":
+                        self.drivers[bit] = (name, port)
+                    else:
+                        self.loads[bit].append((name, port))
+        for port in module.get("ports", {}).values():
+            if port["direction"] != "input":
+                for bit in port["bits"]:
+                    self.loads[bit].append((None, None))
+
+    def pin(self, cell, port):
+        """The single bit on ``port`` of ``cell`` (``"0"`` when unconnected)."""
+        bits = self.cells[cell]["connections"].get(port, ["0"])
+        return bits[0]
+
+    def flip_flop(self, name):
+        """``(clock, enable)`` of a flip-flop that qualifies (see the module's description),
+        else None."""
+        cell = self.cells.get(name)
+        if cell is None or cell["type"] != "TRELLIS_FF":
+            return None
+        params = cell["parameters"]
+        if (params.get("REGSET", "RESET") != "RESET" or params.get("CLKMUX", "CLK") != "CLK"
+                or self.pin(name, "LSR") not in ("0", "x")):
+            return None
+        enable = params.get("CEMUX", "1").strip()
+        if enable == "CE":
+            enable = self.pin(name, "CE")
+        elif enable != "1":
+            return None
+        return self.pin(name, "CLK"), enable
+
+    def only_flip_flop_load(self, bit):
+        """The flip-flop whose data input is ``bit``'s only load, or None."""
+        loads = self.loads.get(bit, [])
+        if len(loads) == 1 and loads[0][1] == "DI" and self.flip_flop(loads[0][0]):
+            return loads[0][0]
+        return None
+
+    def common(self, flip_flops):
+        """The ``(clock, enable)`` every one of ``flip_flops`` has, or None."""
+        settings = {self.flip_flop(name) for name in flip_flops}
+        return settings.pop() if len(settings) == 1 else None
+
+    def output_register(self, cell, outputs):
+        """``({output port: flip-flop}, (clock, enable))`` when every used one of ``outputs``
+        feeds one qualifying flip-flop and nothing else, with a common clock and enable."""
+        connections = self.cells[cell]["connections"]
+        owned = {}
+        for port in outputs:
+            bits = connections.get(port, [])
+            if not bits or isinstance(bits[0], str) or not self.loads.get(bits[0]):
+                continue
+            flip_flop = self.only_flip_flop_load(bits[0])
+            if flip_flop is None:
+                return None
+            owned[port] = flip_flop
+        setting = self.common(owned.values()) if owned else None
+        return (owned, setting) if setting else None
+
+    def take_outputs(self, cell, owned):
+        """Connect ``cell``'s outputs to the nets of the flip-flops they fed; remove those."""
+        for port, flip_flop in owned.items():
+            q = self.cells[flip_flop]["connections"]["Q"]
+            self.cells[cell]["connections"][port] = list(q)
+            del self.cells[flip_flop]
+
+
+def _integer(value):
+    """An integer parameter of Yosys' JSON netlist: a string of binary digits (or a number)."""
+    text = str(value)
+    return int(text, 2) if text and set(text) <= {"0", "1"} else int(text)
+
+
+def _read_ports(params):
+    """A block RAM's read ports as ``(clock side, output ports, REGMODE sides)``: both sides
+    in the true dual-port mode; in the 36-bit pseudo-dual-port mode (a ``PDPW16KD``, which
+    nextpnr turns into this form) side B reads all 36 bits and one REGMODE sets both
+    sides."""
+    widths = [_integer(params.get(f"DATA_WIDTH_{side}", 18)) for side in "AB"]
+    if widths[0] == 2 * _BRAM_PORT_BITS:
+        outputs = [f"DO{side}{i}" for side in "AB" for i in range(_BRAM_PORT_BITS)]
+        return [("B", outputs, "AB")]
+    if max(widths) > _BRAM_PORT_BITS:
+        return []
+    return [(side, [f"DO{side}{i}" for i in range(_BRAM_PORT_BITS)], side) for side in "AB"]
+
+
+def _absorb_bram(module, counts):
+    netlist = _Netlist(module)
+    for name, cell in list(netlist.cells.items()):
+        if cell["type"] != "DP16KD":
+            continue
+        params = cell["parameters"]
+        for side, outputs, regmodes in _read_ports(params):
+            if any(params.get(f"REGMODE_{mode}", "NOREG") != "NOREG" for mode in regmodes):
+                continue
+            if (params.get(f"CLK{side}MUX", f"CLK{side}") != f"CLK{side}"
+                    or any(netlist.pin(name, f"RST{mode}") != "0" for mode in regmodes)):
+                continue
+            found = netlist.output_register(name, outputs)
+            if found is None or found[1][0] != netlist.pin(name, f"CLK{side}"):
+                continue
+            owned, (_, enable) = found
+            params.update({f"REGMODE_{mode}": "OUTREG" for mode in regmodes})
+            _connect(cell, f"OCE{side}", enable)
+            netlist.take_outputs(name, owned)
+            counts["bram_output_registers"] += 1
+            counts["flip_flops"] += len(owned)
+
+
+def _connect(cell, pin, bit):
+    """Drive input ``pin`` of ``cell`` with ``bit``."""
+    cell["connections"][pin] = [bit]
+    cell.setdefault("port_directions", {})[pin] = "input"
+
+
+def _dsp_clock(cell, clock):
+    """Whether ``cell``'s register clock CLK0 is ``clock`` (connecting it if free)."""
+    current = cell["connections"].get("CLK0", ["0"])[0]
+    if current in ("0", "x"):
+        _connect(cell, "CLK0", clock)
+        _connect(cell, "RST0", "0")
+        return True
+    return current == clock
+
+
+def _absorb_dsp_outputs(module, counts):
+    netlist = _Netlist(module)
+    for name, cell in list(netlist.cells.items()):
+        if cell["type"] != "MULT18X18D":
+            continue
+        params = cell["parameters"]
+        if params.get("REG_OUTPUT_CLK", "NONE") != "NONE" or params.get(
+                "REG_PIPELINE_CLK", "NONE") != "NONE":
+            continue
+        found = netlist.output_register(name, [f"P{i}" for i in range(_DSP_PRODUCT_BITS)])
+        if found is None:
+            continue
+        owned, (clock, enable) = found
+        if not _dsp_clock(cell, clock):
+            continue
+        params.update(REG_OUTPUT_CLK="CLK0", REG_OUTPUT_CE="CE0", REG_OUTPUT_RST="RST0")
+        _connect(cell, "CE0", enable)
+        netlist.take_outputs(name, owned)
+        counts["dsp_output_registers"] += 1
+        counts["flip_flops"] += len(owned)
+
+
+def _absorb_dsp_inputs(module, counts):
+    netlist = _Netlist(module)
+    sources = set()
+    for name, cell in list(netlist.cells.items()):
+        if cell["type"] != "MULT18X18D":
+            continue
+        params = cell["parameters"]
+        for operand, enable_pin in (("A", "CE1"), ("B", "CE2")):
+            if params.get(f"REG_INPUT{operand}_CLK", "NONE") != "NONE":
+                continue
+            ports = [f"{operand}{i}" for i in range(_DSP_OPERAND_BITS)]
+            bits = [cell["connections"].get(port, ["0"])[0] for port in ports]
+            if any(bit in ("1", "z") for bit in bits):  # a register would start at 0
+                continue
+            drivers = {bit: netlist.drivers.get(bit) for bit in bits if not isinstance(bit, str)}
+            if not drivers or any(driver is None or driver[1] != "Q"
+                                  or not netlist.flip_flop(driver[0])
+                                  for driver in drivers.values()):
+                continue
+            setting = netlist.common(driver[0] for driver in drivers.values())
+            if setting is None or not _dsp_clock(cell, setting[0]):
+                continue
+            for port, bit in zip(ports, bits, strict=True):
+                if not isinstance(bit, str):
+                    flip_flop = drivers[bit][0]
+                    cell["connections"][port] = list(
+                        netlist.cells[flip_flop]["connections"]["DI"])
+                    sources.add(flip_flop)
+            params.update({f"REG_INPUT{operand}_CLK": "CLK0",
+                           f"REG_INPUT{operand}_CE": enable_pin,
+                           f"REG_INPUT{operand}_RST": "RST0"})
+            _connect(cell, enable_pin, setting[1])
+            counts["dsp_input_registers"] += 1
+    # Flip-flops that fed only DSP operands drive nothing now.
+    loads = _Netlist(module).loads
+    for flip_flop in sorted(sources):
+        if not loads.get(module["cells"][flip_flop]["connections"]["Q"][0]):
+            del module["cells"][flip_flop]
+            counts["flip_flops"] += 1
+
+
+def absorb_registers(netlist: dict, top: str) -> dict:
+    """Move the qualifying flip-flops of module ``top`` of ``netlist`` (Yosys' JSON netlist,
+    changed in place) into block RAM output and DSP input/output registers. Returns the counts:
+    ``bram_output_registers``, ``dsp_output_registers``, ``dsp_input_registers`` (ports or
+    operands registered) and ``flip_flops`` (fabric flip-flops removed)."""
+    if top not in netlist.get("modules", {}):
+        raise ValueError(f"The netlist has no module {top!r}")
+    counts = dict.fromkeys(("bram_output_registers", "dsp_output_registers",
+                            "dsp_input_registers", "flip_flops"), 0)
+    module = netlist["modules"][top]
+    # Block RAM first: its output register is worth more than a DSP input register fed by it.
+    for step in (_absorb_bram, _absorb_dsp_outputs, _absorb_dsp_inputs):
+        step(module, counts)
+    return counts
+
+
+def absorb_file(path, top) -> dict:
+    """:func:`absorb_registers` on a JSON netlist file, rewritten in place."""
+    path = Path(path)
+    netlist = json.loads(path.read_text())
+    counts = absorb_registers(netlist, top)
+    path.write_text(json.dumps(netlist))
+    return counts
+
+
+if __name__ == "__main__":     # the board build scripts run it between Yosys and nextpnr
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m hwnn.absorb NETLIST.json TOP")
+    print(REPORT_PREFIX + json.dumps(absorb_file(sys.argv[1], sys.argv[2]), sort_keys=True))
