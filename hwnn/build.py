@@ -70,8 +70,10 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None) -> dict:
         shutil.rmtree(folder)
     # A design slower than the board clock still gets its bitstream and report, which says
     # so (and `hwnn build` exits 1).
-    plan = platform.prepare(top, name="top", **{"nextpnr_opts": "--timing-allow-fail",
-                                                **target.build_options})
+    options = dict(target.build_options)
+    options["nextpnr_opts"] = " ".join(("--timing-allow-fail",
+                                        options.get("nextpnr_opts", ""))).strip()
+    plan = platform.prepare(top, name="top", **options)
     plan.extract(folder)
     if DEVICES[target.device][0] == "ecp5":
         _absorb_before_placement(folder / "build_top.sh")

@@ -47,8 +47,8 @@ BLOCK_SHAPES = {
 #: What a board's host link (UART, frame logic, vector buffers, two-entry FIFOs) adds to an
 #: accelerator: ``(base, per bit)`` with the bits of one input and one output vector, from
 #: Yosys on two board tops (``benchmarks/estimator.py`` measures them).
-BOARD_OVERHEAD = {"ecp5": {"lut4": (278, 1.02), "ff": (97, 2.04)},
-                  "ice40": {"lut4": (249, 1.07), "ff": (75, 2.21)}}
+BOARD_OVERHEAD = {"ecp5": {"lut4": (228, 2.12), "ff": (72, 2.69)},
+                  "ice40": {"lut4": (217, 1.45), "ff": (73, 2.21)}}
 
 
 def host_link_cost(network: Network, family: str) -> dict:
@@ -177,11 +177,11 @@ def _stage(features, memories, layer, lanes, family, pipelined=False):
                         Format.uint(stage.mult_bits), family)
         features["requant_bits"] += lanes * (layer.acc_bits + stage.mult_bits)
         if pipelined:   # the pieces' products, at the multipliers and again; the scaled value
-            features["register_bits"] += lanes * (layer.acc_bits
+            features["pipeline_bits"] += lanes * (layer.acc_bits
                                                   + 2 * len(pieces) * stage.mult_bits)
     if pipelined and stage is not None:
         # The registered parameters and the accumulators waiting beside them.
-        features["register_bits"] += (sum(width for width, _ in words.values())
+        features["pipeline_bits"] += (sum(width for width, _ in words.values())
                                       + lanes * layer.acc_bits)
     memories.extend((len(group_words), width, group_words)
                     for width, group_words in words.values())
@@ -196,8 +196,8 @@ def _tree_register_bits(count, width) -> int:
 
 
 _DATAFLOW = ("unit", "xnor_lanes", "addsub_bits", "dsp_lanes", "dsp_requant", "lut_mult_bits",
-             "tree_bits", "acc_bits", "register_bits", "compare_bits", "requant_bits", "rom_luts",
-             "ram_bits", "lutram_cells", "blocks")
+             "tree_bits", "acc_bits", "register_bits", "pipeline_bits", "compare_bits",
+             "requant_bits", "rom_luts", "ram_bits", "lutram_cells", "blocks")
 
 
 def _dataflow(network, family, fold="auto", max_lanes=256):
@@ -228,13 +228,15 @@ def _dataflow(network, family, fold="auto", max_lanes=256):
         features["acc_bits"] += pe * layer.acc_bits
         # Weights of a one-word memory are constants: no register holds them.
         weight_register = lanes * wb if unit.cycles > 1 else 0
-        # Multiplier lanes register operands and products twice (unit.dsp_stages).
-        features["register_bits"] += ((weight_register + lanes * term) * (1 + unit.dsp_stages)
-                                      + (2 + unit.dsp_stages) * simd * xb
-                                      + pe * _tree_register_bits(simd, term)
+        features["register_bits"] += (weight_register + lanes * term + 2 * simd * xb
                                       + pe * layer.acc_bits
                                       + unit.fifo_depth.bit_length() + 8
                                       + 2 * (unit.cycles.bit_length()))
+        # Registers for speed: the adder tree's levels, multiplier lanes' second operand and
+        # product registers (unit.dsp_stages), the output stage's (in _stage).
+        features["pipeline_bits"] += (pe * _tree_register_bits(simd, term)
+                                      + unit.dsp_stages * (weight_register + lanes * term
+                                                           + simd * xb))
         _stage(features, memories, layer, pe, family, pipelined=True)
         memories.append((unit.cycles, lanes * wb, unit._weight_words()))
         if np.any(layer.bias != 0):
@@ -352,11 +354,13 @@ def measured(cells, family) -> dict:
 #: hand count), toward which :func:`fit` pulls coefficients the samples leave undetermined.
 _LUT_PRIOR = {"unit": 60, "cells": 20, "pes": 60, "xnor_lanes": 1.5, "addsub_bits": 2,
               "lut_mult_bits": 1.5, "tree_bits": 1, "acc_bits": 1.5, "register_bits": 0.1,
+              "pipeline_bits": 0.05,
               "cell_bits": 0.5, "edge_bits": 1, "pe_bits": 2, "readout_bits": 1,
               "compare_bits": 1, "requant_bits": 1, "rom_luts": 1, "ram_bits": 0.3,
               "lutram_cells": 2.5, "blocks": 2}
 _FF_PRIOR = {"unit": 30, "cells": 2, "pes": 30, "xnor_lanes": 0.2, "addsub_bits": 1,
              "lut_mult_bits": 0.5, "tree_bits": 0.3, "acc_bits": 1, "register_bits": 1,
+             "pipeline_bits": 1,
              "cell_bits": 1, "edge_bits": 1, "pe_bits": 1, "readout_bits": 1,
              "compare_bits": 0.1, "requant_bits": 1, "ram_bits": 1}
 PRIORS = {"ecp5": {"lut4": _LUT_PRIOR, "ff": _FF_PRIOR},

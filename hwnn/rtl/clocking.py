@@ -121,13 +121,17 @@ class PllDomain(Elaboratable):
                 i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1,
                 i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0,
                 o_CLKOP=clock, o_LOCK=locked)
-        # A counter on the PLL's clock, cleared while the PLL is unlocked, releases the reset.
+        # A counter on the PLL's clock, cleared while the PLL is unlocked, releases the reset
+        # when it reaches the delay; the reset itself comes from a flip-flop (it reaches every
+        # register of the design: no logic in front of that net).
         delay = max(int(self.reset_delay * self.settings.output), 2)
         count = Signal(range(delay + 1))
+        held = Signal(init=1)                              # count != delay, registered
         m.domains += ClockDomain("pll_start", async_reset=True, local=True)
         m.d.comb += [ClockSignal("sync").eq(clock), ClockSignal("pll_start").eq(clock),
                      ResetSignal("pll_start").eq(~locked),
-                     ResetSignal("sync").eq(count != delay)]
+                     ResetSignal("sync").eq(held)]
         with m.If(count != delay):
             m.d.pll_start += count.eq(count + 1)
+        m.d.pll_start += held.eq((count != delay) & (count != delay - 1))
         return m

@@ -37,6 +37,14 @@ def test_synth_reports_area_fmax_and_throughput(capsys, int8_design):
     assert report["inferences_per_second"] == pytest.approx(
         report["fmax_mhz"] * 1e6 / manifest["cycles_per_inference"])
     assert "on ECP5-85F" in text and "inferences per second" in text
+    # The int8 lanes' operand and product registers went into the DSP blocks; the
+    # flip-flop count leaves them out.
+    packed = report["packed"]
+    assert packed["dsp_output_registers"] >= manifest["lanes"] // 2
+    assert packed["dsp_input_registers"] >= manifest["lanes"]
+    assert report["utilization"]["ff"]["used"] == (
+        report["cells"]["TRELLIS_FF"] - packed["flip_flops"])
+    assert f"{packed['flip_flops']} pipeline flip-flops moved into" in text
 
 
 @pytest.mark.synth
