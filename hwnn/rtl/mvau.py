@@ -290,25 +290,25 @@ class MatrixVectorUnit(wiring.Component):
         m.d.sync += [w2.eq(weights.data), x2.eq(x1)]
         lane_width = simd * w_width
         history = [ctrl2]
-        for stage in range(1, 1 + self.dsp_stages):      # again, at the multipliers
-            w_next = Signal.like(w2, name=f"w2_{stage}", reset_less=True)
-            x_next = Signal.like(x2, name=f"x2_{stage}", reset_less=True)
+        for copy in range(1, 1 + self.dsp_stages):       # again, at the multipliers
+            w_next = Signal.like(w2, name=f"w2_{copy}", reset_less=True)
+            x_next = Signal.like(x2, name=f"x2_{copy}", reset_less=True)
             m.d.sync += [w_next.eq(w2), x_next.eq(x2)]
             w2, x2 = w_next, x_next
-            history.append(delayed(*history[-1], f"2_{stage}"))
+            history.append(delayed(*history[-1], f"2_{copy}"))
         ctrl3 = delayed(*history[-1], 3)
         terms3 = [self._lane_terms(w2[p * lane_width:(p + 1) * lane_width], x2)
                   for p in range(pe)]
         history.append(ctrl3)
-        for stage in range(1 + self.dsp_stages):           # the products, once or twice
-            registered = [[Signal(Value.cast(term).shape(), name=f"term_{p}_{i}_{stage}",
+        for copy in range(1 + self.dsp_stages):            # the products, once or twice
+            registered = [[Signal(Value.cast(term).shape(), name=f"term_{p}_{i}_{copy}",
                                   reset_less=True) for i, term in enumerate(terms)]
                           for p, terms in enumerate(terms3)]
             m.d.sync += [reg.eq(term) for regs, terms in zip(registered, terms3, strict=True)
                          for reg, term in zip(regs, terms, strict=True)]
             terms3 = registered
-            if stage:
-                history.append(delayed(*history[-1], f"3_{stage}"))
+            if copy:
+                history.append(delayed(*history[-1], f"3_{copy}"))
 
         # Stage 4: each PE's sum over its simd lanes, one register per adder-tree level.
         for level in range(self.tree_levels):
