@@ -121,6 +121,14 @@ def _distinct_columns(words, width) -> int:
     return len(np.unique(np.packbits(varying, axis=1), axis=0)) if len(varying) else 0
 
 
+def _varying_columns(words, width) -> int:
+    """Bit columns of a memory's contents that are not constant."""
+    data = b"".join(int(word).to_bytes((width + 7) // 8, "little") for word in words)
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8).reshape(len(words), -1), axis=1,
+                         bitorder="little")[:, :width]
+    return int(np.count_nonzero(bits.any(axis=0) & ~bits.all(axis=0)))
+
+
 def _memories(features, memories, family):
     """Add the memory features for ``[(depth, width, words)]`` (``words`` the contents of a
     ROM, None for a RAM), each mapped as Yosys would (the cheapest of :data:`BLOCK_COST`,
@@ -164,10 +172,11 @@ def _stage(features, memories, layer, lanes, family, pipelined=False):
     stage = layer.stage
     words = parameter_words(layer, lanes)
     if isinstance(stage, Thresholds):
-        # Comparisons with constants (one group: a one-word parameter memory) cost half.
-        constant = 0.5 if -(-layer.out_features // lanes) == 1 else 1.0
-        features["compare_bits"] += (constant * lanes * stage.values.shape[1]
-                                     * layer.threshold_bits)
+        # A comparator bit against a threshold bit that is the same in every group (always so
+        # for a one-group, constant memory) costs half of one that varies.
+        width, group_words = words["thresholds"]
+        varying = _varying_columns(group_words, width)
+        features["compare_bits"] += varying + 0.5 * (width - varying)
     elif isinstance(stage, Requant):
         pieces = (accumulator_pieces(layer.acc_bits) if pipelined
                   else [(0, layer.acc_bits, True)])
