@@ -196,12 +196,15 @@ def _stage(features, memories, layer, lanes, family, pipelined=False):
                     for width, group_words in words.values())
 
 
-def _tree_register_bits(count, width) -> int:
+def _tree_register_bits(count, width, levels_per_register=1) -> int:
     """Register bits of a pipelined adder tree over ``count`` values of ``width`` bits
-    (:func:`hwnn.rtl.arith.pipelined_sum`): each level's sums, one bit wider a level."""
-    from .rtl.arith import tree_levels
-    return sum(-(-count // 2 ** level) * (width + level)
-               for level in range(1, tree_levels(count) + 1)) if count > 1 else width
+    (:func:`hwnn.rtl.arith.pipelined_sum`): the registered levels' sums, one bit wider a
+    level."""
+    if count <= 1:
+        return width
+    levels = (count - 1).bit_length()
+    registered = sorted({*range(levels_per_register, levels, levels_per_register), levels})
+    return sum(-(-count // 2 ** level) * (width + level) for level in registered)
 
 
 _DATAFLOW = ("unit", "xnor_lanes", "addsub_bits", "dsp_lanes", "dsp_requant", "lut_mult_bits",
@@ -243,7 +246,8 @@ def _dataflow(network, family, fold="auto", max_lanes=256):
                                       + 2 * (unit.cycles.bit_length()))
         # Registers for speed: the adder tree's levels, multiplier lanes' second operand and
         # product registers (unit.dsp_stages), the output stage's (in _stage).
-        features["pipeline_bits"] += (pe * _tree_register_bits(simd, term)
+        features["pipeline_bits"] += (pe * _tree_register_bits(simd, term,
+                                                               unit._levels_per_register())
                                       + unit.dsp_stages * (weight_register + lanes * term
                                                            + simd * xb))
         _stage(features, memories, layer, pe, family, pipelined=True)

@@ -19,20 +19,22 @@ def adder_tree(values):
     return values[0]
 
 
-def tree_levels(count) -> int:
+def tree_levels(count, levels_per_register=1) -> int:
     """Registers :func:`pipelined_sum` puts between ``count`` values and their sum."""
-    return max(1, (count - 1).bit_length())
+    return max(1, -(-(count - 1).bit_length() // levels_per_register))
 
 
-def pipelined_sum(m, values, *, name, finish=None):
+def pipelined_sum(m, values, *, name, finish=None, levels_per_register=1):
     """The sum of ``values`` as a balanced tree of two-input adders with a register (no reset)
-    after every level, :func:`tree_levels` cycles later; ``finish`` (a function of the sum)
-    is applied before the last register. Returns that register."""
+    after every ``levels_per_register`` levels and after the last, :func:`tree_levels`
+    cycles later; ``finish`` (a function of the sum) is applied before the last register.
+    Returns that register."""
     level = [Value.cast(value) for value in values]
-    for depth in range(tree_levels(len(level))):
-        if len(level) > 1:
-            level = ([level[i] + level[i + 1] for i in range(0, len(level) - 1, 2)]
-                     + level[len(level) - len(level) % 2:])
+    for depth in range(tree_levels(len(level), levels_per_register)):
+        for _ in range(levels_per_register):
+            if len(level) > 1:
+                level = ([level[i] + level[i + 1] for i in range(0, len(level) - 1, 2)]
+                         + level[len(level) - len(level) % 2:])
         if len(level) == 1 and finish is not None:
             level = [Value.cast(finish(level[0]))]
         registers = [Signal(value.shape(), name=f"{name}_{depth}_{i}", reset_less=True)

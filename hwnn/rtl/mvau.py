@@ -28,7 +28,10 @@ from .stage import OutputStage, parameter_bits, stage_latency
 from .params import check_positive_int
 from .fifo import FlagFIFO
 
-__all__ = ["RAM_STYLES", "MatrixVectorUnit", "check_folding"]
+__all__ = ["BINARY_TREE_LEVELS", "RAM_STYLES", "MatrixVectorUnit", "check_folding"]
+
+#: Popcount-tree levels between registers in XNOR-popcount lanes.
+BINARY_TREE_LEVELS = 3
 
 #: Where the weight memory (a ROM) goes: Yosys' choice, block RAM, or logic (LUTs).
 RAM_STYLES = {
@@ -115,7 +118,7 @@ class MatrixVectorUnit(wiring.Component):
         self.synapse_folds = layer.in_features // simd
         self.in_width = layer.input.format.width
         self.out_width = layer.output.format.width
-        self.tree_levels = tree_levels(simd)
+        self.tree_levels = tree_levels(simd, self._levels_per_register())
         # Multiplier lanes register their operands and products twice: at the block RAM /
         # input multiplexer and at the multiplier (a DSP block's input registers), at the
         # multiplier (its output register) and again in the logic that adds them up.
@@ -201,13 +204,19 @@ class MatrixVectorUnit(wiring.Component):
         return [_term(w_word[i * ww:(i + 1) * ww], x_word[i * xw:(i + 1) * xw], w_fmt, x_fmt)
                 for i in range(simd)]
 
+    def _levels_per_register(self):
+        """Adder-tree levels between registers: the first levels of a popcount add single
+        bits, which LUTs do in depth without carry chains."""
+        return BINARY_TREE_LEVELS if self._binary_lanes() else 1
+
     def _lane_sum(self, m, terms, name):
         """The sum of one PE's lane terms, :attr:`tree_levels` registers later (a signed
         Value)."""
         if self._binary_lanes():
             agreements = terms[0]                                 # 2 * agreements - simd
             return pipelined_sum(m, [agreements[i] for i in range(self.simd)], name=name,
-                                 finish=lambda total: total * 2 - self.simd)
+                                 finish=lambda total: total * 2 - self.simd,
+                                 levels_per_register=self._levels_per_register())
         return pipelined_sum(m, terms, name=name)
 
     def elaborate(self, platform):
