@@ -109,23 +109,25 @@ BLOCK_COST = {"ecp5": 128, "ice40": 64}
 LUTRAM_COST = {"ecp5": 4, "ice40": None}
 
 
+def _bits(words, width) -> np.ndarray:
+    """A memory's contents as a ``words x width`` array of bits."""
+    data = b"".join(int(word).to_bytes((width + 7) // 8, "little") for word in words)
+    return np.unpackbits(np.frombuffer(data, dtype=np.uint8).reshape(len(words), -1), axis=1,
+                         bitorder="little")[:, :width]
+
+
 def _distinct_columns(words, width) -> int:
     """Bit columns of a ROM's contents that are neither constant nor a copy (or inverse) of
     another: what logic synthesis has to build."""
-    count = len(words)
-    data = b"".join(int(word).to_bytes((width + 7) // 8, "little") for word in words)
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8).reshape(count, -1), axis=1,
-                         bitorder="little")[:, :width]
-    columns = bits.T ^ bits.T[:, :1]                   # an inverse counts as a copy
+    columns = _bits(words, width).T
+    columns = columns ^ columns[:, :1]                 # an inverse counts as a copy
     varying = columns[columns.any(axis=1)]
     return len(np.unique(np.packbits(varying, axis=1), axis=0)) if len(varying) else 0
 
 
 def _varying_columns(words, width) -> int:
     """Bit columns of a memory's contents that are not constant."""
-    data = b"".join(int(word).to_bytes((width + 7) // 8, "little") for word in words)
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8).reshape(len(words), -1), axis=1,
-                         bitorder="little")[:, :width]
+    bits = _bits(words, width)
     return int(np.count_nonzero(bits.any(axis=0) & ~bits.all(axis=0)))
 
 
