@@ -3,9 +3,12 @@
 import runpy
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
+@pytest.mark.slow
 def test_digits_int8_golden_within_one_point_of_float():
     example = runpy.run_path(str(EXAMPLES / "digits_mlp.py"))
     results = example["main"](verbose=False)

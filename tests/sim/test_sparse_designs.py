@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 
-from hwnn.demo import train_digits_mlp
 from hwnn.generate import generate, load_design
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.quant.ir import Dense, Network
@@ -16,10 +15,10 @@ from hwnn.sim.simulate import simulate
 
 
 @pytest.fixture(scope="module")
-def digits_sparse():
+def digits_sparse(digits_mlp):
     """The digits MLP pruned to 90% (global, no retraining: bit-exactness is what counts here)
     with 4-bit weight sharing."""
-    model, (x_train, x_test, _, _) = train_digits_mlp(0)
+    model, (x_train, x_test, _, _) = digits_mlp
     options = QuantOptions(weights="int8", acts="uint8", prune=0.9, prune_scope="global",
                            share=4)
     network = quantize_network(from_sklearn(model), x_train, options, name="digits_sparse")

@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 
-from hwnn.demo import train_digits_mlp
 from hwnn.generate import generate, load_design
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.quant.synthetic import random_network, sample_network
@@ -15,8 +14,8 @@ from hwnn.sim.simulate import simulate
 
 
 @pytest.fixture(scope="module")
-def digits():
-    model, (x_train, x_test, _, _) = train_digits_mlp(0)
+def digits(digits_mlp):
+    model, (x_train, x_test, _, _) = digits_mlp
     return from_sklearn(model), x_train, x_test[:40]
 
 

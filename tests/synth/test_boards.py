@@ -9,18 +9,17 @@ import pytest
 from hwnn.boards import BOARD_NAMES, board
 from hwnn.build import build_board
 from hwnn.cli import main
-from hwnn.demo import train_digits_mlp
 from hwnn.generate import generate
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.quant.synthetic import random_network, sample_network
 
 
 @pytest.fixture(scope="module")
-def designs(tmp_path_factory):
+def designs(tmp_path_factory, digits_mlp):
     """The digits int8/uint8 MLP at 4 lanes (it fits an iCE40UP5K's 8 DSPs) and a binary
     MLP 64-256-256-10 at a 64-lane budget."""
     folder = tmp_path_factory.mktemp("boards")
-    model, (x_train, *_rest) = train_digits_mlp(0)
+    model, (x_train, *_rest) = digits_mlp
     digits = quantize_network(from_sklearn(model), x_train,
                               QuantOptions(weights="int8", acts="uint8"), name="digits_int8")
     binary = random_network(np.random.default_rng(0), [64, 256, 256, 10],

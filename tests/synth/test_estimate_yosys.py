@@ -2,7 +2,6 @@
 
 import pytest
 
-from hwnn.demo import train_digits_mlp
 from hwnn.estimate import estimate, measured
 from hwnn.generate import generate, load_design
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
@@ -13,9 +12,9 @@ TOLERANCE = 0.25
 
 
 @pytest.fixture(scope="module")
-def digits_design(tmp_path_factory):
+def digits_design(tmp_path_factory, digits_mlp):
     """The digits int8 MLP at a 32-lane budget (held out of the calibration)."""
-    model, (x_train, *_rest) = train_digits_mlp(0)
+    model, (x_train, *_rest) = digits_mlp
     network = quantize_network(from_sklearn(model), x_train,
                                QuantOptions(weights="int8", acts="uint8"), name="digits_int8")
     return load_design(generate(network, tmp_path_factory.mktemp("est") / "d", max_lanes=32))
