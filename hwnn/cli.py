@@ -363,7 +363,8 @@ def _parser():
                     "MLP as .pkl/.joblib) into a .hwnn.npz network.")
     quantize.add_argument("model", help="model file: .npz, .pkl or .joblib")
     quantize.add_argument("--weights", default="int8",
-                          help="int2..int16, ternary or binary (default int8)")
+                          help="int2..int16 (symmetric; int2 gives ternary codes), ternary "
+                               "(TWN) or binary (default int8)")
     quantize.add_argument("--acts", default="uint8",
                           help="hidden activations: uint1..uint16, int2..int16 or binary "
                                "(default uint8)")
