@@ -298,7 +298,12 @@ def quantize_network(network: FloatNetwork, calib, options: QuantOptions | None 
             bias = round_values(float_layer.bias / acc_scale, Rounding.HALF_EVEN).astype(np.int64)
             if last:
                 lo, hi = accumulator_range(codes, bias, tensor.format)
-                output = TensorFormat(Format.int(signed_bits_for(lo.min(), hi.max())), acc_scale)
+                bits = signed_bits_for(lo.min(), hi.max())
+                if bits > Format.MAX_BITS:
+                    raise ValueError(f"Layer {layer_name!r} outputs its accumulator, which needs "
+                                     f"{bits} bits, more than {Format.MAX_BITS}; use narrower "
+                                     f"weights or activations")
+                output = TensorFormat(Format.int(bits), acc_scale)
                 stage = None
             else:
                 output = _calibrated(float_outputs[index], act_format, options, where)
