@@ -45,7 +45,8 @@ def load_inputs(path) -> np.ndarray:
 
 
 def load_labelled(path) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs ``x`` and integer labels ``y`` of a test set ``.npz``."""
+    """Inputs ``x`` and labels ``y`` (one per input: integers, other numbers, booleans or
+    strings) of a test set ``.npz``."""
     path = Path(path)
     data = _read(path)
     if not isinstance(data, dict) or not {"x", "y"} <= set(data):
@@ -53,7 +54,7 @@ def load_labelled(path) -> tuple[np.ndarray, np.ndarray]:
                          f"(labels)")
     x = _real_matrix(data["x"], f"Inputs in {str(path)!r}")
     y = data["y"]
-    if y.dtype.kind not in "iu" or y.shape != x.shape[:1]:
-        raise ValueError(f"Labels in {str(path)!r} must be {x.shape[0]} integers, not "
+    if y.dtype.kind not in "biufU" or y.shape != x.shape[:1]:
+        raise ValueError(f"Labels in {str(path)!r} must be {x.shape[0]} numbers or strings, not "
                          f"{y.dtype} of shape {y.shape}")
     return x, y

@@ -53,8 +53,11 @@ def _cmd_doctor(args) -> int:
 
 
 def _cmd_quantize(args) -> int:
+    import warnings
+
     from .arrays import load_inputs, load_labelled
     from .quant import QuantOptions, load_model, quantize_network
+    from .quant.convert import prune_network
     from .report import (class_indices, compression_table, float_predictions,
                          golden_predictions, layer_table)
 
@@ -69,17 +72,25 @@ def _cmd_quantize(args) -> int:
     test = load_labelled(args.test) if args.test else None
     if test is not None:
         labels = class_indices(test[1], model.info)
-    network = quantize_network(model, calib, options, name=args.name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        network = quantize_network(model, calib, options, name=args.name)
+    for warning in caught:
+        print(f"hwnn: warning: {warning.message}", file=sys.stderr)
     print(layer_table(network))
     if args.prune or args.share is not None:
         print()
         print(compression_table(network))
     if test is not None:
         x = model.check_inputs(test[0])
-        float_accuracy = float((float_predictions(model, x) == labels).mean())
-        golden_accuracy = float((golden_predictions(network, x) == labels).mean())
-        print(f"\naccuracy on {len(labels)} test inputs: float {100 * float_accuracy:.2f}%, "
-              f"golden model {100 * golden_accuracy:.2f}%")
+        models = [("float", model)]
+        if args.prune:
+            models.append(("pruned float", prune_network(model, options)))
+        figures = [f"{name} {100 * (float_predictions(net, x) == labels).mean():.2f}%"
+                   for name, net in models]
+        golden_accuracy = (golden_predictions(network, x) == labels).mean()
+        print(f"\naccuracy on {len(labels)} test inputs: {', '.join(figures)}, golden model "
+              f"{100 * golden_accuracy:.2f}%")
     path = network.save(args.output)
     print(f"\nwrote {path}")
     return 0
@@ -352,7 +363,8 @@ def _parser():
                     "MLP as .pkl/.joblib) into a .hwnn.npz network.")
     quantize.add_argument("model", help="model file: .npz, .pkl or .joblib")
     quantize.add_argument("--weights", default="int8",
-                          help="int2..int16, ternary or binary (default int8)")
+                          help="int2..int16 (symmetric; int2 gives ternary codes), ternary "
+                               "(TWN) or binary (default int8)")
     quantize.add_argument("--acts", default="uint8",
                           help="hidden activations: uint1..uint16, int2..int16 or binary "
                                "(default uint8)")
@@ -373,7 +385,8 @@ def _parser():
     quantize.add_argument("--share", type=int, default=None,
                           help="share weights: SHARE-bit codebook indices, at most 2**SHARE - 1 "
                                "nonzero codes per layer (k-means)")
-    quantize.add_argument("--test", help="test set .npz with arrays x and y: report float and "
+    quantize.add_argument("--test", help="test set .npz with arrays x and y (classes of the "
+                                         "model, or output indices): report float and "
                                          "golden-model accuracy")
     quantize.add_argument("--name", default="net", help="network name (default net)")
     quantize.add_argument("-o", "--output", required=True, help="output file, NAME.hwnn.npz")

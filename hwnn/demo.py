@@ -11,8 +11,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 __all__ = ["DEMO_SCHEMES", "DemoRow", "demo_table", "run_demo", "train_digits_mlp"]
 
 #: (weights, activations) of the demo's two designs.
@@ -59,7 +57,7 @@ def run_demo(out_dir="hwnn-demo", *, simulator="verilator", max_lanes=128, seed=
     """Run the demo, writing designs under ``out_dir``; return one row per scheme."""
     from .generate import generate, load_design
     from .quant import QuantOptions, from_sklearn, quantize_network
-    from .report import float_predictions
+    from .report import class_decisions, float_predictions
     from .sim.golden import run_network
     from .sim.simulate import simulate
 
@@ -85,7 +83,7 @@ def run_demo(out_dir="hwnn-demo", *, simulator="verilator", max_lanes=128, seed=
 
         def accuracy(outputs, quantized=quantized):
             logits = quantized.dequantize_output(outputs)
-            return float((np.argmax(logits, axis=1) == y_test).mean())
+            return float((class_decisions(logits) == y_test).mean())
 
         rows.append(DemoRow(scheme, float_accuracy, accuracy(golden), accuracy(result.outputs),
                             len(result.mismatches), result.cycles_per_inference,

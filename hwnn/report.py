@@ -5,8 +5,8 @@ import numpy as np
 from .quant.floatnet import FloatNetwork
 from .quant.ir import Network
 
-__all__ = ["class_indices", "compression_table", "float_predictions", "format_table",
-           "golden_predictions", "layer_table"]
+__all__ = ["class_decisions", "class_indices", "compression_table", "float_predictions",
+           "format_table", "golden_predictions", "layer_table"]
 
 
 def format_table(header, rows, *, right=()) -> str:
@@ -34,11 +34,15 @@ def layer_table(network: Network) -> str:
 
 
 def class_indices(labels, info: dict) -> np.ndarray:
-    """Output indices of class labels: the model's class list when it has one, else the labels
-    themselves."""
+    """Output indices of class labels: their positions in the model's class list when it has
+    one (labels of any type that are members of it), else the labels themselves, which must
+    then be integers."""
     labels = np.asarray(labels)
     classes = info.get("classes")
     if classes is None:
+        if labels.dtype.kind not in "iu":
+            raise ValueError(f"Test labels must be output indices (integers) for a model without "
+                             f"a class list, not {labels.dtype} values")
         return labels.astype(np.int64)
     lookup = {label: index for index, label in enumerate(classes)}
     missing = sorted({label.item() for label in labels} - set(lookup))
@@ -47,16 +51,26 @@ def class_indices(labels, info: dict) -> np.ndarray:
     return np.array([lookup[label.item()] for label in labels], dtype=np.int64)
 
 
+def class_decisions(outputs) -> np.ndarray:
+    """Class indices of real network outputs (samples x outputs): the arg-max, or for a single
+    output (a two-class logistic classifier's logit) 1 where it is above 0 and 0 elsewhere."""
+    outputs = np.asarray(outputs)
+    if outputs.shape[-1] == 1:
+        return (outputs[..., 0] > 0).astype(np.int64)
+    return np.argmax(outputs, axis=-1)
+
+
 def float_predictions(network: FloatNetwork, x) -> np.ndarray:
-    """Arg-max class indices of the float network."""
-    return np.argmax(network.forward(x), axis=1)
+    """Class indices of the float network (see :func:`class_decisions`)."""
+    return class_decisions(network.forward(x))
 
 
 def golden_predictions(network: Network, x) -> np.ndarray:
-    """Arg-max class indices of the golden model on real inputs (dequantized outputs)."""
+    """Class indices of the golden model on real inputs (:func:`class_decisions` of the
+    dequantized outputs)."""
     from .sim.golden import run_network
     codes = run_network(network, network.quantize_input(x))
-    return np.argmax(network.dequantize_output(codes), axis=1)
+    return class_decisions(network.dequantize_output(codes))
 
 
 def compression_table(network: Network, *, index_bits=4) -> str:

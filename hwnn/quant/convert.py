@@ -16,8 +16,15 @@ the output stage is chosen as follows:
 
 Binary activations replace the hidden activation function by ``sign`` (as in BNNs), and the
 network input is quantized to 8 bits unless ``input_format`` says otherwise.
+
+Accumulators work on raw codes, ``acc = weights @ codes + bias``. Calibration is symmetric, so
+every zero point is 0 and the integer bias is the float one in accumulator units (the IR folds
+any other input zero point into the bias). A calibrated range that says nothing (every
+calibration sample giving a tensor the same values, or an unsigned tensor nothing above 0)
+raises a :class:`CalibrationWarning` naming the tensor.
 """
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,13 +34,21 @@ from .floatnet import FloatDense, FloatNetwork
 from .fold import requant_for, stage_function, thresholds_for
 from .formats import Format, Rounding, round_values, signed_bits_for
 from .ir import Dense, Network, Requant, TensorFormat, accumulator_range
-from .quantizers import affine_params, binarize, calibrate, quantize, ternarize
+from .quantizers import QuantParams, affine_params, binarize, calibrate, quantize, ternarize
 
-__all__ = ["QuantOptions", "quantize_network"]
+__all__ = ["BIAS_HEADROOM_BITS", "CalibrationWarning", "QuantOptions", "prune_network",
+           "quantize_network"]
 
 WEIGHT_SCHEMES = (*(f"int{bits}" for bits in range(2, 17)), "ternary", "binary")
 ACT_BITS = range(1, 17)
 STAGES = ("auto", "thresholds", "requant")
+#: With per-channel weight scales, a channel's bias reaches at most ``2**BIAS_HEADROOM_BITS``
+#: times the largest accumulator the layer's weights can produce (see ``_quantize_weights``).
+BIAS_HEADROOM_BITS = 8
+
+
+class CalibrationWarning(UserWarning):
+    """A layer's calibrated range is degenerate, so its scale is a guess."""
 
 
 def _parse_acts(name, what):
@@ -131,21 +146,56 @@ def _stored_weight_format(options: QuantOptions) -> Format:
     return Format.int(fmt.bits, narrow=True) if fmt.kind == "int" else fmt
 
 
-def _quantize_weights(weight, options: QuantOptions):
-    """Weight codes and the per-output-channel scale."""
-    if options.weights == "binary":
-        return binarize(weight, axis=0, scaled=True)
-    if options.weights == "ternary":
-        return ternarize(weight, axis=0)
+def _quantize_weights(weight, bias, tensor: TensorFormat, options: QuantOptions):
+    """Weight codes and per-output-channel scales of a layer computing ``weight @ x + bias`` on
+    inputs ``tensor`` (``bias`` real, zero where the stage holds it instead).
+
+    Per-channel scales (ternary, binary, ``per_channel``) follow each channel's weights, except
+    that a channel whose weights are negligible next to its bias (a dead ReLU neuron's weights
+    are about 1e-13) gets the coarser scale at which its bias, in accumulator units, is
+    ``2**BIAS_HEADROOM_BITS`` times the largest accumulator of the layer's weights: its weights
+    then mostly round to zero (binary ones keep their sign) instead of making the bias and the
+    requantization explode. A channel whose codes are all zero outputs a constant, its bias,
+    and takes the coarsest scale of the layer's other channels (at least that floor).
+    """
     fmt = _stored_weight_format(options)
-    params = affine_params(weight, fmt, axis=0 if options.per_channel else None)
-    codes = quantize(weight, fmt, params)
-    return codes, np.broadcast_to(params.scale, weight.shape[:1]).astype(np.float64)
+    if options.weights == "binary":
+        codes, scale = binarize(weight, axis=0, scaled=True)
+    elif options.weights == "ternary":
+        codes, scale = ternarize(weight, axis=0)
+    elif options.per_channel:
+        params = affine_params(weight, fmt, axis=0)
+        codes, scale = quantize(weight, fmt, params), params.scale
+    else:
+        params = affine_params(weight, fmt)
+        return quantize(weight, fmt, params), np.full(weight.shape[0], float(params.scale))
+    in_format = tensor.format
+    reach = weight.shape[1] * fmt.max_value * max(-in_format.min_value, in_format.max_value)
+    floor = np.abs(bias) / (2.0 ** BIAS_HEADROOM_BITS * reach * tensor.scale)
+    coarse = scale < floor
+    scale = np.where(coarse, floor, scale)
+    if fmt.kind == "int" and np.any(coarse):
+        codes = np.where(coarse[:, None], quantize(weight, fmt, QuantParams(scale, 0, axis=0)),
+                         codes)
+    constant = ~np.any(codes, axis=1)
+    top = scale[~constant].max() if not np.all(constant) else 1.0
+    return codes, np.where(constant, np.maximum(floor, top), scale)
 
 
-def _calibrated(samples, fmt: Format, options: QuantOptions) -> TensorFormat:
+def _calibrated(samples, fmt: Format, options: QuantOptions, where: str) -> TensorFormat:
+    """The format of a tensor calibrated on ``samples``; a :class:`CalibrationWarning` naming
+    ``where`` the tensor is if its range is degenerate."""
     if fmt.kind == "bipolar":
         return TensorFormat(fmt, 1.0)
+    if np.all(samples == samples[:1]):
+        reason = "every calibration sample gives it the same values"
+    elif not np.any(samples if fmt.signed else np.maximum(samples, 0)):
+        reason = f"{fmt} keeps none of its values, as none is above 0"
+    else:
+        reason = None
+    if reason is not None:
+        warnings.warn(f"The calibrated range of {where} is degenerate: {reason}; calibrate on "
+                      f"representative inputs", CalibrationWarning, stacklevel=3)
     params = calibrate(samples, fmt, method=options.calibration, percentile=options.percentile)
     return TensorFormat(fmt, params.scale, int(params.zero_point))
 
@@ -175,27 +225,47 @@ def _requant_params(ratio, mult_bits):
     return multiplier, shift
 
 
-def quantize_network(network: FloatNetwork, calib, options: QuantOptions | None = None, *,
-                     name="net") -> Network:
-    """Quantize ``network`` with ``options``, calibrating activations on inputs ``calib``."""
+def _check_args(network, options) -> QuantOptions:
     if not isinstance(network, FloatNetwork):
         raise TypeError(f"network must be a FloatNetwork, not {network!r}")
     options = QuantOptions() if options is None else options
     if not isinstance(options, QuantOptions):
         raise TypeError(f"options must be a QuantOptions, not {options!r}")
+    return options
+
+
+def prune_network(network: FloatNetwork, options: QuantOptions | None = None) -> FloatNetwork:
+    """The float network that ``quantize_network`` quantizes: ``network`` with the weights that
+    ``options.prune`` removes set to zero (``network`` itself when nothing is pruned)."""
+    options = _check_args(network, options)
+    if not options.prune:
+        return network
+    masks = prune_masks([layer.weight for layer in network.layers], options.prune,
+                        scope=options.prune_scope)
+    return FloatNetwork(tuple(FloatDense(layer.weight * mask, layer.bias, layer.activation,
+                                         layer.batchnorm)
+                              for layer, mask in zip(network.layers, masks, strict=True)),
+                        network.info)
+
+
+def quantize_network(network: FloatNetwork, calib, options: QuantOptions | None = None, *,
+                     name="net") -> Network:
+    """Quantize ``network`` with ``options``, calibrating activations on inputs ``calib``
+    (on the pruned network's activations when ``options.prune``: see :func:`prune_network`)."""
+    options = _check_args(network, options)
     calib = network.check_inputs(calib)
     if calib.shape[0] == 0:
         raise ValueError("Calibration needs at least one input sample")
 
-    masks = (prune_masks([layer.weight for layer in network.layers], options.prune,
-                         scope=options.prune_scope) if options.prune else None)
+    network = prune_network(network, options)
     input_name = options.input_format or ("uint8" if calib.min() >= 0 else "int8")
-    tensor = _calibrated(calib, Format.parse(input_name), options)
+    tensor = _calibrated(calib, Format.parse(input_name), options, "the network input")
     float_outputs = network.forward(calib, trace=True)
     act_format = options.act_format
     layers = []
     for index, float_layer in enumerate(network.layers):
         layer_name = f"dense{index}"
+        where = f"the output of layer {layer_name!r}"
         last = index == len(network.layers) - 1
         thresholds = not last and _uses_thresholds(float_layer, act_format, options)
         if not last and not thresholds:
@@ -203,8 +273,9 @@ def quantize_network(network: FloatNetwork, calib, options: QuantOptions | None 
         if not thresholds:
             # Requantization and the accumulator output have no BatchNorm of their own.
             float_layer = float_layer.folded()
-        weight = float_layer.weight if masks is None else float_layer.weight * masks[index]
-        codes, weight_scale = _quantize_weights(weight, options)
+        # The bias the accumulator adds; a threshold stage holds it instead.
+        acc_bias = np.zeros_like(float_layer.bias) if thresholds else float_layer.bias
+        codes, weight_scale = _quantize_weights(float_layer.weight, acc_bias, tensor, options)
         codebook = None
         if options.share is not None:
             codes, codebook = share_weights(codes, options.share)
@@ -214,7 +285,7 @@ def quantize_network(network: FloatNetwork, calib, options: QuantOptions | None 
             # The float bias, BatchNorm, activation and quantizer all fold into the thresholds.
             activation = "sign" if act_format.kind == "bipolar" else float_layer.activation
             bias = np.zeros(codes.shape[0], dtype=np.int64)
-            output = _calibrated(float_outputs[index], act_format, options)
+            output = _calibrated(float_outputs[index], act_format, options, where)
             function = stage_function(
                 acc_scale=acc_scale, bias=float_layer.bias, batchnorm=float_layer.batchnorm,
                 activation=activation, out_format=act_format, out_scale=float(output.scale),
@@ -227,10 +298,15 @@ def quantize_network(network: FloatNetwork, calib, options: QuantOptions | None 
             bias = round_values(float_layer.bias / acc_scale, Rounding.HALF_EVEN).astype(np.int64)
             if last:
                 lo, hi = accumulator_range(codes, bias, tensor.format)
-                output = TensorFormat(Format.int(signed_bits_for(lo.min(), hi.max())), acc_scale)
+                bits = signed_bits_for(lo.min(), hi.max())
+                if bits > Format.MAX_BITS:
+                    raise ValueError(f"Layer {layer_name!r} outputs its accumulator, which needs "
+                                     f"{bits} bits, more than {Format.MAX_BITS}; use narrower "
+                                     f"weights or activations")
+                output = TensorFormat(Format.int(bits), acc_scale)
                 stage = None
             else:
-                output = _calibrated(float_outputs[index], act_format, options)
+                output = _calibrated(float_outputs[index], act_format, options, where)
                 multiplier, shift = _requant_params(acc_scale / output.scale, options.mult_bits)
                 floor = output.zero_point if activation == "relu" else act_format.min_value
                 stage = Requant(multiplier, shift, options.mult_bits, output.zero_point,

@@ -9,7 +9,8 @@ output stage that turns the accumulator into output codes:
   real output falls as the accumulator rises), output value = ``out_format.level_value(level)``
   (FINN's MultiThreshold);
 * :class:`Requant`: ``clamp(((acc * M + 2**(s-1)) >> s) + zero_point, lo, hi)`` per channel,
-  with ``2**(s-1)`` read as 0 when ``s`` is 0 (round half up);
+  with ``2**(s-1)`` read as 0 when ``s`` is 0 (round half up), ``zero_point`` being the output
+  format's;
 * no stage (``None``): the output *is* the accumulator, in a signed format wide enough for it.
 
 :meth:`Network.save` writes one ``.hwnn.npz`` file (a JSON header plus arrays, byte-identical
@@ -273,6 +274,9 @@ class Dense:
             if out_format.kind != "int":
                 raise ValueError(f"{where} requantization needs an int output format, not "
                                  f"{out_format}")
+            if stage.zero_point != self.output.zero_point:
+                raise ValueError(f"{where} requantization zero point {stage.zero_point} is not "
+                                 f"its output's zero point {self.output.zero_point}")
             if not (out_format.min_value <= stage.lo and stage.hi <= out_format.max_value):
                 raise ValueError(f"{where} requantization clamp [{stage.lo}, {stage.hi}] "
                                  f"exceeds the output format {out_format}")

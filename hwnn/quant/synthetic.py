@@ -18,9 +18,9 @@ def _random_values(rng, fmt: Format, shape):
 
 
 def random_dense(rng, in_features, out_features, *, in_format, weight_format, out_format=None,
-                 stage="thresholds", name="dense", mult_bits=16, density=1.0,
-                 share=None) -> Dense:
-    """A random :class:`Dense` layer.
+                 stage="thresholds", name="dense", mult_bits=16, density=1.0, share=None,
+                 in_zero_point=0) -> Dense:
+    """A random :class:`Dense` layer whose input has zero point ``in_zero_point``.
 
     A ``density`` below 1 keeps each weight with that probability (the rest are zero);
     ``share`` (bits) shares the nonzero weights through a codebook (:func:`share_weights`).
@@ -41,14 +41,13 @@ def random_dense(rng, in_features, out_features, *, in_format, weight_format, ou
     else:
         bias = rng.integers(-2 * in_features, 2 * in_features + 1, size=out_features)
     lo, hi = accumulator_range(weights, bias, in_format)
-    input_ = TensorFormat(in_format, 1.0)
+    input_ = TensorFormat(in_format, 1.0, in_zero_point)
     weight_scale = np.ones(out_features)
     if stage == "accumulator":
         output = TensorFormat(Format.int(signed_bits_for(lo.min(), hi.max())), weight_scale)
         return Dense(name, weights, weight_format, weight_scale, bias, input_, output, None,
                      codebook=codebook)
     out_format = Format.parse(out_format)
-    output = TensorFormat(out_format, 1.0)
     if stage == "thresholds":
         # Thresholds drawn from the accumulators of random inputs, so every level occurs.
         samples = _random_values(rng, in_format, (64, in_features)) @ weights.T + bias
@@ -56,8 +55,9 @@ def random_dense(rng, in_features, out_features, *, in_format, weight_format, ou
         values = np.sort(np.take_along_axis(samples.T, picks, axis=1), axis=1)
         descending = rng.random(out_features) < 0.25
         values = np.where(descending[:, None], values[:, ::-1], values)
-        return Dense(name, weights, weight_format, weight_scale, bias, input_, output,
-                     Thresholds(values, descending), codebook=codebook)
+        return Dense(name, weights, weight_format, weight_scale, bias, input_,
+                     TensorFormat(out_format, 1.0), Thresholds(values, descending),
+                     codebook=codebook)
     if stage != "requant":
         raise ValueError(f"stage must be 'thresholds', 'requant' or 'accumulator', not {stage!r}")
     reach = np.maximum(np.maximum(np.abs(lo), np.abs(hi)), 1)
@@ -67,8 +67,8 @@ def random_dense(rng, in_features, out_features, *, in_format, weight_format, ou
     zero_point = 0 if out_format.signed else out_format.levels // 4
     stage_params = Requant(multiplier, shift, mult_bits, zero_point, out_format.min_value,
                            out_format.max_value)
-    return Dense(name, weights, weight_format, weight_scale, bias, input_, output, stage_params,
-                 codebook=codebook)
+    return Dense(name, weights, weight_format, weight_scale, bias, input_,
+                 TensorFormat(out_format, 1.0, zero_point), stage_params, codebook=codebook)
 
 
 def random_network(rng, sizes, *, weight_formats, act_formats, input_format="uint8",
@@ -85,16 +85,17 @@ def random_network(rng, sizes, *, weight_formats, act_formats, input_format="uin
             or len(stages) != count - 1:
         raise ValueError("weight_formats needs one entry per layer; act_formats and stages one "
                          "per hidden layer")
-    layers, in_format = [], input_format
+    layers, in_format, in_zero_point = [], input_format, 0
     for index in range(count):
         last = index == count - 1
         layer = random_dense(rng, sizes[index], sizes[index + 1], in_format=in_format,
                              weight_format=weight_formats[index],
                              out_format=None if last else act_formats[index],
                              stage="accumulator" if last else stages[index],
-                             name=f"dense{index}", density=density, share=share)
+                             name=f"dense{index}", density=density, share=share,
+                             in_zero_point=in_zero_point)
         layers.append(layer)
-        in_format = layer.output.format
+        in_format, in_zero_point = layer.output.format, layer.output.zero_point
     return Network(name, tuple(layers))
 
 

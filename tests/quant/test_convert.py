@@ -316,6 +316,17 @@ def test_requantization_limits(hidden, options, message):
         quantize_network(float_net, _inputs(0, 20), options)
 
 
+def test_an_accumulator_output_wider_than_32_bits_is_refused():
+    # 16-bit weights and activations over 40 inputs: up to 15 + 16 + 6 bits, and a sign.
+    rng = np.random.default_rng(0)
+    float_net = FloatNetwork((FloatDense(rng.normal(size=(40, 6)), np.zeros(40), "relu"),
+                              FloatDense(rng.normal(size=(3, 40)), np.zeros(3))))
+    with pytest.raises(ValueError, match=r"^Layer 'dense1' outputs its accumulator, which needs "
+                                         r"3[3-8] bits, more than 32; use narrower weights or "
+                                         r"activations$"):
+        quantize_network(float_net, _inputs(0), QuantOptions(weights="int16", acts="uint16"))
+
+
 def test_rejects_bad_networks_and_calibration():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match=r"^Layer 1 takes 4 inputs but layer 0 gives 5: shapes "

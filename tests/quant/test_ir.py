@@ -219,6 +219,8 @@ TAMPERED = [
      r"Layer 'l2' requantization clamp \[3, 300\] exceeds the output format uint8"),
     (_edit_header(lambda h: h["layers"][2]["requant"].update(mult_bits=40)),
      r"mult_bits must be 1\.\.32, not 40"),
+    (_edit_header(lambda h: h["layers"][2]["requant"].update(zero_point=4)),
+     r"Layer 'l2' requantization zero point 4 is not its output's zero point 3"),
     (_edit_header(lambda h: h["layers"][3]["output"].update(format="int4")),
      (r"Layer 'l3' outputs its accumulator, so its output format must be int\d+ or wider, "
       r"not int4")),
@@ -353,6 +355,8 @@ def _dense(**changes):
      ValueError, r"^Layer 'd' requantization needs an int output format, not binary$"),
     ({"output": TensorFormat(UINT8, 1.0), "stage": Requant([1], [0], 8, 0, 0, 255)},
      ValueError, r"^Layer 'd' needs 2 requantization multipliers$"),
+    ({"output": TensorFormat(UINT8, 1.0, 5), "stage": Requant([1, 1], [0, 0], 8, 0, 0, 255)},
+     ValueError, r"^Layer 'd' requantization zero point 0 is not its output's zero point 5$"),
     # hi = (2**31 - 1) * 255 + 5 < 2**39: a 40-bit accumulator, 72 bits with the multiplier.
     ({"output": TensorFormat(UINT8, 1.0), "stage": Requant([1, 1], [0, 0], 32, 0, 0, 255),
       "weights": [[2**31 - 1, 0], [0, 1]], "weight_format": Format.int(32),

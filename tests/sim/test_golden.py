@@ -11,8 +11,8 @@ from hwnn.sim.golden import (LayerTrace, dense_accumulate, output_stage, requant
 UINT2, INT3 = Format.uint(2), Format.int(3)
 
 
-def _tensor(fmt):
-    return TensorFormat(fmt, 1.0)
+def _tensor(fmt, zero_point=0):
+    return TensorFormat(fmt, 1.0, zero_point)
 
 
 # Layer a: uint2 -> uint2, rising thresholds.
@@ -30,10 +30,10 @@ LAYER_B = Dense("b", [[1, 1], [1, -1], [-1, 0]], Format.ternary(), [1.0] * 3, [0
 #   acc0 = 2 x0 - x1 + 3 x2 + 1: (acc0 * 1 + 1) >> 1, i.e. round_half_up(acc0 / 2)
 #   acc1 = x0 + x1 - 2 x2 - 1:   (acc1 * 1 + 2) >> 2, i.e. round_half_up(acc1 / 4)
 LAYER_C = Dense("c", [[2, -1, 3], [1, 1, -2]], Format.int(4), [1.0, 1.0], [1, -1],
-                _tensor(Format.binary()), _tensor(INT3), Requant([1, 1], [1, 2], 4, -1, -2, 3),
+                _tensor(Format.binary()), _tensor(INT3, -1), Requant([1, 1], [1, 2], 4, -1, -2, 3),
                 "relu")
 # Layer d: int3 -> accumulator.  acc0 = x0 - 2 x1 + 4, acc1 = 3 x0 + x1 - 3
-LAYER_D = Dense("d", [[1, -2], [3, 1]], Format.int(4), [1.0, 1.0], [4, -3], _tensor(INT3),
+LAYER_D = Dense("d", [[1, -2], [3, 1]], Format.int(4), [1.0, 1.0], [4, -3], _tensor(INT3, -1),
                 _tensor(Format.int(8)), None)
 NETWORK = Network("hand", (LAYER_A, LAYER_B, LAYER_C, LAYER_D))
 
@@ -113,7 +113,7 @@ def test_bipolar_outputs_with_descending_thresholds():
 def test_requant_stage_with_zero_shift_and_clamp():
     # acc = 3 x; M = 5, s = 0 (no rounding term), zero point 2, clamp [0, 20].
     layer = Dense("r", [[3]], Format.int(3), [1.0], [0], _tensor(Format.int(4)),
-                  _tensor(Format.uint(5)), Requant([5], [0], 3, 2, 0, 20))
+                  _tensor(Format.uint(5), 2), Requant([5], [0], 3, 2, 0, 20))
     network = Network("r", (layer,))
     codes = [[-8], [-1], [0], [1], [2], [7]]
     # 15 x + 2: -118 -> 0, -13 -> 0, 2, 17, 32 -> 20, 107 -> 20
