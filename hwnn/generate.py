@@ -5,11 +5,14 @@
 the design was built from, which ``hwnn simulate`` uses for the golden model) and
 ``vectors/inputs.npy`` + ``vectors/expected.npy`` (random input codes and the golden model's
 outputs for them). The folder is written whole or not at all, and the same network and options
-give byte-identical files.
+give byte-identical files, wherever hwnn is installed: the Verilog's source locations
+(``src`` attributes) name files relative to the package folder they come from
+(``hwnn/rtl/mvau.py:288``, ``amaranth/lib/stream.py:40``).
 """
 
 import json
 import re
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,7 @@ from .rtl.mvau import RAM_STYLES, check_folding
 
 __all__ = ["ARCHITECTURES", "DEFAULT_BATCH", "DEFAULT_MAX_LANES", "DEFAULT_PES",
            "DEFAULT_QUEUE_DEPTH", "Design", "generate", "load_design", "parse_array",
-           "resolve_folding"]
+           "resolve_folding", "to_verilog"]
 
 ARCHITECTURES = ("dataflow", "systolic", "sparse")
 DEFAULT_MAX_LANES = 256
@@ -32,6 +35,32 @@ DEFAULT_QUEUE_DEPTH = 8
 VECTOR_COUNT = 32
 MANIFEST = "manifest.json"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SOURCE = re.compile(r'(src = ")([^"]*)(")')
+
+
+def _portable_sources(text) -> str:
+    """``text`` with every source location relative to the folder holding its package (hwnn's,
+    or the Python installation's library folders), or reduced to the file name."""
+    roots = [Path(__file__).resolve().parents[1],
+             *(Path(sysconfig.get_path(name)).resolve()
+               for name in ("purelib", "platlib", "stdlib"))]
+    prefixes = [f"{root}/" for root in roots]
+
+    def relative(location):
+        for prefix in prefixes:
+            if location.startswith(prefix):
+                return location[len(prefix):]
+        return location.rsplit("/", 1)[-1]
+
+    return _SOURCE.sub(lambda match: match[1] + "|".join(
+        relative(location) for location in match[2].split("|")) + match[3], text)
+
+
+def to_verilog(component, name) -> str:
+    """Verilog of an Amaranth ``component`` with top module ``name``, the same wherever hwnn
+    and Amaranth are installed (see the module's description)."""
+    from amaranth.back import verilog
+    return _portable_sources(verilog.convert(component, name=name))
 
 
 def resolve_folding(network: Network, fold="auto", max_lanes=DEFAULT_MAX_LANES):
@@ -229,8 +258,6 @@ def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
     empty, or a previous design folder (which is replaced); any other existing folder is
     refused rather than overwritten.
     """
-    from amaranth.back import verilog
-
     from .sim.golden import run_network
 
     if not isinstance(network, Network):
@@ -245,7 +272,7 @@ def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
     design, manifest = _build(network, arch, fold, max_lanes, ram_style, array, batch, pes,
                               queue_depth, index_bits)
     top = network.name
-    text = verilog.convert(design, name=top)
+    text = to_verilog(design, top)
 
     rng = np.random.default_rng(0)
     fmt = network.input.format

@@ -10,7 +10,7 @@ also written to ``<design>/synth/<device>/report.json``.
 
 import json
 
-from .generate import Design, load_design
+from .generate import Design, load_design, to_verilog
 from .synth import DEVICES, place_and_route, utilization
 
 __all__ = ["FAMILY_DEVICES", "format_report", "packed_line", "synth_design",
@@ -23,10 +23,8 @@ FAMILY_DEVICES = {"ecp5": "ecp5-85f", "ice40": "ice40-up5k"}
 def write_harness(design: Design, path):
     """Write ``design``'s accelerator in a :class:`~hwnn.rtl.harness.RegisterHarness` (top
     module ``harness``) as Verilog to ``path``; return the path."""
-    from amaranth.back import verilog
-
     from .rtl.harness import RegisterHarness
-    path.write_text(verilog.convert(RegisterHarness(design.accelerator()), name="harness"))
+    path.write_text(to_verilog(RegisterHarness(design.accelerator()), "harness"))
     return path
 
 
