@@ -25,6 +25,8 @@ OPTION_ARCHS = {"--fold": "dataflow", "--max-lanes": "dataflow", "--ram-style": 
                 "--board": "dataflow", "--target-fps": "dataflow", "--clock-mhz": "dataflow",
                 "--array": "systolic", "--batch": "systolic", "--pes": "sparse",
                 "--queue-depth": "sparse", "--index-bits": "sparse"}
+FORCE_HELP = ("synthesize even when the resource estimate is more than twice the device "
+              "(refused by default, before any tool runs)")
 
 
 class UsageError(Exception):
@@ -211,7 +213,7 @@ def _cmd_synth(args) -> int:
         raise ValueError(f"--device {args.device} is not an {args.family} device")
     print(f"synthesizing, placing and routing {design.top} for {device} (a few minutes on "
           f"large designs) ...", flush=True)
-    result = synth_design(design, device)
+    result = synth_design(design, device, force=args.force)
     print(format_report(result))
     print(f"wrote {design.path / 'synth' / device / 'report.json'}")
     return 0
@@ -224,7 +226,8 @@ def _cmd_build(args) -> int:
     design = load_design(args.design)
     print(f"building {design.top} for the {args.board} (synthesis, place and route, packing; "
           f"a few minutes on large designs) ...", flush=True)
-    report = build_board(design, args.board, baud=args.baud, clock_mhz=args.clock_mhz)
+    report = build_board(design, args.board, baud=args.baud, clock_mhz=args.clock_mhz,
+                         force=args.force)
     print(format_build_report(report))
     print(f"wrote {design.path / 'build' / args.board}/ ({report['bitstream']}, report.json)")
     return 0 if report["timing_met"] else 1
@@ -441,6 +444,7 @@ def _parser():
     synth.add_argument("--family", choices=("ecp5", "ice40"), default="ecp5")
     synth.add_argument("--device", choices=("ecp5-85f", "ecp5-25f", "ice40-up5k"),
                        default=None, help="default: ecp5-85f, or ice40-up5k for ice40")
+    synth.add_argument("--force", action="store_true", help=FORCE_HELP)
     synth.set_defaults(run=_cmd_synth)
 
     from .boards import BOARD_NAMES
@@ -456,6 +460,7 @@ def _parser():
     build.add_argument("--clock-mhz", type=float, default=None,
                        help="run the design from the FPGA's PLL at this frequency (the "
                             "nearest it makes) instead of the board clock")
+    build.add_argument("--force", action="store_true", help=FORCE_HELP)
     build.set_defaults(run=_cmd_build)
 
     run_board = commands.add_parser(

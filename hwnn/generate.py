@@ -322,6 +322,17 @@ class Design:
         return tuple(LayerFold(**self.manifest["folding"][layer.name])
                      for layer in self.network.layers)
 
+    @property
+    def estimate_options(self) -> dict:
+        """The options of :func:`hwnn.estimate.estimate` that describe this design."""
+        arch = self.manifest["arch"]
+        if arch == "sparse":
+            return {key: self.manifest[key] for key in ("pes", "queue_depth", "index_bits")}
+        if arch == "systolic":
+            side = self.manifest["array"]["rows"]
+            return {"array": f"{side}x{side}", "batch": self.manifest["batch"]}
+        return {"fold": self.folding}
+
     def accelerator(self):
         """The Amaranth top component of this design (for Amaranth's simulator)."""
         if self.manifest["arch"] == "sparse":
