@@ -198,8 +198,8 @@ def _cmd_simulate(args) -> int:
     if len(result.mismatches) > 5:
         print(f"... and {len(result.mismatches) - 5} more mismatches")
     print(result.summary())
-    if args.waves:
-        print(f"waveforms in {design.path / 'sim' / args.simulator}")
+    if result.waves is not None:
+        print(f"waveforms in {result.waves}")
     return 0 if result.passed else 1
 
 

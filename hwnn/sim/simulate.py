@@ -58,6 +58,7 @@ class SimulationResult:
     total_cycles: int
     counters:   dict = field(default_factory=dict)  # the design's performance counters
                                                     # (cocotb simulators only)
+    waves:      Path | None = None                  # the waveform file, when asked for
 
     @property
     def passed(self) -> bool:
@@ -113,13 +114,19 @@ def _handshake_bound(design) -> int:
     return math.ceil(100 * manifest["cycles_per_inference"] * manifest.get("batch", 1)) + 1000
 
 
+#: Where each simulator writes its waveforms (relative to the work folder; ``{top}`` the
+#: design's top module), and the name :func:`simulate` gives them there.
+WAVES = {"amaranth": ("waves.vcd", "waves.vcd"), "verilator": ("dump.vcd", "waves.vcd"),
+         "icarus": ("build/{top}.fst", "waves.fst")}
+
+
 def _run_amaranth(design, beats, n_outputs, seed, waves, work):
     from hwnn.sim.pysim import run_stream
     top = design.accelerator()
     input_cycles = []
     payloads, cycles = run_stream(top, i_stream=top.i_stream, o_stream=top.o_stream,
                                   inputs=beats, n_outputs=n_outputs, seed=seed,
-                                  vcd=str(work / "waves.vcd") if waves else None,
+                                  vcd=str(work / WAVES["amaranth"][0]) if waves else None,
                                   timeout=_handshake_bound(design),
                                   input_cycles=input_cycles)
     return [int(payload.data) for payload in payloads], cycles, input_cycles, {}
@@ -163,6 +170,12 @@ def build_cocotb(simulator, source, top, work, *, waves=False):
                          "apt-get install iverilog (or use --simulator verilator)")
     runner = get_runner(simulator)
     build_args = ["-Wno-fatal"] if simulator == "verilator" else []
+    # The runner reuses an Icarus build whose sources have not changed, even one made with
+    # other options (waveforms or not): the options of the build are kept beside it.
+    options = work / "build" / "hwnn-options.json"
+    wanted = json.dumps({"waves": waves})
+    same = options.is_file() and options.read_text() == wanted
+    options.unlink(missing_ok=True)
     # Designs simulate for thousands of cycles, not billions: an unoptimized C++ build of the
     # model is a third faster to make and fast enough to run.
     makeflags = os.environ.get("MAKEFLAGS", "")
@@ -170,12 +183,13 @@ def build_cocotb(simulator, source, top, work, *, waves=False):
     try:
         runner.build(sources=[source], hdl_toplevel=top, build_dir=work / "build",
                      build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
-                     log_file=work / "build.log")
+                     always=not same, log_file=work / "build.log")
     except RuntimeError as error:
         raise SimulationError(f"{simulator} could not build the design ({error}); see "
                               f"{work / 'build.log'}") from None
     finally:
         os.environ["MAKEFLAGS"] = makeflags
+    options.write_text(wanted)
     # The simulator imports the test module through the caller's sys.path.
     package_root = str(Path(__file__).resolve().parents[2])
     if package_root not in sys.path:
@@ -190,7 +204,8 @@ def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1
 
     ``design`` is a design folder path or a :class:`~hwnn.generate.Design`. With
     ``backpressure`` both streams stall at random (seeded by ``seed``). ``work_dir`` (default
-    ``<design>/sim/<simulator>``) holds builds, logs and waveforms (``waves``).
+    ``<design>/sim/<simulator>``) holds builds, logs and, with ``waves``, the waveforms
+    (``waves.vcd``, or ``waves.fst`` from Icarus; the result's ``waves``).
     """
     if simulator not in SIMULATORS:
         raise ValueError(f"Unknown simulator {simulator!r}; available: {', '.join(SIMULATORS)}")
@@ -203,6 +218,10 @@ def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1
     n_outputs = len(codes) * last["beats_per_vector"]
     work = (Path(work_dir) if work_dir is not None else design.path / "sim" / simulator).resolve()
     stall_seed = seed if backpressure else None
+    written, kept = (work / name.format(top=design.top) for name in WAVES[simulator])
+    written.unlink(missing_ok=True)
+    if waves:
+        kept.unlink(missing_ok=True)
     if simulator == "amaranth":
         work.mkdir(parents=True, exist_ok=True)
         words, output_cycles, input_cycles, counters = _run_amaranth(
@@ -210,6 +229,10 @@ def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1
     else:
         words, output_cycles, input_cycles, counters = _run_cocotb(
             design, simulator, beats, n_outputs, stall_seed, waves, work)
+    if waves:
+        if not written.is_file():
+            raise SimulationError(f"{simulator} wrote no waveforms ({written} is missing)")
+        written.replace(kept)
     outputs = beats_to_vectors(words, network.output.format, last["values_per_beat"],
                                network.out_features)
     expected = run_network(network, codes)
@@ -220,5 +243,6 @@ def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1
                                                      len(codes), manifest.get("batch", 1))
     latency = None if backpressure else output_cycles[0] - input_cycles[0]
     return SimulationResult(simulator, outputs, expected, mismatches, steady, latency,
-                            manifest["cycles_per_inference"], output_cycles[-1], counters)
+                            manifest["cycles_per_inference"], output_cycles[-1], counters,
+                            kept if waves else None)
 
