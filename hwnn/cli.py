@@ -88,7 +88,7 @@ def _cmd_quantize(args) -> int:
 
 
 def _cmd_compile(args) -> int:
-    from .generate import generate, load_design
+    from .generate import earlier_results, generate, load_design, replacement_note
     from .quant import Network
     from .report import format_table
 
@@ -120,6 +120,7 @@ def _cmd_compile(args) -> int:
         plan = plan_folding(network, args.board, args.target_fps, clock_mhz=args.clock_mhz)
         fold = plan.folding
         print(f"folding for {plan.describe()}\n")
+    earlier = earlier_results(args.output)
     path = generate(network, args.output, arch=args.arch, fold=fold,
                     max_lanes=given_or(args.max_lanes, DEFAULT_LANES),
                     ram_style=given_or(args.ram_style, "auto"),
@@ -164,6 +165,8 @@ def _cmd_compile(args) -> int:
               f"{schedule['output']}), {manifest['cycles_per_inference']:g} cycles per "
               f"inference, {sum(manifest['memory_bits'].values())} memory bits")
     print(f"wrote {path}/ ({manifest['verilog']}, manifest.json, network.hwnn.npz, vectors/)")
+    if note := replacement_note(path, earlier):
+        print(note)
     return 0
 
 
@@ -192,7 +195,8 @@ def _cmd_simulate(args) -> int:
     print(f"simulating {len(codes)} inputs on {args.simulator}"
           + (" with random backpressure" if args.backpressure else "") + " ...", flush=True)
     result = simulate(design, codes, simulator=args.simulator, backpressure=args.backpressure,
-                      seed=args.seed, waves=args.waves)
+                      seed=args.seed, waves=args.waves,
+                      log=lambda line: print(f"  {line}", flush=True))
     for mismatch in result.mismatches[:5]:
         print(f"MISMATCH {mismatch.describe()}")
     if len(result.mismatches) > 5:
@@ -211,9 +215,9 @@ def _cmd_synth(args) -> int:
     device = args.device or FAMILY_DEVICES[args.family]
     if args.device and not args.device.startswith(args.family):
         raise ValueError(f"--device {args.device} is not an {args.family} device")
-    print(f"synthesizing, placing and routing {design.top} for {device} (a few minutes on "
-          f"large designs) ...", flush=True)
-    result = synth_design(design, device, force=args.force)
+    print(f"synthesizing, placing and routing {design.top} for {device}", flush=True)
+    result = synth_design(design, device, force=args.force,
+                          log=lambda line: print(f"  {line}", flush=True))
     print(format_report(result))
     print(f"wrote {design.path / 'synth' / device / 'report.json'}")
     return 0
@@ -254,7 +258,9 @@ def _cmd_run_board(args) -> int:
     else:
         link = open_board(design, args.port, baud=args.baud, timeout=args.timeout)
         where = args.port
-    outputs = link.run(codes)
+    from .progress import Progress
+    print(f"running {len(codes)} inputs on the {where} ...", flush=True)
+    outputs = link.run(codes, progress=Progress(len(codes), "inputs"))
     expected = run_network(design.network, codes)
     wrong = [int(i) for i in (outputs != expected).any(axis=1).nonzero()[0]]
     for index in wrong[:5]:
@@ -266,10 +272,12 @@ def _cmd_run_board(args) -> int:
 
 
 def _cmd_explore(args) -> int:
+    import hashlib
     from concurrent.futures import ProcessPoolExecutor
+    from pathlib import Path
 
     from .boards import board
-    from .explore import explore, sweep, write_results
+    from .explore import PartialResults, explore, sweep, write_results
     from .planner import board_clock
     from .quant import Network
     from .report import format_table
@@ -288,8 +296,20 @@ def _cmd_explore(args) -> int:
     print(f"exploring {len(points)} {args.arch} designs of {network.name} for the "
           f"{args.board} ({device.upper()}, {clock / 1e6:g} MHz) {where}"
           + ("" if args.place else ", synthesis only") + " ...", flush=True)
+    meta = {"network": network.name, "arch": args.arch, "board": args.board,
+            "device": device, "clock_mhz": clock / 1e6, "placed": args.place}
+    partial = PartialResults(args.output, meta | {
+        "network_sha256": hashlib.sha256(Path(args.network).read_bytes()).hexdigest(),
+        "points": [point.label for point in points]})
+    if partial.rows:
+        print(f"  reusing {len(partial.rows)} of {len(points)} points finished by an "
+              f"interrupted run with the same arguments in {args.output}/", flush=True)
+    elif partial.discarded:
+        print(f"  starting over: the {partial.discarded} finished points in {args.output}/ "
+              f"are from a run with other arguments", flush=True)
 
     def progress(done, total, row):
+        partial.add(row)
         status = (row["error"] if row["fits"] is not True else
                   f"{row['lut4']} LUT4, {row['inferences_per_second']:,.0f} inferences/s")
         print(f"  [{done}/{total}] {row['point']}: {status}", flush=True)
@@ -301,11 +321,11 @@ def _cmd_explore(args) -> int:
             raise ToolError('--scheduler needs Dask: pip install "hwnn[cluster]"') from None
         with Client(args.scheduler, timeout=30) as client:
             rows = explore(network, points, device, clock / 1e6, client.get_executor(),
-                           place=args.place, progress=progress)
+                           place=args.place, progress=progress, finished=partial.rows)
     else:
         with ProcessPoolExecutor(jobs) as executor:
             rows = explore(network, points, device, clock / 1e6, executor, place=args.place,
-                           progress=progress)
+                           progress=progress, finished=partial.rows)
     table = [(row["point"], row["cycles"], row["lut4"], row["est_lut4"], row["ff"],
               row["est_ff"], row["dsp"], row["bram"], row["fmax_mhz"],
               f"{row['inferences_per_second']:,.0f}" if row["fits"] is True else "-",
@@ -317,8 +337,6 @@ def _cmd_explore(args) -> int:
                         "Fmax MHz", "inferences/s", "Pareto", "note"), table,
                        right=set(range(1, 10))))
     title = f"{network.name}, {args.arch}, {args.board}"
-    meta = {"network": network.name, "arch": args.arch, "board": args.board,
-            "device": device, "clock_mhz": clock / 1e6, "placed": args.place}
     path = write_results(rows, args.output, title=title, meta=meta)
     print(f"\n* Pareto-optimal (LUT4 against inferences/s at min(Fmax, board clock)); "
           f"wrote {path}/ (explore.json, explore.csv, pareto.png)")

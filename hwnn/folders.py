@@ -24,11 +24,12 @@ def honour_umask(path):
 
 
 def check_replaceable(out_dir, marker, kind):
-    """ValueError unless ``out_dir`` is missing, empty, or holds ``marker`` (an earlier
-    hwnn ``kind`` folder)."""
+    """ValueError unless ``out_dir`` is missing, empty, or holds ``marker`` (a file name, or a
+    tuple of them: an earlier hwnn ``kind`` folder)."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir())
-                                                      and not (out_dir / marker).is_file())):
+    markers = (marker,) if isinstance(marker, str) else marker
+    if out_dir.exists() and (not out_dir.is_dir() or (
+            any(out_dir.iterdir()) and not any((out_dir / name).is_file() for name in markers))):
         raise ValueError(f"{str(out_dir)!r} exists and is not an hwnn {kind} folder; refusing "
                          f"to overwrite it")
 

@@ -8,6 +8,11 @@ outputs for them). The folder is written whole or not at all, and the same netwo
 give byte-identical files, wherever hwnn is installed: the Verilog's source locations
 (``src`` attributes) name files relative to the package folder they come from
 (``hwnn/rtl/mvau.py:288``, ``amaranth/lib/stream.py:40``).
+
+Commands add their results to the folder: ``sim/<simulator>/``, ``synth/<device>/`` and
+``build/<board>/``. Generating into an earlier design folder keeps them when the new design
+is the same (byte-identical files), and removes them with the earlier design otherwise;
+:func:`earlier_results` and :func:`replacement_note` tell the user which.
 """
 
 import json
@@ -24,8 +29,8 @@ from .rtl.folding import LayerFold, auto_folding, fold_from_file
 from .rtl.mvau import RAM_STYLES, check_folding
 
 __all__ = ["ARCHITECTURES", "DEFAULT_BATCH", "DEFAULT_MAX_LANES", "DEFAULT_PES",
-           "DEFAULT_QUEUE_DEPTH", "Design", "generate", "load_design", "parse_array",
-           "resolve_folding", "to_verilog"]
+           "DEFAULT_QUEUE_DEPTH", "Design", "earlier_results", "generate", "load_design",
+           "parse_array", "replacement_note", "resolve_folding", "to_verilog"]
 
 ARCHITECTURES = ("dataflow", "systolic", "sparse")
 DEFAULT_MAX_LANES = 256
@@ -34,6 +39,8 @@ DEFAULT_PES = 8
 DEFAULT_QUEUE_DEPTH = 8
 VECTOR_COUNT = 32
 MANIFEST = "manifest.json"
+#: The folders of a design folder that hold commands' results, one subfolder per target.
+RESULT_FOLDERS = ("sim", "synth", "build")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SOURCE = re.compile(r'(src = ")([^"]*)(")')
 
@@ -288,8 +295,44 @@ def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
         (folder / "vectors").mkdir()
         np.save(folder / "vectors" / "inputs.npy", inputs)
         np.save(folder / "vectors" / "expected.npy", expected)
+        if _same_design(out_dir, folder):
+            for name in RESULT_FOLDERS:
+                if (out_dir / name).is_dir():
+                    (out_dir / name).rename(folder / name)
 
     return replace_folder(out_dir, MANIFEST, "design", fill)
+
+
+def _same_design(old, new) -> bool:
+    """Whether design folder ``old`` holds the same files as the freshly written ``new``."""
+    files = [path.relative_to(new) for path in new.rglob("*") if path.is_file()]
+    return (old / MANIFEST).is_file() and all(
+        (old / name).is_file() and (old / name).read_bytes() == (new / name).read_bytes()
+        for name in files)
+
+
+def earlier_results(out_dir) -> list[str] | None:
+    """The result folders (``sim/verilator``, ``synth/ecp5-85f``, ``build/icebreaker``) of the
+    design folder ``out_dir``, or None when it holds no design."""
+    out_dir = Path(out_dir)
+    if not (out_dir / MANIFEST).is_file():
+        return None
+    return sorted(f"{name}/{target.name}" for name in RESULT_FOLDERS
+                  if (out_dir / name).is_dir() for target in (out_dir / name).iterdir())
+
+
+def replacement_note(out_dir, earlier) -> str:
+    """What generating into ``out_dir`` did to an earlier design there whose result folders
+    were ``earlier`` (from :func:`earlier_results`): a line, or "" when there was none."""
+    if earlier is None:
+        return ""
+    kept = earlier_results(out_dir)
+    removed = [name for name in earlier if name not in kept]
+    return (f"replaced the earlier design in {out_dir}/"
+            + (f"; kept its results (the design is the same): {', '.join(kept)}" if kept
+               else "")
+            + (f"; removed its results (the design changed): {', '.join(removed)}" if removed
+               else ""))
 
 
 class Design:

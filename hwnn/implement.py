@@ -56,10 +56,11 @@ def write_harness(design: Design, path):
     return path
 
 
-def synth_design(design, device="ecp5-85f", *, target_mhz=None, force=False) -> dict:
+def synth_design(design, device="ecp5-85f", *, target_mhz=None, force=False,
+                 log=None) -> dict:
     """Synthesize, fit-check, place and route ``design`` (a folder or :class:`Design`) on
     ``device``; return and save the report (see the module's description). Unless
-    ``force``, :func:`check_estimate` runs first."""
+    ``force``, :func:`check_estimate` runs first. ``log(line)`` hears of each step."""
     if device not in DEVICES:
         raise ValueError(f"Unknown device {device!r}; available: {', '.join(DEVICES)}")
     design = design if isinstance(design, Design) else load_design(design)
@@ -70,8 +71,10 @@ def synth_design(design, device="ecp5-85f", *, target_mhz=None, force=False) -> 
     folder = design.path / "synth" / device
     folder.mkdir(parents=True, exist_ok=True)
     harness_path = write_harness(design, folder / "harness.v")
+    if log is not None:
+        log("synthesizing with Yosys (a few minutes on large designs) ...")
     report, fmax, pnr_seconds = place_and_route(harness_path, "harness", device,
-                                                target_mhz=target)
+                                                target_mhz=target, log=log)
     cycles = design.manifest["cycles_per_inference"]
     result = {
         "design": design.top, "arch": design.manifest["arch"], "device": device,

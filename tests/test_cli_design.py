@@ -1,6 +1,7 @@
 """``hwnn compile``, ``hwnn simulate`` and ``hwnn demo`` from the command line."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -68,6 +69,25 @@ def test_compile_then_simulate_on_amaranth_and_icarus(capsys, net_file, tmp_path
         assert f"{simulator}: 32/32 inputs match the golden model" in text
 
 
+def test_recompiling_keeps_the_results_of_the_same_design_and_names_what_it_removes(
+        capsys, net_file, tmp_path):
+    out = tmp_path / "design"
+    assert run(capsys, "compile", net_file, "--max-lanes", "8", "-o", out)[0] == 0
+    status, text, _ = run(capsys, "simulate", out, "--simulator", "amaranth", "--waves")
+    waves = out / "sim" / "amaranth" / "waves.vcd"
+    assert status == 0 and waves.is_file()
+    status, text, _ = run(capsys, "compile", net_file, "--max-lanes", "8", "-o", out)
+    assert status == 0
+    assert text.splitlines()[-1] == (f"replaced the earlier design in {out}/; kept its "
+                                     f"results (the design is the same): sim/amaranth")
+    assert waves.is_file()
+    status, text, _ = run(capsys, "compile", net_file, "--max-lanes", "2", "-o", out)
+    assert status == 0
+    assert text.splitlines()[-1] == (f"replaced the earlier design in {out}/; removed its "
+                                     f"results (the design changed): sim/amaranth")
+    assert not (out / "sim").exists()
+
+
 @pytest.mark.cocotb
 def test_icarus_writes_waveforms_after_a_plain_run(capsys, tmp_path):
     # (A top named after a Verilog keyword, like the fixture's "small", breaks the cocotb
@@ -77,6 +97,7 @@ def test_icarus_writes_waveforms_after_a_plain_run(capsys, tmp_path):
     out = generate(network, tmp_path / "design", max_lanes=4)
     status, text, _ = run(capsys, "simulate", out, "--simulator", "icarus")
     assert status == 0 and "waveforms" not in text
+    assert re.search(r"^  built in \d+ s; simulating ...$", text, re.MULTILINE), text
     # The build without waveforms must not be reused for a run with them.
     status, text, err = run(capsys, "simulate", out, "--simulator", "icarus", "--waves")
     assert (status, err) == (0, ""), text
@@ -197,3 +218,8 @@ def test_demo_runs_the_digits_test_set_through_the_rtl(capsys, tmp_path):
         assert float(cycles) <= 1.05 * int(ideal)
     int8 = rows[0]
     assert abs(float(int8[1].rstrip("%")) - float(int8[2].rstrip("%"))) <= 1.0
+    # The simulations' logs stay, the simulator builds (150 MB each) do not.
+    sims = sorted((tmp_path / "demo").glob("*/sim/verilator"))
+    assert len(sims) == 2 and all((sim / "sim.log").is_file() for sim in sims)
+    size = sum(path.stat().st_size for path in (tmp_path / "demo").rglob("*"))
+    assert size < 10_000_000, size

@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,7 +133,7 @@ def _run_amaranth(design, beats, n_outputs, seed, waves, work):
     return [int(payload.data) for payload in payloads], cycles, input_cycles, {}
 
 
-def _run_cocotb(design, simulator, beats, n_outputs, seed, waves, work):
+def _run_cocotb(design, simulator, beats, n_outputs, seed, waves, work, log):
     data_bits = design.manifest["input"]["last_bit"]
     words = [format(beat["data"] | (beat["last"] << data_bits), "x") for beat in beats]
     work.mkdir(parents=True, exist_ok=True)
@@ -147,7 +148,10 @@ def _run_cocotb(design, simulator, beats, n_outputs, seed, waves, work):
            "results": str(results), "counters": counters,
            "timeout_us": math.ceil(0.01 * (budget + 200 * len(design.manifest["layers"])
                                            + 2000))}
+    log(f"building the design for {simulator} ...")
+    started = time.monotonic()
     runner = build_cocotb(simulator, design.verilog.resolve(), design.top, work, waves=waves)
+    log(f"built in {time.monotonic() - started:.0f} s; simulating ...")
     runner.test(hdl_toplevel=design.top, test_module="hwnn.sim.cocotb_stream",
                 build_dir=work / "build", test_dir=work, results_xml=str(work / "results.xml"),
                 extra_env={"HWNN_SIM_JOB": json.dumps(job)}, waves=waves,
@@ -198,14 +202,17 @@ def build_cocotb(simulator, source, top, work, *, waves=False):
 
 
 def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1, waves=False,
-             work_dir=None) -> SimulationResult:
+             work_dir=None, keep_build=True, log=None) -> SimulationResult:
     """Stream input ``codes`` (N x features) through the design and compare every output with
     the golden model.
 
     ``design`` is a design folder path or a :class:`~hwnn.generate.Design`. With
     ``backpressure`` both streams stall at random (seeded by ``seed``). ``work_dir`` (default
     ``<design>/sim/<simulator>``) holds builds, logs and, with ``waves``, the waveforms
-    (``waves.vcd``, or ``waves.fst`` from Icarus; the result's ``waves``).
+    (``waves.vcd``, or ``waves.fst`` from Icarus; the result's ``waves``). The simulator's
+    build (``build/``, some 150 MB for a Verilator model) is kept for the next run unless
+    ``keep_build`` is false. ``log(line)`` hears when the build starts and ends (cocotb
+    simulators: building a Verilator model takes 10-20 s).
     """
     if simulator not in SIMULATORS:
         raise ValueError(f"Unknown simulator {simulator!r}; available: {', '.join(SIMULATORS)}")
@@ -222,17 +229,22 @@ def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1
     written.unlink(missing_ok=True)
     if waves:
         kept.unlink(missing_ok=True)
-    if simulator == "amaranth":
-        work.mkdir(parents=True, exist_ok=True)
-        words, output_cycles, input_cycles, counters = _run_amaranth(
-            design, beats, n_outputs, stall_seed, waves, work)
-    else:
-        words, output_cycles, input_cycles, counters = _run_cocotb(
-            design, simulator, beats, n_outputs, stall_seed, waves, work)
-    if waves:
-        if not written.is_file():
-            raise SimulationError(f"{simulator} wrote no waveforms ({written} is missing)")
-        written.replace(kept)
+    try:
+        if simulator == "amaranth":
+            work.mkdir(parents=True, exist_ok=True)
+            words, output_cycles, input_cycles, counters = _run_amaranth(
+                design, beats, n_outputs, stall_seed, waves, work)
+        else:
+            words, output_cycles, input_cycles, counters = _run_cocotb(
+                design, simulator, beats, n_outputs, stall_seed, waves, work,
+                log or (lambda line: None))
+        if waves:
+            if not written.is_file():
+                raise SimulationError(f"{simulator} wrote no waveforms ({written} is missing)")
+            written.replace(kept)
+    finally:
+        if not keep_build:
+            shutil.rmtree(work / "build", ignore_errors=True)
     outputs = beats_to_vectors(words, network.output.format, last["values_per_beat"],
                                network.out_features)
     expected = run_network(network, codes)
