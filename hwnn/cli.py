@@ -259,7 +259,7 @@ def _cmd_run_board(args) -> int:
         link = open_board(design, args.port, baud=args.baud, timeout=args.timeout)
         where = args.port
     from .progress import Progress
-    print(f"running {len(codes)} inputs on the {where} ...", flush=True)
+    print(f"running {len(codes)} inputs ({where}) ...", flush=True)
     outputs = link.run(codes, progress=Progress(len(codes), "inputs"))
     expected = run_network(design.network, codes)
     wrong = [int(i) for i in (outputs != expected).any(axis=1).nonzero()[0]]
