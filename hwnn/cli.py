@@ -215,9 +215,8 @@ def _cmd_synth(args) -> int:
     device = args.device or FAMILY_DEVICES[args.family]
     if args.device and not args.device.startswith(args.family):
         raise ValueError(f"--device {args.device} is not an {args.family} device")
-    print(f"synthesizing, placing and routing {design.top} for {device}", flush=True)
     result = synth_design(design, device, force=args.force,
-                          log=lambda line: print(f"  {line}", flush=True))
+                          log=lambda line: print(line, flush=True))
     print(format_report(result))
     print(f"wrote {design.path / 'synth' / device / 'report.json'}")
     return 0

@@ -72,7 +72,8 @@ def synth_design(design, device="ecp5-85f", *, target_mhz=None, force=False,
     folder.mkdir(parents=True, exist_ok=True)
     harness_path = write_harness(design, folder / "harness.v")
     if log is not None:
-        log("synthesizing with Yosys (a few minutes on large designs) ...")
+        log(f"synthesizing {design.top} for {device} with Yosys (a few minutes on large "
+            f"designs) ...")
     report, fmax, pnr_seconds = place_and_route(harness_path, "harness", device,
                                                 target_mhz=target, log=log)
     cycles = design.manifest["cycles_per_inference"]

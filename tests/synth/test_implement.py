@@ -40,7 +40,7 @@ def test_synth_reports_area_fmax_and_throughput(capsys, int8_design):
     assert report["inferences_per_second"] == pytest.approx(
         report["fmax_mhz"] * 1e6 / manifest["cycles_per_inference"])
     assert "on ECP5-85F" in text and "inferences per second" in text
-    assert re.search(r"^  synthesized in \d+ s \(\d+ LUT4, .*\); placing and routing ...$",
+    assert re.search(r"^synthesized in \d+ s \(\d+ LUT4, .*\); placing and routing ...$",
                      text, re.MULTILINE), text
     # The int8 lanes' operand and product registers went into the DSP blocks; the
     # flip-flop count leaves them out.
