@@ -5,7 +5,9 @@
 packing) in ``<design>/build/<board>/``, and reports what nextpnr placed (used, available and
 share of each resource), Fmax against the board clock, and inferences per second. A design
 that does not fit raises :class:`~hwnn.synth.DoesNotFit` naming what is over and by how
-much. The report is also written to ``report.json`` beside the bitstream.
+much: before any tool runs when its estimate is clearly over the device
+(:func:`hwnn.implement.check_estimate`, unless ``force``), else after nextpnr. The report is
+also written to ``report.json`` beside the bitstream.
 """
 
 import json
@@ -49,15 +51,18 @@ def _absorb_before_placement(script):
     script.write_text("\n".join(lines) + "\n")
 
 
-def build_board(design, board_name, *, baud=115200, clock_mhz=None) -> dict:
+def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False) -> dict:
     """Build the bitstream of ``design`` (a folder or :class:`Design`) for ``board_name``, at
     the board's clock or, with ``clock_mhz``, at the nearest frequency its PLL makes."""
+    from .implement import check_estimate
     from .rtl.clocking import pll_settings
     from .toolchain import setup_env
 
     setup_env()
     target = board(board_name)
     design = design if isinstance(design, Design) else load_design(design)
+    if not force:
+        check_estimate(design, target.device, f"{board_name} ({target.device.upper()})")
     platform = target.make_platform()
     board_clock = platform.default_clk_frequency
     pll = (None if clock_mhz is None or clock_mhz * 1e6 == board_clock else

@@ -25,6 +25,8 @@ OPTION_ARCHS = {"--fold": "dataflow", "--max-lanes": "dataflow", "--ram-style": 
                 "--board": "dataflow", "--target-fps": "dataflow", "--clock-mhz": "dataflow",
                 "--array": "systolic", "--batch": "systolic", "--pes": "sparse",
                 "--queue-depth": "sparse", "--index-bits": "sparse"}
+FORCE_HELP = ("synthesize even when the resource estimate is more than twice the device "
+              "(refused by default, before any tool runs)")
 
 
 class UsageError(Exception):
@@ -97,7 +99,7 @@ def _cmd_quantize(args) -> int:
 
 
 def _cmd_compile(args) -> int:
-    from .generate import generate, load_design
+    from .generate import earlier_results, generate, load_design, replacement_note
     from .quant import Network
     from .report import format_table
 
@@ -129,6 +131,7 @@ def _cmd_compile(args) -> int:
         plan = plan_folding(network, args.board, args.target_fps, clock_mhz=args.clock_mhz)
         fold = plan.folding
         print(f"folding for {plan.describe()}\n")
+    earlier = earlier_results(args.output)
     path = generate(network, args.output, arch=args.arch, fold=fold,
                     max_lanes=given_or(args.max_lanes, DEFAULT_LANES),
                     ram_style=given_or(args.ram_style, "auto"),
@@ -173,6 +176,8 @@ def _cmd_compile(args) -> int:
               f"{schedule['output']}), {manifest['cycles_per_inference']:g} cycles per "
               f"inference, {sum(manifest['memory_bits'].values())} memory bits")
     print(f"wrote {path}/ ({manifest['verilog']}, manifest.json, network.hwnn.npz, vectors/)")
+    if note := replacement_note(path, earlier):
+        print(note)
     return 0
 
 
@@ -201,14 +206,15 @@ def _cmd_simulate(args) -> int:
     print(f"simulating {len(codes)} inputs on {args.simulator}"
           + (" with random backpressure" if args.backpressure else "") + " ...", flush=True)
     result = simulate(design, codes, simulator=args.simulator, backpressure=args.backpressure,
-                      seed=args.seed, waves=args.waves)
+                      seed=args.seed, waves=args.waves,
+                      log=lambda line: print(f"  {line}", flush=True))
     for mismatch in result.mismatches[:5]:
         print(f"MISMATCH {mismatch.describe()}")
     if len(result.mismatches) > 5:
         print(f"... and {len(result.mismatches) - 5} more mismatches")
     print(result.summary())
-    if args.waves:
-        print(f"waveforms in {design.path / 'sim' / args.simulator}")
+    if result.waves is not None:
+        print(f"waveforms in {result.waves}")
     return 0 if result.passed else 1
 
 
@@ -220,9 +226,8 @@ def _cmd_synth(args) -> int:
     device = args.device or FAMILY_DEVICES[args.family]
     if args.device and not args.device.startswith(args.family):
         raise ValueError(f"--device {args.device} is not an {args.family} device")
-    print(f"synthesizing, placing and routing {design.top} for {device} (a few minutes on "
-          f"large designs) ...", flush=True)
-    result = synth_design(design, device)
+    result = synth_design(design, device, force=args.force,
+                          log=lambda line: print(line, flush=True))
     print(format_report(result))
     print(f"wrote {design.path / 'synth' / device / 'report.json'}")
     return 0
@@ -235,7 +240,8 @@ def _cmd_build(args) -> int:
     design = load_design(args.design)
     print(f"building {design.top} for the {args.board} (synthesis, place and route, packing; "
           f"a few minutes on large designs) ...", flush=True)
-    report = build_board(design, args.board, baud=args.baud, clock_mhz=args.clock_mhz)
+    report = build_board(design, args.board, baud=args.baud, clock_mhz=args.clock_mhz,
+                         force=args.force)
     print(format_build_report(report))
     print(f"wrote {design.path / 'build' / args.board}/ ({report['bitstream']}, report.json)")
     return 0 if report["timing_met"] else 1
@@ -262,7 +268,9 @@ def _cmd_run_board(args) -> int:
     else:
         link = open_board(design, args.port, baud=args.baud, timeout=args.timeout)
         where = args.port
-    outputs = link.run(codes)
+    from .progress import Progress
+    print(f"running {len(codes)} inputs ({where}) ...", flush=True)
+    outputs = link.run(codes, progress=Progress(len(codes), "inputs"))
     expected = run_network(design.network, codes)
     wrong = [int(i) for i in (outputs != expected).any(axis=1).nonzero()[0]]
     for index in wrong[:5]:
@@ -274,10 +282,12 @@ def _cmd_run_board(args) -> int:
 
 
 def _cmd_explore(args) -> int:
+    import hashlib
     from concurrent.futures import ProcessPoolExecutor
+    from pathlib import Path
 
     from .boards import board
-    from .explore import explore, sweep, write_results
+    from .explore import PartialResults, explore, sweep, write_results
     from .planner import board_clock
     from .quant import Network
     from .report import format_table
@@ -296,8 +306,20 @@ def _cmd_explore(args) -> int:
     print(f"exploring {len(points)} {args.arch} designs of {network.name} for the "
           f"{args.board} ({device.upper()}, {clock / 1e6:g} MHz) {where}"
           + ("" if args.place else ", synthesis only") + " ...", flush=True)
+    meta = {"network": network.name, "arch": args.arch, "board": args.board,
+            "device": device, "clock_mhz": clock / 1e6, "placed": args.place}
+    partial = PartialResults(args.output, meta | {
+        "network_sha256": hashlib.sha256(Path(args.network).read_bytes()).hexdigest(),
+        "points": [point.label for point in points]})
+    if partial.rows:
+        print(f"  reusing {len(partial.rows)} of {len(points)} points finished by an "
+              f"interrupted run with the same arguments in {args.output}/", flush=True)
+    elif partial.discarded:
+        print(f"  starting over: the {partial.discarded} finished points in {args.output}/ "
+              f"are from a run with other arguments", flush=True)
 
     def progress(done, total, row):
+        partial.add(row)
         status = (row["error"] if row["fits"] is not True else
                   f"{row['lut4']} LUT4, {row['inferences_per_second']:,.0f} inferences/s")
         print(f"  [{done}/{total}] {row['point']}: {status}", flush=True)
@@ -309,11 +331,11 @@ def _cmd_explore(args) -> int:
             raise ToolError('--scheduler needs Dask: pip install "hwnn[cluster]"') from None
         with Client(args.scheduler, timeout=30) as client:
             rows = explore(network, points, device, clock / 1e6, client.get_executor(),
-                           place=args.place, progress=progress)
+                           place=args.place, progress=progress, finished=partial.rows)
     else:
         with ProcessPoolExecutor(jobs) as executor:
             rows = explore(network, points, device, clock / 1e6, executor, place=args.place,
-                           progress=progress)
+                           progress=progress, finished=partial.rows)
     table = [(row["point"], row["cycles"], row["lut4"], row["est_lut4"], row["ff"],
               row["est_ff"], row["dsp"], row["bram"], row["fmax_mhz"],
               f"{row['inferences_per_second']:,.0f}" if row["fits"] is True else "-",
@@ -325,8 +347,6 @@ def _cmd_explore(args) -> int:
                         "Fmax MHz", "inferences/s", "Pareto", "note"), table,
                        right=set(range(1, 10))))
     title = f"{network.name}, {args.arch}, {args.board}"
-    meta = {"network": network.name, "arch": args.arch, "board": args.board,
-            "device": device, "clock_mhz": clock / 1e6, "placed": args.place}
     path = write_results(rows, args.output, title=title, meta=meta)
     print(f"\n* Pareto-optimal (LUT4 against inferences/s at min(Fmax, board clock)); "
           f"wrote {path}/ (explore.json, explore.csv, pareto.png)")
@@ -454,6 +474,7 @@ def _parser():
     synth.add_argument("--family", choices=("ecp5", "ice40"), default="ecp5")
     synth.add_argument("--device", choices=("ecp5-85f", "ecp5-25f", "ice40-up5k"),
                        default=None, help="default: ecp5-85f, or ice40-up5k for ice40")
+    synth.add_argument("--force", action="store_true", help=FORCE_HELP)
     synth.set_defaults(run=_cmd_synth)
 
     from .boards import BOARD_NAMES
@@ -469,6 +490,7 @@ def _parser():
     build.add_argument("--clock-mhz", type=float, default=None,
                        help="run the design from the FPGA's PLL at this frequency (the "
                             "nearest it makes) instead of the board clock")
+    build.add_argument("--force", action="store_true", help=FORCE_HELP)
     build.set_defaults(run=_cmd_build)
 
     run_board = commands.add_parser(

@@ -3,7 +3,8 @@
 Train an MLP on the 8x8 digits, quantize it (int8 weights with uint8 activations, and ternary
 weights with 4-bit activations), compile each to a dataflow design, stream the whole test set
 through the Verilog under cocotb, and print float / golden / RTL accuracy next to the measured
-cycles per inference, latency, lanes and weight bits.
+cycles per inference, latency, lanes and weight bits. Each design folder keeps its
+simulation's logs, not the simulator's build (some 150 MB per design with Verilator).
 """
 
 import time
@@ -55,7 +56,7 @@ class DemoRow:
 def run_demo(out_dir="hwnn-demo", *, simulator="verilator", max_lanes=128, seed=0,
              log=print) -> list[DemoRow]:
     """Run the demo, writing designs under ``out_dir``; return one row per scheme."""
-    from .generate import generate, load_design
+    from .generate import earlier_results, generate, load_design, replacement_note
     from .quant import QuantOptions, from_sklearn, quantize_network
     from .report import class_decisions, float_predictions
     from .sim.golden import run_network
@@ -75,11 +76,15 @@ def run_demo(out_dir="hwnn-demo", *, simulator="verilator", max_lanes=128, seed=
             f"...")
         quantized = quantize_network(network, x_train, QuantOptions(weights=weights, acts=acts),
                                      name=name)
+        earlier = earlier_results(out_dir / name)
         design = load_design(generate(quantized, out_dir / name, max_lanes=max_lanes))
+        if note := replacement_note(design.path, earlier):
+            log(f"[{scheme}] {note}")
         codes = quantized.quantize_input(x_test)
         golden = run_network(quantized, codes)
         log(f"[{scheme}] simulating {len(codes)} test images on the RTL with {simulator} ...")
-        result = simulate(design, codes, simulator=simulator)
+        result = simulate(design, codes, simulator=simulator, keep_build=False,
+                          log=lambda line, scheme=scheme: log(f"[{scheme}] {line}"))
 
         def accuracy(outputs, quantized=quantized):
             logits = quantized.dequantize_output(outputs)

@@ -13,6 +13,9 @@ at the board clock when it was not placed). :func:`explore` runs the points on a
 ``distributed.Client.get_executor()``), reporting each finished point, and
 :func:`write_results` writes ``explore.json``, ``explore.csv`` and ``pareto.png`` (LUT4 against
 inferences per second, the Pareto-optimal points joined) into a folder, whole or not at all.
+Until then, :class:`PartialResults` keeps the finished rows in the folder
+(``explore.partial.json``), so that an interrupted run, run again with the same arguments,
+measures only the points it had not finished.
 """
 
 import csv
@@ -24,10 +27,14 @@ from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .folders import replace_folder
+from .folders import check_replaceable, honour_umask, replace_folder
 from .quant.ir import Network
 
-__all__ = ["Point", "explore", "measure_point", "pareto", "sweep", "write_results"]
+__all__ = ["PartialResults", "Point", "explore", "measure_point", "pareto", "sweep",
+           "write_results"]
+
+RESULTS = "explore.json"
+PARTIAL = "explore.partial.json"
 
 COLUMNS = ("point", "arch", "cycles", "lanes", "lut4", "ff", "dsp", "bram", "est_lut4",
            "est_ff", "est_dsp", "est_bram", "fits", "fmax_mhz", "inferences_per_second",
@@ -136,15 +143,51 @@ def pareto(rows) -> list[int]:
                              for _, l2, r2 in fitting))
 
 
+class PartialResults:
+    """The rows of an exploration into ``out_dir`` finished so far, kept in its
+    ``explore.partial.json`` as they come (:meth:`add`), for the run ``meta`` describes (the
+    network, points and options). ``rows`` maps point labels to the rows an interrupted run
+    with the same ``meta`` left; ``discarded`` counts those of a run with other arguments,
+    which are dropped. ``out_dir`` must be missing, empty or an exploration's folder."""
+
+    def __init__(self, out_dir, meta):
+        check_replaceable(out_dir, (RESULTS, PARTIAL), "exploration")
+        self.path = Path(out_dir) / PARTIAL
+        self.meta = meta
+        self.rows = {}
+        self.discarded = 0
+        if self.path.is_file():
+            saved = json.loads(self.path.read_text())
+            if saved["meta"] == meta:
+                self.rows = {row["point"]: row for row in saved["rows"]}
+            else:
+                self.discarded = len(saved["rows"])
+
+    def add(self, row):
+        """Keep ``row`` if it is a measurement (fits or not), not a tool failure."""
+        if row["fits"] not in (True, False):
+            return
+        self.rows[row["point"]] = row
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{PARTIAL}.")
+        with open(handle, "w") as file:
+            json.dump({"meta": self.meta, "rows": list(self.rows.values())}, file)
+        honour_umask(temporary)
+        Path(temporary).replace(self.path)
+
+
 def explore(network: Network, points, device: str, clock_mhz: float, executor, *,
-            place=True, progress=None) -> list[dict]:
+            place=True, progress=None, finished=None) -> list[dict]:
     """Measure every point on ``executor`` (a ``concurrent.futures.Executor``); rows in the
-    order of ``points`` with ``pareto`` marked. ``progress(done, total, row)`` is called as
-    each point finishes. A point whose tools fail becomes a row with ``error`` set."""
+    order of ``points`` with ``pareto`` marked. ``finished`` maps the labels of points
+    measured before to their rows, which are taken as they are. ``progress(done, total,
+    row)`` is called as each point finishes. A point whose tools fail becomes a row with
+    ``error`` set."""
+    finished = finished or {}
+    rows = [finished.get(point.label) for point in points]
     futures = {executor.submit(measure_point, network, point, device, clock_mhz, place): index
-               for index, point in enumerate(points)}
-    rows = [None] * len(points)
-    for done, future in enumerate(as_completed(futures), 1):
+               for index, point in enumerate(points) if rows[index] is None}
+    for done, future in enumerate(as_completed(futures), len(points) - len(futures) + 1):
         index = futures[future]
         try:
             rows[index] = future.result()
@@ -155,6 +198,8 @@ def explore(network: Network, points, device: str, clock_mhz: float, executor, *
                 "error": f"{type(error).__name__}: {error}"}
         if progress is not None:
             progress(done, len(points), rows[index])
+    for row in rows:
+        row["pareto"] = False
     for index in pareto(rows):
         rows[index]["pareto"] = True
     return rows
@@ -192,7 +237,7 @@ def write_results(rows, out_dir, *, title, meta) -> Path:
     ``out_dir``, whole or not at all; an existing folder is replaced only if it holds an
     earlier exploration."""
     def fill(folder):
-        (folder / "explore.json").write_text(
+        (folder / RESULTS).write_text(
             json.dumps(meta | {"points": rows}, indent=2, sort_keys=True) + "\n")
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
@@ -201,4 +246,4 @@ def write_results(rows, out_dir, *, title, meta) -> Path:
         (folder / "explore.csv").write_text(text.getvalue())
         _plot(rows, title, folder / "pareto.png")
 
-    return replace_folder(out_dir, "explore.json", "exploration", fill)
+    return replace_folder(out_dir, (RESULTS, PARTIAL), "exploration", fill)

@@ -5,11 +5,19 @@
 the design was built from, which ``hwnn simulate`` uses for the golden model) and
 ``vectors/inputs.npy`` + ``vectors/expected.npy`` (random input codes and the golden model's
 outputs for them). The folder is written whole or not at all, and the same network and options
-give byte-identical files.
+give byte-identical files, wherever hwnn is installed: the Verilog's source locations
+(``src`` attributes) name files relative to the package folder they come from
+(``hwnn/rtl/mvau.py:288``, ``amaranth/lib/stream.py:40``).
+
+Commands add their results to the folder: ``sim/<simulator>/``, ``synth/<device>/`` and
+``build/<board>/``. Generating into an earlier design folder keeps them when the new design
+is the same (byte-identical files), and removes them with the earlier design otherwise;
+:func:`earlier_results` and :func:`replacement_note` tell the user which.
 """
 
 import json
 import re
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +29,8 @@ from .rtl.folding import LayerFold, auto_folding, fold_from_file
 from .rtl.mvau import RAM_STYLES, check_folding
 
 __all__ = ["ARCHITECTURES", "DEFAULT_BATCH", "DEFAULT_MAX_LANES", "DEFAULT_PES",
-           "DEFAULT_QUEUE_DEPTH", "Design", "generate", "load_design", "parse_array",
-           "resolve_folding"]
+           "DEFAULT_QUEUE_DEPTH", "Design", "earlier_results", "generate", "load_design",
+           "parse_array", "replacement_note", "resolve_folding", "to_verilog"]
 
 ARCHITECTURES = ("dataflow", "systolic", "sparse")
 DEFAULT_MAX_LANES = 256
@@ -31,7 +39,35 @@ DEFAULT_PES = 8
 DEFAULT_QUEUE_DEPTH = 8
 VECTOR_COUNT = 32
 MANIFEST = "manifest.json"
+#: The folders of a design folder that hold commands' results, one subfolder per target.
+RESULT_FOLDERS = ("sim", "synth", "build")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SOURCE = re.compile(r'(src = ")([^"]*)(")')
+
+
+def _portable_sources(text) -> str:
+    """``text`` with every source location relative to the folder holding its package (hwnn's,
+    or the Python installation's library folders), or reduced to the file name."""
+    roots = [Path(__file__).resolve().parents[1],
+             *(Path(sysconfig.get_path(name)).resolve()
+               for name in ("purelib", "platlib", "stdlib"))]
+    prefixes = [f"{root}/" for root in roots]
+
+    def relative(location):
+        for prefix in prefixes:
+            if location.startswith(prefix):
+                return location[len(prefix):]
+        return location.rsplit("/", 1)[-1]
+
+    return _SOURCE.sub(lambda match: match[1] + "|".join(
+        relative(location) for location in match[2].split("|")) + match[3], text)
+
+
+def to_verilog(component, name) -> str:
+    """Verilog of an Amaranth ``component`` with top module ``name``, the same wherever hwnn
+    and Amaranth are installed (see the module's description)."""
+    from amaranth.back import verilog
+    return _portable_sources(verilog.convert(component, name=name))
 
 
 def resolve_folding(network: Network, fold="auto", max_lanes=DEFAULT_MAX_LANES):
@@ -229,8 +265,6 @@ def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
     empty, or a previous design folder (which is replaced); any other existing folder is
     refused rather than overwritten.
     """
-    from amaranth.back import verilog
-
     from .sim.golden import run_network
 
     if not isinstance(network, Network):
@@ -245,7 +279,7 @@ def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
     design, manifest = _build(network, arch, fold, max_lanes, ram_style, array, batch, pes,
                               queue_depth, index_bits)
     top = network.name
-    text = verilog.convert(design, name=top)
+    text = to_verilog(design, top)
 
     rng = np.random.default_rng(0)
     fmt = network.input.format
@@ -261,8 +295,44 @@ def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
         (folder / "vectors").mkdir()
         np.save(folder / "vectors" / "inputs.npy", inputs)
         np.save(folder / "vectors" / "expected.npy", expected)
+        if _same_design(out_dir, folder):
+            for name in RESULT_FOLDERS:
+                if (out_dir / name).is_dir():
+                    (out_dir / name).rename(folder / name)
 
     return replace_folder(out_dir, MANIFEST, "design", fill)
+
+
+def _same_design(old, new) -> bool:
+    """Whether design folder ``old`` holds the same files as the freshly written ``new``."""
+    files = [path.relative_to(new) for path in new.rglob("*") if path.is_file()]
+    return (old / MANIFEST).is_file() and all(
+        (old / name).is_file() and (old / name).read_bytes() == (new / name).read_bytes()
+        for name in files)
+
+
+def earlier_results(out_dir) -> list[str] | None:
+    """The result folders (``sim/verilator``, ``synth/ecp5-85f``, ``build/icebreaker``) of the
+    design folder ``out_dir``, or None when it holds no design."""
+    out_dir = Path(out_dir)
+    if not (out_dir / MANIFEST).is_file():
+        return None
+    return sorted(f"{name}/{target.name}" for name in RESULT_FOLDERS
+                  if (out_dir / name).is_dir() for target in (out_dir / name).iterdir())
+
+
+def replacement_note(out_dir, earlier) -> str:
+    """What generating into ``out_dir`` did to an earlier design there whose result folders
+    were ``earlier`` (from :func:`earlier_results`): a line, or "" when there was none."""
+    if earlier is None:
+        return ""
+    kept = earlier_results(out_dir)
+    removed = [name for name in earlier if name not in kept]
+    return (f"replaced the earlier design in {out_dir}/"
+            + (f"; kept its results (the design is the same): {', '.join(kept)}" if kept
+               else "")
+            + (f"; removed its results (the design changed): {', '.join(removed)}" if removed
+               else ""))
 
 
 class Design:
@@ -294,6 +364,17 @@ class Design:
         """The dataflow design's folding."""
         return tuple(LayerFold(**self.manifest["folding"][layer.name])
                      for layer in self.network.layers)
+
+    @property
+    def estimate_options(self) -> dict:
+        """The options of :func:`hwnn.estimate.estimate` that describe this design."""
+        arch = self.manifest["arch"]
+        if arch == "sparse":
+            return {key: self.manifest[key] for key in ("pes", "queue_depth", "index_bits")}
+        if arch == "systolic":
+            side = self.manifest["array"]["rows"]
+            return {"array": f"{side}x{side}", "batch": self.manifest["batch"]}
+        return {"fold": self.folding}
 
     def accelerator(self):
         """The Amaranth top component of this design (for Amaranth's simulator)."""

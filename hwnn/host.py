@@ -84,10 +84,16 @@ class BoardLink:
         raise LinkError(f"The board gave no valid answer after {self.retries + 1} tries: "
                         f"{reason}")
 
-    def run(self, codes) -> np.ndarray:
-        """Output codes for every input vector (rows of ``codes``)."""
+    def run(self, codes, progress=None) -> np.ndarray:
+        """Output codes for every input vector (rows of ``codes``); ``progress(done)`` is
+        called after each (:class:`hwnn.progress.Progress`)."""
         codes = np.asarray(codes, dtype=np.int64)
-        return np.array([self.infer(row) for row in codes])
+        outputs = []
+        for row in codes:
+            outputs.append(self.infer(row))
+            if progress is not None:
+                progress(len(outputs))
+        return np.array(outputs)
 
 
 def open_board(design, port, *, baud=115200, timeout=1.0, retries=3) -> BoardLink:

@@ -185,19 +185,24 @@ def synthesize(verilog, top, family="ecp5") -> SynthReport:
         return _yosys(Path(verilog), top, family, folder)
 
 
-def place_and_route(verilog, top, device="ecp5-85f", *, target_mhz=150.0):
+def place_and_route(verilog, top, device="ecp5-85f", *, target_mhz=150.0, log=None):
     """Synthesize and place and route ``verilog`` on ``device``; return ``(SynthReport,
     fmax_mhz, nextpnr_seconds)``. Timing failures are allowed: the figure is the point. A
     design that does not fit raises :class:`DoesNotFit` before nextpnr runs. On ECP5 the
     pipeline flip-flops at block RAM and DSP blocks move into those blocks' registers first
     (counts in the report's ``packed``; its cells are Yosys'). The design's ports need pins:
-    wrap wide designs in a :class:`~hwnn.rtl.harness.RegisterHarness` first."""
+    wrap wide designs in a :class:`~hwnn.rtl.harness.RegisterHarness` first. ``log(line)``
+    is told when synthesis is done and place and route starts."""
     if device not in DEVICES:
         raise ValueError(f"Unknown device {device!r}; available: {', '.join(DEVICES)}")
     family, tool, options = DEVICES[device]
     with tempfile.TemporaryDirectory(prefix="hwnn-pnr-") as folder:
         report = _yosys(Path(verilog), top, family, folder, netlist=True)
         check_fit(report, device)
+        if log is not None:
+            log(f"synthesized in {report.seconds:.0f} s ({report.lut4_equivalent} LUT4, "
+                f"{report.ff} FF, {report.dsp} DSP, {report.bram} BRAM); placing and routing "
+                f"...")
         if family == "ecp5":
             report = replace(report, packed=absorb_file(Path(folder) / "netlist.json", top))
         started = time.monotonic()

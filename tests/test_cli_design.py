@@ -1,11 +1,14 @@
 """``hwnn compile``, ``hwnn simulate`` and ``hwnn demo`` from the command line."""
 
 import json
+import re
 
 import numpy as np
 import pytest
+import pywellen
 
 from hwnn.cli import main
+from hwnn.generate import generate
 from hwnn.quant.synthetic import random_network
 
 
@@ -64,6 +67,43 @@ def test_compile_then_simulate_on_amaranth_and_icarus(capsys, net_file, tmp_path
                                 "--backpressure")
         assert (status, err) == (0, ""), text
         assert f"{simulator}: 32/32 inputs match the golden model" in text
+
+
+def test_recompiling_keeps_the_results_of_the_same_design_and_names_what_it_removes(
+        capsys, net_file, tmp_path):
+    out = tmp_path / "design"
+    assert run(capsys, "compile", net_file, "--max-lanes", "8", "-o", out)[0] == 0
+    status, text, _ = run(capsys, "simulate", out, "--simulator", "amaranth", "--waves")
+    waves = out / "sim" / "amaranth" / "waves.vcd"
+    assert status == 0 and waves.is_file()
+    status, text, _ = run(capsys, "compile", net_file, "--max-lanes", "8", "-o", out)
+    assert status == 0
+    assert text.splitlines()[-1] == (f"replaced the earlier design in {out}/; kept its "
+                                     f"results (the design is the same): sim/amaranth")
+    assert waves.is_file()
+    status, text, _ = run(capsys, "compile", net_file, "--max-lanes", "2", "-o", out)
+    assert status == 0
+    assert text.splitlines()[-1] == (f"replaced the earlier design in {out}/; removed its "
+                                     f"results (the design changed): sim/amaranth")
+    assert not (out / "sim").exists()
+
+
+@pytest.mark.cocotb
+def test_icarus_writes_waveforms_after_a_plain_run(capsys, tmp_path):
+    # (A top named after a Verilog keyword, like the fixture's "small", breaks the cocotb
+    # runner's Icarus waveform module.)
+    network = random_network(np.random.default_rng(0), [8, 4], weight_formats=["int4"],
+                             act_formats=[], name="waved")
+    out = generate(network, tmp_path / "design", max_lanes=4)
+    status, text, _ = run(capsys, "simulate", out, "--simulator", "icarus")
+    assert status == 0 and "waveforms" not in text
+    assert re.search(r"^  built in \d+ s; simulating ...$", text, re.MULTILINE), text
+    # The build without waveforms must not be reused for a run with them.
+    status, text, err = run(capsys, "simulate", out, "--simulator", "icarus", "--waves")
+    assert (status, err) == (0, ""), text
+    waves = out / "sim" / "icarus" / "waves.fst"
+    assert text.splitlines()[-1] == f"waveforms in {waves}"
+    assert "clk" in [var.name for var in pywellen.Waveform(str(waves)).all_vars()]
 
 
 def test_simulate_exits_1_and_names_the_mismatch(capsys, net_file, tmp_path):
@@ -178,3 +218,8 @@ def test_demo_runs_the_digits_test_set_through_the_rtl(capsys, tmp_path):
         assert float(cycles) <= 1.05 * int(ideal)
     int8 = rows[0]
     assert abs(float(int8[1].rstrip("%")) - float(int8[2].rstrip("%"))) <= 1.0
+    # The simulations' logs stay, the simulator builds (150 MB each) do not.
+    sims = sorted((tmp_path / "demo").glob("*/sim/verilator"))
+    assert len(sims) == 2 and all((sim / "sim.log").is_file() for sim in sims)
+    size = sum(path.stat().st_size for path in (tmp_path / "demo").rglob("*"))
+    assert size < 10_000_000, size

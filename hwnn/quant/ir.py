@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..folders import honour_umask
 from .formats import Format, signed_bits_for
 
 __all__ = ["Dense", "Network", "Requant", "TensorFormat", "Thresholds", "accumulator_range"]
@@ -552,6 +553,7 @@ def _write_atomically(path: Path, data: bytes):
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
+        honour_umask(temporary)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

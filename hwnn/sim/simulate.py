@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,7 @@ class SimulationResult:
     total_cycles: int
     counters:   dict = field(default_factory=dict)  # the design's performance counters
                                                     # (cocotb simulators only)
+    waves:      Path | None = None                  # the waveform file, when asked for
 
     @property
     def passed(self) -> bool:
@@ -113,19 +115,25 @@ def _handshake_bound(design) -> int:
     return math.ceil(100 * manifest["cycles_per_inference"] * manifest.get("batch", 1)) + 1000
 
 
+#: Where each simulator writes its waveforms (relative to the work folder; ``{top}`` the
+#: design's top module), and the name :func:`simulate` gives them there.
+WAVES = {"amaranth": ("waves.vcd", "waves.vcd"), "verilator": ("dump.vcd", "waves.vcd"),
+         "icarus": ("build/{top}.fst", "waves.fst")}
+
+
 def _run_amaranth(design, beats, n_outputs, seed, waves, work):
     from hwnn.sim.pysim import run_stream
     top = design.accelerator()
     input_cycles = []
     payloads, cycles = run_stream(top, i_stream=top.i_stream, o_stream=top.o_stream,
                                   inputs=beats, n_outputs=n_outputs, seed=seed,
-                                  vcd=str(work / "waves.vcd") if waves else None,
+                                  vcd=str(work / WAVES["amaranth"][0]) if waves else None,
                                   timeout=_handshake_bound(design),
                                   input_cycles=input_cycles)
     return [int(payload.data) for payload in payloads], cycles, input_cycles, {}
 
 
-def _run_cocotb(design, simulator, beats, n_outputs, seed, waves, work):
+def _run_cocotb(design, simulator, beats, n_outputs, seed, waves, work, log):
     data_bits = design.manifest["input"]["last_bit"]
     words = [format(beat["data"] | (beat["last"] << data_bits), "x") for beat in beats]
     work.mkdir(parents=True, exist_ok=True)
@@ -140,7 +148,10 @@ def _run_cocotb(design, simulator, beats, n_outputs, seed, waves, work):
            "results": str(results), "counters": counters,
            "timeout_us": math.ceil(0.01 * (budget + 200 * len(design.manifest["layers"])
                                            + 2000))}
+    log(f"building the design for {simulator} ...")
+    started = time.monotonic()
     runner = build_cocotb(simulator, design.verilog.resolve(), design.top, work, waves=waves)
+    log(f"built in {time.monotonic() - started:.0f} s; simulating ...")
     runner.test(hdl_toplevel=design.top, test_module="hwnn.sim.cocotb_stream",
                 build_dir=work / "build", test_dir=work, results_xml=str(work / "results.xml"),
                 extra_env={"HWNN_SIM_JOB": json.dumps(job)}, waves=waves,
@@ -163,6 +174,12 @@ def build_cocotb(simulator, source, top, work, *, waves=False):
                          "apt-get install iverilog (or use --simulator verilator)")
     runner = get_runner(simulator)
     build_args = ["-Wno-fatal"] if simulator == "verilator" else []
+    # The runner reuses an Icarus build whose sources have not changed, even one made with
+    # other options (waveforms or not): the options of the build are kept beside it.
+    options = work / "build" / "hwnn-options.json"
+    wanted = json.dumps({"waves": waves})
+    same = options.is_file() and options.read_text() == wanted
+    options.unlink(missing_ok=True)
     # Designs simulate for thousands of cycles, not billions: an unoptimized C++ build of the
     # model is a third faster to make and fast enough to run.
     makeflags = os.environ.get("MAKEFLAGS", "")
@@ -170,12 +187,13 @@ def build_cocotb(simulator, source, top, work, *, waves=False):
     try:
         runner.build(sources=[source], hdl_toplevel=top, build_dir=work / "build",
                      build_args=build_args, timescale=("1ns", "1ps"), waves=waves,
-                     log_file=work / "build.log")
+                     always=not same, log_file=work / "build.log")
     except RuntimeError as error:
         raise SimulationError(f"{simulator} could not build the design ({error}); see "
                               f"{work / 'build.log'}") from None
     finally:
         os.environ["MAKEFLAGS"] = makeflags
+    options.write_text(wanted)
     # The simulator imports the test module through the caller's sys.path.
     package_root = str(Path(__file__).resolve().parents[2])
     if package_root not in sys.path:
@@ -184,13 +202,17 @@ def build_cocotb(simulator, source, top, work, *, waves=False):
 
 
 def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1, waves=False,
-             work_dir=None) -> SimulationResult:
+             work_dir=None, keep_build=True, log=None) -> SimulationResult:
     """Stream input ``codes`` (N x features) through the design and compare every output with
     the golden model.
 
     ``design`` is a design folder path or a :class:`~hwnn.generate.Design`. With
     ``backpressure`` both streams stall at random (seeded by ``seed``). ``work_dir`` (default
-    ``<design>/sim/<simulator>``) holds builds, logs and waveforms (``waves``).
+    ``<design>/sim/<simulator>``) holds builds, logs and, with ``waves``, the waveforms
+    (``waves.vcd``, or ``waves.fst`` from Icarus; the result's ``waves``). The simulator's
+    build (``build/``, some 150 MB for a Verilator model) is kept for the next run unless
+    ``keep_build`` is false. ``log(line)`` hears when the build starts and ends (cocotb
+    simulators: building a Verilator model takes 10-20 s).
     """
     if simulator not in SIMULATORS:
         raise ValueError(f"Unknown simulator {simulator!r}; available: {', '.join(SIMULATORS)}")
@@ -203,13 +225,26 @@ def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1
     n_outputs = len(codes) * last["beats_per_vector"]
     work = (Path(work_dir) if work_dir is not None else design.path / "sim" / simulator).resolve()
     stall_seed = seed if backpressure else None
-    if simulator == "amaranth":
-        work.mkdir(parents=True, exist_ok=True)
-        words, output_cycles, input_cycles, counters = _run_amaranth(
-            design, beats, n_outputs, stall_seed, waves, work)
-    else:
-        words, output_cycles, input_cycles, counters = _run_cocotb(
-            design, simulator, beats, n_outputs, stall_seed, waves, work)
+    written, kept = (work / name.format(top=design.top) for name in WAVES[simulator])
+    written.unlink(missing_ok=True)
+    if waves:
+        kept.unlink(missing_ok=True)
+    try:
+        if simulator == "amaranth":
+            work.mkdir(parents=True, exist_ok=True)
+            words, output_cycles, input_cycles, counters = _run_amaranth(
+                design, beats, n_outputs, stall_seed, waves, work)
+        else:
+            words, output_cycles, input_cycles, counters = _run_cocotb(
+                design, simulator, beats, n_outputs, stall_seed, waves, work,
+                log or (lambda line: None))
+        if waves:
+            if not written.is_file():
+                raise SimulationError(f"{simulator} wrote no waveforms ({written} is missing)")
+            written.replace(kept)
+    finally:
+        if not keep_build:
+            shutil.rmtree(work / "build", ignore_errors=True)
     outputs = beats_to_vectors(words, network.output.format, last["values_per_beat"],
                                network.out_features)
     expected = run_network(network, codes)
@@ -220,5 +255,6 @@ def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1
                                                      len(codes), manifest.get("batch", 1))
     latency = None if backpressure else output_cycles[0] - input_cycles[0]
     return SimulationResult(simulator, outputs, expected, mismatches, steady, latency,
-                            manifest["cycles_per_inference"], output_cycles[-1], counters)
+                            manifest["cycles_per_inference"], output_cycles[-1], counters,
+                            kept if waves else None)
 

@@ -164,6 +164,9 @@ def test_run_board_command_on_the_simulated_board(capsys, tmp_path):
     assert main(["run-board", str(path), "--simulate"]) == 0
     out, err = capsys.readouterr()
     assert err == "" and "simulated board: 32/32 inputs match the golden model" in out
+    # Progress as the inputs go (a line at each tenth of the way when not on a terminal).
+    progress = [line for line in out.splitlines() if line.endswith("/32 inputs")]
+    assert len(progress) == 10 and progress[-1] == "  32/32 inputs"
     assert main(["run-board", str(path)]) == 2
     assert "Give either --port (a board) or --simulate" in capsys.readouterr().err
     assert main(["run-board", str(path), "--port", str(tmp_path / "no-such-tty")]) == 2

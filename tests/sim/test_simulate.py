@@ -2,6 +2,13 @@
 golden model, and the design folder contract."""
 
 import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,6 +115,48 @@ def test_generation_is_deterministic_and_complete(tmp_path):
     assert manifest["cycles_per_inference"] == max(layer["cycles"] for layer in
                                                    manifest["layers"])
     assert manifest["input"]["signals"]["payload"] in (first / "ternary.v").read_text()
+
+
+def test_design_files_honour_the_umask(tmp_path):
+    network = make_network("int4")
+    umask = os.umask(0o027)
+    try:
+        path = generate(network, tmp_path / "d", fold=unfolded(network))
+    finally:
+        os.umask(umask)
+    for item in [path, *path.rglob("*")]:
+        expected = 0o750 if item.is_dir() else 0o640
+        assert oct(stat.S_IMODE(item.stat().st_mode)) == oct(expected), item
+
+
+GENERATE_SCRIPT = """
+import sys
+from pathlib import Path
+import hwnn
+from hwnn.generate import generate
+from hwnn.quant.synthetic import sample_network
+assert Path(hwnn.__file__).is_relative_to(sys.argv[1]), hwnn.__file__
+generate(sample_network("int4", seed=0), sys.argv[2], max_lanes=4)
+"""
+
+
+def test_designs_do_not_depend_on_where_hwnn_is_installed(tmp_path):
+    package = Path(__import__("hwnn").__file__).parent
+    outputs = []
+    for install in (tmp_path / "a", tmp_path / "elsewhere" / "deeper" / "b"):
+        shutil.copytree(package, install / "hwnn",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        out = tmp_path / f"design_{install.name}"
+        subprocess.run([sys.executable, "-c", GENERATE_SCRIPT, str(install), str(out)],
+                       check=True, cwd=tmp_path, env=os.environ | {"PYTHONPATH": str(install)})
+        outputs.append(out)
+    names = sorted(p.relative_to(outputs[0]) for p in outputs[0].rglob("*") if p.is_file())
+    for name in names:
+        assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes(), name
+    text = (outputs[0] / "int4.v").read_text()
+    assert "hwnn/rtl/" in text                   # source locations kept, relative
+    assert str(tmp_path) not in text
+    assert not re.findall(r'"/[^"]*"', text), re.findall(r'"/[^"]*"', text)[:3]
 
 
 def test_generate_refuses_to_overwrite_other_folders_and_bad_folding(tmp_path):

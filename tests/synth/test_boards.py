@@ -84,6 +84,28 @@ def test_build_refuses_a_design_that_does_not_fit(capsys, tmp_path):
     assert err.count("\n") == 1
 
 
+def test_build_refuses_a_design_estimated_far_over_before_any_tool(capsys, monkeypatch,
+                                                                   tmp_path):
+    network = random_network(np.random.default_rng(0), [16, 12, 4],
+                             weight_formats=["int8", "int8"], act_formats=["uint8"],
+                             stages=["requant"], name="small")
+    path = generate(network, tmp_path / "d", max_lanes=24)
+    earlier = path / "build" / "icebreaker" / "report.json"   # an earlier build's, kept
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text("{}")
+
+    def no_tools(*args, **kwargs):
+        raise AssertionError(f"a tool ran: {args}")
+
+    monkeypatch.setattr("hwnn.build.subprocess.run", no_tools)
+    status, _, err = run(capsys, "build", path, "--board", "icebreaker")
+    assert status == 2 and err.count("\n") == 1
+    assert err.startswith("hwnn: error: The design does not fit the icebreaker (ICE40-UP5K): "
+                          "its estimate needs DSP "), err
+    assert err.endswith("so it was not synthesized (--force tries anyway)\n"), err
+    assert earlier.read_text() == "{}"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--board", "de10"], "invalid choice: 'de10'"),
     (["--board", "icebreaker", "--baud", "9000000"],

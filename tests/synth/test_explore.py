@@ -96,6 +96,49 @@ def test_a_point_whose_tools_fail_becomes_a_row_with_the_error(monkeypatch):
     assert rows[1]["error"] == "RuntimeError: yosys crashed" and rows[1]["pareto"] is False
 
 
+def test_an_interrupted_exploration_resumes_from_its_finished_points(capsys, monkeypatch,
+                                                                     tmp_path):
+    network = sample_network("int4")
+    path = network.save(tmp_path / "int4.hwnn.npz")
+    labels = [point.label for point in sweep(network, "dataflow")]
+    assert len(labels) >= 4
+    measured = []
+
+    def measure(network, point, device, clock_mhz, place):
+        if len(measured) == 2 and interrupt:
+            raise KeyboardInterrupt
+        measured.append(point.label)
+        return dict.fromkeys(explore_module.COLUMNS, "") | {
+            "point": point.label, "arch": point.arch, "fits": True, "pareto": False,
+            "cycles": 10, "lut4": 100 * len(measured), "inferences_per_second": 1e3}
+
+    monkeypatch.setattr(explore_module, "measure_point", measure)
+    monkeypatch.setattr("concurrent.futures.ProcessPoolExecutor", ThreadPoolExecutor)
+    argv = ["explore", path, "--board", "icebreaker", "--jobs", "1", "-o", tmp_path / "sweep"]
+    interrupt = True
+    assert run(capsys, *argv)[0] == 130
+    assert measured == labels[:2]
+    assert (tmp_path / "sweep" / "explore.partial.json").is_file()
+
+    interrupt, measured[:] = False, []
+    status, text, _ = run(capsys, *argv)
+    assert status == 0
+    assert (f"reusing 2 of {len(labels)} points finished by an interrupted run with the same "
+            f"arguments in {tmp_path / 'sweep'}/") in text
+    assert measured == labels[2:]
+    rows = json.loads((tmp_path / "sweep" / "explore.json").read_text())["points"]
+    assert [row["point"] for row in rows] == labels
+    assert not (tmp_path / "sweep" / "explore.partial.json").exists()
+
+    # Interrupted again, then run with other arguments: nothing is reused.
+    interrupt, measured[:] = True, []
+    assert run(capsys, *argv)[0] == 130
+    interrupt, measured[:] = False, []
+    status, text, _ = run(capsys, *argv, "--no-place")
+    assert status == 0 and measured == labels
+    assert "starting over: the 2 finished points" in text and "reusing" not in text
+
+
 def test_results_never_overwrite_a_folder_that_is_not_an_exploration(tmp_path):
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "thesis.tex").write_text("x")

@@ -1,12 +1,15 @@
 """``hwnn synth``: area, fit and Fmax of a design folder through a register harness."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from hwnn.cli import main
-from hwnn.generate import generate
+from hwnn.estimate import estimate
+from hwnn.generate import generate, load_design
+from hwnn.implement import check_estimate
 from hwnn.quant.synthetic import random_network
 from hwnn.synth import CAPACITY, DoesNotFit, SynthReport, check_fit, utilization
 
@@ -37,6 +40,8 @@ def test_synth_reports_area_fmax_and_throughput(capsys, int8_design):
     assert report["inferences_per_second"] == pytest.approx(
         report["fmax_mhz"] * 1e6 / manifest["cycles_per_inference"])
     assert "on ECP5-85F" in text and "inferences per second" in text
+    assert re.search(r"^synthesized in \d+ s \(\d+ LUT4, .*\); placing and routing ...$",
+                     text, re.MULTILINE), text
     # The int8 lanes' operand and product registers went into the DSP blocks; the
     # flip-flop count leaves them out.
     packed = report["packed"]
@@ -49,10 +54,38 @@ def test_synth_reports_area_fmax_and_throughput(capsys, int8_design):
 
 @pytest.mark.synth
 def test_a_design_that_does_not_fit_fails_with_what_is_over(capsys, int8_design):
-    status, _, err = run(capsys, "synth", int8_design, "--family", "ice40")
+    # --force: past the estimate (24 int8 lanes on 8 DSP blocks), Yosys' count decides.
+    status, _, err = run(capsys, "synth", int8_design, "--family", "ice40", "--force")
     assert status == 2
     assert err.startswith("hwnn: error: The design does not fit the ICE40-UP5K: it needs DSP ")
     assert err.count("\n") == 1
+
+
+def no_tools(*args, **kwargs):
+    raise AssertionError(f"a tool ran: {args}")
+
+
+def test_a_design_estimated_far_over_the_device_is_refused_before_yosys(
+        capsys, monkeypatch, int8_design):
+    monkeypatch.setattr("hwnn.synth.subprocess.run", no_tools)
+    before = sorted(int8_design.rglob("*"))
+    status, _, err = run(capsys, "synth", int8_design, "--family", "ice40")
+    assert status == 2 and err.count("\n") == 1
+    match = re.fullmatch(r"hwnn: error: The design does not fit the ICE40-UP5K: its estimate "
+                         r"needs DSP (\d+) of 8 \(\d+\.\d times\), more than 2 times the "
+                         r"device, so it was not synthesized \(--force tries anyway\)\n", err)
+    assert match and int(match[1]) > 16, err
+    assert sorted(int8_design.rglob("*")) == before        # nothing written
+
+
+def test_a_design_estimated_a_little_over_is_left_to_yosys(tmp_path):
+    network = random_network(np.random.default_rng(0), [16, 12, 4],
+                             weight_formats=["int8", "int8"], act_formats=["uint8"],
+                             stages=["requant"], name="small")
+    design = load_design(generate(network, tmp_path / "d", max_lanes=12))
+    guess = estimate(network, "ice40", fold=design.folding)
+    assert CAPACITY["ice40-up5k"]["dsp"] < guess["dsp"] <= 2 * CAPACITY["ice40-up5k"]["dsp"]
+    check_estimate(design, "ice40-up5k")      # over, but within the estimator's error
 
 
 def test_fit_check_names_every_resource_over():
