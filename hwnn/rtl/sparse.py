@@ -23,9 +23,9 @@ long gaps, column pointers). For each layer:
    memory, or for the last layer into the output FIFO; the same read-out loads the next
    layer's biases into the accumulators.
 
-The accumulators hold nothing at power-on: after every reset, before it accepts an input, the
-array loads the first layer's biases into them (one group of rows per cycle), so a reset at
-any cycle, even in the middle of a vector, leaves it as at power-on.
+The accumulators have no initial contents: at power-on and after every reset, before it
+accepts an input, the array loads the first layer's biases into them (one group of rows per
+cycle), so a reset at any cycle, even in the middle of a vector, leaves it as at power-on.
 
 Vectors are processed one at a time (EIE's batch of one). Layer ``l`` takes about
 ``max(nonzero input activations, max over PEs of the entries in those columns)`` cycles plus

@@ -6,7 +6,8 @@ The first trial streams a few vectors with no reset and measures how long they t
 Every other trial streams vectors again, raises ``rst`` for 1 to 3 cycles at a chosen cycle of
 that span (a sweep over all of it, or a seeded sample when it is long), then streams fresh
 vectors and collects all their outputs. Both streams stall at random (seeded); while ``rst`` is
-high nothing is offered or accepted. Vector ``j`` of trial ``t`` is input
+high both handshakes toggle at random and count for nothing (the vectors after the reset start
+with their first beat). Vector ``j`` of trial ``t`` is input
 ``(t * per_trial + j) mod len(vectors)``.
 
 The bench is plain Python: Amaranth's simulator (:func:`hwnn.sim.pysim.run_bench`) and cocotb
@@ -90,8 +91,9 @@ class ResetBench:
             self._resetting = trial["reset_cycles"]
             self._start_after()
         if self._resetting:
+            # Handshakes while rst is high are no transfers: offer and accept at random.
             self._offering = self._accepting = False
-            return 1, 0, 0, 0
+            return 1, self._rng.randint(0, 1), self._queue[0], self._rng.randint(0, 1)
         if not self._offering and self._queue:
             # A producer may idle before offering a beat, never withdraw one it offers.
             self._offering = self._rng.random() >= 0.3
