@@ -23,6 +23,10 @@ long gaps, column pointers). For each layer:
    memory, or for the last layer into the output FIFO; the same read-out loads the next
    layer's biases into the accumulators.
 
+The accumulators have no initial contents: at power-on and after every reset, before it
+accepts an input, the array loads the first layer's biases into them (one group of rows per
+cycle), so a reset at any cycle, even in the middle of a vector, leaves it as at power-on.
+
 Vectors are processed one at a time (EIE's batch of one). Layer ``l`` takes about
 ``max(nonzero input activations, max over PEs of the entries in those columns)`` cycles plus
 :func:`layer_overhead`; :func:`ideal_cycles` gives the load-balanced ideal for given inputs and
@@ -214,7 +218,7 @@ class SparsePE(wiring.Component):
     ``layer``). ``idle`` is high when the queue is empty and no entry is in flight. With
     ``readout`` high the accumulator memory is read at ``r_addr``, the value appearing on
     ``acc`` one cycle later; ``w_en`` writes ``w_data`` to row ``w_addr`` (loads biases).
-    The accumulators start with the first layer's biases.
+    The accumulator memory has no initial contents: the accelerator loads it.
 
     Members
     -------
@@ -400,7 +404,7 @@ class SparsePE(wiring.Component):
         weight = select(self.layer, weights)
 
         accumulators = m.submodules.accumulators = memory.Memory(
-            shape=unsigned(acc_bits), depth=rows, init=self._initial_accumulators())
+            shape=unsigned(acc_bits), depth=rows, init=[])
         acc_write = accumulators.write_port()
         acc_read = accumulators.read_port(transparent_for=(acc_write,))
         m.d.comb += acc_read.addr.eq(Mux(self.readout, self.r_addr, e2_row))
@@ -420,13 +424,6 @@ class SparsePE(wiring.Component):
                          & ~e1_valid & ~e2_valid & ~e3_valid),
         ]
         return m
-
-    def _initial_accumulators(self):
-        first = self.plans[0].layer
-        bias = np.zeros(self.rows, dtype=np.int64)
-        mine = first.bias[self.pe::self.params.pes]
-        bias[:len(mine)] = mine
-        return [int(p) for p in Format.int(self.acc_bits).encode(bias)]
 
 
 class SparseAccelerator(wiring.Component):
@@ -471,9 +468,9 @@ class SparseAccelerator(wiring.Component):
         })
 
     def bias_words(self) -> tuple[list, list]:
-        """Bias memory, read during a layer's read-out to load the next layer's biases: for
-        each layer (in order), one word of ``pes`` biases per read-out cycle of the layer before
-        it, zeros past its rows."""
+        """Bias memory, read during a layer's read-out to load the next layer's biases (and
+        after a reset, to load the first layer's): for each layer (in order), one word of
+        ``pes`` biases per read-out cycle of the layer before it, zeros past its rows."""
         pes, bits = self.params.pes, self.acc_bits
         lengths = _readout_lengths(self.network, pes)
         layers = self.network.layers
@@ -516,8 +513,9 @@ class SparseAccelerator(wiring.Component):
             m.submodules[f"pe{index}"] = pe
 
         layer = Signal(range(count))
-        SCAN, READOUT, SETTLE = range(3)
-        phase = Signal(range(3))
+        # After a reset the first layer's biases are loaded (LOAD) before the first scan.
+        LOAD, SCAN, READOUT, SETTLE = range(4)
+        phase = Signal(range(4), init=LOAD)
         for pe in self.pes:
             m.d.comb += [pe.layer.eq(layer), pe.readout.eq(phase == READOUT)]
 
@@ -602,18 +600,21 @@ class SparseAccelerator(wiring.Component):
         bias_read = biases.read_port()
         r_index = Signal(range(max(lengths)))
         next_layer = Mux(layer == count - 1, 0, layer + 1)
+        loaded_layer = Mux(phase == LOAD, 0, next_layer)
         m.d.comb += bias_read.addr.eq(
-            select(next_layer, [Const(b, range(len(bias_words))) for b in bias_bases])
+            select(loaded_layer, [Const(b, range(len(bias_words))) for b in bias_bases])
             + r_index)
-        ro_valid = Signal()
+        ro_valid, ro_load = Signal(), Signal()
         ro_index = Signal.like(r_index)
-        m.d.sync += [ro_valid.eq(phase == READOUT), ro_index.eq(r_index)]
+        m.d.sync += [ro_valid.eq(phase == READOUT), ro_load.eq((phase == READOUT)
+                                                               | (phase == LOAD)),
+                     ro_index.eq(r_index)]
         for index, pe in enumerate(self.pes):
             m.d.comb += [
                 pe.r_addr.eq(r_index),
                 pe.w_addr.eq(ro_index),
                 pe.w_data.eq(bias_read.data[index * acc_bits:(index + 1) * acc_bits]),
-                pe.w_en.eq(ro_valid),
+                pe.w_en.eq(ro_load),
             ]
         group_bits = len(r_index)
         out_fmt = network.output.format
@@ -663,6 +664,10 @@ class SparseAccelerator(wiring.Component):
         out_room = (layer != count - 1) | (out_fifo.level == 0)
         settle = Signal(range(5))
         with m.Switch(phase):
+            with m.Case(LOAD):
+                m.d.sync += r_index.eq(r_index + 1)
+                with m.If(r_index == self.groups[0] - 1):
+                    m.d.sync += phase.eq(SCAN)
             with m.Case(SCAN):
                 with m.If(src_done & (mask == 0) & all_idle & out_room):
                     m.d.sync += [phase.eq(READOUT), r_index.eq(0)]
@@ -678,7 +683,7 @@ class SparseAccelerator(wiring.Component):
                                  src_done.eq(0)]
 
         for index in range(count):
-            with m.If(layer == index):
+            with m.If((layer == index) & (phase != LOAD)):
                 m.d.sync += self.cycles[index].eq(self.cycles[index] + 1)
         return m
 

@@ -6,9 +6,10 @@ comes from a seed (a failure replays exactly).
 
 import random
 
+from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
-__all__ = ["run_stream", "run_vectors", "stream_get", "stream_put"]
+__all__ = ["run_bench", "run_stream", "run_vectors", "stream_get", "stream_put"]
 
 
 async def stream_put(ctx, stream, payload, *, timeout=10_000):
@@ -106,3 +107,28 @@ def run_vectors(dut, network, codes, *, seed=None, timeout=20_000):
     actual = beats_to_vectors([beat.data for beat in outputs], network.output.format,
                               dut.out_count, network.out_features)
     return actual, cycles
+
+
+def run_bench(dut, bench):
+    """Run ``bench`` (a :class:`~hwnn.sim.resets.ResetBench`) on ``dut``, a network top with
+    ``i_stream``/``o_stream``, driving its ``sync`` domain's reset, until the bench is done."""
+    top = Module()
+    top.domains.sync = domain = ClockDomain("sync")
+    top.submodules.dut = dut
+    i_data, o_data = dut.i_stream.payload.as_value(), dut.o_stream.payload.as_value()
+
+    async def testbench(ctx):
+        while not bench.done:
+            rst, valid, word, ready = bench.drive()
+            ctx.set(domain.rst, rst)
+            ctx.set(dut.i_stream.valid, valid)
+            ctx.set(i_data, word)
+            ctx.set(dut.o_stream.ready, ready)
+            _, _, *sampled = await ctx.tick().sample(dut.i_stream.ready, dut.o_stream.valid,
+                                                     o_data)
+            bench.observe(*sampled)
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()

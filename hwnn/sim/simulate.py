@@ -4,6 +4,8 @@
 or Icarus under cocotb, or with Amaranth's simulator, optionally with seeded random stalls on
 both streams, and returns a :class:`SimulationResult`: the outputs, the mismatches against the
 golden model, and the measured cycles per inference (steady state) and latency.
+:func:`simulate_resets` checks, on the same simulators, that a reset at any cycle leaves the
+design as at power-on.
 """
 
 import json
@@ -21,8 +23,10 @@ from hwnn.errors import ToolError
 from hwnn.generate import Design, load_design
 from hwnn.sim.beats import beats_to_vectors, vectors_to_beats
 from hwnn.sim.golden import run_network
+from hwnn.sim.resets import ResetBench, check_trials, stream_words
 
-__all__ = ["SIMULATORS", "Mismatch", "SimulationError", "SimulationResult", "simulate"]
+__all__ = ["SIMULATORS", "Mismatch", "ResetResult", "SimulationError", "SimulationResult",
+           "simulate", "simulate_resets"]
 
 SIMULATORS = ("verilator", "icarus", "amaranth")
 
@@ -77,7 +81,12 @@ class SimulationResult:
         return "\n".join(lines)
 
 
-def _check_inputs(design: Design, codes):
+def _prepare(design, codes, simulator):
+    """The :class:`Design` and its input codes as int64, after checking them and the
+    simulator's name."""
+    if simulator not in SIMULATORS:
+        raise ValueError(f"Unknown simulator {simulator!r}; available: {', '.join(SIMULATORS)}")
+    design = design if isinstance(design, Design) else load_design(design)
     network = design.network
     codes = np.asarray(codes)
     if codes.dtype.kind not in "iu":
@@ -93,7 +102,12 @@ def _check_inputs(design: Design, codes):
         row = int(np.nonzero([not fmt.contains(r) for r in codes])[0][0])
         raise ValueError(f"Input {row} holds codes outside the design's input format {fmt} "
                          f"({fmt.min_value}..{fmt.max_value})")
-    return codes.astype(np.int64)
+    return design, codes.astype(np.int64)
+
+
+def _work_dir(design, simulator, work_dir) -> Path:
+    """Where a simulation keeps its builds and logs (default ``<design>/sim/<simulator>``)."""
+    return (Path(work_dir) if work_dir is not None else design.path / "sim" / simulator).resolve()
 
 
 def _steady_state(output_cycles, beats_per_vector, count, group):
@@ -214,16 +228,13 @@ def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1
     ``keep_build`` is false. ``log(line)`` hears when the build starts and ends (cocotb
     simulators: building a Verilator model takes 10-20 s).
     """
-    if simulator not in SIMULATORS:
-        raise ValueError(f"Unknown simulator {simulator!r}; available: {', '.join(SIMULATORS)}")
-    design = design if isinstance(design, Design) else load_design(design)
-    codes = _check_inputs(design, codes)
+    design, codes = _prepare(design, codes, simulator)
     network = design.network
     manifest = design.manifest
     first, last = manifest["input"], manifest["output"]
     beats = vectors_to_beats(codes, network.input.format, first["values_per_beat"])
     n_outputs = len(codes) * last["beats_per_vector"]
-    work = (Path(work_dir) if work_dir is not None else design.path / "sim" / simulator).resolve()
+    work = _work_dir(design, simulator, work_dir)
     stall_seed = seed if backpressure else None
     written, kept = (work / name.format(top=design.top) for name in WAVES[simulator])
     written.unlink(missing_ok=True)
@@ -258,3 +269,59 @@ def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1
                             manifest["cycles_per_inference"], output_cycles[-1], counters,
                             kept if waves else None)
 
+
+@dataclass(frozen=True)
+class ResetResult:
+    """Outcome of :func:`simulate_resets`."""
+    simulator:    str
+    span:         int | None  # cycles the first trial's vectors took without a reset
+    reset_points: list        # per later trial, the cycle of that trial at which rst rose
+    mismatches:   list        # messages naming the trial, the reset, the input and the codes
+
+    @property
+    def passed(self) -> bool:
+        return not self.mismatches
+
+
+def simulate_resets(design, codes, *, simulator="verilator", seed=1, points=64,
+                    work_dir=None) -> ResetResult:
+    """Check that a reset at any cycle leaves the design as at power-on.
+
+    Runs a :class:`~hwnn.sim.resets.ResetBench` on input ``codes`` (N x features) in one
+    simulation: vectors stream with seeded random stalls, ``rst`` rises at up to ``points``
+    cycles across the time the first vectors take, and every output after each reset must
+    equal the golden model's for the vectors streamed after it. ``work_dir`` is that of
+    :func:`simulate` (whose builds it reuses).
+    """
+    design, codes = _prepare(design, codes, simulator)
+    network, manifest = design.network, design.manifest
+    out_count = manifest["output"]["values_per_beat"]
+    bound = _handshake_bound(design)
+    arguments = {"vectors": stream_words(codes, network.input.format,
+                                         manifest["input"]["values_per_beat"]),
+                 "out_beats": manifest["output"]["beats_per_vector"], "seed": seed,
+                 "points": points, "timeout": bound}
+    if simulator == "amaranth":
+        from hwnn.sim.pysim import run_bench
+        bench = ResetBench(**arguments)
+        run_bench(design.accelerator(), bench)
+        trials, span = bench.trials, bench.span
+    else:
+        work = _work_dir(design, simulator, work_dir)
+        work.mkdir(parents=True, exist_ok=True)
+        results = work / "resets.json"
+        results.unlink(missing_ok=True)
+        job = {"bench": arguments, "results": str(results),
+               "timeout_us": math.ceil(0.01 * 4 * bound * (points + 1))}
+        runner = build_cocotb(simulator, design.verilog.resolve(), design.top, work)
+        runner.test(hdl_toplevel=design.top, test_module="hwnn.sim.cocotb_reset",
+                    build_dir=work / "build", test_dir=work,
+                    results_xml=str(work / "resets.xml"),
+                    extra_env={"HWNN_RESET_JOB": json.dumps(job)}, log_file=work / "resets.log")
+        if not results.is_file():
+            raise SimulationError(f"The {simulator} reset simulation ended without results "
+                                  f"(timed out or failed); see {work / 'resets.log'}")
+        data = json.loads(results.read_text())
+        trials, span = data["trials"], data["span"]
+    return ResetResult(simulator, span, [trial["reset_at"] for trial in trials[1:]],
+                       check_trials(network, codes, trials, out_count))

@@ -100,3 +100,11 @@ def test_tiled_gemm_matches_golden(m, k, n, inputs, weights, size):
     _, actual, _ = simulate(network, OverlayParams(size, max(m, 2)), codes, 3)
     expected = codes @ layer.weights.T + layer.bias
     assert actual.tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("size, in_count, out_count", [(8, 8, 2), (6, 2, 2), (5, 1, 5)])
+def test_beats_carry_the_gcd_of_features_and_array_side(size, in_count, out_count):
+    network = Network("wide", (random_dense(np.random.default_rng(0), 64, 10, in_format="uint8",
+                                            weight_format="int8", stage="accumulator"),))
+    dut = SystolicOverlay(network, OverlayParams(size, 2))
+    assert (dut.in_count, dut.out_count) == (in_count, out_count)

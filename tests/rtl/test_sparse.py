@@ -184,3 +184,22 @@ def test_accelerator_refuses_wrong_types():
         SparseAccelerator("net", SparseParams())
     with pytest.raises(TypeError, match="params must be a SparseParams"):
         SparseAccelerator(sparse_network("int8", 0.5), 8)
+
+
+def test_the_bias_load_after_reset_is_no_layer_cycle():
+    """The first vector after power-on counts as many cycles as the same vector again: the
+    first layer's biases are loaded before it, outside the layer's counter."""
+    network = random_network(np.random.default_rng(4), [12, 10, 4],
+                             weight_formats=["int8", "int8"], act_formats=["uint8"],
+                             stages=["requant"], density=0.5)
+    codes = random_codes(network, 1, zeros=0.0)
+    counts = measure_layer_cycles(network, SparseParams(2, 4), np.repeat(codes, 2, axis=0))
+    assert counts[0].tolist() == counts[1].tolist()
+
+
+@pytest.mark.parametrize("pes, in_count, out_count", [(8, 8, 2), (6, 2, 2), (5, 1, 5)])
+def test_beats_carry_the_gcd_of_features_and_pes(pes, in_count, out_count):
+    network = random_network(np.random.default_rng(0), [64, 10], weight_formats=["int8"],
+                             act_formats=[], density=0.5)
+    dut = SparseAccelerator(network, SparseParams(pes))
+    assert (dut.in_count, dut.out_count) == (in_count, out_count)
