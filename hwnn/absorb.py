@@ -201,7 +201,7 @@ def _absorb_dsp_outputs(module, counts):
 def _absorb_dsp_inputs(module, counts):
     netlist = _Netlist(module)
     sources = set()
-    for name, cell in list(netlist.cells.items()):
+    for cell in list(netlist.cells.values()):
         if cell["type"] != "MULT18X18D":
             continue
         params = cell["parameters"]

@@ -43,7 +43,8 @@ class Builder:
 
     def lut(self, name, *inputs):
         out = self.bits(1)[0]
-        self.cell(name, "LUT4", {"INIT": "0" * 16}, dict(zip("ABCD", inputs)), {"Z": out})
+        pins = dict(zip("ABCD"[:len(inputs)], inputs, strict=True))
+        self.cell(name, "LUT4", {"INIT": "0" * 16}, pins, {"Z": out})
         return out
 
     def output(self, name, bits):
@@ -59,7 +60,7 @@ class Builder:
                    "REGMODE_A": "NOREG", "REGMODE_B": "NOREG", "CLKBMUX": "CLKB"},
                   {"CLKB": clock, "CEB": "1", "OCEB": "1", "RSTB": rst, "CLKA": "0",
                    "OCEA": "0", "RSTA": "0"},
-                  dict(zip(outputs, data)))
+                  dict(zip(outputs[:width], data, strict=True)))
         return data
 
     def mult(self, name, a, b):
