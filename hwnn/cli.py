@@ -6,6 +6,7 @@ output file is written.
 """
 
 import argparse
+import math
 import sys
 
 from . import __version__
@@ -34,6 +35,23 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive(kind, noun):
+    """An argparse type: text that reads as a ``kind`` (int or float) above zero and finite."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"must be a positive {noun}, not {text!r}")
+        return value
+    return parse
+
+
+POSITIVE_INT = _positive(int, "integer")
+POSITIVE_NUMBER = _positive(float, "number")
 
 
 def _cmd_doctor(args) -> int:
@@ -166,19 +184,21 @@ def _cmd_compile(args) -> int:
 
 
 def _simulation_inputs(design, path):
+    """The input codes for ``design``: its golden vectors, or those of the file at ``path``
+    (real values are quantized as the network's input quantizer does), checked against the
+    design before any simulator or board sees them."""
     import numpy as np
 
-    from .arrays import load_inputs
+    from .arrays import check_codes, load_inputs
     if path is None:
         return np.load(design.path / design.manifest["vectors"]["inputs"])
     values = load_inputs(path)
     if values.dtype.kind == "f":
-        # Real values: quantize them as the network's input quantizer does.
         if values.shape[1:] != (design.network.in_features,):
             raise ValueError(f"Inputs must have shape (N, {design.network.in_features}) for "
                              f"this design, not {values.shape}")
-        return design.network.quantize_input(values)
-    return values
+        values = design.network.quantize_input(values)
+    return check_codes(design.network, values)
 
 
 def _cmd_simulate(args) -> int:
@@ -409,10 +429,10 @@ def _parser():
                           help="dataflow, --fold auto: choose the folding for this board "
                                "from the resource estimate (fastest that fits, or cheapest "
                                "reaching --target-fps)")
-    compile_.add_argument("--target-fps", type=float, default=None,
+    compile_.add_argument("--target-fps", type=POSITIVE_NUMBER, default=None,
                           help="with --board: inferences per second to reach at the board's "
                                "clock")
-    compile_.add_argument("--clock-mhz", type=float, default=None,
+    compile_.add_argument("--clock-mhz", type=POSITIVE_NUMBER, default=None,
                           help="with --board: plan for the PLL clock hwnn build --clock-mhz "
                                "will use instead of the board clock")
     compile_.add_argument("-o", "--output", required=True, help="output design folder")
@@ -452,8 +472,9 @@ def _parser():
                     "to OUT/build/BOARD/.")
     build.add_argument("design", help="design folder from hwnn compile")
     build.add_argument("--board", required=True, choices=BOARD_NAMES)
-    build.add_argument("--baud", type=int, default=115200, help="host link (default 115200)")
-    build.add_argument("--clock-mhz", type=float, default=None,
+    build.add_argument("--baud", type=POSITIVE_INT, default=115200,
+                       help="host link (default 115200)")
+    build.add_argument("--clock-mhz", type=POSITIVE_NUMBER, default=None,
                        help="run the design from the FPGA's PLL at this frequency (the "
                             "nearest it makes) instead of the board clock")
     build.set_defaults(run=_cmd_build)
@@ -470,8 +491,9 @@ def _parser():
     run_board.add_argument("--inputs", default=None,
                            help="input codes or real values (.npy); default: the design's "
                                 "golden vectors")
-    run_board.add_argument("--baud", type=int, default=115200)
-    run_board.add_argument("--timeout", type=float, default=1.0,
+    run_board.add_argument("--baud", type=POSITIVE_INT, default=115200,
+                           help="host link (default 115200)")
+    run_board.add_argument("--timeout", type=POSITIVE_NUMBER, default=1.0,
                            help="seconds to wait for a reply before retrying (default 1)")
     run_board.set_defaults(run=_cmd_run_board)
 

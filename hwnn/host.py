@@ -9,6 +9,7 @@ transport's timeout is retried (``retries`` times) and then raises :class:`LinkE
 
 import numpy as np
 
+from .arrays import check_codes
 from .errors import ToolError
 from .generate import Design, load_design
 from .hostproto import REPLY_SYNC, STATUS, crc8, payload_bytes, request_frame, unpack_vector
@@ -85,8 +86,10 @@ class BoardLink:
                         f"{reason}")
 
     def run(self, codes) -> np.ndarray:
-        """Output codes for every input vector (rows of ``codes``)."""
-        codes = np.asarray(codes, dtype=np.int64)
+        """Output codes for every input vector (rows of ``codes``); ValueError, before anything
+        is sent, unless ``codes`` are input vectors of the design (shape, integer codes in its
+        input format)."""
+        codes = check_codes(self.design.network, codes)
         return np.array([self.infer(row) for row in codes])
 
 

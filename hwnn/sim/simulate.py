@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hwnn.arrays import check_codes
 from hwnn.errors import ToolError
 from hwnn.generate import Design, load_design
 from hwnn.sim.beats import beats_to_vectors, vectors_to_beats
@@ -73,25 +74,6 @@ class SimulationResult:
                          f"{self.cycles_per_inference / self.expected_cycles:.3f}), latency "
                          f"{self.latency} cycles, {self.total_cycles} cycles in all")
         return "\n".join(lines)
-
-
-def _check_inputs(design: Design, codes):
-    network = design.network
-    codes = np.asarray(codes)
-    if codes.dtype.kind not in "iu":
-        raise ValueError(f"Inputs must be integer codes of format {network.input.format}, not "
-                         f"{codes.dtype} values (quantize real inputs with the network first)")
-    if codes.ndim != 2 or codes.shape[1] != network.in_features:
-        raise ValueError(f"Inputs must have shape (N, {network.in_features}) for this design, "
-                         f"not {codes.shape}")
-    if len(codes) == 0:
-        raise ValueError("There are no inputs to simulate")
-    fmt = network.input.format
-    if not fmt.contains(codes):
-        row = int(np.nonzero([not fmt.contains(r) for r in codes])[0][0])
-        raise ValueError(f"Input {row} holds codes outside the design's input format {fmt} "
-                         f"({fmt.min_value}..{fmt.max_value})")
-    return codes.astype(np.int64)
 
 
 def _steady_state(output_cycles, beats_per_vector, count, group):
@@ -195,7 +177,7 @@ def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1
     if simulator not in SIMULATORS:
         raise ValueError(f"Unknown simulator {simulator!r}; available: {', '.join(SIMULATORS)}")
     design = design if isinstance(design, Design) else load_design(design)
-    codes = _check_inputs(design, codes)
+    codes = check_codes(design.network, codes)
     network = design.network
     manifest = design.manifest
     first, last = manifest["input"], manifest["output"]
