@@ -10,7 +10,7 @@ import math
 import sys
 
 from . import __version__
-from .errors import ToolError
+from .errors import ParameterError, ToolError
 from .toolchain import setup_env
 
 __all__ = ["main", "run"]
@@ -26,6 +26,10 @@ OPTION_ARCHS = {"--fold": "dataflow", "--max-lanes": "dataflow", "--ram-style": 
                 "--board": "dataflow", "--target-fps": "dataflow", "--clock-mhz": "dataflow",
                 "--array": "systolic", "--batch": "systolic", "--pes": "sparse",
                 "--queue-depth": "sparse", "--index-bits": "sparse"}
+
+
+#: The options whose name is not the API parameter they set (``--x-y`` sets ``x_y``).
+OPTION_DESTS = {"input_format": "inputs"}
 
 
 class UsageError(Exception):
@@ -524,9 +528,20 @@ def _parser():
     return parser
 
 
+def _in_options_words(error, args) -> str:
+    """The message of ``error`` in the words of the command line: a parameter that the user
+    gave as an option is named as that option (``--pes must be 1..64, not 0``)."""
+    if isinstance(error, ParameterError):
+        dest = OPTION_DESTS.get(error.parameter, error.parameter)
+        if dest in vars(args or {}) and dest not in ("design", "network", "model"):
+            return f"--{dest.replace('_', '-')} {error.constraint}"
+    return str(error)
+
+
 def main(argv=None) -> int:
     """Run the ``hwnn`` command line; return its exit status."""
     setup_env()
+    args = None
     try:
         args = _parser().parse_args(argv)
         return args.run(args)
@@ -536,7 +551,7 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         return 0   # the reader went away (``hwnn doctor | head``): nothing left to say
     except USER_ERRORS as error:
-        print(f"hwnn: error: {error}", file=sys.stderr)
+        print(f"hwnn: error: {_in_options_words(error, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hwnn: interrupted", file=sys.stderr)

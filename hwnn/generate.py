@@ -31,7 +31,6 @@ DEFAULT_PES = 8
 DEFAULT_QUEUE_DEPTH = 8
 VECTOR_COUNT = 32
 MANIFEST = "manifest.json"
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def resolve_folding(network: Network, fold="auto", max_lanes=DEFAULT_MAX_LANES):
@@ -237,9 +236,6 @@ def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
         raise TypeError(f"network must be a Network, not {network!r}")
     if arch not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {arch!r}; available: {', '.join(ARCHITECTURES)}")
-    if not _IDENTIFIER.match(network.name):
-        raise ValueError(f"The network name {network.name!r} must be a Verilog identifier "
-                         f"(letters, digits, underscores) to name the top module")
     out_dir = Path(out_dir)
     check_replaceable(out_dir, MANIFEST, "design")
     design, manifest = _build(network, arch, fold, max_lanes, ram_style, array, batch, pes,

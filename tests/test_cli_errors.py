@@ -29,8 +29,8 @@ def design(tmp_path_factory):
     """A small compiled dataflow design (8 inputs, uint8 input codes)."""
     network = random_network(np.random.default_rng(0), [8, 6, 4],
                              weight_formats=["int4", "ternary"], act_formats=["uint2"],
-                             name="small")
-    return generate(network, tmp_path_factory.mktemp("design") / "small", max_lanes=8)
+                             name="tiny")
+    return generate(network, tmp_path_factory.mktemp("design") / "tiny", max_lanes=8)
 
 
 @pytest.mark.parametrize("option, value", [

@@ -258,14 +258,14 @@ def test_quantized_network_saves_and_runs_identically(tmp_path):
 
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"weights": "int1"}, ValueError,
-     r"^Unknown weight scheme 'int1'; expected int2\.\.int16, ternary or binary$"),
-    ({"weights": "int17"}, ValueError, r"^Unknown weight scheme 'int17'; "),
-    ({"weights": "float"}, ValueError, r"^Unknown weight scheme 'float'; "),
-    ({"weights": "uint8"}, ValueError, r"^Unknown weight scheme 'uint8'; "),
-    # Names that are no format at all get the format parser's message.
-    ({"acts": "int33"}, ValueError, r"^Format bits must be 1\.\.32, not 33 \(in 'int33'\)$"),
-    ({"acts": "uint0"}, ValueError, r"^Format bits must be 1\.\.32, not 0 \(in 'uint0'\)$"),
-    ({"acts": "float"}, ValueError, r"^Unknown number format 'float'; expected int<k>, "),
+     r"^Weights must be int2\.\.int16, ternary or binary, not 'int1'$"),
+    ({"weights": "int17"}, ValueError, r"^Weights must be .*, not 'int17'$"),
+    ({"weights": "float"}, ValueError, r"^Weights must be .*, not 'float'$"),
+    ({"weights": "uint8"}, ValueError, r"^Weights must be .*, not 'uint8'$"),
+    # Names that are no format at all get the same message.
+    ({"acts": "int33"}, ValueError, r"^Activations must be .*, not 'int33'$"),
+    ({"acts": "uint0"}, ValueError, r"^Activations must be .*, not 'uint0'$"),
+    ({"acts": "float"}, ValueError, r"^Activations must be .*, not 'float'$"),
     ({"acts": "int1"}, ValueError,
      r"^Activations must be uint1\.\.uint16, int2\.\.int16 or binary, not 'int1'$"),
     ({"acts": "int17"}, ValueError, r"^Activations must be .*, not 'int17'$"),
