@@ -8,6 +8,7 @@ output file is written.
 import argparse
 import math
 import sys
+import warnings
 
 from . import __version__
 from .errors import ParameterError, ToolError
@@ -557,6 +558,14 @@ def _in_options_words(error, args) -> str:
     return str(error)
 
 
+def _quiet_from_now_on():
+    """Silence what the interrupted work says as it is torn down: Amaranth's warnings about
+    the components it had made but not yet used (``UnusedElaboratable``) and errors in the
+    clean-up of simulator coroutines, which would bury the one line an interrupt prints."""
+    warnings.simplefilter("ignore")
+    sys.unraisablehook = lambda unraisable: None
+
+
 def main(argv=None) -> int:
     """Run the ``hwnn`` command line; return its exit status."""
     setup_env()
@@ -578,6 +587,7 @@ def main(argv=None) -> int:
         print(f"hwnn: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _quiet_from_now_on()
         print("hwnn: interrupted", file=sys.stderr)
         return 130
 

@@ -4,6 +4,7 @@ file or the missing piece, exit status 2, and no traceback."""
 
 import re
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -178,3 +179,48 @@ def test_verilator_simulation_refuses_without_make(capsys, without_make, design,
                    f"to build the simulation; not on PATH: make; get them with apt-get install "
                    f"make g++ perl (Debian/Ubuntu)")
     assert not (design / "sim").exists() and list(tmp_path.iterdir()) == []
+
+
+# Interrupts ---------------------------------------------------------------------------------------
+
+INTERRUPTED_COMMAND = """
+import gc
+import hwnn.cli
+from hwnn.generate import generate, load_design
+from hwnn.host import BoardLink
+from hwnn.quant.synthetic import sample_network
+from hwnn.rtl.hostlink import BoardTop
+from hwnn.sim.uart import SimulatedSerial
+
+
+def long_command(args):
+    network = sample_network("int8", seed=0)
+    design = load_design(generate(network, FOLDER, max_lanes=8))
+    port = SimulatedSerial(BoardTop(design.accelerator(), network, divisor=4), 4)
+    print("working", flush=True)
+    BoardLink(port, design).run([[1] * network.in_features] * 1000)
+
+
+hwnn.cli._cmd_doctor = long_command
+status = hwnn.cli.main(["doctor"])
+gc.collect()        # as the interpreter does on its way out, which runs Amaranth's checks
+raise SystemExit(status)
+"""
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path):
+    """SIGINT in the middle of a long command (a board in Amaranth's simulator): one line and
+    exit 130, without Amaranth's warnings about the components being torn down."""
+    import signal
+    import subprocess
+    code = f"FOLDER = {str(tmp_path / 'design')!r}\n{INTERRUPTED_COMMAND}"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "working\n"
+        time.sleep(1.0)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert (child.returncode, out, err) == (130, "", "hwnn: interrupted\n")
