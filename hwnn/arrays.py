@@ -9,9 +9,19 @@ import numpy as np
 __all__ = ["check_codes", "load_inputs", "load_labelled"]
 
 
+#: The first bytes of NumPy's .npy files and of .npz (zip) files.
+_MAGICS = (b"\x93NUMPY", b"PK\x03\x04", b"PK\x05\x06")
+
+
 def _read(path: Path):
     if not path.is_file():
         raise FileNotFoundError(f"No data file at {str(path)!r}")
+    with path.open("rb") as file:
+        start = file.read(6)
+    if not start.startswith(_MAGICS):
+        raise ValueError(f"{str(path)!r} is not a .npy or .npz file (NumPy's binary formats, "
+                         f"written by numpy.save and numpy.savez); convert text or CSV data "
+                         f"with numpy.loadtxt and numpy.save")
     try:
         data = np.load(path, allow_pickle=False)
         if isinstance(data, np.lib.npyio.NpzFile):

@@ -224,3 +224,22 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
     finally:
         child.kill()
     assert (child.returncode, out, err) == (130, "", "hwnn: interrupted\n")
+
+
+# Data files ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [
+    ["simulate", "{design}", "--simulator", "amaranth", "--inputs", "{data}"],
+    ["run-board", "{design}", "--simulate", "--inputs", "{data}"],
+    ["quantize", "{model}", "--calib", "{data}", "-o", "{tmp}/n.hwnn.npz"],
+])
+def test_a_text_file_is_not_taken_for_a_pickle(capsys, design, tmp_path, argv):
+    data = tmp_path / "inputs.txt"
+    np.savetxt(data, np.ones((2, 8)))
+    model = tmp_path / "model.npz"
+    np.savez(model, weight_0=np.ones((4, 8)), bias_0=np.zeros(4))
+    argv = [arg.format(design=design, model=model, data=data, tmp=tmp_path) for arg in argv]
+    err = one_line_error(*run(capsys, *argv))
+    assert err == (f"hwnn: error: {str(data)!r} is not a .npy or .npz file (NumPy's binary "
+                   f"formats, written by numpy.save and numpy.savez); convert text or CSV data "
+                   f"with numpy.loadtxt and numpy.save")
