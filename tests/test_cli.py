@@ -87,6 +87,8 @@ def test_quantize_is_deterministic(capsys, model_files, tmp_path):
     (["--name", "my net"], ("--name must be an identifier (letters, digits and underscores, "
                            "not starting with a digit) and not a Verilog or Python keyword, "
                            "not 'my net'")),
+    (["--name", ""], ("--name must be an identifier (letters, digits and underscores, "
+                      "not starting with a digit) and not a Verilog or Python keyword, not ''")),
     (["--name", "wire"], ("--name must be an identifier (letters, digits and underscores, "
                          "not starting with a digit) and not a Verilog or Python keyword, "
                          "not 'wire'")),

@@ -90,13 +90,12 @@ def _float_array(value, name):
 
 
 def check_name(name, subject):
-    """Raise unless ``name`` can name a network or layer: a non-empty string (TypeError) that is
-    an identifier in both Verilog and Python (ASCII letters, digits and underscores, not
-    starting with a digit) and a keyword of neither (:class:`~hwnn.errors.ParameterError`,
-    whose subject is ``subject``), so that it names a Verilog module and a Python attribute
-    as it is."""
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"{subject} must be a non-empty string, not {name!r}")
+    """Raise unless ``name`` can name a network or layer: a string (TypeError) that is an
+    identifier in both Verilog and Python (ASCII letters, digits and underscores, not starting
+    with a digit) and a keyword of neither (:class:`~hwnn.errors.ParameterError`, whose subject
+    is ``subject``), so that it names a Verilog module and a Python attribute as it is."""
+    if not isinstance(name, str):
+        raise TypeError(f"{subject} must be a string, not {name!r}")
     if not _IDENTIFIER.fullmatch(name) or keyword.iskeyword(name) or name in VERILOG_KEYWORDS:
         raise ParameterError("name", subject, f"must be an identifier (letters, digits and "
                                               f"underscores, not starting with a digit) and not "

@@ -351,7 +351,8 @@ def _dense(**changes):
      ValueError, r"^Layer 'd' has an empty weight matrix of shape \(0, 2\)$"),
     ({"weight_format": "int4"}, TypeError, (r"^Layer 'd' weight_format must be a Format, not "
                                             r"'int4'$")),
-    ({"name": ""}, TypeError, r"^Layer name must be a non-empty string, not ''$"),
+    ({"name": ""}, ValueError, r"^Layer name must be an identifier .*, not ''$"),
+    ({"name": 7}, TypeError, r"^Layer name must be a string, not 7$"),
     ({"input": TensorFormat(Format.uint(2), [1.0, 1.0])},
      ValueError, r"^Layer 'd' input scale must be per tensor \(a scalar\)$"),
     ({"output": TensorFormat(Format.int(8), [1.0, 2.0, 3.0])},
@@ -504,8 +505,10 @@ def test_network_rejects():
     layers = mixed_network().layers
     with pytest.raises(ValueError, match=r"^A network needs at least one layer$"):
         Network("n", ())
-    with pytest.raises(TypeError, match=r"^Network name must be a non-empty string, not ''$"):
+    with pytest.raises(ValueError, match=r"^Network name must be an identifier .*, not ''$"):
         Network("", layers)
+    with pytest.raises(TypeError, match=r"^Network name must be a string, not None$"):
+        Network(None, layers)
     with pytest.raises(TypeError, match=r"^Network layers must be IR layers, not 'l0'$"):
         Network("n", ("l0",))
     with pytest.raises(ValueError, match=r"^Layer names must be unique, not \['l0', 'l0'\]$"):
