@@ -140,6 +140,10 @@ def build_cocotb(simulator, source, top, work, *, waves=False):
     """Build Verilog ``source`` (top module ``top``) for cocotb in ``work/build``; return the
     runner, ready for ``runner.test`` with a test module of :mod:`hwnn.sim`."""
     from cocotb_tools.runner import get_runner
+
+    from hwnn.toolchain import require_build_tools
+    if simulator == "verilator":
+        require_build_tools("Simulation with Verilator")
     if simulator == "icarus" and shutil.which("iverilog") is None:
         raise ValueError("Icarus Verilog (iverilog) is not installed; on Debian/Ubuntu: "
                          "apt-get install iverilog (or use --simulator verilator)")
