@@ -540,6 +540,10 @@ class Network:
             raise FileNotFoundError(f"No network file at {str(path)!r}")
         try:
             return cls._load(path)
+        except ParameterError as error:
+            # Earlier versions of hwnn accepted any name.
+            raise ValueError(f"{str(path)!r} is not a valid hwnn network: {error} (quantize the "
+                             f"model again with another name)") from None
         # zipfile raises zlib.error for a corrupt deflate stream, RuntimeError for an encrypted
         # member and NotImplementedError (a RuntimeError) for an unknown compression method.
         except (ValueError, TypeError, KeyError, OSError, EOFError, RuntimeError,
