@@ -29,7 +29,10 @@ def _read(path: Path):
                 return {key: data[key] for key in data.files}
         return data
     except (OSError, ValueError, EOFError) as error:
-        raise ValueError(f"{str(path)!r} is not a readable .npy/.npz file: {error}") from None
+        # NumPy refuses object arrays with advice to allow pickles, which would run code.
+        reason = ("it holds Python objects, not numbers" if "allow_pickle" in str(error)
+                  else error)
+        raise ValueError(f"{str(path)!r} is not a readable .npy/.npz file: {reason}") from None
 
 
 def _real_matrix(array, where):

@@ -243,3 +243,14 @@ def test_a_text_file_is_not_taken_for_a_pickle(capsys, design, tmp_path, argv):
     assert err == (f"hwnn: error: {str(data)!r} is not a .npy or .npz file (NumPy's binary "
                    f"formats, written by numpy.save and numpy.savez); convert text or CSV data "
                    f"with numpy.loadtxt and numpy.save")
+
+
+def test_an_array_of_python_objects_is_refused_without_pickle_advice(capsys, design, tmp_path):
+    array = np.array([[None] * 8], dtype=object)
+    np.save(tmp_path / "objects.npy", array, allow_pickle=True)
+    np.savez(tmp_path / "objects.npz", x=array)
+    for data in (tmp_path / "objects.npy", tmp_path / "objects.npz"):
+        err = one_line_error(*run(capsys, "simulate", design, "--simulator", "amaranth",
+                                  "--inputs", data))
+        assert err == (f"hwnn: error: {str(data)!r} is not a readable .npy/.npz file: it holds "
+                       f"Python objects, not numbers")
