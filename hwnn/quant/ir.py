@@ -602,7 +602,7 @@ def _read_member(archive, name) -> np.ndarray:
         declared = math.prod(shape) * dtype.itemsize
         held = archive.getinfo(name).file_size - member.tell()
         if declared != held:
-            raise ValueError(f"member {name!r} declares a {dtype} array of shape {shape} "
+            raise ValueError(f"member {name!r} declares {dtype} values of shape {shape} "
                              f"({declared} bytes) but holds {held} bytes")
         data = member.read()
     order = "F" if fortran_order else "C"

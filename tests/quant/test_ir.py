@@ -193,14 +193,14 @@ TAMPERED = [
      r"member 'layer0/weights\.npy' holds Python objects, not numbers$"),
     # Shapes are checked against the member's size before any array is allocated.
     (_add("layer0/weights.npy", _declaring((10**7, 10**7))),
-     (r"member 'layer0/weights\.npy' declares a int64 array of shape \(10000000, 10000000\) "
-     r"\(800000000000000 bytes\) but holds 64 bytes$")),
+     (r"member 'layer0/weights\.npy' declares int64 values of shape \(10000000, 10000000\) "
+      r"\(800000000000000 bytes\) but holds 64 bytes$")),
     (_add("layer0/bias.npy", _declaring((2**62, 4), descr="<f8")),
-     (r"member 'layer0/bias\.npy' declares a float64 array of shape \(4611686018427387904, 4\) "
-     r"\(147573952589676412928 bytes\) but holds 64 bytes$")),
+     (r"member 'layer0/bias\.npy' declares float64 values of shape \(4611686018427387904, 4\) "
+      r"\(147573952589676412928 bytes\) but holds 64 bytes$")),
     (_add("layer0/bias.npy", _declaring((3,), data=b"\0" * 25)),
-     (r"member 'layer0/bias\.npy' declares a int64 array of shape \(3,\) \(24 bytes\) but "
-     r"holds 25 bytes$")),
+     (r"member 'layer0/bias\.npy' declares int64 values of shape \(3,\) \(24 bytes\) but "
+      r"holds 25 bytes$")),
     (_add("layer0/bias.npy", b"\x93NUMPY\x03\x00" + b"\0" * 20),
      r"member 'layer0/bias\.npy' has \.npy format version \(3, 0\), not 1\.0 or 2\.0$"),
     (_set_array("layer0/weights.npy", lambda w: np.where(w == 1, 2, w)),
