@@ -1,17 +1,27 @@
 """Loading user data files: input arrays (``.npy``, or ``.npz`` with ``x``) and labelled test
-sets (``.npz`` with ``x`` and ``y``). Every problem is a ``ValueError`` or
-``FileNotFoundError`` naming the file."""
+sets (``.npz`` with ``x`` and ``y``), and checking input codes against a network. Every problem
+is a ``ValueError`` or ``FileNotFoundError`` naming the file or what is wrong."""
 
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_inputs", "load_labelled"]
+__all__ = ["check_codes", "load_inputs", "load_labelled"]
+
+
+#: The first bytes of NumPy's .npy files and of .npz (zip) files.
+_MAGICS = (b"\x93NUMPY", b"PK\x03\x04", b"PK\x05\x06")
 
 
 def _read(path: Path):
     if not path.is_file():
         raise FileNotFoundError(f"No data file at {str(path)!r}")
+    with path.open("rb") as file:
+        start = file.read(6)
+    if not start.startswith(_MAGICS):
+        raise ValueError(f"{str(path)!r} is not a .npy or .npz file (NumPy's binary formats, "
+                         f"written by numpy.save and numpy.savez); convert text or CSV data "
+                         f"with numpy.loadtxt and numpy.save")
     try:
         data = np.load(path, allow_pickle=False)
         if isinstance(data, np.lib.npyio.NpzFile):
@@ -19,7 +29,10 @@ def _read(path: Path):
                 return {key: data[key] for key in data.files}
         return data
     except (OSError, ValueError, EOFError) as error:
-        raise ValueError(f"{str(path)!r} is not a readable .npy/.npz file: {error}") from None
+        # NumPy refuses object arrays with advice to allow pickles, which would run code.
+        reason = ("it holds Python objects, not numbers" if "allow_pickle" in str(error)
+                  else error)
+        raise ValueError(f"{str(path)!r} is not a readable .npy/.npz file: {reason}") from None
 
 
 def _real_matrix(array, where):
@@ -58,3 +71,24 @@ def load_labelled(path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"Labels in {str(path)!r} must be {x.shape[0]} numbers or strings, not "
                          f"{y.dtype} of shape {y.shape}")
     return x, y
+
+
+def check_codes(network, codes) -> np.ndarray:
+    """``codes`` as an int64 matrix of input vectors for ``network`` (a
+    :class:`~hwnn.quant.Network`); ValueError unless they are integers of shape
+    ``(N, network.in_features)``, N >= 1, inside the network's input format."""
+    codes = np.asarray(codes)
+    if codes.dtype.kind not in "iu":
+        raise ValueError(f"Inputs must be integer codes of format {network.input.format}, not "
+                         f"{codes.dtype} values (quantize real inputs with the network first)")
+    if codes.ndim != 2 or codes.shape[1] != network.in_features:
+        raise ValueError(f"Inputs must have shape (N, {network.in_features}) for this design, "
+                         f"not {codes.shape}")
+    if len(codes) == 0:
+        raise ValueError("There are no inputs: the input array has 0 rows")
+    fmt = network.input.format
+    if not fmt.contains(codes):
+        row = int(np.nonzero([not fmt.contains(r) for r in codes])[0][0])
+        raise ValueError(f"Input {row} holds codes outside the design's input format {fmt} "
+                         f"({fmt.min_value}..{fmt.max_value})")
+    return codes.astype(np.int64)

@@ -53,7 +53,12 @@ def _absorb_before_placement(script):
 
 def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False) -> dict:
     """Build the bitstream of ``design`` (a folder or :class:`Design`) for ``board_name``, at
-    the board's clock or, with ``clock_mhz``, at the nearest frequency its PLL makes."""
+    the board's clock or, with ``clock_mhz``, at the nearest frequency its PLL makes.
+
+    ValueError, before anything is built, unless ``baud`` is a positive integer that the
+    clock can make (at least 4 clock cycles per bit)."""
+    if isinstance(baud, bool) or not isinstance(baud, int) or baud < 1:
+        raise ValueError(f"baud must be a positive integer, not {baud!r}")
     from .implement import check_estimate
     from .rtl.clocking import pll_settings
     from .toolchain import setup_env

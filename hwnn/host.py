@@ -9,6 +9,7 @@ transport's timeout is retried (``retries`` times) and then raises :class:`LinkE
 
 import numpy as np
 
+from .arrays import check_codes
 from .errors import ToolError
 from .generate import Design, load_design
 from .hostproto import REPLY_SYNC, STATUS, crc8, payload_bytes, request_frame, unpack_vector
@@ -86,8 +87,10 @@ class BoardLink:
 
     def run(self, codes, progress=None) -> np.ndarray:
         """Output codes for every input vector (rows of ``codes``); ``progress(done)`` is
-        called after each (:class:`hwnn.progress.Progress`)."""
-        codes = np.asarray(codes, dtype=np.int64)
+        called after each (:class:`hwnn.progress.Progress`). ValueError, before anything is
+        sent, unless ``codes`` are input vectors of the design (shape, integer codes in its
+        input format)."""
+        codes = check_codes(self.design.network, codes)
         outputs = []
         for row in codes:
             outputs.append(self.infer(row))
@@ -98,11 +101,9 @@ class BoardLink:
 
 def open_board(design, port, *, baud=115200, timeout=1.0, retries=3) -> BoardLink:
     """A :class:`BoardLink` over the serial ``port`` (pyserial)."""
-    try:
-        import serial
-    except ImportError:
-        raise ToolError("pyserial is not installed: pip install pyserial (or hwnn[board])") \
-            from None
+    from .toolchain import require
+    require("a board's serial port", "serial")
+    import serial
     try:
         transport = serial.Serial(port, baud, timeout=timeout)
     except serial.SerialException as error:

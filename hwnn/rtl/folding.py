@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ParameterError
 from ..quant.ir import Network
 
 __all__ = ["LayerFold", "auto_folding", "cycle_targets", "fold_from_file", "fold_from_mapping",
@@ -80,8 +81,8 @@ def auto_folding(network: Network, max_lanes: int) -> tuple[LayerFold, ...]:
         raise TypeError(f"max_lanes must be a positive integer, not {max_lanes!r}")
     minimum = len(network.layers)
     if max_lanes < minimum:
-        raise ValueError(f"max_lanes must be at least {minimum} (one lane per layer), "
-                         f"not {max_lanes}")
+        raise ParameterError("max_lanes", "max_lanes", f"must be at least {minimum} (one lane "
+                                                       f"per layer), not {max_lanes}")
     for target in cycle_targets(network):
         folds = folding_for_cycles(network, target)
         if sum(fold.lanes for fold in folds) <= max_lanes:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hwnn.arrays import check_codes
 from hwnn.errors import ToolError
 from hwnn.generate import Design, load_design
 from hwnn.sim.beats import beats_to_vectors, vectors_to_beats
@@ -82,27 +83,12 @@ class SimulationResult:
 
 
 def _prepare(design, codes, simulator):
-    """The :class:`Design` and its input codes as int64, after checking them and the
-    simulator's name."""
+    """The :class:`Design` and its input codes as int64, after checking them
+    (:func:`hwnn.arrays.check_codes`) and the simulator's name."""
     if simulator not in SIMULATORS:
         raise ValueError(f"Unknown simulator {simulator!r}; available: {', '.join(SIMULATORS)}")
     design = design if isinstance(design, Design) else load_design(design)
-    network = design.network
-    codes = np.asarray(codes)
-    if codes.dtype.kind not in "iu":
-        raise ValueError(f"Inputs must be integer codes of format {network.input.format}, not "
-                         f"{codes.dtype} values (quantize real inputs with the network first)")
-    if codes.ndim != 2 or codes.shape[1] != network.in_features:
-        raise ValueError(f"Inputs must have shape (N, {network.in_features}) for this design, "
-                         f"not {codes.shape}")
-    if len(codes) == 0:
-        raise ValueError("There are no inputs to simulate")
-    fmt = network.input.format
-    if not fmt.contains(codes):
-        row = int(np.nonzero([not fmt.contains(r) for r in codes])[0][0])
-        raise ValueError(f"Input {row} holds codes outside the design's input format {fmt} "
-                         f"({fmt.min_value}..{fmt.max_value})")
-    return design, codes.astype(np.int64)
+    return design, check_codes(design.network, codes)
 
 
 def _work_dir(design, simulator, work_dir) -> Path:
@@ -183,6 +169,10 @@ def build_cocotb(simulator, source, top, work, *, waves=False):
     """Build Verilog ``source`` (top module ``top``) for cocotb in ``work/build``; return the
     runner, ready for ``runner.test`` with a test module of :mod:`hwnn.sim`."""
     from cocotb_tools.runner import get_runner
+
+    from hwnn.toolchain import require_build_tools
+    if simulator == "verilator":
+        require_build_tools("Simulation with Verilator")
     if simulator == "icarus" and shutil.which("iverilog") is None:
         raise ValueError("Icarus Verilog (iverilog) is not installed; on Debian/Ubuntu: "
                          "apt-get install iverilog (or use --simulator verilator)")

@@ -258,14 +258,14 @@ def test_quantized_network_saves_and_runs_identically(tmp_path):
 
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"weights": "int1"}, ValueError,
-     r"^Unknown weight scheme 'int1'; expected int2\.\.int16, ternary or binary$"),
-    ({"weights": "int17"}, ValueError, r"^Unknown weight scheme 'int17'; "),
-    ({"weights": "float"}, ValueError, r"^Unknown weight scheme 'float'; "),
-    ({"weights": "uint8"}, ValueError, r"^Unknown weight scheme 'uint8'; "),
-    # Names that are no format at all get the format parser's message.
-    ({"acts": "int33"}, ValueError, r"^Format bits must be 1\.\.32, not 33 \(in 'int33'\)$"),
-    ({"acts": "uint0"}, ValueError, r"^Format bits must be 1\.\.32, not 0 \(in 'uint0'\)$"),
-    ({"acts": "float"}, ValueError, r"^Unknown number format 'float'; expected int<k>, "),
+     r"^Weights must be int2\.\.int16, ternary or binary, not 'int1'$"),
+    ({"weights": "int17"}, ValueError, r"^Weights must be .*, not 'int17'$"),
+    ({"weights": "float"}, ValueError, r"^Weights must be .*, not 'float'$"),
+    ({"weights": "uint8"}, ValueError, r"^Weights must be .*, not 'uint8'$"),
+    # Names that are no format at all get the same message.
+    ({"acts": "int33"}, ValueError, r"^Activations must be .*, not 'int33'$"),
+    ({"acts": "uint0"}, ValueError, r"^Activations must be .*, not 'uint0'$"),
+    ({"acts": "float"}, ValueError, r"^Activations must be .*, not 'float'$"),
     ({"acts": "int1"}, ValueError,
      r"^Activations must be uint1\.\.uint16, int2\.\.int16 or binary, not 'int1'$"),
     ({"acts": "int17"}, ValueError, r"^Activations must be .*, not 'int17'$"),
@@ -322,8 +322,8 @@ def test_an_accumulator_output_wider_than_32_bits_is_refused():
     float_net = FloatNetwork((FloatDense(rng.normal(size=(40, 6)), np.zeros(40), "relu"),
                               FloatDense(rng.normal(size=(3, 40)), np.zeros(3))))
     with pytest.raises(ValueError, match=r"^Layer 'dense1' outputs its accumulator, which needs "
-                                         r"3[3-8] bits, more than 32; use narrower weights or "
-                                         r"activations$"):
+                                         r"3[3-8] bits, more than the 32 an output can have: "
+                                         r"use narrower weights or activations$"):
         quantize_network(float_net, _inputs(0), QuantOptions(weights="int16", acts="uint16"))
 
 

@@ -154,6 +154,14 @@ def _add(name, data):
     return change
 
 
+def _declaring(shape, data=b"\0" * 64, descr="<i8"):
+    """An .npy member whose header declares ``shape`` of ``descr``, followed by ``data``."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False,
+                                                  "shape": shape})
+    return buffer.getvalue() + data
+
+
 def _unsorted(values):
     values = values.copy()
     values[1, 0] = values[1, -1] + 1                       # channel 1 rises
@@ -182,7 +190,19 @@ TAMPERED = [
     (_add("layer7/weights.npy", _npy(np.zeros((1, 1)))), r"arrays of unknown layers: layer7"),
     (_add("notes.txt", b"hello"), r"unexpected member 'notes\.txt'"),
     (_add("layer0/weights.npy", _npy(np.array([None], dtype=object))),
-     r"Object arrays cannot be loaded when allow_pickle=False"),
+     r"member 'layer0/weights\.npy' holds Python objects, not numbers$"),
+    # Shapes are checked against the member's size before any array is allocated.
+    (_add("layer0/weights.npy", _declaring((10**7, 10**7))),
+     (r"member 'layer0/weights\.npy' declares int64 values of shape \(10000000, 10000000\) "
+      r"\(800000000000000 bytes\) but holds 64 bytes$")),
+    (_add("layer0/bias.npy", _declaring((2**62, 4), descr="<f8")),
+     (r"member 'layer0/bias\.npy' declares float64 values of shape \(4611686018427387904, 4\) "
+      r"\(147573952589676412928 bytes\) but holds 64 bytes$")),
+    (_add("layer0/bias.npy", _declaring((3,), data=b"\0" * 25)),
+     (r"member 'layer0/bias\.npy' declares int64 values of shape \(3,\) \(24 bytes\) but "
+      r"holds 25 bytes$")),
+    (_add("layer0/bias.npy", b"\x93NUMPY\x03\x00" + b"\0" * 20),
+     r"member 'layer0/bias\.npy' has \.npy format version \(3, 0\), not 1\.0 or 2\.0$"),
     (_set_array("layer0/weights.npy", lambda w: np.where(w == 1, 2, w)),
      r"Layer 'l0' weights are outside their format ternary"),
     (_set_array("layer0/weights.npy", lambda w: w.astype(np.float64)),
@@ -284,7 +304,7 @@ def test_load_refuses_a_bad_crc(tmp_path):
 def test_every_corrupted_byte_is_refused_or_harmless(tmp_path):
     """Flipping any single byte either makes load raise ValueError or changes nothing that
     matters (timestamps, attributes): never a silently different network."""
-    network = Network("small", mixed_network().layers[:1], {"k": 1})
+    network = Network("tiny", mixed_network().layers[:1], {"k": 1})
     data = network.save(tmp_path / "good.hwnn.npz").read_bytes()
     bad = tmp_path / "bad.hwnn.npz"
     refused = 0
@@ -333,7 +353,8 @@ def _dense(**changes):
      ValueError, r"^Layer 'd' has an empty weight matrix of shape \(0, 2\)$"),
     ({"weight_format": "int4"}, TypeError, (r"^Layer 'd' weight_format must be a Format, not "
                                             r"'int4'$")),
-    ({"name": ""}, TypeError, r"^Layer name must be a non-empty string, not ''$"),
+    ({"name": ""}, ValueError, r"^Layer name must be an identifier .*, not ''$"),
+    ({"name": 7}, TypeError, r"^Layer name must be a string, not 7$"),
     ({"input": TensorFormat(Format.uint(2), [1.0, 1.0])},
      ValueError, r"^Layer 'd' input scale must be per tensor \(a scalar\)$"),
     ({"output": TensorFormat(Format.int(8), [1.0, 2.0, 3.0])},
@@ -461,12 +482,38 @@ def test_tensor_format_equality_and_text():
     assert TensorFormat(INT8, [0.5, 2.0]).dequantize([[2, -3]]).tolist() == [[1.0, -6.0]]
 
 
+@pytest.mark.parametrize("name", ["my net", "2nd", "wire", "small", "module", "class", "None",
+                                  "caf\u00e9", "a-b", "a.b"])
+def test_names_must_be_identifiers_and_no_keywords(tmp_path, name):
+    """A network or layer name names a Verilog module and a Python attribute as it is: no
+    escaped identifiers (``\\wire``), refused where it enters, and in an older file too."""
+    message = (r"name must be an identifier \(letters, digits and underscores, not starting "
+               rf"with a digit\) and not a Verilog or Python keyword, not {re.escape(repr(name))}$")
+    layers = mixed_network().layers
+    with pytest.raises(ValueError, match=rf"^Network {message}"):
+        Network(name, layers)
+    with pytest.raises(ValueError, match=rf"^Layer {message}"):
+        _dense(name=name)
+    path = Network("net", layers).save(tmp_path / "net.hwnn.npz")
+    members = _members(path)
+    _edit_header(lambda header: header.update(name=name))(members)
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, data in members.items():
+            archive.writestr(member, data)
+    with pytest.raises(ValueError, match=rf"^'{re.escape(str(path))}' is not a valid hwnn "
+                                         rf"network: Network {message[:-1]} \(quantize the "
+                                         rf"model again with another name\)$"):
+        Network.load(path)
+
+
 def test_network_rejects():
     layers = mixed_network().layers
     with pytest.raises(ValueError, match=r"^A network needs at least one layer$"):
         Network("n", ())
-    with pytest.raises(TypeError, match=r"^Network name must be a non-empty string, not ''$"):
+    with pytest.raises(ValueError, match=r"^Network name must be an identifier .*, not ''$"):
         Network("", layers)
+    with pytest.raises(TypeError, match=r"^Network name must be a string, not None$"):
+        Network(None, layers)
     with pytest.raises(TypeError, match=r"^Network layers must be IR layers, not 'l0'$"):
         Network("n", ("l0",))
     with pytest.raises(ValueError, match=r"^Layer names must be unique, not \['l0', 'l0'\]$"):

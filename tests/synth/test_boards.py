@@ -112,7 +112,8 @@ def test_build_refuses_a_design_estimated_far_over_before_any_tool(capsys, monke
      "9000000 baud is too fast for the icebreaker's 12 MHz clock"),
     (["--board", "icebreaker", "--clock-mhz", "500"],
      "The ice40 PLL cannot make 500 MHz from 12 MHz (nearest 270.000 MHz"),
-    (["--board", "ulx3s-85f", "--clock-mhz", "-5"], "The clock must be a positive frequency"),
+    (["--board", "ulx3s-85f", "--clock-mhz", "-5"],
+     "argument --clock-mhz: must be a positive number, not '-5'"),
 ])
 def test_build_refuses_bad_options(capsys, tmp_path, argv, message):
     path = generate(sample_network("int8", seed=1), tmp_path / "d", max_lanes=4)

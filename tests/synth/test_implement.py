@@ -24,8 +24,8 @@ def run(capsys, *argv):
 def int8_design(tmp_path_factory):
     network = random_network(np.random.default_rng(0), [16, 12, 4],
                              weight_formats=["int8", "int8"], act_formats=["uint8"],
-                             stages=["requant"], name="small")
-    return generate(network, tmp_path_factory.mktemp("d") / "small", max_lanes=24)
+                             stages=["requant"], name="tiny")
+    return generate(network, tmp_path_factory.mktemp("d") / "tiny", max_lanes=24)
 
 
 @pytest.mark.synth
