@@ -90,8 +90,6 @@ def test_recompiling_keeps_the_results_of_the_same_design_and_names_what_it_remo
 
 @pytest.mark.cocotb
 def test_icarus_writes_waveforms_after_a_plain_run(capsys, tmp_path):
-    # (A top named after a Verilog keyword, like the fixture's "small", breaks the cocotb
-    # runner's Icarus waveform module.)
     network = random_network(np.random.default_rng(0), [8, 4], weight_formats=["int4"],
                              act_formats=[], name="waved")
     out = generate(network, tmp_path / "design", max_lanes=4)

@@ -88,7 +88,7 @@ def test_build_refuses_a_design_estimated_far_over_before_any_tool(capsys, monke
                                                                    tmp_path):
     network = random_network(np.random.default_rng(0), [16, 12, 4],
                              weight_formats=["int8", "int8"], act_formats=["uint8"],
-                             stages=["requant"], name="small")
+                             stages=["requant"], name="modest")
     path = generate(network, tmp_path / "d", max_lanes=24)
     earlier = path / "build" / "icebreaker" / "report.json"   # an earlier build's, kept
     earlier.parent.mkdir(parents=True)

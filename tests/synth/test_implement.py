@@ -81,7 +81,7 @@ def test_a_design_estimated_far_over_the_device_is_refused_before_yosys(
 def test_a_design_estimated_a_little_over_is_left_to_yosys(tmp_path):
     network = random_network(np.random.default_rng(0), [16, 12, 4],
                              weight_formats=["int8", "int8"], act_formats=["uint8"],
-                             stages=["requant"], name="small")
+                             stages=["requant"], name="modest")
     design = load_design(generate(network, tmp_path / "d", max_lanes=12))
     guess = estimate(network, "ice40", fold=design.folding)
     assert CAPACITY["ice40-up5k"]["dsp"] < guess["dsp"] <= 2 * CAPACITY["ice40-up5k"]["dsp"]
