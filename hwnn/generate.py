@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .errors import ParameterError
 from .folders import check_replaceable, replace_folder
 from .quant.ir import Network
 from .rtl.folding import LayerFold, auto_folding, fold_from_file
@@ -219,15 +220,17 @@ def _sparse_manifest(network, design, top):
 
 
 def parse_array(text) -> int:
-    """The side of a square array from ``"RxC"`` (R == C, 1..64)."""
+    """The side of a square array from ``"RxC"`` (R == C, 1..64); a
+    :class:`~hwnn.errors.ParameterError` of parameter ``array`` otherwise."""
     match = re.fullmatch(r"([0-9]+)x([0-9]+)", text) if isinstance(text, str) else None
     if match is None:
-        raise ValueError(f"The array must be given as RxC, like 8x8, not {text!r}")
+        raise ParameterError("array", "The array", f"must be given as RxC, like 8x8, not {text!r}")
     rows, cols = int(match.group(1)), int(match.group(2))
     if rows != cols:
-        raise ValueError(f"The systolic overlay needs a square array, not {rows}x{cols}")
+        raise ParameterError("array", "The array", f"must be square for the systolic overlay "
+                             f"(RxC with R == C), not {text}")
     if not 1 <= rows <= 64:
-        raise ValueError(f"The array side must be 1..64, not {rows}")
+        raise ParameterError("array", "The array", f"must have sides of 1..64, not {text}")
     return rows
 
 

@@ -56,9 +56,10 @@ def test_systolic_manifest_reports_the_schedule(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"array": "4x3"}, r"^The systolic overlay needs a square array, not 4x3$"),
+    ({"array": "4x3"},
+     r"^The array must be square for the systolic overlay \(RxC with R == C\), not 4x3$"),
     ({"array": "eight"}, r"^The array must be given as RxC, like 8x8, not 'eight'$"),
-    ({"array": "65x65"}, r"^The array side must be 1..64, not 65$"),
+    ({"array": "65x65"}, r"^The array must have sides of 1..64, not 65x65$"),
     ({"batch": 0}, r"^OverlayParams batch must be 1..4096, not 0$"),
 ])
 def test_generate_refuses_arrays_it_cannot_build(tmp_path, kwargs, message):
