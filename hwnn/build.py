@@ -40,20 +40,50 @@ def _parse_log(log):
     return tables[-1], fmax_from_log(log)
 
 
-def _absorb_before_placement(script):
-    """Make the build script move pipeline flip-flops into block RAM and DSP registers
+#: The build script's tool steps, by how their lines start, and what progress calls them.
+_STEPS = (('"$YOSYS"', "synthesis (Yosys)"), ('"$NEXTPNR_', "place and route (nextpnr)"),
+          ('"$ICEPACK"', "packing (icepack)"), ('"$ECPPACK"', "packing (ecppack)"))
+_STEP_MARK = "hwnn-step: "
+
+
+def _prepare_script(script, absorb):
+    """Make the build script announce each tool step on its output (:data:`_STEP_MARK`) and,
+    with ``absorb``, move pipeline flip-flops into block RAM and DSP registers
     (:mod:`hwnn.absorb`) between Yosys and nextpnr."""
-    lines = script.read_text().splitlines()
-    synthesis = [index for index, line in enumerate(lines) if line.startswith('"$YOSYS"')]
-    if len(synthesis) != 1:
+    lines = []
+    for line in script.read_text().splitlines():
+        step = next((name for start, name in _STEPS if line.startswith(start)), None)
+        if step is not None:
+            lines.append(f"echo '{_STEP_MARK}{step}'")
+        lines.append(line)
+        if absorb and step == _STEPS[0][1]:
+            lines.append(f'"{sys.executable}" -m hwnn.absorb top.json top')
+    if sum(line.startswith(_STEPS[0][0]) for line in lines) != 1:
         raise ToolError(f"Unexpected build script {script}: no single Yosys step")
-    lines.insert(synthesis[0] + 1, f'"{sys.executable}" -m hwnn.absorb top.json top')
     script.write_text("\n".join(lines) + "\n")
 
 
-def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False) -> dict:
+def _run_script(folder, log):
+    """Run ``build_top.sh`` in ``folder``: its return code and output (stdout and stderr),
+    telling ``log`` of each tool step as it starts."""
+    started = time.monotonic()
+    output = []
+    with subprocess.Popen(["sh", "build_top.sh"], cwd=folder, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as process:
+        for line in process.stdout:
+            if line.startswith(_STEP_MARK):
+                log(f"  {line[len(_STEP_MARK):].strip()} ... "
+                    f"({time.monotonic() - started:.0f} s so far)")
+            else:
+                output.append(line)
+    return process.returncode, "".join(output)
+
+
+def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
+                log=None) -> dict:
     """Build the bitstream of ``design`` (a folder or :class:`Design`) for ``board_name``, at
-    the board's clock or, with ``clock_mhz``, at the nearest frequency its PLL makes.
+    the board's clock or, with ``clock_mhz``, at the nearest frequency its PLL makes;
+    ``log(line)`` hears of each tool step as it starts.
 
     ValueError, before anything is built, unless ``baud`` is a positive integer that the
     clock can make (at least 4 clock cycles per bit)."""
@@ -85,26 +115,25 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False)
                                         options.get("nextpnr_opts", ""))).strip()
     plan = platform.prepare(top, name="top", **options)
     plan.extract(folder)
-    if DEVICES[target.device][0] == "ecp5":
-        _absorb_before_placement(folder / "build_top.sh")
+    _prepare_script(folder / "build_top.sh", absorb=DEVICES[target.device][0] == "ecp5")
     started = time.monotonic()
-    result = subprocess.run(["sh", "build_top.sh"], cwd=folder, capture_output=True, text=True)
+    returncode, output = _run_script(folder, log or (lambda line: None))
     seconds = time.monotonic() - started
     log_path = folder / "top.tim"
-    log = (log_path.read_text() if log_path.is_file() else "") + result.stdout + result.stderr
-    used, fmax = _parse_log(log)
-    if result.returncode != 0:
+    tool_log = (log_path.read_text() if log_path.is_file() else "") + output
+    used, fmax = _parse_log(tool_log)
+    if returncode != 0:
         over = [f"{name} {count} of {available} (+{count - available})"
                 for name, (count, available) in used.items() if count > available]
         if over:
             raise DoesNotFit(f"The design does not fit the {board_name} "
                              f"({target.device.upper()}): it needs {', '.join(over)}; compile "
                              f"it with less parallelism (--max-lanes, --pes or --array)")
-        errors = [line for line in log.splitlines() if "ERROR" in line]
+        errors = [line for line in tool_log.splitlines() if "ERROR" in line]
         raise ToolError(f"The {board_name} build failed: "
-                        f"{(errors[-1] if errors else log.strip()[-300:]).strip()} "
+                        f"{(errors[-1] if errors else tool_log.strip()[-300:]).strip()} "
                         f"(logs in {folder})")
-    packed = [json.loads(line[len(REPORT_PREFIX):]) for line in result.stdout.splitlines()
+    packed = [json.loads(line[len(REPORT_PREFIX):]) for line in output.splitlines()
               if line.startswith(REPORT_PREFIX)]
     clock = top.clock_hz(platform) / 1e6
     cycles = design.manifest["cycles_per_inference"]

@@ -285,7 +285,7 @@ def _cmd_build(args) -> int:
     print(f"building {design.top} for the {args.board} (synthesis, place and route, packing; "
           f"a few minutes on large designs) ...", flush=True)
     report = build_board(design, args.board, baud=args.baud, clock_mhz=args.clock_mhz,
-                         force=args.force)
+                         force=args.force, log=lambda line: print(line, flush=True))
     print(format_build_report(report))
     print(f"wrote {design.path / 'build' / args.board}/ ({report['bitstream']}, report.json)")
     return 0 if report["timing_met"] else 1

@@ -2,6 +2,7 @@
 the host link, built with the YoWASP tools; and the build command's errors."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -34,7 +35,12 @@ def designs(tmp_path_factory, digits_mlp):
 @pytest.mark.parametrize("board_name", BOARD_NAMES)
 @pytest.mark.parametrize("kind", ["digits", "binary"])
 def test_bitstreams_build_for_every_board(designs, board_name, kind):
-    report = build_board(designs[kind], board_name)
+    said = []
+    report = build_board(designs[kind], board_name, log=said.append)
+    packer = "icepack" if board(board_name).device.startswith("ice40") else "ecppack"
+    assert [line.split(" ...")[0] for line in said] == [
+        "  synthesis (Yosys)", "  place and route (nextpnr)", f"  packing ({packer})"]
+    assert all(re.fullmatch(r"  .* \.\.\. \(\d+ s so far\)", line) for line in said), said
     folder = designs[kind] / "build" / board_name
     assert (folder / report["bitstream"]).stat().st_size > 10_000
     assert json.loads((folder / "report.json").read_text()) == report
