@@ -3,7 +3,7 @@
 import numpy as np
 
 from .quant.floatnet import FloatNetwork
-from .quant.ir import Network
+from .ir import Network
 
 __all__ = ["class_decisions", "class_indices", "compression_table", "float_predictions",
            "format_table", "golden_predictions", "layer_table"]

@@ -16,7 +16,7 @@ from sklearn.neural_network import MLPClassifier
 
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.quant.convert import BIAS_HEADROOM_BITS
-from hwnn.quant.formats import signed_bits_for
+from hwnn.ir.formats import signed_bits_for
 from hwnn.report import float_predictions, golden_predictions
 from hwnn.sim.golden import run_network
 

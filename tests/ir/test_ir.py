@@ -1,4 +1,4 @@
-"""The quantized-network IR (hwnn.quant.ir): validation, accumulator bounds and the file."""
+"""The quantized-network IR (hwnn.ir): validation, accumulator bounds and the file."""
 
 import io
 import json
@@ -9,8 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from hwnn.quant.formats import Format
-from hwnn.quant.ir import (Dense, Network, Requant, TensorFormat, Thresholds,
+from hwnn.ir.formats import Format
+from hwnn.ir import (Dense, Network, Requant, TensorFormat, Thresholds,
                            accumulator_range)
 from hwnn.sim.golden import dense_accumulate
 
