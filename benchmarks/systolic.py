@@ -19,8 +19,8 @@ from amaranth.back import verilog
 
 from hwnn.demo import train_digits_mlp
 from hwnn.generate import generate, load_design
+from hwnn.ir import Network
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
-from hwnn.quant.ir import Network
 from hwnn.quant.synthetic import random_dense
 from hwnn.report import format_table
 from hwnn.rtl.harness import RegisterHarness

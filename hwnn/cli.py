@@ -137,7 +137,7 @@ def _cmd_quantize(args) -> int:
 
 def _cmd_compile(args) -> int:
     from .generate import earlier_results, generate, load_design, replacement_note
-    from .quant import Network
+    from .ir import Network
     from .report import format_table
 
     if args.board is not None:
@@ -333,7 +333,7 @@ def _cmd_explore(args) -> int:
     from .boards import board
     from .explore import PartialResults, explore, sweep, write_results
     from .planner import board_clock
-    from .quant import Network
+    from .ir import Network
     from .report import format_table
 
     require("hwnn explore", *BOARD_MODULES, "matplotlib",

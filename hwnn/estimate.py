@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .quant.formats import Format, signed_bits_for
-from .quant.ir import Network, Requant, Thresholds
+from .ir import Network, Requant, Thresholds
+from .ir.formats import Format, signed_bits_for
 from .synth import FAMILIES
 
 __all__ = ["BOARD_OVERHEAD", "COEFFICIENTS_PATH", "TARGETS", "design_features", "estimate",

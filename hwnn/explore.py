@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .folders import check_replaceable, honour_umask, replace_folder
-from .quant.ir import Network
+from .ir import Network
 
 __all__ = ["PartialResults", "Point", "explore", "measure_point", "pareto", "sweep",
            "write_results"]

@@ -25,7 +25,7 @@ import numpy as np
 from . import __version__
 from .errors import ParameterError
 from .folders import check_replaceable, replace_folder
-from .quant.ir import Network
+from .ir import Network
 from .rtl.folding import LayerFold, auto_folding, fold_from_file
 from .rtl.mvau import RAM_STYLES, check_folding
 

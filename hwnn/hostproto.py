@@ -20,7 +20,7 @@ detected, never silently misread.
 
 import numpy as np
 
-from .quant.formats import Format
+from .ir.formats import Format
 from .rtl.layouts import pack_values, unpack_values
 
 __all__ = ["REPLY_SYNC", "REQUEST_SYNC", "STATUS", "TIMEOUT_BYTES", "crc8", "pack_vector",

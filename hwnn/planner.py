@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from .estimate import estimate, host_link_cost
-from .quant.ir import Network
+from .ir import Network
 from .rtl.folding import cycle_targets, folding_cycles, folding_for_cycles
 from .synth import CAPACITY, DEVICES
 

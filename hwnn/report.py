@@ -2,8 +2,9 @@
 
 import numpy as np
 
+from .ir import Network
+from .ir.tensors import shape_text
 from .quant.floatnet import FloatNetwork
-from .quant.ir import Network
 
 __all__ = ["class_decisions", "class_indices", "compression_table", "float_predictions",
            "format_table", "golden_predictions", "layer_table"]
@@ -23,7 +24,7 @@ def format_table(header, rows, *, right=()) -> str:
 
 def layer_table(network: Network) -> str:
     """One row per layer: shape, formats, output stage, weight sparsity, memory bits, acc bits."""
-    rows = [(layer.name, f"{layer.in_features}->{layer.out_features}",
+    rows = [(layer.name, f"{shape_text(layer.input_shape)}->{shape_text(layer.output_shape)}",
              str(layer.weight_format), str(layer.input.format), str(layer.output.format),
              layer.stage_name, f"{100 * layer.sparsity:.1f}%", layer.weight_bits, layer.acc_bits)
             for layer in network.layers]

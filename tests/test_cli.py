@@ -8,7 +8,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
 from hwnn.cli import main
-from hwnn.quant import Network, from_sklearn, save_npz
+from hwnn.ir import Network
+from hwnn.quant import from_sklearn, save_npz
 from hwnn.sim.golden import run_network
 
 

@@ -105,7 +105,7 @@ def test_icarus_writes_waveforms_after_a_plain_run(capsys, tmp_path):
 
 
 def test_simulate_exits_1_and_names_the_mismatch(capsys, net_file, tmp_path):
-    from hwnn.quant import Network
+    from hwnn.ir import Network
     out = tmp_path / "design"
     assert run(capsys, "compile", net_file, "-o", out)[0] == 0
     expected = np.load(out / "vectors" / "expected.npy")

@@ -44,7 +44,7 @@ def test_threshold_comparator_bits_count_half_where_the_threshold_bit_never_chan
     from collections import defaultdict
     from dataclasses import replace
 
-    from hwnn.quant.ir import Thresholds
+    from hwnn.ir import Thresholds
     layer = network("binary", "binary", sizes=(16, 8, 4), input_format="binary").layers[0]
     # One threshold per neuron (binary outputs): 8 neurons on 2 lanes are 4 groups.
     width = 2 * layer.threshold_bits

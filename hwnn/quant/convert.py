@@ -30,11 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ParameterError
+from ..ir import Dense, Network, Requant, TensorFormat, accumulator_range
+from ..ir.formats import Format, Rounding, round_values, signed_bits_for
 from .compress import prune_masks, share_weights
 from .floatnet import FloatDense, FloatNetwork
 from .fold import requant_for, stage_function, thresholds_for
-from .formats import Format, Rounding, round_values, signed_bits_for
-from .ir import Dense, Network, Requant, TensorFormat, accumulator_range
 from .quantizers import QuantParams, affine_params, binarize, calibrate, quantize, ternarize
 
 __all__ = ["BIAS_HEADROOM_BITS", "CalibrationWarning", "QuantOptions", "prune_network",

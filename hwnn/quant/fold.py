@@ -10,9 +10,9 @@ scale ``acc * ratio`` by an integer multiplier and shift.
 
 import numpy as np
 
+from ..ir import Thresholds
+from ..ir.formats import Format, Overflow, Rounding, round_values
 from .floatnet import ACTIVATIONS, BatchNorm
-from .formats import Format, Overflow, Rounding, round_values
-from .ir import Thresholds
 
 __all__ = ["requant_for", "stage_function", "thresholds_for"]
 

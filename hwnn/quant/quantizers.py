@@ -1,4 +1,4 @@
-"""Quantizers: real tensors to integer codes of a :class:`~hwnn.quant.formats.Format`.
+"""Quantizers: real tensors to integer codes of a :class:`~hwnn.ir.formats.Format`.
 
 Affine quantization follows QONNX's ``Quant`` op: ``code = fit(round(x / scale + zero_point))``
 and ``x ~ (code - zero_point) * scale``, per tensor or per channel along one axis. Binary and
@@ -11,7 +11,7 @@ from functools import partial
 
 import numpy as np
 
-from .formats import Format, Overflow, Rounding, round_values
+from ..ir.formats import Format, Overflow, Rounding, round_values
 
 __all__ = ["QuantParams", "affine_params", "binarize", "calibrate", "dequantize", "quantize",
            "ternarize"]

@@ -6,9 +6,9 @@ with per-channel multipliers, accumulator outputs) without needing a trained mod
 
 import numpy as np
 
+from ..ir import Dense, Network, Requant, TensorFormat, Thresholds, accumulator_range
+from ..ir.formats import Format, signed_bits_for
 from .compress import share_weights
-from .formats import Format, signed_bits_for
-from .ir import Dense, Network, Requant, TensorFormat, Thresholds, accumulator_range
 
 __all__ = ["SAMPLE_NETWORKS", "random_dense", "random_network", "sample_network"]
 

@@ -10,7 +10,7 @@ from amaranth import *
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..quant.ir import Network
+from ..ir import Network
 from .folding import LayerFold
 from .layouts import Beat
 from .mvau import MatrixVectorUnit
@@ -29,7 +29,7 @@ class DataflowAccelerator(wiring.Component):
 
     Parameters
     ----------
-    network : :class:`~hwnn.quant.ir.Network`
+    network : :class:`~hwnn.ir.Network`
     folding : one :class:`~hwnn.rtl.folding.LayerFold` per layer.
     ram_style : where the weight memories go (see :data:`~hwnn.rtl.mvau.RAM_STYLES`).
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ParameterError
-from ..quant.ir import Network
+from ..ir import Network
 
 __all__ = ["LayerFold", "auto_folding", "cycle_targets", "fold_from_file", "fold_from_mapping",
            "folding_cycles", "folding_for_cycles", "fully_parallel", "unfolded"]

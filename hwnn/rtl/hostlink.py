@@ -13,7 +13,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..hostproto import REPLY_SYNC, REQUEST_SYNC, TIMEOUT_BYTES, crc8, payload_bytes
-from ..quant.formats import Format
+from ..ir.formats import Format
 from .layouts import Beat
 from .uart import UartRx, UartTx
 from .fifo import FlagFIFO

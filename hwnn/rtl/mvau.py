@@ -20,8 +20,8 @@ from amaranth import *
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..quant.formats import Format
-from ..quant.ir import Dense
+from ..ir import Dense
+from ..ir.formats import Format
 from .arith import pipelined_sum, tree_levels
 from .layouts import Beat, pack_values
 from .stage import OutputStage, parameter_bits, stage_latency
@@ -88,7 +88,7 @@ class MatrixVectorUnit(wiring.Component):
 
     Parameters
     ----------
-    layer : :class:`~hwnn.quant.ir.Dense`
+    layer : :class:`~hwnn.ir.Dense`
     pe, simd : folding; ``pe`` divides the rows, ``simd`` the columns.
     ram_style : where the weight memory goes (:data:`RAM_STYLES`); ``"auto"`` lets Yosys
         choose, which for shallow, wide memories is often logic.

@@ -25,8 +25,8 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from ..quant.formats import Format
-from ..quant.ir import Network
+from ..ir import Network
+from ..ir.formats import Format
 from .arith import select
 from .layouts import Beat, pack_values
 from .stage import OutputStage

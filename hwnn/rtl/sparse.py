@@ -42,9 +42,9 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
+from ..ir import Dense, Network, Requant
+from ..ir.formats import Format
 from ..quant.csc import CscMatrix, encode
-from ..quant.formats import Format
-from ..quant.ir import Dense, Network, Requant
 from .arith import select
 from .layouts import Beat, pack_values
 from .params import check_positive_int

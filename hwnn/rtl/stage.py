@@ -21,8 +21,8 @@ from amaranth import *
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..quant.formats import Format, signed_bits_for
-from ..quant.ir import Dense, Requant, Thresholds
+from ..ir import Dense, Requant, Thresholds
+from ..ir.formats import Format, signed_bits_for
 from .arith import adder_tree, popcount
 from .layouts import pack_values
 

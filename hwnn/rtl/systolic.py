@@ -24,7 +24,7 @@ from amaranth import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..quant.formats import Format, signed_bits_for
+from ..ir.formats import Format, signed_bits_for
 from .params import check_positive_int
 
 __all__ = ["SystolicArray", "SystolicParams"]

@@ -8,7 +8,7 @@ encode values back into a stream format.
 
 from amaranth import *
 
-from ..quant.formats import Format, signed_bits_for
+from ..ir.formats import Format, signed_bits_for
 
 __all__ = ["decode_codes", "encode_value", "holding_format", "resize"]
 

@@ -96,7 +96,8 @@ def test_csc_interleaves_rows_across_pes_and_counts_bits():
 
 
 def test_quantize_network_prunes_shares_and_the_ir_keeps_the_codebook(tmp_path):
-    from hwnn.quant import FloatDense, FloatNetwork, Network, QuantOptions, quantize_network
+    from hwnn.ir import Network
+    from hwnn.quant import FloatDense, FloatNetwork, QuantOptions, quantize_network
     from hwnn.sim.golden import run_network
 
     rng = np.random.default_rng(3)
@@ -131,7 +132,7 @@ def test_quant_options_refuse_bad_compression(kwargs, message):
 
 
 def test_ir_refuses_weights_outside_their_codebook():
-    from hwnn.quant.ir import Dense
+    from hwnn.ir import Dense
     from hwnn.quant.synthetic import random_dense
 
     layer = random_dense(np.random.default_rng(0), 4, 3, in_format="uint4",
@@ -144,9 +145,9 @@ def test_ir_refuses_weights_outside_their_codebook():
 
 
 def test_compression_table_adds_up():
+    from hwnn.ir import Network
     from hwnn.quant.synthetic import random_dense
     from hwnn.report import compression_table
-    from hwnn.quant.ir import Network
 
     layer = random_dense(np.random.default_rng(0), 32, 8, in_format="uint4",
                          weight_format="int4", stage="accumulator")

@@ -8,10 +8,10 @@ the float stage on the integer accumulators they receive).
 import numpy as np
 import pytest
 
+from hwnn.ir import Network, Requant, Thresholds
+from hwnn.ir.formats import Format
 from hwnn.quant.convert import QuantOptions, quantize_network
 from hwnn.quant.floatnet import BatchNorm, FloatDense, FloatNetwork
-from hwnn.quant.formats import Format
-from hwnn.quant.ir import Network, Requant, Thresholds
 from hwnn.sim.golden import run_network
 
 #: The activations, written independently of hwnn.quant.floatnet.

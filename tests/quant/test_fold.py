@@ -11,10 +11,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from hwnn.ir import Requant, Thresholds
+from hwnn.ir.formats import Format, Rounding
 from hwnn.quant.floatnet import BatchNorm
 from hwnn.quant.fold import requant_for, stage_function, thresholds_for
-from hwnn.quant.formats import Format, Rounding
-from hwnn.quant.ir import Requant, Thresholds
 from hwnn.sim.golden import requantize, threshold
 
 FORMATS = {"uint2": Format.uint(2), "uint4": Format.uint(4), "int4": Format.int(4),

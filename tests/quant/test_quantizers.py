@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwnn.quant.formats import Format, Overflow, Rounding
+from hwnn.ir.formats import Format, Overflow, Rounding
 from hwnn.quant.quantizers import (QuantParams, affine_params, binarize, calibrate, dequantize,
                                    quantize, ternarize)
 

@@ -14,9 +14,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 
+from hwnn.ir.formats import signed_bits_for
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.quant.convert import BIAS_HEADROOM_BITS
-from hwnn.quant.formats import signed_bits_for
 from hwnn.report import float_predictions, golden_predictions
 from hwnn.sim.golden import run_network
 

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from hwnn.quant.ir import Network
+from hwnn.ir import Network
 from hwnn.quant.synthetic import SAMPLE_NETWORKS, random_dense, sample_network
 from hwnn.rtl.overlay import OverlayParams, SystolicOverlay, schedule
 from hwnn.sim.beats import vectors_to_beats

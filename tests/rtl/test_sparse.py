@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from hwnn.ir import Dense, Network
 from hwnn.quant.csc import decode
-from hwnn.quant.ir import Dense, Network
 from hwnn.quant.synthetic import SAMPLE_NETWORKS, random_network
 from hwnn.rtl.sparse import (SparseAccelerator, SparseParams, estimate, ideal_cycles,
                              plan_layers)

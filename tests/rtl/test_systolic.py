@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hwnn.quant.formats import Format
+from hwnn.ir.formats import Format
 from hwnn.rtl.systolic import SystolicArray, SystolicParams
 
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from hwnn.quant.formats import Format
-from hwnn.quant.ir import Dense, Network, Requant, TensorFormat, Thresholds
+from hwnn.ir import Dense, Network, Requant, TensorFormat, Thresholds
+from hwnn.ir.formats import Format
 from hwnn.sim.golden import (LayerTrace, dense_accumulate, output_stage, requantize, run_network,
                              threshold)
 

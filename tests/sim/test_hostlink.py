@@ -31,7 +31,7 @@ def board(design):
 
 def test_frames_round_trip_every_format():
     for name in ("int8", "uint3", "ternary", "binary"):
-        from hwnn.quant.formats import Format
+        from hwnn.ir.formats import Format
         fmt = Format.parse(name)
         codes = fmt.level_value(np.random.default_rng(0).integers(0, fmt.levels, size=13))
         assert list(unpack_vector(pack_vector(codes, fmt), fmt, 13)) == list(codes)

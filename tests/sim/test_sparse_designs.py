@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from hwnn.generate import generate, load_design
+from hwnn.ir import Dense, Network
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
-from hwnn.quant.ir import Dense, Network
 from hwnn.quant.synthetic import random_network
 from hwnn.rtl.sparse import SparseParams, estimate, plan_layers
 from hwnn.sim.simulate import simulate

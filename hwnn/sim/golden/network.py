@@ -5,15 +5,28 @@ on the last axis, and computes exactly what the hardware computes: no floats any
 """
 
 from dataclasses import dataclass
+from functools import singledispatch
 
 import numpy as np
 
-from hwnn.quant.ir import Dense, Network, Requant, Thresholds
+from hwnn.ir import Dense, Layer, Network, Requant, Thresholds
 
-__all__ = ["LayerTrace", "dense_accumulate", "output_stage", "requantize", "run_network",
-           "threshold"]
+__all__ = ["LayerTrace", "accumulate", "dense_accumulate", "output_stage", "requantize",
+           "run_network", "threshold"]
 
 
+@singledispatch
+def accumulate(layer: Layer, codes) -> np.ndarray:
+    """Accumulators of ``layer`` on input ``codes`` (batch axes first, then the layer's input
+    shape): the golden function of the layer's kind, registered with
+    ``@accumulate.register`` on its class. Its output stage then applies
+    (:func:`output_stage`)."""
+    raise TypeError(f"The golden model has no function for layer kind "
+                    f"{getattr(layer, 'kind', None)!r} ({type(layer).__qualname__}): register "
+                    f"one with @hwnn.sim.golden.accumulate.register")
+
+
+@accumulate.register
 def dense_accumulate(layer: Dense, codes) -> np.ndarray:
     """Accumulators ``codes @ weights.T + bias`` of a dense layer."""
     return np.asarray(codes, dtype=np.int64) @ layer.weights.T + layer.bias
@@ -37,7 +50,7 @@ def requantize(acc, stage: Requant) -> np.ndarray:
     return np.clip(scaled + stage.zero_point, stage.lo, stage.hi)
 
 
-def output_stage(layer: Dense, acc) -> np.ndarray:
+def output_stage(layer: Layer, acc) -> np.ndarray:
     """Output codes of a layer from its accumulators."""
     if isinstance(layer.stage, Thresholds):
         return threshold(acc, layer.stage, layer.output.format)
@@ -59,9 +72,10 @@ def _check_codes(network: Network, codes) -> np.ndarray:
     if codes.dtype.kind not in "iu":
         raise TypeError(f"Input codes must be integers, not {codes.dtype} values; quantize real "
                         f"inputs with Network.quantize_input()")
-    if codes.ndim not in (1, 2) or codes.shape[-1] != network.in_features:
-        raise ValueError(f"Input codes must have shape ({network.in_features},) or "
-                         f"(N, {network.in_features}), not {codes.shape}")
+    shape = network.input_shape
+    if codes.shape not in (shape, codes.shape[:1] + shape):
+        raise ValueError(f"Input codes must have shape {shape} or "
+                         f"(N, {', '.join(map(str, shape))}), not {codes.shape}")
     codes = codes.astype(np.int64)
     fmt = network.input.format
     if not fmt.contains(codes):
@@ -75,7 +89,8 @@ def _check_codes(network: Network, codes) -> np.ndarray:
 
 
 def run_network(network: Network, codes, *, trace=False):
-    """Run ``network`` on input codes (``(in,)`` or ``(N, in)``).
+    """Run ``network`` on input codes (of the network's input shape, ``(in,)`` for a dense
+    first layer, or a batch ``(N, in)`` of them), each layer with its kind's golden function.
 
     Returns the output codes, or with ``trace`` a pair ``(outputs, [LayerTrace, ...])``.
     """
@@ -84,7 +99,7 @@ def run_network(network: Network, codes, *, trace=False):
     x = _check_codes(network, codes)
     traces = []
     for layer in network.layers:
-        acc = dense_accumulate(layer, x)
+        acc = accumulate(layer, x)
         x = output_stage(layer, acc)
         if trace:
             traces.append(LayerTrace(layer.name, acc, x))

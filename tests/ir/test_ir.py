@@ -1,17 +1,17 @@
-"""The quantized-network IR (hwnn.quant.ir): validation, accumulator bounds and the file."""
+"""The quantized-network IR (hwnn.ir): validation, accumulator bounds and the file."""
 
 import io
 import json
 import re
 import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hwnn.quant.formats import Format
-from hwnn.quant.ir import (Dense, Network, Requant, TensorFormat, Thresholds,
-                           accumulator_range)
+from hwnn.ir import Dense, Network, Requant, TensorFormat, Thresholds, accumulator_range
+from hwnn.ir.formats import Format
 from hwnn.sim.golden import dense_accumulate
 
 BINARY, TERNARY = Format.binary(), Format.ternary()
@@ -77,6 +77,31 @@ def assert_same_network(a: Network, b: Network):
 
 
 # Files ----------------------------------------------------------------------------------------
+
+#: A version-1 file written by hwnn 898661d (before the IR left ``hwnn.quant``) from
+#: :func:`version1_network`, with ``python tests/ir/test_ir.py``. Keep it as it is: a file
+#: format change bumps the version, and version-1 files must still load.
+VERSION1_FILE = Path(__file__).parent / "data" / "mixed-v1.hwnn.npz"
+
+
+def version1_network():
+    """:func:`mixed_network` with a codebook on layer ``l2``: every stage, an optional array."""
+    network = mixed_network()
+    l2 = network.layers[2]
+    l2 = replace(l2, codebook=np.unique(l2.weights[l2.weights != 0]))
+    return Network(network.name, (*network.layers[:2], l2, network.layers[3]), network.info)
+
+
+def test_version1_files_load(tmp_path):
+    loaded = Network.load(VERSION1_FILE)
+    expected = version1_network()
+    assert_same_network(loaded, expected)
+    assert np.array_equal(loaded.layers[2].codebook, expected.layers[2].codebook)
+    assert [layer.codebook for layer in (loaded.layers[0], loaded.layers[1], loaded.layers[3])] \
+        == [None, None, None]
+    # The format is unchanged: the same network still gives the same bytes.
+    assert loaded.save(tmp_path / "again.hwnn.npz").read_bytes() == VERSION1_FILE.read_bytes()
+
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_round_trip_is_exact(tmp_path, seed):
@@ -616,3 +641,15 @@ def test_network_properties_and_io_helpers():
         network.quantize_input([1.0, 2.0, 3.0])
     binary_net = Network("b", mixed_network().layers[1:2])
     assert binary_net.quantize_input([0.0, -0.1, 2.0]).tolist() == [1, -1, 1]
+
+
+
+def test_layer_table_shows_each_layer_shape():
+    from hwnn.report import layer_table
+    rows = layer_table(mixed_network()).splitlines()
+    assert rows[0].split()[:2] == ["layer", "shape"]
+    assert [row.split()[:2] for row in rows[1:5]] == [["l0", "4->3"], ["l1", "3->4"],
+                                                      ["l2", "4->5"], ["l3", "5->2"]]
+
+if __name__ == "__main__":
+    version1_network().save(VERSION1_FILE)

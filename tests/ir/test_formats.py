@@ -13,7 +13,7 @@ from amaranth.hdl import signed, unsigned
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwnn.quant.formats import Format, Overflow, Rounding, round_values, signed_bits_for
+from hwnn.ir.formats import Format, Overflow, Rounding, round_values, signed_bits_for
 
 pytestmark = pytest.mark.filterwarnings("error")
 

@@ -1,0 +1,126 @@
+"""A quantized network: a chain of layers, and its file."""
+
+import json
+import math
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ParameterError
+from .checks import check_name
+from .layer import LAYER_KINDS
+from .serialization import read_network, write_network
+from .tensors import TensorFormat, shape_text
+
+__all__ = ["Network"]
+
+
+@dataclass(frozen=True, eq=False)
+class Network:
+    """A quantized network: layers that chain (each layer's input shape and format are the
+    previous layer's output shape and format), a name, and free-form JSON ``info`` (where it
+    came from, quantization options, float accuracy)."""
+    name:   str
+    layers: tuple
+    info:   dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_name(self.name, "Network name")
+        layers = tuple(self.layers)
+        if not layers:
+            raise ValueError("A network needs at least one layer")
+        for layer in layers:
+            if not isinstance(layer, tuple(LAYER_KINDS.values())):
+                raise TypeError(f"Network layers must be IR layers, not {layer!r}")
+        names = [layer.name for layer in layers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Layer names must be unique, not {names}")
+        for before, after in pairwise(layers):
+            if after.input_shape != before.output_shape:
+                raise ValueError(f"Layer {after.name!r} takes {shape_text(after.input_shape)} "
+                                 f"inputs but layer {before.name!r} gives "
+                                 f"{shape_text(before.output_shape)}")
+            if after.input != before.output:
+                raise ValueError(f"Layer {after.name!r} expects inputs {after.input} but layer "
+                                 f"{before.name!r} gives {before.output}")
+        try:
+            json.dumps(self.info, sort_keys=True)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"Network info must be JSON-serializable: {error}") from None
+        object.__setattr__(self, "layers", layers)
+
+    @property
+    def input(self) -> TensorFormat:
+        return self.layers[0].input
+
+    @property
+    def output(self) -> TensorFormat:
+        return self.layers[-1].output
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one input (the first layer's input shape)."""
+        return self.layers[0].input_shape
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Shape of one output (the last layer's output shape)."""
+        return self.layers[-1].output_shape
+
+    @property
+    def in_features(self) -> int:
+        """Input codes per inference (the input shape flattened)."""
+        return math.prod(self.input_shape)
+
+    @property
+    def out_features(self) -> int:
+        """Output codes per inference (the output shape flattened)."""
+        return math.prod(self.output_shape)
+
+    def quantize_input(self, x) -> np.ndarray:
+        """Input codes of real inputs ``x`` (round half to even, saturate)."""
+        from ..quant.quantizers import QuantParams, quantize
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape[-1:] != (self.in_features,):
+            raise ValueError(f"Inputs must have {self.in_features} features on the last axis, "
+                             f"not shape {x.shape}")
+        if self.input.format.kind == "bipolar":
+            return np.where(x >= 0, 1, -1).astype(np.int64)
+        return quantize(x, self.input.format,
+                        QuantParams(self.input.scale, self.input.zero_point))
+
+    def dequantize_output(self, codes) -> np.ndarray:
+        """Real values of output codes."""
+        return self.output.dequantize(codes)
+
+    # Files ------------------------------------------------------------------------------------
+
+    def save(self, path) -> Path:
+        """Write the network to ``path`` (a ``.hwnn.npz``, see :mod:`hwnn.ir.serialization`)
+        atomically; return the path."""
+        path = Path(path)
+        write_network(path, self.name, self.info, self.layers)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Network":
+        """Read a network written by :meth:`save`, validating everything (ValueError naming
+        the file and what is wrong)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"No network file at {str(path)!r}")
+        try:
+            return cls(*read_network(path))
+        except ParameterError as error:
+            # Earlier versions of hwnn accepted any name.
+            raise ValueError(f"{str(path)!r} is not a valid hwnn network: {error} (quantize the "
+                             f"model again with another name)") from None
+        # zipfile raises zlib.error for a corrupt deflate stream, RuntimeError for an encrypted
+        # member and NotImplementedError (a RuntimeError) for an unknown compression method.
+        except (ValueError, TypeError, KeyError, OSError, EOFError, RuntimeError,
+                zipfile.BadZipFile, zlib.error) as error:
+            raise ValueError(f"{str(path)!r} is not a valid hwnn network: {error}") from None
