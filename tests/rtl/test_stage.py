@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from amaranth import Signal
+from amaranth import Signal, Value
 from amaranth.back import verilog
 from amaranth.sim import Simulator
 
@@ -178,8 +178,8 @@ def test_threshold_search_matches_golden(out_format, edges, pipelined):
 
 def _verilog(stage):
     """The stage's Verilog (ports: its signals; ``i_acc.ready`` is a constant)."""
-    ports = [value for _, _, value in stage.signature.flatten(stage)
-             if isinstance(value, Signal)]
+    ports = [Value.cast(value) for _, _, value in stage.signature.flatten(stage)
+             if isinstance(Value.cast(value), Signal)]
     return verilog.convert(stage, name="stage", ports=ports, emit_src=False)
 
 
