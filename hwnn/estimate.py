@@ -167,18 +167,24 @@ def _new(names):
 
 
 def _stage(features, memories, layer, lanes, family, pipelined=False):
-    """The output stage of ``layer`` on ``lanes`` channels: comparators or requantization
-    multipliers (one per accumulator piece when ``pipelined``), and its parameter memories;
-    a pipelined stage's extra registers go to ``register_bits``."""
-    from .rtl.stage import accumulator_pieces, parameter_words
+    """The output stage of ``layer`` on ``lanes`` channels: threshold comparators (one per
+    search step and lane) or requantization multipliers (one per accumulator piece when
+    ``pipelined``), and its parameter memories; the registers of a threshold search's later
+    steps (accumulators and level bits) and a pipelined stage's extra registers go to
+    ``pipeline_bits``."""
+    from .rtl.stage import accumulator_pieces, parameter_words, search_steps
     stage = layer.stage
     words = parameter_words(layer, lanes)
     if isinstance(stage, Thresholds):
-        # A comparator bit against a threshold bit that is the same in every group (always so
-        # for a one-group, constant memory) costs half of one that varies.
-        width, group_words = words["thresholds"]
-        varying = _varying_columns(group_words, width)
-        features["compare_bits"] += varying + 0.5 * (width - varying)
+        for name, (width, rom) in words.items():
+            if name.startswith("thresholds"):
+                # A comparator bit against a threshold bit that is the same at every address
+                # (always so for a one-word ROM) costs half of one that varies.
+                varying = _varying_columns(rom, width)
+                features["compare_bits"] += varying + 0.5 * (width - varying)
+        steps = search_steps(layer)
+        features["pipeline_bits"] += ((2 if pipelined else 1) * lanes * (steps - 1)
+                                      * (layer.acc_bits + steps / 2))
     elif isinstance(stage, Requant):
         pieces = (accumulator_pieces(layer.acc_bits) if pipelined
                   else [(0, layer.acc_bits, True)])
@@ -270,8 +276,8 @@ def _dataflow(network, family, fold="auto", max_lanes=256):
 
 
 _SYSTOLIC = ("unit", "cells", "dsp_lanes", "dsp_requant", "lut_mult_bits", "cell_bits",
-             "edge_bits", "compare_bits", "requant_bits", "rom_luts", "ram_bits", "lutram_cells",
-             "blocks")
+             "edge_bits", "compare_bits", "pipeline_bits", "requant_bits", "rom_luts", "ram_bits",
+             "lutram_cells", "blocks")
 
 
 def _systolic(network, family, array="8x8", batch=16):
@@ -305,8 +311,8 @@ def _systolic(network, family, array="8x8", batch=16):
 
 
 _SPARSE = ("unit", "pes", "dsp_lanes", "dsp_requant", "lut_mult_bits", "pe_bits",
-           "readout_bits", "compare_bits", "requant_bits", "rom_luts", "ram_bits", "lutram_cells",
-           "blocks")
+           "readout_bits", "compare_bits", "pipeline_bits", "requant_bits", "rom_luts",
+           "ram_bits", "lutram_cells", "blocks")
 
 
 def _sparse(network, family, pes=8, queue_depth=8, index_bits=4):

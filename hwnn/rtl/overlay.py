@@ -25,11 +25,11 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from ..ir import Network
+from ..ir import Dense, Network
 from ..ir.formats import Format
 from .arith import select
 from .layouts import Beat, pack_values
-from .stage import OutputStage
+from .stage import OutputStage, stage_latency
 from .params import check_positive_int
 from .systolic import SystolicArray, SystolicParams
 from .values import decode_codes, encode_value, holding_format, resize
@@ -64,10 +64,10 @@ def _value_format(network: Network):
 READ_STAGES = 2
 
 
-def drain_cycles(size: int) -> int:
-    """Cycles a layer waits after its last row, until its results are written (memory read,
-    array, accumulator, output stage, write) and the next layer may read them."""
-    return READ_STAGES + 2 * size + 1 + 3 + 2
+def drain_cycles(size: int, layer: Dense) -> int:
+    """Cycles ``layer`` waits after its last row, until its results are written (memory read,
+    array, accumulator, the layer's output stage, write) and the next layer may read them."""
+    return READ_STAGES + 2 * size + 1 + stage_latency(layer) + 2
 
 
 def _run_cycles(tiles: int, size: int, rows: int) -> int:
@@ -101,7 +101,7 @@ def schedule(network: Network, params: OverlayParams, batch: int | None = None) 
     for layer in network.layers:
         kt_count = math.ceil(layer.in_features / size)
         tiles = kt_count * math.ceil(layer.out_features / size)
-        cycles = _run_cycles(tiles, size, batch) + drain_cycles(size) + 1
+        cycles = _run_cycles(tiles, size, batch) + drain_cycles(size, layer) + 1
         macs = batch * layer.in_features * layer.out_features
         layers.append({"name": layer.name, "tiles": tiles, "cycles": cycles,
                        "busy": tiles * batch, "macs": macs,
@@ -518,7 +518,8 @@ class SystolicOverlay(wiring.Component):
                     rw_bank.eq(0), rw_m.eq(0), rw_kt.eq(0), rw_nt.eq(0), rw_addr.eq(0),
                     gap.eq(0)]
 
-        drain = Signal(range(drain_cycles(size) + 1))
+        drains = [drain_cycles(size, ir_layer) for ir_layer in network.layers]
+        drain = Signal(range(max(drains) + 1))
         with m.Switch(phase):
             with m.Case(LOAD):
                 with m.If(closing):
@@ -529,7 +530,8 @@ class SystolicOverlay(wiring.Component):
                 # Done when every row is issued and every weight beat (the last tile's load
                 # may still run when its rows, fewer than its height, are all issued).
                 with m.If(~ld_busy & ~rw_busy):
-                    m.d.sync += [phase.eq(DRAIN), drain.eq(drain_cycles(size))]
+                    m.d.sync += [phase.eq(DRAIN), drain.eq(select(layer, [
+                        Const(cycles, drain.shape()) for cycles in drains]))]
             with m.Case(DRAIN):
                 m.d.sync += drain.eq(drain - 1)
                 with m.If(drain == 0):

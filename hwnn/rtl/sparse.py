@@ -42,13 +42,13 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from ..ir import Dense, Network, Requant
+from ..ir import Dense, Network
 from ..ir.formats import Format
 from ..quant.csc import CscMatrix, encode
 from .arith import select
 from .layouts import Beat, pack_values
 from .params import check_positive_int
-from .stage import OutputStage
+from .stage import OutputStage, stage_latency
 from .values import decode_codes, encode_value, holding_format, resize
 from .widthconv import WordSplitter
 
@@ -129,17 +129,17 @@ def _readout_lengths(network: Network, pes):
     return [max(groups[i], groups[(i + 1) % len(groups)]) for i in range(len(groups))]
 
 
-#: Cycles of a layer besides its scan, its entries and its read-out: the way of the last
-#: column through the queue, the pointer read, the column FIFO and the fetcher, the entry
-#: pipeline, the end-of-layer check, the read-out pipeline, the output stage and the step to
-#: the next layer (measured in Amaranth's simulator).
-_FIXED_OVERHEAD = 17
+#: Cycles of a layer besides its scan, its entries, its read-out and its output stage's
+#: latency: the way of the last column through the queue, the pointer read, the column FIFO
+#: and the fetcher, the entry pipeline, the end-of-layer check, the read-out pipeline and the
+#: step to the next layer (measured in Amaranth's simulator).
+_FIXED_OVERHEAD = 15
 
 
 def layer_overhead(network: Network, params: SparseParams) -> list[int]:
     """Cycles each layer spends beyond its scan: the PE pipeline's drain, the read-out and the
     output stage."""
-    return [length + _FIXED_OVERHEAD + (1 if isinstance(layer.stage, Requant) else 0)
+    return [length + _FIXED_OVERHEAD + stage_latency(layer)
             for length, layer in zip(_readout_lengths(network, params.pes), network.layers,
                                      strict=True)]
 
@@ -659,10 +659,12 @@ class SparseAccelerator(wiring.Component):
         ]
         wiring.connect(m, splitter.o_stream, wiring.flipped(self.o_stream))
 
-        # The sequencer: scan until every PE is idle, read out, let the stage settle.
+        # The sequencer: scan until every PE is idle, read out, let the stage settle (until
+        # it has written the last group).
         all_idle = Cat(*(pe.idle for pe in self.pes)).all()
         out_room = (layer != count - 1) | (out_fifo.level == 0)
-        settle = Signal(range(5))
+        latencies = [stage_latency(ir_layer) for ir_layer in layers]
+        settle = Signal(range(max(latencies) + 1))
         with m.Switch(phase):
             with m.Case(LOAD):
                 m.d.sync += r_index.eq(r_index + 1)
@@ -675,7 +677,8 @@ class SparseAccelerator(wiring.Component):
                 m.d.sync += r_index.eq(r_index + 1)
                 with m.If(r_index == select(layer, [Const(n - 1, range(max(lengths)))
                                                     for n in lengths])):
-                    m.d.sync += [phase.eq(SETTLE), settle.eq(3)]
+                    m.d.sync += [phase.eq(SETTLE), settle.eq(select(layer, [
+                        Const(latency, settle.shape()) for latency in latencies]))]
             with m.Case(SETTLE):
                 m.d.sync += settle.eq(settle - 1)
                 with m.If(settle == 0):

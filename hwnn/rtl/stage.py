@@ -5,7 +5,8 @@ channels ``g * lanes .. g * lanes + lanes - 1`` (channels past the layer's last 
 give unspecified values). Per-channel parameters live in ROMs indexed by the group:
 
 * thresholds: ``level = #(t <= acc)`` (``#(acc <= t)`` on descending channels), output value
-  ``out_format.min_value + step * level``;
+  ``out_format.min_value + step * level``, found by a binary search over the sorted
+  thresholds (see below);
 * requantization: ``clamp(((acc * M + 2**(s-1)) >> s) + zero_point, lo, hi)``, with a constant
   shift when the layer's shifts are all equal;
 * no stage: the value is the accumulator.
@@ -13,7 +14,18 @@ give unspecified values). Per-channel parameters live in ROMs indexed by the gro
 A ``pipelined`` stage (the dataflow engine's) registers every parameter read before it is used
 (a block RAM output register), multiplies each 16-bit piece of the accumulator separately
 (one DSP block per piece, registered at its output and again in logic) and rounds, shifts
-and clamps in two steps: one more cycle for thresholds, three more for requantization.
+and clamps in two steps: three more cycles for requantization.
+
+A threshold stage with ``n`` thresholds per channel searches them in ``k = n.bit_length()``
+steps, as FINN's ``thresholding_binary_search`` does: step ``j`` compares the accumulator with
+one threshold, read from the lane's ROM of step ``j`` (``2**j`` words per group) at the
+address made of the group and the ``j`` level bits found so far, and finds the next level bit.
+A descending channel stores its thresholds bitwise inverted (``~t``, ascending) and inverts
+the accumulator (``acc <= t`` is ``~t <= ~acc``); missing thresholds (``n < 2**k - 1``) are
+the largest threshold code, above every accumulator. A step takes a cycle (a ROM read), two
+when ``pipelined`` (the read registered); so a threshold stage has ``k + 1`` cycles of
+latency, ``2 * k + 1`` pipelined, one comparator per step and lane, and ROMs of
+``2**k - 1`` thresholds per channel in all.
 """
 
 import numpy as np
@@ -23,44 +35,81 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir import Dense, Requant, Thresholds
 from ..ir.formats import Format, signed_bits_for
-from .arith import adder_tree, popcount
+from .arith import adder_tree
 from .layouts import pack_values
 
-__all__ = ["OutputStage", "PIECE_BITS", "accumulator_pieces", "parameter_bits",
-           "parameter_words", "stage_latency"]
+__all__ = ["PIECE_BITS", "OutputStage", "accumulator_pieces", "parameter_bits",
+           "parameter_words", "search_steps", "stage_latency"]
 
 #: Accumulator bits per requantization multiplier of a pipelined stage: a piece and the
 #: multiplier fit one ECP5 MULT18X18D or iCE40 SB_MAC16 for multipliers of up to 16 bits.
 PIECE_BITS = 16
 
 
-def parameter_words(layer: Dense, lanes: int) -> dict:
-    """ROM images of a layer's output-stage parameters for ``lanes`` channels per word:
-    ``{name: (width, [word per group])}``, channels past the last padded with zeros."""
+def search_steps(layer: Dense) -> int:
+    """Steps of the binary search of ``layer``'s threshold stage (0 without thresholds)."""
+    if not isinstance(layer.stage, Thresholds):
+        return 0
+    return layer.stage.values.shape[1].bit_length()
+
+
+def _search_words(layer: Dense, lanes: int) -> list[list[list[int]]]:
+    """The threshold ROM images, ``[step][lane] -> [word]`` (see the module's description):
+    word ``g * 2**j + q`` of step ``j`` is threshold ``(2 * q + 1) * 2**(k - j - 1)`` (from
+    1) of the lane's channel in group ``g``."""
+    stage = layer.stage
+    if not isinstance(stage, Thresholds):
+        return []
+    channels = -(-layer.out_features // lanes) * lanes
+    t_fmt = Format.int(layer.threshold_bits)
+    steps = search_steps(layer)
+    # Ascending in every channel; padded to 2**steps - 1 thresholds, and to whole groups,
+    # with the largest code, which no accumulator (nor its inverse) reaches.
+    search = np.full((channels, (1 << steps) - 1), t_fmt.max_value, dtype=np.int64)
+    search[:layer.out_features, :stage.values.shape[1]] = np.where(
+        stage.descending[:, None], ~stage.values, stage.values)
+    patterns = t_fmt.encode(search)
+    roms = []
+    for step in range(steps):
+        span = 1 << (steps - step)
+        compared = patterns[:, span // 2 - 1::span]
+        roms.append([[int(word) for word in compared[p::lanes].reshape(-1)]
+                     for p in range(lanes)])
+    return roms
+
+
+def _group_words(layer: Dense, lanes: int) -> dict:
+    """The ROM images with a word per group: ``{name: (width, [word])}``, a field per lane,
+    channels past the last padded with zeros."""
     stage = layer.stage
     groups = -(-layer.out_features // lanes)
 
     def per_group(columns, width):
-        columns = np.asarray(columns)
-        padding = np.zeros((groups * lanes - columns.shape[0], *columns.shape[1:]),
-                           dtype=columns.dtype)
-        columns = np.concatenate([columns, padding])
-        return (lanes * width, [pack_values(columns[g * lanes:(g + 1) * lanes].reshape(-1), width)
+        columns = np.concatenate([columns, np.zeros(groups * lanes - len(columns),
+                                                    dtype=columns.dtype)])
+        return (lanes * width, [pack_values(columns[g * lanes:(g + 1) * lanes], width)
                                 for g in range(groups)])
 
     words = {}
-    if isinstance(stage, Thresholds):
-        t_fmt = Format.int(layer.threshold_bits)
-        count = stage.values.shape[1]
-        packed = np.array([pack_values(t_fmt.encode(row), t_fmt.width)
-                           for row in stage.values], dtype=object)
-        words["thresholds"] = per_group(packed, count * t_fmt.width)
-        if np.any(stage.descending):
-            words["descending"] = per_group(stage.descending.astype(np.int64), 1)
+    if isinstance(stage, Thresholds) and np.any(stage.descending):
+        words["descending"] = per_group(stage.descending.astype(np.int64), 1)
     elif isinstance(stage, Requant):
         words["multiplier"] = per_group(stage.multiplier, stage.mult_bits)
         if np.any(stage.shift != stage.shift[0]):
             words["shift"] = per_group(stage.shift, 6)
+    return words
+
+
+def parameter_words(layer: Dense, lanes: int) -> dict:
+    """ROM images of a layer's output-stage parameters for ``lanes`` channels:
+    ``{name: (width, [word per address])}``. Requantization parameters and threshold
+    directions have a word per group (a field per lane); the thresholds a ROM per search step
+    ``j`` and lane ``p``, ``thresholds{j}_{p}``, with ``2**j`` words per group (see the
+    module's description)."""
+    words = _group_words(layer, lanes)
+    for step, lane_words in enumerate(_search_words(layer, lanes)):
+        for p, rom in enumerate(lane_words):
+            words[f"thresholds{step}_{p}"] = (layer.threshold_bits, rom)
     return words
 
 
@@ -88,7 +137,7 @@ def stage_latency(layer: Dense, pipelined=False) -> int:
         return 2
     if isinstance(layer.stage, Requant):
         return 6 if pipelined else 3
-    return 3 if pipelined else 2
+    return search_steps(layer) * (2 if pipelined else 1) + 1
 
 
 def parameter_bits(layer: Dense, lanes: int) -> int:
@@ -143,25 +192,48 @@ class OutputStage(wiring.Component):
         """ROM images: ``{name: (width, [word per group])}``."""
         return parameter_words(self.layer, self.lanes)
 
-    def _threshold_value(self, acc, thresholds, descending):
-        layer = self.layer
-        t_bits = layer.threshold_bits
-        hits = []
-        for i in range(layer.stage.values.shape[1]):
-            t = thresholds[i * t_bits:(i + 1) * t_bits].as_signed()
-            hit = acc >= t
-            if descending is not None:
-                hit = Mux(descending, acc <= t, hit)
-            hits.append(hit)
-        out_fmt = layer.output.format
-        return out_fmt.step * popcount(Cat(*hits)) + out_fmt.min_value
+    def _read(self, m, name, width, words, address):
+        """The word of ROM ``name`` at ``address``, registered like every parameter (one
+        cycle later, two when pipelined)."""
+        rom = m.submodules[name] = memory.Memory(shape=unsigned(width), depth=len(words),
+                                                 init=[int(word) for word in words])
+        port = rom.read_port()
+        m.d.comb += port.addr.eq(address)
+        return _delayed(m, port.data, int(self.pipelined), name, reset_less=True)
+
+    def _search(self, m, acc):
+        """Each lane's level, ``#(t <= acc)`` over the lane's (ascending) search thresholds,
+        by the binary search of the module's description; ``acc`` are the accumulators one
+        step after the input, and the levels come :func:`search_steps` steps after it."""
+        layer, cycles = self.layer, self._cycles
+        group = self.i_acc.payload.group
+        levels = [Cat() for _ in range(self.lanes)]
+        roms = _search_words(layer, self.lanes)
+        for step, lane_words in enumerate(roms):
+            # The address: the group and the level bits found so far, for the next read.
+            thresholds = [self._read(m, f"thresholds{step}_{p}", layer.threshold_bits, words,
+                                     Cat(level, group)).as_signed()
+                          for p, (words, level) in enumerate(zip(lane_words, levels,
+                                                                 strict=True))]
+            if step:
+                acc = [_delayed(m, a, cycles, f"acc_{step}_{p}", self.pipelined)
+                       for p, a in enumerate(acc)]
+                levels = [_delayed(m, level, cycles, f"level_{step}_{p}", self.pipelined)
+                          for p, level in enumerate(levels)]
+            levels = [Cat(t <= a, level) for t, a, level in zip(thresholds, acc, levels,
+                                                                 strict=True)]
+            if step + 1 < len(roms):
+                group = _delayed(m, group, cycles, f"group_{step}", self.pipelined)
+        return levels
 
     @property
-    def _product_cycles(self):
+    def _cycles(self):
+        """Cycles of a search step (a ROM read) or of a product: one, two when pipelined
+        (registered again)."""
         return 2 if self.pipelined else 1
 
     def _products(self, m, acc, multipliers):
-        """Each lane's ``acc * multiplier`` :attr:`_product_cycles` later: one registered
+        """Each lane's ``acc * multiplier`` :attr:`_cycles` later: one registered
         product, or (pipelined) one product per accumulator piece, registered at the
         multiplier (a DSP block's output register) and again in logic, summed by the
         caller."""
@@ -195,13 +267,8 @@ class OutputStage(wiring.Component):
 
         # Cycle 1: the parameters arrive; register the accumulators beside them. Pipelined,
         # cycle 2: the parameters registered.
-        params = {}
-        for name, (width, words) in self.parameter_words().items():
-            rom = m.submodules[name] = memory.Memory(shape=unsigned(width), depth=len(words),
-                                                     init=[int(word) for word in words])
-            port = rom.read_port()
-            m.d.comb += port.addr.eq(self.i_acc.payload.group)
-            params[name] = delayed(port.data, int(self.pipelined), name, reset_less=True)
+        params = {name: self._read(m, name, width, words, self.i_acc.payload.group)
+                  for name, (width, words) in _group_words(layer, lanes).items()}
         lag = 1 + (self.pipelined and stage is not None)
         acc = delayed(self.i_acc.payload.acc, lag, "acc", reset_less=self.pipelined)
         valid = delayed(self.i_acc.valid, lag, "valid")
@@ -212,7 +279,7 @@ class OutputStage(wiring.Component):
             multipliers = [params["multiplier"][p * mult_bits:(p + 1) * mult_bits]
                            for p in range(lanes)]
             products = self._products(m, acc, multipliers)
-            cycles = self._product_cycles
+            cycles = self._cycles
             shifts = [delayed(params["shift"][p * 6:(p + 1) * 6], cycles, f"shift_{p}")
                       if "shift" in params else int(stage.shift[0]) for p in range(lanes)]
             valid = delayed(valid, cycles, "valid_product")
@@ -231,11 +298,13 @@ class OutputStage(wiring.Component):
             if self.pipelined:
                 valid, tag = delayed(valid, 1, "valid_scaled"), delayed(tag, 1, "tag_scaled")
         elif isinstance(stage, Thresholds):
-            t_width = self.parameter_words()["thresholds"][0] // lanes
-            results = [self._threshold_value(
-                acc[p], params["thresholds"][p * t_width:(p + 1) * t_width],
-                params["descending"][p] if "descending" in params else None)
-                for p in range(lanes)]
+            acc = [Mux(params["descending"][p], ~acc[p], acc[p]) if "descending" in params
+                   else acc[p] for p in range(lanes)]
+            levels = self._search(m, acc)
+            out_fmt = layer.output.format
+            results = [out_fmt.step * level + out_fmt.min_value for level in levels]
+            later = (search_steps(layer) - 1) * self._cycles
+            valid, tag = delayed(valid, later, "valid_search"), delayed(tag, later, "tag_search")
         else:
             results = [acc[p] for p in range(lanes)]
 

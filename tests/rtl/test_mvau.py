@@ -55,7 +55,7 @@ def test_matches_golden(shape, pe, simd, seed):
 
 
 @pytest.mark.parametrize("stage, out_format", [("requant", "uint4"), ("thresholds", "uint2"),
-                                               ("accumulator", None)])
+                                               ("thresholds", "uint8"), ("accumulator", None)])
 @pytest.mark.parametrize("pe, simd", [(1, 1), (2, 4), (4, 8)])
 def test_throughput_and_latency(stage, out_format, pe, simd):
     rng = np.random.default_rng(3)

@@ -157,6 +157,22 @@ def test_cycles_follow_the_work_and_the_estimate():
         assert counts[vector, 1:].tolist() == pytest.approx(estimated[1:], rel=0.1)
 
 
+def test_a_layer_waits_for_its_threshold_search():
+    """The same first layer with 255 thresholds per channel (a 9-cycle stage) and with 3 (a
+    3-cycle stage): it takes 6 cycles more, in the design and in the estimate."""
+    networks = [random_network(np.random.default_rng(0), [8, 6, 4],
+                               weight_formats=["int8", "int8"], act_formats=[acts],
+                               stages=["thresholds"]) for acts in ("uint8", "uint2")]
+    assert np.array_equal(networks[0].layers[0].weights, networks[1].layers[0].weights)
+    params = SparseParams(2, 4)
+    codes = random_codes(networks[0], 2)
+    counts = [measure_layer_cycles(network, params, codes)[:, 0] for network in networks]
+    assert (counts[0] - counts[1]).tolist() == [6, 6]
+    estimated = [estimate(network, params, codes)["layers"][0] for network in networks]
+    assert estimated[0] - estimated[1] == 6
+    assert_matches(networks[0], codes, simulate(networks[0], params, codes, 3)[0])
+
+
 def test_deeper_queues_balance_the_load():
     network = random_network(np.random.default_rng(6), [64, 64, 8],
                              weight_formats=["int4", "int4"], act_formats=["int4"],

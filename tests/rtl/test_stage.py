@@ -2,12 +2,19 @@
 """The output stage (thresholds, requantization, accumulator) in Amaranth's simulator against
 the golden model, plain and pipelined, with accumulators across the whole range."""
 
+import dataclasses
+import re
+
 import numpy as np
 import pytest
+from amaranth import Signal, Value
+from amaranth.back import verilog
 from amaranth.sim import Simulator
 
+from hwnn.ir import Thresholds
 from hwnn.quant.synthetic import random_dense
-from hwnn.rtl.stage import PIECE_BITS, OutputStage, accumulator_pieces, stage_latency
+from hwnn.rtl.stage import (PIECE_BITS, OutputStage, accumulator_pieces, parameter_bits,
+                            stage_latency)
 from hwnn.sim.golden import output_stage
 
 LAYERS = {
@@ -93,6 +100,108 @@ def test_matches_golden_at_its_latency(name, pipelined):
         assert cycle - accepted == stage.latency, f"output {index}: after {cycle - accepted}"
         want = [int(v) for v in want]
         assert values == want, f"{name}, group input {index}: expected {want}, got {values}"
+
+
+#: Output format of a threshold stage: its latency plain and pipelined. A binary search over
+#: ``levels - 1`` thresholds takes ``k = ceil(log2(levels))`` steps, a cycle each (two
+#: pipelined), and the output register comes on top.
+SEARCH_LATENCY = {"binary": (2, 3), "ternary": (3, 5), "uint2": (3, 5), "uint4": (5, 9),
+                  "uint8": (9, 17), "uint16": (17, 33)}
+
+
+def _search_layer(out_format, edges, rng):
+    """A 5-channel threshold layer; with ``edges``, thresholds at and beyond both ends of each
+    channel's accumulator range (``lo - 1``, ``lo``, ``hi``, ``hi + 1``), repeated, and
+    channels 0, 2 and 4 descending."""
+    layer = random_dense(rng, 12, 5, in_format="int8", weight_format="int8",
+                         out_format=out_format, stage="thresholds")
+    if not edges:
+        return layer
+    lo, hi = layer.acc_range
+    count = layer.stage.values.shape[1]
+    values = np.array([rng.choice(np.concatenate([
+        [lo[c] - 1, lo[c], hi[c], hi[c] + 1] * 2, rng.integers(lo[c] - 1, hi[c] + 2, 8)]),
+        size=count) for c in range(5)])
+    # Every edge once in every channel, when there are thresholds enough.
+    if count >= 4:
+        values[:, :4] = np.stack([lo - 1, lo, hi, hi + 1], axis=1)
+    values = np.sort(values, axis=1)
+    descending = np.array([True, False, True, False, True])
+    values = np.where(descending[:, None], values[:, ::-1], values)
+    return dataclasses.replace(layer, stage=Thresholds(values, descending))
+
+
+def _probe_accumulators(layer, rng, count):
+    """Accumulators inside each channel's range: both ends, each side of thresholds, random."""
+    lo, hi = layer.acc_range
+    thresholds = layer.stage.values
+    acc = np.array([rng.integers(lo, hi + 1) for _ in range(count)])
+    acc[0], acc[1] = lo, hi
+    for c in range(layer.out_features):
+        near = rng.choice(thresholds[c], size=count - 2)[:, None] + np.array([-1, 0, 1])
+        acc[2:, c] = np.clip(near[np.arange(count - 2), rng.integers(0, 3, count - 2)],
+                             lo[c], hi[c])
+    return acc
+
+
+@pytest.mark.parametrize("pipelined", [False, True], ids=["plain", "pipelined"])
+@pytest.mark.parametrize("edges", [False, True], ids=["random", "edges"])
+@pytest.mark.parametrize("out_format", [
+    pytest.param(fmt, marks=pytest.mark.slow if fmt == "uint16" else ())
+    for fmt in SEARCH_LATENCY])
+def test_threshold_search_matches_golden(out_format, edges, pipelined):
+    rng = np.random.default_rng(17)
+    layer = _search_layer(out_format, edges, rng)
+    lanes = 2        # three groups, the last with a padding channel
+    stage = OutputStage(layer, lanes, tag_bits=8, pipelined=pipelined)
+    assert stage.latency == SEARCH_LATENCY[out_format][pipelined]
+    acc = _probe_accumulators(layer, rng, 30)
+    expected = output_stage(layer, acc)
+    groups, wanted = [], []
+    for vector in range(len(acc)):
+        for group in range(stage.groups):
+            if rng.random() < 0.3:
+                groups.append(None)
+            channels = slice(group * lanes, (group + 1) * lanes)
+            groups.append((group, list(acc[vector, channels])
+                           + [0] * (lanes - len(acc[vector, channels]))))
+            wanted.append(list(expected[vector, channels]))
+    outputs, inputs = _run(stage, groups, 5)
+    assert len(outputs) == len(wanted)
+    for index, ((cycle, tag, values), want, accepted) in enumerate(
+            zip(outputs, wanted, inputs, strict=True)):
+        assert tag == index % 256, f"output {index}: tag {tag}"
+        assert cycle - accepted == stage.latency, f"output {index}: after {cycle - accepted}"
+        assert values[:len(want)] == [int(v) for v in want], \
+            f"{out_format}, group input {index}: expected {want}, got {values}"
+
+
+def _verilog(stage):
+    """The stage's Verilog (ports: its signals; ``i_acc.ready`` is a constant)."""
+    ports = [Value.cast(value) for _, _, value in stage.signature.flatten(stage)
+             if isinstance(Value.cast(value), Signal)]
+    return verilog.convert(stage, name="stage", ports=ports, emit_src=False)
+
+
+def _logic(text):
+    """Verilog without the ROMs' initial contents."""
+    return re.sub(r"  initial begin\n(?:    .*\n)*?  end\n", "", text)
+
+
+def test_threshold_logic_grows_with_the_search_steps_not_the_levels():
+    """255 thresholds per channel: ROMs of 2**k - 1 thresholds per channel and a comparator
+    per step and lane; the logic grows with the 8 steps (4 times the 2 steps of 3
+    thresholds), not with the thresholds (with a comparator per threshold, 15 thresholds
+    alone gave 15 times the logic of 3, and 255 did not convert in 15 minutes)."""
+    layers = {fmt: random_dense(np.random.default_rng(1), 16, 8, in_format="uint8",
+                                weight_format="int8", out_format=fmt, stage="thresholds")
+              for fmt in ("uint2", "uint8")}
+    wide = layers["uint8"]
+    # 8 channels of 255 thresholds, one direction bit each.
+    assert parameter_bits(wide, 2) == 8 * 255 * wide.threshold_bits + 8
+    texts = {fmt: _verilog(OutputStage(layer, 2)) for fmt, layer in layers.items()}
+    assert len(_logic(texts["uint8"])) < 4 * len(_logic(texts["uint2"]))
+    assert len(texts["uint8"]) < 150_000
 
 
 def test_wide_accumulators_are_split_into_pieces():
