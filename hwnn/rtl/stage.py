@@ -20,9 +20,11 @@ A threshold stage with ``n`` thresholds per channel searches them in ``k = n.bit
 steps, as FINN's ``thresholding_binary_search`` does: step ``j`` compares the accumulator with
 one threshold, read from the lane's ROM of step ``j`` (``2**j`` words per group) at the
 address made of the group and the ``j`` level bits found so far, and finds the next level bit.
-A descending channel stores its thresholds bitwise inverted (``~t``, ascending) and inverts
-the accumulator (``acc <= t`` is ``~t <= ~acc``); missing thresholds (``n < 2**k - 1``) are
-the largest threshold code, above every accumulator. A step takes a cycle (a ROM read), two
+A descending channel (thresholds in descending order, ``level = #(acc <= t)``) stores
+``u = min(t + 1, hi + 1)`` in the same order and inverts each comparison (``acc <= t`` is
+``not u <= acc``), one XOR per step and lane; missing thresholds (``n < 2**k - 1``) are the
+largest threshold code on ascending channels and the smallest on descending ones, so that
+they never count. A step takes a cycle (a ROM read), two
 when ``pipelined`` (the read registered); so a threshold stage has ``k + 1`` cycles of
 latency, ``2 * k + 1`` pipelined, one comparator per step and lane, and ROMs of
 ``2**k - 1`` thresholds per channel in all.
@@ -63,11 +65,15 @@ def _search_words(layer: Dense, lanes: int) -> list[list[list[int]]]:
     channels = -(-layer.out_features // lanes) * lanes
     t_fmt = Format.int(layer.threshold_bits)
     steps = search_steps(layer)
-    # Ascending in every channel; padded to 2**steps - 1 thresholds, and to whole groups,
-    # with the largest code, which no accumulator (nor its inverse) reaches.
-    search = np.full((channels, (1 << steps) - 1), t_fmt.max_value, dtype=np.int64)
+    # Padded to 2**steps - 1 thresholds, and to whole groups, with a code that never counts:
+    # above every accumulator on ascending channels, below every one on descending ones.
+    descending = np.zeros(channels, dtype=bool)
+    descending[:layer.out_features] = stage.descending
+    search = np.where(descending[:, None], t_fmt.min_value, t_fmt.max_value)
+    search = np.repeat(search, (1 << steps) - 1, axis=1)
+    hi = layer.acc_range[1]
     search[:layer.out_features, :stage.values.shape[1]] = np.where(
-        stage.descending[:, None], ~stage.values, stage.values)
+        stage.descending[:, None], np.minimum(stage.values + 1, hi[:, None] + 1), stage.values)
     patterns = t_fmt.encode(search)
     roms = []
     for step in range(steps):
@@ -201,10 +207,11 @@ class OutputStage(wiring.Component):
         m.d.comb += port.addr.eq(address)
         return _delayed(m, port.data, int(self.pipelined), name, reset_less=True)
 
-    def _search(self, m, acc):
-        """Each lane's level, ``#(t <= acc)`` over the lane's (ascending) search thresholds,
-        by the binary search of the module's description; ``acc`` are the accumulators one
-        step after the input, and the levels come :func:`search_steps` steps after it."""
+    def _search(self, m, acc, flips):
+        """Each lane's level, by the binary search of the module's description over the lane's
+        search thresholds (``#(u <= acc)``, each comparison inverted where the lane's ``flips``
+        bit, its channel's descending flag, is set; None: ascending); ``acc`` and ``flips`` are
+        one step after the input, and the levels come :func:`search_steps` steps after it."""
         layer, cycles = self.layer, self._cycles
         group = self.i_acc.payload.group
         levels = [Cat() for _ in range(self.lanes)]
@@ -220,8 +227,13 @@ class OutputStage(wiring.Component):
                        for p, a in enumerate(acc)]
                 levels = [_delayed(m, level, cycles, f"level_{step}_{p}", self.pipelined)
                           for p, level in enumerate(levels)]
-            levels = [Cat(t <= a, level) for t, a, level in zip(thresholds, acc, levels,
-                                                                 strict=True)]
+                if flips is not None:
+                    flips = [_delayed(m, flip, cycles, f"flip_{step}_{p}", self.pipelined)
+                             for p, flip in enumerate(flips)]
+            hits = [t <= a for t, a in zip(thresholds, acc, strict=True)]
+            if flips is not None:
+                hits = [hit ^ flip for hit, flip in zip(hits, flips, strict=True)]
+            levels = [Cat(hit, level) for hit, level in zip(hits, levels, strict=True)]
             if step + 1 < len(roms):
                 group = _delayed(m, group, cycles, f"group_{step}", self.pipelined)
         return levels
@@ -298,9 +310,9 @@ class OutputStage(wiring.Component):
             if self.pipelined:
                 valid, tag = delayed(valid, 1, "valid_scaled"), delayed(tag, 1, "tag_scaled")
         elif isinstance(stage, Thresholds):
-            acc = [Mux(params["descending"][p], ~acc[p], acc[p]) if "descending" in params
-                   else acc[p] for p in range(lanes)]
-            levels = self._search(m, acc)
+            flips = ([params["descending"][p] for p in range(lanes)]
+                     if "descending" in params else None)
+            levels = self._search(m, acc, flips)
             out_fmt = layer.output.format
             results = [out_fmt.step * level + out_fmt.min_value for level in levels]
             later = (search_steps(layer) - 1) * self._cycles
