@@ -1,6 +1,6 @@
 """The dataflow architecture (FINN-style): a streaming engine per layer, folded onto lanes."""
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..quant.ir import Network
@@ -72,7 +72,10 @@ class Dataflow(Architecture):
     Params = DataflowParams
 
     def check(self, network, params):
-        return replace(params, fold=resolve_folding(network, params.fold, params.max_lanes))
+        """``params`` with the folding chosen (``max_lanes``, spent on it, at its default: the
+        same design, the same parameters)."""
+        return DataflowParams(fold=resolve_folding(network, params.fold, params.max_lanes),
+                              ram_style=params.ram_style)
 
     def build(self, network, params):
         params = self.check(network, params)
