@@ -40,27 +40,28 @@ def test_an_unknown_architecture_is_refused_naming_the_known_ones(name):
 @pytest.mark.parametrize("arch, options, error, message", [
     ("dataflow", {"ram_style": "fast"}, ValueError,
      r"^ram_style must be one of auto, block, logic, not 'fast'$"),
-    ("dataflow", {"max_lanes": "8"}, TypeError, r"^max_lanes must be a positive integer, "
-                                                r"not '8'$"),
-    ("dataflow", {"fold": 4}, TypeError, r"^fold must be 'auto', a fold file or a sequence "
-                                         r"of LayerFold, not 4$"),
-    ("dataflow", {"fold": [(1, 1)]}, TypeError, r"^Folding entries must be LayerFold, "
-                                                r"not \(1, 1\)$"),
-    ("systolic", {"array": "4x3"}, ValueError, r"^The array must be square for the systolic "
-                                               r"overlay \(RxC with R == C\), not 4x3$"),
-    ("systolic", {"array": 8}, ValueError, r"^The array must be given as RxC, like 8x8, "
-                                           r"not 8$"),
-    ("systolic", {"batch": 4097}, ValueError, r"^OverlayParams batch must be 1..4096, "
-                                              r"not 4097$"),
-    ("sparse", {"pes": 65}, ValueError, r"^SparseParams pes must be 1..64, not 65$"),
-    ("sparse", {"queue_depth": 1.5}, TypeError, r"^SparseParams queue_depth must be a "
-                                                r"positive integer, not 1.5$"),
-    ("dataflow", {"pes": 4}, TypeError, r"^'pes' is not an option of the dataflow "
-                                        r"architecture; its options: fold, max_lanes, "
-                                        r"ram_style$"),
-    ("sparse", {"array": "4x4"}, TypeError, r"^'array' is not an option of the sparse "
-                                            r"architecture; its options: pes, queue_depth, "
-                                            r"index_bits$"),
+    ("dataflow", {"max_lanes": "8"}, TypeError,
+     r"^max_lanes must be a positive integer, not '8'$"),
+    ("dataflow", {"fold": 4}, TypeError,
+     r"^fold must be 'auto', a fold file or a sequence of LayerFold, not 4$"),
+    ("dataflow", {"fold": [(1, 1)]}, TypeError,
+     r"^Folding entries must be LayerFold, not \(1, 1\)$"),
+    ("systolic", {"array": "4x3"}, ValueError,
+     r"^The array must be square for the systolic overlay \(RxC with R == C\), not 4x3$"),
+    ("systolic", {"array": 8}, ValueError,
+     r"^The array must be given as RxC, like 8x8, not 8$"),
+    ("systolic", {"batch": 4097}, ValueError,
+     r"^OverlayParams batch must be 1..4096, not 4097$"),
+    ("sparse", {"pes": 65}, ValueError,
+     r"^SparseParams pes must be 1..64, not 65$"),
+    ("sparse", {"queue_depth": 1.5}, TypeError,
+     r"^SparseParams queue_depth must be a positive integer, not 1.5$"),
+    ("dataflow", {"pes": 4}, TypeError,
+     (r"^'pes' is not an option of the dataflow architecture; its options: fold, max_lanes, "
+      r"ram_style$")),
+    ("sparse", {"array": "4x4"}, TypeError,
+     (r"^'array' is not an option of the sparse architecture; its options: pes, queue_depth, "
+      r"index_bits$")),
 ])
 def test_parameters_are_checked_with_exact_messages(arch, options, error, message):
     with pytest.raises(error, match=message):
