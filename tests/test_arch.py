@@ -2,7 +2,7 @@
 """The architecture registry: lookup, parameters, manifest sections, and the options of
 ``hwnn compile`` generated from the parameters' fields."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import pytest
 
@@ -127,7 +127,7 @@ def test_compile_help_lists_every_field_with_its_default(capsys):
         main(["compile", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for name, arch in ARCHITECTURES.items():
-        for params_field in arch.Params.__dataclass_fields__.values():
+        for params_field in fields(arch.Params):
             option = "--" + params_field.name.replace("_", "-")
             choices = params_field.metadata.get("choices")
             metavar = "{" + ",".join(choices) + "}" if choices else params_field.name.upper()
