@@ -20,7 +20,7 @@ class Sparse(Architecture):
         return params      # every network fits (its layers are compressed for the PEs)
 
     def build(self, network, params):
-        return SparseAccelerator(network, params)
+        return SparseAccelerator(network, self.check(network, params))
 
     def manifest(self, network, top, params):
         cycles = estimate(network, params)
