@@ -129,7 +129,7 @@ def generate(network: Network, out_dir, *, arch="dataflow", **options) -> Path:
     arch = architecture(arch)
     out_dir = Path(out_dir)
     check_replaceable(out_dir, MANIFEST, "design")
-    params = arch.params(**options)
+    params = arch.check(network, arch.params(**options))
     component = arch.build(network, params)
     top = network.name
     text = to_verilog(component, top)
