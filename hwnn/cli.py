@@ -9,6 +9,7 @@ import argparse
 import math
 import sys
 import warnings
+from dataclasses import fields
 
 from . import __version__
 from .errors import ParameterError, ToolError
@@ -17,16 +18,8 @@ from .toolchain import missing_module_message, require, require_build_tools, set
 __all__ = ["main", "run"]
 
 USER_ERRORS = (ValueError, TypeError, OSError, ToolError)
-ARCHS = ("dataflow", "systolic", "sparse")
-DEFAULT_LANES = 256
-DEFAULT_BATCH = 16
-DEFAULT_PES = 8
-DEFAULT_QUEUE_DEPTH = 8
-#: The architecture each architecture-specific compile option belongs to.
-OPTION_ARCHS = {"--fold": "dataflow", "--max-lanes": "dataflow", "--ram-style": "dataflow",
-                "--board": "dataflow", "--target-fps": "dataflow", "--clock-mhz": "dataflow",
-                "--array": "systolic", "--batch": "systolic", "--pes": "sparse",
-                "--queue-depth": "sparse", "--index-bits": "sparse"}
+#: The compile options that plan a folding for a board (:mod:`hwnn.planner`), by destination.
+BOARD_OPTIONS = ("board", "target_fps", "clock_mhz")
 FORCE_HELP = ("synthesize even when the resource estimate is more than twice the device "
               "(refused by default, before any tool runs)")
 
@@ -135,85 +128,65 @@ def _cmd_quantize(args) -> int:
     return 0
 
 
+def _option(dest) -> str:
+    return f"--{dest.replace('_', '-')}"
+
+
+def _option_archs() -> dict:
+    """The architecture each architecture-specific compile option belongs to, by
+    destination: the fields of the architectures' parameters, and the board options."""
+    from .arch import ARCHITECTURES
+    from .planner import ARCH
+    return {field.name: name for name, arch in ARCHITECTURES.items()
+            for field in fields(arch.Params)} | dict.fromkeys(BOARD_OPTIONS, ARCH)
+
+
+def _add_arch_options(parser):
+    """An option per field of every architecture's parameters (``--max-lanes`` for
+    ``max_lanes``): its type that of the default, its help from the field's metadata. It
+    defaults to None, so that the options given are known; the architecture fills in the
+    rest."""
+    from .arch import ARCHITECTURES
+    for name, arch in ARCHITECTURES.items():
+        for field in fields(arch.Params):
+            parser.add_argument(_option(field.name), type=type(field.default), default=None,
+                                choices=field.metadata.get("choices"),
+                                help=f"{name}: {field.metadata['help']} (default "
+                                     f"{field.default})")
+
+
 def _cmd_compile(args) -> int:
+    from .arch import architecture
     from .generate import earlier_results, generate, load_design, replacement_note
     from .ir import Network
-    from .report import format_table
 
     if args.board is not None:
         require("hwnn compile --board", "amaranth_boards")
     network = Network.load(args.network)
-    if args.fold != "auto" and args.max_lanes is not None:
+    fold_file = args.fold not in (None, "auto")
+    if fold_file and args.max_lanes is not None:
         raise ValueError("--max-lanes applies to --fold auto only, not to a fold file")
     if (args.target_fps is not None or args.clock_mhz is not None) and args.board is None:
         raise ValueError("--target-fps and --clock-mhz need --board (the board's clock and "
                          "device)")
-    if args.board is not None and (args.fold != "auto" or args.max_lanes is not None):
+    if args.board is not None and (fold_file or args.max_lanes is not None):
         raise ValueError("--board chooses the folding itself: leave out --fold FILE and "
                          "--max-lanes")
-    given = {"--fold": args.fold != "auto", "--max-lanes": args.max_lanes is not None,
-             "--board": args.board is not None, "--target-fps": args.target_fps is not None,
-             "--clock-mhz": args.clock_mhz is not None,
-             "--ram-style": args.ram_style is not None, "--array": args.array is not None,
-             "--batch": args.batch is not None, "--pes": args.pes is not None,
-             "--queue-depth": args.queue_depth is not None,
-             "--index-bits": args.index_bits is not None}
-    for option, arch in OPTION_ARCHS.items():
-        if given[option] and args.arch != arch:
-            raise ValueError(f"{option} applies to --arch {arch} only")
-    def given_or(value, default):
-        return default if value is None else value
-
-    fold = args.fold
+    for dest, arch in _option_archs().items():
+        if getattr(args, dest) is not None and args.arch != arch:
+            raise ValueError(f"{_option(dest)} applies to --arch {arch} only")
+    arch = architecture(args.arch)
+    options = {field.name: getattr(args, field.name) for field in fields(arch.Params)
+               if getattr(args, field.name) is not None}
     if args.board is not None:
         from .planner import plan_folding
         plan = plan_folding(network, args.board, args.target_fps, clock_mhz=args.clock_mhz)
-        fold = plan.folding
+        options["fold"] = plan.folding
         print(f"folding for {plan.describe()}\n")
     earlier = earlier_results(args.output)
-    path = generate(network, args.output, arch=args.arch, fold=fold,
-                    max_lanes=given_or(args.max_lanes, DEFAULT_LANES),
-                    ram_style=given_or(args.ram_style, "auto"),
-                    array=given_or(args.array, "8x8"),
-                    batch=given_or(args.batch, DEFAULT_BATCH),
-                    pes=given_or(args.pes, DEFAULT_PES),
-                    queue_depth=given_or(args.queue_depth, DEFAULT_QUEUE_DEPTH),
-                    index_bits=given_or(args.index_bits, 4))
+    path = generate(network, args.output, arch=args.arch, **options)
     manifest = load_design(path).manifest
-    if manifest["arch"] == "dataflow":
-        rows = [(layer["name"], f"{layer['in_features']}->{layer['out_features']}",
-                 layer["pe"], layer["simd"], layer["lanes"], layer["cycles"], layer["latency"],
-                 layer["stage"], sum(layer["memory_bits"].values()))
-                for layer in manifest["layers"]]
-        print(format_table(("layer", "shape", "pe", "simd", "lanes", "cycles", "latency",
-                            "stage", "memory bits"), rows, right={2, 3, 4, 5, 6, 8}))
-        print(f"\n{manifest['lanes']} lanes, {manifest['cycles_per_inference']} cycles per "
-              f"inference (slowest layer), {manifest['weight_bits']} weight bits")
-    elif manifest["arch"] == "sparse":
-        rows = [(layer["name"], f"{layer['in_features']}->{layer['out_features']}",
-                 f"{100 * layer['density']:.1f}%", layer["codebook"] or "-",
-                 f"{min(layer['nonzeros_per_pe'])}..{max(layer['nonzeros_per_pe'])}",
-                 sum(layer["padding_per_pe"]), layer["ideal_cycles"], round(layer["cycles"]),
-                 layer["stage"])
-                for layer in manifest["layers"]]
-        print(format_table(("layer", "shape", "density", "codebook", "nonzeros/PE", "padding",
-                            "ideal", "cycles", "stage"), rows, right={2, 4, 5, 6, 7}))
-        print(f"\n{manifest['pes']} PEs, queues of {manifest['queue_depth']}, "
-              f"{manifest['index_bits']}-bit row indices: about "
-              f"{manifest['cycles_per_inference']:.0f} cycles per inference when no "
-              f"activation is zero (fewer with zeros), "
-              f"{sum(manifest['memory_bits'].values())} memory bits")
-    else:
-        rows = [(layer["name"], f"{layer['in_features']}->{layer['out_features']}",
-                 layer["tiles"], layer["cycles"], f"{layer['utilization']:.3f}", layer["stage"])
-                for layer in manifest["layers"]]
-        print(format_table(("layer", "shape", "tiles", "cycles/batch", "utilization", "stage"),
-                           rows, right={2, 3, 4}))
-        array, schedule = manifest["array"], manifest["schedule"]
-        print(f"\n{array['rows']}x{array['cols']} array, batch {manifest['batch']}: "
-              f"{schedule['total']} cycles per batch (load {schedule['load']}, output "
-              f"{schedule['output']}), {manifest['cycles_per_inference']:g} cycles per "
-              f"inference, {sum(manifest['memory_bits'].values())} memory bits")
+    print(arch.summary(manifest))
     print(f"wrote {path}/ ({manifest['verilog']}, manifest.json, network.hwnn.npz, vectors/)")
     if note := replacement_note(path, earlier):
         print(note)
@@ -416,6 +389,7 @@ def _parser():
                      "accelerators, with pip and open tools.")
     parser.add_argument("--version", action="version", version=f"hwnn {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    from .arch import ARCHITECTURES
     from .boards import BOARD_NAMES
 
     doctor = commands.add_parser("doctor", help="list the tools hwnn uses and their versions")
@@ -461,27 +435,8 @@ def _parser():
         description="Generate Verilog, manifest.json, the network and golden test vectors in "
                     "OUT/.")
     compile_.add_argument("network", help="network file (.hwnn.npz from hwnn quantize)")
-    compile_.add_argument("--arch", choices=ARCHS, default="dataflow")
-    compile_.add_argument("--fold", default="auto",
-                          help="'auto' (fastest within --max-lanes) or a JSON fold file "
-                               "{layer: {\"pe\": P, \"simd\": S}}")
-    compile_.add_argument("--max-lanes", type=int, default=None,
-                          help=f"lane budget for --fold auto (default {DEFAULT_LANES})")
-    compile_.add_argument("--ram-style", choices=("auto", "block", "logic"), default=None,
-                          help="dataflow: where weight memories go: Yosys' choice (default), "
-                               "block RAM, or logic")
-    compile_.add_argument("--array", default=None,
-                          help="systolic: the array, RxC with R == C (default 8x8)")
-    compile_.add_argument("--batch", type=int, default=None,
-                          help=f"systolic: most vectors per batch (default {DEFAULT_BATCH})")
-    compile_.add_argument("--pes", type=int, default=None,
-                          help=f"sparse: processing elements (default {DEFAULT_PES})")
-    compile_.add_argument("--queue-depth", type=int, default=None,
-                          help=f"sparse: activation queue entries per PE (default "
-                               f"{DEFAULT_QUEUE_DEPTH})")
-    compile_.add_argument("--index-bits", type=int, default=None,
-                          help="sparse: bits of the relative row index per stored weight "
-                               "(default 4)")
+    compile_.add_argument("--arch", choices=tuple(ARCHITECTURES), default="dataflow")
+    _add_arch_options(compile_)
     compile_.add_argument("--board", default=None, choices=BOARD_NAMES,
                           help="dataflow, --fold auto: choose the folding for this board "
                                "from the resource estimate (fastest that fits, or cheapest "
@@ -563,7 +518,7 @@ def _parser():
                     "explore.csv and pareto.png (LUT4 against inferences per second) to OUT/.")
     explore_.add_argument("network", help="network file (.hwnn.npz from hwnn quantize)")
     explore_.add_argument("--board", required=True, choices=BOARD_NAMES)
-    explore_.add_argument("--arch", choices=ARCHS, default="dataflow")
+    explore_.add_argument("--arch", choices=tuple(ARCHITECTURES), default="dataflow")
     explore_.add_argument("--jobs", type=int, default=None,
                           help="local processes running the tools (default 2)")
     explore_.add_argument("--scheduler", default=None,

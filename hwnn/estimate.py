@@ -24,13 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .arch import architecture
 from .ir import Network, Requant, Thresholds
 from .ir.formats import Format, signed_bits_for
 from .synth import FAMILIES
 
-__all__ = ["BOARD_OVERHEAD", "COEFFICIENTS_PATH", "TARGETS", "design_features", "estimate",
-           "fit", "held_out", "host_link_cost", "load_coefficients", "measured", "predict",
-           "save_coefficients"]
+__all__ = ["BOARD_OVERHEAD", "COEFFICIENTS_PATH", "FEATURE_NAMES", "TARGETS", "dataflow_features",
+           "design_features", "estimate", "fit", "held_out", "host_link_cost",
+           "load_coefficients", "measured", "predict", "save_coefficients", "sparse_features",
+           "systolic_features"]
 
 TARGETS = ("lut4", "ff", "dsp", "bram")
 #: The features DSP blocks and block RAMs are fitted on (LUT4s and flip-flops: all).
@@ -220,8 +222,9 @@ _DATAFLOW = ("unit", "xnor_lanes", "addsub_bits", "dsp_lanes", "dsp_requant", "l
              "requant_bits", "rom_luts", "ram_bits", "lutram_cells", "blocks")
 
 
-def _dataflow(network, family, fold="auto", max_lanes=256):
-    from .generate import resolve_folding
+def dataflow_features(network, family, fold, max_lanes):
+    """The features of a dataflow design (:class:`~hwnn.arch.dataflow.DataflowParams`)."""
+    from .arch.dataflow import resolve_folding
     from .rtl.mvau import MatrixVectorUnit
     features = _new(_DATAFLOW)
     units = [MatrixVectorUnit(layer, pe=f.pe, simd=f.simd) for layer, f in
@@ -280,8 +283,10 @@ _SYSTOLIC = ("unit", "cells", "dsp_lanes", "dsp_requant", "lut_mult_bits", "cell
              "lutram_cells", "blocks")
 
 
-def _systolic(network, family, array="8x8", batch=16):
-    from .generate import parse_array
+def systolic_features(network, family, array, batch):
+    """The features of a systolic design
+    (:class:`~hwnn.arch.systolic.SystolicOverlayParams`)."""
+    from .arch.systolic import parse_array
     from .rtl.overlay import OverlayParams, SystolicOverlay
     overlay = SystolicOverlay(network, OverlayParams(parse_array(array), batch))
     size = overlay.params.size
@@ -315,7 +320,8 @@ _SPARSE = ("unit", "pes", "dsp_lanes", "dsp_requant", "lut_mult_bits", "pe_bits"
            "ram_bits", "lutram_cells", "blocks")
 
 
-def _sparse(network, family, pes=8, queue_depth=8, index_bits=4):
+def sparse_features(network, family, pes, queue_depth, index_bits):
+    """The features of a sparse design (:class:`~hwnn.rtl.sparse.SparseParams`)."""
     from .rtl.sparse import SparseAccelerator, SparseParams
     accelerator = SparseAccelerator(network, SparseParams(pes, queue_depth, index_bits))
     a_bits, w_bits, acc_bits = (accelerator.a_format.bits, accelerator.w_format.bits,
@@ -345,8 +351,8 @@ def _sparse(network, family, pes=8, queue_depth=8, index_bits=4):
     return features
 
 
-_BUILDERS = {"dataflow": (_dataflow, _DATAFLOW), "systolic": (_systolic, _SYSTOLIC),
-             "sparse": (_sparse, _SPARSE)}
+#: The names of each architecture's features (:meth:`hwnn.arch.base.Architecture.features`).
+FEATURE_NAMES = {"dataflow": _DATAFLOW, "systolic": _SYSTOLIC, "sparse": _SPARSE}
 
 
 def design_features(network: Network, family: str, arch="dataflow", **options) -> dict:
@@ -356,9 +362,8 @@ def design_features(network: Network, family: str, arch="dataflow", **options) -
         raise TypeError(f"network must be a Network, not {network!r}")
     if family not in FAMILIES:
         raise ValueError(f"Unknown FPGA family {family!r}; available: {', '.join(FAMILIES)}")
-    if arch not in _BUILDERS:
-        raise ValueError(f"Unknown architecture {arch!r}; available: {', '.join(_BUILDERS)}")
-    return _BUILDERS[arch][0](network, family, **options)
+    arch = architecture(arch)
+    return arch.features(network, family, arch.params(**options))
 
 
 def measured(cells, family) -> dict:
@@ -409,7 +414,7 @@ def fit(samples) -> dict:
     from scipy.optimize import nnls
     coefficients = {}
     for family in FAMILIES:
-        for arch, (_builder, all_names) in _BUILDERS.items():
+        for arch, all_names in FEATURE_NAMES.items():
             rows = [s for s in samples if s["config"]["arch"] == arch
                     and not held_out(s["config"])]
             if not rows:

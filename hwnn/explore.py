@@ -1,8 +1,9 @@
 """Design-space exploration: sweep foldings or array sizes, synthesize each, keep the Pareto set.
 
-:func:`sweep` lists the design points of an architecture (dataflow: the distinct foldings of
-lane budgets 1, 2, 4, ... up to the fully parallel design; systolic: square arrays 2x2 to
-16x16; sparse: 1 to 16 PEs). :func:`measure_point` generates one point, puts its accelerator
+:func:`sweep` lists the design points of an architecture
+(:meth:`hwnn.arch.base.Architecture.points`; dataflow: the distinct foldings of lane budgets
+1, 2, 4, ... up to the fully parallel design; systolic: square arrays 2x2 to 16x16; sparse: 1
+to 16 PEs). :func:`measure_point` generates one point, puts its accelerator
 in a register harness, synthesizes it with YoWASP Yosys, checks that it fits the board's
 device, places and routes it with nextpnr (unless ``place=False``), and returns a row: cycles
 per inference, the resources measured and estimated (:mod:`hwnn.estimate`, plus the
@@ -27,6 +28,7 @@ from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .arch import architecture
 from .folders import check_replaceable, honour_umask, replace_folder
 from .ir import Network
 
@@ -53,27 +55,7 @@ def sweep(network: Network, arch="dataflow") -> list[Point]:
     """The design points of ``arch`` for ``network``, smallest first."""
     if not isinstance(network, Network):
         raise TypeError(f"network must be a Network, not {network!r}")
-    if arch == "dataflow":
-        from .rtl.folding import auto_folding, fully_parallel
-        most = sum(fold.lanes for fold in fully_parallel(network))
-        points, seen, budget = [], set(), len(network.layers)
-        while True:
-            folding = auto_folding(network, min(budget, most))
-            if folding not in seen:
-                seen.add(folding)
-                points.append(Point(" ".join(f"{f.pe}x{f.simd}" for f in folding), arch,
-                                    {"fold": folding}))
-            if budget >= most:
-                return points
-            budget *= 2
-    if arch == "systolic":
-        return [Point(f"{size}x{size}", arch, {"array": f"{size}x{size}"})
-                for size in (2, 4, 8, 16)]
-    if arch == "sparse":
-        widest = max(layer.out_features for layer in network.layers)
-        return [Point(f"{pes} PE" + ("s" if pes > 1 else ""), arch, {"pes": pes})
-                for pes in (1, 2, 4, 8, 16) if pes <= widest]
-    raise ValueError(f"Unknown architecture {arch!r}; available: dataflow, systolic, sparse")
+    return [Point(label, arch, options) for label, options in architecture(arch).points(network)]
 
 
 def measure_point(network: Network, point: Point, device: str, clock_mhz: float,

@@ -23,21 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .errors import ParameterError
+from .arch import architecture
+from .arch.base import layer_keys
 from .folders import check_replaceable, replace_folder
 from .ir import Network
-from .rtl.folding import LayerFold, auto_folding, fold_from_file
-from .rtl.mvau import RAM_STYLES, check_folding
 
-__all__ = ["ARCHITECTURES", "DEFAULT_BATCH", "DEFAULT_MAX_LANES", "DEFAULT_PES",
-           "DEFAULT_QUEUE_DEPTH", "Design", "earlier_results", "generate", "load_design",
-           "parse_array", "replacement_note", "resolve_folding", "to_verilog"]
+__all__ = ["Design", "earlier_results", "generate", "load_design", "replacement_note",
+           "to_verilog"]
 
-ARCHITECTURES = ("dataflow", "systolic", "sparse")
-DEFAULT_MAX_LANES = 256
-DEFAULT_BATCH = 16
-DEFAULT_PES = 8
-DEFAULT_QUEUE_DEPTH = 8
 VECTOR_COUNT = 32
 MANIFEST = "manifest.json"
 #: The folders of a design folder that hold commands' results, one subfolder per target.
@@ -70,25 +63,6 @@ def to_verilog(component, name) -> str:
     return _portable_sources(verilog.convert(component, name=name))
 
 
-def resolve_folding(network: Network, fold="auto", max_lanes=DEFAULT_MAX_LANES):
-    """Folding from ``"auto"`` (fastest within ``max_lanes``), a fold-file path, or a sequence
-    of :class:`LayerFold`, checked against the network (before any hardware is built)."""
-    if isinstance(fold, str) and fold == "auto":
-        folding = auto_folding(network, max_lanes)
-    elif isinstance(fold, str | Path):
-        folding = fold_from_file(network, fold)
-    else:
-        folding = tuple(fold)
-    if len(folding) != len(network.layers):
-        raise ValueError(f"The folding needs one entry per layer ({len(network.layers)}), not "
-                         f"{len(folding)}")
-    for layer, entry in zip(network.layers, folding, strict=True):
-        if not isinstance(entry, LayerFold):
-            raise TypeError(f"Folding entries must be LayerFold, not {entry!r}")
-        check_folding(layer, entry.pe, entry.simd)
-    return folding
-
-
 def _port(name, unit_count, fmt, features):
     value_bits = fmt.width
     data_bits = unit_count * value_bits
@@ -110,11 +84,15 @@ def _port(name, unit_count, fmt, features):
     }
 
 
-def _common_manifest(network, top, in_count, out_count):
+def _manifest(network, arch, component, params, top) -> dict:
+    """The manifest of the design ``component`` (built as ``arch`` with ``params``)."""
     from amaranth import __version__ as amaranth_version
-    return {
+    section = arch.manifest(network, component, params)
+    in_count, out_count = arch.beat_values(component)
+    return section | {
         "hwnn_version": __version__,
         "amaranth_version": amaranth_version,
+        "arch": arch.name,
         "name": network.name,
         "top": top,
         "verilog": f"{top}.v",
@@ -126,159 +104,36 @@ def _common_manifest(network, top, in_count, out_count):
         "weight_bits": sum(layer.weight_bits for layer in network.layers),
         "vectors": {"inputs": "vectors/inputs.npy", "expected": "vectors/expected.npy",
                     "count": VECTOR_COUNT},
+        "layers": [layer_keys(layer) | keys
+                   for layer, keys in zip(network.layers, section["layers"], strict=True)],
     }
 
 
-def _dataflow_manifest(network, design, top):
-    first, last = design.units[0], design.units[-1]
-    layers = []
-    for unit in design.units:
-        layer = unit.layer
-        layers.append({
-            "name": layer.name, "in_features": layer.in_features,
-            "out_features": layer.out_features, "pe": unit.pe, "simd": unit.simd,
-            "lanes": unit.lanes, "weight_format": str(layer.weight_format),
-            "input_format": str(layer.input.format), "output_format": str(layer.output.format),
-            "stage": layer.stage_name, "acc_bits": layer.acc_bits,
-            "cycles": unit.cycles, "latency": unit.latency, "memory_bits": unit.memory_bits,
-        })
-    return _common_manifest(network, top, first.simd, last.pe) | {
-        "arch": "dataflow",
-        "layers": layers,
-        "cycles_per_inference": design.cycles,
-        "lanes": design.lanes,
-        "folding": {unit.layer.name: {"pe": unit.pe, "simd": unit.simd}
-                    for unit in design.units},
-        "ram_style": design.units[0].ram_style,
-    }
+def generate(network: Network, out_dir, *, arch="dataflow", **options) -> Path:
+    """Write the design folder for ``network`` built as architecture ``arch`` (one of
+    :data:`hwnn.arch.ARCHITECTURES`) to ``out_dir``; return its path.
 
-
-def _systolic_manifest(network, design, top):
-    from .rtl.overlay import schedule
-    params = design.params
-    plan = schedule(network, params)
-    layers = []
-    for layer, planned, kt, nt in zip(network.layers, plan["layers"], design.kt, design.nt,
-                                      strict=True):
-        layers.append({
-            "name": layer.name, "in_features": layer.in_features,
-            "out_features": layer.out_features, "input_tiles": kt, "output_tiles": nt,
-            "weight_format": str(layer.weight_format),
-            "input_format": str(layer.input.format), "output_format": str(layer.output.format),
-            "stage": layer.stage_name, "acc_bits": layer.acc_bits,
-        } | planned)
-    return _common_manifest(network, top, design.in_count, design.out_count) | {
-        "arch": "systolic",
-        "array": {"rows": params.size, "cols": params.size,
-                  "value_bits": design.a_format.bits, "weight_bits": design.w_format.bits,
-                  "acc_bits": design.acc_bits},
-        "batch": params.batch,
-        "layers": layers,
-        "schedule": {key: plan[key] for key in ("load", "output", "total")},
-        "cycles_per_inference": plan["per_inference"],
-        "lanes": params.size * params.size,
-        "memory_bits": design.memory_bits,
-        "counters": {"busy": [f"busy__{i}" for i in range(len(network.layers))],
-                     "cycles": [f"cycles__{i}" for i in range(len(network.layers))]},
-    }
-
-
-def _sparse_manifest(network, design, top):
-    from .rtl.sparse import estimate
-    params = design.params
-    dense = estimate(network, params)
-    layers = []
-    for plan, cycles in zip(design.plans, dense["layers"], strict=True):
-        layer, csc = plan.layer, plan.csc
-        nonzeros = [int(np.count_nonzero(values)) for values in csc.values]
-        layers.append({
-            "name": layer.name, "in_features": layer.in_features,
-            "out_features": layer.out_features, "weight_format": str(layer.weight_format),
-            "input_format": str(layer.input.format), "output_format": str(layer.output.format),
-            "stage": layer.stage_name, "acc_bits": layer.acc_bits,
-            "density": float(np.count_nonzero(layer.weights)) / layer.weights.size,
-            "codebook": None if plan.table is None else len(plan.table) - 1,
-            "field_bits": plan.field_bits,
-            "nonzeros_per_pe": nonzeros, "padding_per_pe": csc.padding.tolist(),
-            "entries_per_pe": csc.entries.tolist(),
-            "ideal_cycles": int(csc.entries.max()), "cycles": cycles,
-        })
-    return _common_manifest(network, top, design.in_count, design.out_count) | {
-        "arch": "sparse",
-        "pes": params.pes, "queue_depth": params.queue_depth, "index_bits": params.index_bits,
-        "array": {"value_bits": design.a_format.bits, "weight_bits": design.w_format.bits,
-                  "acc_bits": design.acc_bits},
-        "layers": layers,
-        "cycles_per_inference": dense["per_inference"],
-        "cycles_note": "estimate for inputs whose activations are all nonzero; zero "
-                       "activations are skipped, so real inputs take fewer",
-        "lanes": params.pes,
-        "memory_bits": design.memory_bits,
-        "memory_bits_per_pe": [pe.memory_bits for pe in design.pes],
-        "counters": {"cycles": [f"cycles__{i}" for i in range(len(network.layers))]},
-    }
-
-
-def parse_array(text) -> int:
-    """The side of a square array from ``"RxC"`` (R == C, 1..64); a
-    :class:`~hwnn.errors.ParameterError` of parameter ``array`` otherwise."""
-    match = re.fullmatch(r"([0-9]+)x([0-9]+)", text) if isinstance(text, str) else None
-    if match is None:
-        raise ParameterError("array", "The array", f"must be given as RxC, like 8x8, not {text!r}")
-    rows, cols = int(match.group(1)), int(match.group(2))
-    if rows != cols:
-        raise ParameterError("array", "The array", f"must be square for the systolic overlay "
-                             f"(RxC with R == C), not {text}")
-    if not 1 <= rows <= 64:
-        raise ParameterError("array", "The array", f"must have sides of 1..64, not {text}")
-    return rows
-
-
-def _build(network, arch, fold, max_lanes, ram_style, array, batch, pes, queue_depth,
-           index_bits):
-    """The top component and its manifest maker, after every check."""
-    if arch == "dataflow":
-        from .rtl.dataflow import DataflowAccelerator
-        if ram_style not in RAM_STYLES:
-            raise ValueError(f"ram_style must be one of {', '.join(RAM_STYLES)}, not "
-                             f"{ram_style!r}")
-        folding = resolve_folding(network, fold, max_lanes)
-        return DataflowAccelerator(network, folding, ram_style=ram_style), _dataflow_manifest
-    if arch == "sparse":
-        from .rtl.sparse import SparseAccelerator, SparseParams
-        params = SparseParams(pes, queue_depth, index_bits)
-        return SparseAccelerator(network, params), _sparse_manifest
-    from .rtl.overlay import OverlayParams, SystolicOverlay, check_overlay
-    params = OverlayParams(parse_array(array), batch)
-    check_overlay(network, params)
-    return SystolicOverlay(network, params), _systolic_manifest
-
-
-def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
-             max_lanes=DEFAULT_MAX_LANES, ram_style="auto", array="8x8",
-             batch=DEFAULT_BATCH, pes=DEFAULT_PES, queue_depth=DEFAULT_QUEUE_DEPTH,
-             index_bits=4) -> Path:
-    """Write the design folder for ``network`` to ``out_dir``; return its path.
-
-    ``arch="dataflow"`` uses ``fold`` (``"auto"`` within ``max_lanes``, a fold file, or
-    :class:`LayerFold` per layer) and ``ram_style``; ``arch="systolic"`` uses ``array``
-    (``"RxC"``, square) and ``batch``; ``arch="sparse"`` uses ``pes``, ``queue_depth`` and
-    ``index_bits`` (:class:`~hwnn.rtl.sparse.SparseParams`). ``out_dir`` may be missing,
-    empty, or a previous design folder (which is replaced); any other existing folder is
-    refused rather than overwritten.
+    ``options`` are the fields of the architecture's parameters, each with its default:
+    :class:`~hwnn.arch.dataflow.DataflowParams` (``fold``: ``"auto"`` within ``max_lanes``, a
+    fold file, or :class:`~hwnn.rtl.folding.LayerFold` per layer; ``ram_style``),
+    :class:`~hwnn.arch.systolic.SystolicOverlayParams` (``array``: ``"RxC"``, square;
+    ``batch``) or :class:`~hwnn.rtl.sparse.SparseParams` (``pes``, ``queue_depth``,
+    ``index_bits``); another keyword is a TypeError. ``out_dir`` may be missing, empty, or a
+    previous design folder (which is replaced); any other existing folder is refused rather
+    than overwritten.
     """
     from .sim.golden import run_network
 
     if not isinstance(network, Network):
         raise TypeError(f"network must be a Network, not {network!r}")
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"Unknown architecture {arch!r}; available: {', '.join(ARCHITECTURES)}")
+    arch = architecture(arch)
     out_dir = Path(out_dir)
     check_replaceable(out_dir, MANIFEST, "design")
-    design, manifest = _build(network, arch, fold, max_lanes, ram_style, array, batch, pes,
-                              queue_depth, index_bits)
+    params = arch.check(network, arch.params(**options))
+    component = arch.build(network, params)
     top = network.name
-    text = to_verilog(design, top)
+    text = to_verilog(component, top)
+    manifest = _manifest(network, arch, component, params, top)
 
     rng = np.random.default_rng(0)
     fmt = network.input.format
@@ -288,8 +143,7 @@ def generate(network: Network, out_dir, *, arch="dataflow", fold="auto",
 
     def fill(folder):
         (folder / f"{top}.v").write_text(text)
-        (folder / MANIFEST).write_text(
-            json.dumps(manifest(network, design, top), indent=2, sort_keys=True) + "\n")
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         network.save(folder / "network.hwnn.npz")
         (folder / "vectors").mkdir()
         np.save(folder / "vectors" / "inputs.npy", inputs)
@@ -335,7 +189,8 @@ def replacement_note(out_dir, earlier) -> str:
 
 
 class Design:
-    """A generated design folder, read back: its manifest, network and folding."""
+    """A generated design folder, read back: its manifest, network, architecture and the
+    parameters it was built with."""
 
     def __init__(self, path):
         path = Path(path)
@@ -349,6 +204,8 @@ class Design:
             raise ValueError(f"{str(manifest_path)!r} is not valid JSON: {error}") from None
         self.path = path
         self.network = Network.load(path / self.manifest["network"])
+        self.architecture = architecture(self.manifest["arch"])
+        self.params = self.architecture.read(self.manifest, self.network)
 
     @property
     def verilog(self) -> Path:
@@ -361,33 +218,22 @@ class Design:
     @property
     def folding(self):
         """The dataflow design's folding."""
-        return tuple(LayerFold(**self.manifest["folding"][layer.name])
-                     for layer in self.network.layers)
+        return self.params.fold
 
     @property
-    def estimate_options(self) -> dict:
-        """The options of :func:`hwnn.estimate.estimate` that describe this design."""
-        arch = self.manifest["arch"]
-        if arch == "sparse":
-            return {key: self.manifest[key] for key in ("pes", "queue_depth", "index_bits")}
-        if arch == "systolic":
-            side = self.manifest["array"]["rows"]
-            return {"array": f"{side}x{side}", "batch": self.manifest["batch"]}
-        return {"fold": self.folding}
+    def options(self) -> dict:
+        """The options of :func:`generate` (and :func:`hwnn.estimate.estimate`) that give this
+        design."""
+        return self.architecture.options(self.params)
+
+    @property
+    def batch(self) -> int:
+        """Vectors the design gathers before it works on them (1 unless systolic)."""
+        return self.architecture.batch(self.params)
 
     def accelerator(self):
         """The Amaranth top component of this design (for Amaranth's simulator)."""
-        if self.manifest["arch"] == "sparse":
-            from .rtl.sparse import SparseAccelerator, SparseParams
-            return SparseAccelerator(self.network, SparseParams(
-                self.manifest["pes"], self.manifest["queue_depth"], self.manifest["index_bits"]))
-        if self.manifest["arch"] == "systolic":
-            from .rtl.overlay import OverlayParams, SystolicOverlay
-            return SystolicOverlay(self.network, OverlayParams(self.manifest["array"]["rows"],
-                                                               self.manifest["batch"]))
-        from .rtl.dataflow import DataflowAccelerator
-        return DataflowAccelerator(self.network, self.folding,
-                                   ram_style=self.manifest["ram_style"])
+        return self.architecture.build(self.network, self.params)
 
 
 def load_design(path) -> Design:

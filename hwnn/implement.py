@@ -37,7 +37,7 @@ def check_estimate(design: Design, device, where=None):
     blocks; ``where`` names the target in the message (default: the device)."""
     from .estimate import estimate
     guess = estimate(design.network, DEVICES[device][0], design.manifest["arch"],
-                     **design.estimate_options)
+                     **design.options)
     capacity = CAPACITY[device]
     over = [f"{name.upper()} {guess[name]} of {capacity[name]} "
             f"({guess[name] / capacity[name]:.1f} times)"

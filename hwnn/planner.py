@@ -19,7 +19,10 @@ from .ir import Network
 from .rtl.folding import cycle_targets, folding_cycles, folding_for_cycles
 from .synth import CAPACITY, DEVICES
 
-__all__ = ["LOGIC_CEILING", "NoFolding", "Plan", "board_clock", "plan_folding"]
+__all__ = ["ARCH", "LOGIC_CEILING", "NoFolding", "Plan", "board_clock", "plan_folding"]
+
+#: The architecture whose foldings this module plans.
+ARCH = "dataflow"
 
 #: Share of a device's LUT4s and flip-flops a planned design may take.
 LOGIC_CEILING = 0.85
@@ -65,7 +68,7 @@ def board_clock(board_name) -> tuple[str, float]:
 
 def _resources(network, folding, device):
     family = DEVICES[device][0]
-    guess = estimate(network, family, "dataflow", fold=folding)
+    guess = estimate(network, family, ARCH, fold=folding)
     overhead = host_link_cost(network, family)
     return {name: (guess[name] + overhead.get(name, 0), available)
             for name, available in CAPACITY[device].items()}

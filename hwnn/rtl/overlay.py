@@ -45,8 +45,8 @@ COUNTER_BITS = 32
 @dataclass(frozen=True)
 class OverlayParams:
     """A square ``size x size`` array and the largest batch the memories hold."""
-    size:  int = 8
-    batch: int = 16
+    size:  int
+    batch: int
 
     def __post_init__(self):
         check_positive_int("OverlayParams", "size", self.size, 64)

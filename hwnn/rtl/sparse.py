@@ -34,7 +34,7 @@ Vectors are processed one at a time (EIE's batch of one). Layer ``l`` takes abou
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from amaranth import *
@@ -62,10 +62,12 @@ COUNTER_BITS = 32
 @dataclass(frozen=True)
 class SparseParams:
     """``pes`` processing elements with activation queues of ``queue_depth`` entries, and
-    relative row indices of ``index_bits`` bits in the compressed weights."""
-    pes:         int = 8
-    queue_depth: int = 4
-    index_bits:  int = 4
+    relative row indices of ``index_bits`` bits in the compressed weights (the options of the
+    sparse architecture, :mod:`hwnn.arch.sparse`)."""
+    pes:         int = field(default=8, metadata={"help": "processing elements"})
+    queue_depth: int = field(default=8, metadata={"help": "activation queue entries per PE"})
+    index_bits:  int = field(default=4, metadata={
+        "help": "bits of the relative row index per stored weight"})
 
     def __post_init__(self):
         check_positive_int("SparseParams", "pes", self.pes, 64)

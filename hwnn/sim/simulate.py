@@ -111,8 +111,7 @@ def _steady_state(output_cycles, beats_per_vector, count, group):
 def _handshake_bound(design) -> int:
     """Cycles any one handshake may take at most: a whole batch (systolic) or many inference
     times, with room for stalls."""
-    manifest = design.manifest
-    return math.ceil(100 * manifest["cycles_per_inference"] * manifest.get("batch", 1)) + 1000
+    return math.ceil(100 * design.manifest["cycles_per_inference"] * design.batch) + 1000
 
 
 #: Where each simulator writes its waveforms (relative to the work folder; ``{top}`` the
@@ -253,7 +252,7 @@ def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1
                            network.layers[-1].name)
                   for i in np.nonzero(np.any(outputs != expected, axis=1))[0]]
     steady = None if backpressure else _steady_state(output_cycles, last["beats_per_vector"],
-                                                     len(codes), manifest.get("batch", 1))
+                                                     len(codes), design.batch)
     latency = None if backpressure else output_cycles[0] - input_cycles[0]
     return SimulationResult(simulator, outputs, expected, mismatches, steady, latency,
                             manifest["cycles_per_inference"], output_cycles[-1], counters,

@@ -1,0 +1,91 @@
+"""What every architecture provides (:class:`Architecture`), and the manifest keys they share."""
+
+from abc import ABC, abstractmethod
+from dataclasses import fields
+
+__all__ = ["Architecture", "layer_keys"]
+
+
+def layer_keys(layer) -> dict:
+    """The keys of a layer's entry in ``manifest.json`` that every architecture writes."""
+    return {"name": layer.name, "in_features": layer.in_features,
+            "out_features": layer.out_features, "weight_format": str(layer.weight_format),
+            "input_format": str(layer.input.format), "output_format": str(layer.output.format),
+            "stage": layer.stage_name, "acc_bits": layer.acc_bits}
+
+
+class Architecture(ABC):
+    """An architecture: how a network becomes one top component, and everything the commands
+    need to know about it.
+
+    A subclass sets :attr:`name` (the ``--arch`` value) and :attr:`Params`, a frozen dataclass
+    that validates itself: its fields are the architecture's options (the keyword arguments
+    of :func:`hwnn.generate.generate`, and the ``hwnn compile`` options, ``--max-lanes`` for
+    ``max_lanes``, which take values of their default's type), each with its default (the
+    only copy of it) and ``metadata["help"]`` (the option's help text; ``metadata["choices"]``
+    when it takes a few words only).
+
+    Members
+    -------
+    name : str
+    Params : the parameters dataclass.
+    """
+    name: str
+    Params: type
+
+    def params(self, **options):
+        """The :attr:`Params` with ``options``; a TypeError names an option that is not one."""
+        names = [field.name for field in fields(self.Params)]
+        for option in options:
+            if option not in names:
+                raise TypeError(f"{option!r} is not an option of the {self.name} architecture; "
+                                f"its options: {', '.join(names)}")
+        return self.Params(**options)
+
+    def options(self, params) -> dict:
+        """The options that give ``params`` (:meth:`params` inverted)."""
+        return {field.name: getattr(params, field.name) for field in fields(params)}
+
+    @abstractmethod
+    def check(self, network, params):
+        """``params`` resolved for ``network`` (what was left to choose, chosen), after checking
+        that the architecture can build ``network`` with them; ValueError otherwise."""
+
+    @abstractmethod
+    def build(self, network, params):
+        """The top component (Amaranth) of ``network`` with ``params``, after :meth:`check`."""
+
+    def beat_values(self, top) -> tuple[int, int]:
+        """Values per beat of the input and of the output stream of the component ``top``."""
+        return top.in_count, top.out_count
+
+    @abstractmethod
+    def manifest(self, network, top, params) -> dict:
+        """The architecture's section of ``manifest.json`` for the component ``top`` built
+        with ``params``: its own keys, and under ``"layers"`` one dictionary per layer with
+        the keys beyond :func:`layer_keys`."""
+
+    @abstractmethod
+    def read(self, manifest, network):
+        """The :attr:`Params` of the design whose manifest is ``manifest``, resolved for its
+        ``network`` (:meth:`check`)."""
+
+    def batch(self, params) -> int:
+        """Vectors the design gathers before it works on them (1 when it takes them one at a
+        time)."""
+        return 1
+
+    @abstractmethod
+    def features(self, network, family, params) -> dict:
+        """The structural features of the design for the resource estimator
+        (:func:`hwnn.estimate.design_features`) on FPGA ``family``."""
+
+    @abstractmethod
+    def points(self, network) -> list[tuple[str, dict]]:
+        """The design points ``hwnn explore`` tries for ``network``, smallest first: a label
+        and the options of each."""
+
+    @abstractmethod
+    def summary(self, manifest) -> str:
+        """What ``hwnn compile`` prints about the design of ``manifest``: a table of the
+        layers and a line of totals."""

@@ -1,0 +1,134 @@
+"""The dataflow architecture (FINN-style): a streaming engine per layer, folded onto lanes."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..ir import Network
+from ..report import format_table
+from ..rtl.dataflow import DataflowAccelerator
+from ..rtl.folding import LayerFold, auto_folding, fold_from_file, fully_parallel
+from ..rtl.mvau import RAM_STYLES, check_folding
+from .base import Architecture
+
+__all__ = ["DATAFLOW", "DataflowParams", "resolve_folding"]
+
+
+@dataclass(frozen=True)
+class DataflowParams:
+    """Options of a dataflow design.
+
+    ``fold`` is ``"auto"``, the path of a JSON fold file, or one
+    :class:`~hwnn.rtl.folding.LayerFold` per layer (kept as a tuple); the folding is checked
+    against the network by :meth:`Dataflow.check`.
+    """
+    fold: str | Path | tuple = field(default="auto", metadata={
+        "help": "'auto' (fastest within --max-lanes) or a JSON fold file "
+                "{layer: {\"pe\": P, \"simd\": S}}"})
+    max_lanes: int = field(default=256, metadata={"help": "lane budget for --fold auto"})
+    ram_style: str = field(default="auto", metadata={
+        "help": "where weight memories go: Yosys' choice (auto), block RAM, or logic",
+        "choices": tuple(RAM_STYLES)})
+
+    def __post_init__(self):
+        if self.ram_style not in RAM_STYLES:
+            raise ValueError(f"ram_style must be one of {', '.join(RAM_STYLES)}, not "
+                             f"{self.ram_style!r}")
+        if not isinstance(self.max_lanes, int) or isinstance(self.max_lanes, bool):
+            raise TypeError(f"max_lanes must be a positive integer, not {self.max_lanes!r}")
+        if not isinstance(self.fold, str | Path):
+            try:
+                folding = tuple(self.fold)
+            except TypeError:
+                raise TypeError(f"fold must be 'auto', a fold file or a sequence of LayerFold, "
+                                f"not {self.fold!r}") from None
+            for entry in folding:
+                if not isinstance(entry, LayerFold):
+                    raise TypeError(f"Folding entries must be LayerFold, not {entry!r}")
+            object.__setattr__(self, "fold", folding)
+
+
+def resolve_folding(network: Network, fold, max_lanes) -> tuple[LayerFold, ...]:
+    """The folding that ``fold`` (as :class:`DataflowParams` holds it: ``"auto"``, the
+    fastest within ``max_lanes``, a fold-file path, or a tuple of :class:`LayerFold`) gives
+    ``network``, checked against it (before any hardware is built)."""
+    if fold == "auto":
+        folding = auto_folding(network, max_lanes)
+    elif isinstance(fold, str | Path):
+        folding = fold_from_file(network, fold)
+    else:
+        folding = fold
+    if len(folding) != len(network.layers):
+        raise ValueError(f"The folding needs one entry per layer ({len(network.layers)}), not "
+                         f"{len(folding)}")
+    for layer, entry in zip(network.layers, folding, strict=True):
+        check_folding(layer, entry.pe, entry.simd)
+    return folding
+
+
+class Dataflow(Architecture):
+    """One matrix-vector-activation unit per layer (:class:`~hwnn.rtl.dataflow.
+    DataflowAccelerator`), folded by :class:`DataflowParams`."""
+    name = "dataflow"
+    Params = DataflowParams
+
+    def check(self, network, params):
+        """``params`` with the folding chosen (``max_lanes``, spent on it, at its default: the
+        same design, the same parameters)."""
+        return DataflowParams(fold=resolve_folding(network, params.fold, params.max_lanes),
+                              ram_style=params.ram_style)
+
+    def build(self, network, params):
+        params = self.check(network, params)
+        return DataflowAccelerator(network, params.fold, ram_style=params.ram_style)
+
+    def beat_values(self, top):
+        return top.units[0].simd, top.units[-1].pe
+
+    def manifest(self, network, top, params):
+        return {
+            "layers": [{"pe": unit.pe, "simd": unit.simd, "lanes": unit.lanes,
+                        "cycles": unit.cycles, "latency": unit.latency,
+                        "memory_bits": unit.memory_bits} for unit in top.units],
+            "cycles_per_inference": top.cycles,
+            "lanes": top.lanes,
+            "folding": {unit.layer.name: {"pe": unit.pe, "simd": unit.simd}
+                        for unit in top.units},
+            "ram_style": top.units[0].ram_style,
+        }
+
+    def read(self, manifest, network):
+        return DataflowParams(fold=tuple(LayerFold(**manifest["folding"][layer.name])
+                                         for layer in network.layers),
+                              ram_style=manifest["ram_style"])
+
+    def features(self, network, family, params):
+        from ..estimate import dataflow_features
+        return dataflow_features(network, family, fold=params.fold, max_lanes=params.max_lanes)
+
+    def points(self, network):
+        """The distinct foldings of lane budgets 1, 2, 4, ... up to the fully parallel
+        design."""
+        most = sum(fold.lanes for fold in fully_parallel(network))
+        points, seen, budget = [], set(), len(network.layers)
+        while True:
+            folding = auto_folding(network, min(budget, most))
+            if folding not in seen:
+                seen.add(folding)
+                points.append((" ".join(f"{f.pe}x{f.simd}" for f in folding),
+                               {"fold": folding}))
+            if budget >= most:
+                return points
+            budget *= 2
+
+    def summary(self, manifest):
+        rows = [(layer["name"], f"{layer['in_features']}->{layer['out_features']}",
+                 layer["pe"], layer["simd"], layer["lanes"], layer["cycles"], layer["latency"],
+                 layer["stage"], sum(layer["memory_bits"].values()))
+                for layer in manifest["layers"]]
+        return (format_table(("layer", "shape", "pe", "simd", "lanes", "cycles", "latency",
+                              "stage", "memory bits"), rows, right={2, 3, 4, 5, 6, 8})
+                + f"\n\n{manifest['lanes']} lanes, {manifest['cycles_per_inference']} cycles "
+                  f"per inference (slowest layer), {manifest['weight_bits']} weight bits")
+
+
+DATAFLOW = Dataflow()
