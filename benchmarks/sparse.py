@@ -27,7 +27,9 @@ from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.quant.synthetic import random_network
 from hwnn.report import format_table
 from hwnn.rtl.folding import LayerFold
-from hwnn.rtl.sparse import SparseParams, ideal_cycles
+from hwnn.planning.sparse_cycles import ideal_cycles
+from hwnn.rtl.sparse import SparseParams
+from hwnn.sim.golden import layer_inputs
 from hwnn.sim.simulate import simulate
 from hwnn.synth import synthesize
 from hwnn.toolchain import setup_env
@@ -81,7 +83,7 @@ def density_rows(work, simulator, quick):
         for act_density in act_densities:
             codes = inputs(network, act_density)
             cycles = measure(design, codes, simulator)
-            ideal = ideal_cycles(network, params, codes).sum(axis=1).mean()
+            ideal = ideal_cycles(network, params, layer_inputs(network, codes)).sum(axis=1).mean()
             rows.append((f"{100 * density:g}%", f"{100 * act_density:g}%", f"{cycles:.0f}",
                          f"{ideal:.0f}", f"{cycles / ideal:.3f}", f"{dense:.0f}",
                          f"{dense / cycles:.1f}x"))
@@ -97,7 +99,8 @@ def queue_rows(work, simulator, quick):
         design = load_design(generate(network, work / f"q{depth}", arch="sparse", pes=PES,
                                       queue_depth=depth))
         cycles = measure(design, codes, simulator)
-        ideal = ideal_cycles(network, SparseParams(PES, depth), codes).sum(axis=1).mean()
+        ideal = ideal_cycles(network, SparseParams(PES, depth),
+                             layer_inputs(network, codes)).sum(axis=1).mean()
         rows.append((depth, f"{cycles:.0f}", f"{ideal:.0f}", f"{cycles / ideal:.3f}",
                      f"{ideal / cycles:.3f}"))
     return rows
@@ -113,7 +116,8 @@ def digits_rows(work, simulator):
     design = load_design(generate(network, work / "digits", arch="sparse", pes=PES,
                                   queue_depth=8))
     cycles = measure(design, codes, simulator)
-    ideal = ideal_cycles(network, SparseParams(PES, 8), codes).sum(axis=1).mean()
+    ideal = ideal_cycles(network, SparseParams(PES, 8),
+                         layer_inputs(network, codes)).sum(axis=1).mean()
     unpruned = quantize_network(from_sklearn(model), x_train,
                                 QuantOptions(weights="int8", acts="uint8"), name="digits_int8")
     dense_design = load_design(generate(unpruned, work / "digits_dense", max_lanes=PES))

@@ -25,6 +25,7 @@ import numpy as np
 from . import __version__
 from .arch import architecture
 from .arch.base import layer_keys
+from .designfolder import MANIFEST, DesignFolder
 from .folders import check_replaceable, replace_folder
 from .ir import Network
 
@@ -32,7 +33,6 @@ __all__ = ["Design", "earlier_results", "generate", "load_design", "replacement_
            "to_verilog"]
 
 VECTOR_COUNT = 32
-MANIFEST = "manifest.json"
 #: The folders of a design folder that hold commands' results, one subfolder per target.
 RESULT_FOLDERS = ("sim", "synth", "build")
 _SOURCE = re.compile(r'(src = ")([^"]*)(")')
@@ -188,32 +188,14 @@ def replacement_note(out_dir, earlier) -> str:
                else ""))
 
 
-class Design:
+class Design(DesignFolder):
     """A generated design folder, read back: its manifest, network, architecture and the
     parameters it was built with."""
 
     def __init__(self, path):
-        path = Path(path)
-        manifest_path = path / MANIFEST
-        if not manifest_path.is_file():
-            raise FileNotFoundError(f"{str(path)!r} is not an hwnn design folder (no {MANIFEST}); "
-                                    f"create one with `hwnn compile`")
-        try:
-            self.manifest = json.loads(manifest_path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f"{str(manifest_path)!r} is not valid JSON: {error}") from None
-        self.path = path
-        self.network = Network.load(path / self.manifest["network"])
+        super().__init__(path)
         self.architecture = architecture(self.manifest["arch"])
         self.params = self.architecture.read(self.manifest, self.network)
-
-    @property
-    def verilog(self) -> Path:
-        return self.path / self.manifest["verilog"]
-
-    @property
-    def top(self) -> str:
-        return self.manifest["top"]
 
     @property
     def folding(self):

@@ -11,7 +11,7 @@ import numpy as np
 
 from .arrays import check_codes
 from .errors import ToolError
-from .generate import Design, load_design
+from .designfolder import DesignFolder
 from .hostproto import REPLY_SYNC, STATUS, crc8, payload_bytes, request_frame, unpack_vector
 
 __all__ = ["BoardLink", "LinkError", "open_board", "read_reply"]
@@ -59,12 +59,13 @@ def read_reply(read, seq, out_format, out_features) -> np.ndarray:
 
 
 class BoardLink:
-    """Input vectors to a board running ``design`` (a folder or :class:`Design`), outputs
-    back, over ``transport``."""
+    """Input vectors to a board running ``design`` (a design folder's path, or a
+    :class:`~hwnn.designfolder.DesignFolder` such as a :class:`~hwnn.generate.Design`),
+    outputs back, over ``transport``."""
 
     def __init__(self, transport, design, *, retries=3):
         self.transport = transport
-        self.design = design if isinstance(design, Design) else load_design(design)
+        self.design = design if isinstance(design, DesignFolder) else DesignFolder(design)
         self.retries = retries
         self.retried = 0               # requests sent again, over the link's life
         self._seq = 0

@@ -3,7 +3,8 @@
 import numpy as np
 
 from ..report import format_table
-from ..rtl.sparse import SparseAccelerator, SparseParams, estimate
+from ..planning.sparse_cycles import estimate
+from ..rtl.sparse import SparseAccelerator, SparseParams
 from .base import Architecture
 
 __all__ = ["SPARSE"]

@@ -1,13 +1,14 @@
 """Stream payload layouts shared by the generators, the simulators' drivers and the host.
 
-Values are packed element 0 in the least significant bits (Amaranth ``Cat`` order), each in
-its format's bit encoding (two's complement; bipolar bit 1 = +1).
+Values are packed as :mod:`hwnn.ir.packing` says: element 0 in the least significant bits
+(Amaranth ``Cat`` order), each in its format's bit encoding (two's complement; bipolar bit
+1 = +1).
 """
 
 from amaranth.hdl import unsigned
 from amaranth.lib import data
 
-__all__ = ["Beat", "pack_values", "unpack_values"]
+__all__ = ["Beat"]
 
 
 class Beat(data.StructLayout):
@@ -20,17 +21,3 @@ class Beat(data.StructLayout):
             "data": unsigned(count * width),
             "last": unsigned(1),
         })
-
-
-def pack_values(patterns, width) -> int:
-    """One integer holding unsigned bit ``patterns`` of ``width`` bits, element 0 lowest."""
-    word = 0
-    for index, pattern in enumerate(patterns):
-        word |= int(pattern) << (index * width)
-    return word
-
-
-def unpack_values(word, count, width) -> list[int]:
-    """The ``count`` unsigned bit patterns of ``width`` bits packed in ``word``."""
-    mask = (1 << width) - 1
-    return [(int(word) >> (index * width)) & mask for index in range(count)]

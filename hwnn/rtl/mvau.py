@@ -22,8 +22,9 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir import Dense
 from ..ir.formats import Format
+from ..ir.packing import pack_values
 from .arith import pipelined_sum, tree_levels
-from .layouts import Beat, pack_values
+from .layouts import Beat
 from .stage import OutputStage, parameter_bits, stage_latency
 from .params import check_positive_int
 from .fifo import FlagFIFO

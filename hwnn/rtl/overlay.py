@@ -27,8 +27,9 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir import Dense, Network
 from ..ir.formats import Format
+from ..ir.packing import pack_values
 from .arith import select
-from .layouts import Beat, pack_values
+from .layouts import Beat
 from .stage import OutputStage, stage_latency
 from .params import check_positive_int
 from .systolic import SystolicArray, SystolicParams

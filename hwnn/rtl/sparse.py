@@ -29,8 +29,7 @@ cycle), so a reset at any cycle, even in the middle of a vector, leaves it as at
 
 Vectors are processed one at a time (EIE's batch of one). Layer ``l`` takes about
 ``max(nonzero input activations, max over PEs of the entries in those columns)`` cycles plus
-:func:`layer_overhead`; :func:`ideal_cycles` gives the load-balanced ideal for given inputs and
-:func:`estimate` the cycles for inputs without zero activations.
+:func:`layer_overhead`; :mod:`hwnn.planning.sparse_cycles` models them for given activations.
 """
 
 import math
@@ -44,16 +43,17 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir import Dense, Network
 from ..ir.formats import Format
+from ..ir.packing import pack_values
 from ..quant.csc import CscMatrix, encode
 from .arith import select
-from .layouts import Beat, pack_values
+from .layouts import Beat
 from .params import check_positive_int
 from .stage import OutputStage, stage_latency
 from .values import decode_codes, encode_value, holding_format, resize
 from .widthconv import WordSplitter
 
-__all__ = ["SparseAccelerator", "SparseLayer", "SparsePE", "SparseParams", "estimate",
-           "ideal_cycles", "layer_overhead", "plan_layers"]
+__all__ = ["SparseAccelerator", "SparseLayer", "SparsePE", "SparseParams", "layer_overhead",
+           "plan_layers"]
 
 #: Width of the performance counters (they wrap around).
 COUNTER_BITS = 32
@@ -144,72 +144,6 @@ def layer_overhead(network: Network, params: SparseParams) -> list[int]:
     return [length + _FIXED_OVERHEAD + stage_latency(layer)
             for length, layer in zip(_readout_lengths(network, params.pes), network.layers,
                                      strict=True)]
-
-
-def _emission_cycles(active, words_at):
-    """The cycle (from the scan's start) at which the scanner broadcasts each nonzero
-    activation, and the scan's length: one cycle per nonzero, one per word without any."""
-    cycle, emitted = 0, []
-    for start in range(0, len(active), words_at):
-        nonzero = np.flatnonzero(active[start:start + words_at])
-        emitted.extend(range(cycle, cycle + len(nonzero)))
-        cycle += max(len(nonzero), 1)
-    return np.array(emitted, dtype=np.int64), cycle
-
-
-def _busy_cycles(plan: SparseLayer, active, words_at) -> int:
-    """Cycles until the scan and every PE are done, with queues that never fill: a PE
-    finishes at ``max over k`` of (broadcast of its k-th column + its entries from column k
-    on)."""
-    emitted, scan = _emission_cycles(active, words_at)
-    finish = scan
-    columns = np.flatnonzero(active)
-    for pointers in plan.csc.pointers:
-        entries = np.diff(pointers)[columns]
-        remaining = np.cumsum(entries[::-1])[::-1]
-        if len(remaining):
-            finish = max(finish, int(np.max(emitted + remaining)))
-    return finish
-
-
-def ideal_cycles(network: Network, params: SparseParams, codes) -> np.ndarray:
-    """Per input vector and layer, the load-balanced ideal: the most entries (nonzeros and
-    padding) any PE must process for the vector's nonzero activations. Shape (N, layers)."""
-    from ..sim.golden import run_network
-    codes = np.atleast_2d(np.asarray(codes, dtype=np.int64))
-    _, traces = run_network(network, codes, trace=True)
-    inputs = [codes] + [trace.outputs for trace in traces[:-1]]
-    plans = plan_layers(network, params)
-    return np.array([[int(plan.active_entries(x[n] != 0).max()) for plan, x in
-                      zip(plans, inputs, strict=True)] for n in range(len(codes))])
-
-
-def estimate(network: Network, params: SparseParams, codes=None) -> dict:
-    """Estimated cycles per layer and per inference: each layer takes the cycles until its scan
-    and every PE are done, if the queues never filled (so the estimate ignores stalls of the
-    broadcast: it holds for deep enough queues), plus :func:`layer_overhead`. Without
-    ``codes`` every activation counts as nonzero (the dense-activation case); with ``codes``
-    the estimate is averaged over them.
-
-    Returns ``{"layers": [cycles], "per_inference": cycles}``."""
-    plans = plan_layers(network, params)
-    overhead = layer_overhead(network, params)
-    in_count = math.gcd(network.in_features, params.pes)
-    if codes is None:
-        actives = [[np.ones(layer.in_features, dtype=bool) for layer in network.layers]]
-    else:
-        from ..sim.golden import run_network
-        codes = np.atleast_2d(np.asarray(codes, dtype=np.int64))
-        _, traces = run_network(network, codes, trace=True)
-        inputs = [codes] + [trace.outputs for trace in traces[:-1]]
-        actives = [[x[n] != 0 for x in inputs] for n in range(len(codes))]
-    per_layer = np.zeros(len(plans))
-    for active in actives:
-        for index, (plan, columns) in enumerate(zip(plans, active, strict=True)):
-            words_at = in_count if index == 0 else params.pes
-            per_layer[index] += _busy_cycles(plan, columns, words_at) + overhead[index]
-    per_layer /= len(actives)
-    return {"layers": per_layer.tolist(), "per_inference": float(per_layer.sum())}
 
 
 class SparsePE(wiring.Component):

@@ -37,8 +37,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir import Dense, Requant, Thresholds
 from ..ir.formats import Format, signed_bits_for
+from ..ir.packing import pack_values
 from .arith import adder_tree
-from .layouts import pack_values
 
 __all__ = ["PIECE_BITS", "OutputStage", "accumulator_pieces", "parameter_bits",
            "parameter_words", "search_steps", "stage_latency"]

@@ -4,7 +4,7 @@
 import numpy as np
 
 from hwnn.ir.formats import Format
-from hwnn.rtl.layouts import pack_values, unpack_values
+from hwnn.ir.packing import pack_values, unpack_values
 
 __all__ = ["beats_to_vectors", "vectors_to_beats"]
 

@@ -9,10 +9,10 @@ from amaranth.sim import Simulator
 from hwnn.ir import Dense, Network
 from hwnn.quant.csc import decode
 from hwnn.quant.synthetic import SAMPLE_NETWORKS, random_network
-from hwnn.rtl.sparse import (SparseAccelerator, SparseParams, estimate, ideal_cycles,
-                             plan_layers)
+from hwnn.planning.sparse_cycles import estimate, ideal_cycles
+from hwnn.rtl.sparse import SparseAccelerator, SparseParams, plan_layers
 from hwnn.sim.beats import vectors_to_beats
-from hwnn.sim.golden import run_network
+from hwnn.sim.golden import layer_inputs, run_network
 from hwnn.sim.pysim import run_vectors, stream_get, stream_put
 
 
@@ -146,14 +146,15 @@ def test_cycles_follow_the_work_and_the_estimate():
     codes[0] = np.maximum(codes[0], 1)        # no zero activation in the first layer
     codes[2, ::2] = 0                         # half of them zero
     counts = measure_layer_cycles(network, params, codes)
-    ideal = ideal_cycles(network, params, codes)
+    ideal = ideal_cycles(network, params, layer_inputs(network, codes))
     # Never faster than the busiest PE's entries; the first layer of the all-zero input (1)
     # only scans; zero activations save cycles.
     assert np.all(counts[:, 1:] >= ideal[:, 1:])
     assert counts[1, 0] < counts[2, 0] < counts[0, 0]
     # Within 10% of the estimate with deep queues.
     for vector in range(3):
-        estimated = estimate(network, params, codes[vector:vector + 1])["layers"]
+        estimated = estimate(network, params,
+                             layer_inputs(network, codes[vector:vector + 1]))["layers"]
         assert counts[vector, 1:].tolist() == pytest.approx(estimated[1:], rel=0.1)
 
 
@@ -168,7 +169,8 @@ def test_a_layer_waits_for_its_threshold_search():
     codes = random_codes(networks[0], 2)
     counts = [measure_layer_cycles(network, params, codes)[:, 0] for network in networks]
     assert (counts[0] - counts[1]).tolist() == [6, 6]
-    estimated = [estimate(network, params, codes)["layers"][0] for network in networks]
+    estimated = [estimate(network, params, layer_inputs(network, codes))["layers"][0]
+                 for network in networks]
     assert estimated[0] - estimated[1] == 6
     assert_matches(networks[0], codes, simulate(networks[0], params, codes, 3)[0])
 
@@ -193,6 +195,20 @@ def test_deeper_queues_balance_the_load():
 def test_params_are_checked(kwargs, error, message):
     with pytest.raises(error, match=message):
         SparseParams(**kwargs)
+
+
+def test_the_cycle_model_refuses_activations_of_another_network():
+    network = random_network(np.random.default_rng(0), [8, 6, 4],
+                             weight_formats=["int8", "int8"], act_formats=["uint8"],
+                             stages=["requant"], name="net")
+    inputs = layer_inputs(network, random_codes(network, 3))
+    params = SparseParams(2, 4)
+    with pytest.raises(ValueError, match=r"^activations must hold one array per layer \(2\), "
+                                         r"not 1$"):
+        estimate(network, params, inputs[:1])
+    with pytest.raises(ValueError, match=r"^activations of layer 'dense1' must have shape "
+                                         r"\(3, 6\), not \(3, 5\)$"):
+        ideal_cycles(network, params, [inputs[0], inputs[1][:, :5]])
 
 
 def test_accelerator_refuses_wrong_types():

@@ -7,7 +7,7 @@ from amaranth.back import verilog
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
-from hwnn.rtl.layouts import pack_values, unpack_values
+from hwnn.ir.packing import pack_values, unpack_values
 from hwnn.rtl.widthconv import WidthConverter, WordSplitter
 from hwnn.sim.pysim import run_stream, stream_get, stream_put
 

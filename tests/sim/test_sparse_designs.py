@@ -10,7 +10,9 @@ from hwnn.generate import generate, load_design
 from hwnn.ir import Dense, Network
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.quant.synthetic import random_network
-from hwnn.rtl.sparse import SparseParams, estimate, plan_layers
+from hwnn.planning.sparse_cycles import estimate
+from hwnn.rtl.sparse import SparseParams, plan_layers
+from hwnn.sim.golden import layer_inputs
 from hwnn.sim.simulate import simulate
 
 
@@ -55,7 +57,7 @@ def test_pruned_digits_mlp_on_8_pes_matches_golden(tmp_path, digits_sparse):
     # estimate for these very inputs holds within 10%.
     assert steady.cycles_per_inference < design.manifest["cycles_per_inference"]
     params = SparseParams(8, 8)
-    per_input = estimate(network, params, codes)["per_inference"]
+    per_input = estimate(network, params, layer_inputs(network, codes))["per_inference"]
     counted = sum(steady.counters[f"cycles__{i}"] for i in range(len(network.layers)))
     assert counted / len(codes) == pytest.approx(per_input, rel=0.1)
 

@@ -1,4 +1,4 @@
-"""Bitstreams for the boards of ``boards/``: the digits int8 MLP and a binary MLP, each behind
+"""Bitstreams for the boards of ``hwnn/boards/``: the digits int8 MLP and a binary MLP, each behind
 the host link, built with the YoWASP tools; and the build command's errors."""
 
 import json

@@ -11,8 +11,8 @@ import numpy as np
 
 from hwnn.ir import Dense, Layer, Network, Requant, Thresholds
 
-__all__ = ["LayerTrace", "accumulate", "dense_accumulate", "output_stage", "requantize",
-           "run_network", "threshold"]
+__all__ = ["LayerTrace", "accumulate", "dense_accumulate", "layer_inputs", "output_stage",
+           "requantize", "run_network", "threshold"]
 
 
 @singledispatch
@@ -104,3 +104,11 @@ def run_network(network: Network, codes, *, trace=False):
         if trace:
             traces.append(LayerTrace(layer.name, acc, x))
     return (x, traces) if trace else x
+
+
+def layer_inputs(network: Network, codes) -> list[np.ndarray]:
+    """Every layer's input codes for a batch ``(N, in)`` of input codes (or one vector, a
+    batch of one): the inputs, then each layer's outputs but the last's."""
+    codes = np.atleast_2d(_check_codes(network, codes))
+    _, traces = run_network(network, codes, trace=True)
+    return [codes] + [trace.outputs for trace in traces[:-1]]

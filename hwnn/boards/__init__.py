@@ -1,4 +1,4 @@
-"""Board targets: one module per board in this folder (installed as ``hwnn.boards``).
+"""Board targets: one module per board in this folder.
 
 Each board module defines ``BOARD``, a :class:`Board`: the amaranth-boards platform, the
 device it carries (a name of :data:`hwnn.synth.DEVICES`), the UART the host link uses and the
