@@ -481,8 +481,8 @@ def _parser():
     build = commands.add_parser(
         "build", help="a bitstream for a board, with the host link on its UART",
         description="Synthesize, place, route and pack a design behind the host link for a "
-                    "board of boards/ with the YoWASP tools; the bitstream and report.json go "
-                    "to OUT/build/BOARD/.")
+                    "board of hwnn/boards/ with the YoWASP tools; the bitstream and report.json "
+                    "go to OUT/build/BOARD/.")
     build.add_argument("design", help="design folder from hwnn compile")
     build.add_argument("--board", required=True, choices=BOARD_NAMES)
     build.add_argument("--baud", type=POSITIVE_INT, default=115200,
