@@ -108,7 +108,7 @@ def measure_point(network: Network, point: Point, device: str, clock_mhz: float,
 def _harness_cost(manifest) -> dict:
     """What the register harness adds, from the design's ports: a flip-flop per input port
     bit (and the output's), a LUT4 per three output bits folded by exclusive-or."""
-    from .rtl.sparse import COUNTER_BITS          # the systolic and sparse counters
+    from .rtl.engine import COUNTER_BITS          # the systolic and sparse counters
     in_bits = manifest["input"]["payload_bits"] + 2                  # + valid, output ready
     counters = sum(len(names) for names in manifest.get("counters", {}).values())
     out_bits = manifest["output"]["payload_bits"] + 2 + COUNTER_BITS * counters

@@ -88,7 +88,6 @@ def _manifest(network, arch, component, params, top) -> dict:
     """The manifest of the design ``component`` (built as ``arch`` with ``params``)."""
     from amaranth import __version__ as amaranth_version
     section = arch.manifest(network, component, params)
-    in_count, out_count = arch.beat_values(component)
     return section | {
         "hwnn_version": __version__,
         "amaranth_version": amaranth_version,
@@ -98,8 +97,9 @@ def _manifest(network, arch, component, params, top) -> dict:
         "verilog": f"{top}.v",
         "network": "network.hwnn.npz",
         "clock": {"port": "clk", "reset": "rst", "reset_polarity": "active high, synchronous"},
-        "input": _port("i_stream", in_count, network.input.format, network.in_features),
-        "output": _port("o_stream", out_count, network.output.format, network.out_features),
+        "input": _port("i_stream", component.in_count, network.input.format, network.in_features),
+        "output": _port("o_stream", component.out_count, network.output.format,
+                        network.out_features),
         "output_scale": network.output.scale.tolist(),
         "weight_bits": sum(layer.weight_bits for layer in network.layers),
         "vectors": {"inputs": "vectors/inputs.npy", "expected": "vectors/expected.npy",

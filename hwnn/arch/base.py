@@ -53,11 +53,9 @@ class Architecture(ABC):
 
     @abstractmethod
     def build(self, network, params):
-        """The top component (Amaranth) of ``network`` with ``params``, after :meth:`check`."""
-
-    def beat_values(self, top) -> tuple[int, int]:
-        """Values per beat of the input and of the output stream of the component ``top``."""
-        return top.in_count, top.out_count
+        """The top component (Amaranth) of ``network`` with ``params``, after :meth:`check`:
+        ``i_stream`` and ``o_stream`` of :class:`~hwnn.rtl.layouts.Beat` payloads, and
+        ``in_count`` and ``out_count``, the values per beat of each."""
 
     @abstractmethod
     def manifest(self, network, top, params) -> dict:

@@ -81,9 +81,6 @@ class Dataflow(Architecture):
         params = self.check(network, params)
         return DataflowAccelerator(network, params.fold, ram_style=params.ram_style)
 
-    def beat_values(self, top):
-        return top.units[0].simd, top.units[-1].pe
-
     def manifest(self, network, top, params):
         return {
             "layers": [{"pe": unit.pe, "simd": unit.simd, "lanes": unit.lanes,

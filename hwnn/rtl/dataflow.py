@@ -23,9 +23,9 @@ __all__ = ["DataflowAccelerator"]
 class DataflowAccelerator(wiring.Component):
     """A whole network as a pipeline of streaming layer engines.
 
-    An input vector is ``in_features / simd[0]`` beats of ``simd[0]`` input codes; an output
-    vector is ``out_features / pe[-1]`` beats of ``pe[-1]`` output codes, ``last`` set on its
-    final beat. Throughput is one vector every :attr:`cycles` cycles in steady state.
+    An input vector is ``in_features / in_count`` beats of ``in_count`` input codes; an
+    output vector is ``out_features / out_count`` beats of ``out_count`` output codes, ``last``
+    set on its final beat. Throughput is one vector every :attr:`cycles` cycles in steady state.
 
     Parameters
     ----------
@@ -35,8 +35,11 @@ class DataflowAccelerator(wiring.Component):
 
     Members
     -------
-    i_stream : ``In(stream.Signature(Beat(simd[0], input width)))``
-    o_stream : ``Out(stream.Signature(Beat(pe[-1], output width)))``
+    i_stream : ``In(stream.Signature(Beat(in_count, input width)))``
+    o_stream : ``Out(stream.Signature(Beat(out_count, output width)))``
+    in_count, out_count : int
+        Values per input beat (``simd[0]``) and per output beat (``pe[-1]``), as in the
+        other architectures' tops.
     """
 
     def __init__(self, network: Network, folding, *, ram_style="auto"):
@@ -53,9 +56,10 @@ class DataflowAccelerator(wiring.Component):
         self.units = [MatrixVectorUnit(layer, pe=fold.pe, simd=fold.simd, ram_style=ram_style)
                       for layer, fold in zip(network.layers, folding, strict=True)]
         first, last = self.units[0], self.units[-1]
+        self.in_count, self.out_count = first.simd, last.pe
         super().__init__({
-            "i_stream": In(stream.Signature(Beat(first.simd, first.in_width))),
-            "o_stream": Out(stream.Signature(Beat(last.pe, last.out_width))),
+            "i_stream": In(stream.Signature(Beat(self.in_count, first.in_width))),
+            "o_stream": Out(stream.Signature(Beat(self.out_count, last.out_width))),
         })
 
     @property
@@ -79,15 +83,8 @@ class DataflowAccelerator(wiring.Component):
                 width, producer.pe, consumer.simd, producer.layer.out_features)
             wiring.connect(m, producer.o_stream, converter.i_stream)
             fifo = m.submodules[f"fifo{index}"] = FlagFIFO(
-                width=len(converter.o_stream.payload.as_value()),
-                depth=consumer.synapse_folds + 2)
-            m.d.comb += [
-                fifo.w_data.eq(converter.o_stream.payload),
-                fifo.w_en.eq(converter.o_stream.valid),
-                converter.o_stream.ready.eq(fifo.w_rdy),
-                consumer.i_stream.payload.eq(fifo.r_data),
-                consumer.i_stream.valid.eq(fifo.r_rdy),
-                fifo.r_en.eq(consumer.i_stream.ready),
-            ]
+                converter.o_stream.payload.shape(), depth=consumer.synapse_folds + 2)
+            wiring.connect(m, converter.o_stream, fifo.i_stream)
+            wiring.connect(m, fifo.o_stream, consumer.i_stream)
         wiring.connect(m, self.units[-1].o_stream, wiring.flipped(self.o_stream))
         return m

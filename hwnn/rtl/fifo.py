@@ -1,68 +1,87 @@
 """A buffered FIFO whose flags are registers, for stream paths that must be fast.
 
 :class:`FlagFIFO` behaves as Amaranth's ``SyncFIFOBuffered`` (first word fall-through from an
-output register; ``depth`` words in all, ``depth - 1`` of them in a memory), but ``w_rdy``
-and "the memory holds a word" are flip-flops computed one cycle ahead, not comparisons of a
-level counter. So ``r_en`` reaches the FIFO's registers through one gate, and ``w_rdy`` comes
-straight from a flip-flop: chains of streams do not add up long ready paths.
+output register; ``depth`` words in all, ``depth - 1`` of them in a memory), but its input's
+``ready`` and "the memory holds a word" are flip-flops computed one cycle ahead, not
+comparisons of a level counter. So the output's ``ready`` reaches the FIFO's registers through
+one gate, and the input's ``ready`` comes straight from a flip-flop: chains of streams do not
+add up long ready paths.
 """
 
 from amaranth import *
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
 
 __all__ = ["FlagFIFO"]
 
 
-class FlagFIFO(Elaboratable):
-    """``depth`` (2 or more) words of ``width`` bits.
+class FlagFIFO(wiring.Component):
+    """``depth`` (2 or more) payloads of ``shape``, first in first out.
 
-    Attributes: ``w_data``, ``w_en``, ``w_rdy`` (write side: a word is written when ``w_en``
-    and ``w_rdy``), ``r_data``, ``r_rdy``, ``r_en`` (read side: ``r_data`` is valid while
-    ``r_rdy``; it is consumed when ``r_en`` and ``r_rdy``). A word written in cycle ``t`` can
-    be read in cycle ``t + 2``.
+    A payload is taken from ``i_stream`` when it is valid and ready, and offered on
+    ``o_stream`` (valid, and stable, until it is taken); cycle for cycle, the flags and the
+    data are those of ``SyncFIFOBuffered(width=Shape.cast(shape).width, depth=depth)``
+    (``i_stream.ready`` is its ``w_rdy``, ``o_stream.valid`` its ``r_rdy``). A payload taken
+    in cycle ``t`` can be offered in cycle ``t + 2``.
+
+    Parameters
+    ----------
+    shape : shape-like
+        Payload of both streams (an ``unsigned(width)`` or a layout).
+    depth : int
+
+    Members
+    -------
+    i_stream : ``In(stream.Signature(shape))``
+    o_stream : ``Out(stream.Signature(shape))``
     """
 
-    def __init__(self, *, width, depth):
-        if not isinstance(depth, int) or depth < 2:
+    def __init__(self, shape, *, depth):
+        if not isinstance(depth, int) or isinstance(depth, bool) or depth < 2:
             raise ValueError(f"FlagFIFO depth must be an integer of at least 2, not {depth!r}")
-        self.width, self.depth = width, depth
-        self.w_data = Signal(width)
-        self.w_en = Signal()
-        self.w_rdy = Signal(init=1)
-        self.r_data = Signal(width)
-        self.r_rdy = Signal()
-        self.r_en = Signal()
+        self.depth = depth
+        super().__init__({
+            "i_stream": In(stream.Signature(shape)),
+            "o_stream": Out(stream.Signature(shape)),
+        })
 
     def elaborate(self, platform):
-        from amaranth.lib.memory import Memory
-
         m = Module()
         inner = self.depth - 1
-        storage = m.submodules.storage = Memory(shape=self.width, depth=inner, init=[])
+        width = Shape.cast(self.i_stream.payload.shape()).width
+        storage = m.submodules.storage = Memory(shape=width, depth=inner, init=[])
         w_port = storage.write_port()
         r_port = storage.read_port(domain="sync")
         produce = Signal(range(inner))
         consume = Signal(range(inner))
         count = Signal(range(inner + 1))          # words in the memory
         stored = Signal()                          # count != 0, one cycle ahead
+        w_rdy = Signal(init=1)                     # the memory has room
+        r_rdy = Signal()                           # the output register holds a word
+        r_en = self.o_stream.ready
 
-        do_write = self.w_en & self.w_rdy
-        do_move = stored & (~self.r_rdy | self.r_en)   # memory -> output register
+        do_write = self.i_stream.valid & w_rdy
+        do_move = stored & (~r_rdy | r_en)         # memory -> output register
 
         def step(pointer):
             return Mux(pointer == inner - 1, 0, pointer + 1)
 
         m.d.comb += [
-            w_port.addr.eq(produce), w_port.data.eq(self.w_data), w_port.en.eq(do_write),
-            r_port.addr.eq(consume), r_port.en.eq(do_move), self.r_data.eq(r_port.data),
+            self.i_stream.ready.eq(w_rdy), self.o_stream.valid.eq(r_rdy),
+            w_port.addr.eq(produce), w_port.data.eq(self.i_stream.payload),
+            w_port.en.eq(do_write),
+            r_port.addr.eq(consume), r_port.en.eq(do_move),
+            self.o_stream.payload.eq(r_port.data),
         ]
         with m.If(do_write):
             m.d.sync += produce.eq(step(produce))
         with m.If(do_move):
-            m.d.sync += [consume.eq(step(consume)), self.r_rdy.eq(1)]
-        with m.Elif(self.r_en):
-            m.d.sync += self.r_rdy.eq(0)
+            m.d.sync += [consume.eq(step(consume)), r_rdy.eq(1)]
+        with m.Elif(r_en):
+            m.d.sync += r_rdy.eq(0)
         with m.If(do_write & ~do_move):
-            m.d.sync += [count.eq(count + 1), stored.eq(1), self.w_rdy.eq(count != inner - 1)]
+            m.d.sync += [count.eq(count + 1), stored.eq(1), w_rdy.eq(count != inner - 1)]
         with m.If(do_move & ~do_write):
-            m.d.sync += [count.eq(count - 1), stored.eq(count != 1), self.w_rdy.eq(1)]
+            m.d.sync += [count.eq(count - 1), stored.eq(count != 1), w_rdy.eq(1)]
         return m

@@ -179,9 +179,9 @@ class BoardTop(wiring.Component):
     def __init__(self, accelerator, network, *, divisor):
         self.accelerator = accelerator
         self.link = HostLink(
-            in_count=accelerator.i_stream.payload.shape().count,
+            in_count=accelerator.in_count,
             in_format=network.input.format, in_features=network.in_features,
-            out_count=accelerator.o_stream.payload.shape().count,
+            out_count=accelerator.out_count,
             out_format=network.output.format, out_features=network.out_features,
             divisor=divisor)
         super().__init__()
@@ -195,12 +195,7 @@ class BoardTop(wiring.Component):
         # (the link's control is then never on the accelerator's critical path).
         for name, source, sink in (("to_accelerator", link.o_stream, accelerator.i_stream),
                                    ("to_link", accelerator.o_stream, link.i_stream)):
-            fifo = m.submodules[name] = FlagFIFO(
-                width=len(source.payload.as_value()), depth=2)
-            m.d.comb += [
-                fifo.w_data.eq(source.payload), fifo.w_en.eq(source.valid),
-                source.ready.eq(fifo.w_rdy),
-                sink.payload.eq(fifo.r_data), sink.valid.eq(fifo.r_rdy),
-                fifo.r_en.eq(sink.ready),
-            ]
+            fifo = m.submodules[name] = FlagFIFO(source.payload.shape(), depth=2)
+            wiring.connect(m, source, fifo.i_stream)
+            wiring.connect(m, fifo.o_stream, sink)
         return m

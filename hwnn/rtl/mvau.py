@@ -230,8 +230,8 @@ class MatrixVectorUnit(wiring.Component):
 
         # Issue: one (neuron fold, synapse fold) beat per cycle when the FIFO has room for
         # every result in flight and, on the first neuron fold, the input stream has a beat.
-        fifo = m.submodules.fifo = FlagFIFO(width=pe * self.out_width + 1,
-                                                    depth=self.fifo_depth)
+        fifo = m.submodules.fifo = FlagFIFO(self.o_stream.payload.shape(),
+                                            depth=self.fifo_depth)
         nf = Signal(range(nf_count))
         sf = Signal(range(sf_count))
         address = Signal(range(nf_count * sf_count))
@@ -362,22 +362,18 @@ class MatrixVectorUnit(wiring.Component):
         else:
             codes = [value[:out_fmt.width] for value in values]
         m.d.comb += [
-            fifo.w_en.eq(valid_out),
-            fifo.w_data.eq(Cat(*codes, stage.o_values.payload.tag)),
+            fifo.i_stream.valid.eq(valid_out),
+            fifo.i_stream.payload.eq(Cat(*codes, stage.o_values.payload.tag)),
         ]
         # Credits: one more when a result leaves, one less when a fold is issued. "room" is
         # credits >= 1 and "many" credits >= 2, updated from comparisons of the register
         # (not of its next value), so the control decides late.
         finishing = issue & sf_last
-        leaving = fifo.r_en & fifo.r_rdy
+        leaving = fifo.o_stream.valid & fifo.o_stream.ready
         with m.If(leaving & ~finishing):
             m.d.sync += [credits.eq(credits + 1), room.eq(1), many.eq(credits >= 1)]
         with m.Elif(finishing & ~leaving):
             m.d.sync += [credits.eq(credits - 1), room.eq(many), many.eq(credits >= 3)]
 
-        m.d.comb += [
-            self.o_stream.payload.eq(fifo.r_data),
-            self.o_stream.valid.eq(fifo.r_rdy),
-            fifo.r_en.eq(self.o_stream.ready),
-        ]
+        wiring.connect(m, fifo.o_stream, wiring.flipped(self.o_stream))
         return m

@@ -18,29 +18,22 @@ follows it cycle for cycle when the output is not back-pressured.
 
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 from amaranth import *
-from amaranth.lib import memory, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import memory, wiring
 
 from ..ir import Dense, Network
-from ..ir.formats import Format
 from ..ir.packing import pack_values
 from .arith import select
-from .layouts import Beat
-from .stage import OutputStage, stage_latency
+from .engine import LayerCounters, LayerEngine, LayerStages, OutputDrain, bias_words
 from .params import check_positive_int
+from .stage import stage_latency
 from .systolic import SystolicArray, SystolicParams
-from .values import decode_codes, encode_value, holding_format, resize
-from .widthconv import WordSplitter
+from .values import decode_codes, holding_format
 
 __all__ = ["OverlayParams", "SystolicOverlay", "check_overlay", "drain_cycles", "schedule"]
-
-
-#: Width of the performance counters (they wrap around).
-COUNTER_BITS = 32
 
 
 @dataclass(frozen=True)
@@ -59,6 +52,9 @@ def _value_format(network: Network):
     return (holding_format(layer.input.format for layer in network.layers),
             holding_format(layer.weight_format for layer in network.layers))
 
+
+#: The overlay's phases: gather a batch, run a layer, drain it, send the batch's outputs.
+LOAD, RUN, DRAIN, OUTPUT = range(4)
 
 #: Registers between issuing a memory read and the array's input (the read, and a register
 #: for the slow block RAM output).
@@ -127,13 +123,11 @@ def check_overlay(network: Network, params: OverlayParams):
                              f"network's {what} need {fmt}")
 
 
-class SystolicOverlay(wiring.Component):
+class SystolicOverlay(LayerEngine):
     """A whole network on one ``size x size`` systolic array, one batch at a time.
 
-    The ports are those of the dataflow top: an input vector is ``in_features / in_count``
-    beats of ``in_count = gcd(in_features, size)`` codes, an output vector
-    ``out_features / out_count`` beats of ``out_count = gcd(out_features, size)`` codes,
-    ``last`` on the final beat of each.
+    The ports are those of every architecture's top (:class:`~hwnn.rtl.engine.LayerEngine`,
+    with ``lanes = size``).
 
     Members
     -------
@@ -144,30 +138,18 @@ class SystolicOverlay(wiring.Component):
     cycles : ``Out(32).array(layers)``
         Performance counters since reset: cycles the layer held the array (run and drain).
     """
+    Params = OverlayParams
+    lanes_field = "size"
 
     def __init__(self, network: Network, params: OverlayParams):
-        if not isinstance(network, Network):
-            raise TypeError(f"network must be a Network, not {network!r}")
-        if not isinstance(params, OverlayParams):
-            raise TypeError(f"params must be an OverlayParams, not {params!r}")
-        self.network, self.params = network, params
+        super().__init__(network, params, counters=("busy", "cycles"))
         size = params.size
         self.a_format, self.w_format = _value_format(network)
         # The array sums one tile (size terms); a layer's accumulators hold every partial sum.
         self.array_params = SystolicParams(size, size, self.a_format, self.w_format, size)
-        self.acc_bits = max(layer.acc_bits for layer in network.layers)
-        self.in_count = math.gcd(network.in_features, size)
-        self.out_count = math.gcd(network.out_features, size)
         self.kt = [math.ceil(layer.in_features / size) for layer in network.layers]
         self.nt = [math.ceil(layer.out_features / size) for layer in network.layers]
         self.stride = max(self.kt)
-        super().__init__({
-            "i_stream": In(stream.Signature(Beat(self.in_count, network.input.format.width))),
-            "o_stream": Out(stream.Signature(Beat(self.out_count,
-                                                  network.output.format.width))),
-            "busy":     Out(unsigned(COUNTER_BITS)).array(len(network.layers)),
-            "cycles":   Out(unsigned(COUNTER_BITS)).array(len(network.layers)),
-        })
 
     # Memory images ----------------------------------------------------------------------------
 
@@ -190,17 +172,8 @@ class SystolicOverlay(wiring.Component):
 
     def bias_words(self):
         """Bias ROM: per layer, per output tile, ``size`` accumulator-format biases."""
-        size, bits = self.params.size, self.acc_bits
-        words, bases = [], []
-        acc_format = Format.int(bits)
-        for layer, nt_count in zip(self.network.layers, self.nt, strict=True):
-            bases.append(len(words))
-            padded = np.zeros(nt_count * size, dtype=np.int64)
-            padded[:layer.out_features] = layer.bias
-            patterns = acc_format.encode(padded)
-            words.extend(pack_values(patterns[nt * size:(nt + 1) * size], bits)
-                         for nt in range(nt_count))
-        return words, bases
+        return bias_words([layer.bias for layer in self.network.layers], self.nt,
+                          self.params.size, self.acc_bits)
 
     @property
     def memory_bits(self) -> dict:
@@ -215,84 +188,91 @@ class SystolicOverlay(wiring.Component):
                 "outputs": batch * self.nt[-1] * size * last.output.format.bits}
 
     # Hardware ---------------------------------------------------------------------------------
+    # elaborate() makes the memories and the control registers, then each part adds its logic:
+    # the input gatherer (LOAD), the weight loader and row issuer (RUN), the array's feed, the
+    # accumulation into the layer's stage, the stages' writes, the output reader (OUTPUT) and
+    # the phase sequencer. ``s`` holds the signals the parts share.
 
     def elaborate(self, platform):
         m = Module()
-        network, size, batch = self.network, self.params.size, self.params.batch
-        layers = network.layers
-        count = len(layers)
-        a_bits, w_bits, acc_bits = self.a_format.bits, self.w_format.bits, self.acc_bits
-        stride = self.stride
+        s = SimpleNamespace()
+        s.array = m.submodules.array = SystolicArray(self.array_params)
+        self._memories(m, s)
+        s.phase = Signal(range(4))
+        s.layer = Signal(range(len(self.network.layers)))
+        s.m_count = Signal(range(self.params.batch + 1))     # vectors in the batch
+        self._gather(m, s)
+        self._issue(m, s)
+        self._feed(m, s)
+        self._accumulate(m, s)
+        self._write_results(m, s)
+        self._read_outputs(m, s)
+        self._count(m, s)
+        self._sequence(m, s)
+        return m
 
-        array = m.submodules.array = SystolicArray(self.array_params)
-
-        weight_words, weight_bases = self.weight_words()
-        weight_rom = m.submodules.weights = memory.Memory(
-            shape=unsigned(size * w_bits), depth=len(weight_words), init=weight_words)
-        weight_read = weight_rom.read_port()
-        bias_words, bias_bases = self.bias_words()
-        bias_rom = m.submodules.biases = memory.Memory(
-            shape=unsigned(size * acc_bits), depth=len(bias_words), init=bias_words)
-        bias_read = bias_rom.read_port()
-
-        acts = [memory.Memory(shape=unsigned(size * a_bits), depth=batch * stride, init=[])
+    def _memories(self, m, s):
+        """The weight and bias ROMs, the two activation memories (layer ``l`` reads memory
+        ``l % 2`` and its stage writes the other), the accumulators and the outputs."""
+        size, batch = self.params.size, self.params.batch
+        a_bits, acc_bits = self.a_format.bits, self.acc_bits
+        out_bits = self.network.output.format.bits
+        s.weight_words, s.weight_bases = self.weight_words()
+        weights = m.submodules.weights = memory.Memory(
+            shape=unsigned(size * self.w_format.bits), depth=len(s.weight_words),
+            init=s.weight_words)
+        s.weight_read = weights.read_port()
+        s.bias_words, s.bias_bases = self.bias_words()
+        biases = m.submodules.biases = memory.Memory(
+            shape=unsigned(size * acc_bits), depth=len(s.bias_words), init=s.bias_words)
+        s.bias_read = biases.read_port()
+        acts = [memory.Memory(shape=unsigned(size * a_bits), depth=batch * self.stride, init=[])
                 for _ in range(2)]
         m.submodules.acts0, m.submodules.acts1 = acts
-        act_reads = [mem.read_port() for mem in acts]
-        act_writes = [mem.write_port() for mem in acts]
-
+        s.act_reads = [mem.read_port() for mem in acts]
+        s.act_writes = [mem.write_port() for mem in acts]
         accumulators = m.submodules.accumulators = memory.Memory(
             shape=unsigned(size * acc_bits), depth=batch, init=[])
-        acc_write = accumulators.write_port()
-        acc_read = accumulators.read_port(transparent_for=(acc_write,))
-
-        out_fmt = network.output.format
-        out_bits = out_fmt.bits
-        out_words = batch * self.nt[-1]
+        s.acc_write = accumulators.write_port()
+        s.acc_read = accumulators.read_port(transparent_for=(s.acc_write,))
         outputs = m.submodules.outputs = memory.Memory(
-            shape=unsigned(size * out_bits), depth=out_words, init=[])
-        out_write = outputs.write_port()
-        out_read = outputs.read_port()
+            shape=unsigned(size * out_bits), depth=batch * self.nt[-1], init=[])
+        s.out_write = outputs.write_port()
+        s.out_read = outputs.read_port()
 
-        # Per-layer constants, selected by the current layer.
-        layer = Signal(range(count))
-        kt_last = select(layer, [Const(kt - 1, range(stride)) for kt in self.kt])
-        tile_counts = [kt * nt for kt, nt in zip(self.kt, self.nt, strict=True)]
-        m_count = Signal(range(batch + 1))
-
-        # Phase ---------------------------------------------------------------------------------
-        phase = Signal(range(4))
-        LOAD, RUN, DRAIN, OUTPUT = range(4)
-
-        # Input: gather in_count values per beat into words of size values.
-        in_fmt = network.input.format
-        in_count = self.in_count
-        k0 = network.in_features
+    def _gather(self, m, s):
+        """LOAD: gather ``in_count`` values per beat into words of ``size`` values, written to
+        activation memory 0 (``s.load_write``, ``s.merged``); ``s.closing`` when the batch
+        closes (full, or the input paused at a vector boundary)."""
+        size, batch, in_count = self.params.size, self.params.batch, self.in_count
+        a_bits, kt0 = self.a_format.bits, self.kt[0]
         beats_per_word = size // in_count
-        last_word_beats = (k0 - (self.kt[0] - 1) * size) // in_count
+        last_word_beats = (self.network.in_features - (kt0 - 1) * size) // in_count
         word = Signal(size * a_bits)
         beat = Signal(range(beats_per_word))
-        in_kt = Signal(range(stride))
-        in_m = Signal(range(batch + 1))
-        decoded = decode_codes(self.i_stream.payload.data, in_fmt, in_count, a_bits)
-        word_done = (beat == Mux(in_kt == self.kt[0] - 1, last_word_beats, beats_per_word) - 1)
-        vector_done = word_done & (in_kt == self.kt[0] - 1)
-        closing = Signal()    # a batch closes: full, or the input paused at a vector boundary
+        s.in_kt = in_kt = Signal(range(self.stride))
+        s.in_m = in_m = Signal(range(batch + 1))
+        decoded = decode_codes(self.i_stream.payload.data, self.network.input.format, in_count,
+                               a_bits)
+        word_done = (beat == Mux(in_kt == kt0 - 1, last_word_beats, beats_per_word) - 1)
+        vector_done = word_done & (in_kt == kt0 - 1)
+        loading = s.phase == LOAD
+        s.closing = Signal()
         m.d.comb += [
-            self.i_stream.ready.eq((phase == LOAD) & (in_m < batch)),
-            closing.eq((phase == LOAD) & (in_m > 0) & (in_kt == 0) & (beat == 0)
-                       & ((in_m == batch) | ~self.i_stream.valid)),
+            self.i_stream.ready.eq(loading & (in_m < batch)),
+            s.closing.eq(loading & (in_m > 0) & (in_kt == 0) & (beat == 0)
+                         & ((in_m == batch) | ~self.i_stream.valid)),
         ]
         # The word with this beat's values in place (slot p belongs to beat p // in_count).
-        merged = Signal(size * a_bits)
-        m.d.comb += merged.eq(Cat(*(
+        s.merged = Signal(size * a_bits)
+        m.d.comb += s.merged.eq(Cat(*(
             Mux(beat == slot // in_count, decoded[slot % in_count].as_unsigned(),
                 word[slot * a_bits:(slot + 1) * a_bits])
             for slot in range(beats_per_word * in_count))))
-        load_write = Signal()
+        s.load_write = Signal()
         with m.If(self.i_stream.valid & self.i_stream.ready):
-            m.d.sync += word.eq(merged)
-            m.d.comb += load_write.eq(word_done)
+            m.d.sync += word.eq(s.merged)
+            m.d.comb += s.load_write.eq(word_done)
             with m.If(word_done):
                 m.d.sync += [beat.eq(0), in_kt.eq(Mux(vector_done, 0, in_kt + 1))]
                 with m.If(vector_done):
@@ -300,78 +280,88 @@ class SystolicOverlay(wiring.Component):
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
 
-        # Run: the weight loader and the row issuer of the current layer -----------------------
-        # Their rules, with registered flags so that no wide comparison sits in the way: the
-        # loader may start tile i once the rows of tile i - 2 are issued (gap <= 1), and the
-        # rows of a tile wait until the first beat of its load has been issued (gap >= 1).
-        most_tiles = max(kt * nt for kt, nt in zip(self.kt, self.nt, strict=True))
-        ld_left = Signal(range(most_tiles + 1))      # tiles still to load, this one included
-        ld_final = Signal()                          # this is the layer's last tile to load
-        ld_busy = Signal()
-        ld_row = Signal(range(size))
-        ld_bank = Signal()
-        ld_addr = Signal(range(len(weight_words) + 1))
-        rw_left = Signal(range(most_tiles + 1))
-        rw_final = Signal()
-        rw_busy = Signal()
-        rw_bank = Signal()
-        rw_m = Signal(range(batch))
-        rw_kt = Signal(range(stride))
-        rw_nt = Signal(range(max(self.nt)))
-        rw_addr = Signal(range(batch * stride))      # rw_m * stride + rw_kt
-        gap = Signal(range(3))                       # tiles whose load began, minus issued
-        load, issue = Signal(), Signal()
+    def _issue(self, m, s):
+        """RUN: the weight loader (``s.load``: a row of the next tile's weights) and the row
+        issuer (``s.issue``: a row of activations) of the current layer. Their rules, with
+        registered flags so that no wide comparison sits in the way: the loader may start tile
+        i once the rows of tile i - 2 are issued (gap <= 1), and the rows of a tile wait until
+        the first beat of its load has been issued (gap >= 1)."""
+        size, batch, stride = self.params.size, self.params.batch, self.stride
+        s.most_tiles = max(kt * nt for kt, nt in zip(self.kt, self.nt, strict=True))
+        tiles = range(s.most_tiles + 1)
+        s.ld_left = Signal(tiles)                    # tiles still to load, this one included
+        s.ld_final = Signal()                        # this is the layer's last tile to load
+        s.ld_busy, s.ld_row, s.ld_bank = Signal(), Signal(range(size)), Signal()
+        s.ld_addr = Signal(range(len(s.weight_words) + 1))
+        s.rw_left, s.rw_final, s.rw_busy, s.rw_bank = Signal(tiles), Signal(), Signal(), Signal()
+        s.rw_m = Signal(range(batch))
+        s.rw_kt = Signal(range(stride))
+        s.rw_nt = Signal(range(max(self.nt)))
+        s.rw_addr = Signal(range(batch * stride))    # rw_m * stride + rw_kt
+        s.gap = Signal(range(3))                     # tiles whose load began, minus issued
+        s.kt_last = select(s.layer, [Const(kt - 1, range(stride)) for kt in self.kt])
+        s.load, s.issue = Signal(), Signal()
         load_done, rows_done = Signal(), Signal()    # a tile's last beat / last row, now
-        running = phase == RUN
+        running = s.phase == RUN
         m.d.comb += [
-            load.eq(running & ld_busy & ((ld_row != 0) | (gap <= 1))),
-            issue.eq(running & rw_busy & (gap != 0)),
-            load_done.eq(load & (ld_row == size - 1)),
-            rows_done.eq(issue & (rw_m == m_count - 1)),
-            weight_read.addr.eq(ld_addr),
+            s.load.eq(running & s.ld_busy & ((s.ld_row != 0) | (s.gap <= 1))),
+            s.issue.eq(running & s.rw_busy & (s.gap != 0)),
+            load_done.eq(s.load & (s.ld_row == size - 1)),
+            rows_done.eq(s.issue & (s.rw_m == s.m_count - 1)),
+            s.weight_read.addr.eq(s.ld_addr),
         ]
-        # gap counts tiles whose load has begun (first beat issued) and whose rows are not all
-        # issued; a load begins on beat 0.
-        load_begins = load & (ld_row == 0)
-        m.d.sync += gap.eq(gap + load_begins - rows_done)
-        with m.If(load):
-            m.d.sync += [ld_addr.eq(ld_addr + 1), ld_row.eq(Mux(ld_row == size - 1, 0,
-                                                                  ld_row + 1))]
+        # gap counts tiles whose load has begun (a load begins on beat 0) and whose rows are
+        # not all issued.
+        m.d.sync += s.gap.eq(s.gap + (s.load & (s.ld_row == 0)) - rows_done)
+        with m.If(s.load):
+            m.d.sync += [s.ld_addr.eq(s.ld_addr + 1),
+                         s.ld_row.eq(Mux(s.ld_row == size - 1, 0, s.ld_row + 1))]
         with m.If(load_done):
-            m.d.sync += [ld_bank.eq(~ld_bank), ld_left.eq(ld_left - 1),
-                         ld_final.eq(ld_left == 2)]
-            with m.If(ld_final):
-                m.d.sync += ld_busy.eq(0)
-        with m.If(issue):
+            m.d.sync += [s.ld_bank.eq(~s.ld_bank), s.ld_left.eq(s.ld_left - 1),
+                         s.ld_final.eq(s.ld_left == 2)]
+            with m.If(s.ld_final):
+                m.d.sync += s.ld_busy.eq(0)
+        with m.If(s.issue):
             with m.If(rows_done):
-                m.d.sync += [rw_m.eq(0), rw_bank.eq(~rw_bank), rw_left.eq(rw_left - 1),
-                             rw_final.eq(rw_left == 2)]
-                with m.If(rw_final):
-                    m.d.sync += rw_busy.eq(0)
-                with m.If(rw_kt == kt_last):
-                    m.d.sync += [rw_kt.eq(0), rw_nt.eq(rw_nt + 1), rw_addr.eq(0)]
+                m.d.sync += [s.rw_m.eq(0), s.rw_bank.eq(~s.rw_bank),
+                             s.rw_left.eq(s.rw_left - 1), s.rw_final.eq(s.rw_left == 2)]
+                with m.If(s.rw_final):
+                    m.d.sync += s.rw_busy.eq(0)
+                with m.If(s.rw_kt == s.kt_last):
+                    m.d.sync += [s.rw_kt.eq(0), s.rw_nt.eq(s.rw_nt + 1), s.rw_addr.eq(0)]
                 with m.Else():
-                    m.d.sync += [rw_kt.eq(rw_kt + 1), rw_addr.eq(rw_kt + 1)]
+                    m.d.sync += [s.rw_kt.eq(s.rw_kt + 1), s.rw_addr.eq(s.rw_kt + 1)]
             with m.Else():
-                m.d.sync += [rw_m.eq(rw_m + 1), rw_addr.eq(rw_addr + stride)]
+                m.d.sync += [s.rw_m.eq(s.rw_m + 1), s.rw_addr.eq(s.rw_addr + stride)]
 
-        source = layer[0] if count > 1 else Const(0)     # layer l reads memory l % 2
-        for index in range(2):
-            m.d.comb += act_reads[index].addr.eq(rw_addr)
+    def _start_layer(self, s, tile_count):
+        """Statements that reset both issuers for a layer of ``tile_count`` tiles."""
+        return [s.ld_left.eq(tile_count), s.ld_final.eq(tile_count == 1), s.ld_busy.eq(1),
+                s.ld_row.eq(0), s.ld_bank.eq(0),
+                s.rw_left.eq(tile_count), s.rw_final.eq(tile_count == 1), s.rw_busy.eq(1),
+                s.rw_bank.eq(0), s.rw_m.eq(0), s.rw_kt.eq(0), s.rw_nt.eq(0), s.rw_addr.eq(0),
+                s.gap.eq(0)]
 
-        # One cycle later the memories answer; register their data (block RAM outputs are slow)
-        # and feed the array the cycle after.
-        load1, row1, bank1 = Signal(), Signal.like(ld_row), Signal()
+    def _feed(self, m, s):
+        """The memories answer the loader and the issuer one cycle later; their data is
+        registered (block RAM outputs are slow) and fed to the array the cycle after
+        (:data:`READ_STAGES`)."""
+        size, a_bits, w_bits = self.params.size, self.a_format.bits, self.w_format.bits
+        array = s.array
+        source = s.layer[0] if len(self.network.layers) > 1 else Const(0)
+        for read in s.act_reads:
+            m.d.comb += read.addr.eq(s.rw_addr)
+        load1, row1, bank1 = Signal(), Signal.like(s.ld_row), Signal()
         issue1, bank_rows1, source1 = Signal(), Signal(), Signal()
-        m.d.sync += [load1.eq(load), row1.eq(ld_row), bank1.eq(ld_bank),
-                     issue1.eq(issue), bank_rows1.eq(rw_bank), source1.eq(source)]
-        load2, row2, bank2 = Signal(), Signal.like(ld_row), Signal()
+        m.d.sync += [load1.eq(s.load), row1.eq(s.ld_row), bank1.eq(s.ld_bank),
+                     issue1.eq(s.issue), bank_rows1.eq(s.rw_bank), source1.eq(source)]
+        load2, row2, bank2 = Signal(), Signal.like(s.ld_row), Signal()
         issue2, bank_rows2 = Signal(), Signal()
         weights2 = Signal(size * w_bits)
         acts2 = Signal(size * a_bits)
         m.d.sync += [load2.eq(load1), row2.eq(row1), bank2.eq(bank1), issue2.eq(issue1),
-                     bank_rows2.eq(bank_rows1), weights2.eq(weight_read.data),
-                     acts2.eq(Mux(source1, act_reads[1].data, act_reads[0].data))]
+                     bank_rows2.eq(bank_rows1), weights2.eq(s.weight_read.data),
+                     acts2.eq(Mux(source1, s.act_reads[1].data, s.act_reads[0].data))]
         m.d.comb += [
             array.i_w.valid.eq(load2),
             array.i_w.payload.row.eq(row2),
@@ -383,171 +373,158 @@ class SystolicOverlay(wiring.Component):
             m.d.comb += array.i_w.payload.w[c].eq(weights2[c * w_bits:(c + 1) * w_bits])
             m.d.comb += array.i_a.payload.a[c].eq(acts2[c * a_bits:(c + 1) * a_bits])
 
-        # Sideband of each row, delayed to meet its partial sums one cycle early (memory reads).
-        info_valid, info_m, info_nt = issue, rw_m, rw_nt
-        info_first, info_last = rw_kt == 0, rw_kt == kt_last
-        for stage in range(array.latency + READ_STAGES - 1):
-            valid_next = Signal(name=f"side_valid_{stage}")
-            m_next = Signal.like(rw_m, name=f"side_m_{stage}")
-            nt_next = Signal.like(rw_nt, name=f"side_nt_{stage}")
-            first_next = Signal(name=f"side_first_{stage}")
-            last_next = Signal(name=f"side_last_{stage}")
-            m.d.sync += [valid_next.eq(info_valid), m_next.eq(info_m), nt_next.eq(info_nt),
-                         first_next.eq(info_first), last_next.eq(info_last)]
-            info_valid, info_m, info_nt = valid_next, m_next, nt_next
-            info_first, info_last = first_next, last_next
-        bias_base = select(layer, [Const(base, range(len(bias_words) + 1))
-                                   for base in bias_bases])
-        m.d.comb += [acc_read.addr.eq(info_m), bias_read.addr.eq(bias_base + info_nt)]
-        valid_p, m_p, nt_p, first_p, last_p = Signal(), Signal.like(rw_m), Signal.like(rw_nt), \
-            Signal(), Signal()
-        m.d.sync += [valid_p.eq(info_valid), m_p.eq(info_m), nt_p.eq(info_nt),
-                     first_p.eq(info_first), last_p.eq(info_last)]
-
-        # Accumulate; after a layer's last input tile, hand the sums to the layer's stage.
+    def _accumulate(self, m, s):
+        """Each row's partial sums plus the accumulator (or, on a tile's first input tile, the
+        bias): written back, or after the layer's last input tile handed to the layer's output
+        stage (``s.stages``). The row's sideband is delayed to meet its sums one cycle early
+        (memory reads)."""
+        size, acc_bits = self.params.size, self.acc_bits
+        info = [s.issue, s.rw_m, s.rw_nt, s.rw_kt == 0, s.rw_kt == s.kt_last]
+        names = ("valid", "m", "nt", "first", "last")
+        for stage in range(s.array.latency + READ_STAGES - 1):
+            delayed = [Signal.like(Value.cast(value), name=f"side_{name}_{stage}")
+                       for name, value in zip(names, info, strict=True)]
+            m.d.sync += [new.eq(old) for new, old in zip(delayed, info, strict=True)]
+            info = delayed
+        bias_base = select(s.layer, [Const(base, range(len(s.bias_words) + 1))
+                                     for base in s.bias_bases])
+        m.d.comb += [s.acc_read.addr.eq(info[1]), s.bias_read.addr.eq(bias_base + info[2])]
+        valid_p, m_p, nt_p, first_p, last_p = [Signal.like(Value.cast(value), name=f"{name}_p")
+                                               for name, value in zip(names, info, strict=True)]
+        m.d.sync += [new.eq(old) for new, old in
+                     zip((valid_p, m_p, nt_p, first_p, last_p), info, strict=True)]
         sums = [Signal(signed(acc_bits), name=f"sum_{c}") for c in range(size)]
         for c in range(size):
-            start = Mux(first_p, bias_read.data[c * acc_bits:(c + 1) * acc_bits].as_signed(),
-                        acc_read.data[c * acc_bits:(c + 1) * acc_bits].as_signed())
-            m.d.comb += sums[c].eq(start + array.o_psum.payload[c])
+            start = Mux(first_p, s.bias_read.data[c * acc_bits:(c + 1) * acc_bits].as_signed(),
+                        s.acc_read.data[c * acc_bits:(c + 1) * acc_bits].as_signed())
+            m.d.comb += sums[c].eq(start + s.array.o_psum.payload[c])
         m.d.comb += [
-            acc_write.addr.eq(m_p),
-            acc_write.data.eq(Cat(*sums)),
-            acc_write.en.eq(valid_p & ~last_p),
+            s.acc_write.addr.eq(m_p),
+            s.acc_write.data.eq(Cat(*sums)),
+            s.acc_write.en.eq(valid_p & ~last_p),
         ]
-        m_bits, nt_bits = len(rw_m), len(rw_nt)
-        stage_outputs = []
-        for index, ir_layer in enumerate(layers):
-            stage = m.submodules[f"stage{index}"] = OutputStage(ir_layer, size,
-                                                                tag_bits=m_bits + nt_bits)
-            m.d.comb += [
-                stage.i_acc.valid.eq(valid_p & last_p & (layer == index)),
-                stage.i_acc.payload.group.eq(nt_p),
-                stage.i_acc.payload.tag.eq(Cat(m_p, nt_p)),
-            ]
-            for c in range(size):
-                m.d.comb += stage.i_acc.payload.acc[c].eq(sums[c])
-            stage_outputs.append(stage.o_values)
+        s.m_bits = len(s.rw_m)
+        stages = s.stages = m.submodules.stages = LayerStages(
+            self.network, size, acc_bits=acc_bits, a_bits=self.a_format.bits,
+            tag_bits=s.m_bits + len(s.rw_nt), groups=max(self.nt))
+        m.d.comb += [
+            stages.layer.eq(s.layer),
+            stages.i_acc.valid.eq(valid_p & last_p),
+            stages.i_acc.payload.group.eq(nt_p),
+            stages.i_acc.payload.tag.eq(Cat(m_p, nt_p)),
+        ]
+        for c in range(size):
+            m.d.comb += stages.i_acc.payload.acc[c].eq(sums[c])
 
-        # Stage results: activations of the next layer, or the network's outputs.
-        for index, stage_out in enumerate(stage_outputs):
-            tag_m = stage_out.payload.tag[:m_bits]
-            tag_nt = stage_out.payload.tag[m_bits:]
-            with m.If(stage_out.valid):
-                if index == count - 1:
+    def _write_results(self, m, s):
+        """The stages' results (tagged with their vector and output tile) into the other
+        activation memory, or the last layer's into the output memory; the gatherer's words
+        into activation memory 0."""
+        act, out = s.stages.o_act, s.stages.o_out
+        with m.If(act.valid):
+            odd = act.payload.source & 1                 # layer l writes memory (l + 1) % 2
+            for index, port in enumerate(s.act_writes):
+                with m.If(odd != index):
                     m.d.comb += [
-                        out_write.addr.eq(tag_m * self.nt[-1] + tag_nt),
-                        out_write.data.eq(Cat(*(encode_value(stage_out.payload.values[c], out_fmt)
-                                                for c in range(size)))),
-                        out_write.en.eq(1),
+                        port.addr.eq(act.payload.tag[:s.m_bits] * self.stride
+                                     + act.payload.tag[s.m_bits:]),
+                        port.data.eq(act.payload.data),
+                        port.en.eq(1),
                     ]
-                else:
-                    target = act_writes[(index + 1) % 2]
-                    m.d.comb += [
-                        target.addr.eq(tag_m * stride + tag_nt),
-                        target.data.eq(Cat(*(resize(stage_out.payload.values[c], a_bits)
-                                             for c in range(size)))),
-                        target.en.eq(1),
-                    ]
-        with m.If(load_write):
+        with m.If(out.valid):
             m.d.comb += [
-                act_writes[0].addr.eq(in_m * stride + in_kt),
-                act_writes[0].data.eq(merged),
-                act_writes[0].en.eq(1),
+                s.out_write.addr.eq(out.payload.tag[:s.m_bits] * self.nt[-1]
+                                    + out.payload.tag[s.m_bits:]),
+                s.out_write.data.eq(out.payload.data),
+                s.out_write.en.eq(1),
+            ]
+        with m.If(s.load_write):
+            m.d.comb += [
+                s.act_writes[0].addr.eq(s.in_m * self.stride + s.in_kt),
+                s.act_writes[0].data.eq(s.merged),
+                s.act_writes[0].en.eq(1),
             ]
 
-        # Output: a reader walks the batch's output words into a small FIFO (one per cycle),
-        # and the emitter offers each word in beats of out_count values.
-        out_count = self.out_count
-        n_last = network.out_features
+    def _read_outputs(self, m, s):
+        """OUTPUT: a reader walks the batch's output words into the drain's FIFO (one per
+        cycle, while it has room), which offers each word in beats of ``out_count`` values;
+        ``s.batch_sent`` when the batch's last word has left it."""
+        size, batch = self.params.size, self.params.batch
         out_tiles = self.nt[-1]
-        out_tail = n_last - (out_tiles - 1) * size     # values in a vector's final word
-        fifo_depth = 4
-        out_fifo = m.submodules.out_fifo = SyncFIFOBuffered(width=size * out_bits + 2,
-                                                            depth=fifo_depth)
-        rd_m = Signal(range(batch))
-        rd_nt = Signal(range(out_tiles))
-        rd_done = Signal()
-        inflight = Signal()
-        reading = Signal()
+        depth = 4
+        drain = m.submodules.drain = OutputDrain(
+            self.network.output.format.bits, size, self.out_count,
+            self.network.out_features - (out_tiles - 1) * size, depth=depth, buffered=True)
+        s.rd_m, s.rd_nt, s.rd_done = Signal(range(batch)), Signal(range(out_tiles)), Signal()
+        inflight, reading = Signal(), Signal()
+        m.d.comb += [
+            reading.eq((s.phase == OUTPUT) & ~s.rd_done & (drain.level + inflight < depth)),
+            s.out_read.addr.eq(s.rd_m * out_tiles + s.rd_nt),
+        ]
         rd_last_nt, rd_last_word = Signal(), Signal()
-        m.d.comb += [
-            reading.eq((phase == OUTPUT) & ~rd_done
-                       & (out_fifo.level + inflight < fifo_depth)),
-            out_read.addr.eq(rd_m * out_tiles + rd_nt),
-        ]
-        m.d.sync += [inflight.eq(reading), rd_last_nt.eq(rd_nt == out_tiles - 1),
-                     rd_last_word.eq((rd_nt == out_tiles - 1) & (rd_m == m_count - 1))]
+        m.d.sync += [inflight.eq(reading), rd_last_nt.eq(s.rd_nt == out_tiles - 1),
+                     rd_last_word.eq((s.rd_nt == out_tiles - 1) & (s.rd_m == s.m_count - 1))]
         with m.If(reading):
-            with m.If(rd_nt == out_tiles - 1):
-                m.d.sync += rd_nt.eq(0)
-                with m.If(rd_m == m_count - 1):
-                    m.d.sync += rd_done.eq(1)
+            with m.If(s.rd_nt == out_tiles - 1):
+                m.d.sync += s.rd_nt.eq(0)
+                with m.If(s.rd_m == s.m_count - 1):
+                    m.d.sync += s.rd_done.eq(1)
                 with m.Else():
-                    m.d.sync += rd_m.eq(rd_m + 1)
+                    m.d.sync += s.rd_m.eq(s.rd_m + 1)
             with m.Else():
-                m.d.sync += rd_nt.eq(rd_nt + 1)
+                m.d.sync += s.rd_nt.eq(s.rd_nt + 1)
         m.d.comb += [
-            out_fifo.w_en.eq(inflight),
-            out_fifo.w_data.eq(Cat(out_read.data, rd_last_nt, rd_last_word)),
+            drain.i_word.valid.eq(inflight),
+            drain.i_word.payload.data.eq(s.out_read.data),
+            drain.i_word.payload.final.eq(rd_last_nt),
+            drain.i_word.payload.end.eq(rd_last_word),
         ]
-        splitter = m.submodules.splitter = WordSplitter(out_bits, size, out_count, out_tail)
-        word_last = out_fifo.r_data[size * out_bits + 1]
-        m.d.comb += [
-            splitter.i_stream.valid.eq(out_fifo.r_rdy),
-            splitter.i_stream.payload.data.eq(out_fifo.r_data[:size * out_bits]),
-            splitter.i_stream.payload.final.eq(out_fifo.r_data[size * out_bits]),
-            out_fifo.r_en.eq(splitter.i_stream.ready),
-        ]
-        wiring.connect(m, splitter.o_stream, wiring.flipped(self.o_stream))
-        batch_sent = out_fifo.r_rdy & splitter.i_stream.ready & word_last
+        wiring.connect(m, drain.o_stream, wiring.flipped(self.o_stream))
+        s.batch_sent = drain.ended
 
-        # Performance counters.
-        for index in range(count):
-            active = (layer == index) & ((phase == RUN) | (phase == DRAIN))
-            with m.If(active):
-                m.d.sync += self.cycles[index].eq(self.cycles[index] + 1)
-            with m.If(active & issue):
-                m.d.sync += self.busy[index].eq(self.busy[index] + 1)
+    def _count(self, m, s):
+        """The performance counters: cycles the layer holds the array, and those in which it
+        issues a row."""
+        holding = (s.phase == RUN) | (s.phase == DRAIN)
+        for name, enable in (("cycles", holding), ("busy", holding & s.issue)):
+            counters = m.submodules[f"{name}_counters"] = LayerCounters(len(self.network.layers))
+            m.d.comb += [counters.layer.eq(s.layer), counters.enable.eq(enable)]
+            for port, count in zip(getattr(self, name), counters.counts, strict=True):
+                m.d.comb += port.eq(count)
 
-        # The phase sequencer ---------------------------------------------------------------------
-        def start_layer(tile_count):
-            """Statements that reset both issuers for a layer of ``tile_count`` tiles."""
-            return [ld_left.eq(tile_count), ld_final.eq(tile_count == 1), ld_busy.eq(1),
-                    ld_row.eq(0), ld_bank.eq(0),
-                    rw_left.eq(tile_count), rw_final.eq(tile_count == 1), rw_busy.eq(1),
-                    rw_bank.eq(0), rw_m.eq(0), rw_kt.eq(0), rw_nt.eq(0), rw_addr.eq(0),
-                    gap.eq(0)]
-
-        drains = [drain_cycles(size, ir_layer) for ir_layer in network.layers]
+    def _sequence(self, m, s):
+        """The phases: LOAD until the batch closes; for each layer RUN until both issuers are
+        done (the last tile's load may still run when its rows, fewer than its height, are all
+        issued), then DRAIN for the layer's :func:`drain_cycles`; OUTPUT until the batch is
+        sent."""
+        layers, size = self.network.layers, self.params.size
+        tile_counts = [kt * nt for kt, nt in zip(self.kt, self.nt, strict=True)]
+        drains = [drain_cycles(size, layer) for layer in layers]
         drain = Signal(range(max(drains) + 1))
-        with m.Switch(phase):
+        next_layer = s.layer + 1
+        with m.Switch(s.phase):
             with m.Case(LOAD):
-                with m.If(closing):
-                    m.d.sync += [phase.eq(RUN), m_count.eq(in_m), layer.eq(0),
-                                 ld_addr.eq(weight_bases[0])]
-                    m.d.sync += start_layer(tile_counts[0])
+                with m.If(s.closing):
+                    m.d.sync += [s.phase.eq(RUN), s.m_count.eq(s.in_m), s.layer.eq(0),
+                                 s.ld_addr.eq(s.weight_bases[0])]
+                    m.d.sync += self._start_layer(s, tile_counts[0])
             with m.Case(RUN):
-                # Done when every row is issued and every weight beat (the last tile's load
-                # may still run when its rows, fewer than its height, are all issued).
-                with m.If(~ld_busy & ~rw_busy):
-                    m.d.sync += [phase.eq(DRAIN), drain.eq(select(layer, [
+                with m.If(~s.ld_busy & ~s.rw_busy):
+                    m.d.sync += [s.phase.eq(DRAIN), drain.eq(select(s.layer, [
                         Const(cycles, drain.shape()) for cycles in drains]))]
             with m.Case(DRAIN):
                 m.d.sync += drain.eq(drain - 1)
                 with m.If(drain == 0):
-                    with m.If(layer == count - 1):
-                        m.d.sync += [phase.eq(OUTPUT), rd_m.eq(0), rd_nt.eq(0),
-                                     rd_done.eq(0)]
+                    with m.If(s.layer == len(layers) - 1):
+                        m.d.sync += [s.phase.eq(OUTPUT), s.rd_m.eq(0), s.rd_nt.eq(0),
+                                     s.rd_done.eq(0)]
                     with m.Else():
-                        m.d.sync += [phase.eq(RUN), layer.eq(layer + 1),
-                                     ld_addr.eq(select(layer + 1, [
-                                         Const(base, range(len(weight_words) + 1))
-                                         for base in weight_bases]))]
-                        m.d.sync += start_layer(select(layer + 1, [
-                            Const(t, range(most_tiles + 1)) for t in tile_counts]))
+                        m.d.sync += [s.phase.eq(RUN), s.layer.eq(next_layer),
+                                     s.ld_addr.eq(select(next_layer, [
+                                         Const(base, range(len(s.weight_words) + 1))
+                                         for base in s.weight_bases]))]
+                        m.d.sync += self._start_layer(s, select(next_layer, [
+                            Const(t, range(s.most_tiles + 1)) for t in tile_counts]))
             with m.Case(OUTPUT):
-                with m.If(batch_sent):
-                    m.d.sync += [phase.eq(LOAD), in_m.eq(0)]
-        return m
-
+                with m.If(s.batch_sent):
+                    m.d.sync += [s.phase.eq(LOAD), s.in_m.eq(0)]

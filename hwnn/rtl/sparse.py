@@ -32,8 +32,8 @@ Vectors are processed one at a time (EIE's batch of one). Layer ``l`` takes abou
 :func:`layer_overhead`; :mod:`hwnn.planning.sparse_cycles` models them for given activations.
 """
 
-import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 from amaranth import *
@@ -43,20 +43,19 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir import Dense, Network
 from ..ir.formats import Format
-from ..ir.packing import pack_values
 from ..quant.csc import CscMatrix, encode
 from .arith import select
-from .layouts import Beat
+from .engine import LayerCounters, LayerEngine, LayerStages, OutputDrain, bias_words
 from .params import check_positive_int
-from .stage import OutputStage, stage_latency
-from .values import decode_codes, encode_value, holding_format, resize
-from .widthconv import WordSplitter
+from .stage import stage_latency
+from .values import decode_codes, holding_format
 
 __all__ = ["SparseAccelerator", "SparseLayer", "SparsePE", "SparseParams", "layer_overhead",
            "plan_layers"]
 
-#: Width of the performance counters (they wrap around).
-COUNTER_BITS = 32
+#: The accelerator's phases: load the first layer's biases (after a reset), scan a layer's
+#: inputs, read its accumulators out, let its output stage settle.
+LOAD, SCAN, READOUT, SETTLE = range(4)
 
 
 @dataclass(frozen=True)
@@ -237,14 +236,28 @@ class SparsePE(wiring.Component):
         return max(self.entries.bit_length(), 1)
 
     # Hardware ---------------------------------------------------------------------------------
+    # elaborate() chains the fetch (queue, pointers, column FIFO, fetcher: one entry address
+    # per cycle) and the entry pipeline (E1 row, E2 weight, E3 accumulate); ``s`` holds the
+    # signals they share.
 
     def elaborate(self, platform):
         m = Module()
-        a_bits, w_bits, acc_bits = self.a_bits, self.w_bits, self.acc_bits
-        field_bits, rows = self.field_bits, self.rows
+        s = SimpleNamespace()
+        self._fetch(m, s)
+        self._entries(m, s)
+        m.d.comb += self.idle.eq(~s.queue.r_rdy & ~s.pending & ~s.columns.r_rdy & ~s.busy
+                                 & ~s.e1_valid & ~s.e2_valid & ~s.e3_valid)
+        return m
 
-        queue = m.submodules.queue = SyncFIFO(width=len(self.i_act.payload.as_value()),
-                                              depth=self.params.queue_depth)
+    def _fetch(self, m, s):
+        """The activation queue; the popped column's entry range from the pointer memory;
+        columns with entries wait in a two-entry FIFO for the fetcher, which walks one
+        column's entries (``s.ptr``, with ``s.busy``; ``s.first`` on a column's first entry,
+        ``s.value`` its activation), one per cycle, and goes on to the next column without a
+        bubble. A pop is allowed when the column it fetches will find room there."""
+        a_bits, ptr_bits = self.a_bits, self._pointer_bits
+        queue = s.queue = m.submodules.queue = SyncFIFO(
+            width=len(self.i_act.payload.as_value()), depth=self.params.queue_depth)
         m.d.comb += [
             queue.w_data.eq(self.i_act.payload),
             queue.w_en.eq(self.i_act.valid),
@@ -254,7 +267,6 @@ class SparsePE(wiring.Component):
 
         # Pointers: the popped column's entry range arrives one cycle after the pop.
         pointer_words, pointer_bases = self.pointer_words()
-        ptr_bits = self._pointer_bits
         pointers = m.submodules.pointers = memory.Memory(
             shape=unsigned(ptr_bits), depth=len(pointer_words), init=pointer_words)
         start_port, end_port = pointers.read_port(), pointers.read_port()
@@ -262,19 +274,18 @@ class SparsePE(wiring.Component):
                                            for b in pointer_bases])
         m.d.comb += [start_port.addr.eq(pointer_base + head.column),
                      end_port.addr.eq(pointer_base + head.column + 1)]
-        pending = Signal()
+        s.pending = pending = Signal()
         pending_value = Signal(signed(a_bits))
         start, end = start_port.data, end_port.data
         arrived = Signal()
         m.d.comb += arrived.eq(pending & (start != end))     # empty columns are dropped here
 
-        # Columns with entries wait in a two-entry FIFO for the fetcher, which walks one
-        # column's entries, one per cycle, and goes on to the next column without a bubble.
-        # A pop is allowed when the column it fetches will find room there.
-        columns = m.submodules.columns = SyncFIFO(width=2 * ptr_bits + a_bits, depth=2)
-        busy, first = Signal(), Signal()
-        ptr, last_ptr = Signal(ptr_bits), Signal(ptr_bits)
-        value = Signal(signed(a_bits))
+        columns = s.columns = m.submodules.columns = SyncFIFO(width=2 * ptr_bits + a_bits,
+                                                              depth=2)
+        busy, first = s.busy, s.first = Signal(), Signal()
+        ptr = s.ptr = Signal(ptr_bits)
+        last_ptr = Signal(ptr_bits)
+        value = s.value = Signal(signed(a_bits))
         free, take, pop = Signal(), Signal(), Signal()
         m.d.comb += [
             columns.w_data.eq(Cat(start, end, pending_value)),
@@ -296,22 +307,28 @@ class SparsePE(wiring.Component):
         with m.Else():
             m.d.sync += [ptr.eq(ptr + 1), first.eq(0)]
 
-        # E1: the entry arrives; its row follows from the previous one.
+    def _entries(self, m, s):
+        """The entry pipeline: E1 the entry arrives and its row follows from the previous one;
+        E2 the weight (looked up in the codebook, or decoded from the stored pattern); E3 the
+        product is accumulated into the row (the read-out and the bias loads share the
+        accumulator memory's ports)."""
+        a_bits, w_bits, acc_bits = self.a_bits, self.w_bits, self.acc_bits
+        field_bits, rows = self.field_bits, self.rows
         entry_words, _ = self.entry_words()
         entries = m.submodules.entries = memory.Memory(
             shape=unsigned(field_bits + self.params.index_bits), depth=max(len(entry_words), 1),
             init=entry_words)
         entry_port = entries.read_port()
-        m.d.comb += entry_port.addr.eq(ptr)
-        e1_valid, e1_first = Signal(), Signal()
+        m.d.comb += entry_port.addr.eq(s.ptr)
+        s.e1_valid, e1_first = Signal(), Signal()
         e1_value = Signal(signed(a_bits))
-        m.d.sync += [e1_valid.eq(busy), e1_first.eq(first), e1_value.eq(value)]
+        m.d.sync += [s.e1_valid.eq(s.busy), e1_first.eq(s.first), e1_value.eq(s.value)]
         field = entry_port.data[:field_bits]
         gap = entry_port.data[field_bits:]
         row = Signal(range(rows))
         row_now = Signal(range(rows))
         m.d.comb += row_now.eq(Mux(e1_first, gap, row + gap + 1))
-        with m.If(e1_valid):
+        with m.If(s.e1_valid):
             m.d.sync += row.eq(row_now)
 
         table_words, table_bases = self.codebook_words()
@@ -322,53 +339,41 @@ class SparsePE(wiring.Component):
             m.d.comb += table_port.addr.eq(
                 select(self.layer, [Const(b, range(len(table_words) + 1))
                                     for b in table_bases]) + field)
-
-        # E2: the weight (looked up, or decoded from the stored pattern); the product.
-        e2_valid = Signal()
+        s.e2_valid = Signal()
         e2_row = Signal(range(rows))
         e2_field = Signal(field_bits)
         e2_value = Signal(signed(a_bits))
-        m.d.sync += [e2_valid.eq(e1_valid), e2_row.eq(row_now), e2_field.eq(field),
+        m.d.sync += [s.e2_valid.eq(s.e1_valid), e2_row.eq(row_now), e2_field.eq(field),
                      e2_value.eq(e1_value)]
-        weights = []
-        for plan in self.plans:
-            if plan.table is not None:
-                weights.append(table_port.data.as_signed())
-            else:
-                fmt = plan.layer.weight_format
-                weights.append(decode_codes(e2_field, fmt, 1, w_bits)[0])
-        weight = select(self.layer, weights)
+        weight = select(self.layer, [
+            table_port.data.as_signed() if plan.table is not None
+            else decode_codes(e2_field, plan.layer.weight_format, 1, w_bits)[0]
+            for plan in self.plans])
 
         accumulators = m.submodules.accumulators = memory.Memory(
             shape=unsigned(acc_bits), depth=rows, init=[])
         acc_write = accumulators.write_port()
         acc_read = accumulators.read_port(transparent_for=(acc_write,))
         m.d.comb += acc_read.addr.eq(Mux(self.readout, self.r_addr, e2_row))
-
-        # E3: accumulate.
-        e3_valid = Signal()
+        s.e3_valid = Signal()
         e3_row = Signal(range(rows))
         product = Signal(signed(a_bits + w_bits))
-        m.d.sync += [e3_valid.eq(e2_valid), e3_row.eq(e2_row), product.eq(weight * e2_value)]
+        m.d.sync += [s.e3_valid.eq(s.e2_valid), e3_row.eq(e2_row),
+                     product.eq(weight * e2_value)]
         current = acc_read.data.as_signed()
         m.d.comb += [
             self.acc.eq(current),
-            acc_write.addr.eq(Mux(e3_valid, e3_row, self.w_addr)),
-            acc_write.data.eq(Mux(e3_valid, current + product, self.w_data)),
-            acc_write.en.eq(e3_valid | self.w_en),
-            self.idle.eq(~queue.r_rdy & ~pending & ~columns.r_rdy & ~busy
-                         & ~e1_valid & ~e2_valid & ~e3_valid),
+            acc_write.addr.eq(Mux(s.e3_valid, e3_row, self.w_addr)),
+            acc_write.data.eq(Mux(s.e3_valid, current + product, self.w_data)),
+            acc_write.en.eq(s.e3_valid | self.w_en),
         ]
-        return m
 
 
-class SparseAccelerator(wiring.Component):
+class SparseAccelerator(LayerEngine):
     """A whole network on a sparse PE array, one vector at a time.
 
-    The ports are those of the other architectures: an input vector is
-    ``in_features / in_count`` beats of ``in_count = gcd(in_features, pes)`` codes, an output
-    vector ``out_features / out_count`` beats of ``out_count = gcd(out_features, pes)``
-    codes, ``last`` on the final beat of each.
+    The ports are those of every architecture's top (:class:`~hwnn.rtl.engine.LayerEngine`,
+    with ``lanes = pes``).
 
     Members
     -------
@@ -377,49 +382,28 @@ class SparseAccelerator(wiring.Component):
     cycles : ``Out(32).array(layers)``
         Performance counters since reset: cycles spent in each layer.
     """
+    Params = SparseParams
+    lanes_field = "pes"
 
     def __init__(self, network: Network, params: SparseParams):
-        if not isinstance(network, Network):
-            raise TypeError(f"network must be a Network, not {network!r}")
-        if not isinstance(params, SparseParams):
-            raise TypeError(f"params must be a SparseParams, not {params!r}")
-        self.network, self.params = network, params
+        super().__init__(network, params, counters=("cycles",))
         pes = params.pes
         self.plans = plan_layers(network, params)
         # Values are signed inside the array: an unsigned holding format gains a sign bit.
         self.a_format = _signed(holding_format(layer.input.format for layer in network.layers))
         self.w_format = _signed(holding_format(layer.weight_format for layer in network.layers))
-        self.acc_bits = max(layer.acc_bits for layer in network.layers)
-        self.in_count = math.gcd(network.in_features, pes)
-        self.out_count = math.gcd(network.out_features, pes)
         self.groups = [_groups(layer.out_features, pes) for layer in network.layers]
         self.pes = [SparsePE(self.plans, pe, params, a_bits=self.a_format.bits,
                              w_bits=self.w_format.bits, acc_bits=self.acc_bits)
                     for pe in range(pes)]
-        super().__init__({
-            "i_stream": In(stream.Signature(Beat(self.in_count, network.input.format.width))),
-            "o_stream": Out(stream.Signature(Beat(self.out_count,
-                                                  network.output.format.width))),
-            "cycles":   Out(unsigned(COUNTER_BITS)).array(len(network.layers)),
-        })
 
     def bias_words(self) -> tuple[list, list]:
         """Bias memory, read during a layer's read-out to load the next layer's biases (and
         after a reset, to load the first layer's): for each layer (in order), one word of
         ``pes`` biases per read-out cycle of the layer before it, zeros past its rows."""
-        pes, bits = self.params.pes, self.acc_bits
-        lengths = _readout_lengths(self.network, pes)
-        layers = self.network.layers
-        words, bases = [], []
-        for index, layer in enumerate(layers):
-            bases.append(len(words))
-            length = lengths[index - 1]
-            padded = np.zeros(length * pes, dtype=np.int64)
-            padded[:layer.out_features] = layer.bias
-            patterns = Format.int(bits).encode(padded)
-            words.extend(pack_values(patterns[g * pes:(g + 1) * pes], bits)
-                         for g in range(length))
-        return words, bases
+        lengths = _readout_lengths(self.network, self.params.pes)
+        return bias_words([layer.bias for layer in self.network.layers],
+                          lengths[-1:] + lengths[:-1], self.params.pes, self.acc_bits)
 
     @property
     def memory_bits(self) -> dict:
@@ -439,72 +423,92 @@ class SparseAccelerator(wiring.Component):
     def _activation_words(self):
         return max(self.groups[:-1], default=0)
 
+    # Hardware ---------------------------------------------------------------------------------
+    # elaborate() makes the PEs and the control registers, then each part adds its logic: the
+    # scan's source (the input stream or the activation memory), the scanner (SCAN), the
+    # read-out through the layers' stages (READOUT, and LOAD after a reset), the output drain,
+    # the counters and the phase sequencer. ``s`` holds the signals the parts share.
+
     def elaborate(self, platform):
         m = Module()
-        network, pes = self.network, self.params.pes
-        layers = network.layers
-        count = len(layers)
-        a_bits, acc_bits = self.a_format.bits, self.acc_bits
+        s = SimpleNamespace()
         for index, pe in enumerate(self.pes):
             m.submodules[f"pe{index}"] = pe
-
-        layer = Signal(range(count))
+        s.layer = Signal(range(len(self.network.layers)))
+        s.next_layer = Mux(s.layer == len(self.network.layers) - 1, 0, s.layer + 1)
         # After a reset the first layer's biases are loaded (LOAD) before the first scan.
-        LOAD, SCAN, READOUT, SETTLE = range(4)
-        phase = Signal(range(4), init=LOAD)
+        s.phase = Signal(range(4), init=LOAD)
         for pe in self.pes:
-            m.d.comb += [pe.layer.eq(layer), pe.readout.eq(phase == READOUT)]
+            m.d.comb += [pe.layer.eq(s.layer), pe.readout.eq(s.phase == READOUT)]
+        self._source(m, s)
+        self._scan(m, s)
+        self._read_out(m, s)
+        self._drain(m, s)
+        counters = m.submodules.counters = LayerCounters(len(self.network.layers))
+        m.d.comb += [counters.layer.eq(s.layer), counters.enable.eq(s.phase != LOAD)]
+        for port, count in zip(self.cycles, counters.counts, strict=True):
+            m.d.comb += port.eq(count)
+        self._sequence(m, s)
+        return m
 
-        # Sources of the scan: the input stream (first layer), the activation memory (others).
-        in_fmt = network.input.format
-        in_count = self.in_count
-        slots = max(in_count, pes)
+    def _source(self, m, s):
+        """The words the scanner takes: ``in_count`` values of the input stream (first layer)
+        or ``pes`` values of the activation memory (the others), as ``s.src_values`` (one per
+        slot) and ``s.src_mask`` (nonzero, and within the layer's inputs); ``s.src_index``
+        counts the words, ``s.src_base`` is the column of the word's first value."""
+        network, pes, in_count = self.network, self.params.pes, self.in_count
+        layers, a_bits = network.layers, self.a_format.bits
+        count = len(layers)
         if count > 1:
             activations = m.submodules.activations = memory.Memory(
                 shape=unsigned(pes * a_bits), depth=self._activation_words, init=[])
             act_read = activations.read_port(domain="comb")
-            act_write = activations.write_port()
-        index_limit = max([network.in_features // in_count]
-                          + [_groups(layer.in_features, pes) for layer in layers[1:]])
-        src_index = Signal(range(index_limit))
-        src_done = Signal()
-        src_last = select(layer, [Const(network.in_features // in_count - 1, range(index_limit))]
-                          + [Const(_groups(ly.in_features, pes) - 1, range(index_limit))
-                             for ly in layers[1:]])
-        column_bits = max(max(ly.in_features for ly in layers) - 1, 1).bit_length()
-        first_layer = layer == 0
-        src_base = Signal(column_bits)
-        m.d.comb += src_base.eq(Mux(first_layer, src_index * in_count, src_index * pes))
-        src_valid = Mux(first_layer, self.i_stream.valid, 1)
-        in_values = decode_codes(self.i_stream.payload.data, in_fmt, in_count, a_bits)
-        features = select(layer, [Const(ly.in_features, column_bits + 1) for ly in layers])
-        src_values, src_mask = [], []
-        for slot in range(slots):
+            s.act_write = activations.write_port()
+        lasts = ([network.in_features // in_count - 1]
+                 + [_groups(layer.in_features, pes) - 1 for layer in layers[1:]])
+        s.src_index = Signal(range(max(lasts) + 1))
+        s.src_done = Signal()
+        s.src_last = select(s.layer, [Const(last, s.src_index.shape()) for last in lasts])
+        s.column_bits = max(max(layer.in_features for layer in layers) - 1, 1).bit_length()
+        s.first_layer = first_layer = s.layer == 0
+        s.src_base = Signal(s.column_bits)
+        m.d.comb += s.src_base.eq(Mux(first_layer, s.src_index * in_count, s.src_index * pes))
+        s.src_valid = Mux(first_layer, self.i_stream.valid, 1)
+        in_values = decode_codes(self.i_stream.payload.data, network.input.format, in_count,
+                                 a_bits)
+        features = select(s.layer, [Const(layer.in_features, s.column_bits + 1)
+                                    for layer in layers])
+        s.slots = max(in_count, pes)
+        s.src_values, s.src_mask = [], []
+        for slot in range(s.slots):
             stored = (act_read.data[slot * a_bits:(slot + 1) * a_bits].as_signed()
                       if count > 1 and slot < pes else Const(0, signed(a_bits)))
             streamed = in_values[slot] if slot < in_count else Const(0, signed(a_bits))
             chosen = Mux(first_layer, streamed, stored)
-            src_values.append(chosen)
+            s.src_values.append(chosen)
             in_range = (Const(slot < in_count) if count == 1
-                        else Mux(first_layer, slot < in_count, src_base + slot < features))
-            src_mask.append(in_range & (chosen != 0))
+                        else Mux(first_layer, slot < in_count, s.src_base + slot < features))
+            s.src_mask.append(in_range & (chosen != 0))
         if count > 1:
-            m.d.comb += act_read.addr.eq(src_index)
+            m.d.comb += act_read.addr.eq(s.src_index)
 
-        # The scanner holds one word and broadcasts its nonzero values, lowest slot first.
+    def _scan(self, m, s):
+        """SCAN: the scanner takes a word from the source, holds it, and broadcasts its
+        nonzero values to every PE, lowest slot first, one per cycle while every PE's queue has
+        room; it takes the next word with the last value (``s.mask``: values left)."""
+        slots, a_bits = s.slots, self.a_format.bits
         held = Signal(data.ArrayLayout(signed(a_bits), slots))
-        mask = Signal(slots)
-        base = Signal(column_bits)
+        s.mask = mask = Signal(slots)
+        base = Signal(s.column_bits)
         lowest = Signal(slots)
         m.d.comb += lowest.eq(mask & (~mask + 1))
-        slot_index = Cat(*(Cat(*(lowest[s] for s in range(slots) if s >> b & 1)).any()
+        slot_index = Cat(*(Cat(*(lowest[i] for i in range(slots) if i >> b & 1)).any()
                            for b in range(max(slots - 1, 1).bit_length())))
         chosen_value = Signal(signed(a_bits))
-        m.d.comb += chosen_value.eq(_or_reduce(Mux(lowest[s], held[s].as_unsigned(), 0)
-                                               for s in range(slots)))
+        m.d.comb += chosen_value.eq(_or_reduce(Mux(lowest[i], held[i].as_unsigned(), 0)
+                                               for i in range(slots)))
         all_ready = Cat(*(pe.i_act.ready for pe in self.pes)).all()
-        emit = Signal()
-        rest = Signal(slots)
+        emit, rest = Signal(), Signal(slots)
         m.d.comb += [
             emit.eq((mask != 0) & all_ready),
             rest.eq(Mux(emit, mask & (mask - 1), mask)),
@@ -513,118 +517,111 @@ class SparseAccelerator(wiring.Component):
             m.d.comb += [pe.i_act.valid.eq(emit),
                          pe.i_act.payload.column.eq(base + slot_index),
                          pe.i_act.payload.value.eq(chosen_value)]
-        scanning = phase == SCAN
         accept = Signal()
         m.d.comb += [
-            accept.eq(scanning & ~src_done & src_valid & (rest == 0)),
-            self.i_stream.ready.eq(accept & first_layer),
+            accept.eq((s.phase == SCAN) & ~s.src_done & s.src_valid & (rest == 0)),
+            self.i_stream.ready.eq(accept & s.first_layer),
         ]
         m.d.sync += mask.eq(rest)
         with m.If(accept):
-            m.d.sync += [mask.eq(Cat(*src_mask)), base.eq(src_base),
-                         src_index.eq(src_index + 1)]
-            for s in range(slots):
-                m.d.sync += held[s].eq(src_values[s])
-            with m.If(src_index == src_last):
-                m.d.sync += src_done.eq(1)
+            m.d.sync += [mask.eq(Cat(*s.src_mask)), base.eq(s.src_base),
+                         s.src_index.eq(s.src_index + 1)]
+            for i in range(slots):
+                m.d.sync += held[i].eq(s.src_values[i])
+            with m.If(s.src_index == s.src_last):
+                m.d.sync += s.src_done.eq(1)
 
-        # Read-out through the output stages, loading the next layer's biases.
-        lengths = _readout_lengths(network, pes)
+    def _read_out(self, m, s):
+        """READOUT: the accumulators are read one group of rows (one per PE) per cycle
+        (``s.r_index``) through the layer's stage, whose hidden-layer results go to the
+        activation memory; the same read-out (and LOAD, after a reset) writes the next layer's
+        biases into the accumulators."""
+        pes, acc_bits = self.params.pes, self.acc_bits
+        lengths = _readout_lengths(self.network, pes)
         bias_words, bias_bases = self.bias_words()
         biases = m.submodules.biases = memory.Memory(
             shape=unsigned(pes * acc_bits), depth=len(bias_words), init=bias_words)
         bias_read = biases.read_port()
-        r_index = Signal(range(max(lengths)))
-        next_layer = Mux(layer == count - 1, 0, layer + 1)
-        loaded_layer = Mux(phase == LOAD, 0, next_layer)
+        s.r_index = Signal(range(max(lengths)))
+        loaded_layer = Mux(s.phase == LOAD, 0, s.next_layer)
         m.d.comb += bias_read.addr.eq(
             select(loaded_layer, [Const(b, range(len(bias_words))) for b in bias_bases])
-            + r_index)
+            + s.r_index)
         ro_valid, ro_load = Signal(), Signal()
-        ro_index = Signal.like(r_index)
-        m.d.sync += [ro_valid.eq(phase == READOUT), ro_load.eq((phase == READOUT)
-                                                               | (phase == LOAD)),
-                     ro_index.eq(r_index)]
+        ro_index = Signal.like(s.r_index)
+        m.d.sync += [ro_valid.eq(s.phase == READOUT),
+                     ro_load.eq((s.phase == READOUT) | (s.phase == LOAD)),
+                     ro_index.eq(s.r_index)]
         for index, pe in enumerate(self.pes):
             m.d.comb += [
-                pe.r_addr.eq(r_index),
+                pe.r_addr.eq(s.r_index),
                 pe.w_addr.eq(ro_index),
                 pe.w_data.eq(bias_read.data[index * acc_bits:(index + 1) * acc_bits]),
                 pe.w_en.eq(ro_load),
             ]
-        group_bits = len(r_index)
-        out_fmt = network.output.format
-        # Holds a whole output vector: the last layer's read-out waits until it is empty.
-        out_fifo = m.submodules.out_fifo = SyncFIFO(width=pes * out_fmt.width + 1,
-                                                    depth=self.groups[-1])
-        for index, ir_layer in enumerate(layers):
-            stage = m.submodules[f"stage{index}"] = OutputStage(ir_layer, pes,
-                                                                tag_bits=group_bits)
-            m.d.comb += [
-                stage.i_acc.valid.eq(ro_valid & (layer == index)
-                                     & (ro_index < self.groups[index])),
-                stage.i_acc.payload.group.eq(ro_index),
-                stage.i_acc.payload.tag.eq(ro_index),
-            ]
-            for p, pe in enumerate(self.pes):
-                m.d.comb += stage.i_acc.payload.acc[p].eq(pe.acc)
-            values = stage.o_values.payload.values
-            group = stage.o_values.payload.tag
-            with m.If(stage.o_values.valid):
-                if index == count - 1:
-                    m.d.comb += [
-                        out_fifo.w_data.eq(Cat(*(encode_value(values[p], out_fmt)
-                                                 for p in range(pes)),
-                                               group == self.groups[-1] - 1)),
-                        out_fifo.w_en.eq(1),
-                    ]
-                else:
-                    m.d.comb += [
-                        act_write.addr.eq(group),
-                        act_write.data.eq(Cat(*(resize(values[p], a_bits)
-                                                for p in range(pes)))),
-                        act_write.en.eq(1),
-                    ]
-        splitter = m.submodules.splitter = WordSplitter(
-            out_fmt.width, pes, self.out_count,
-            network.out_features - (self.groups[-1] - 1) * pes)
+        stages = s.stages = m.submodules.stages = LayerStages(
+            self.network, pes, acc_bits=acc_bits, a_bits=self.a_format.bits,
+            tag_bits=len(s.r_index), groups=max(lengths))
+        groups = select(s.layer, [Const(n, range(max(self.groups) + 1)) for n in self.groups])
         m.d.comb += [
-            splitter.i_stream.valid.eq(out_fifo.r_rdy),
-            splitter.i_stream.payload.eq(out_fifo.r_data),
-            out_fifo.r_en.eq(splitter.i_stream.ready),
+            stages.layer.eq(s.layer),
+            stages.i_acc.valid.eq(ro_valid & (ro_index < groups)),
+            stages.i_acc.payload.group.eq(ro_index),
+            stages.i_acc.payload.tag.eq(ro_index),
         ]
-        wiring.connect(m, splitter.o_stream, wiring.flipped(self.o_stream))
+        for p, pe in enumerate(self.pes):
+            m.d.comb += stages.i_acc.payload.acc[p].eq(pe.acc)
+        if len(self.network.layers) > 1:
+            m.d.comb += [
+                s.act_write.addr.eq(stages.o_act.payload.tag),
+                s.act_write.data.eq(stages.o_act.payload.data),
+                s.act_write.en.eq(stages.o_act.valid),
+            ]
 
-        # The sequencer: scan until every PE is idle, read out, let the stage settle (until
-        # it has written the last group).
+    def _drain(self, m, s):
+        """The last layer's groups into the output drain, whose FIFO holds a whole output
+        vector (the last layer's read-out waits until it is empty: ``s.out_room``)."""
+        pes, groups = self.params.pes, self.groups[-1]
+        drain = m.submodules.drain = OutputDrain(
+            self.network.output.format.width, pes, self.out_count,
+            self.network.out_features - (groups - 1) * pes, depth=groups, buffered=False)
+        out = s.stages.o_out
+        m.d.comb += [
+            drain.i_word.valid.eq(out.valid),
+            drain.i_word.payload.data.eq(out.payload.data),
+            drain.i_word.payload.final.eq(out.payload.tag == groups - 1),
+        ]
+        wiring.connect(m, drain.o_stream, wiring.flipped(self.o_stream))
+        s.out_room = (s.layer != len(self.network.layers) - 1) | (drain.level == 0)
+
+    def _sequence(self, m, s):
+        """The phases: LOAD the first layer's biases after a reset; SCAN until every PE is
+        idle, READOUT, SETTLE until the stage has written the last group (its latency), then
+        the next layer's SCAN."""
+        layers, pes = self.network.layers, self.params.pes
+        lengths = _readout_lengths(self.network, pes)
         all_idle = Cat(*(pe.idle for pe in self.pes)).all()
-        out_room = (layer != count - 1) | (out_fifo.level == 0)
-        latencies = [stage_latency(ir_layer) for ir_layer in layers]
+        latencies = [stage_latency(layer) for layer in layers]
         settle = Signal(range(max(latencies) + 1))
-        with m.Switch(phase):
+        with m.Switch(s.phase):
             with m.Case(LOAD):
-                m.d.sync += r_index.eq(r_index + 1)
-                with m.If(r_index == self.groups[0] - 1):
-                    m.d.sync += phase.eq(SCAN)
+                m.d.sync += s.r_index.eq(s.r_index + 1)
+                with m.If(s.r_index == self.groups[0] - 1):
+                    m.d.sync += s.phase.eq(SCAN)
             with m.Case(SCAN):
-                with m.If(src_done & (mask == 0) & all_idle & out_room):
-                    m.d.sync += [phase.eq(READOUT), r_index.eq(0)]
+                with m.If(s.src_done & (s.mask == 0) & all_idle & s.out_room):
+                    m.d.sync += [s.phase.eq(READOUT), s.r_index.eq(0)]
             with m.Case(READOUT):
-                m.d.sync += r_index.eq(r_index + 1)
-                with m.If(r_index == select(layer, [Const(n - 1, range(max(lengths)))
-                                                    for n in lengths])):
-                    m.d.sync += [phase.eq(SETTLE), settle.eq(select(layer, [
+                m.d.sync += s.r_index.eq(s.r_index + 1)
+                with m.If(s.r_index == select(s.layer, [Const(n - 1, range(max(lengths)))
+                                                        for n in lengths])):
+                    m.d.sync += [s.phase.eq(SETTLE), settle.eq(select(s.layer, [
                         Const(latency, settle.shape()) for latency in latencies]))]
             with m.Case(SETTLE):
                 m.d.sync += settle.eq(settle - 1)
                 with m.If(settle == 0):
-                    m.d.sync += [phase.eq(SCAN), layer.eq(next_layer), src_index.eq(0),
-                                 src_done.eq(0)]
-
-        for index in range(count):
-            with m.If((layer == index) & (phase != LOAD)):
-                m.d.sync += self.cycles[index].eq(self.cycles[index] + 1)
-        return m
+                    m.d.sync += [s.phase.eq(SCAN), s.layer.eq(s.next_layer),
+                                 s.src_index.eq(0), s.src_done.eq(0)]
 
 
 def _signed(fmt: Format) -> Format:

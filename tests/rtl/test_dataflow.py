@@ -7,22 +7,13 @@ import pytest
 from hwnn.quant.synthetic import SAMPLE_NETWORKS, sample_network
 from hwnn.rtl.dataflow import DataflowAccelerator
 from hwnn.rtl.folding import LayerFold, auto_folding, fully_parallel, unfolded
-from hwnn.sim.beats import beats_to_vectors, vectors_to_beats
 from hwnn.sim.golden import run_network
-from hwnn.sim.pysim import run_stream
-
-
+from hwnn.sim.pysim import run_vectors
 
 
 def simulate(network, folding, codes, seed):
     dut = DataflowAccelerator(network, folding)
-    first, last = dut.units[0], dut.units[-1]
-    outputs, cycles = run_stream(
-        dut, i_stream=dut.i_stream, o_stream=dut.o_stream,
-        inputs=vectors_to_beats(codes, network.input.format, first.simd),
-        n_outputs=len(codes) * last.neuron_folds, seed=seed, timeout=5000)
-    actual = beats_to_vectors([beat.data for beat in outputs], network.output.format, last.pe,
-                              network.out_features)
+    actual, cycles = run_vectors(dut, network, codes, seed=seed, timeout=5000)
     return dut, actual, cycles
 
 

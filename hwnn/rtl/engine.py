@@ -1,0 +1,255 @@
+"""Parts shared by the layer-by-layer engines (systolic overlay, sparse PE array).
+
+Both run a whole network on one array of ``lanes`` lanes, one layer after the other: they
+share their ports (:class:`LayerEngine`), the image of their bias memory (:func:`bias_words`),
+the bank of per-layer output stages that writes each layer's results
+(:class:`LayerStages`), the output path from words of ``lanes`` values to the output stream
+(:class:`OutputDrain`) and their per-layer performance counters (:class:`LayerCounters`).
+"""
+
+import math
+
+import numpy as np
+from amaranth import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from ..ir import Network
+from ..ir.formats import Format
+from ..ir.packing import pack_values
+from .layouts import Beat
+from .stage import OutputStage
+from .values import encode_value, resize
+from .widthconv import WordSplitter
+
+__all__ = ["COUNTER_BITS", "LayerCounters", "LayerEngine", "LayerStages", "OutputDrain",
+           "bias_words"]
+
+#: Width of the performance counters (they wrap around).
+COUNTER_BITS = 32
+
+
+class LayerEngine(wiring.Component):
+    """Base of a top that runs ``network`` layer by layer on ``lanes`` lanes.
+
+    Checks the arguments and makes the ports of every architecture's top: an input vector is
+    ``in_features / in_count`` beats of ``in_count = gcd(in_features, lanes)`` codes, an output
+    vector ``out_features / out_count`` beats of ``out_count = gcd(out_features, lanes)``
+    codes, ``last`` on the final beat of each; and, per name in ``counters``, one
+    :data:`COUNTER_BITS`-bit performance counter per layer. A subclass names its parameters
+    dataclass in ``Params`` and the field of it that gives ``lanes`` in ``lanes_field``.
+
+    Members
+    -------
+    i_stream : ``In(stream.Signature(Beat(in_count, input width)))``
+    o_stream : ``Out(stream.Signature(Beat(out_count, output width)))``
+    <counter> : ``Out(32).array(layers)``, for each name in ``counters``
+    """
+    Params = None
+    lanes_field = None
+
+    def __init__(self, network: Network, params, *, counters):
+        if not isinstance(network, Network):
+            raise TypeError(f"network must be a Network, not {network!r}")
+        name = self.Params.__name__
+        if not isinstance(params, self.Params):
+            article = "an" if name[0] in "AEIOU" else "a"
+            raise TypeError(f"params must be {article} {name}, not {params!r}")
+        self.network, self.params = network, params
+        lanes = getattr(params, self.lanes_field)
+        self.acc_bits = max(layer.acc_bits for layer in network.layers)
+        self.in_count = math.gcd(network.in_features, lanes)
+        self.out_count = math.gcd(network.out_features, lanes)
+        counter = Out(unsigned(COUNTER_BITS)).array(len(network.layers))
+        super().__init__({
+            "i_stream": In(stream.Signature(Beat(self.in_count, network.input.format.width))),
+            "o_stream": Out(stream.Signature(Beat(self.out_count,
+                                                  network.output.format.width))),
+            **{name: counter for name in counters},
+        })
+
+
+def bias_words(biases, lengths, lanes, bits) -> tuple[list, list]:
+    """Image of a bias memory: for each vector of ``biases`` (one per layer), ``lengths[i]``
+    words of ``lanes`` biases (two's complement, ``bits`` bits each, element 0 lowest; zeros
+    past the vector's end); and the address of each vector's first word."""
+    fmt = Format.int(bits)
+    words, bases = [], []
+    for bias, length in zip(biases, lengths, strict=True):
+        bases.append(len(words))
+        padded = np.zeros(length * lanes, dtype=np.int64)
+        padded[:len(bias)] = bias
+        patterns = fmt.encode(padded)
+        words.extend(pack_values(patterns[g * lanes:(g + 1) * lanes], bits)
+                     for g in range(length))
+    return words, bases
+
+
+class LayerStages(wiring.Component):
+    """One :class:`~hwnn.rtl.stage.OutputStage` per layer of ``network``, ``lanes`` wide; the
+    one of layer ``layer`` takes the groups of accumulators.
+
+    A group on ``i_acc`` (sums of ``acc_bits`` bits, the group index within its layer and a
+    ``tag``) goes to the stage of the current ``layer``; the stage's latency later its values
+    come out with the tag: a hidden layer's on ``o_act`` as ``a_bits``-bit signed values
+    (``source`` is the layer), the last layer's on ``o_out`` in the network's output encoding.
+    No backpressure (``always_ready``); at most one stage has output at a time.
+
+    Parameters
+    ----------
+    network : :class:`~hwnn.ir.Network`
+    lanes : int
+        Accumulators per group.
+    acc_bits, a_bits, tag_bits : int
+        Bits of an accumulator, of a hidden layer's value, of the tag.
+    groups : int
+        Groups of the largest layer (the range of ``group``).
+
+    Members
+    -------
+    layer : ``In(range(layers))``
+    i_acc : ``In(stream.Signature({"acc", "group", "tag"}, always_ready=True))``
+    o_act : ``Out(stream.Signature({"data", "tag", "source"}, always_ready=True))``
+    o_out : ``Out(stream.Signature({"data", "tag"}, always_ready=True))``
+    """
+
+    def __init__(self, network: Network, lanes, *, acc_bits, a_bits, tag_bits, groups):
+        self.network, self.lanes, self.a_bits = network, lanes, a_bits
+        count = len(network.layers)
+        out_bits = network.output.format.width
+        super().__init__({
+            "layer": In(range(count)),
+            "i_acc": In(stream.Signature(data.StructLayout({
+                "acc":   data.ArrayLayout(signed(acc_bits), lanes),
+                "group": range(groups),
+                "tag":   unsigned(tag_bits),
+            }), always_ready=True)),
+            "o_act": Out(stream.Signature(data.StructLayout({
+                "data": unsigned(lanes * a_bits), "tag": unsigned(tag_bits),
+                "source": range(count),
+            }), always_ready=True)),
+            "o_out": Out(stream.Signature(data.StructLayout({
+                "data": unsigned(lanes * out_bits), "tag": unsigned(tag_bits),
+            }), always_ready=True)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        layers, lanes = self.network.layers, self.lanes
+        out_fmt = self.network.output.format
+        for index, layer in enumerate(layers):
+            stage = m.submodules[f"stage{index}"] = OutputStage(
+                layer, lanes, tag_bits=len(self.i_acc.payload.tag))
+            m.d.comb += [
+                stage.i_acc.valid.eq(self.i_acc.valid & (self.layer == index)),
+                stage.i_acc.payload.group.eq(self.i_acc.payload.group),
+                stage.i_acc.payload.tag.eq(self.i_acc.payload.tag),
+            ]
+            for c in range(lanes):
+                m.d.comb += stage.i_acc.payload.acc[c].eq(self.i_acc.payload.acc[c])
+            values = stage.o_values.payload.values
+            with m.If(stage.o_values.valid):
+                if index == len(layers) - 1:
+                    m.d.comb += [
+                        self.o_out.valid.eq(1),
+                        self.o_out.payload.tag.eq(stage.o_values.payload.tag),
+                        self.o_out.payload.data.eq(Cat(*(encode_value(values[c], out_fmt)
+                                                         for c in range(lanes)))),
+                    ]
+                else:
+                    m.d.comb += [
+                        self.o_act.valid.eq(1),
+                        self.o_act.payload.tag.eq(stage.o_values.payload.tag),
+                        self.o_act.payload.source.eq(index),
+                        self.o_act.payload.data.eq(Cat(*(resize(values[c], self.a_bits)
+                                                         for c in range(lanes)))),
+                    ]
+        return m
+
+
+class OutputDrain(wiring.Component):
+    """The output path of a layer-by-layer engine: words of ``lanes`` values of ``bits`` bits
+    into a FIFO of ``depth`` words, then out as beats of ``count`` values.
+
+    A word is written when ``i_word.valid`` and ``i_word.ready`` (the FIFO has room; the
+    writer may also watch ``level``). ``final`` marks a vector's last word, of which only the
+    first ``tail`` values are sent (:class:`~hwnn.rtl.widthconv.WordSplitter`); ``end`` marks
+    the last word of a burst: ``ended`` is high in the cycle its last beat is sent. With
+    ``buffered`` the FIFO is Amaranth's ``SyncFIFOBuffered`` (a word written in cycle ``t`` is
+    offered in cycle ``t + 2``), otherwise ``SyncFIFO`` (``t + 1``).
+
+    Parameters
+    ----------
+    bits, lanes, count, tail : int
+        Bits per value, values per word, values per beat, values of a vector's last word.
+    depth : int
+        Words the FIFO holds.
+    buffered : bool
+
+    Members
+    -------
+    i_word : ``In(stream.Signature({"data": lanes * bits, "final": 1, "end": 1}))``
+    o_stream : ``Out(stream.Signature(Beat(count, bits)))``
+    level : ``Out(range(depth + 1))``
+        Words in the FIFO.
+    ended : ``Out(1)``
+    """
+
+    def __init__(self, bits, lanes, count, tail, *, depth, buffered):
+        self.bits, self.lanes, self.count, self.tail = bits, lanes, count, tail
+        self.depth, self.buffered = depth, buffered
+        super().__init__({
+            "i_word": In(stream.Signature(data.StructLayout({
+                "data": unsigned(lanes * bits), "final": unsigned(1), "end": unsigned(1)}))),
+            "o_stream": Out(stream.Signature(Beat(count, bits))),
+            "level": Out(range(depth + 1)),
+            "ended": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        word_bits = self.lanes * self.bits
+        fifo_type = SyncFIFOBuffered if self.buffered else SyncFIFO
+        fifo = m.submodules.fifo = fifo_type(width=word_bits + 2, depth=self.depth)
+        splitter = m.submodules.splitter = WordSplitter(self.bits, self.lanes, self.count,
+                                                        self.tail)
+        m.d.comb += [
+            fifo.w_data.eq(self.i_word.payload),
+            fifo.w_en.eq(self.i_word.valid),
+            self.i_word.ready.eq(fifo.w_rdy),
+            self.level.eq(fifo.level),
+            splitter.i_stream.valid.eq(fifo.r_rdy),
+            splitter.i_stream.payload.eq(fifo.r_data[:word_bits + 1]),
+            fifo.r_en.eq(splitter.i_stream.ready),
+            self.ended.eq(fifo.r_rdy & splitter.i_stream.ready & fifo.r_data[word_bits + 1]),
+        ]
+        wiring.connect(m, splitter.o_stream, wiring.flipped(self.o_stream))
+        return m
+
+
+class LayerCounters(wiring.Component):
+    """``layers`` performance counters of :data:`COUNTER_BITS` bits (they wrap around): in
+    each cycle with ``enable`` high, the counter of layer ``layer`` counts one. They start at
+    0 after a reset.
+
+    Members
+    -------
+    layer : ``In(range(layers))``
+    enable : ``In(1)``
+    counts : ``Out(COUNTER_BITS).array(layers)``
+    """
+
+    def __init__(self, layers):
+        super().__init__({
+            "layer": In(range(layers)),
+            "enable": In(1),
+            "counts": Out(unsigned(COUNTER_BITS)).array(layers),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for index, count in enumerate(self.counts):
+            with m.If(self.enable & (self.layer == index)):
+                m.d.sync += count.eq(count + 1)
+        return m
