@@ -74,6 +74,30 @@ def _run(stage, groups, seed):
     return outputs, inputs
 
 
+def _check_groups(stage, acc, expected, rng, label):
+    """Stream the accumulator vectors ``acc`` through ``stage`` group by group, with random
+    idle cycles between groups, padding lanes past the last channel with zeros; every output
+    must come at the stage's latency with its tag and the ``expected`` values."""
+    lanes = stage.lanes
+    groups, wanted = [], []
+    for vector in range(len(acc)):
+        for group in range(stage.groups):
+            if rng.random() < 0.3:
+                groups.append(None)
+            channels = slice(group * lanes, (group + 1) * lanes)
+            groups.append((group, list(acc[vector, channels])
+                           + [0] * (lanes - len(acc[vector, channels]))))
+            wanted.append([int(v) for v in expected[vector, channels]])
+    outputs, inputs = _run(stage, groups, 5)
+    assert len(outputs) == len(wanted)
+    for index, ((cycle, tag, values), want, accepted) in enumerate(
+            zip(outputs, wanted, inputs, strict=True)):
+        assert tag == index % 256, f"output {index}: tag {tag}"
+        assert cycle - accepted == stage.latency, f"output {index}: after {cycle - accepted}"
+        assert values[:len(want)] == want, \
+            f"{label}, group input {index}: expected {want}, got {values}"
+
+
 @pytest.mark.parametrize("pipelined", [False, True], ids=["plain", "pipelined"])
 @pytest.mark.parametrize("name", LAYERS)
 def test_matches_golden_at_its_latency(name, pipelined):
@@ -84,22 +108,7 @@ def test_matches_golden_at_its_latency(name, pipelined):
     rng = np.random.default_rng(5)
     acc = _accumulators(layer, rng, 40)
     expected = output_stage(layer, acc.astype(np.int64) if layer.acc_bits < 63 else acc)
-    # Vectors one after another, group by group, with random idle cycles between groups.
-    groups, wanted = [], []
-    for vector in range(len(acc)):
-        for group in range(stage.groups):
-            if rng.random() < 0.3:
-                groups.append(None)
-            groups.append((group, acc[vector, group * lanes:(group + 1) * lanes]))
-            wanted.append(expected[vector, group * lanes:(group + 1) * lanes])
-    outputs, inputs = _run(stage, groups, 5)
-    assert len(outputs) == len(wanted)
-    for index, ((cycle, tag, values), want, accepted) in enumerate(
-            zip(outputs, wanted, inputs, strict=True)):
-        assert tag == index % 256, f"output {index}: tag {tag}"
-        assert cycle - accepted == stage.latency, f"output {index}: after {cycle - accepted}"
-        want = [int(v) for v in want]
-        assert values == want, f"{name}, group input {index}: expected {want}, got {values}"
+    _check_groups(stage, acc, expected, rng, name)
 
 
 #: Output format of a threshold stage: its latency plain and pipelined. A binary search over
@@ -157,23 +166,7 @@ def test_threshold_search_matches_golden(out_format, edges, pipelined):
     assert stage.latency == SEARCH_LATENCY[out_format][pipelined]
     acc = _probe_accumulators(layer, rng, 30)
     expected = output_stage(layer, acc)
-    groups, wanted = [], []
-    for vector in range(len(acc)):
-        for group in range(stage.groups):
-            if rng.random() < 0.3:
-                groups.append(None)
-            channels = slice(group * lanes, (group + 1) * lanes)
-            groups.append((group, list(acc[vector, channels])
-                           + [0] * (lanes - len(acc[vector, channels]))))
-            wanted.append(list(expected[vector, channels]))
-    outputs, inputs = _run(stage, groups, 5)
-    assert len(outputs) == len(wanted)
-    for index, ((cycle, tag, values), want, accepted) in enumerate(
-            zip(outputs, wanted, inputs, strict=True)):
-        assert tag == index % 256, f"output {index}: tag {tag}"
-        assert cycle - accepted == stage.latency, f"output {index}: after {cycle - accepted}"
-        assert values[:len(want)] == [int(v) for v in want], \
-            f"{out_format}, group input {index}: expected {want}, got {values}"
+    _check_groups(stage, acc, expected, rng, out_format)
 
 
 def _verilog(stage):
