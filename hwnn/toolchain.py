@@ -86,9 +86,13 @@ def setup_env(env=None) -> dict:
         env["MAKEFLAGS"] = f"{makeflags} CFG_CXXFLAGS_PCH_I=-include".strip()
     # Setting YOSYS for board builds must not switch Verilog export to another Yosys.
     env["AMARANTH_USE_YOSYS"] = "builtin"
-    scripts = Path(sysconfig.get_path("scripts"))
+    # The scripts of this environment, then of the installation a virtualenv was made from
+    # (where a venv with --system-site-packages finds the YoWASP tools).
+    scripts = [sysconfig.get_path("scripts"),
+               sysconfig.get_path("scripts", vars={"base": sys.base_prefix,
+                                                   "platbase": sys.base_prefix})]
     for variable, command in YOWASP_TOOLS.items():
-        path = shutil.which(command, path=os.pathsep.join([str(scripts), env.get("PATH", "")]))
+        path = shutil.which(command, path=os.pathsep.join([*scripts, env.get("PATH", "")]))
         if path is not None:
             env.setdefault(variable, path)
     # ULX3S checks for openFPGALoader and OrangeCrab runs dfu-suffix even without programming.
