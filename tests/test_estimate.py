@@ -41,19 +41,17 @@ def test_lanes_are_counted_by_their_arithmetic():
 
 
 def test_threshold_comparator_bits_count_half_where_the_threshold_bit_never_changes():
-    from collections import defaultdict
     from dataclasses import replace
 
     from hwnn.ir import Thresholds
+    from hwnn.rtl.stage import stage_structure
     layer = network("binary", "binary", sizes=(16, 8, 4), input_format="binary").layers[0]
     # One threshold per neuron (binary outputs): 8 neurons on 2 lanes are 4 groups.
     width = 2 * layer.threshold_bits
 
     def compare_bits(values):
         stage = Thresholds(np.asarray(values).reshape(8, 1), np.zeros(8, dtype=bool))
-        features = defaultdict(float)
-        estimate_module._stage(features, [], replace(layer, stage=stage), 2, "ecp5")
-        return features["compare_bits"]
+        return stage_structure(replace(layer, stage=stage), 2).counts["compare_bits"]
 
     assert compare_bits([3] * 8) == width / 2                  # the same in every group
     # Thresholds 0 and 1 alternate between groups in the lanes' lowest bits: 2 bits vary.

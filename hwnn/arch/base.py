@@ -55,7 +55,9 @@ class Architecture(ABC):
     def build(self, network, params):
         """The top component (Amaranth) of ``network`` with ``params``, after :meth:`check`:
         ``i_stream`` and ``o_stream`` of :class:`~hwnn.rtl.layouts.Beat` payloads, and
-        ``in_count`` and ``out_count``, the values per beat of each."""
+        ``in_count`` and ``out_count``, the values per beat of each; and ``structure()``, its
+        hardware as :mod:`hwnn.rtl.structure` describes it (what the resource estimator
+        reads)."""
 
     @abstractmethod
     def manifest(self, network, top, params) -> dict:
@@ -72,11 +74,6 @@ class Architecture(ABC):
         """Vectors the design gathers before it works on them (1 when it takes them one at a
         time)."""
         return 1
-
-    @abstractmethod
-    def features(self, network, family, params) -> dict:
-        """The structural features of the design for the resource estimator
-        (:func:`hwnn.estimate.design_features`) on FPGA ``family``."""
 
     @abstractmethod
     def points(self, network) -> list[tuple[str, dict]]:

@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (The estimator and the manifest build tops for their structure and never elaborate them.)
 """The dataflow architecture (FINN-style): a streaming engine per layer, folded onto lanes."""
 
 from dataclasses import dataclass, field
@@ -97,10 +99,6 @@ class Dataflow(Architecture):
         return DataflowParams(fold=tuple(LayerFold(**manifest["folding"][layer.name])
                                          for layer in network.layers),
                               ram_style=manifest["ram_style"])
-
-    def features(self, network, family, params):
-        from ..estimate import dataflow_features
-        return dataflow_features(network, family, fold=params.fold, max_lanes=params.max_lanes)
 
     def points(self, network):
         """The distinct foldings of lane budgets 1, 2, 4, ... up to the fully parallel

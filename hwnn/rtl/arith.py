@@ -5,7 +5,8 @@ Each ``+`` in Amaranth widens its result by one bit, so no partial sum of a tree
 
 from amaranth import *
 
-__all__ = ["adder_tree", "pipelined_sum", "popcount", "select", "tree_levels"]
+__all__ = ["adder_tree", "pipelined_sum", "popcount", "select", "tree_levels",
+           "tree_register_bits"]
 
 
 def adder_tree(values):
@@ -22,6 +23,16 @@ def adder_tree(values):
 def tree_levels(count, levels_per_register=1) -> int:
     """Registers :func:`pipelined_sum` puts between ``count`` values and their sum."""
     return max(1, -(-(count - 1).bit_length() // levels_per_register))
+
+
+def tree_register_bits(count, width, levels_per_register=1) -> int:
+    """Register bits of :func:`pipelined_sum` over ``count`` values of ``width`` bits: the
+    registered levels' sums, one bit wider a level."""
+    if count <= 1:
+        return width
+    levels = (count - 1).bit_length()
+    registered = sorted({*range(levels_per_register, levels, levels_per_register), levels})
+    return sum(-(-count // 2 ** level) * (width + level) for level in registered)
 
 
 def pipelined_sum(m, values, *, name, finish=None, levels_per_register=1):

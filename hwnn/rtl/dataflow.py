@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (A top built for its structure only, by the estimator, never elaborates its parts.)
 """Dataflow accelerator: one matrix-vector-activation unit per layer, chained by streams.
 
 Between two layers a :class:`~hwnn.rtl.widthconv.WidthConverter` repacks the producer's ``pe``
@@ -13,9 +15,10 @@ from amaranth.lib.wiring import In, Out
 from ..ir import Network
 from .folding import LayerFold
 from .layouts import Beat
-from .mvau import MatrixVectorUnit
-from .widthconv import WidthConverter
 from .fifo import FlagFIFO
+from .mvau import MatrixVectorUnit
+from .structure import Structure
+from .widthconv import WidthConverter
 
 __all__ = ["DataflowAccelerator"]
 
@@ -55,6 +58,15 @@ class DataflowAccelerator(wiring.Component):
         self.network, self.folding = network, folding
         self.units = [MatrixVectorUnit(layer, pe=fold.pe, simd=fold.simd, ram_style=ram_style)
                       for layer, fold in zip(network.layers, folding, strict=True)]
+        # Between layers: the producer's beats repacked for the consumer, into a FIFO that
+        # holds one input vector of the consumer (and two beats more).
+        self.converters, self.fifos = [], []
+        for producer, consumer in zip(self.units, self.units[1:], strict=False):
+            converter = WidthConverter(producer.out_width, producer.pe, consumer.simd,
+                                       producer.layer.out_features)
+            self.converters.append(converter)
+            self.fifos.append(FlagFIFO(converter.o_stream.payload.shape(),
+                                       depth=consumer.synapse_folds + 2))
         first, last = self.units[0], self.units[-1]
         self.in_count, self.out_count = first.simd, last.pe
         super().__init__({
@@ -71,20 +83,24 @@ class DataflowAccelerator(wiring.Component):
     def lanes(self) -> int:
         return sum(unit.lanes for unit in self.units)
 
+    def structure(self) -> Structure:
+        """The hardware of the units and of what connects them (:mod:`hwnn.rtl.structure`)."""
+        structure = Structure.of(MatrixVectorUnit.COUNTS)
+        for part in [*self.units, *self.converters, *self.fifos]:
+            structure.merge(part.structure())
+        return structure
+
     def elaborate(self, platform):
         m = Module()
         for index, unit in enumerate(self.units):
             m.submodules[f"layer{index}"] = unit
         wiring.connect(m, wiring.flipped(self.i_stream), self.units[0].i_stream)
-        for index, (producer, consumer) in enumerate(zip(self.units, self.units[1:],
-                                                         strict=False)):
-            width = producer.out_width
-            converter = m.submodules[f"convert{index}"] = WidthConverter(
-                width, producer.pe, consumer.simd, producer.layer.out_features)
-            wiring.connect(m, producer.o_stream, converter.i_stream)
-            fifo = m.submodules[f"fifo{index}"] = FlagFIFO(
-                converter.o_stream.payload.shape(), depth=consumer.synapse_folds + 2)
+        for index, (converter, fifo) in enumerate(zip(self.converters, self.fifos,
+                                                      strict=True)):
+            m.submodules[f"convert{index}"] = converter
+            m.submodules[f"fifo{index}"] = fifo
+            wiring.connect(m, self.units[index].o_stream, converter.i_stream)
             wiring.connect(m, converter.o_stream, fifo.i_stream)
-            wiring.connect(m, fifo.o_stream, consumer.i_stream)
+            wiring.connect(m, fifo.o_stream, self.units[index + 1].i_stream)
         wiring.connect(m, self.units[-1].o_stream, wiring.flipped(self.o_stream))
         return m

@@ -20,6 +20,7 @@ from ..ir.formats import Format
 from ..ir.packing import pack_values
 from .layouts import Beat
 from .stage import OutputStage
+from .structure import Memory, Structure
 from .values import encode_value, resize
 from .widthconv import WordSplitter
 
@@ -206,6 +207,11 @@ class OutputDrain(wiring.Component):
             "level": Out(range(depth + 1)),
             "ended": Out(1),
         })
+
+    def structure(self) -> Structure:
+        """Its FIFO's memory (use ``"fifo"``; a buffered FIFO keeps one word in a register)."""
+        depth = self.depth - 1 if self.buffered else self.depth
+        return Structure(memories=[Memory("fifo", depth, self.lanes * self.bits + 2)])
 
     def elaborate(self, platform):
         m = Module()

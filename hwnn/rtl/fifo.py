@@ -13,6 +13,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from . import structure
+
 __all__ = ["FlagFIFO"]
 
 
@@ -45,6 +47,11 @@ class FlagFIFO(wiring.Component):
             "i_stream": In(stream.Signature(shape)),
             "o_stream": Out(stream.Signature(shape)),
         })
+
+    def structure(self) -> structure.Structure:
+        """Its memory (``depth - 1`` payloads, use ``"fifo"``)."""
+        width = Shape.cast(self.i_stream.payload.shape()).width
+        return structure.Structure(memories=[structure.Memory("fifo", self.depth - 1, width)])
 
     def elaborate(self, platform):
         m = Module()

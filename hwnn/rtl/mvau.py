@@ -15,6 +15,8 @@ output stage (thresholds, requantization or the raw accumulator) is the IR's.
 """
 
 
+import math
+
 import numpy as np
 from amaranth import *
 from amaranth.lib import memory, stream, wiring
@@ -23,11 +25,12 @@ from amaranth.lib.wiring import In, Out
 from ..ir import Dense
 from ..ir.formats import Format
 from ..ir.packing import pack_values
-from .arith import pipelined_sum, tree_levels
-from .layouts import Beat
-from .stage import OutputStage, parameter_bits, stage_latency
-from .params import check_positive_int
+from .arith import pipelined_sum, tree_levels, tree_register_bits
 from .fifo import FlagFIFO
+from .layouts import Beat
+from .params import check_positive_int
+from .stage import OutputStage, stage_latency, stage_structure
+from .structure import Memory, Multipliers, Structure
 
 __all__ = ["BINARY_TREE_LEVELS", "RAM_STYLES", "MatrixVectorUnit", "check_folding"]
 
@@ -149,13 +152,60 @@ class MatrixVectorUnit(wiring.Component):
 
     @property
     def memory_bits(self) -> dict:
-        """Bits of on-chip memory by use: weights, input buffer, output-stage parameters."""
-        return {"weights": self.layer.weight_bits,
-                "input_buffer": (self.synapse_folds * self.simd * self.in_width
-                                 if self.neuron_folds > 1 else 0),
-                "parameters": (parameter_bits(self.layer, self.pe)
-                               + (self.neuron_folds * self.pe * self.layer.acc_bits
-                                  if self._bias_words() is not None else 0))}
+        """Bits of on-chip memory by use: weights, input buffer, output-stage parameters
+        (biases included)."""
+        return self.structure().memory_bits(("weights", "input_buffer", "parameters"))
+
+    #: The counts of :meth:`structure`.
+    COUNTS = ("unit", "xnor_lanes", "addsub_bits", "tree_bits", "acc_bits", "register_bits",
+              "pipeline_bits", "compare_bits", "requant_bits")
+
+    def structure(self) -> Structure:
+        """This unit's hardware (:mod:`hwnn.rtl.structure`): the weight ROM, the bias ROM,
+        the input buffer, the output FIFO and the output stage's ROMs; the multiplier lanes;
+        counts of XNOR lanes, add/subtract lane bits (over the nonzero weights when they are
+        constants), adder-tree, accumulator and register bits (operands, lane terms, input
+        registers, accumulators, FIFO and fold counters; ``pipeline_bits``: the registers
+        added for speed, in the adder tree, at the multipliers and in the output stage)."""
+        layer, pe, simd, lanes = self.layer, self.pe, self.simd, self.lanes
+        w_fmt, x_fmt = layer.weight_format, layer.input.format
+        wb, xb, acc_bits = w_fmt.width, x_fmt.width, layer.acc_bits
+        structure = Structure.of(self.COUNTS)
+        structure.add("unit", 1)
+        if self._binary_lanes():
+            term = 1
+            structure.add("xnor_lanes", lanes)
+        elif not self._multiplier_lanes():
+            term = (wb if x_fmt.kind == "bipolar" else xb) + 1
+            # Constant weights (a one-word memory): zero weights drop out of the logic.
+            used = (np.count_nonzero(layer.weights) / layer.weights.size
+                    if self.cycles == 1 else 1.0)
+            structure.add("addsub_bits", lanes * term * used)
+        else:
+            term = wb + xb
+            structure.multipliers.append(Multipliers("lanes", lanes, w_fmt, x_fmt))
+        structure.add("tree_bits", pe * (simd - 1) * (term + math.log2(simd) / 2))
+        structure.add("acc_bits", pe * acc_bits)
+        # Weights of a one-word memory are constants: no register holds them.
+        weight_register = lanes * wb if self.cycles > 1 else 0
+        structure.add("register_bits", (weight_register + lanes * term + 2 * simd * xb
+                                        + pe * acc_bits + self.fifo_depth.bit_length() + 8
+                                        + 2 * self.cycles.bit_length()))
+        structure.add("pipeline_bits",
+                      pe * tree_register_bits(simd, term, self._levels_per_register())
+                      + self.dsp_stages * (weight_register + lanes * term + simd * xb))
+        structure.merge(stage_structure(layer, pe, pipelined=True))
+        structure.memories.append(Memory("weights", self.cycles, lanes * wb,
+                                         self._weight_words()))
+        biases = self._bias_words()
+        if biases is not None:
+            structure.memories.append(Memory("parameters", self.neuron_folds, pe * acc_bits,
+                                             biases))
+            structure.add("register_bits", pe * acc_bits)
+        if self.neuron_folds > 1:
+            structure.memories.append(Memory("input_buffer", self.synapse_folds, simd * xb))
+        structure.memories.append(Memory("fifo", self.fifo_depth - 1, pe * self.out_width + 1))
+        return structure
 
     # Memory images ----------------------------------------------------------------------------
 

@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (A top built for its structure only, by the estimator, never elaborates its parts.)
 """Systolic overlay: a whole network run layer by layer on one weight-stationary array.
 
 Where the dataflow architecture spends an engine per layer, the overlay time-shares one
@@ -29,7 +31,8 @@ from ..ir.packing import pack_values
 from .arith import select
 from .engine import LayerCounters, LayerEngine, LayerStages, OutputDrain, bias_words
 from .params import check_positive_int
-from .stage import stage_latency
+from .stage import stage_latency, stage_structure
+from .structure import Memory, Multipliers, Structure
 from .systolic import SystolicArray, SystolicParams
 from .values import decode_codes, holding_format
 
@@ -177,15 +180,39 @@ class SystolicOverlay(LayerEngine):
 
     @property
     def memory_bits(self) -> dict:
+        """Bits of memory by use (the output stages' parameters and the output FIFO aside)."""
+        return self.structure().memory_bits(("weights", "biases", "activations",
+                                             "accumulators", "outputs"))
+
+    #: The counts of :meth:`structure`.
+    COUNTS = ("unit", "cells", "cell_bits", "edge_bits", "compare_bits", "pipeline_bits",
+              "requant_bits")
+
+    def structure(self) -> Structure:
+        """The overlay's hardware (:mod:`hwnn.rtl.structure`): the array's multipliers and
+        cell registers (``cell_bits``: operands and partial sums), the accumulator edge
+        (``edge_bits``), every layer's output stage, and its memories: weights, biases, the two
+        activation memories, the accumulators, the outputs and the output FIFO."""
         size, batch = self.params.size, self.params.batch
+        a_bits, w_bits, acc_bits = self.a_format.bits, self.w_format.bits, self.acc_bits
+        structure = Structure.of(self.COUNTS)
+        structure.add("unit", 1)
+        structure.add("cells", size * size)
+        structure.multipliers.append(Multipliers("lanes", size * size, self.a_format,
+                                                 self.w_format))
+        structure.add("cell_bits", size * size * (a_bits + w_bits + self.array_params.acc_bits))
+        structure.add("edge_bits", size * acc_bits)
+        for layer in self.network.layers:
+            structure.merge(stage_structure(layer, size))
         weights, _ = self.weight_words()
         biases, _ = self.bias_words()
-        last = self.network.layers[-1]
-        return {"weights": len(weights) * size * self.w_format.bits,
-                "biases": len(biases) * size * self.acc_bits,
-                "activations": 2 * batch * self.stride * size * self.a_format.bits,
-                "accumulators": batch * size * self.acc_bits,
-                "outputs": batch * self.nt[-1] * size * last.output.format.bits}
+        structure.memories += [
+            Memory("weights", len(weights), size * w_bits, weights),
+            Memory("biases", len(biases), size * acc_bits, biases),
+            *(Memory("activations", batch * self.stride, size * a_bits) for _ in range(2)),
+            Memory("accumulators", batch, size * acc_bits),
+            Memory("outputs", batch * self.nt[-1], size * self.network.output.format.bits)]
+        return structure.merge(self._output_drain().structure())
 
     # Hardware ---------------------------------------------------------------------------------
     # elaborate() makes the memories and the control registers, then each part adds its logic:
@@ -445,16 +472,21 @@ class SystolicOverlay(LayerEngine):
                 s.act_writes[0].en.eq(1),
             ]
 
+    def _output_drain(self):
+        """The output path: a buffered FIFO of four words of ``size`` outputs."""
+        out_tiles = self.nt[-1]
+        return OutputDrain(self.network.output.format.bits, self.params.size, self.out_count,
+                           self.network.out_features - (out_tiles - 1) * self.params.size,
+                           depth=4, buffered=True)
+
     def _read_outputs(self, m, s):
         """OUTPUT: a reader walks the batch's output words into the drain's FIFO (one per
         cycle, while it has room), which offers each word in beats of ``out_count`` values;
         ``s.batch_sent`` when the batch's last word has left it."""
-        size, batch = self.params.size, self.params.batch
+        batch = self.params.batch
         out_tiles = self.nt[-1]
-        depth = 4
-        drain = m.submodules.drain = OutputDrain(
-            self.network.output.format.bits, size, self.out_count,
-            self.network.out_features - (out_tiles - 1) * size, depth=depth, buffered=True)
+        drain = m.submodules.drain = self._output_drain()
+        depth = drain.depth
         s.rd_m, s.rd_nt, s.rd_done = Signal(range(batch)), Signal(range(out_tiles)), Signal()
         inflight, reading = Signal(), Signal()
         m.d.comb += [

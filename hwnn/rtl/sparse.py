@@ -32,7 +32,7 @@ Vectors are processed one at a time (EIE's batch of one). Layer ``l`` takes abou
 :func:`layer_overhead`; :mod:`hwnn.planning.sparse_cycles` models them for given activations.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -47,11 +47,15 @@ from ..quant.csc import CscMatrix, encode
 from .arith import select
 from .engine import LayerCounters, LayerEngine, LayerStages, OutputDrain, bias_words
 from .params import check_positive_int
-from .stage import stage_latency
+from .stage import stage_latency, stage_structure
+from .structure import Memory, Multipliers, Structure
 from .values import decode_codes, holding_format
 
 __all__ = ["SparseAccelerator", "SparseLayer", "SparsePE", "SparseParams", "layer_overhead",
            "plan_layers"]
+
+#: Columns with entries waiting for a PE's fetcher.
+COLUMN_FIFO_DEPTH = 2
 
 #: The accelerator's phases: load the first layer's biases (after a reset), scan a layer's
 #: inputs, read its accumulators out, let its output stage settle.
@@ -221,15 +225,27 @@ class SparsePE(wiring.Component):
     @property
     def memory_bits(self) -> dict:
         """Bits of this PE's memories."""
+        return self.structure().memory_bits(("entries", "pointers", "codebook",
+                                             "accumulators", "queue"))
+
+    def structure(self) -> Structure:
+        """The PE's memories (entries, pointers, codebook, accumulators, activation queue) and
+        its registers (``pe_bits``: the entry pipeline's fields, operands, accumulators,
+        pointers and column)."""
         entries, _ = self.entry_words()
         pointers, _ = self.pointer_words()
         table, _ = self.codebook_words()
         column_bits = max(self.columns - 1, 1).bit_length()
-        return {"entries": len(entries) * (self.field_bits + self.params.index_bits),
-                "pointers": len(pointers) * self._pointer_bits,
-                "codebook": len(table) * self.w_bits,
-                "accumulators": self.rows * self.acc_bits,
-                "queue": self.params.queue_depth * (column_bits + self.a_bits)}
+        index_bits = self.params.index_bits
+        return Structure(
+            {"pe_bits": (self.field_bits + index_bits + self.a_bits + self.w_bits
+                         + 2 * self.acc_bits + 2 * self._pointer_bits + column_bits)},
+            memories=[Memory("entries", len(entries), self.field_bits + index_bits, entries),
+                      Memory("pointers", len(pointers), self._pointer_bits, pointers),
+                      Memory("codebook", len(table), self.w_bits, table),
+                      Memory("accumulators", self.rows, self.acc_bits),
+                      Memory("queue", self.params.queue_depth, column_bits + self.a_bits),
+                      Memory("fifo", COLUMN_FIFO_DEPTH, 2 * self._pointer_bits + self.a_bits)])
 
     @property
     def _pointer_bits(self):
@@ -281,7 +297,7 @@ class SparsePE(wiring.Component):
         m.d.comb += arrived.eq(pending & (start != end))     # empty columns are dropped here
 
         columns = s.columns = m.submodules.columns = SyncFIFO(width=2 * ptr_bits + a_bits,
-                                                              depth=2)
+                                                              depth=COLUMN_FIFO_DEPTH)
         busy, first = s.busy, s.first = Signal(), Signal()
         ptr = s.ptr = Signal(ptr_bits)
         last_ptr = Signal(ptr_bits)
@@ -408,20 +424,40 @@ class SparseAccelerator(LayerEngine):
     @property
     def memory_bits(self) -> dict:
         """Bits of memory by purpose, summed over the PEs where each has its own."""
-        totals = {}
-        for pe in self.pes:
-            for name, bits in pe.memory_bits.items():
-                totals[name] = totals.get(name, 0) + bits
-        biases, _ = self.bias_words()
-        totals["biases"] = len(biases) * self.params.pes * self.acc_bits
-        totals["activations"] = self._activation_words * self.params.pes * self.a_format.bits
-        totals["outputs"] = (self.groups[-1] * self.params.pes
-                             * self.network.output.format.width)
-        return totals
+        return self.structure().memory_bits(("entries", "pointers", "codebook",
+                                             "accumulators", "queue", "biases",
+                                             "activations", "outputs"))
 
     @property
     def _activation_words(self):
+        """Words of the activation memory: the largest hidden layer's groups."""
         return max(self.groups[:-1], default=0)
+
+    #: The counts of :meth:`structure`.
+    COUNTS = ("unit", "pes", "pe_bits", "readout_bits", "compare_bits", "pipeline_bits",
+              "requant_bits")
+
+    def structure(self) -> Structure:
+        """The array's hardware (:mod:`hwnn.rtl.structure`): the PEs' multipliers, the PEs
+        (:meth:`SparsePE.structure`), every layer's output stage, the read-out registers
+        (``readout_bits``), the bias and activation memories and the output FIFO, which
+        holds a whole output vector (use ``"outputs"``)."""
+        pes, acc_bits, a_bits = self.params.pes, self.acc_bits, self.a_format.bits
+        structure = Structure.of(self.COUNTS)
+        structure.add("unit", 1)
+        structure.add("pes", pes)
+        structure.multipliers.append(Multipliers("lanes", pes, self.a_format, self.w_format))
+        for layer in self.network.layers:
+            structure.merge(stage_structure(layer, pes))
+        for pe in self.pes:
+            structure.merge(pe.structure())
+        structure.add("readout_bits", pes * (acc_bits + a_bits))
+        biases, _ = self.bias_words()
+        structure.memories += [Memory("biases", len(biases), pes * acc_bits, biases),
+                               Memory("activations", self._activation_words, pes * a_bits)]
+        drain = self._output_drain().structure()
+        structure.memories += [replace(memory, use="outputs") for memory in drain.memories]
+        return structure
 
     # Hardware ---------------------------------------------------------------------------------
     # elaborate() makes the PEs and the control registers, then each part adds its logic: the
@@ -578,13 +614,18 @@ class SparseAccelerator(LayerEngine):
                 s.act_write.en.eq(stages.o_act.valid),
             ]
 
+    def _output_drain(self):
+        """The output path: a FIFO that holds a whole output vector."""
+        pes, groups = self.params.pes, self.groups[-1]
+        return OutputDrain(self.network.output.format.width, pes, self.out_count,
+                           self.network.out_features - (groups - 1) * pes, depth=groups,
+                           buffered=False)
+
     def _drain(self, m, s):
         """The last layer's groups into the output drain, whose FIFO holds a whole output
         vector (the last layer's read-out waits until it is empty: ``s.out_room``)."""
-        pes, groups = self.params.pes, self.groups[-1]
-        drain = m.submodules.drain = OutputDrain(
-            self.network.output.format.width, pes, self.out_count,
-            self.network.out_features - (groups - 1) * pes, depth=groups, buffered=False)
+        groups = self.groups[-1]
+        drain = m.submodules.drain = self._output_drain()
         out = s.stages.o_out
         m.d.comb += [
             drain.i_word.valid.eq(out.valid),

@@ -39,9 +39,10 @@ from ..ir import Dense, Requant, Thresholds
 from ..ir.formats import Format, signed_bits_for
 from ..ir.packing import pack_values
 from .arith import adder_tree
+from .structure import Memory, Multipliers, Structure, varying_columns
 
 __all__ = ["PIECE_BITS", "OutputStage", "accumulator_pieces", "parameter_bits",
-           "parameter_words", "search_steps", "stage_latency"]
+           "parameter_words", "search_steps", "stage_latency", "stage_structure"]
 
 #: Accumulator bits per requantization multiplier of a pipelined stage: a piece and the
 #: multiplier fit one ECP5 MULT18X18D or iCE40 SB_MAC16 for multipliers of up to 16 bits.
@@ -151,6 +152,43 @@ def parameter_bits(layer: Dense, lanes: int) -> int:
     return sum(width * len(words) for width, words in parameter_words(layer, lanes).values())
 
 
+def stage_structure(layer: Dense, lanes: int, pipelined=False) -> Structure:
+    """The hardware of ``layer``'s :class:`OutputStage` on ``lanes`` channels: its parameter
+    ROMs (use ``"parameters"``), its requantization multipliers (one per accumulator piece
+    when ``pipelined``) and counts: ``compare_bits`` (threshold comparator bits, a bit against
+    a threshold bit that is the same at every address counted half), ``requant_bits``
+    (accumulator and multiplier bits per lane) and ``pipeline_bits`` (the registers of a
+    search's later steps, and a pipelined stage's registered parameters, accumulators and
+    products)."""
+    structure = Structure()
+    stage, acc_bits = layer.stage, layer.acc_bits
+    words = parameter_words(layer, lanes)
+    if isinstance(stage, Thresholds):
+        for name, (width, rom) in words.items():
+            if name.startswith("thresholds"):
+                varying = varying_columns(rom, width)
+                structure.add("compare_bits", varying + 0.5 * (width - varying))
+        steps = search_steps(layer)
+        structure.add("pipeline_bits",
+                      (2 if pipelined else 1) * lanes * (steps - 1) * (acc_bits + steps / 2))
+    elif isinstance(stage, Requant):
+        pieces = accumulator_pieces(acc_bits) if pipelined else [(0, acc_bits, True)]
+        for _, width, is_signed in pieces:
+            structure.multipliers.append(Multipliers(
+                "requant", lanes, Format.int(width) if is_signed else Format.uint(width),
+                Format.uint(stage.mult_bits)))
+        structure.add("requant_bits", lanes * (acc_bits + stage.mult_bits))
+        if pipelined:   # the pieces' products, at the multipliers and again; the scaled value
+            structure.add("pipeline_bits", lanes * (acc_bits + 2 * len(pieces) * stage.mult_bits))
+    if pipelined and stage is not None:
+        # The registered parameters and the accumulators waiting beside them.
+        structure.add("pipeline_bits",
+                      sum(width for width, _ in words.values()) + lanes * acc_bits)
+    structure.memories += [Memory("parameters", len(rom), width, rom)
+                           for width, rom in words.values()]
+    return structure
+
+
 class OutputStage(wiring.Component):
     """Output stage of ``layer`` for ``lanes`` channels per cycle.
 
@@ -197,6 +235,10 @@ class OutputStage(wiring.Component):
     def parameter_words(self) -> dict:
         """ROM images: ``{name: (width, [word per group])}``."""
         return parameter_words(self.layer, self.lanes)
+
+    def structure(self) -> Structure:
+        """This stage's hardware (:func:`stage_structure`)."""
+        return stage_structure(self.layer, self.lanes, self.pipelined)
 
     def _read(self, m, name, width, words, address):
         """The word of ROM ``name`` at ``address``, registered like every parameter (one

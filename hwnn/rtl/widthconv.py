@@ -10,6 +10,7 @@ from amaranth.lib.wiring import In, Out
 from .arith import select
 from .layouts import Beat
 from .params import check_positive_int
+from .structure import Structure
 
 __all__ = ["WidthConverter", "WordSplitter"]
 
@@ -73,6 +74,12 @@ class WidthConverter(wiring.Component):
     @property
     def width(self):
         return self._width
+
+    def structure(self) -> Structure:
+        """Its registers as the estimator counts them (``register_bits``: two beats of the
+        wider side)."""
+        return Structure({"register_bits": 2 * max(self._in_count, self._out_count)
+                          * self._width})
 
     @property
     def in_count(self):

@@ -1,0 +1,77 @@
+"""What the tops report of their hardware (``structure()``) is what they elaborate: the
+estimator reads the components, so a memory they forget is area it never sees."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment, Shape
+from amaranth.lib import memory
+
+from hwnn.arch import architecture
+from hwnn.quant.synthetic import random_network, sample_network
+from hwnn.rtl.structure import Memory, Structure, varying_columns
+
+
+def elaborated_memories(top) -> Counter:
+    """``(depth, width, contents)`` of every memory in the elaborated design (contents None
+    for a memory without initial contents)."""
+    found = Counter()
+
+    def walk(fragment):
+        for origin in fragment.origins or ():
+            if isinstance(origin, memory.Memory):
+                init = [int(word) for word in origin.init]
+                found[(origin.depth, Shape.cast(origin.shape).width,
+                       tuple(init) if any(init) else None)] += 1
+        for sub, _name, _src in fragment.subfragments:
+            walk(sub)
+
+    walk(Fragment.get(top, None))
+    return found
+
+
+def reported_memories(structure: Structure) -> Counter:
+    return Counter((m.depth, m.width, m.contents if m.contents and any(m.contents) else None)
+                   for m in structure.memories if m.depth > 0)
+
+
+NETWORKS = {
+    "int8-requant": lambda: sample_network("int8"),
+    "binary": lambda: sample_network("binary"),
+    "ternary-thresholds": lambda: random_network(
+        np.random.default_rng(5), [24, 12, 6], weight_formats=["ternary", "int4"],
+        act_formats=["uint2"], input_format="uint4", stages=["thresholds"], name="t"),
+}
+ARCHS = {"dataflow": {"max_lanes": 8}, "systolic": {"array": "4x4"}, "sparse": {"pes": 3}}
+
+
+@pytest.mark.parametrize("arch_name", ARCHS)
+@pytest.mark.parametrize("kind", NETWORKS)
+def test_every_memory_a_top_elaborates_is_reported_with_its_contents(kind, arch_name):
+    network = NETWORKS[kind]()
+    arch = architecture(arch_name)
+    params = arch.check(network, arch.params(**ARCHS[arch_name]))
+    reported = reported_memories(arch.build(network, params).structure())
+    assert reported == elaborated_memories(arch.build(network, params))
+
+
+def test_every_top_reports_the_same_counts_for_every_network():
+    for arch_name, options in ARCHS.items():
+        arch = architecture(arch_name)
+        names = {frozenset(arch.build(net, arch.check(net, arch.params(**options)))
+                           .structure().counts) for net in (f() for f in NETWORKS.values())}
+        assert len(names) == 1, arch_name
+
+
+def test_a_memory_checks_its_contents_and_structures_add_up():
+    with pytest.raises(ValueError, match="needs 3 words, not 2"):
+        Memory("weights", 3, 8, [1, 2])
+    one = Structure({"a": 1.0}, memories=[Memory("weights", 2, 4, [1, 2])])
+    two = Structure({"a": 2.0, "b": 1.0}, memories=[Memory("fifo", 3, 5)])
+    one.merge(two)
+    assert one.counts == {"a": 3.0, "b": 1.0}
+    assert one.memory_bits(("weights", "fifo", "biases")) == {"weights": 8, "fifo": 15,
+                                                               "biases": 0}
+    # Bit 0 varies, bit 1 is always set, bit 2 never: one varying column.
+    assert varying_columns([0b010, 0b011], 3) == 1
