@@ -1,13 +1,14 @@
 """Estimator calibration and check: Yosys area of many designs, the fitted model, its errors.
 
 It generates a fixed, seeded set of designs of every engine (random networks of every weight
-and activation format at many foldings, systolic arrays and sparse PE arrays of several
-sizes, and the digits networks trained here), synthesizes each with YoWASP Yosys for ECP5 and
-iCE40 (the accelerator alone, as ``hwnn.synth.synthesize`` does) and keeps the cell counts in
+and activation format at many foldings, systolic arrays and sparse PE arrays of several sizes,
+and the digits networks trained here), synthesizes each with YoWASP Yosys for ECP5 and iCE40
+(the accelerator alone, as ``hwnn.tools.synth.synthesize`` does) and keeps the cell counts in
 ``benchmarks/estimator_samples.json`` (a rerun synthesizes only what is missing). Then it fits
-the estimator's coefficients (``hwnn.estimate.fit``) on the calibration designs, writes them to
-``hwnn/estimator.json`` with ``--write``, and prints the errors of LUT4 and FF predictions on the
-held-out designs, which the fit never sees. Run it from the repository root:
+the estimator's coefficients (``hwnn.planning.estimate.fit``) on the calibration designs,
+writes them to ``hwnn/planning/estimator.json`` with ``--write``, and prints the errors of LUT4
+and FF predictions on the held-out designs, which the fit never sees. Run it from the
+repository root:
 
     python benchmarks/estimator.py [--jobs 2] [--write]
 """
@@ -22,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hwnn.estimate import FAMILIES
-from hwnn.report import format_table
+from hwnn.planning.estimate import FAMILIES
+from hwnn.flow.report import format_table
 
 SAMPLES = Path(__file__).with_name("estimator_samples.json")
 
@@ -92,7 +93,7 @@ def network_of(config):
     """The quantized network of a sample configuration."""
     from hwnn.quant.synthetic import random_network
     if "digits" in config:
-        from hwnn.demo import train_digits_mlp
+        from hwnn.flow.demo import train_digits_mlp
         from hwnn.quant import QuantOptions, from_sklearn, quantize_network
         model, (x_train, *_rest) = train_digits_mlp(0)
         options = (QuantOptions(weights="int8", acts="uint8", prune=config.get("prune", 0.0),
@@ -117,9 +118,9 @@ def generate_options(config):
 
 def measure(config):
     """Synthesize one sample for both families: ``{family: cells}`` and the design manifest."""
-    from hwnn.generate import generate, load_design
-    from hwnn.synth import synthesize
-    from hwnn.toolchain import setup_env
+    from hwnn.flow.generate import generate, load_design
+    from hwnn.tools.synth import synthesize
+    from hwnn.tools.toolchain import setup_env
     setup_env()
     with tempfile.TemporaryDirectory(prefix="hwnn-cal-") as folder:
         design = load_design(generate(network_of(config), Path(folder) / "design",
@@ -154,14 +155,14 @@ def collect(jobs, synthesize=True):
 
 def host_link_rows():
     """What the host link adds to two small accelerators, by Yosys (for
-    ``hwnn.estimate.BOARD_OVERHEAD``)."""
+    ``hwnn.planning.estimate.BOARD_OVERHEAD``)."""
     from amaranth.back import verilog
 
-    from hwnn.estimate import measured
-    from hwnn.generate import generate, load_design
+    from hwnn.planning.estimate import measured
+    from hwnn.flow.generate import generate, load_design
     from hwnn.quant.synthetic import sample_network
     from hwnn.rtl.hostlink import BoardTop
-    from hwnn.synth import synthesize
+    from hwnn.tools.synth import synthesize
     rows = []
     with tempfile.TemporaryDirectory(prefix="hwnn-cal-") as folder:
         for kind in ("int8", "binary"):
@@ -186,7 +187,7 @@ def _versus(measured, estimated):
 
 
 def main():
-    from hwnn.estimate import (COEFFICIENTS_PATH, TARGETS, design_features, fit, held_out,
+    from hwnn.planning.estimate import (COEFFICIENTS_PATH, TARGETS, design_features, fit, held_out,
                                measured, predict, save_coefficients)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2, help="parallel Yosys runs")

@@ -20,19 +20,19 @@ from pathlib import Path
 
 import numpy as np
 
-from hwnn.demo import train_digits_mlp
+from hwnn.flow.demo import train_digits_mlp
 from hwnn.errors import ToolError
-from hwnn.generate import generate, load_design
+from hwnn.flow.generate import generate, load_design
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.quant.synthetic import random_network
-from hwnn.report import format_table
+from hwnn.flow.report import format_table
 from hwnn.rtl.folding import LayerFold
 from hwnn.planning.sparse_cycles import ideal_cycles
 from hwnn.rtl.sparse import SparseParams
 from hwnn.sim.golden import layer_inputs
 from hwnn.sim.simulate import simulate
-from hwnn.synth import synthesize
-from hwnn.toolchain import setup_env
+from hwnn.tools.synth import synthesize
+from hwnn.tools.toolchain import setup_env
 
 PES = 8
 SIZE = 256

@@ -17,17 +17,17 @@ from pathlib import Path
 import numpy as np
 from amaranth.back import verilog
 
-from hwnn.demo import train_digits_mlp
-from hwnn.generate import generate, load_design
+from hwnn.flow.demo import train_digits_mlp
+from hwnn.flow.generate import generate, load_design
 from hwnn.ir import Network
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.quant.synthetic import random_dense
-from hwnn.report import format_table
+from hwnn.flow.report import format_table
 from hwnn.rtl.harness import RegisterHarness
 from hwnn.rtl.overlay import OverlayParams, SystolicOverlay
 from hwnn.sim.simulate import simulate
-from hwnn.synth import DoesNotFit, place_and_route, synthesize
-from hwnn.toolchain import setup_env
+from hwnn.tools.synth import DoesNotFit, place_and_route, synthesize
+from hwnn.tools.toolchain import setup_env
 
 
 def gemm_network(m, k, n):

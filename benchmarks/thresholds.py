@@ -22,12 +22,12 @@ import numpy as np
 from amaranth import Signal, Value
 from amaranth.back import verilog
 
-from hwnn.estimate import measured
+from hwnn.planning.estimate import measured
 from hwnn.quant.synthetic import random_dense
-from hwnn.report import format_table
+from hwnn.flow.report import format_table
 from hwnn.rtl.stage import OutputStage
-from hwnn.synth import synthesize
-from hwnn.toolchain import setup_env
+from hwnn.tools.synth import synthesize
+from hwnn.tools.toolchain import setup_env
 
 
 def stage_verilog(out_format):

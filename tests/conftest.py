@@ -3,7 +3,7 @@ fixtures, and the order that keeps both cores busy."""
 
 import pytest
 
-from hwnn.toolchain import setup_env
+from hwnn.tools.toolchain import setup_env
 
 setup_env()
 
@@ -20,5 +20,5 @@ def pytest_collection_modifyitems(config, items):
 def digits_mlp():
     """The digits MLP of ``hwnn demo`` (seed 0), trained once per test process:
     ``(model, (x_train, x_test, y_train, y_test))``. Tests must not modify it."""
-    from hwnn.demo import train_digits_mlp
+    from hwnn.flow.demo import train_digits_mlp
     return train_digits_mlp(0)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from hwnn.absorb import absorb_file, absorb_registers
+from hwnn.tools.absorb import absorb_file, absorb_registers
 
 CLOCK, OTHER_CLOCK, ENABLE, RESET = 2, 3, 4, 5
 

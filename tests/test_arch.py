@@ -11,8 +11,8 @@ from hwnn.arch import ARCHITECTURES, Architecture, architecture
 from hwnn.arch.dataflow import DataflowParams
 from hwnn.arch.systolic import SystolicOverlayParams
 from hwnn.cli import main
-from hwnn.explore import sweep
-from hwnn.generate import generate, load_design
+from hwnn.planning.explore import sweep
+from hwnn.flow.generate import generate, load_design
 from hwnn.quant.synthetic import sample_network
 from hwnn.rtl.folding import LayerFold
 from hwnn.rtl.sparse import SparseParams

@@ -8,7 +8,7 @@ import pytest
 import pywellen
 
 from hwnn.cli import main
-from hwnn.generate import generate
+from hwnn.flow.generate import generate
 from hwnn.quant.synthetic import random_network
 
 

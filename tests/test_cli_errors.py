@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hwnn.cli import main
-from hwnn.generate import generate
+from hwnn.flow.generate import generate
 from hwnn.quant.synthetic import random_network
 
 
@@ -48,7 +48,7 @@ def test_build_refuses_non_positive_numbers(capsys, design, option, value):
 
 
 def test_build_board_refuses_a_baud_rate_that_is_not_positive(design):
-    from hwnn.build import build_board
+    from hwnn.tools.build import build_board
     for baud in (0, -9600, 9600.0, True):
         with pytest.raises(ValueError, match=rf"^baud must be a positive integer, not "
                                              rf"{baud!r}$"):
@@ -83,7 +83,7 @@ def test_run_board_checks_inputs_against_the_design_first(capsys, design, tmp_pa
 
 
 def test_board_link_sends_nothing_for_inputs_of_the_wrong_shape(design):
-    from hwnn.host import BoardLink
+    from hwnn.host.link import BoardLink
 
     class Recorder:
         written = b""
@@ -186,8 +186,8 @@ def test_verilator_simulation_refuses_without_make(capsys, without_make, design,
 INTERRUPTED_COMMAND = """
 import gc
 import hwnn.cli
-from hwnn.generate import generate, load_design
-from hwnn.host import BoardLink
+from hwnn.flow.generate import generate, load_design
+from hwnn.host.link import BoardLink
 from hwnn.quant.synthetic import sample_network
 from hwnn.rtl.hostlink import BoardTop
 from hwnn.sim.uart import SimulatedSerial

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from hwnn import estimate as estimate_module
-from hwnn.estimate import (TARGETS, block_count, design_features, estimate, fit, held_out,
+from hwnn.planning import estimate as estimate_module
+from hwnn.planning.estimate import (TARGETS, block_count, design_features, estimate, fit, held_out,
                            load_coefficients, measured, predict)
 from hwnn.quant.synthetic import random_network, sample_network
 from hwnn.rtl.folding import LayerFold

@@ -61,7 +61,7 @@ def test_the_host_side_loads_a_design_without_amaranth(tmp_path):
     network.save(tmp_path / "net.hwnn.npz")
     (tmp_path / "manifest.json").write_text(json.dumps({"network": "net.hwnn.npz"}))
     loaded = run_python(f"import sys\n"
-                        f"from hwnn.host import BoardLink\n"
+                        f"from hwnn.host.link import BoardLink\n"
                         f"link = BoardLink(None, {str(tmp_path)!r})\n"
                         f"print(link.design.network.in_features)\n"
                         f"print(sorted(m for m in sys.modules if m.startswith('amaranth')))")

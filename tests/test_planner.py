@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from hwnn.cli import main
-from hwnn.estimate import estimate, host_link_cost
-from hwnn.planner import LOGIC_CEILING, NoFolding, plan_folding
+from hwnn.planning.estimate import estimate, host_link_cost
+from hwnn.planning.planner import LOGIC_CEILING, NoFolding, plan_folding
 from hwnn.quant.synthetic import random_network
 from hwnn.rtl.folding import LayerFold
 

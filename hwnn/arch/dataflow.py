@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..ir import Network
-from ..report import format_table
+from ..flow.report import format_table
 from ..rtl.dataflow import DataflowAccelerator
 from ..rtl.folding import LayerFold, auto_folding, fold_from_file, fully_parallel
 from ..rtl.mvau import RAM_STYLES, check_folding

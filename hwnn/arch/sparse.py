@@ -4,7 +4,7 @@
 
 import numpy as np
 
-from ..report import format_table
+from ..flow.report import format_table
 from ..planning.sparse_cycles import estimate
 from ..rtl.sparse import SparseAccelerator, SparseParams
 from .base import Architecture

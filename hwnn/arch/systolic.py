@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import ParameterError
-from ..report import format_table
+from ..flow.report import format_table
 from ..rtl.overlay import OverlayParams, SystolicOverlay, check_overlay, schedule
 from .base import Architecture
 

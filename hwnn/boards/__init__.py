@@ -1,7 +1,7 @@
 """Board targets: one module per board in this folder.
 
 Each board module defines ``BOARD``, a :class:`Board`: the amaranth-boards platform, the
-device it carries (a name of :data:`hwnn.synth.DEVICES`), the UART the host link uses and the
+device it carries (a name of :data:`hwnn.tools.synth.DEVICES`), the UART the host link uses and the
 synthesis options. :class:`BoardDesign` puts a design's accelerator behind the host link
 (:class:`~hwnn.rtl.hostlink.BoardTop`) on the board's UART pins, clocked by the board's
 default clock; :func:`board` finds a board by name.

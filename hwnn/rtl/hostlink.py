@@ -1,9 +1,9 @@
 """The board side of the host link: UART frames in, accelerator streams, UART frames out.
 
-:class:`HostLink` receives a request frame (:mod:`hwnn.hostproto`), checks its CRC, feeds the
+:class:`HostLink` receives a request frame (:mod:`hwnn.host.protocol`), checks its CRC, feeds the
 vector to the accelerator beat by beat, gathers the output vector and sends the reply frame.
 A frame whose CRC does not match is answered with status 1, a frame that stops short (a lost
-byte) with status 2 after :data:`~hwnn.hostproto.TIMEOUT_BYTES` byte times of silence; then
+byte) with status 2 after :data:`~hwnn.host.protocol.TIMEOUT_BYTES` byte times of silence; then
 the link hunts for the next sync byte. :class:`BoardTop` is an accelerator behind a link: the
 design a board runs, with just ``rx`` and ``tx``.
 """
@@ -12,7 +12,7 @@ from amaranth import *
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..hostproto import REPLY_SYNC, REQUEST_SYNC, TIMEOUT_BYTES, crc8, payload_bytes
+from ..host.protocol import REPLY_SYNC, REQUEST_SYNC, TIMEOUT_BYTES, crc8, payload_bytes
 from ..ir.formats import Format
 from .layouts import Beat
 from .uart import UartRx, UartTx
@@ -24,7 +24,7 @@ __all__ = ["BoardTop", "HostLink", "crc8_next"]
 def crc8_next(crc, byte):
     """The CRC-8 (polynomial 0x07) after ``byte``, as combinational logic: the CRC is linear
     in ``crc ^ byte``, so each output bit is the XOR of the input bits whose unit vectors set
-    it (found with :func:`hwnn.hostproto.crc8`)."""
+    it (found with :func:`hwnn.host.protocol.crc8`)."""
     value = Value.cast(crc) ^ byte
     columns = [crc8(bytes([1 << bit])) for bit in range(8)]
     return Cat(*(Cat(*(value[bit] for bit in range(8) if columns[bit] >> out & 1)).xor()

@@ -1,5 +1,5 @@
 """What a component reports of its hardware: its memories, its multipliers and counts of its
-structure, for the resource estimator (:mod:`hwnn.estimate`) and the manifest.
+structure, for the resource estimator (:mod:`hwnn.planning.estimate`) and the manifest.
 
 A component's ``structure()`` is a :class:`Structure`, and depends on the component alone,
 not on the FPGA family: which multipliers become DSP blocks and which memories block RAM, LUT

@@ -21,7 +21,7 @@ import numpy as np
 
 from hwnn.arrays import check_codes
 from hwnn.errors import ToolError
-from hwnn.generate import Design, load_design
+from hwnn.flow.generate import Design, load_design
 from hwnn.sim.beats import beats_to_vectors, vectors_to_beats
 from hwnn.sim.golden import run_network
 from hwnn.sim.resets import ResetBench, check_trials, stream_words
@@ -169,7 +169,7 @@ def build_cocotb(simulator, source, top, work, *, waves=False):
     runner, ready for ``runner.test`` with a test module of :mod:`hwnn.sim`."""
     from cocotb_tools.runner import get_runner
 
-    from hwnn.toolchain import require_build_tools
+    from hwnn.tools.toolchain import require_build_tools
     if simulator == "verilator":
         require_build_tools("Simulation with Verilator")
     if simulator == "icarus" and shutil.which("iverilog") is None:
@@ -209,7 +209,7 @@ def simulate(design, codes, *, simulator="verilator", backpressure=False, seed=1
     """Stream input ``codes`` (N x features) through the design and compare every output with
     the golden model.
 
-    ``design`` is a design folder path or a :class:`~hwnn.generate.Design`. With
+    ``design`` is a design folder path or a :class:`~hwnn.flow.generate.Design`. With
     ``backpressure`` both streams stall at random (seeded by ``seed``). ``work_dir`` (default
     ``<design>/sim/<simulator>``) holds builds, logs and, with ``waves``, the waveforms
     (``waves.vcd``, or ``waves.fst`` from Icarus; the result's ``waves``). The simulator's

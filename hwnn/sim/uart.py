@@ -4,7 +4,7 @@
 behaves like a pyserial port: ``write`` queues bytes that a testbench sends on ``rx`` as UART
 frames (8N1, ``divisor`` cycles per bit), and ``read(n)`` advances the simulation until ``n``
 bytes have come out of ``tx`` or ``timeout`` cycles have passed. So the real host code
-(:class:`hwnn.host.BoardLink`) talks to the real board logic, bit by bit.
+(:class:`hwnn.host.link.BoardLink`) talks to the real board logic, bit by bit.
 
 :func:`simulate_board` runs the board top's Verilog under cocotb (Icarus or Verilator), the
 UART modelled in the testbench, and returns what the board answered to given byte sequences.

@@ -645,7 +645,7 @@ def test_network_properties_and_io_helpers():
 
 
 def test_layer_table_shows_each_layer_shape():
-    from hwnn.report import layer_table
+    from hwnn.flow.report import layer_table
     rows = layer_table(mixed_network()).splitlines()
     assert rows[0].split()[:2] == ["layer", "shape"]
     assert [row.split()[:2] for row in rows[1:5]] == [["l0", "4->3"], ["l1", "3->4"],

@@ -147,7 +147,7 @@ def test_ir_refuses_weights_outside_their_codebook():
 def test_compression_table_adds_up():
     from hwnn.ir import Network
     from hwnn.quant.synthetic import random_dense
-    from hwnn.report import compression_table
+    from hwnn.flow.report import compression_table
 
     layer = random_dense(np.random.default_rng(0), 32, 8, in_format="uint4",
                          weight_format="int4", stage="accumulator")

@@ -14,7 +14,7 @@ from hwnn.cli import main
 from hwnn.quant import (FloatDense, FloatNetwork, QuantOptions, from_sklearn, quantize_network,
                         save_npz)
 from hwnn.quant.convert import CalibrationWarning
-from hwnn.report import class_decisions, float_predictions, golden_predictions
+from hwnn.flow.report import class_decisions, float_predictions, golden_predictions
 
 
 def _fit(x, y, hidden=(12,)):

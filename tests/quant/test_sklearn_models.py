@@ -17,7 +17,7 @@ from sklearn.neural_network import MLPClassifier
 from hwnn.ir.formats import signed_bits_for
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.quant.convert import BIAS_HEADROOM_BITS
-from hwnn.report import float_predictions, golden_predictions
+from hwnn.flow.report import float_predictions, golden_predictions
 from hwnn.sim.golden import run_network
 
 SEEDS = (0, 1, 2)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hwnn.generate import generate, load_design
-from hwnn.host import BoardLink, LinkError, _BadReply, read_reply
-from hwnn.hostproto import crc8, pack_vector, request_frame, unpack_vector
+from hwnn.flow.generate import generate, load_design
+from hwnn.host.link import BoardLink, LinkError, _BadReply, read_reply
+from hwnn.host.protocol import crc8, pack_vector, request_frame, unpack_vector
 from hwnn.quant.synthetic import sample_network
 from hwnn.rtl.hostlink import BoardTop
 from hwnn.rtl.uart import UartRx

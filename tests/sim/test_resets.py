@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from hwnn.generate import generate, load_design
+from hwnn.flow.generate import generate, load_design
 from hwnn.quant.synthetic import random_network, sample_network
 from hwnn.rtl.folding import LayerFold
 from hwnn.sim.golden import run_network

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwnn.generate import generate, load_design
+from hwnn.flow.generate import generate, load_design
 from hwnn.quant.synthetic import SAMPLE_NETWORKS, sample_network
 from hwnn.rtl.folding import LayerFold, fully_parallel, unfolded
 from hwnn.sim.simulate import simulate
@@ -133,7 +133,7 @@ GENERATE_SCRIPT = """
 import sys
 from pathlib import Path
 import hwnn
-from hwnn.generate import generate
+from hwnn.flow.generate import generate
 from hwnn.quant.synthetic import sample_network
 assert Path(hwnn.__file__).is_relative_to(sys.argv[1]), hwnn.__file__
 generate(sample_network("int4", seed=0), sys.argv[2], max_lanes=4)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from hwnn.generate import generate, load_design
+from hwnn.flow.generate import generate, load_design
 from hwnn.ir import Dense, Network
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.quant.synthetic import random_network

@@ -4,7 +4,7 @@ golden model: an 8-6-4 network with uint8 activations from thresholds (255 per c
 import numpy as np
 import pytest
 
-from hwnn.generate import generate, load_design
+from hwnn.flow.generate import generate, load_design
 from hwnn.quant.synthetic import random_network
 from hwnn.sim.simulate import simulate
 

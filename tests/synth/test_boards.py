@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from hwnn.boards import BOARD_NAMES, board
-from hwnn.build import build_board
+from hwnn.tools.build import build_board
 from hwnn.cli import main
-from hwnn.generate import generate
+from hwnn.flow.generate import generate
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.quant.synthetic import random_network, sample_network
 
@@ -103,7 +103,7 @@ def test_build_refuses_a_design_estimated_far_over_before_any_tool(capsys, monke
     def no_tools(*args, **kwargs):
         raise AssertionError(f"a tool ran: {args}")
 
-    monkeypatch.setattr("hwnn.build.subprocess.run", no_tools)
+    monkeypatch.setattr("hwnn.tools.build.subprocess.run", no_tools)
     status, _, err = run(capsys, "build", path, "--board", "icebreaker")
     assert status == 2 and err.count("\n") == 1
     assert err.startswith("hwnn: error: The design does not fit the icebreaker (ICE40-UP5K): "

@@ -2,10 +2,10 @@
 
 import pytest
 
-from hwnn.estimate import estimate, measured
-from hwnn.generate import generate, load_design
+from hwnn.planning.estimate import estimate, measured
+from hwnn.flow.generate import generate, load_design
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
-from hwnn.synth import synthesize
+from hwnn.tools.synth import synthesize
 
 #: The tolerance of this test; ``benchmarks/estimator.py`` reports the errors themselves.
 TOLERANCE = 0.25

@@ -6,9 +6,9 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import pytest
 
-from hwnn import explore as explore_module
+from hwnn.planning import explore as explore_module
 from hwnn.cli import main
-from hwnn.explore import Point, explore, measure_point, pareto, sweep, write_results
+from hwnn.planning.explore import Point, explore, measure_point, pareto, sweep, write_results
 from hwnn.quant.synthetic import sample_network
 from hwnn.rtl.folding import fully_parallel, unfolded
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from hwnn.cli import main
-from hwnn.estimate import estimate
-from hwnn.generate import generate, load_design
-from hwnn.implement import check_estimate
+from hwnn.planning.estimate import estimate
+from hwnn.flow.generate import generate, load_design
+from hwnn.tools.implement import check_estimate
 from hwnn.quant.synthetic import random_network
-from hwnn.synth import CAPACITY, DoesNotFit, SynthReport, check_fit, utilization
+from hwnn.tools.synth import CAPACITY, DoesNotFit, SynthReport, check_fit, utilization
 
 
 def run(capsys, *argv):
@@ -67,7 +67,7 @@ def no_tools(*args, **kwargs):
 
 def test_a_design_estimated_far_over_the_device_is_refused_before_yosys(
         capsys, monkeypatch, int8_design):
-    monkeypatch.setattr("hwnn.synth.subprocess.run", no_tools)
+    monkeypatch.setattr("hwnn.tools.synth.subprocess.run", no_tools)
     before = sorted(int8_design.rglob("*"))
     status, _, err = run(capsys, "synth", int8_design, "--family", "ice40")
     assert status == 2 and err.count("\n") == 1

@@ -7,7 +7,7 @@ from amaranth.back import verilog
 
 from hwnn.quant.synthetic import random_dense
 from hwnn.rtl.mvau import MatrixVectorUnit
-from hwnn.synth import synthesize
+from hwnn.tools.synth import synthesize
 
 
 def unit_verilog(tmp_path, weight_format, in_format, out_format, stage, pe, simd,
@@ -64,7 +64,7 @@ def test_synthesize_refuses_unknown_family(tmp_path):
 @pytest.mark.synth
 def test_harnessed_unit_places_and_routes_on_ecp5_and_ice40(tmp_path):
     from hwnn.rtl.harness import RegisterHarness
-    from hwnn.synth import place_and_route
+    from hwnn.tools.synth import place_and_route
 
     layer = random_dense(np.random.default_rng(0), 16, 4, in_format="binary",
                          weight_format="binary", out_format="binary", stage="thresholds")

@@ -30,8 +30,8 @@ from pathlib import Path
 
 __all__ = ["REPORT_PREFIX", "absorb_file", "absorb_registers"]
 
-#: The line ``python -m hwnn.absorb NETLIST TOP`` prints its counts on, as JSON.
-REPORT_PREFIX = "hwnn.absorb: "
+#: The line ``python -m hwnn.tools.absorb NETLIST TOP`` prints its counts on, as JSON.
+REPORT_PREFIX = "hwnn.tools.absorb: "
 
 _BRAM_PORT_BITS = 18
 _DSP_OPERAND_BITS = 18
@@ -266,5 +266,5 @@ def absorb_file(path, top) -> dict:
 
 if __name__ == "__main__":     # the board build scripts run it between Yosys and nextpnr
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m hwnn.absorb NETLIST.json TOP")
+        sys.exit("usage: python -m hwnn.tools.absorb NETLIST.json TOP")
     print(REPORT_PREFIX + json.dumps(absorb_file(sys.argv[1], sys.argv[2]), sort_keys=True))

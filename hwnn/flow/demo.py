@@ -57,10 +57,10 @@ def run_demo(out_dir="hwnn-demo", *, simulator="verilator", max_lanes=128, seed=
              log=print) -> list[DemoRow]:
     """Run the demo, writing designs under ``out_dir``; return one row per scheme."""
     from .generate import earlier_results, generate, load_design, replacement_note
-    from .quant import QuantOptions, from_sklearn, quantize_network
+    from ..quant import QuantOptions, from_sklearn, quantize_network
     from .report import class_decisions, float_predictions
-    from .sim.golden import run_network
-    from .sim.simulate import simulate
+    from ..sim.golden import run_network
+    from ..sim.simulate import simulate
 
     out_dir = Path(out_dir)
     started = time.monotonic()

@@ -20,8 +20,8 @@ detected, never silently misread.
 
 import numpy as np
 
-from .ir.formats import Format
-from .ir.packing import pack_values, unpack_values
+from ..ir.formats import Format
+from ..ir.packing import pack_values, unpack_values
 
 __all__ = ["REPLY_SYNC", "REQUEST_SYNC", "STATUS", "TIMEOUT_BYTES", "crc8", "pack_vector",
            "payload_bytes", "request_frame", "unpack_vector"]

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .arch import architecture
-from .arch.base import layer_keys
+from .. import __version__
+from ..arch import architecture
+from ..arch.base import layer_keys
 from .designfolder import MANIFEST, DesignFolder
-from .folders import check_replaceable, replace_folder
-from .ir import Network
+from ..folders import check_replaceable, replace_folder
+from ..ir import Network
 
 __all__ = ["Design", "earlier_results", "generate", "load_design", "replacement_note",
            "to_verilog"]
@@ -41,7 +41,7 @@ _SOURCE = re.compile(r'(src = ")([^"]*)(")')
 def _portable_sources(text) -> str:
     """``text`` with every source location relative to the folder holding its package (hwnn's,
     or the Python installation's library folders), or reduced to the file name."""
-    roots = [Path(__file__).resolve().parents[1],
+    roots = [Path(__file__).resolve().parents[2],
              *(Path(sysconfig.get_path(name)).resolve()
                for name in ("purelib", "platlib", "stdlib"))]
     prefixes = [f"{root}/" for root in roots]
@@ -122,7 +122,7 @@ def generate(network: Network, out_dir, *, arch="dataflow", **options) -> Path:
     previous design folder (which is replaced); any other existing folder is refused rather
     than overwritten.
     """
-    from .sim.golden import run_network
+    from ..sim.golden import run_network
 
     if not isinstance(network, Network):
         raise TypeError(f"network must be a Network, not {network!r}")
@@ -204,8 +204,8 @@ class Design(DesignFolder):
 
     @property
     def options(self) -> dict:
-        """The options of :func:`generate` (and :func:`hwnn.estimate.estimate`) that give this
-        design."""
+        """The options of :func:`generate` (and :func:`hwnn.planning.estimate.estimate`) that
+        give this design."""
         return self.architecture.options(self.params)
 
     @property

@@ -4,9 +4,9 @@
 ``boards/`` (:mod:`hwnn.boards`), runs the amaranth-boards build (synthesis, place and route,
 packing) in ``<design>/build/<board>/``, and reports what nextpnr placed (used, available and
 share of each resource), Fmax against the board clock, and inferences per second. A design
-that does not fit raises :class:`~hwnn.synth.DoesNotFit` naming what is over and by how
+that does not fit raises :class:`~hwnn.tools.synth.DoesNotFit` naming what is over and by how
 much: before any tool runs when its estimate is clearly over the device
-(:func:`hwnn.implement.check_estimate`, unless ``force``), else after nextpnr. The report is
+(:func:`hwnn.tools.implement.check_estimate`, unless ``force``), else after nextpnr. The report is
 also written to ``report.json`` beside the bitstream.
 """
 
@@ -18,9 +18,9 @@ import sys
 import time
 
 from .absorb import REPORT_PREFIX
-from .boards import BoardDesign, board, uart_divisor
-from .errors import ToolError
-from .generate import Design, load_design
+from ..boards import BoardDesign, board, uart_divisor
+from ..errors import ToolError
+from ..flow.generate import Design, load_design
 from .synth import DEVICES, DoesNotFit, fmax_from_log
 
 __all__ = ["build_board", "format_build_report"]
@@ -49,7 +49,7 @@ _STEP_MARK = "hwnn-step: "
 def _prepare_script(script, absorb):
     """Make the build script announce each tool step on its output (:data:`_STEP_MARK`) and,
     with ``absorb``, move pipeline flip-flops into block RAM and DSP registers
-    (:mod:`hwnn.absorb`) between Yosys and nextpnr."""
+    (:mod:`hwnn.tools.absorb`) between Yosys and nextpnr."""
     lines = []
     for line in script.read_text().splitlines():
         step = next((name for start, name in _STEPS if line.startswith(start)), None)
@@ -57,7 +57,7 @@ def _prepare_script(script, absorb):
             lines.append(f"echo '{_STEP_MARK}{step}'")
         lines.append(line)
         if absorb and step == _STEPS[0][1]:
-            lines.append(f'"{sys.executable}" -m hwnn.absorb top.json top')
+            lines.append(f'"{sys.executable}" -m hwnn.tools.absorb top.json top')
     if sum(line.startswith(_STEPS[0][0]) for line in lines) != 1:
         raise ToolError(f"Unexpected build script {script}: no single Yosys step")
     script.write_text("\n".join(lines) + "\n")
@@ -90,7 +90,7 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
     if isinstance(baud, bool) or not isinstance(baud, int) or baud < 1:
         raise ValueError(f"baud must be a positive integer, not {baud!r}")
     from .implement import check_estimate
-    from .rtl.clocking import pll_settings
+    from ..rtl.clocking import pll_settings
     from .toolchain import setup_env
 
     setup_env()
@@ -160,7 +160,7 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
 def format_build_report(report) -> str:
     """The build report as text."""
     from .implement import packed_line
-    from .report import format_table
+    from ..flow.report import format_table
     rows = [(name, entry["used"], entry["available"],
              f"{100 * entry['used'] / entry['available']:.1f}%")
             for name, entry in report["utilization"].items()]

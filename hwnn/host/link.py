@@ -1,6 +1,6 @@
 """The host side of the board link: run input vectors on a board over a serial port.
 
-:class:`BoardLink` speaks the frame format of :mod:`hwnn.hostproto` over any byte transport
+:class:`BoardLink` speaks the frame format of :mod:`hwnn.host.protocol` over any byte transport
 with ``write(bytes)`` and ``read(n) -> bytes`` (``read`` returning fewer bytes on its
 timeout), such as a pyserial ``Serial``; :func:`open_board` opens one. A request answered
 with an error status, a reply with a bad CRC or sequence number, or no reply within the
@@ -9,10 +9,10 @@ transport's timeout is retried (``retries`` times) and then raises :class:`LinkE
 
 import numpy as np
 
-from .arrays import check_codes
-from .errors import ToolError
-from .designfolder import DesignFolder
-from .hostproto import REPLY_SYNC, STATUS, crc8, payload_bytes, request_frame, unpack_vector
+from ..arrays import check_codes
+from ..errors import ToolError
+from ..flow.designfolder import DesignFolder
+from .protocol import REPLY_SYNC, STATUS, crc8, payload_bytes, request_frame, unpack_vector
 
 __all__ = ["BoardLink", "LinkError", "open_board", "read_reply"]
 
@@ -60,7 +60,7 @@ def read_reply(read, seq, out_format, out_features) -> np.ndarray:
 
 class BoardLink:
     """Input vectors to a board running ``design`` (a design folder's path, or a
-    :class:`~hwnn.designfolder.DesignFolder` such as a :class:`~hwnn.generate.Design`),
+    :class:`~hwnn.flow.designfolder.DesignFolder` such as a :class:`~hwnn.flow.generate.Design`),
     outputs back, over ``transport``."""
 
     def __init__(self, transport, design, *, retries=3):
@@ -102,7 +102,7 @@ class BoardLink:
 
 def open_board(design, port, *, baud=115200, timeout=1.0, retries=3) -> BoardLink:
     """A :class:`BoardLink` over the serial ``port`` (pyserial)."""
-    from .toolchain import require
+    from ..tools.toolchain import require
     require("a board's serial port", "serial")
     import serial
     try:

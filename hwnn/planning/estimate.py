@@ -3,15 +3,15 @@
 Each engine's hardware is described by the structure its top component reports
 (``structure()``, :mod:`hwnn.rtl.structure`: counts such as lanes by arithmetic kind, operand,
 product, adder-tree and accumulator register bits and output-stage comparator bits; its
-multipliers; its memories), which the estimator maps onto a family as Yosys would:
-multipliers to DSP blocks by Yosys' width rules, every memory to logic, LUT RAM or block RAM
-by Yosys' mapping costs, ROMs in logic costed by their distinct bit columns. A resource is a non-negative
+multipliers; its memories), which the estimator maps onto a family as Yosys would: multipliers
+to DSP blocks by Yosys' width rules, every memory to logic, LUT RAM or block RAM by Yosys'
+mapping costs, ROMs in logic costed by their distinct bit columns. A resource is a non-negative
 linear combination of an engine's features, with coefficients per family (ECP5, iCE40) and
 engine fitted by :func:`fit` on Yosys results (``benchmarks/estimator.py`` synthesizes the
-calibration designs, fits, and reports the errors on held-out designs). The fitted
-coefficients ship in ``hwnn/estimator.json``.
+calibration designs, fits, and reports the errors on held-out designs). The fitted coefficients
+ship in ``hwnn/planning/estimator.json``.
 
-LUT4 counts as :func:`hwnn.synth.utilization` does (ECP5: LUT4 + 2 per CCU2C carry cell and
+LUT4 counts as :func:`hwnn.tools.synth.utilization` does (ECP5: LUT4 + 2 per CCU2C carry cell and
 per TRELLIS_DPR16X4 distributed RAM). The estimate is the accelerator alone: a board's host
 link comes on top (:func:`host_link_cost`).
 """
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .arch import architecture
-from .ir import Network
-from .ir.formats import Format, signed_bits_for
-from .rtl.structure import Memory, Multipliers, bit_matrix
-from .synth import FAMILIES
+from ..arch import architecture
+from ..ir import Network
+from ..ir.formats import Format, signed_bits_for
+from ..rtl.structure import Memory, Multipliers, bit_matrix
+from ..tools.synth import FAMILIES
 
 __all__ = ["BOARD_OVERHEAD", "COEFFICIENTS_PATH", "MAPPED_FEATURES", "TARGETS",
            "design_features", "estimate", "fit", "held_out", "host_link_cost",
@@ -168,7 +168,7 @@ def structure_features(structure, family: str) -> dict:
 
 def design_features(network: Network, family: str, arch="dataflow", **options) -> dict:
     """The structural features of ``network`` built as ``arch`` with ``options`` (those of
-    :func:`hwnn.generate.generate` for that architecture) for ``family``: what the top
+    :func:`hwnn.flow.generate.generate` for that architecture) for ``family``: what the top
     component reports (:meth:`structure`), mapped by :func:`structure_features`."""
     if not isinstance(network, Network):
         raise TypeError(f"network must be a Network, not {network!r}")
@@ -180,9 +180,9 @@ def design_features(network: Network, family: str, arch="dataflow", **options) -
 
 
 def measured(cells, family) -> dict:
-    """The :data:`TARGETS` of a Yosys cell count, as :func:`hwnn.synth.utilization` counts."""
-    from .implement import FAMILY_DEVICES
-    from .synth import SynthReport, utilization
+    """The :data:`TARGETS` of a Yosys cell count, as :func:`hwnn.tools.synth.utilization` counts."""
+    from ..tools.implement import FAMILY_DEVICES
+    from ..tools.synth import SynthReport, utilization
     report = SynthReport(family, "", cells, 0.0)
     used = {name: used for name, (used, _) in
             utilization(report, FAMILY_DEVICES[family]).items()}

@@ -8,13 +8,13 @@ inferences per second that Fmax gives with the manifest's cycles per inference. 
 also written to ``<design>/synth/<device>/report.json``.
 
 Before any tool runs, :func:`check_estimate` refuses a design whose resource estimate
-(:mod:`hwnn.estimate`) is clearly over the device, so that Yosys does not spend many
+(:mod:`hwnn.planning.estimate`) is clearly over the device, so that Yosys does not spend many
 minutes on a design that cannot fit (``force=True`` skips the check).
 """
 
 import json
 
-from .generate import Design, load_design, to_verilog
+from ..flow.generate import Design, load_design, to_verilog
 from .synth import CAPACITY, DEVICES, DoesNotFit, place_and_route, utilization
 
 __all__ = ["ESTIMATE_MARGIN", "FAMILY_DEVICES", "check_estimate", "format_report",
@@ -32,10 +32,10 @@ ESTIMATE_CHECKED = ("lut4", "ff", "dsp")
 
 
 def check_estimate(design: Design, device, where=None):
-    """Raise :class:`~hwnn.synth.DoesNotFit` when the estimate of ``design``'s accelerator
+    """Raise :class:`~hwnn.tools.synth.DoesNotFit` when the estimate of ``design``'s accelerator
     needs more than :data:`ESTIMATE_MARGIN` times ``device``'s LUT4s, flip-flops or DSP
     blocks; ``where`` names the target in the message (default: the device)."""
-    from .estimate import estimate
+    from ..planning.estimate import estimate
     guess = estimate(design.network, DEVICES[device][0], design.manifest["arch"],
                      **design.options)
     capacity = CAPACITY[device]
@@ -51,7 +51,7 @@ def check_estimate(design: Design, device, where=None):
 def write_harness(design: Design, path):
     """Write ``design``'s accelerator in a :class:`~hwnn.rtl.harness.RegisterHarness` (top
     module ``harness``) as Verilog to ``path``; return the path."""
-    from .rtl.harness import RegisterHarness
+    from ..rtl.harness import RegisterHarness
     path.write_text(to_verilog(RegisterHarness(design.accelerator()), "harness"))
     return path
 
@@ -95,7 +95,7 @@ def synth_design(design, device="ecp5-85f", *, target_mhz=None, force=False,
 
 
 def packed_line(packed) -> str:
-    """What :func:`hwnn.absorb.absorb_registers` did, as a line (empty when nothing)."""
+    """What :func:`hwnn.tools.absorb.absorb_registers` did, as a line (empty when nothing)."""
     if not packed or not packed.get("flip_flops"):
         return ""
     return (f"{packed['flip_flops']} pipeline flip-flops moved into block RAM / DSP registers "
@@ -106,7 +106,7 @@ def packed_line(packed) -> str:
 
 def format_report(result) -> str:
     """The report as text: resources with their share of the device, Fmax, throughput."""
-    from .report import format_table
+    from ..flow.report import format_table
     rows = [(name.upper(), entry["used"], entry["available"],
              f"{100 * entry['used'] / entry['available']:.1f}%")
             for name, entry in result["utilization"].items()]

@@ -19,7 +19,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ToolError
+from ..errors import ToolError
 
 __all__ = ["BUILD_TOOLS", "OPTIONAL_MODULES", "Tool", "check_tools", "missing_module_message",
            "require", "require_build_tools", "setup_env"]

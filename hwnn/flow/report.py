@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from .ir import Network
-from .ir.tensors import shape_text
-from .quant.floatnet import FloatNetwork
+from ..ir import Network
+from ..ir.tensors import shape_text
+from ..quant.floatnet import FloatNetwork
 
 __all__ = ["class_decisions", "class_indices", "compression_table", "float_predictions",
            "format_table", "golden_predictions", "layer_table"]
@@ -69,7 +69,7 @@ def float_predictions(network: FloatNetwork, x) -> np.ndarray:
 def golden_predictions(network: Network, x) -> np.ndarray:
     """Class indices of the golden model on real inputs (:func:`class_decisions` of the
     dequantized outputs)."""
-    from .sim.golden import run_network
+    from ..sim.golden import run_network
     codes = run_network(network, network.quantize_input(x))
     return class_decisions(network.dequantize_output(codes))
 
@@ -79,8 +79,8 @@ def compression_table(network: Network, *, index_bits=4) -> str:
     the code, per nonzero, plus the codebook); compressed-sparse-column bits with
     ``index_bits`` relative row indices, padding and column pointers; the same entries
     Huffman-coded; and the ratio of dense to Huffman-coded size."""
-    from .quant.compress import huffman_bits
-    from .quant.csc import encode
+    from ..quant.compress import huffman_bits
+    from ..quant.csc import encode
 
     rows, totals = [], np.zeros(4, dtype=np.int64)
     for layer in network.layers:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .absorb import absorb_file
-from .errors import ToolError
+from ..errors import ToolError
 
 __all__ = ["CAPACITY", "DEVICES", "FAMILIES", "DoesNotFit", "SynthReport", "check_fit",
            "fmax_from_log", "place_and_route", "synthesize", "utilization"]
@@ -105,7 +105,7 @@ class SynthReport:
     seconds: float
     mapper:  str = "abc9"
     #: Flip-flops moved into block RAM / DSP registers before placement
-    #: (:func:`hwnn.absorb.absorb_registers`; ECP5), empty otherwise.
+    #: (:func:`hwnn.tools.absorb.absorb_registers`; ECP5), empty otherwise.
     packed:  dict = field(default_factory=dict)
 
     def count(self, kind) -> int:

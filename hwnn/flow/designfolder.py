@@ -1,11 +1,11 @@
-"""A design folder written by :func:`hwnn.generate.generate`, read back without Amaranth: its
-manifest and network, all the host side (:mod:`hwnn.host`) needs.
-:class:`hwnn.generate.Design` adds the architecture and its parameters."""
+"""A design folder written by :func:`hwnn.flow.generate.generate`, read back without Amaranth: its
+manifest and network, all the host side (:mod:`hwnn.host.link`) needs.
+:class:`hwnn.flow.generate.Design` adds the architecture and its parameters."""
 
 import json
 from pathlib import Path
 
-from .ir import Network
+from ..ir import Network
 
 __all__ = ["MANIFEST", "DesignFolder"]
 

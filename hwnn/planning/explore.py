@@ -6,7 +6,7 @@
 to 16 PEs). :func:`measure_point` generates one point, puts its accelerator
 in a register harness, synthesizes it with YoWASP Yosys, checks that it fits the board's
 device, places and routes it with nextpnr (unless ``place=False``), and returns a row: cycles
-per inference, the resources measured and estimated (:mod:`hwnn.estimate`, plus the
+per inference, the resources measured and estimated (:mod:`hwnn.planning.estimate`, plus the
 harness's shift register and output fold), Fmax, and the
 inferences per second the design reaches on the board (``min(Fmax, board clock) / cycles``;
 at the board clock when it was not placed). :func:`explore` runs the points on any
@@ -28,9 +28,9 @@ from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .arch import architecture
-from .folders import check_replaceable, honour_umask, replace_folder
-from .ir import Network
+from ..arch import architecture
+from ..folders import check_replaceable, honour_umask, replace_folder
+from ..ir import Network
 
 __all__ = ["PartialResults", "Point", "explore", "measure_point", "pareto", "sweep",
            "write_results"]
@@ -45,7 +45,7 @@ COLUMNS = ("point", "arch", "cycles", "lanes", "lut4", "ff", "dsp", "bram", "est
 
 @dataclass(frozen=True)
 class Point:
-    """One design to try: ``options`` are :func:`hwnn.generate.generate`'s for ``arch``."""
+    """One design to try: ``options`` are :func:`hwnn.flow.generate.generate`'s for ``arch``."""
     label:   str
     arch:    str
     options: dict = field(default_factory=dict)
@@ -63,10 +63,10 @@ def measure_point(network: Network, point: Point, device: str, clock_mhz: float,
     """One row of the exploration (see the module's description). A design that does not
     fit the device is a row with ``fits`` False and what is over in ``error``."""
     from .estimate import estimate
-    from .generate import generate, load_design
-    from .implement import write_harness
-    from .synth import DEVICES, DoesNotFit, check_fit, place_and_route, synthesize
-    from .toolchain import setup_env
+    from ..flow.generate import generate, load_design
+    from ..tools.implement import write_harness
+    from ..tools.synth import DEVICES, DoesNotFit, check_fit, place_and_route, synthesize
+    from ..tools.toolchain import setup_env
 
     setup_env()
     family = DEVICES[device][0]
@@ -94,7 +94,7 @@ def measure_point(network: Network, point: Point, device: str, clock_mhz: float,
         except DoesNotFit as error:
             report = error.report
             row |= {"fits": False, "error": str(error)}
-    from .synth import utilization
+    from ..tools.synth import utilization
     used = {name: value for name, (value, _) in utilization(report, device).items()}
     row |= {name: used[name] for name in ("lut4", "ff", "dsp", "bram")}
     row["yosys_s"] = round(report.seconds, 1)
@@ -108,7 +108,7 @@ def measure_point(network: Network, point: Point, device: str, clock_mhz: float,
 def _harness_cost(manifest) -> dict:
     """What the register harness adds, from the design's ports: a flip-flop per input port
     bit (and the output's), a LUT4 per three output bits folded by exclusive-or."""
-    from .rtl.engine import COUNTER_BITS          # the systolic and sparse counters
+    from ..rtl.engine import COUNTER_BITS          # the systolic and sparse counters
     in_bits = manifest["input"]["payload_bits"] + 2                  # + valid, output ready
     counters = sum(len(names) for names in manifest.get("counters", {}).values())
     out_bits = manifest["output"]["payload_bits"] + 2 + COUNTER_BITS * counters

@@ -2,22 +2,22 @@
 
 The design runs at the board's clock (or the PLL's, see ``clock_mhz``), so a target of ``F``
 inferences per second allows ``floor(clock / F)`` cycles per inference. :func:`plan_folding`
-takes the cheapest folding within that many cycles (fewest lanes in every layer), estimates
-its resources (:mod:`hwnn.estimate`, plus the board's host link) and checks them against the
-board's device: DSP blocks and block RAMs up to the device's count, LUT4s and flip-flops up
+takes the cheapest folding within that many cycles (fewest lanes in every layer), estimates its
+resources (:mod:`hwnn.planning.estimate`, plus the board's host link) and checks them against
+the board's device: DSP blocks and block RAMs up to the device's count, LUT4s and flip-flops up
 to :data:`LOGIC_CEILING` of it (room for placement and for the estimate's error). Without a
-target it takes the fastest folding that fits. When nothing meets the target it says why:
-the target is faster than the fully parallel design, or the folding it needs is over the
-device (what is over, by how much) and which throughput the fastest fitting folding gives.
+target it takes the fastest folding that fits. When nothing meets the target it says why: the
+target is faster than the fully parallel design, or the folding it needs is over the device
+(what is over, by how much) and which throughput the fastest fitting folding gives.
 """
 
 import math
 from dataclasses import dataclass
 
 from .estimate import estimate, host_link_cost
-from .ir import Network
-from .rtl.folding import cycle_targets, folding_cycles, folding_for_cycles
-from .synth import CAPACITY, DEVICES
+from ..ir import Network
+from ..rtl.folding import cycle_targets, folding_cycles, folding_for_cycles
+from ..tools.synth import CAPACITY, DEVICES
 
 __all__ = ["ARCH", "LOGIC_CEILING", "NoFolding", "Plan", "board_clock", "plan_folding"]
 
@@ -61,7 +61,7 @@ class Plan:
 
 def board_clock(board_name) -> tuple[str, float]:
     """``(device, clock in Hz)`` of a board of :mod:`hwnn.boards`."""
-    from .boards import board
+    from ..boards import board
     target = board(board_name)
     return target.device, float(target.make_platform().default_clk_frequency)
 
@@ -101,7 +101,7 @@ def plan_folding(network: Network, board_name: str, target_fps=None, *,
             raise ValueError(f"target_fps must be a positive number, not {target_fps!r}")
     device, clock = board_clock(board_name)
     if clock_mhz is not None:
-        from .rtl.clocking import pll_settings
+        from ..rtl.clocking import pll_settings
         clock = pll_settings(DEVICES[device][0], clock, clock_mhz * 1e6).output
     targets = cycle_targets(network)
 
