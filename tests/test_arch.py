@@ -1,9 +1,11 @@
 # amaranth: UnusedElaboratable=no
-"""The architecture registry: lookup, parameters, manifest sections, and the options of
-``hwnn compile`` generated from the parameters' fields."""
+"""The architecture registry: lookup, parameters, manifest sections, the options of
+``hwnn compile`` generated from the parameters' fields, and the layer kinds each builds."""
 
+import re
 from dataclasses import dataclass, field, fields
 
+import numpy as np
 import pytest
 from amaranth.hdl import Fragment
 
@@ -11,9 +13,11 @@ from hwnn.arch import ARCHITECTURES, Architecture, architecture
 from hwnn.arch.dataflow import DataflowParams
 from hwnn.arch.systolic import SystolicOverlayParams
 from hwnn.cli import main
-from hwnn.planning.explore import sweep
 from hwnn.flow.generate import generate, load_design
-from hwnn.quant.synthetic import sample_network
+from hwnn.ir import MaxPool2d, Network
+from hwnn.planning.estimate import design_features
+from hwnn.planning.explore import sweep
+from hwnn.quant.synthetic import random_conv2d, random_dense, sample_network
 from hwnn.rtl.folding import LayerFold
 from hwnn.rtl.sparse import SparseParams
 
@@ -204,3 +208,38 @@ def test_an_architecture_option_given_is_refused_for_another_architecture(capsys
         assert (status, out) == (2, "")
         assert err == f"hwnn: error: {option} applies to --arch {arch} only\n"
     assert not (tmp_path / "d").exists()
+
+
+def _image_network(kind):
+    """A convolution then a dense layer, or a pool then a dense layer."""
+    rng = np.random.default_rng(0)
+    dense = random_dense(rng, 32, 3, in_format="uint4", weight_format="int4",
+                         stage="accumulator", name="d0")
+    if kind == "conv2d":
+        conv = random_conv2d(rng, (4, 4, 1), 2, 3, in_format="uint8", weight_format="int4",
+                             out_format="uint4", padding=1, name="c0")
+        return "c0", Network("cnn", (conv, dense))
+    pool = MaxPool2d("p0", (8, 8), 2, 2, dense.input)
+    return "p0", Network("pooled", (pool, dense))
+
+
+@pytest.mark.parametrize("arch", ["dataflow", "systolic", "sparse"])
+@pytest.mark.parametrize("kind", ["conv2d", "maxpool2d"])
+def test_architectures_refuse_layer_kinds_they_do_not_build(arch, kind, tmp_path, capsys):
+    layer, network = _image_network(kind)
+    message = (rf"The {arch} architecture cannot build layer '{layer}' of kind '{kind}' "
+               rf"\(it builds dense layers\)")
+    chosen = architecture(arch)
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        chosen.check(network, chosen.params())
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        generate(network, tmp_path / "design", arch=arch)
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        design_features(network, "ice40", arch)
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        sweep(network, arch)
+    path = network.save(tmp_path / "net.hwnn.npz")
+    status, out, err = run(capsys, "compile", path, "--arch", arch, "-o", tmp_path / "design")
+    assert (status, out) == (2, "")
+    assert re.fullmatch(f"hwnn: error: {message}\n", err)
+    assert not (tmp_path / "design").exists()

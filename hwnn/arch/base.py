@@ -18,7 +18,8 @@ class Architecture(ABC):
     """An architecture: how a network becomes one top component, and everything the commands
     need to know about it.
 
-    A subclass sets :attr:`name` (the ``--arch`` value) and :attr:`Params`, a frozen dataclass
+    A subclass sets :attr:`name` (the ``--arch`` value), :attr:`layer_kinds` unless it
+    builds dense layers only, and :attr:`Params`, a frozen dataclass
     that validates itself: its fields are the architecture's options (the keyword arguments
     of :func:`hwnn.flow.generate.generate`, and the ``hwnn compile`` options, ``--max-lanes`` for
     ``max_lanes``, which take values of their default's type), each with its default (the
@@ -28,10 +29,22 @@ class Architecture(ABC):
     Members
     -------
     name : str
+    layer_kinds : frozenset of str
     Params : the parameters dataclass.
     """
     name: str
     Params: type
+    #: The layer kinds (names in :data:`hwnn.ir.LAYER_KINDS`) the architecture builds.
+    layer_kinds = frozenset({"dense"})
+
+    def check_layer_kinds(self, network):
+        """Raise a ValueError naming the first layer of ``network`` whose kind is not one of
+        :attr:`layer_kinds`."""
+        for layer in network.layers:
+            if layer.kind not in self.layer_kinds:
+                raise ValueError(f"The {self.name} architecture cannot build layer "
+                                 f"{layer.name!r} of kind {layer.kind!r} (it builds "
+                                 f"{', '.join(sorted(self.layer_kinds))} layers)")
 
     def params(self, **options):
         """The :attr:`Params` with ``options``; a TypeError names an option that is not one."""
@@ -49,7 +62,8 @@ class Architecture(ABC):
     @abstractmethod
     def check(self, network, params):
         """``params`` resolved for ``network`` (what was left to choose, chosen), after checking
-        that the architecture can build ``network`` with them; ValueError otherwise."""
+        that the architecture can build ``network`` (:meth:`check_layer_kinds` first) with
+        them; ValueError otherwise."""
 
     @abstractmethod
     def build(self, network, params):

@@ -76,6 +76,7 @@ class Dataflow(Architecture):
     def check(self, network, params):
         """``params`` with the folding chosen (``max_lanes``, spent on it, at its default: the
         same design, the same parameters)."""
+        self.check_layer_kinds(network)
         return DataflowParams(fold=resolve_folding(network, params.fold, params.max_lanes),
                               ram_style=params.ram_style)
 

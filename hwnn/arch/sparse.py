@@ -20,7 +20,8 @@ class Sparse(Architecture):
     Params = SparseParams
 
     def check(self, network, params):
-        return params      # every network fits (its layers are compressed for the PEs)
+        self.check_layer_kinds(network)
+        return params      # every dense network fits (its layers are compressed for the PEs)
 
     def build(self, network, params):
         return SparseAccelerator(network, self.check(network, params))

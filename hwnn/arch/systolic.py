@@ -50,6 +50,7 @@ class Systolic(Architecture):
     Params = SystolicOverlayParams
 
     def check(self, network, params):
+        self.check_layer_kinds(network)
         check_overlay(network, params.overlay())
         return params
 

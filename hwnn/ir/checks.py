@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import ParameterError
 
 __all__ = ["VERILOG_KEYWORDS", "check_name", "expect_keys", "float_array", "int_array",
-           "plain_int"]
+           "int_tuple", "plain_int"]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: The reserved words of Verilog-2005 and SystemVerilog (IEEE 1800-2017, which includes them):
@@ -80,6 +80,23 @@ def plain_int(value, name):
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"{name} must be an integer, not {value!r}")
     return int(value)
+
+
+def int_tuple(value, count, name, minimum) -> tuple[int, ...]:
+    """``value``, an integer (meaning it ``count`` times) or ``count`` integers, as a tuple of
+    Python ints, each at least ``minimum`` (TypeError for anything but integers, ValueError
+    for another count or a smaller integer)."""
+    items = (value,) * count if isinstance(value, int | np.integer) else value
+    what = f"{name} must be an integer or {count} integers"
+    try:
+        items = tuple(plain_int(item, name) for item in items)
+    except TypeError:
+        raise TypeError(f"{what}, not {value!r}") from None
+    if len(items) != count:
+        raise ValueError(f"{what}, not {value!r}")
+    if min(items) < minimum:
+        raise ValueError(f"{what} of at least {minimum}, not {value!r}")
+    return items
 
 
 def expect_keys(mapping, expected, what):

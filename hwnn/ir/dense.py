@@ -4,12 +4,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import check_name, expect_keys, float_array, int_array
+from .checks import check_name, int_array
 from .formats import Format
 from .layer import Layer, layer_kind
-from .stages import (Requant, Thresholds, accumulator_range, stage_array_keys, stage_from_file,
-                     stage_header_keys, stage_to_file)
+from .stages import Requant, Thresholds, accumulator_range
 from .tensors import TensorFormat
+from .weighted import check_weighted, weighted_fields, weighted_file
 
 __all__ = ["Dense"]
 
@@ -18,7 +18,8 @@ __all__ = ["Dense"]
 @dataclass(frozen=True, eq=False)
 class Dense(Layer):
     """Fully connected layer ``acc = weights @ x + bias`` followed by its output stage; it maps
-    ``(in_features,)`` to ``(out_features,)``.
+    ``(in_features,)`` to ``(out_features,)``. After a layer with images of ``in_features``
+    codes it takes the image flattened, channels fastest (:mod:`hwnn.ir.tensors`).
 
     ``weights`` are codes of ``weight_format`` (out_features x in_features), with the real
     weight of row ``o`` being ``code * weight_scale[o]``; ``bias`` is in the accumulator
@@ -45,33 +46,7 @@ class Dense(Layer):
         weights = int_array(self.weights, f"{where} weights", 2)
         if 0 in weights.shape:
             raise ValueError(f"{where} has an empty weight matrix of shape {weights.shape}")
-        if not isinstance(self.weight_format, Format):
-            raise TypeError(f"{where} weight_format must be a Format, not "
-                            f"{self.weight_format!r}")
-        if not self.weight_format.contains(weights):
-            raise ValueError(f"{where} weights are outside their format {self.weight_format}")
-        out_features = weights.shape[0]
-        weight_scale = float_array(self.weight_scale, f"{where} weight_scale")
-        if weight_scale.shape != (out_features,):
-            raise ValueError(f"{where} weight_scale must have {out_features} entries, not shape "
-                             f"{weight_scale.shape}")
-        bias = int_array(self.bias, f"{where} bias", 1)
-        if bias.shape != (out_features,):
-            raise ValueError(f"{where} bias must have {out_features} entries, not shape "
-                             f"{bias.shape}")
-        for port in ("input", "output"):
-            if not isinstance(getattr(self, port), TensorFormat):
-                raise TypeError(f"{where} {port} must be a TensorFormat, not "
-                                f"{getattr(self, port)!r}")
-        if self.input.scale.ndim != 0:
-            raise ValueError(f"{where} input scale must be per tensor (a scalar)")
-        if self.output.scale.ndim == 1 and self.output.scale.shape != (out_features,):
-            raise ValueError(f"{where} output scale must have {out_features} entries")
-        if not isinstance(self.activation, str):
-            raise TypeError(f"{where} activation must be a string, not {self.activation!r}")
-        object.__setattr__(self, "weights", weights)
-        object.__setattr__(self, "weight_scale", weight_scale)
-        object.__setattr__(self, "bias", bias)
+        check_weighted(self, where, weights)
         if self.codebook is not None:
             codebook = int_array(self.codebook, f"{where} codebook", 1)
             if np.any(codebook == 0) or np.any(np.diff(codebook) <= 0):
@@ -118,28 +93,12 @@ class Dense(Layer):
     # Files ------------------------------------------------------------------------------------
 
     def header_and_arrays(self):
-        stage_header, stage_arrays = stage_to_file(self.stage)
-        header = {"name": self.name, "activation": self.activation,
-                  "weight_format": str(self.weight_format),
-                  "input": self.input.to_header(), "output": self.output.to_header()}
-        arrays = {"weights": self.weights, "weight_scale": self.weight_scale, "bias": self.bias,
-                  "input_scale": self.input.scale, "output_scale": self.output.scale}
+        header, arrays = weighted_file(self)
         if self.codebook is not None:
             arrays["codebook"] = self.codebook
-        return header | stage_header, arrays | stage_arrays
+        return header, arrays
 
     @classmethod
     def from_header_and_arrays(cls, header, arrays):
-        expect_keys(header, {"name", "activation", "weight_format", "input", "output"}
-                    | stage_header_keys(header), "layer header")
-        expect_keys(arrays, {"weights", "weight_scale", "bias", "input_scale", "output_scale"}
-                    | stage_array_keys(header) | ({"codebook"} & set(arrays)), "layer arrays")
-        return cls(name=header["name"], weights=arrays["weights"],
-                   weight_format=Format.parse(header["weight_format"]),
-                   weight_scale=arrays["weight_scale"], bias=arrays["bias"],
-                   input=TensorFormat.from_header(header["input"], arrays["input_scale"],
-                                                  "input"),
-                   output=TensorFormat.from_header(header["output"], arrays["output_scale"],
-                                                   "output"),
-                   stage=stage_from_file(header, arrays), activation=header["activation"],
+        return cls(**weighted_fields(header, arrays, array_keys={"codebook"} & set(arrays)),
                    codebook=arrays.get("codebook"))

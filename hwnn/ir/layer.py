@@ -13,8 +13,8 @@ tensor of ``output_shape``, codes of the ``output`` format (channels on the last
 computes a per-channel accumulator, bounded by ``acc_range``, and its output ``stage`` (a
 :class:`~hwnn.ir.stages.Thresholds`, a :class:`~hwnn.ir.stages.Requant` or None) turns the
 accumulator into output codes. A :class:`~hwnn.ir.network.Network` chains layers whose shapes
-and formats meet; the golden model runs each kind with its own function
-(:func:`hwnn.sim.golden.accumulate`).
+and formats meet (a layer taking a vector takes any tensor of its size, flattened); the golden
+model runs each kind with its own function (:func:`hwnn.sim.golden.accumulate`).
 """
 
 import re
@@ -39,11 +39,13 @@ _KIND_NAME = re.compile(r"[a-z][a-z0-9_]*")
 class Layer(ABC):
     """The protocol of an IR layer kind.
 
-    Members every kind has (usually as dataclass fields): ``name`` (a string, see
-    :func:`~hwnn.ir.checks.check_name`), ``input`` and ``output``
-    (:class:`~hwnn.ir.tensors.TensorFormat`) and ``stage`` (``Thresholds``, ``Requant`` or
-    None). :func:`layer_kind` sets the class attribute ``kind``. A kind implements the
-    abstract members below and calls :meth:`_check_stage` last in its ``__post_init__``.
+    Members every kind has (usually as dataclass fields; a pool derives ``output`` and
+    ``stage`` as properties): ``name`` (a string, see :func:`~hwnn.ir.checks.check_name`),
+    ``input`` and ``output`` (:class:`~hwnn.ir.tensors.TensorFormat`) and ``stage``
+    (``Thresholds``, ``Requant`` or None). :func:`layer_kind` sets the class attribute
+    ``kind``. A kind implements the abstract members below and calls :meth:`_check_stage` last
+    in its ``__post_init__``; a kind whose accumulator is not a raw sum of products overrides
+    :meth:`_check_unstaged_output`.
     """
     kind: ClassVar[str]
 
@@ -143,12 +145,19 @@ class Layer(ABC):
                                  f"{self.acc_bits + stage.mult_bits} bits, more than "
                                  f"{MAX_PRODUCT_BITS}")
         elif stage is None:
-            if out_format.kind != "int" or not out_format.signed \
-                    or out_format.bits < self.acc_bits:
-                raise ValueError(f"{where} outputs its accumulator, so its output format must "
-                                 f"be int{self.acc_bits} or wider, not {out_format}")
+            self._check_unstaged_output(where)
         else:
             raise TypeError(f"{where} stage must be Thresholds, Requant or None, not {stage!r}")
+
+    def _check_unstaged_output(self, where):
+        """Raise unless the output format holds the accumulator, which a layer without a stage
+        outputs as it is: by default a signed int format of :attr:`acc_bits` or more (the raw
+        sum of products). A kind whose accumulator is already a code of its output format (a
+        pool's) overrides this."""
+        out_format = self.output.format
+        if out_format.kind != "int" or not out_format.signed or out_format.bits < self.acc_bits:
+            raise ValueError(f"{where} outputs its accumulator, so its output format must be "
+                             f"int{self.acc_bits} or wider, not {out_format}")
 
 
 def layer_kind(kind):

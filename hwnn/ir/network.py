@@ -1,4 +1,10 @@
-"""A quantized network: a chain of layers, and its file."""
+"""A quantized network: a chain of layers, and its file.
+
+Layers chain by shape: a layer takes the tensor the layer before it gives when its input shape
+is that tensor's shape, or when it takes a vector (a 1-D input shape, like a dense layer's) of
+the tensor's size: then it takes the tensor flattened in row-major order, channels fastest
+(:mod:`hwnn.ir.tensors`), which is the order streams carry it in, so flattening costs nothing.
+"""
 
 import json
 import math
@@ -16,14 +22,21 @@ from .layer import LAYER_KINDS
 from .serialization import read_network, write_network
 from .tensors import TensorFormat, shape_text
 
-__all__ = ["Network"]
+__all__ = ["Network", "takes"]
+
+
+def takes(input_shape, shape) -> bool:
+    """Whether a layer of ``input_shape`` takes a tensor of ``shape``: the same shape, or a
+    vector of as many codes (the tensor flattened)."""
+    return (tuple(input_shape) == tuple(shape)
+            or (len(input_shape) == 1 and input_shape[0] == math.prod(shape)))
 
 
 @dataclass(frozen=True, eq=False)
 class Network:
-    """A quantized network: layers that chain (each layer's input shape and format are the
-    previous layer's output shape and format), a name, and free-form JSON ``info`` (where it
-    came from, quantization options, float accuracy)."""
+    """A quantized network: layers that chain (each layer takes the previous layer's output
+    shape, as it is or flattened, see :func:`takes`, and format), a name, and free-form JSON
+    ``info`` (where it came from, quantization options, float accuracy)."""
     name:   str
     layers: tuple
     info:   dict = field(default_factory=dict)
@@ -40,7 +53,7 @@ class Network:
         if len(set(names)) != len(names):
             raise ValueError(f"Layer names must be unique, not {names}")
         for before, after in pairwise(layers):
-            if after.input_shape != before.output_shape:
+            if not takes(after.input_shape, before.output_shape):
                 raise ValueError(f"Layer {after.name!r} takes {shape_text(after.input_shape)} "
                                  f"inputs but layer {before.name!r} gives "
                                  f"{shape_text(before.output_shape)}")
@@ -82,11 +95,16 @@ class Network:
         return math.prod(self.output_shape)
 
     def quantize_input(self, x) -> np.ndarray:
-        """Input codes of real inputs ``x`` (round half to even, saturate)."""
+        """Input codes of real inputs ``x``, one or more inputs of :attr:`input_shape` (round
+        half to even, saturate)."""
         from ..quant.quantizers import QuantParams, quantize
         x = np.asarray(x, dtype=np.float64)
-        if x.shape[-1:] != (self.in_features,):
-            raise ValueError(f"Inputs must have {self.in_features} features on the last axis, "
+        shape = self.input_shape
+        if x.shape[-len(shape):] != shape:
+            if len(shape) == 1:
+                raise ValueError(f"Inputs must have {self.in_features} features on the last "
+                                 f"axis, not shape {x.shape}")
+            raise ValueError(f"Inputs must have shape {shape_text(shape)} on the last axes, "
                              f"not shape {x.shape}")
         if self.input.format.kind == "bipolar":
             return np.where(x >= 0, 1, -1).astype(np.int64)

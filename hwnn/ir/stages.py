@@ -22,8 +22,9 @@ import numpy as np
 from .checks import expect_keys, int_array, plain_int
 from .formats import Format
 
-__all__ = ["MAX_PRODUCT_BITS", "Requant", "Thresholds", "accumulator_range", "stage_array_keys",
-           "stage_from_file", "stage_header_keys", "stage_name", "stage_to_file"]
+__all__ = ["MAX_PRODUCT_BITS", "Requant", "Thresholds", "accumulator_range", "partial_sum_range",
+           "stage_array_keys", "stage_from_file", "stage_header_keys", "stage_name",
+           "stage_to_file"]
 
 #: Widest accumulator (and accumulator x multiplier product) the int64 golden model can hold.
 MAX_PRODUCT_BITS = 63
@@ -84,28 +85,36 @@ class Requant:
 
 
 def accumulator_range(weights, bias, in_format: Format) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel bounds ``(lo, hi)`` of every partial sum of ``bias + weights @ x``.
+    """Per-channel bounds ``(lo, hi)`` of every partial sum of ``bias + weights @ x``, each
+    ``x`` ranging over ``in_format`` (see :func:`partial_sum_range`)."""
+    return partial_sum_range(weights, bias, in_format.min_value, in_format.max_value)
 
-    Each term ``w * x`` ranges over ``x`` in ``in_format``; the bounds add up each term's and
-    the bias' extremes, with 0 included, so they hold for the final sum and for any partial
-    sum in any accumulation order. Bounds beyond ``MAX_PRODUCT_BITS - 1`` bits raise a
-    ``ValueError`` (their int64 sums could wrap around).
+
+def partial_sum_range(weights, bias, low, high) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel bounds ``(lo, hi)`` of every partial sum of ``bias + weights @ x``, with
+    ``low <= x <= high`` (scalars, or one bound per column of ``weights``).
+
+    Each term ``w * x`` ranges over its ``x``; the bounds add up each term's and the bias'
+    extremes, with 0 included, so they hold for the final sum and for any partial sum in any
+    accumulation order, and a partial sum reaches each of them. Bounds beyond
+    ``MAX_PRODUCT_BITS - 1`` bits raise a ``ValueError`` (their int64 sums could wrap around).
     """
 
-    def bounds(weights, bias):
-        low = weights * in_format.min_value
-        high = weights * in_format.max_value
+    def bounds(weights, bias, low, high):
+        low, high = weights * low, weights * high
         return (np.minimum(np.minimum(low, high), 0).sum(axis=1) + np.minimum(bias, 0),
                 np.maximum(np.maximum(low, high), 0).sum(axis=1) + np.maximum(bias, 0))
 
     weights = np.asarray(weights, dtype=np.int64)
     bias = np.asarray(bias, dtype=np.int64)
+    low, high = np.asarray(low, dtype=np.int64), np.asarray(high, dtype=np.int64)
     # The int64 sums are exact while the bounds stay below 2**62, which float64 sums can tell.
-    reach = np.abs(np.concatenate(bounds(weights.astype(np.float64), bias.astype(np.float64))))
+    reach = np.abs(np.concatenate(bounds(*(array.astype(np.float64)
+                                           for array in (weights, bias, low, high)))))
     if reach.size and reach.max() >= 2.0 ** (MAX_PRODUCT_BITS - 1):
         raise ValueError(f"Accumulator bounds reach {reach.max():.4g}, more than "
                          f"{MAX_PRODUCT_BITS - 1} bits")
-    return bounds(weights, bias)
+    return bounds(weights, bias, low, high)
 
 
 #: Per output stage name in a file: the layer header's keys and the layer's arrays it adds.

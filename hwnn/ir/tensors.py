@@ -1,5 +1,15 @@
-"""Tensors crossing a layer boundary: the format of their codes and how to write their shape."""
+"""Tensors crossing a layer boundary: the format of their codes, how to write their shape, and
+the order of their codes once flattened.
 
+Tensors are channels last: an image is ``(H, W, C)``. Flattened (as a dense layer after a
+convolution takes it, and as streams carry it), a tensor is in row-major order: rows top to
+bottom, pixels left to right, channels fastest, so code ``(y, x, c)`` of an ``(H, W, C)``
+image is element ``(y * W + x) * C + c``. PyTorch flattens ``(C, H, W)`` tensors instead; an
+importer permutes the columns of the dense layer that follows, once
+(:func:`chw_to_hwc_columns`).
+"""
+
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -7,7 +17,7 @@ import numpy as np
 from .checks import expect_keys, float_array, plain_int
 from .formats import Format
 
-__all__ = ["TensorFormat", "shape_text"]
+__all__ = ["TensorFormat", "chw_to_hwc_columns", "shape_text"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,3 +74,19 @@ def shape_text(shape) -> str:
     """A tensor shape as people write it: ``"64"`` for ``(64,)``, ``"8x8x3"`` for
     ``(8, 8, 3)``."""
     return "x".join(str(size) for size in shape)
+
+
+def chw_to_hwc_columns(weights, shape) -> np.ndarray:
+    """The columns of a dense layer's ``weights`` (outputs x inputs, of any dtype) that take a
+    tensor of channels-last ``shape`` ``(H, W, C)`` flattened in PyTorch's ``(C, H, W)``
+    order, permuted to take it flattened in hwnn's ``(H, W, C)`` order: for every image
+    ``x`` of ``shape``, ``result @ x.ravel() == weights @ x.transpose(2, 0, 1).ravel()``."""
+    weights = np.asarray(weights)
+    shape = tuple(shape)
+    if len(shape) != 3 or weights.ndim != 2 or weights.shape[1] != math.prod(shape):
+        raise ValueError(f"chw_to_hwc_columns needs a weight matrix of H * W * C columns and a "
+                         f"shape (H, W, C), not weights of shape {weights.shape} and shape "
+                         f"{shape}")
+    height, width, channels = shape
+    return (weights.reshape(-1, channels, height, width).transpose(0, 2, 3, 1)
+            .reshape(weights.shape))

@@ -55,6 +55,7 @@ def sweep(network: Network, arch="dataflow") -> list[Point]:
     """The design points of ``arch`` for ``network``, smallest first."""
     if not isinstance(network, Network):
         raise TypeError(f"network must be a Network, not {network!r}")
+    architecture(arch).check_layer_kinds(network)
     return [Point(label, arch, options) for label, options in architecture(arch).points(network)]
 
 

@@ -4,13 +4,17 @@ They exercise every corner of the IR (all formats, both threshold directions, re
 with per-channel multipliers, accumulator outputs) without needing a trained model.
 """
 
+from dataclasses import replace
+
 import numpy as np
 
-from ..ir import Dense, Network, Requant, TensorFormat, Thresholds, accumulator_range
+from ..ir import Conv2d, Dense, Network, Requant, TensorFormat, Thresholds, accumulator_range
+from ..ir.checks import int_tuple
 from ..ir.formats import Format, signed_bits_for
 from .compress import share_weights
 
-__all__ = ["SAMPLE_NETWORKS", "random_dense", "random_network", "sample_network"]
+__all__ = ["SAMPLE_NETWORKS", "random_conv2d", "random_dense", "random_network",
+           "sample_network"]
 
 
 def _random_values(rng, fmt: Format, shape):
@@ -36,39 +40,73 @@ def random_dense(rng, in_features, out_features, *, in_format, weight_format, ou
     codebook = None
     if share is not None:
         weights, codebook = share_weights(weights, share)
-    if stage == "thresholds":
-        bias = np.zeros(out_features, dtype=np.int64)
-    else:
-        bias = rng.integers(-2 * in_features, 2 * in_features + 1, size=out_features)
+    bias = _random_bias(rng, stage, in_features, out_features)
     lo, hi = accumulator_range(weights, bias, in_format)
-    input_ = TensorFormat(in_format, 1.0, in_zero_point)
-    weight_scale = np.ones(out_features)
+    output, stage = _random_stage(rng, stage, out_format, lo, hi, mult_bits, lambda: (
+        _random_values(rng, in_format, (64, in_features)) @ weights.T + bias))
+    return Dense(name, weights, weight_format, np.ones(out_features), bias,
+                 TensorFormat(in_format, 1.0, in_zero_point), output, stage, codebook=codebook)
+
+
+def random_conv2d(rng, in_shape, out_channels, kernel, *, in_format, weight_format,
+                  out_format=None, stage="thresholds", stride=1, padding=0, depthwise=False,
+                  name="conv", mult_bits=16, in_zero_point=0) -> Conv2d:
+    """A random :class:`Conv2d` layer taking images of ``in_shape`` ``(H, W, C)`` whose input
+    has zero point ``in_zero_point``: ``kernel``, ``stride`` and ``padding`` as
+    :class:`Conv2d` takes them, ``depthwise`` for ``groups = C`` (then ``out_channels``
+    must be ``C``); ``stage``, ``out_format`` and ``mult_bits`` as for :func:`random_dense`
+    (thresholds are drawn from the accumulators of random windows)."""
+    in_format, weight_format = Format.parse(in_format), Format.parse(weight_format)
+    height, width, channels = in_shape
+    (kh, kw), groups = int_tuple(kernel, 2, "kernel", 1), channels if depthwise else 1
+    weights = _random_values(rng, weight_format, (out_channels, kh, kw, channels // groups))
+    taps = weights[0].size
+    bias = _random_bias(rng, stage, taps, out_channels)
+    layer = Conv2d(name, (height, width), weights, weight_format, np.ones(out_channels), bias,
+                   TensorFormat(in_format, 1.0, in_zero_point),
+                   TensorFormat(Format.int(Format.MAX_BITS), 1.0), None, stride, padding,
+                   groups)
+    lo, hi = layer.acc_range
+    output, stage = _random_stage(rng, stage, out_format, lo, hi, mult_bits, lambda: (
+        _random_values(rng, in_format, (64, taps)) @ layer.weights_matrix.T + bias))
+    return replace(layer, output=output, stage=stage)
+
+
+def _random_bias(rng, stage, fan_in, channels):
+    """Zero for a threshold stage, otherwise up to twice the fan-in either side."""
+    if stage == "thresholds":
+        return np.zeros(channels, dtype=np.int64)
+    return rng.integers(-2 * fan_in, 2 * fan_in + 1, size=channels)
+
+
+def _random_stage(rng, stage, out_format, lo, hi, mult_bits, samples):
+    """The output format and random stage (see :func:`random_dense`) of a layer whose
+    accumulators lie in ``[lo, hi]``; ``samples()`` gives accumulators of 64 random inputs,
+    ``(64, channels)``, from which thresholds are drawn."""
+    channels = len(lo)
     if stage == "accumulator":
-        output = TensorFormat(Format.int(signed_bits_for(lo.min(), hi.max())), weight_scale)
-        return Dense(name, weights, weight_format, weight_scale, bias, input_, output, None,
-                     codebook=codebook)
+        return TensorFormat(Format.int(signed_bits_for(lo.min(), hi.max())),
+                            np.ones(channels)), None
     out_format = Format.parse(out_format)
     if stage == "thresholds":
         # Thresholds drawn from the accumulators of random inputs, so every level occurs.
-        samples = _random_values(rng, in_format, (64, in_features)) @ weights.T + bias
-        picks = rng.integers(0, 64, size=(out_features, out_format.levels - 1))
-        values = np.sort(np.take_along_axis(samples.T, picks, axis=1), axis=1)
-        descending = rng.random(out_features) < 0.25
+        drawn = samples()
+        picks = rng.integers(0, 64, size=(channels, out_format.levels - 1))
+        values = np.sort(np.take_along_axis(drawn.T, picks, axis=1), axis=1)
+        values = np.clip(values, lo[:, None] - 1, hi[:, None] + 1)
+        descending = rng.random(channels) < 0.25
         values = np.where(descending[:, None], values[:, ::-1], values)
-        return Dense(name, weights, weight_format, weight_scale, bias, input_,
-                     TensorFormat(out_format, 1.0), Thresholds(values, descending),
-                     codebook=codebook)
+        return TensorFormat(out_format, 1.0), Thresholds(values, descending)
     if stage != "requant":
         raise ValueError(f"stage must be 'thresholds', 'requant' or 'accumulator', not {stage!r}")
     reach = np.maximum(np.maximum(np.abs(lo), np.abs(hi)), 1)
-    ratio = out_format.levels / (2.0 * reach) * rng.uniform(0.5, 2.0, size=out_features)
-    shift = np.full(out_features, 20)
+    ratio = out_format.levels / (2.0 * reach) * rng.uniform(0.5, 2.0, size=channels)
+    shift = np.full(channels, 20)
     multiplier = np.clip(np.round(ratio * 2.0 ** 20), 1, (1 << mult_bits) - 1).astype(np.int64)
     zero_point = 0 if out_format.signed else out_format.levels // 4
-    stage_params = Requant(multiplier, shift, mult_bits, zero_point, out_format.min_value,
-                           out_format.max_value)
-    return Dense(name, weights, weight_format, weight_scale, bias, input_,
-                 TensorFormat(out_format, 1.0, zero_point), stage_params, codebook=codebook)
+    return (TensorFormat(out_format, 1.0, zero_point),
+            Requant(multiplier, shift, mult_bits, zero_point, out_format.min_value,
+                    out_format.max_value))
 
 
 def random_network(rng, sizes, *, weight_formats, act_formats, input_format="uint8",

@@ -136,15 +136,24 @@ def test_network_chains_kinds_by_shape_and_format():
     assert (mixed.input_shape, mixed.output_shape, mixed.in_features) == ((4,), (2,), 4)
 
 
+def test_network_flattens_a_tensor_for_a_layer_that_takes_a_vector():
+    network = Network("n", (_gain("g", (2, 3), [1, 2, 3]), _dense("d", np.ones((2, 6), int))))
+    assert (network.input_shape, network.output_shape) == ((2, 3), (2,))
+    outputs, traces = run_network(network, np.arange(6).reshape(2, 3), trace=True)
+    assert traces[0].acc.shape == (2, 3)
+    assert outputs.tolist() == [0 + 2 + 6 + 3 + 8 + 15] * 2
+
+
 def test_network_refuses_shapes_that_do_not_meet():
-    with pytest.raises(ValueError, match=r"^Layer 'd' takes 4 inputs but layer 'g' gives 2x2$"):
-        Network("n", (_gain("g", (2, 2), [1, 2]), _dense("d", np.ones((2, 4), int))))
+    with pytest.raises(ValueError, match=r"^Layer 'd' takes 4 inputs but layer 'g' gives 2x3$"):
+        Network("n", (_gain("g", (2, 3), [1, 2, 3]), _dense("d", np.ones((2, 4), int))))
+    # Equal sizes are not enough unless the layer takes a vector: the shapes must be equal.
     with pytest.raises(ValueError, match=r"^Layer 'g1' takes 3x2 inputs but layer 'g0' gives "
                                          r"2x3$"):
         Network("n", (_gain("g0", (2, 3), [1, 2, 3]), _gain("g1", (3, 2), [1, 2], out=INT8)))
-    # Equal sizes are not enough: the shapes must be equal.
-    with pytest.raises(ValueError, match=r"^Layer 'g1' takes 6 inputs but layer 'g0' gives 2x3$"):
-        Network("n", (_gain("g0", (2, 3), [1, 2, 3]), _gain("g1", (6,), [1] * 6, out=INT8)))
+    with pytest.raises(ValueError, match=r"^Layer 'g1' takes 6x1 inputs but layer 'g0' gives "
+                                         r"2x3$"):
+        Network("n", (_gain("g0", (2, 3), [1, 2, 3]), _gain("g1", (6, 1), [1], out=INT8)))
 
 
 def test_network_refuses_unregistered_layer_classes():
@@ -181,15 +190,15 @@ def test_unknown_kinds_in_a_file_are_refused(tmp_path):
     with zipfile.ZipFile(path) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
     header = json.loads(members["header.json"])
-    header["layers"][0]["kind"] = "conv2d"
+    header["layers"][0]["kind"] = "lstm"
     members["header.json"] = json.dumps(header).encode()
     with zipfile.ZipFile(path, "w") as archive:
         for name, data in members.items():
             archive.writestr(name, data)
     with pytest.raises(ValueError, match=rf"^'{re.escape(str(path))}' is not a valid hwnn "
-                                         rf"network: layer 0 has unknown kind 'conv2d'; this hwnn "
-                                         rf"reads 'dense', 'gain', 'unrun' \(a newer hwnn may "
-                                         rf"read it\)$"):
+                                         rf"network: layer 0 has unknown kind 'lstm'; this hwnn "
+                                         rf"reads 'conv2d', 'dense', 'gain', 'maxpool2d', "
+                                         rf"'unrun' \(a newer hwnn may read it\)$"):
         Network.load(path)
 
 

@@ -4,8 +4,10 @@ This is the reference every generated design is proven against. It never imports
 Each layer kind has its golden function, registered on :func:`accumulate`.
 """
 
-from .network import (LayerTrace, accumulate, dense_accumulate, layer_inputs, output_stage,
-                      requantize, run_network, threshold)
+from .network import (LayerTrace, accumulate, conv2d_accumulate, dense_accumulate, layer_inputs,
+                      maxpool2d_accumulate, output_stage, requantize, run_network, threshold)
+from .window import windows
 
-__all__ = ["LayerTrace", "accumulate", "dense_accumulate", "layer_inputs", "output_stage",
-           "requantize", "run_network", "threshold"]
+__all__ = ["LayerTrace", "accumulate", "conv2d_accumulate", "dense_accumulate", "layer_inputs",
+           "maxpool2d_accumulate", "output_stage", "requantize", "run_network", "threshold",
+           "windows"]

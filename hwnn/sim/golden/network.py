@@ -1,7 +1,8 @@
 """Golden execution of a quantized network, layer by layer, on integer codes.
 
-Every function takes and returns int64 arrays with the batch on the leading axes and channels
-on the last axis, and computes exactly what the hardware computes: no floats anywhere.
+Every function takes and returns int64 arrays with the batch on the leading axes, then the
+layer's input or output shape (channels last), and computes exactly what the hardware
+computes: no floats anywhere.
 """
 
 from dataclasses import dataclass
@@ -9,10 +10,12 @@ from functools import singledispatch
 
 import numpy as np
 
-from hwnn.ir import Dense, Layer, Network, Requant, Thresholds
+from hwnn.ir import Conv2d, Dense, Layer, MaxPool2d, Network, Requant, Thresholds
 
-__all__ = ["LayerTrace", "accumulate", "dense_accumulate", "layer_inputs", "output_stage",
-           "requantize", "run_network", "threshold"]
+from .window import windows
+
+__all__ = ["LayerTrace", "accumulate", "conv2d_accumulate", "dense_accumulate", "layer_inputs",
+           "maxpool2d_accumulate", "output_stage", "requantize", "run_network", "threshold"]
 
 
 @singledispatch
@@ -30,6 +33,25 @@ def accumulate(layer: Layer, codes) -> np.ndarray:
 def dense_accumulate(layer: Dense, codes) -> np.ndarray:
     """Accumulators ``codes @ weights.T + bias`` of a dense layer."""
     return np.asarray(codes, dtype=np.int64) @ layer.weights.T + layer.bias
+
+
+@accumulate.register
+def conv2d_accumulate(layer: Conv2d, codes) -> np.ndarray:
+    """Accumulators of a convolution by im2col: each window of the input padded with its zero
+    point (:func:`~hwnn.sim.golden.window.windows`) times :attr:`Conv2d.weights_matrix`, plus
+    the bias; a depthwise layer's channel ``o`` takes the taps of input channel ``o`` only."""
+    window = windows(codes, layer.kernel, layer.stride, layer.padding, layer.input.zero_point)
+    if layer.depthwise:
+        taps = window.reshape(*window.shape[:-1], -1, layer.in_channels)   # (..., kh * kw, C)
+        return np.einsum("...tc,ct->...c", taps, layer.weights_matrix) + layer.bias
+    return window @ layer.weights_matrix.T + layer.bias
+
+
+@accumulate.register
+def maxpool2d_accumulate(layer: MaxPool2d, codes) -> np.ndarray:
+    """The largest code of each window, per channel."""
+    window = windows(codes, layer.kernel, layer.stride)
+    return window.reshape(*window.shape[:-1], -1, layer.in_channels).max(axis=-2)
 
 
 def threshold(acc, stage: Thresholds, out_format) -> np.ndarray:
@@ -89,17 +111,20 @@ def _check_codes(network: Network, codes) -> np.ndarray:
 
 
 def run_network(network: Network, codes, *, trace=False):
-    """Run ``network`` on input codes (of the network's input shape, ``(in,)`` for a dense
-    first layer, or a batch ``(N, in)`` of them), each layer with its kind's golden function.
+    """Run ``network`` on input codes (one input of the network's input shape, or a batch
+    ``(N, ...)`` of them), each layer with its kind's golden function. A layer that takes a
+    vector gets the tensor before it flattened (row-major, channels fastest).
 
-    Returns the output codes, or with ``trace`` a pair ``(outputs, [LayerTrace, ...])``.
+    Returns the output codes, or with ``trace`` a pair ``(outputs, [LayerTrace, ...])``, each
+    trace's arrays of the batch's shape and the layer's output shape.
     """
     if not isinstance(network, Network):
         raise TypeError(f"network must be a Network, not {network!r}")
     x = _check_codes(network, codes)
+    batch = x.shape[:x.ndim - len(network.input_shape)]
     traces = []
     for layer in network.layers:
-        acc = accumulate(layer, x)
+        acc = accumulate(layer, x.reshape(batch + layer.input_shape))
         x = output_stage(layer, acc)
         if trace:
             traces.append(LayerTrace(layer.name, acc, x))
@@ -107,8 +132,12 @@ def run_network(network: Network, codes, *, trace=False):
 
 
 def layer_inputs(network: Network, codes) -> list[np.ndarray]:
-    """Every layer's input codes for a batch ``(N, in)`` of input codes (or one vector, a
-    batch of one): the inputs, then each layer's outputs but the last's."""
-    codes = np.atleast_2d(_check_codes(network, codes))
+    """Every layer's input codes, in the layer's input shape, for a batch ``(N, ...)`` of
+    network inputs (or one input, a batch of one): the inputs, then each layer's outputs but
+    the last's."""
+    codes = _check_codes(network, codes)
+    if codes.shape == network.input_shape:
+        codes = codes[None]
     _, traces = run_network(network, codes, trace=True)
-    return [codes] + [trace.outputs for trace in traces[:-1]]
+    return [codes] + [trace.outputs.reshape(len(codes), *layer.input_shape)
+                      for trace, layer in zip(traces[:-1], network.layers[1:], strict=True)]

@@ -1,0 +1,180 @@
+"""The two-dimensional convolution layer kind, on channels-last images."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .checks import check_name, int_array, int_tuple, plain_int
+from .formats import Format
+from .layer import Layer, layer_kind
+from .stages import Requant, Thresholds, partial_sum_range
+from .tensors import TensorFormat, shape_text
+from .weighted import check_weighted, weighted_fields, weighted_file
+
+__all__ = ["Conv2d"]
+
+
+@layer_kind("conv2d")
+@dataclass(frozen=True, eq=False)
+class Conv2d(Layer):
+    """Two-dimensional convolution followed by its output stage; it maps an image of shape
+    ``(H, W, C_in)`` (``in_size`` is ``(H, W)``) to ``(OH, OW, C_out)``, channels last.
+
+    ``weights`` are codes of ``weight_format`` of shape ``(C_out, kh, kw, C_in / groups)``:
+    the kernel is ``(kh, kw)``. The window of output pixel ``(oy, ox)`` starts at input row
+    ``oy * sh - top`` and column ``ox * sw - left`` (``stride`` is ``(sh, sw)``, ``padding``
+    ``(top, bottom, left, right)``), so ``OH = (H + top + bottom - kh) // sh + 1`` and
+    likewise ``OW`` (rows or columns left over at the bottom or right are not used, as in
+    PyTorch and ONNX). A window read in the order a sliding-window unit emits it, row by row,
+    left to right, channels fastest, is the vector of ``K = kh * kw * C_in / groups`` codes
+    whose index is ``(ky * kw + kx) * C_in / groups + c``; :attr:`weights_matrix` is the
+    weights flattened in the same order, so ``acc[o] = weights_matrix[o] @ window + bias[o]``
+    (im2col).
+
+    ``groups`` is 1, or ``C_in`` for a depthwise convolution: then ``C_out == C_in`` (a
+    depthwise multiplier of 1), the weights have shape ``(C, kh, kw, 1)``, and channel ``o``'s
+    window holds input channel ``o`` only.
+
+    Padding inserts the code of real zero, the input's zero point (which must be a code of the
+    input format). Binary (bipolar) codes have no zero, so a convolution of a binary input
+    cannot be padded (a ValueError); pad the layer before it in real terms instead.
+
+    ``weight_scale``, ``bias``, ``input``, ``output``, ``stage`` and ``activation`` mean what
+    they mean for :class:`~hwnn.ir.Dense` (:mod:`hwnn.ir.weighted`): the same weight formats
+    (binary, ternary, int-k) with per-channel scales, and the same output stages.
+    """
+    name:          str
+    in_size:       tuple[int, int]
+    weights:       np.ndarray
+    weight_format: Format
+    weight_scale:  np.ndarray
+    bias:          np.ndarray
+    input:         TensorFormat
+    output:        TensorFormat
+    stage:         Thresholds | Requant | None
+    stride:        tuple[int, int] = (1, 1)
+    padding:       tuple[int, int, int, int] = (0, 0, 0, 0)
+    groups:        int = 1
+    activation:    str = "identity"
+
+    def __post_init__(self):
+        check_name(self.name, "Layer name")
+        where = f"Layer {self.name!r}"
+        object.__setattr__(self, "in_size", int_tuple(self.in_size, 2, f"{where} in_size", 1))
+        object.__setattr__(self, "stride", int_tuple(self.stride, 2, f"{where} stride", 1))
+        object.__setattr__(self, "padding", int_tuple(self.padding, 4, f"{where} padding", 0))
+        object.__setattr__(self, "groups", plain_int(self.groups, f"{where} groups"))
+        weights = int_array(self.weights, f"{where} weights", 4)
+        if 0 in weights.shape:
+            raise ValueError(f"{where} has an empty weight array of shape {weights.shape}")
+        check_weighted(self, where, weights)
+        channels = weights.shape[0]
+        if self.groups != 1 and (self.groups != channels or weights.shape[3] != 1):
+            raise ValueError(f"{where} groups must be 1, or its {channels} channels for a "
+                             f"depthwise convolution with weights of shape ({channels}, kh, kw, "
+                             f"1), not {self.groups} with weights of shape {weights.shape}")
+        (height, width), (top, bottom, left, right) = self.in_size, self.padding
+        padded = (height + top + bottom, width + left + right)
+        if self.kernel[0] > padded[0] or self.kernel[1] > padded[1]:
+            raise ValueError(f"{where} kernel {shape_text(self.kernel)} is larger than its "
+                             f"padded input {shape_text(padded)}")
+        if any(self.padding):
+            if self.input.format.kind == "bipolar":
+                raise ValueError(f"{where} cannot pad its binary input (padding "
+                                 f"{self.padding}): binary codes have no zero")
+            if not self.input.format.contains(self.input.zero_point):
+                raise ValueError(f"{where} pads with its input's zero point "
+                                 f"{self.input.zero_point}, which is not a code of "
+                                 f"{self.input.format}")
+        self._check_stage(where)
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        """``(kh, kw)``."""
+        return self.weights.shape[1:3]
+
+    @property
+    def in_channels(self) -> int:
+        return self.weights.shape[3] * self.groups
+
+    @property
+    def out_channels(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def depthwise(self) -> bool:
+        """Whether each output channel sees its own input channel only (``groups > 1``)."""
+        return self.groups > 1
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        """``(OH, OW)``."""
+        (height, width), (top, bottom, left, right) = self.in_size, self.padding
+        return ((height + top + bottom - self.kernel[0]) // self.stride[0] + 1,
+                (width + left + right - self.kernel[1]) // self.stride[1] + 1)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (*self.in_size, self.in_channels)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int]:
+        return (*self.out_size, self.out_channels)
+
+    @property
+    def weights_matrix(self) -> np.ndarray:
+        """The weights as the ``(C_out, K)`` matrix of im2col, ``K = kh * kw * C_in / groups``
+        in window order (kernel row, kernel column, channel; channels fastest)."""
+        return self.weights.reshape(self.out_channels, -1)
+
+    @property
+    def acc_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel bounds of every partial sum of the accumulator over every window
+        (:func:`~hwnn.ir.stages.partial_sum_range`: each tap's product and the bias with 0
+        included, so a partial sum reaches each bound), exact with padding: a tap in the
+        padding adds its fixed weight x zero point. The bounds are the extremes over the
+        distinct sets of taps that fall inside the image: the interior windows' and each
+        border case's."""
+        fmt, zero_point = self.input.format, self.input.zero_point
+        matrix, per_tap = self.weights_matrix, self.weights.shape[3]
+        rows, cols = (_taps_inside(size, kernel, stride, before, after)
+                      for size, kernel, stride, before, after in
+                      zip(self.in_size, self.kernel, self.stride, self.padding[::2],
+                          self.padding[1::2], strict=True))
+        bounds = []
+        for row in rows:
+            for col in cols:
+                inside = np.repeat(np.outer(row, col).ravel(), per_tap)
+                bounds.append(partial_sum_range(matrix, self.bias,
+                                                np.where(inside, fmt.min_value, zero_point),
+                                                np.where(inside, fmt.max_value, zero_point)))
+        lows, highs = zip(*bounds, strict=True)
+        return np.min(lows, axis=0), np.max(highs, axis=0)
+
+    @property
+    def weight_bits(self) -> int:
+        """Bits of weight memory (codes only)."""
+        return self.weights.size * self.weight_format.width
+
+    # Files ------------------------------------------------------------------------------------
+
+    def header_and_arrays(self):
+        header, arrays = weighted_file(self)
+        return header | {"in_size": list(self.in_size), "stride": list(self.stride),
+                         "padding": list(self.padding), "groups": self.groups}, arrays
+
+    @classmethod
+    def from_header_and_arrays(cls, header, arrays):
+        fields = weighted_fields(header, arrays, {"in_size", "stride", "padding", "groups"})
+        return cls(**fields, in_size=header["in_size"], stride=header["stride"],
+                   padding=header["padding"], groups=header["groups"])
+
+
+def _taps_inside(size, kernel, stride, before, after) -> np.ndarray:
+    """Along one axis of an image of ``size`` pixels, padded with ``before`` and ``after``
+    pixels: the distinct masks of which of a window's ``kernel`` taps fall inside the image
+    (True) rather than in the padding, over every window position of ``stride``; one mask per
+    row, sorted."""
+    count = (size + before + after - kernel) // stride + 1
+    taps = np.arange(count)[:, None] * stride - before + np.arange(kernel)
+    return np.unique((taps >= 0) & (taps < size), axis=0)
