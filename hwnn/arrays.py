@@ -35,26 +35,27 @@ def _read(path: Path):
         raise ValueError(f"{str(path)!r} is not a readable .npy/.npz file: {reason}") from None
 
 
-def _real_matrix(array, where):
+def _real_samples(array, where):
     if array.dtype.kind not in "iuf":
         raise ValueError(f"{where} must hold numbers, not {array.dtype} values")
-    if array.ndim != 2:
-        raise ValueError(f"{where} must be a 2-d array (samples x features), not shape "
-                         f"{array.shape}")
+    if array.ndim < 2:
+        raise ValueError(f"{where} must be an array of samples (samples x features, or samples "
+                         f"x image axes), not shape {array.shape}")
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{where} holds NaN or infinite values")
     return array
 
 
 def load_inputs(path) -> np.ndarray:
-    """Inputs (samples x features) from a ``.npy``, or the ``x`` array of an ``.npz``."""
+    """Inputs (samples first: samples x features, or a batch of images) from a ``.npy``, or the
+    ``x`` array of an ``.npz``."""
     path = Path(path)
     data = _read(path)
     if isinstance(data, dict):
         if "x" not in data:
             raise ValueError(f"{str(path)!r} has no array 'x' (it has {', '.join(data) or 'none'})")
         data = data["x"]
-    return _real_matrix(data, f"Inputs in {str(path)!r}")
+    return _real_samples(data, f"Inputs in {str(path)!r}")
 
 
 def load_labelled(path) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +66,7 @@ def load_labelled(path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(data, dict) or not {"x", "y"} <= set(data):
         raise ValueError(f"{str(path)!r} must be an .npz with arrays 'x' (inputs) and 'y' "
                          f"(labels)")
-    x = _real_matrix(data["x"], f"Inputs in {str(path)!r}")
+    x = _real_samples(data["x"], f"Inputs in {str(path)!r}")
     y = data["y"]
     if y.dtype.kind not in "biufU" or y.shape != x.shape[:1]:
         raise ValueError(f"Labels in {str(path)!r} must be {x.shape[0]} numbers or strings, not "

@@ -115,13 +115,14 @@ def _cmd_quantize(args) -> int:
         print()
         print(compression_table(network))
     if test is not None:
-        x = model.check_inputs(test[0])
+        x = test[0]
         models = [("float", model)]
         if args.prune:
             models.append(("pruned float", prune_network(model, options)))
         figures = [f"{name} {100 * (float_predictions(net, x) == labels).mean():.2f}%"
                    for name, net in models]
-        golden_accuracy = (golden_predictions(network, x) == labels).mean()
+        # The float model takes inputs as its source gives them; the IR channels last.
+        golden_accuracy = (golden_predictions(network, model.check_inputs(x)) == labels).mean()
         print(f"\naccuracy on {len(labels)} test inputs: {', '.join(figures)}, golden model "
               f"{100 * golden_accuracy:.2f}%")
     path = network.save(args.output)
@@ -400,7 +401,7 @@ def _parser():
         "quantize", help="quantize a trained float model into an hwnn network file",
         description="Quantize a trained model (.npz float weights, or a pickled scikit-learn "
                     "MLP as .pkl/.joblib) into a .hwnn.npz network.")
-    quantize.add_argument("model", help="model file: .npz, .pkl or .joblib")
+    quantize.add_argument("model", help="model file: .npz, .onnx, .pkl or .joblib")
     quantize.add_argument("--weights", default="int8",
                           help="int2..int16 (symmetric; int2 gives ternary codes), ternary "
                                "(TWN) or binary (default int8)")

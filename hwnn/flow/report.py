@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..ir import Network
+from ..ir import Conv2d, Dense, MaxPool2d, Network
 from ..ir.tensors import shape_text
 from ..quant.floatnet import FloatNetwork
 
@@ -22,16 +22,44 @@ def format_table(header, rows, *, right=()) -> str:
     return "\n".join(lines)
 
 
+def _sides(values) -> str:
+    """``"1"`` for equal values, else ``"1x2"``."""
+    return str(values[0]) if len(set(values)) == 1 else shape_text(values)
+
+
+def _window(layer) -> str:
+    """A convolution's or pool's kernel, stride and padding (``"3x3 s1 p1"``, ``"2x2 s2"``,
+    ``dw`` for a depthwise convolution); empty for a dense layer."""
+    if isinstance(layer, Dense):
+        return ""
+    text = f"{shape_text(layer.kernel)} s{_sides(layer.stride)}"
+    if isinstance(layer, Conv2d):
+        if any(layer.padding):
+            text += f" p{_sides(layer.padding)}"
+        if layer.depthwise:
+            text += " dw"
+    return text
+
+
 def layer_table(network: Network) -> str:
-    """One row per layer: shape, formats, output stage, weight sparsity, memory bits, acc bits."""
-    rows = [(layer.name, f"{shape_text(layer.input_shape)}->{shape_text(layer.output_shape)}",
-             str(layer.weight_format), str(layer.input.format), str(layer.output.format),
-             layer.stage_name, f"{100 * layer.sparsity:.1f}%", layer.weight_bits, layer.acc_bits)
-            for layer in network.layers]
+    """One row per layer: shape, window (kernel, stride, padding) when the network has
+    convolutions or pools, formats, output stage, weight sparsity, memory bits, acc bits. A
+    pool has no weights and no stage (``-``)."""
+    windowed = any(not isinstance(layer, Dense) for layer in network.layers)
+    rows = []
+    for layer in network.layers:
+        pool = isinstance(layer, MaxPool2d)
+        row = [layer.name, f"{shape_text(layer.input_shape)}->{shape_text(layer.output_shape)}",
+               "-" if pool else str(layer.weight_format), str(layer.input.format),
+               str(layer.output.format), "max" if pool else layer.stage_name,
+               "-" if pool else f"{100 * np.mean(layer.weights == 0):.1f}%",
+               layer.weight_bits, "-" if pool else layer.acc_bits]
+        rows.append(row[:2] + [_window(layer)] * windowed + row[2:])
     total = sum(layer.weight_bits for layer in network.layers)
-    rows.append(("total", "", "", "", "", "", "", total, ""))
-    return format_table(("layer", "shape", "weights", "inputs", "outputs", "stage", "zeros",
-                         "weight bits", "acc bits"), rows, right={6, 7, 8})
+    rows.append(["total"] + [""] * (6 + windowed) + [total, ""])
+    header = ["layer", "shape", *["window"] * windowed, "weights", "inputs", "outputs", "stage",
+              "zeros", "weight bits", "acc bits"]
+    return format_table(header, rows, right={6 + windowed, 7 + windowed, 8 + windowed})
 
 
 def class_indices(labels, info: dict) -> np.ndarray:
@@ -75,21 +103,24 @@ def golden_predictions(network: Network, x) -> np.ndarray:
 
 
 def compression_table(network: Network, *, index_bits=4) -> str:
-    """Per layer and in total: dense weight bits; pruned + shared bits (a codebook index, or
-    the code, per nonzero, plus the codebook); compressed-sparse-column bits with
-    ``index_bits`` relative row indices, padding and column pointers; the same entries
-    Huffman-coded; and the ratio of dense to Huffman-coded size."""
+    """Per weighted layer and in total: dense weight bits; pruned + shared bits (a codebook
+    index, or the code, per nonzero, plus the codebook); compressed-sparse-column bits (of a
+    convolution's im2col matrix) with ``index_bits`` relative row indices, padding and column
+    pointers; the same entries Huffman-coded; and the ratio of dense to Huffman-coded size."""
     from ..quant.compress import huffman_bits
     from ..quant.csc import encode
 
     rows, totals = [], np.zeros(4, dtype=np.int64)
     for layer in network.layers:
+        if isinstance(layer, MaxPool2d):
+            continue
         width = layer.weight_format.width
-        shared = layer.codebook is not None
+        shared = isinstance(layer, Dense) and layer.codebook is not None
         value_bits = max(len(layer.codebook).bit_length(), 1) if shared else width
         book = len(layer.codebook) * width if shared else 0
         nonzeros = int(np.count_nonzero(layer.weights))
-        csc = encode(layer.weights, index_bits=index_bits)
+        matrix = layer.weights_matrix if isinstance(layer, Conv2d) else layer.weights
+        csc = encode(matrix, index_bits=index_bits)
         symbols = np.concatenate(csc.values)
         if shared:    # store codebook indices, with one index for padding's zero
             symbols = np.searchsorted(np.concatenate([[0], layer.codebook]), symbols)

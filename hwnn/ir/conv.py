@@ -11,7 +11,7 @@ from .stages import Requant, Thresholds, partial_sum_range
 from .tensors import TensorFormat, shape_text
 from .weighted import check_weighted, weighted_fields, weighted_file
 
-__all__ = ["Conv2d"]
+__all__ = ["Conv2d", "conv_acc_range"]
 
 
 @layer_kind("conv2d")
@@ -135,21 +135,8 @@ class Conv2d(Layer):
         padding adds its fixed weight x zero point. The bounds are the extremes over the
         distinct sets of taps that fall inside the image: the interior windows' and each
         border case's."""
-        fmt, zero_point = self.input.format, self.input.zero_point
-        matrix, per_tap = self.weights_matrix, self.weights.shape[3]
-        rows, cols = (_taps_inside(size, kernel, stride, before, after)
-                      for size, kernel, stride, before, after in
-                      zip(self.in_size, self.kernel, self.stride, self.padding[::2],
-                          self.padding[1::2], strict=True))
-        bounds = []
-        for row in rows:
-            for col in cols:
-                inside = np.repeat(np.outer(row, col).ravel(), per_tap)
-                bounds.append(partial_sum_range(matrix, self.bias,
-                                                np.where(inside, fmt.min_value, zero_point),
-                                                np.where(inside, fmt.max_value, zero_point)))
-        lows, highs = zip(*bounds, strict=True)
-        return np.min(lows, axis=0), np.max(highs, axis=0)
+        return conv_acc_range(self.weights, self.bias, self.input, self.in_size, self.stride,
+                              self.padding)
 
     @property
     def weight_bits(self) -> int:
@@ -168,6 +155,28 @@ class Conv2d(Layer):
         fields = weighted_fields(header, arrays, {"in_size", "stride", "padding", "groups"})
         return cls(**fields, in_size=header["in_size"], stride=header["stride"],
                    padding=header["padding"], groups=header["groups"])
+
+
+def conv_acc_range(weights, bias, in_tensor: TensorFormat, in_size, stride, padding):
+    """:attr:`Conv2d.acc_range` of a convolution with ``weights`` (codes of shape ``(C_out, kh,
+    kw, C_in / groups)``), ``bias``, input format ``in_tensor``, ``in_size``, ``stride`` and
+    ``padding`` (normalized tuples), for a frontend that needs the bounds before it has the
+    layer's output stage."""
+    fmt, zero_point = in_tensor.format, in_tensor.zero_point
+    matrix, per_tap = weights.reshape(weights.shape[0], -1), weights.shape[3]
+    rows, cols = (_taps_inside(size, kernel, step, before, after)
+                  for size, kernel, step, before, after in
+                  zip(in_size, weights.shape[1:3], stride, padding[::2], padding[1::2],
+                      strict=True))
+    bounds = []
+    for row in rows:
+        for col in cols:
+            inside = np.repeat(np.outer(row, col).ravel(), per_tap)
+            bounds.append(partial_sum_range(matrix, bias,
+                                            np.where(inside, fmt.min_value, zero_point),
+                                            np.where(inside, fmt.max_value, zero_point)))
+    lows, highs = zip(*bounds, strict=True)
+    return np.min(lows, axis=0), np.max(highs, axis=0)
 
 
 def _taps_inside(size, kernel, stride, before, after) -> np.ndarray:

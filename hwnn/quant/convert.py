@@ -4,7 +4,7 @@
 Per layer, weights become codes of the weight scheme (per tensor or per output channel), and
 the output stage is chosen as follows:
 
-* the last layer outputs its accumulators (``last_stage="accumulator"``, the default; the float
+* the last dense or convolution layer outputs its accumulators (``last_stage="accumulator"``, the default; the float
   bias is rounded into the accumulator domain), so classification is an argmax;
 * a hidden layer with binary activations, with activations of at most
   ``max_threshold_bits`` bits, or with a non-linear activation other than ReLU uses
@@ -16,6 +16,11 @@ the output stage is chosen as follows:
 
 Binary activations replace the hidden activation function by ``sign`` (as in BNNs), and the
 network input is quantized to 8 bits unless ``input_format`` says otherwise.
+
+A convolution is quantized as the dense layer of its im2col matrix (``(C_out, kh * kw *
+C_in / groups)``; per-channel things per output channel), its accumulator bounds exact with
+padding. A max pool keeps the codes of the layer before it: it follows that layer's output
+stage, which commutes with it as activations and quantizers are monotone.
 
 Accumulators work on raw codes, ``acc = weights @ codes + bias``. Calibration is symmetric, so
 every zero point is 0 and the integer bias is the float one in accumulator units (the IR folds
@@ -30,10 +35,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ParameterError
-from ..ir import Dense, Network, Requant, TensorFormat, accumulator_range
+from ..ir import Conv2d, Dense, MaxPool2d, Network, Requant, TensorFormat, accumulator_range
+from ..ir.conv import conv_acc_range
 from ..ir.formats import Format, Rounding, round_values, signed_bits_for
 from .compress import prune_masks, share_weights
-from .floatnet import FloatDense, FloatNetwork
+from .floatnet import FloatConv2d, FloatMaxPool2d, FloatNetwork, FloatWeighted
 from .fold import requant_for, stage_function, thresholds_for
 from .quantizers import QuantParams, affine_params, binarize, calibrate, quantize, ternarize
 
@@ -208,14 +214,14 @@ def _calibrated(samples, fmt: Format, options: QuantOptions, where: str) -> Tens
     return TensorFormat(fmt, params.scale, int(params.zero_point))
 
 
-def _uses_thresholds(layer: FloatDense, fmt: Format, options: QuantOptions) -> bool:
+def _uses_thresholds(layer: FloatWeighted, fmt: Format, options: QuantOptions) -> bool:
     if options.stage != "auto":
         return options.stage == "thresholds"
     return (fmt.kind == "bipolar" or fmt.bits <= options.max_threshold_bits
             or layer.activation not in ("identity", "relu"))
 
 
-def _check_requant(layer: FloatDense, fmt: Format, name: str):
+def _check_requant(layer: FloatWeighted, fmt: Format, name: str):
     if fmt.kind != "int":
         raise ValueError(f"Layer {name!r}: binary activations need thresholds, not "
                          f"requantization")
@@ -248,33 +254,76 @@ def prune_network(network: FloatNetwork, options: QuantOptions | None = None) ->
     options = _check_args(network, options)
     if not options.prune:
         return network
-    masks = prune_masks([layer.weight for layer in network.layers], options.prune,
-                        scope=options.prune_scope)
-    return FloatNetwork(tuple(FloatDense(layer.weight * mask, layer.bias, layer.activation,
-                                         layer.batchnorm)
-                              for layer, mask in zip(network.layers, masks, strict=True)),
-                        network.info)
+    weighted = [layer for layer in network.layers if isinstance(layer, FloatWeighted)]
+    masks = iter(prune_masks([layer.weight for layer in weighted], options.prune,
+                             scope=options.prune_scope))
+    return FloatNetwork(tuple(layer.with_weight(layer.weight * next(masks))
+                              if isinstance(layer, FloatWeighted) else layer
+                              for layer in network.layers),
+                        network.info, network.input_layout)
+
+
+def _layer_name(layer, index) -> str:
+    kind = {FloatConv2d: "conv", FloatMaxPool2d: "pool"}.get(type(layer), "dense")
+    return f"{kind}{index}"
+
+
+def _acc_range(layer: FloatWeighted, codes, bias, tensor: TensorFormat):
+    """Per-channel accumulator bounds of ``layer`` with weight codes ``codes`` (a matrix)
+    on inputs ``tensor``: exact with a convolution's padding."""
+    if isinstance(layer, FloatConv2d):
+        return conv_acc_range(codes.reshape(layer.weight.shape), bias, tensor, layer.in_size,
+                              layer.stride, layer.padding)
+    return accumulator_range(codes, bias, tensor.format)
+
+
+def _ir_layer(layer: FloatWeighted, name, codes, codebook, **fields):
+    """The IR layer of ``layer`` with weight codes ``codes`` (a matrix) and the common
+    ``fields`` of a weighted IR layer."""
+    if isinstance(layer, FloatConv2d):
+        if codebook is not None:
+            raise ValueError(f"Layer {name!r} is a convolution: weights are shared in dense "
+                             f"layers only")
+        return Conv2d(name, layer.in_size, codes.reshape(layer.weight.shape), **fields,
+                      stride=layer.stride, padding=layer.padding, groups=layer.groups)
+    return Dense(name, codes, **fields, codebook=codebook)
 
 
 def quantize_network(network: FloatNetwork, calib, options: QuantOptions | None = None, *,
                      name="net") -> Network:
-    """Quantize ``network`` with ``options``, calibrating activations on inputs ``calib``
-    (on the pruned network's activations when ``options.prune``: see :func:`prune_network`)."""
+    """Quantize ``network`` with ``options``, calibrating activations on inputs ``calib`` (as
+    :meth:`~hwnn.quant.floatnet.FloatNetwork.check_inputs` takes them; on the pruned network's
+    activations when ``options.prune``: see :func:`prune_network`).
+
+    Dense layers become :class:`~hwnn.ir.Dense`, convolutions :class:`~hwnn.ir.Conv2d` (the
+    same quantization of their im2col matrix, per output channel where per channel; no weight
+    sharing) and pools :class:`~hwnn.ir.MaxPool2d` after the output stage of the layer before
+    them. The last dense or convolution layer outputs its accumulators."""
     options = _check_args(network, options)
-    calib = network.check_inputs(calib)
-    if calib.shape[0] == 0:
+    inputs = network.check_inputs(calib)
+    if inputs.shape[0] == 0:
         raise ValueError("Calibration needs at least one input sample")
 
     network = prune_network(network, options)
-    input_name = options.input_format or ("uint8" if calib.min() >= 0 else "int8")
-    tensor = _calibrated(calib, Format.parse(input_name), options, "the network input")
+    input_name = options.input_format or ("uint8" if inputs.min() >= 0 else "int8")
+    tensor = _calibrated(inputs, Format.parse(input_name), options, "the network input")
     float_outputs = network.forward(calib, trace=True)
     act_format = options.act_format
     layers = []
+    last_weighted = max((index for index, layer in enumerate(network.layers)
+                         if isinstance(layer, FloatWeighted)), default=None)
+    if last_weighted is None:
+        raise ValueError("A network to quantize needs a dense or convolution layer")
     for index, float_layer in enumerate(network.layers):
-        layer_name = f"dense{index}"
+        layer_name = _layer_name(float_layer, index)
+        if isinstance(float_layer, FloatMaxPool2d):
+            # A pool takes the codes of the layer before it: after its output stage, which is
+            # exact as the float activation before it is monotone.
+            layers.append(MaxPool2d(layer_name, float_layer.in_size, float_layer.in_channels,
+                                    float_layer.kernel, tensor, float_layer.stride))
+            continue
         where = f"the output of layer {layer_name!r}"
-        last = index == len(network.layers) - 1
+        last = index == last_weighted
         thresholds = not last and _uses_thresholds(float_layer, act_format, options)
         if not last and not thresholds:
             _check_requant(float_layer, act_format, layer_name)
@@ -283,7 +332,7 @@ def quantize_network(network: FloatNetwork, calib, options: QuantOptions | None 
             float_layer = float_layer.folded()
         # The bias the accumulator adds; a threshold stage holds it instead.
         acc_bias = np.zeros_like(float_layer.bias) if thresholds else float_layer.bias
-        codes, weight_scale = _quantize_weights(float_layer.weight, acc_bias, tensor, options)
+        codes, weight_scale = _quantize_weights(float_layer.matrix, acc_bias, tensor, options)
         codebook = None
         if options.share is not None:
             codes, codebook = share_weights(codes, options.share)
@@ -298,14 +347,14 @@ def quantize_network(network: FloatNetwork, calib, options: QuantOptions | None 
                 acc_scale=acc_scale, bias=float_layer.bias, batchnorm=float_layer.batchnorm,
                 activation=activation, out_format=act_format, out_scale=float(output.scale),
                 out_zero_point=output.zero_point)
-            lo, hi = accumulator_range(codes, bias, tensor.format)
+            lo, hi = _acc_range(float_layer, codes, bias, tensor)
             gain = acc_scale * (float_layer.batchnorm.gain if float_layer.batchnorm else 1.0)
             stage = thresholds_for(function, lo, hi, act_format, gain < 0)
         else:
             activation = float_layer.activation
             bias = round_values(float_layer.bias / acc_scale, Rounding.HALF_EVEN).astype(np.int64)
             if last:
-                lo, hi = accumulator_range(codes, bias, tensor.format)
+                lo, hi = _acc_range(float_layer, codes, bias, tensor)
                 bits = signed_bits_for(lo.min(), hi.max())
                 if bits > Format.MAX_BITS:
                     raise ValueError(f"Layer {layer_name!r} outputs its accumulator, which needs "
@@ -319,8 +368,10 @@ def quantize_network(network: FloatNetwork, calib, options: QuantOptions | None 
                 floor = output.zero_point if activation == "relu" else act_format.min_value
                 stage = Requant(multiplier, shift, options.mult_bits, output.zero_point,
                                 max(floor, act_format.min_value), act_format.max_value)
-        layers.append(Dense(layer_name, codes, weight_format, weight_scale, bias, tensor,
-                            output, stage, activation, codebook))
+        layers.append(_ir_layer(float_layer, layer_name, codes, codebook,
+                                weight_format=weight_format, weight_scale=weight_scale,
+                                bias=bias, input=tensor, output=output, stage=stage,
+                                activation=activation))
         tensor = output
     info = {"source": network.info, "options": {
         key: getattr(options, key) for key in QuantOptions.__dataclass_fields__}}

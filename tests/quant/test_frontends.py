@@ -166,8 +166,8 @@ def _without(*keys, **changes):
 
 @pytest.mark.parametrize("arrays, message", [
     (_without(weights_0=np.ones(2)),
-     (r"has an unexpected array 'weights_0'; expected weight_<i>, bias_<i>, activation_<i> and "
-      r"bn_\*_<i>$")),
+     (r"has an unexpected array 'weights_0'; expected weight_<i>, bias_<i>, activation_<i>, "
+      r"bn_\*_<i>, stride_<i>, padding_<i>, groups_<i>, pool_<i> and input_shape$")),
     (_without(weight_x=np.ones(2)), r"has an unexpected array 'weight_x'"),
     ({}, r"holds no layers \(no weight_0 array\)$"),
     (_without("bias_1"), r"has no bias_1$"),
