@@ -1,12 +1,14 @@
 """Quantization: float networks to integer networks (the IR, :mod:`hwnn.ir`). Pure Python and
-NumPy."""
+NumPy (the ONNX frontend, :mod:`.onnx_frontend`, also needs the ``onnx`` package)."""
 
 from .convert import QuantOptions, quantize_network
-from .floatnet import ACTIVATIONS, BatchNorm, FloatDense, FloatNetwork
+from .floatnet import (ACTIVATIONS, BatchNorm, FloatConv2d, FloatDense, FloatMaxPool2d,
+                       FloatNetwork)
 from .frontends import from_sklearn, load_model, load_npz, save_npz
 from .quantizers import (QuantParams, affine_params, binarize, calibrate, dequantize, quantize,
                          ternarize)
 
-__all__ = ["ACTIVATIONS", "BatchNorm", "FloatDense", "FloatNetwork", "QuantOptions",
-           "QuantParams", "affine_params", "binarize", "calibrate", "dequantize", "from_sklearn",
-           "load_model", "load_npz", "quantize", "quantize_network", "save_npz", "ternarize"]
+__all__ = ["ACTIVATIONS", "BatchNorm", "FloatConv2d", "FloatDense", "FloatMaxPool2d",
+           "FloatNetwork", "QuantOptions", "QuantParams", "affine_params", "binarize",
+           "calibrate", "dequantize", "from_sklearn", "load_model", "load_npz", "quantize",
+           "quantize_network", "save_npz", "ternarize"]

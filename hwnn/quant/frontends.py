@@ -35,7 +35,7 @@
   that order; the network's ``input_layout`` is ``"chw"``), and a dense layer after an image
   takes it flattened in (C, H, W) order, so its columns are permuted once to hwnn's (H, W, C)
   order (:func:`hwnn.ir.chw_to_hwc_columns`).
-* :func:`hwnn.quant.onnx.load_onnx`: a float ONNX file (``.onnx``).
+* :func:`hwnn.quant.onnx_frontend.load_onnx`: a float ONNX file (``.onnx``).
 * :func:`load_model`: any of them, by file suffix (``.npz``; ``.onnx``; ``.pkl``/``.joblib``
   for a pickled scikit-learn model, which must come from a trusted source: unpickling runs
   code).
@@ -166,8 +166,8 @@ def _npz_layers(parts, index, shape):
     else:
         extra = [f"{key}_{index}" for key in _CONV_KEYS if key in parts]
         if extra:
-            raise ValueError(f"layer {index} is dense: {', '.join(extra)} apply to "
-                             f"convolutions (4-d weights) only")
+            raise ValueError(f"layer {index} is dense but has {', '.join(extra)}: only "
+                             f"convolutions (4-d weights) have those")
         if len(shape) == 3 and weight.ndim == 2:
             # PyTorch flattens (C, H, W); hwnn flattens (H, W, C).
             if weight.shape[1:] != (math.prod(shape),):
@@ -179,7 +179,8 @@ def _npz_layers(parts, index, shape):
     if "pool" not in parts:
         return [layer]
     if len(layer.output_shape) != 3:
-        raise ValueError(f"layer {index} is dense: pool_{index} applies to convolutions only")
+        raise ValueError(f"layer {index} is dense but has pool_{index}: only convolutions "
+                         f"have a pool")
     *size, channels = layer.output_shape
     return [layer, FloatMaxPool2d(size, channels, _ints(parts, "pool", index))]
 
@@ -278,12 +279,16 @@ def save_npz(network: FloatNetwork, path) -> Path:
 
 
 def load_model(path) -> FloatNetwork:
-    """Float network from a model file: ``.npz`` weights or a pickled scikit-learn MLP."""
+    """Float network from a model file: ``.npz`` weights, a float ONNX model or a pickled
+    scikit-learn MLP."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No model file at {str(path)!r}")
     if path.suffix == ".npz":
         return load_npz(path)
+    if path.suffix == ".onnx":
+        from .onnx_frontend import load_onnx
+        return load_onnx(path)
     if path.suffix in (".pkl", ".pickle", ".joblib"):
         import joblib
         try:
@@ -293,7 +298,7 @@ def load_model(path) -> FloatNetwork:
         network = from_sklearn(model)
         return FloatNetwork(network.layers, network.info | {"file": path.name})
     raise ValueError(f"Unknown model file type {path.suffix!r} ({str(path)!r}); expected .npz, "
-                     f".pkl or .joblib")
+                     f".onnx, .pkl or .joblib")
 
 
 def prune_sklearn(model, x, y, sparsity, *, scope="layer", steps=3, epochs=200):

