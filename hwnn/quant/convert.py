@@ -4,8 +4,9 @@
 Per layer, weights become codes of the weight scheme (per tensor or per output channel), and
 the output stage is chosen as follows:
 
-* the last dense or convolution layer outputs its accumulators (``last_stage="accumulator"``, the default; the float
-  bias is rounded into the accumulator domain), so classification is an argmax;
+* the last dense or convolution layer outputs its accumulators (``last_stage="accumulator"``,
+  the default; the float bias is rounded into the accumulator domain), so classification is
+  an argmax;
 * a hidden layer with binary activations, with activations of at most
   ``max_threshold_bits`` bits, or with a non-linear activation other than ReLU uses
   thresholds, which fold bias, BatchNorm, activation and quantizer exactly;

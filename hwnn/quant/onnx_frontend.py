@@ -158,7 +158,7 @@ class _Importer:
             return default
         name = node.input[position]
         if name not in self.constants:
-            raise ValueError(f"{self.where} has {what} {name!r} that is not a constant (an "
+            raise ValueError(f"{self.where} has {what} {name!r}, which is not a constant (an "
                              f"initializer or a Constant node)")
         return np.asarray(self.constants[name], dtype=np.float64)
 

@@ -124,24 +124,24 @@ CONV = {"input_shape": np.array([2, 6, 6]), "weight_0": np.ones((3, 2, 3, 3)),
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"input_shape": None}, r"layer 0 is a convolution \(4-d weight_0\) but takes a vector "
-                            r"of 2: give input_shape \(C, H, W\)$"),
+    ({"input_shape": None}, (r"layer 0 is a convolution \(4-d weight_0\) but takes a vector "
+                            r"of 2: give input_shape \(C, H, W\)$")),
     ({"input_shape": np.array([6, 6])},
      r"input_shape must be 3 positive integers \(C, H, W\), not \[6, 6\]$"),
     ({"input_shape": np.array([3, 6, 6])}, r"layer 0 takes 2 channels but its input has 3$"),
     ({"stride_1": np.array(2), "groups_1": np.array(1)},
-     r"layer 1 is dense but has stride_1, groups_1: only convolutions \(4-d weights\) have "
-     r"those$"),
-    ({"pool_1": np.array(2)}, r"layer 1 is dense but has pool_1: only convolutions have a "
-                              r"pool$"),
-    ({"padding_0": np.array([1, 2, 3])}, r"layer 0: padding_0 must be 1, 2 \(rows, columns\) "
-                                         r"or 4 \(top, bottom, left, right\) integers"),
-    ({"stride_0": np.array(1.5)}, r"layer 0: stride_0 must be an integer or a vector of "
-                                  r"integers, not float64 of shape \(\)$"),
-    ({"groups_0": np.array(2)}, r"layer 0: groups must be 1, or the 3 channels of a "
-                                r"depthwise convolution"),
-    ({"weight_1": np.ones((2, 40))}, r"layer 1 takes 40 inputs but its input image "
-                                     r"has 3x4x4 = 48 values$"),
+     (r"layer 1 is dense but has stride_1, groups_1: only convolutions \(4-d weights\) have "
+     r"those$")),
+    ({"pool_1": np.array(2)}, (r"layer 1 is dense but has pool_1: only convolutions have a "
+                              r"pool$")),
+    ({"padding_0": np.array([1, 2, 3])}, (r"layer 0: padding_0 must be 1, 2 \(rows, columns\) "
+                                         r"or 4 \(top, bottom, left, right\) integers")),
+    ({"stride_0": np.array(1.5)}, (r"layer 0: stride_0 must be an integer or a vector of "
+                                  r"integers, not float64 of shape \(\)$")),
+    ({"groups_0": np.array(2)}, (r"layer 0: groups must be 1, or the 3 channels of a "
+                                r"depthwise convolution")),
+    ({"weight_1": np.ones((2, 40))}, (r"layer 1 takes 40 inputs but its input image "
+                                     r"has 3x4x4 = 48 values$")),
 ])
 def test_npz_cnn_rejects(tmp_path, changes, message):
     arrays = {key: value for key, value in (CONV | changes).items() if value is not None}
