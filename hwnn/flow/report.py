@@ -130,7 +130,7 @@ def compression_table(network: Network, *, index_bits=4) -> str:
                             huffman_bits(symbols) + huffman_bits(np.concatenate(csc.gaps))
                             + pointers + book])
         totals += figures
-        rows.append((layer.name, f"{100 * layer.sparsity:.1f}%",
+        rows.append((layer.name, f"{100 * (1 - nonzeros / layer.weights.size):.1f}%",
                      len(layer.codebook) if shared else "-", *figures,
                      f"{figures[0] / figures[3]:.1f}x"))
     rows.append(("total", "", "", *totals, f"{totals[0] / totals[3]:.1f}x"))

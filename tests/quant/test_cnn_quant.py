@@ -5,7 +5,7 @@ quantized is refused."""
 import numpy as np
 import pytest
 
-from hwnn.flow.report import layer_table
+from hwnn.flow.report import compression_table, layer_table
 from hwnn.ir import Conv2d, Dense, MaxPool2d
 from hwnn.quant import (FloatConv2d, FloatDense, FloatMaxPool2d, FloatNetwork, QuantOptions,
                         load_npz, quantize_network)
@@ -141,3 +141,7 @@ def test_pruning_a_cnn(cnn, digits):
     for layer in network.layers:
         if not isinstance(layer, MaxPool2d):
             assert np.mean(layer.weights == 0) >= 0.5
+    rows = [line.split() for line in compression_table(network).splitlines()]
+    assert [row[0] for row in rows] == ["layer", "conv0", "conv2", "dense3", "total"]
+    assert rows[1][1:4] == [f"{100 * np.mean(network.layers[0].weights == 0):.1f}%", "-",
+                            str(network.layers[0].weight_bits)]
