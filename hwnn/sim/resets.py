@@ -23,7 +23,7 @@ import numpy as np
 from .beats import beats_to_vectors, vectors_to_beats
 from .golden import run_network
 
-__all__ = ["POWER_ON_CYCLES", "ResetBench", "check_trials", "stream_words"]
+__all__ = ["POWER_ON_CYCLES", "ResetBench", "check_trials", "check_words", "stream_words"]
 
 #: Cycles of ``rst`` before the first trial.
 POWER_ON_CYCLES = 3
@@ -168,6 +168,35 @@ def check_trials(network, codes, trials, out_count) -> list[str]:
                 messages.append(f"{where}, input {index} {codes[index].tolist()} ({phase} the "
                                 f"reset): expected {expected[index].tolist()}, got "
                                 f"{values.ravel().tolist()}{framing}")
+        if phase := trial["timed_out"]:
+            messages.append(f"{where}: only {len(trial[f'outputs_{phase}'])} output beats of "
+                            f"the vectors streamed {phase} the reset came in time")
+    return messages
+
+
+def check_words(trials, expected) -> list[str]:
+    """Every disagreement of the collected ``trials`` (records of :class:`ResetBench`) with
+    ``expected``, the output words of each input vector: for a unit tested on its own, whose
+    outputs are known as words rather than through a network. Outputs accepted before a
+    trial's reset must begin the expected ones, and those after it must be all of them; each
+    message names the trial, the reset, the input and the first differing beat."""
+    messages = []
+    for number, trial in enumerate(trials):
+        where = (f"trial {number} (no reset)" if trial["reset_at"] is None else
+                 f"trial {number} (rst high at cycle {trial['reset_at']} for "
+                 f"{trial['reset_cycles']})")
+        for phase in ("before", "after"):
+            got = trial[f"outputs_{phase}"]
+            want = [(index, beat, word) for index in trial[phase]
+                    for beat, word in enumerate(expected[index])]
+            if len(got) > len(want):
+                messages.append(f"{where}: {len(got)} output beats {phase} the reset, more "
+                                f"than the {len(want)} of its inputs")
+            for word, (index, beat, wanted) in zip(got, want, strict=False):
+                if word != wanted:
+                    messages.append(f"{where}, input {index} ({phase} the reset): output beat "
+                                    f"{beat} is {word:#x}, expected {wanted:#x}")
+                    break
         if phase := trial["timed_out"]:
             messages.append(f"{where}: only {len(trial[f'outputs_{phase}'])} output beats of "
                             f"the vectors streamed {phase} the reset came in time")

@@ -1,0 +1,374 @@
+"""Sliding-window unit: the input generator of a streamed convolution (FINN's SWU).
+
+An image streams in once, row by row; each output pixel's window streams out, so a
+:class:`~hwnn.rtl.mvau.MatrixVectorUnit` with ``K = kh * kw * C`` computes the convolution
+one window (one input vector) at a time. Image rows wait in line buffers, a circular queue of
+row slots in one block RAM; padding is made on the fly.
+"""
+
+from itertools import pairwise
+
+from amaranth import *
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..errors import ParameterError
+from .arith import select
+from .geometry import sliding_windows
+from .layouts import Beat
+from .params import check_positive_int
+from .widthconv import WidthConverter
+
+__all__ = ["SlidingWindowUnit"]
+
+
+class SlidingWindowUnit(wiring.Component):
+    """Stream an image in and every output pixel's ``kh x kw x C`` window out.
+
+    The input is one ``H x W x C`` image after another, channels-last in raster order
+    (pixels row by row, left to right, channels fastest), ``in_count`` values per beat;
+    framing is by count (the input ``last`` is ignored) and images may follow each other
+    with no gap. For each output pixel ``(oy, ox)`` in raster order, the output is its
+    window in the order ``(ky, kx, c)``, channel fastest, ``simd`` values per beat, ``last``
+    set on the window's final beat: ``kh * kw * C / simd`` beats, exactly one input vector of
+    a :class:`~hwnn.rtl.mvau.MatrixVectorUnit` with ``K = kh * kw * C`` folded by ``simd``.
+    Window ``(oy, ox)`` covers padded rows ``oy * sh ..`` and columns ``ox * sw ..``; a tap
+    in the padding is ``pad_code`` in every channel (the bit pattern of the input's real
+    zero; for binary maps, which have no zero, the caller's choice, e.g. 0 for -1 as FINN).
+    ``simd`` divides ``C``, so a beat never straddles two taps.
+
+    Storage is a queue of :attr:`rows` line buffer slots of ``W x C`` values in one memory
+    (:attr:`memory_bits` bits), written in ``simd``-value words: the rows that the current
+    output row's windows cover, and room for the next output row's (or, at the end of an
+    image, the next image's first) so that the writer fills them while the reader emits.
+    Image rows no window covers (below the last window, or between windows when the stride
+    exceeds the kernel) are accepted and dropped. A window is read as soon as its last
+    pixel is written (pixel-level, not row-level, hand-over).
+
+    Throughput. The unit emits one beat per cycle while the next window's pixels are
+    there, and accepts ``m = min(in_count, simd)`` values per cycle while a row slot is
+    free (an input :class:`~hwnn.rtl.widthconv.WidthConverter` repacks to ``simd``). With a
+    producer and a consumer at full rate and images back to back, an image takes
+    ``max(out_beats, in_cycles)`` cycles in steady state, where :attr:`out_beats` ``= OH * OW
+    * kh * kw * C / simd`` and :attr:`in_cycles` ``= H * W * C / m``. That is exact when
+    windows dominate: ``out_beats >= in_cycles``, ``sw * simd <= kh * kw * m`` (a window
+    lasts as long as its new columns take to arrive) and ``sh * W * simd <= OW * kh * kw *
+    m`` (an output row lasts as long as its new image rows take); the producer then waits
+    now and then. When the input dominates (a 1x1 kernel with stride 2, say) the output
+    idles between windows, and a burst of windows after a long wait for input can hold a
+    row slot a little longer than the input needs it, costing a cycle or so per image in
+    rare geometries. One image alone, when windows dominate, takes ``latency + out_beats -
+    1`` cycles from its first input transfer to its last output transfer. (An output row's
+    last beat waits until the rows the queue drops after it are whole, which matters only
+    when no window covers an image row's right end.)
+
+    Timing: ``i_stream.ready`` comes from registers through a few gates (a free row slot);
+    the output comes from two registers (the memory's read register, then one that
+    synthesis moves into the block RAM's output register) through the padding multiplexer,
+    and ``o_stream.ready`` enables them and the reader's counters. The longest path goes
+    from the window's readiness (comparisons of the writer's and the reader's positions)
+    to those enables: on an ECP5-85F (nextpnr, register harness) 141 MHz for a 30x30x64
+    binary image, 3x3 kernel, ``simd`` 32, and 168 MHz for 32x32x3 int8, 3x3, padding 1.
+
+    Parameters
+    ----------
+    image : (int, int, int)
+        ``(H, W, C)``.
+    kernel, stride : int or (int, int)
+        ``(kh, kw)`` and ``(sh, sw)``, rows first.
+    padding : int or (int, int, int, int)
+        ``(top, bottom, left, right)``, each smaller than the kernel.
+    width : int
+        Bits per value.
+    pad_code : int
+        Bit pattern of a padding value, ``0 .. 2 ** width - 1``.
+    in_count, simd : int
+        Values per input and output beat; both divide ``C``.
+
+    Members
+    -------
+    i_stream : ``In(stream.Signature(Beat(in_count, width)))``
+    o_stream : ``Out(stream.Signature(Beat(simd, width)))``
+    out_size : (int, int)
+        ``(OH, OW)``: ``(H + top + bottom - kh) // sh + 1`` and likewise for columns.
+    window : int
+        Values per window, ``kh * kw * C`` (the MVAU's ``K``).
+    rows : int
+        Row slots of the line buffer, the most rows two consecutive output rows cover
+        together (the last and the first of an image count as consecutive), at most
+        ``2 * kh``.
+    memory_bits : int
+        ``rows * W * C * width``.
+    out_beats, in_cycles : int
+        Output beats and input cycles per image (see above).
+    latency : int
+        Cycles from an image's first input transfer to its first output transfer, for an
+        idle unit with an always-ready output and a full-rate producer:
+        ``P * C / m + 3`` (``+ 2`` when ``in_count == simd``, which needs no repacking),
+        where ``P`` is the number of input pixels up to the first window's last one,
+        ``min(H - 1, kh - 1 - top) * W + min(W, kw - left)``.
+    """
+
+    def __init__(self, image, kernel, *, width, stride=1, padding=0, pad_code=0, in_count=1,
+                 simd=1):
+        owner = "SlidingWindowUnit"
+        self.geometry = geo = sliding_windows(owner, image, kernel, stride, padding)
+        for name, value in (("width", width), ("in_count", in_count), ("simd", simd)):
+            check_positive_int(owner, name, value)
+        for name, value in (("in_count", in_count), ("simd", simd)):
+            if geo.channels % value:
+                raise ParameterError(name, f"{owner} {name}",
+                                     f"must divide the {geo.channels} channels, not {value}")
+        if not isinstance(pad_code, int) or isinstance(pad_code, bool):
+            raise TypeError(f"{owner} pad_code must be an integer, not {pad_code!r}")
+        if not 0 <= pad_code < 1 << width:
+            raise ParameterError("pad_code", f"{owner} pad_code",
+                                 f"must be a {width}-bit pattern 0..{(1 << width) - 1}, not "
+                                 f"{pad_code}")
+        self.image = (geo.height, geo.width, geo.channels)
+        self.kernel, self.stride, self.padding = geo.kernel, geo.stride, geo.padding
+        self.width, self.pad_code = width, pad_code
+        self.in_count, self.simd = in_count, simd
+        self.out_size = (geo.out_height, geo.out_width)
+        self.window = geo.kernel[0] * geo.kernel[1] * geo.channels
+        self.rows = self._rows()
+        super().__init__({
+            "i_stream": In(stream.Signature(Beat(in_count, width))),
+            "o_stream": Out(stream.Signature(Beat(simd, width))),
+        })
+
+    def _rows(self):
+        geo = self.geometry
+        spans = [geo.real_rows(oy) for oy in range(geo.out_height)]
+
+        def together(a, b, same_image):
+            overlap = max(0, a[1] - b[0] + 1) if same_image else 0
+            return (a[1] - a[0] + 1) + (b[1] - b[0] + 1) - overlap
+
+        pairs = [together(a, b, True) for a, b in pairwise(spans)]
+        return max([*pairs, together(spans[-1], spans[0], False)])
+
+    @property
+    def memory_bits(self) -> int:
+        _, width, channels = self.image
+        return self.rows * width * channels * self.width
+
+    @property
+    def out_beats(self) -> int:
+        return self.out_size[0] * self.out_size[1] * self.window // self.simd
+
+    @property
+    def in_cycles(self) -> int:
+        height, width, channels = self.image
+        return height * width * channels // min(self.in_count, self.simd)
+
+    @property
+    def latency(self) -> int:
+        height, width, channels = self.image
+        (kh, kw), (top, _, left, _) = self.kernel, self.padding
+        pixels = min(height - 1, kh - 1 - top) * width + min(width, kw - left)
+        return (pixels * channels // min(self.in_count, self.simd) + 3
+                - (self.in_count == self.simd))
+
+    def elaborate(self, platform):
+        m = Module()
+        height, width, channels = self.image
+        (kh, kw), (sh, sw) = self.kernel, self.stride
+        top, bottom, left, right = self.padding
+        out_h, out_w = self.out_size
+        folds = channels // self.simd                 # words per pixel
+        row_words = width * folds
+        depth = self.rows * row_words
+
+        # A word is never read in the cycle it is written (a window is read once its pixels
+        # are written, a slot written once its row is dropped), so Yosys need not add logic
+        # for that collision between the block RAM's output and its output register.
+        line = m.submodules.line = memory.Memory(shape=unsigned(self.simd * self.width),
+                                                 depth=depth, init=[],
+                                                 attrs={"no_rw_check": True})
+        write = line.write_port()
+        read = line.read_port(domain="sync")
+        converter = m.submodules.converter = WidthConverter(self.width, self.in_count,
+                                                            self.simd, channels)
+        wiring.connect(m, wiring.flipped(self.i_stream), converter.i_stream)
+
+        # The queue of row slots: `occupied` slots hold a row or are being written, the first
+        # `complete` of them (from `head`) hold a whole row.
+        occupied = Signal(range(self.rows + 1))
+        complete = Signal(range(self.rows + 1))
+        release = Signal()                            # the reader drops `pop` rows
+        storing, w_x, reserve, finish = self._writer(m, converter.o_stream, write,
+                                                     occupied < self.rows)
+
+        # Reader: one beat of window (oy, ox), tap (ky, kx), channel fold per cycle. ----------
+        # y0, x0: the window's first padded row and column, in image coordinates; ty, tx: the
+        # tap's; col: the tap's word in its row; slot: the row slot of tap row ky (the head's
+        # until the first real row); need_x: the window's last column in the image.
+        first_y0, last_y0 = -top, (out_h - 1) * sh - top
+        first_x0, last_x0 = -left, (out_w - 1) * sw - left
+        ky = Signal(range(kh))
+        kx = Signal(range(kw))
+        fold = Signal(range(folds))
+        y0 = Signal(range(first_y0, last_y0 + 1), init=first_y0)
+        x0 = Signal(range(first_x0, last_x0 + 1), init=first_x0)
+        ty = Signal(range(first_y0, height + bottom), init=first_y0)
+        tx = Signal(range(first_x0, width + right), init=first_x0)
+        x0_col = Signal(range(first_x0 * folds, row_words), init=first_x0 * folds)
+        col = Signal(range(first_x0 * folds, (width + right) * folds), init=first_x0 * folds)
+        head = Signal(range(self.rows))
+        slot = Signal(range(self.rows))
+        # Per output row, from a table: the queue position of the last row its windows cover,
+        # and how many rows the queue drops after it.
+        plan = self._row_plan()
+        oy = Signal(range(out_h))
+        need_rows = Signal(range(kh), init=plan[0][0])
+        pop = Signal(range(kh + 1), init=plan[0][1])
+        need_x = Signal(range(width), init=min(width - 1, first_x0 + kw - 1))
+
+        pad = (ty < 0) | (ty >= height) | (tx < 0) | (tx >= width)
+        fold_end, tap_end = fold == folds - 1, kx == kw - 1
+        window_end = fold_end & tap_end & (ky == kh - 1)
+        row_done = window_end & (x0 == last_x0)
+        # The window's pixels are written; and the rows dropped after the output row's last
+        # beat are whole (the writer may still be in the right part of one no window covers).
+        ready = Signal()
+        m.d.comb += ready.eq(((complete > need_rows)
+                              | ((complete == need_rows) & storing & (w_x > need_x)))
+                             & (~row_done | (complete >= pop)))
+
+        # Two registers to the output: the memory's read register, then the word again (no
+        # reset, so that synthesis may move it into the block RAM's output register), with
+        # the tap's flags beside them; the pad value is chosen after the second.
+        valid1, pad1, last1 = Signal(), Signal(), Signal()
+        valid2, pad2, last2 = Signal(), Signal(), Signal()
+        data2 = Signal.like(read.data, reset_less=True)
+        advance = ~valid2 | self.o_stream.ready
+        issue = Signal()
+        m.d.comb += [
+            issue.eq(ready & advance),
+            read.en.eq(advance),
+            read.addr.eq(select(slot, [s * row_words for s in range(self.rows)]) + col),
+            release.eq(issue & row_done),
+            self.o_stream.valid.eq(valid2),
+            self.o_stream.payload.data.eq(Mux(pad2, Const(self.pad_code, self.width)
+                                              .replicate(self.simd), data2)),
+            self.o_stream.payload.last.eq(last2),
+        ]
+        with m.If(advance):
+            m.d.sync += [valid1.eq(ready), pad1.eq(pad), last1.eq(window_end),
+                         valid2.eq(valid1), pad2.eq(pad1), last2.eq(last1),
+                         data2.eq(read.data)]
+
+        # The queue's counts; both sums are ready before `release` (which comes late: it
+        # depends on the output's ready).
+        m.d.sync += [
+            occupied.eq(Mux(release, occupied + reserve - pop, occupied + reserve)),
+            complete.eq(Mux(release, complete + finish - pop, complete + finish)),
+        ]
+
+        with m.If(issue):
+            m.d.sync += fold.eq(Mux(fold_end, 0, fold + 1))
+            with m.If(~(fold_end & tap_end)):
+                m.d.sync += col.eq(col + 1)
+            with m.If(fold_end & ~tap_end):
+                m.d.sync += [kx.eq(kx + 1), tx.eq(tx + 1)]
+            with m.If(fold_end & tap_end & ~window_end):      # next kernel row
+                m.d.sync += [
+                    kx.eq(0), ky.eq(ky + 1), ty.eq(ty + 1), tx.eq(x0), col.eq(x0_col),
+                    slot.eq(Mux(ty < 0, slot, Mux(slot == self.rows - 1, 0, slot + 1))),
+                ]
+            with m.If(window_end & ~row_done):                # next window along the row
+                m.d.sync += [
+                    kx.eq(0), ky.eq(0), ty.eq(y0), slot.eq(head),
+                    x0.eq(x0 + sw), tx.eq(x0 + sw),
+                    x0_col.eq(x0_col + sw * folds), col.eq(x0_col + sw * folds),
+                    need_x.eq(Mux(need_x + sw >= width - 1, width - 1, need_x + sw)),
+                ]
+            with m.If(row_done):                              # next output row or image
+                new_head = head + pop
+                new_head = Mux(new_head >= self.rows, new_head - self.rows, new_head)
+                image_done = oy == out_h - 1
+                next_y0 = Mux(image_done, first_y0, y0 + sh)
+                following = plan[1:] + plan[:1]           # the row after each
+                m.d.sync += [
+                    kx.eq(0), ky.eq(0), head.eq(new_head), slot.eq(new_head),
+                    x0.eq(first_x0), tx.eq(first_x0), x0_col.eq(first_x0 * folds),
+                    col.eq(first_x0 * folds), need_x.eq(need_x.init),
+                    y0.eq(next_y0), ty.eq(next_y0), oy.eq(Mux(image_done, 0, oy + 1)),
+                    need_rows.eq(_lookup(oy, [need for need, _ in following])),
+                    pop.eq(_lookup(oy, [drop for _, drop in following])),
+                ]
+        return m
+
+    def _writer(self, m, beats, write, room):
+        """Write the image rows some window covers from ``beats`` (``simd`` values each) into
+        the queue, in consecutive words of the line buffer; drop the others. A stored row
+        takes a slot at its first beat, when there is ``room``. Returns whether the current
+        row is stored, the pixel being written, and whether this cycle takes a slot
+        (``reserve``) or completes a row (``finish``)."""
+        height, width, channels = self.image
+        (kh, _), (sh, _), top = self.kernel, self.stride, self.padding[0]
+        folds = channels // self.simd
+        depth = self.rows * width * folds
+        last_used = min(height - 1, self.geometry.real_rows(self.out_size[0] - 1)[1])
+        w_fold = Signal(range(folds))
+        w_x = Signal(range(width))
+        w_y = Signal(range(height))
+        w_addr = Signal(range(depth))
+        storing = Signal(init=1)                      # row w_y is stored (row 0 always is)
+        w_phase = Signal(range(sh), init=top % sh)    # (w_y + top) mod sh
+        row_start = (w_x == 0) & (w_fold == 0)
+        pixel_end = w_fold == folds - 1
+        row_end = pixel_end & (w_x == width - 1)
+        accept, reserve, finish = Signal(), Signal(), Signal()
+        m.d.comb += [
+            beats.ready.eq(~storing | ~row_start | room),
+            accept.eq(beats.valid & beats.ready),
+            write.addr.eq(w_addr),
+            write.data.eq(beats.payload.data),
+            write.en.eq(accept & storing),
+            reserve.eq(accept & storing & row_start),
+            finish.eq(accept & storing & row_end),
+        ]
+        with m.If(accept):
+            m.d.sync += w_fold.eq(Mux(pixel_end, 0, w_fold + 1))
+            with m.If(storing):
+                m.d.sync += w_addr.eq(Mux(w_addr == depth - 1, 0, w_addr + 1))
+            with m.If(pixel_end):
+                m.d.sync += w_x.eq(Mux(row_end, 0, w_x + 1))
+            with m.If(row_end):
+                image_end = w_y == height - 1
+                next_phase = Mux(w_phase == sh - 1, 0, w_phase + 1)
+                m.d.sync += [
+                    w_y.eq(Mux(image_end, 0, w_y + 1)),
+                    w_phase.eq(Mux(image_end, top % sh, next_phase)),
+                    storing.eq(image_end | ((w_y < last_used)
+                                            & ((next_phase < kh) if sh > kh else 1))),
+                ]
+        return storing, w_x, reserve, finish
+
+    def _row_plan(self):
+        """Per output row: the queue position of the last image row its windows cover (the
+        first they cover is at the head), and the rows the queue drops after it, those the
+        next output row does not cover (all of them after the image's last)."""
+        geo = self.geometry
+        plan = []
+        for oy in range(geo.out_height):
+            first, last = geo.real_rows(oy)
+            if oy == geo.out_height - 1:
+                drop = last - first + 1
+            else:
+                drop = min(last - first + 1, geo.real_rows(oy + 1)[0] - first)
+            plan.append((last - first, drop))
+        return plan
+
+
+def _lookup(index, table):
+    """``table[index]`` (a list of ints) as a few multiplexers: one per entry that differs from
+    the most common value."""
+    common = max(table, key=table.count)
+    result = Const(common)
+    for position, value in enumerate(table):
+        if value != common:
+            result = Mux(index == position, value, result)
+    return result
