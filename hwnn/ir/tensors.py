@@ -6,7 +6,7 @@ convolution takes it, and as streams carry it), a tensor is in row-major order: 
 bottom, pixels left to right, channels fastest, so code ``(y, x, c)`` of an ``(H, W, C)``
 image is element ``(y * W + x) * C + c``. PyTorch flattens ``(C, H, W)`` tensors instead; an
 importer permutes the columns of the dense layer that follows, once
-(:func:`chw_to_hwc_columns`).
+(:func:`chw_to_hwc_columns`), and an exporter permutes them back (:func:`hwc_to_chw_columns`).
 """
 
 import math
@@ -17,7 +17,7 @@ import numpy as np
 from .checks import expect_keys, float_array, plain_int
 from .formats import Format
 
-__all__ = ["TensorFormat", "chw_to_hwc_columns", "shape_text"]
+__all__ = ["TensorFormat", "chw_to_hwc_columns", "hwc_to_chw_columns", "shape_text"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,17 +76,32 @@ def shape_text(shape) -> str:
     return "x".join(str(size) for size in shape)
 
 
+def _columns_and_shape(function, weights, shape):
+    weights = np.asarray(weights)
+    shape = tuple(shape)
+    if len(shape) != 3 or weights.ndim != 2 or weights.shape[1] != math.prod(shape):
+        raise ValueError(f"{function} needs a weight matrix of H * W * C columns and a shape "
+                         f"(H, W, C), not weights of shape {weights.shape} and shape {shape}")
+    return weights, shape
+
+
 def chw_to_hwc_columns(weights, shape) -> np.ndarray:
     """The columns of a dense layer's ``weights`` (outputs x inputs, of any dtype) that take a
     tensor of channels-last ``shape`` ``(H, W, C)`` flattened in PyTorch's ``(C, H, W)``
     order, permuted to take it flattened in hwnn's ``(H, W, C)`` order: for every image
     ``x`` of ``shape``, ``result @ x.ravel() == weights @ x.transpose(2, 0, 1).ravel()``."""
-    weights = np.asarray(weights)
-    shape = tuple(shape)
-    if len(shape) != 3 or weights.ndim != 2 or weights.shape[1] != math.prod(shape):
-        raise ValueError(f"chw_to_hwc_columns needs a weight matrix of H * W * C columns and a "
-                         f"shape (H, W, C), not weights of shape {weights.shape} and shape "
-                         f"{shape}")
-    height, width, channels = shape
+    weights, (height, width, channels) = _columns_and_shape("chw_to_hwc_columns", weights,
+                                                            shape)
     return (weights.reshape(-1, channels, height, width).transpose(0, 2, 3, 1)
+            .reshape(weights.shape))
+
+
+def hwc_to_chw_columns(weights, shape) -> np.ndarray:
+    """The inverse of :func:`chw_to_hwc_columns`: the columns of a dense layer's ``weights``
+    that take a tensor of channels-last ``shape`` ``(H, W, C)`` flattened in hwnn's order,
+    permuted to take it flattened in PyTorch's ``(C, H, W)`` order: for every image ``x`` of
+    ``shape``, ``result @ x.transpose(2, 0, 1).ravel() == weights @ x.ravel()``."""
+    weights, (height, width, channels) = _columns_and_shape("hwc_to_chw_columns", weights,
+                                                            shape)
+    return (weights.reshape(-1, height, width, channels).transpose(0, 3, 1, 2)
             .reshape(weights.shape))

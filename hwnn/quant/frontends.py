@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ir.tensors import chw_to_hwc_columns, shape_text
+from ..ir.tensors import chw_to_hwc_columns, hwc_to_chw_columns, shape_text
 from .floatnet import (ACTIVATIONS, BatchNorm, FloatConv2d, FloatDense, FloatMaxPool2d,
                        FloatNetwork)
 
@@ -263,8 +263,7 @@ def save_npz(network: FloatNetwork, path) -> Path:
                        f"padding_{index}": np.array(layer.padding),
                        f"groups_{index}": np.array(layer.groups)}
         elif len(shape) == 3:
-            order = chw_to_hwc_columns(np.arange(weight.shape[1])[None], shape)[0]
-            weight = weight[:, np.argsort(order)]
+            weight = hwc_to_chw_columns(weight, shape)
         arrays[f"weight_{index}"] = weight
         arrays[f"bias_{index}"] = layer.bias
         arrays[f"activation_{index}"] = np.array(layer.activation)

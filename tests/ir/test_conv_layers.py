@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hwnn.ir import (LAYER_KINDS, Conv2d, Dense, MaxPool2d, Network, Requant, TensorFormat,
-                     Thresholds, chw_to_hwc_columns)
+                     Thresholds, chw_to_hwc_columns, hwc_to_chw_columns)
 from hwnn.ir.formats import Format
 from hwnn.quant.synthetic import random_conv2d, random_dense
 from hwnn.sim.golden import run_network
@@ -426,6 +426,7 @@ def test_chw_columns_permuted_to_hwc_give_the_same_dense_layer():
     height, width, channels = 3, 4, 5
     weights = rng.integers(-50, 50, (6, height * width * channels))
     permuted = chw_to_hwc_columns(weights, (height, width, channels))
+    back = hwc_to_chw_columns(weights, (height, width, channels))
     for _ in range(3):
         image = rng.integers(-9, 10, (height, width, channels))      # channels last
         chw = np.zeros(height * width * channels, int)                # PyTorch's flatten
@@ -434,12 +435,15 @@ def test_chw_columns_permuted_to_hwc_give_the_same_dense_layer():
             chw[(c * height + y) * width + x] = image[y, x, c]
             hwc[(y * width + x) * channels + c] = image[y, x, c]
         assert np.array_equal(permuted @ hwc, weights @ chw)
+        assert np.array_equal(back @ chw, weights @ hwc)
     # Real weights too, as an importer has them before quantization.
     assert chw_to_hwc_columns(weights * 0.5, (height, width, channels)).dtype == np.float64
     with pytest.raises(ValueError, match=r"^chw_to_hwc_columns needs a weight matrix of H \* W "
                                          r"\* C columns and a shape \(H, W, C\), not weights of "
                                          r"shape \(6, 60\) and shape \(3, 4\)$"):
         chw_to_hwc_columns(weights, (3, 4))
+    with pytest.raises(ValueError, match=r"^hwc_to_chw_columns needs a weight matrix"):
+        hwc_to_chw_columns(weights[:, :-1], (height, width, channels))
 
 
 def test_the_dense_layer_after_a_convolution_reads_the_flattened_image():

@@ -1,7 +1,8 @@
 """A small float CNN for the convolution tests, in PyTorch's layout (weights (out, in / groups,
 kh, kw), images (N, C, H, W), flattening (C, H, W)), with a channels-first reference forward
 pass written here, independent of hwnn, and writers of the same network as a float ``.npz``
-and as an ONNX file built with ``onnx.helper``.
+and as an ONNX file built with ``onnx.helper`` (node by node, independently of
+hwnn's ONNX writer; :func:`hwnn.quant.onnx_export.onnx_model` assembles the graph).
 
 The network: conv 3x3 (1 -> 8 channels, padding 1) + BatchNorm + ReLU + max pool 2, conv 3x3
 (8 -> 12) + ReLU, flatten (12 x 2 x 2 = 48), dense 48 -> 10. The convolutions are random; the
@@ -12,6 +13,8 @@ that the network classifies (about 90% on held-out digits).
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
+
+from hwnn.quant import onnx_export
 
 
 def reference_conv(x, weight, bias, stride=(1, 1), padding=(0, 0, 0, 0), groups=1):
@@ -94,17 +97,8 @@ def cnn_arrays(digits):
 
 
 def _onnx_model(nodes, initializers, input_shape, output_size):
-    from onnx import TensorProto, helper, numpy_helper
-    graph = helper.make_graph(
-        nodes, "cnn",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *input_shape])],
-        [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT,
-                                       ["N", output_size])],
-        [numpy_helper.from_array(np.asarray(value, dtype=np.float32), name)
-         if np.asarray(value).dtype.kind == "f" else numpy_helper.from_array(value, name)
-         for name, value in initializers.items()])
-    return helper.make_model(graph, producer_name="hwnn-tests",
-                             opset_imports=[helper.make_opsetid("", 13)])
+    return onnx_export.onnx_model(nodes, initializers, input_shape, (output_size,), name="cnn",
+                                  producer="hwnn-tests")
 
 
 def cnn_onnx(a, *, flatten="Flatten", dense="Gemm"):
