@@ -164,7 +164,8 @@ def test_image_inputs_are_checked():
     shape = layer.input_shape
     text = ", ".join(map(str, shape))
     with pytest.raises(ValueError, match=rf"^Input codes must have shape \({text}\) or "
-                                         rf"\(N, {text}\), not \({np.prod(shape)},\)$"):
+                                         rf"\(N, {text}\) or \(N, {np.prod(shape)}\), not "
+                                         rf"\({np.prod(shape)},\)$"):
         run_network(network, np.zeros(np.prod(shape), dtype=np.int64))
     codes = np.zeros((2, *shape), dtype=np.int64)
     codes[1, 0, 0, 0] = 999
