@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (A unit built for its structure only, by the estimator, never elaborates its parts.)
 """Convolution unit of the dataflow engine: a sliding-window unit feeding a matrix-vector unit.
 
 The :class:`~hwnn.rtl.window.SlidingWindowUnit` turns the input image into one window per

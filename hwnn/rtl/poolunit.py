@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (A unit built for its structure only, by the estimator, never elaborates its parts.)
 """Max-pool unit of the dataflow engine: a :class:`~hwnn.rtl.pool.MaxPoolUnit` for one
 :class:`~hwnn.ir.MaxPool2d` layer, with the members every dataflow unit has."""
 
