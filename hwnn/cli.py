@@ -197,20 +197,27 @@ def _cmd_compile(args) -> int:
 
 def _simulation_inputs(design, path):
     """The input codes for ``design``: its golden vectors, or those of the file at ``path``
-    (real values are quantized as the network's input quantizer does), checked against the
-    design before any simulator or board sees them."""
+    (real values are quantized as the network's input quantizer does; images of the
+    network's input shape are flattened), checked against the design before any simulator
+    or board sees them."""
     import numpy as np
 
     from .arrays import check_codes, load_inputs
     if path is None:
         return np.load(design.path / design.manifest["vectors"]["inputs"])
     values = load_inputs(path)
+    network = design.network
+    if len(network.input_shape) > 1 and values.shape[1:] == network.input_shape:
+        values = values.reshape(len(values), network.in_features)
     if values.dtype.kind == "f":
-        if values.shape[1:] != (design.network.in_features,):
-            raise ValueError(f"Inputs must have shape (N, {design.network.in_features}) for "
+        if values.shape[1:] != (network.in_features,):
+            images = (f" or (N, {', '.join(map(str, network.input_shape))})"
+                      if len(network.input_shape) > 1 else "")
+            raise ValueError(f"Inputs must have shape (N, {network.in_features}){images} for "
                              f"this design, not {values.shape}")
-        values = design.network.quantize_input(values)
-    return check_codes(design.network, values)
+        values = network.quantize_input(values.reshape(len(values), *network.input_shape)) \
+            .reshape(len(values), network.in_features)
+    return check_codes(network, values)
 
 
 def _cmd_simulate(args) -> int:

@@ -223,7 +223,7 @@ def _image_network(kind):
     return "p0", Network("pooled", (pool, dense))
 
 
-@pytest.mark.parametrize("arch", ["dataflow", "systolic", "sparse"])
+@pytest.mark.parametrize("arch", ["systolic", "sparse"])
 @pytest.mark.parametrize("kind", ["conv2d", "maxpool2d"])
 def test_architectures_refuse_layer_kinds_they_do_not_build(arch, kind, tmp_path, capsys):
     layer, network = _image_network(kind)

@@ -9,7 +9,7 @@ import pywellen
 
 from hwnn.cli import main
 from hwnn.flow.generate import generate
-from hwnn.quant.synthetic import random_network
+from hwnn.quant.synthetic import random_cnn, random_network
 
 
 def run(capsys, *argv):
@@ -224,3 +224,36 @@ def test_demo_runs_the_digits_test_set_through_the_rtl(capsys, tmp_path):
     assert len(sims) == 2 and all((sim / "sim.log").is_file() for sim in sims)
     size = sum(path.stat().st_size for path in (tmp_path / "demo").rglob("*"))
     assert size < 10_000_000, size
+
+
+def test_compile_then_simulate_a_cnn(capsys, tmp_path):
+    network = random_cnn(np.random.default_rng(3), (6, 6, 2), [
+        ("conv2d", dict(out_channels=4, kernel=3, padding=1, weight_format="int4",
+                        out_format="uint3", stage="thresholds")),
+        ("maxpool2d", dict(kernel=2)),
+        ("dense", dict(out_features=3, weight_format="ternary", stage="accumulator")),
+    ], input_format="uint4", name="cnn")
+    net_file = network.save(tmp_path / "cnn.hwnn.npz")
+    out = tmp_path / "design"
+    status, text, err = run(capsys, "compile", net_file, "--max-lanes", "8", "-o", out)
+    assert (status, err) == (0, "")
+    assert "6x6x2->6x6x4" in text and "6x6x4->3x3x4" in text and "36->3" in text
+    assert json.loads((out / "manifest.json").read_text())["lanes"] <= 8
+    status, text, err = run(capsys, "simulate", out, "--simulator", "amaranth",
+                            "--backpressure")
+    assert (status, err) == (0, ""), text
+    assert "amaranth: 32/32 inputs match the golden model" in text
+    # Real images of the input shape are quantized and flattened.
+    np.save(tmp_path / "images.npy", np.random.default_rng(0).uniform(0, 15, (3, 6, 6, 2)))
+    status, text, err = run(capsys, "simulate", out, "--simulator", "amaranth", "--inputs",
+                            tmp_path / "images.npy")
+    assert (status, err) == (0, ""), text
+    assert "amaranth: 3/3 inputs match the golden model" in text
+    # A fold that does not divide is one line and exit 2.
+    fold = tmp_path / "fold.json"
+    fold.write_text(json.dumps({"conv0": {"pe": 2, "simd": 4}, "maxpool1": {"pe": 1, "simd": 1},
+                                "dense2": {"pe": 1, "simd": 1}}))
+    status, text, err = run(capsys, "compile", net_file, "--fold", fold, "-o", tmp_path / "d")
+    assert (status, text) == (2, "")
+    assert err == ("hwnn: error: Layer 'conv0': simd must divide its 2 input channels (1, 2), "
+                   "not 4\n")

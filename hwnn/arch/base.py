@@ -1,17 +1,41 @@
 """What every architecture provides (:class:`Architecture`), and the manifest keys they share."""
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import fields
 
-__all__ = ["Architecture", "layer_keys"]
+__all__ = ["Architecture", "layer_keys", "shape_change"]
 
 
 def layer_keys(layer) -> dict:
-    """The keys of a layer's entry in ``manifest.json`` that every architecture writes."""
-    return {"name": layer.name, "in_features": layer.in_features,
-            "out_features": layer.out_features, "weight_format": str(layer.weight_format),
+    """The keys of a layer's entry in ``manifest.json`` that every architecture writes:
+    ``in_features`` and ``out_features`` (the codes of one input and one output, flattened),
+    formats, stage and accumulator bits; for a layer on images also its ``kind``,
+    ``input_shape`` and ``output_shape`` (``[H, W, C]``), ``kernel`` and ``stride``, and for a
+    convolution ``padding`` and ``groups``. A pool has no weights (``weight_format`` null) and
+    no stage (``"none"``)."""
+    keys = {"name": layer.name, "in_features": math.prod(layer.input_shape),
+            "out_features": math.prod(layer.output_shape),
+            "weight_format": str(layer.weight_format) if hasattr(layer, "weight_format")
+            else None,
             "input_format": str(layer.input.format), "output_format": str(layer.output.format),
-            "stage": layer.stage_name, "acc_bits": layer.acc_bits}
+            "stage": layer.stage_name if hasattr(layer, "weight_format") else "none",
+            "acc_bits": layer.acc_bits}
+    if len(layer.input_shape) > 1 or len(layer.output_shape) > 1:
+        keys |= {"kind": layer.kind, "input_shape": list(layer.input_shape),
+                 "output_shape": list(layer.output_shape)}
+        keys |= {name: list(getattr(layer, name)) if isinstance(getattr(layer, name), tuple)
+                 else getattr(layer, name)
+                 for name in ("kernel", "stride", "padding", "groups") if hasattr(layer, name)}
+    return keys
+
+
+def shape_change(entry) -> str:
+    """A manifest layer entry's shapes for a summary table: ``64->10``, or ``8x8x1->8x8x4``
+    on images."""
+    shapes = [entry.get(key, [entry[features]]) for key, features in
+              (("input_shape", "in_features"), ("output_shape", "out_features"))]
+    return "->".join("x".join(map(str, shape)) for shape in shapes)
 
 
 class Architecture(ABC):

@@ -1,6 +1,6 @@
 # amaranth: UnusedElaboratable=no
 # (The estimator and the manifest build tops for their structure and never elaborate them.)
-"""The dataflow architecture (FINN-style): a streaming engine per layer, folded onto lanes."""
+"""The dataflow architecture (FINN-style): a streaming unit per layer, folded onto lanes."""
 
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -8,9 +8,10 @@ from pathlib import Path
 from ..ir import Network
 from ..flow.report import format_table
 from ..rtl.dataflow import DataflowAccelerator
-from ..rtl.folding import LayerFold, auto_folding, fold_from_file, fully_parallel
-from ..rtl.mvau import RAM_STYLES, check_folding
-from .base import Architecture
+from ..rtl.folding import LayerFold, auto_folding, fold_from_file, fold_lanes, fully_parallel
+from ..rtl.mvau import RAM_STYLES
+from ..rtl.units import UNITS, unit_class
+from .base import Architecture, shape_change
 
 __all__ = ["DATAFLOW", "DataflowParams", "resolve_folding"]
 
@@ -63,15 +64,16 @@ def resolve_folding(network: Network, fold, max_lanes) -> tuple[LayerFold, ...]:
         raise ValueError(f"The folding needs one entry per layer ({len(network.layers)}), not "
                          f"{len(folding)}")
     for layer, entry in zip(network.layers, folding, strict=True):
-        check_folding(layer, entry.pe, entry.simd)
+        unit_class(layer).check_fold(layer, entry)
     return folding
 
 
 class Dataflow(Architecture):
-    """One matrix-vector-activation unit per layer (:class:`~hwnn.rtl.dataflow.
-    DataflowAccelerator`), folded by :class:`DataflowParams`."""
+    """One streaming unit per layer (:class:`~hwnn.rtl.dataflow.DataflowAccelerator`,
+    :mod:`hwnn.rtl.units`), folded by :class:`DataflowParams`."""
     name = "dataflow"
     Params = DataflowParams
+    layer_kinds = frozenset(UNITS)
 
     def check(self, network, params):
         """``params`` with the folding chosen (``max_lanes``, spent on it, at its default: the
@@ -93,7 +95,7 @@ class Dataflow(Architecture):
             "lanes": top.lanes,
             "folding": {unit.layer.name: {"pe": unit.pe, "simd": unit.simd}
                         for unit in top.units},
-            "ram_style": top.units[0].ram_style,
+            "ram_style": params.ram_style,
         }
 
     def read(self, manifest, network):
@@ -104,7 +106,8 @@ class Dataflow(Architecture):
     def points(self, network):
         """The distinct foldings of lane budgets 1, 2, 4, ... up to the fully parallel
         design."""
-        most = sum(fold.lanes for fold in fully_parallel(network))
+        most = sum(fold_lanes(layer, fold)
+                   for layer, fold in zip(network.layers, fully_parallel(network), strict=True))
         points, seen, budget = [], set(), len(network.layers)
         while True:
             folding = auto_folding(network, min(budget, most))
@@ -117,7 +120,7 @@ class Dataflow(Architecture):
             budget *= 2
 
     def summary(self, manifest):
-        rows = [(layer["name"], f"{layer['in_features']}->{layer['out_features']}",
+        rows = [(layer["name"], shape_change(layer),
                  layer["pe"], layer["simd"], layer["lanes"], layer["cycles"], layer["latency"],
                  layer["stage"], sum(layer["memory_bits"].values()))
                 for layer in manifest["layers"]]

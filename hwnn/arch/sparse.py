@@ -7,7 +7,7 @@ import numpy as np
 from ..flow.report import format_table
 from ..planning.sparse_cycles import estimate
 from ..rtl.sparse import SparseAccelerator, SparseParams
-from .base import Architecture
+from .base import Architecture, shape_change
 
 __all__ = ["SPARSE"]
 
@@ -65,7 +65,7 @@ class Sparse(Architecture):
                 for pes in (1, 2, 4, 8, 16) if pes <= widest]
 
     def summary(self, manifest):
-        rows = [(layer["name"], f"{layer['in_features']}->{layer['out_features']}",
+        rows = [(layer["name"], shape_change(layer),
                  f"{100 * layer['density']:.1f}%", layer["codebook"] or "-",
                  f"{min(layer['nonzeros_per_pe'])}..{max(layer['nonzeros_per_pe'])}",
                  sum(layer["padding_per_pe"]), layer["ideal_cycles"], round(layer["cycles"]),

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from ..errors import ParameterError
 from ..flow.report import format_table
 from ..rtl.overlay import OverlayParams, SystolicOverlay, check_overlay, schedule
-from .base import Architecture
+from .base import Architecture, shape_change
 
 __all__ = ["SYSTOLIC", "SystolicOverlayParams", "parse_array"]
 
@@ -86,7 +86,7 @@ class Systolic(Architecture):
         return [(f"{size}x{size}", {"array": f"{size}x{size}"}) for size in (2, 4, 8, 16)]
 
     def summary(self, manifest):
-        rows = [(layer["name"], f"{layer['in_features']}->{layer['out_features']}",
+        rows = [(layer["name"], shape_change(layer),
                  layer["tiles"], layer["cycles"], f"{layer['utilization']:.3f}", layer["stage"])
                 for layer in manifest["layers"]]
         array, schedule = manifest["array"], manifest["schedule"]

@@ -5,13 +5,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checks import check_name, int_array, int_tuple, plain_int
+from .dense import Dense
 from .formats import Format
 from .layer import Layer, layer_kind
 from .stages import Requant, Thresholds, partial_sum_range
 from .tensors import TensorFormat, shape_text
 from .weighted import check_weighted, weighted_fields, weighted_file
 
-__all__ = ["Conv2d", "conv_acc_range"]
+__all__ = ["Conv2d", "Im2col", "conv_acc_range"]
 
 
 @layer_kind("conv2d")
@@ -127,6 +128,21 @@ class Conv2d(Layer):
         in window order (kernel row, kernel column, channel; channels fastest)."""
         return self.weights.reshape(self.out_channels, -1)
 
+    def im2col(self) -> "Im2col":
+        """The dense layer this convolution computes at each output pixel, on the pixel's
+        window (``K = kh * kw * C_in`` codes in window order): :class:`Im2col`, whose weights
+        are :attr:`weights_matrix`, expanded block-diagonally for a depthwise convolution
+        (column ``(ky * kw + kx) * C + c`` of row ``o`` is zero unless ``c == o``), with this
+        layer's name, bias, formats and stage, and this layer's (exact) accumulator bounds."""
+        matrix = self.weights_matrix
+        if self.depthwise:
+            channels = self.in_channels
+            expanded = np.zeros((channels, matrix.shape[1], channels), dtype=np.int64)
+            expanded[np.arange(channels), :, np.arange(channels)] = matrix
+            matrix = expanded.reshape(channels, -1)
+        return Im2col(self.name, matrix, self.weight_format, self.weight_scale, self.bias,
+                      self.input, self.output, self.stage, self.activation, convolution=self)
+
     @property
     def acc_range(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel bounds of every partial sum of the accumulator over every window
@@ -155,6 +171,32 @@ class Conv2d(Layer):
         fields = weighted_fields(header, arrays, {"in_size", "stride", "padding", "groups"})
         return cls(**fields, in_size=header["in_size"], stride=header["stride"],
                    padding=header["padding"], groups=header["groups"])
+
+
+@dataclass(frozen=True, eq=False)
+class Im2col(Dense):
+    """A convolution seen as the dense layer it computes at every output pixel
+    (:meth:`Conv2d.im2col`): its input vector is one window, its output one pixel's channels.
+    It is no layer kind of its own (it never goes into a network or a file); a generator that
+    computes a convolution window by window uses it as a :class:`~hwnn.ir.Dense`.
+
+    :attr:`acc_range` is the ``convolution``'s, exact over the windows the convolution has
+    (padded taps hold the zero point), which can be narrower than a dense layer's over every
+    input vector: every partial sum over a window, in any order, stays inside it (the zero
+    weights of a depthwise expansion add nothing), so accumulators of :attr:`acc_bits` never
+    overflow and the stage's checks are the convolution's.
+    """
+    convolution: Conv2d | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.convolution, Conv2d):
+            raise TypeError(f"Im2col convolution must be a Conv2d, not {self.convolution!r}")
+        super().__post_init__()
+
+    @property
+    def acc_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """The convolution's bounds (see the class)."""
+        return self.convolution.acc_range
 
 
 def conv_acc_range(weights, bias, in_tensor: TensorFormat, in_size, stride, padding):

@@ -126,10 +126,12 @@ def plan_folding(network: Network, board_name: str, target_fps=None, *,
         return found
     allowed = math.floor(clock / target_fps)
     if allowed < targets[0]:
+        fastest = ("every weight its own lane" if all(layer.kind == "dense"
+                                                      for layer in network.layers)
+                   else "every layer at its fastest fold")
         raise NoFolding(f"{target_fps:,.0f} inferences/s on {where} allows {allowed} cycles "
-                        f"per inference; the fastest folding of {network.name!r} (every weight "
-                        f"its own lane) takes {targets[0]} ({clock / targets[0]:,.0f} "
-                        f"inferences/s)")
+                        f"per inference; the fastest folding of {network.name!r} ({fastest}) "
+                        f"takes {targets[0]} ({clock / targets[0]:,.0f} inferences/s)")
     cheapest = plan(allowed)
     if over := _over(cheapest.resources):
         best = fastest_fitting()

@@ -4,16 +4,18 @@ They exercise every corner of the IR (all formats, both threshold directions, re
 with per-channel multipliers, accumulator outputs) without needing a trained model.
 """
 
+import math
 from dataclasses import replace
 
 import numpy as np
 
-from ..ir import Conv2d, Dense, Network, Requant, TensorFormat, Thresholds, accumulator_range
+from ..ir import (Conv2d, Dense, MaxPool2d, Network, Requant, TensorFormat, Thresholds,
+                  accumulator_range)
 from ..ir.checks import int_tuple
 from ..ir.formats import Format, signed_bits_for
 from .compress import share_weights
 
-__all__ = ["SAMPLE_NETWORKS", "random_conv2d", "random_dense", "random_network",
+__all__ = ["SAMPLE_NETWORKS", "random_cnn", "random_conv2d", "random_dense", "random_network",
            "sample_network"]
 
 
@@ -135,6 +137,41 @@ def random_network(rng, sizes, *, weight_formats, act_formats, input_format="uin
         layers.append(layer)
         in_format, in_zero_point = layer.output.format, layer.output.zero_point
     return Network(name, tuple(layers))
+
+
+def random_cnn(rng, input_shape, layers, *, input_format="uint8", in_zero_point=0,
+               name="cnn") -> Network:
+    """A random network on images of ``input_shape`` ``(H, W, C)`` whose input codes are of
+    ``input_format`` with zero point ``in_zero_point``.
+
+    ``layers`` lists each layer as ``(kind, options)``: ``("conv2d", {...})`` with the keyword
+    arguments of :func:`random_conv2d` (``out_channels`` and ``kernel`` among them),
+    ``("maxpool2d", {"kernel": K, "stride": S})``, or ``("dense", {...})`` with those of
+    :func:`random_dense` (``out_features`` among them); the input shape, format and zero point
+    of each are the previous layer's output's. Layers are named by kind and position
+    (``conv0``, ``maxpool1``, ``dense2``).
+    """
+    shape, tensor = tuple(input_shape), TensorFormat(Format.parse(input_format), 1.0,
+                                                     in_zero_point)
+    built = []
+    for index, (kind, options) in enumerate(layers):
+        options, layer_name = dict(options), f"{kind.removesuffix('2d')}{index}"
+        inputs = {"in_format": tensor.format, "in_zero_point": tensor.zero_point,
+                  "name": layer_name}
+        if kind == "conv2d":
+            layer = random_conv2d(rng, shape, options.pop("out_channels"),
+                                  options.pop("kernel"), **inputs, **options)
+        elif kind == "maxpool2d":
+            layer = MaxPool2d(layer_name, shape[:2], shape[2], options["kernel"], tensor,
+                              options.get("stride"))
+        elif kind == "dense":
+            layer = random_dense(rng, math.prod(shape), options.pop("out_features"),
+                                 **inputs, **options)
+        else:
+            raise ValueError(f"Layer kinds must be conv2d, maxpool2d or dense, not {kind!r}")
+        built.append(layer)
+        shape, tensor = layer.output_shape, layer.output
+    return Network(name, tuple(built))
 
 
 #: Small random networks of every kind the generators must serve, by name: all-binary,

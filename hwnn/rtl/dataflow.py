@@ -1,34 +1,41 @@
 # amaranth: UnusedElaboratable=no
 # (A top built for its structure only, by the estimator, never elaborates its parts.)
-"""Dataflow accelerator: one matrix-vector-activation unit per layer, chained by streams.
+"""Dataflow accelerator: one streaming unit per layer (:mod:`hwnn.rtl.units`), chained by
+streams.
 
-Between two layers a :class:`~hwnn.rtl.widthconv.WidthConverter` repacks the producer's ``pe``
-values per beat into the consumer's ``simd`` values per beat, and a FIFO holding one input
-vector of the consumer lets the producer run ahead while the consumer re-reads its input
-buffer, so every layer can run at the rate of the slowest one.
+Between two layers a :class:`~hwnn.rtl.widthconv.WidthConverter` repacks the producer's
+``out_count`` values per beat into the consumer's ``in_count`` values per beat, and a FIFO of
+the depth the consumer asks for (a matrix-vector unit: one input vector, so that the producer
+runs ahead while it re-reads its input buffer) lets every layer run at the rate of the
+slowest one.
 """
+
+import math
+from itertools import pairwise
 
 from amaranth import *
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..ir import Network
-from .folding import LayerFold
-from .layouts import Beat
 from .fifo import FlagFIFO
+from .layouts import Beat
 from .mvau import MatrixVectorUnit
+from .params import LayerFold
 from .structure import Structure
+from .units import unit_class
 from .widthconv import WidthConverter
 
 __all__ = ["DataflowAccelerator"]
 
 
 class DataflowAccelerator(wiring.Component):
-    """A whole network as a pipeline of streaming layer engines.
+    """A whole network as a pipeline of streaming layer units.
 
-    An input vector is ``in_features / in_count`` beats of ``in_count`` input codes; an
-    output vector is ``out_features / out_count`` beats of ``out_count`` output codes, ``last``
-    set on its final beat. Throughput is one vector every :attr:`cycles` cycles in steady state.
+    An input vector is ``in_features / in_count`` beats of ``in_count`` input codes (an image
+    in raster order, channels fastest); an output vector is ``out_features / out_count``
+    beats of ``out_count`` output codes, ``last`` set on its final beat. Throughput is one
+    vector every :attr:`cycles` cycles in steady state.
 
     Parameters
     ----------
@@ -41,8 +48,10 @@ class DataflowAccelerator(wiring.Component):
     i_stream : ``In(stream.Signature(Beat(in_count, input width)))``
     o_stream : ``Out(stream.Signature(Beat(out_count, output width)))``
     in_count, out_count : int
-        Values per input beat (``simd[0]``) and per output beat (``pe[-1]``), as in the
-        other architectures' tops.
+        Values per input beat (the first unit's ``in_count``: ``simd[0]``) and per output
+        beat (the last unit's ``out_count``: ``pe[-1]``), as in the other architectures'
+        tops.
+    units : the layer units (:mod:`hwnn.rtl.units`), in order.
     """
 
     def __init__(self, network: Network, folding, *, ram_style="auto"):
@@ -56,19 +65,19 @@ class DataflowAccelerator(wiring.Component):
             if not isinstance(fold, LayerFold):
                 raise TypeError(f"folding entries must be LayerFold, not {fold!r}")
         self.network, self.folding = network, folding
-        self.units = [MatrixVectorUnit(layer, pe=fold.pe, simd=fold.simd, ram_style=ram_style)
+        self.units = [unit_class(layer)(layer, pe=fold.pe, simd=fold.simd, ram_style=ram_style)
                       for layer, fold in zip(network.layers, folding, strict=True)]
-        # Between layers: the producer's beats repacked for the consumer, into a FIFO that
-        # holds one input vector of the consumer (and two beats more).
+        # Between layers: the producer's beats repacked for the consumer, into the FIFO the
+        # consumer asks for.
         self.converters, self.fifos = [], []
-        for producer, consumer in zip(self.units, self.units[1:], strict=False):
-            converter = WidthConverter(producer.out_width, producer.pe, consumer.simd,
-                                       producer.layer.out_features)
+        for producer, consumer in pairwise(self.units):
+            converter = WidthConverter(producer.out_width, producer.out_count,
+                                       consumer.in_count, math.prod(producer.layer.output_shape))
             self.converters.append(converter)
             self.fifos.append(FlagFIFO(converter.o_stream.payload.shape(),
-                                       depth=consumer.synapse_folds + 2))
+                                       depth=consumer.input_fifo_depth))
         first, last = self.units[0], self.units[-1]
-        self.in_count, self.out_count = first.simd, last.pe
+        self.in_count, self.out_count = first.in_count, last.out_count
         super().__init__({
             "i_stream": In(stream.Signature(Beat(self.in_count, first.in_width))),
             "o_stream": Out(stream.Signature(Beat(self.out_count, last.out_width))),

@@ -1,48 +1,48 @@
 """Folding of a dataflow design: how many lanes (``pe`` x ``simd``) each layer gets.
 
-A layer with ``rows x cols`` weights folded to ``pe`` and ``simd`` takes
-``(rows / pe) * (cols / simd)`` cycles per vector on ``pe * simd`` lanes; the design's
-throughput is set by its slowest layer. :func:`auto_folding` picks, under a total lane budget,
-the folding with the fewest cycles per inference, then the fewest lanes.
+Each layer kind's unit (:mod:`hwnn.rtl.units`) says which folds it takes, how many cycles per
+inference each one costs and how many lanes it spends (a dense layer with ``rows x cols``
+weights folded to ``pe`` and ``simd`` takes ``(rows / pe) * (cols / simd)`` cycles on ``pe *
+simd`` lanes); the design's throughput is set by its slowest layer. :func:`auto_folding`
+picks, under a total lane budget, the folding with the fewest cycles per inference, then the
+fewest lanes.
 """
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ParameterError
 from ..ir import Network
+from .params import LayerFold
+from .units import unit_class
 
 __all__ = ["LayerFold", "auto_folding", "cycle_targets", "fold_from_file", "fold_from_mapping",
-           "folding_cycles", "folding_for_cycles", "fully_parallel", "unfolded"]
-
-
-@dataclass(frozen=True)
-class LayerFold:
-    """``pe`` output neurons and ``simd`` inputs per cycle for one layer."""
-    pe:   int
-    simd: int
-
-    @property
-    def lanes(self) -> int:
-        return self.pe * self.simd
-
-
-def _divisors(n):
-    return [d for d in range(1, n + 1) if n % d == 0]
+           "fold_lanes", "folding_cycles", "folding_for_cycles", "fully_parallel", "unfolded"]
 
 
 def _cycles(layer, fold):
-    return (layer.out_features // fold.pe) * (layer.in_features // fold.simd)
+    return unit_class(layer).fold_cycles(layer, fold)
+
+
+def fold_lanes(layer, fold: LayerFold) -> int:
+    """Lanes that ``layer`` folded as ``fold`` spends (``pe * simd``; a pool's ``pe``)."""
+    return unit_class(layer).fold_lanes(layer, fold)
+
+
+def _options(layer):
+    return unit_class(layer).fold_options(layer)
 
 
 def _cheapest(layer, target):
     """The fold of ``layer`` with fewest lanes taking at most ``target`` cycles (ties: the
     most balanced pe/simd, then the larger simd)."""
-    options = [LayerFold(pe, simd) for pe in _divisors(layer.out_features)
-               for simd in _divisors(layer.in_features)]
-    options = [fold for fold in options if _cycles(layer, fold) <= target]
-    return min(options, key=lambda f: (f.lanes, abs(f.pe - f.simd), -f.simd))
+    options = [fold for fold in _options(layer) if _cycles(layer, fold) <= target]
+    return min(options, key=lambda f: (fold_lanes(layer, f), abs(f.pe - f.simd), -f.simd))
+
+
+def _fastest(layer):
+    """The fold of ``layer`` with the fewest cycles (ties: the fewest lanes)."""
+    return min(_options(layer), key=lambda f: (_cycles(layer, f), fold_lanes(layer, f)))
 
 
 def unfolded(network: Network) -> tuple[LayerFold, ...]:
@@ -51,17 +51,16 @@ def unfolded(network: Network) -> tuple[LayerFold, ...]:
 
 
 def fully_parallel(network: Network) -> tuple[LayerFold, ...]:
-    """Every weight its own lane: one cycle per vector in every layer."""
-    return tuple(LayerFold(layer.out_features, layer.in_features) for layer in network.layers)
+    """Every layer at its fastest fold (a dense layer: every weight its own lane, one cycle
+    per vector)."""
+    return tuple(_fastest(layer) for layer in network.layers)
 
 
 def cycle_targets(network: Network) -> list[int]:
     """Every cycles-per-inference figure a folding of ``network`` can have, fastest first."""
-    fastest = max(_cycles(layer, LayerFold(layer.out_features, layer.in_features))
-                  for layer in network.layers)
-    return sorted({_cycles(layer, LayerFold(pe, simd)) for layer in network.layers
-                   for pe in _divisors(layer.out_features)
-                   for simd in _divisors(layer.in_features)} - set(range(fastest)))
+    fastest = max(_cycles(layer, _fastest(layer)) for layer in network.layers)
+    return sorted({_cycles(layer, fold) for layer in network.layers
+                   for fold in _options(layer)} - set(range(fastest)))
 
 
 def folding_cycles(network: Network, folding) -> int:
@@ -85,7 +84,8 @@ def auto_folding(network: Network, max_lanes: int) -> tuple[LayerFold, ...]:
                                                        f"per layer), not {max_lanes}")
     for target in cycle_targets(network):
         folds = folding_for_cycles(network, target)
-        if sum(fold.lanes for fold in folds) <= max_lanes:
+        if sum(fold_lanes(layer, fold)
+               for layer, fold in zip(network.layers, folds, strict=True)) <= max_lanes:
             return folds
     return unfolded(network)   # not reached: the slowest target is the unfolded design
 

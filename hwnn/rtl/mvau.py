@@ -28,7 +28,7 @@ from ..ir.packing import pack_values
 from .arith import pipelined_sum, tree_levels, tree_register_bits
 from .fifo import FlagFIFO
 from .layouts import Beat
-from .params import check_positive_int
+from .params import LayerFold, check_divides, check_positive_int, divisors
 from .stage import OutputStage, stage_latency, stage_structure
 from .structure import Memory, Multipliers, Structure
 
@@ -50,14 +50,8 @@ def check_folding(layer: Dense, pe, simd):
     columns."""
     check_positive_int("MatrixVectorUnit", "pe", pe)
     check_positive_int("MatrixVectorUnit", "simd", simd)
-    if layer.out_features % pe:
-        divisors = [d for d in range(1, layer.out_features + 1) if layer.out_features % d == 0]
-        raise ValueError(f"Layer {layer.name!r}: pe must divide its {layer.out_features} "
-                         f"outputs ({', '.join(map(str, divisors))}), not {pe}")
-    if layer.in_features % simd:
-        divisors = [d for d in range(1, layer.in_features + 1) if layer.in_features % d == 0]
-        raise ValueError(f"Layer {layer.name!r}: simd must divide its {layer.in_features} "
-                         f"inputs ({', '.join(map(str, divisors))}), not {simd}")
+    check_divides(layer, "pe", pe, layer.out_features, "outputs")
+    check_divides(layer, "simd", simd, layer.in_features, "inputs")
 
 
 def _decode(bits, fmt: Format):
@@ -101,6 +95,10 @@ class MatrixVectorUnit(wiring.Component):
     -------
     i_stream : ``In(stream.Signature(Beat(simd, input width)))``
     o_stream : ``Out(stream.Signature(Beat(pe, output width)))``
+    layer, pe, simd, lanes, in_count, out_count, in_width, out_width, cycles, latency,
+    memory_bits, input_fifo_depth :
+        As every dataflow unit has them (:mod:`hwnn.rtl.units`); ``in_count`` is ``simd``,
+        ``out_count`` ``pe``.
     """
 
     #: Pipeline registers between issuing a beat and the final accumulator of its fold (memory
@@ -130,10 +128,37 @@ class MatrixVectorUnit(wiring.Component):
         self._depth = (self._STAGES + 2 * self.dsp_stages + self.tree_levels
                        + stage_latency(layer, pipelined=True))
         self.fifo_depth = self._depth + 4
+        self.in_count, self.out_count = simd, pe
+        # One input vector (and two beats more) before the unit lets the producer run ahead
+        # while the unit re-reads its input buffer for the neuron folds after the first.
+        self.input_fifo_depth = self.synapse_folds + 2
         super().__init__({
             "i_stream": In(stream.Signature(Beat(simd, self.in_width))),
             "o_stream": Out(stream.Signature(Beat(pe, self.out_width))),
         })
+
+    # Folding (the dataflow unit protocol, :mod:`hwnn.rtl.units`) -------------------------------
+
+    @staticmethod
+    def fold_options(layer: Dense) -> list[LayerFold]:
+        """Every folding: ``pe`` divides the rows, ``simd`` the columns."""
+        return [LayerFold(pe, simd) for pe in divisors(layer.out_features)
+                for simd in divisors(layer.in_features)]
+
+    @staticmethod
+    def fold_cycles(layer: Dense, fold: LayerFold) -> int:
+        """Cycles per vector folded as ``fold``: ``(rows / pe) * (cols / simd)``."""
+        return (layer.out_features // fold.pe) * (layer.in_features // fold.simd)
+
+    @staticmethod
+    def fold_lanes(layer: Dense, fold: LayerFold) -> int:
+        """Lanes of ``fold``: ``pe * simd``."""
+        return fold.lanes
+
+    @staticmethod
+    def check_fold(layer: Dense, fold: LayerFold):
+        """:func:`check_folding`."""
+        check_folding(layer, fold.pe, fold.simd)
 
     @property
     def cycles(self) -> int:

@@ -10,6 +10,7 @@ from .arith import select
 from .geometry import sliding_windows
 from .layouts import Beat
 from .params import check_positive_int
+from .structure import Memory, Structure
 
 __all__ = ["MaxPoolUnit"]
 
@@ -162,6 +163,21 @@ class MaxPoolUnit(wiring.Component):
     @property
     def memory_bits(self) -> int:
         return self._slots(0) * self.out_size[1] * self.image[2] * self.fmt.width
+
+    def structure(self) -> Structure:
+        """Its hardware (:mod:`hwnn.rtl.structure`): the memories of partial maxima (use
+        ``"partial_maxima"``), ``compare_bits`` (a comparator and multiplexer of ``count``
+        values per memory, and one for the completed window) and ``register_bits`` (the beat,
+        the output register, the position counters)."""
+        nh, nv = self._slots(1), self._slots(0)
+        value_bits = self.count * self.fmt.width
+        height, width, _ = self.image
+        counters = sum(max(size, 2).bit_length() for size in (height, width, *self.out_size))
+        structure = Structure({"compare_bits": (nh * nv + 1) * value_bits,
+                               "register_bits": 2 * value_bits + 2 * counters + 4 * nh * nv})
+        structure.memories += [Memory("partial_maxima", self._bank_depth(bank), value_bits)
+                               for bank in range(nh) for _ in range(nv)]
+        return structure
 
     def _slots(self, axis):
         windows = self.out_size[axis]

@@ -17,6 +17,7 @@ from .arith import select
 from .geometry import sliding_windows
 from .layouts import Beat
 from .params import check_positive_int
+from .structure import Memory, Structure
 from .widthconv import WidthConverter
 
 __all__ = ["SlidingWindowUnit"]
@@ -152,6 +153,23 @@ class SlidingWindowUnit(wiring.Component):
     def memory_bits(self) -> int:
         _, width, channels = self.image
         return self.rows * width * channels * self.width
+
+    def structure(self) -> Structure:
+        """Its hardware (:mod:`hwnn.rtl.structure`): the line buffer (a RAM of :attr:`rows`
+        slots of ``W * C / simd`` words of ``simd`` values, use ``"line_buffer"``), the input
+        width converter's registers, and ``register_bits``: the two output registers and the
+        reader's and writer's position counters (about twenty of them, each as wide as the
+        coordinate it counts)."""
+        height, width, channels = self.image
+        depth = self.rows * width * channels // self.simd
+        positions = [height, width, *self.kernel, depth, self.rows, *self.out_size]
+        counters = 2 * sum(max(size, 2).bit_length() for size in positions)
+        structure = Structure({"register_bits": 2 * self.simd * self.width + counters + 8})
+        if self.in_count != self.simd:
+            structure.merge(WidthConverter(self.width, self.in_count, self.simd,
+                                           channels).structure())
+        structure.memories.append(Memory("line_buffer", depth, self.simd * self.width))
+        return structure
 
     @property
     def out_beats(self) -> int:

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from hwnn.ir import (LAYER_KINDS, Conv2d, Dense, MaxPool2d, Network, Requant, TensorFormat,
-                     Thresholds, chw_to_hwc_columns, hwc_to_chw_columns)
+                     Thresholds, accumulator_range, chw_to_hwc_columns, hwc_to_chw_columns)
 from hwnn.ir.formats import Format
+from hwnn.ir.conv import Im2col
 from hwnn.quant.synthetic import random_conv2d, random_dense
 from hwnn.sim.golden import run_network
 
@@ -456,3 +457,24 @@ def test_the_dense_layer_after_a_convolution_reads_the_flattened_image():
     image = np.arange(-6, 0).reshape(2, 3, 1)
     out = run_network(Network("n", (conv, dense)), image)
     assert out.tolist() == [-6, -6, -5, -5, -4, -4, -3, -3, -2, -2, -1, -1]
+
+
+def test_im2col_is_the_dense_layer_of_a_window_with_the_convolutions_bounds():
+    rng = np.random.default_rng(8)
+    # Every window of a 3x3 kernel padded by 2 on a 2x2 image touches the padding, so the
+    # convolution's bounds are narrower than a dense layer's over any input vector.
+    conv = random_conv2d(rng, (2, 2, 3), 3, 3, in_format="uint8", weight_format="int8",
+                         stage="accumulator", padding=2, depthwise=True)
+    view = conv.im2col()
+    assert isinstance(view, Dense) and view.weights.shape == (3, 27)
+    for o, ky, kx, c in np.ndindex(3, 3, 3, 3):
+        assert view.weights[o, (ky * 3 + kx) * 3 + c] == (conv.weights[o, ky, kx, 0]
+                                                           if c == o else 0)
+    assert [np.array_equal(a, b) for a, b in zip(view.acc_range, conv.acc_range,
+                                                  strict=True)] == [True, True]
+    _, dense_hi = accumulator_range(view.weights, view.bias, view.input.format)
+    assert dense_hi.max() > conv.acc_range[1].max()
+    assert (view.name, view.output, view.stage) == (conv.name, conv.output, conv.stage)
+    with pytest.raises(TypeError, match=r"^Im2col convolution must be a Conv2d, not None$"):
+        Im2col(view.name, view.weights, view.weight_format, view.weight_scale, view.bias,
+               view.input, view.output, view.stage)

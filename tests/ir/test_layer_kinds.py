@@ -243,7 +243,7 @@ def test_golden_model_takes_inputs_of_the_network_shape():
     assert run_network(network, codes).tolist() == [[-3, -4, -3], [0, 2, 6]]
     assert run_network(network, codes[None]).tolist() == [[[-3, -4, -3], [0, 2, 6]]]
     with pytest.raises(ValueError, match=r"^Input codes must have shape \(2, 3\) or "
-                                         r"\(N, 2, 3\), not \(6,\)$"):
+                                         r"\(N, 2, 3\) or \(N, 6\), not \(6,\)$"):
         run_network(network, codes.ravel())
 
 

@@ -9,7 +9,7 @@ from amaranth.hdl import Fragment, Shape
 from amaranth.lib import memory
 
 from hwnn.arch import architecture
-from hwnn.quant.synthetic import random_network, sample_network
+from hwnn.quant.synthetic import random_cnn, random_network, sample_network
 from hwnn.rtl.structure import Memory, Structure, varying_columns
 
 
@@ -44,12 +44,30 @@ NETWORKS = {
         act_formats=["uint2"], input_format="uint4", stages=["thresholds"], name="t"),
 }
 ARCHS = {"dataflow": {"max_lanes": 8}, "systolic": {"array": "4x4"}, "sparse": {"pes": 3}}
+#: Networks on images, for the architectures that build them: a padded convolution, an
+#: overlapping pool, a depthwise convolution, a dense layer.
+IMAGE_NETWORKS = {
+    "cnn": lambda: random_cnn(np.random.default_rng(6), (6, 6, 2), [
+        ("conv2d", dict(out_channels=4, kernel=3, padding=1, weight_format="int4",
+                        out_format="uint3", stage="thresholds")),
+        ("maxpool2d", dict(kernel=3, stride=2)),
+        ("conv2d", dict(out_channels=4, kernel=2, depthwise=True, weight_format="int8",
+                        out_format="int8", stage="requant")),
+        ("dense", dict(out_features=3, weight_format="binary", stage="accumulator")),
+    ], input_format="uint4", in_zero_point=3),
+}
 
 
-@pytest.mark.parametrize("arch_name", ARCHS)
-@pytest.mark.parametrize("kind", NETWORKS)
+def _builds(arch_name):
+    kinds = architecture(arch_name).layer_kinds
+    return {name: make for name, make in (NETWORKS | IMAGE_NETWORKS).items()
+            if name in NETWORKS or "conv2d" in kinds}
+
+
+@pytest.mark.parametrize("arch_name, kind", [(arch, kind) for arch in ARCHS
+                                             for kind in _builds(arch)])
 def test_every_memory_a_top_elaborates_is_reported_with_its_contents(kind, arch_name):
-    network = NETWORKS[kind]()
+    network = _builds(arch_name)[kind]()
     arch = architecture(arch_name)
     params = arch.check(network, arch.params(**ARCHS[arch_name]))
     reported = reported_memories(arch.build(network, params).structure())
@@ -60,7 +78,8 @@ def test_every_top_reports_the_same_counts_for_every_network():
     for arch_name, options in ARCHS.items():
         arch = architecture(arch_name)
         names = {frozenset(arch.build(net, arch.check(net, arch.params(**options)))
-                           .structure().counts) for net in (f() for f in NETWORKS.values())}
+                           .structure().counts)
+                 for net in (f() for f in _builds(arch_name).values())}
         assert len(names) == 1, arch_name
 
 

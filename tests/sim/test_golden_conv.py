@@ -156,6 +156,14 @@ def test_a_dense_layer_after_convolutions_takes_the_image_flattened():
     assert [array.shape for array in layer_inputs(Network("n", (conv, pool, dense)),
                                                   images[0])] == \
         [(1, 5, 6, 2), (1, *conv.output_shape), (1, rows * cols * chans)]
+    # Flattened inputs, as streams carry them: flattened outputs, the same codes.
+    flat_images = np.zeros((6, 5 * 6 * 2), dtype=np.int64)
+    for y, x, c in np.ndindex(5, 6, 2):
+        flat_images[:, (y * 6 + x) * 2 + c] = images[:, y, x, c]
+    assert np.array_equal(run_network(Network("cp", (conv, pool)), flat_images),
+                          pooled.reshape(6, -1))
+    assert np.array_equal(layer_inputs(Network("n", (conv, pool, dense)), flat_images)[1],
+                          inputs[1])
 
 
 def test_image_inputs_are_checked():
@@ -164,7 +172,8 @@ def test_image_inputs_are_checked():
     shape = layer.input_shape
     text = ", ".join(map(str, shape))
     with pytest.raises(ValueError, match=rf"^Input codes must have shape \({text}\) or "
-                                         rf"\(N, {text}\), not \({np.prod(shape)},\)$"):
+                                         rf"\(N, {text}\) or \(N, {np.prod(shape)}\), not "
+                                         rf"\({np.prod(shape)},\)$"):
         run_network(network, np.zeros(np.prod(shape), dtype=np.int64))
     codes = np.zeros((2, *shape), dtype=np.int64)
     codes[1, 0, 0, 0] = 999

@@ -95,9 +95,12 @@ def _check_codes(network: Network, codes) -> np.ndarray:
         raise TypeError(f"Input codes must be integers, not {codes.dtype} values; quantize real "
                         f"inputs with Network.quantize_input()")
     shape = network.input_shape
-    if codes.shape not in (shape, codes.shape[:1] + shape):
+    flat = ((*codes.shape[:1], network.in_features),) if len(shape) > 1 else ()
+    if codes.shape not in (shape, codes.shape[:1] + shape, *flat):
         raise ValueError(f"Input codes must have shape {shape} or "
-                         f"(N, {', '.join(map(str, shape))}), not {codes.shape}")
+                         f"(N, {', '.join(map(str, shape))})"
+                         + (f" or (N, {network.in_features})" if flat else "")
+                         + f", not {codes.shape}")
     codes = codes.astype(np.int64)
     fmt = network.input.format
     if not fmt.contains(codes):
@@ -112,15 +115,22 @@ def _check_codes(network: Network, codes) -> np.ndarray:
 
 def run_network(network: Network, codes, *, trace=False):
     """Run ``network`` on input codes (one input of the network's input shape, or a batch
-    ``(N, ...)`` of them), each layer with its kind's golden function. A layer that takes a
-    vector gets the tensor before it flattened (row-major, channels fastest).
+    ``(N, ...)`` of them, or a batch of them flattened, ``(N, in_features)``, as streams and
+    design folders carry them), each layer with its kind's golden function. A layer that
+    takes a vector gets the tensor before it flattened (row-major, channels fastest).
 
-    Returns the output codes, or with ``trace`` a pair ``(outputs, [LayerTrace, ...])``, each
-    trace's arrays of the batch's shape and the layer's output shape.
+    Returns the output codes (of the batch's shape and the output shape; flattened,
+    ``(N, out_features)``, for flattened inputs), or with ``trace`` a pair ``(outputs,
+    [LayerTrace, ...])``, each trace's arrays of the batch's shape and the layer's output
+    shape.
     """
     if not isinstance(network, Network):
         raise TypeError(f"network must be a Network, not {network!r}")
     x = _check_codes(network, codes)
+    shape = network.input_shape
+    flat = len(shape) > 1 and x.shape not in (shape, x.shape[:1] + shape)
+    if flat:
+        x = x.reshape(len(x), *network.input_shape)
     batch = x.shape[:x.ndim - len(network.input_shape)]
     traces = []
     for layer in network.layers:
@@ -128,6 +138,8 @@ def run_network(network: Network, codes, *, trace=False):
         x = output_stage(layer, acc)
         if trace:
             traces.append(LayerTrace(layer.name, acc, x))
+    if flat:
+        x = x.reshape(len(x), -1)
     return (x, traces) if trace else x
 
 
@@ -138,6 +150,7 @@ def layer_inputs(network: Network, codes) -> list[np.ndarray]:
     codes = _check_codes(network, codes)
     if codes.shape == network.input_shape:
         codes = codes[None]
+    codes = codes.reshape(len(codes), *network.input_shape)
     _, traces = run_network(network, codes, trace=True)
     return [codes] + [trace.outputs.reshape(len(codes), *layer.input_shape)
                       for trace, layer in zip(traces[:-1], network.layers[1:], strict=True)]
