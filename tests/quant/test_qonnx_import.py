@@ -1,0 +1,339 @@
+"""The QONNX frontend against qonnx's own executor.
+
+Models are built here node by node with ``onnx.helper``, with QONNX ``Quant`` nodes as
+Brevitas exports them (domain ``qonnx.custom_op.general``, attributes ``signed``, ``narrow``,
+``rounding_mode``; scale, zero point and bit width as float32 initializers). The reference is
+:func:`qonnx.core.onnx_exec.execute_onnx` on the model as built (not cleaned up); the golden
+model runs the imported network on the input codes qonnx's input quantizer produced.
+"""
+
+from itertools import pairwise
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("qonnx")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
+from qonnx.core.onnx_exec import execute_onnx  # noqa: E402
+from qonnx.transformation.infer_shapes import InferShapes  # noqa: E402
+
+from hwnn.ir import Thresholds  # noqa: E402
+from hwnn.quant.qonnx_frontend import from_qonnx, is_qonnx, load_qonnx  # noqa: E402
+from hwnn.quant.threshold_search import search_thresholds  # noqa: E402
+from hwnn.sim.golden import run_network  # noqa: E402
+
+DOMAIN = "qonnx.custom_op.general"
+
+
+class Builder:
+    """Nodes and initializers of a QONNX graph taking ``x`` of shape (batch, features)."""
+
+    def __init__(self):
+        self.nodes, self.inits, self.count = [], [], 0
+
+    def const(self, value):
+        self.count += 1
+        name = f"c{self.count}"
+        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
+        return name
+
+    def node(self, op, inputs, domain="", **attributes):
+        self.count += 1
+        out = f"t{self.count}"
+        self.nodes.append(helper.make_node(op, inputs, [out], name=f"{op}_{self.count}",
+                                           domain=domain, **attributes))
+        return out
+
+    def quant(self, x, scale, zero_point, bits, signed=True, narrow=False, rounding="ROUND"):
+        return self.node("Quant", [x, self.const(scale), self.const(zero_point),
+                                   self.const(bits)], DOMAIN, signed=int(signed),
+                         narrow=int(narrow), rounding_mode=rounding)
+
+    def model(self, output, batch, features, outputs):
+        graph = helper.make_graph(
+            self.nodes, "qnn",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, features])],
+            [helper.make_tensor_value_info(output, TensorProto.FLOAT, [batch, outputs])],
+            self.inits)
+        model = helper.make_model(graph, producer_name="hwnn-tests", opset_imports=[
+            helper.make_opsetid("", 13), helper.make_opsetid(DOMAIN, 1)])
+        model.ir_version = 8
+        return model
+
+
+def pow2(rng, size=None, low=-7, high=-2):
+    return 2.0 ** rng.integers(low, high, size=size)
+
+
+def mlp(rng, batch, sizes, *, in_q, acts, w_bits, per_channel, batchnorm, bias,
+        po2=True, last_bias_quant=False):
+    """A QONNX MLP: input Quant ``in_q`` = (bits, signed, zero point), then per layer a
+    weight Quant (``w_bits`` signed narrow, per-tensor or per-channel scale), MatMul, bias
+    Add, BatchNorm (negative gammas included), Relu and an activation Quant ``acts[i]`` =
+    (bits, signed, narrow, rounding); the last layer ends at its bias. Input, weight and
+    activation scales are powers of two when ``po2`` (the exact case), random otherwise.
+    Returns the model, the input Quant's (scale, zero point) and the names of the activation
+    Quant outputs."""
+    b = Builder()
+    in_bits, in_signed, in_zp = in_q
+    in_scale = pow2(rng) if po2 else rng.uniform(0.01, 0.1)
+    x = b.quant("x", in_scale, in_zp, in_bits, in_signed)
+    x_scale = in_scale
+    act_names = []
+    for index, (n_in, n_out) in enumerate(pairwise(sizes)):
+        last = index == len(sizes) - 2
+        if per_channel:
+            w_scale = pow2(rng, (1, n_out)) if po2 else rng.uniform(0.005, 0.05, (1, n_out))
+        else:
+            w_scale = pow2(rng) if po2 else rng.uniform(0.005, 0.05)
+        limit = 2 ** (w_bits - 1) - 1
+        weights = rng.integers(-limit, limit + 1, (n_in, n_out)) * w_scale
+        weights = weights + rng.uniform(-0.4, 0.4, weights.shape) * w_scale  # not on the grid
+        wq = b.quant(b.const(weights), w_scale, 0, w_bits, True, True)
+        y = b.node("MatMul", [x, wq])
+        if bias or last:
+            values = rng.normal(0, 2.0, n_out).astype(np.float32)
+            if last and last_bias_quant:
+                acc_step = np.float32(x_scale) * np.float32(w_scale)
+                y = b.node("Add", [y, b.quant(b.const(values), acc_step.reshape(-1), 0, 32)])
+            else:
+                y = b.node("Add", [y, b.const(values)])
+        if last:
+            return b.model(y, batch, sizes[0], n_out), (in_scale, in_zp), act_names
+        if batchnorm:
+            gamma = rng.uniform(0.5, 2, n_out) * rng.choice([-1, 1], n_out)
+            y = b.node("BatchNormalization",
+                       [y, b.const(gamma), b.const(rng.normal(0, 1, n_out)),
+                        b.const(rng.normal(0, 3, n_out)), b.const(rng.uniform(0.5, 4, n_out))],
+                       epsilon=1e-3)
+        y = b.node("Relu", [y])
+        bits, signed, narrow, rounding = acts[index]
+        x_scale = pow2(rng, None, -5, -1) if po2 else rng.uniform(0.02, 0.3)
+        x = b.quant(y, x_scale, 0, bits, signed, narrow, rounding)
+        act_names.append(x)
+    raise AssertionError("unreachable")
+
+
+def run_qonnx(model, inputs):
+    """Every tensor of qonnx's execution of ``model`` (shapes inferred, nothing else changed)
+    on ``inputs``."""
+    wrapper = ModelWrapper(model).transform(InferShapes())
+    return execute_onnx(wrapper, {"x": inputs}, return_full_exec_context=True)
+
+
+def qonnx_codes(context, model, name):
+    """The integer codes of the Quant node that outputs ``name``."""
+    (node,) = [node for node in model.graph.node if node.output[0] == name]
+    scale, zero_point = (numpy_helper.to_array(init) for init in model.graph.initializer
+                         if init.name in node.input[1:3])
+    return np.round(context[name] / scale + zero_point).astype(np.int64)
+
+
+def random_input_codes(rng, batch, features, bits, signed):
+    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1)) if signed else (0, 2 ** bits)
+    return rng.integers(low, high, (batch, features))
+
+
+def compare(model, in_q, act_names, codes, *, exact_logits):
+    """Import ``model``, run it in qonnx and in the golden model on input ``codes``, and
+    compare every activation code and the logits."""
+    network = from_qonnx(model)
+    scale, zero_point = in_q
+    inputs = ((codes - zero_point) * np.float32(scale)).astype(np.float32)
+    context = run_qonnx(model, inputs)
+    first_quant = model.graph.node[0].output[0]
+    assert np.array_equal(qonnx_codes(context, model, first_quant), codes)
+    outputs, traces = run_network(network, codes, trace=True)
+    assert len(traces) == len(act_names) + 1
+    for trace, name in zip(traces, act_names, strict=False):
+        assert np.array_equal(trace.outputs, qonnx_codes(context, model, name)), trace.name
+    logits = context[model.graph.output[0].name]
+    golden = network.dequantize_output(outputs)
+    step = network.output.scale
+    if exact_logits:
+        assert np.array_equal(golden, logits.astype(np.float64))
+    else:
+        assert np.all(np.abs(golden - logits) <= step)
+        top2 = np.sort(logits, axis=1)[:, -2:]
+        clear = top2[:, 1] - top2[:, 0] > 2 * step.max()
+        assert np.array_equal(golden.argmax(1)[clear], logits.argmax(1)[clear])
+    return network
+
+
+@pytest.mark.parametrize("seed, in_q, acts, w_bits, per_channel, batchnorm", [
+    (0, (8, False, 0), [(4, False, False, "ROUND"), (3, False, False, "ROUND")], 4, False, True),
+    (1, (6, True, 0), [(8, True, False, "ROUND"), (2, True, True, "ROUND")], 8, True, True),
+    (2, (4, False, 3), [(5, False, True, "FLOOR"), (1, True, False, "ROUND")], 2, True, False),
+    (3, (8, True, -5), [(6, True, True, "CEIL"), (4, False, False, "HALF_UP")], 3, False, True),
+])
+def test_mlp_codes_equal_qonnx(seed, in_q, acts, w_bits, per_channel, batchnorm):
+    rng = np.random.default_rng(seed)
+    batch, sizes = 200, [24, 16, 12, 10]
+    model, in_params, act_names = mlp(rng, batch, sizes, in_q=in_q, acts=acts, w_bits=w_bits,
+                                      per_channel=per_channel, batchnorm=batchnorm, bias=True)
+    codes = random_input_codes(rng, batch, sizes[0], in_q[0], in_q[1])
+    network = compare(model, in_params, act_names, codes, exact_logits=False)
+    assert [layer.stage_name for layer in network.layers] == ["thresholds"] * 2 + [
+        "accumulator"]
+    if batchnorm:
+        assert any(layer.stage.descending.any() for layer in network.layers[:-1])
+
+
+def test_quantized_bias_gives_exact_logits():
+    rng = np.random.default_rng(7)
+    batch, sizes = 100, [16, 12, 10]
+    model, in_params, act_names = mlp(rng, batch, sizes, in_q=(8, False, 0),
+                                      acts=[(4, False, False, "ROUND")], w_bits=4,
+                                      per_channel=True, batchnorm=True, bias=True,
+                                      last_bias_quant=True)
+    codes = random_input_codes(rng, batch, sizes[0], 8, False)
+    compare(model, in_params, act_names, codes, exact_logits=True)
+
+
+def single_layer(rng, in_bits, act, *, w_scale, batchnorm=True):
+    """One layer of 2 inputs of ``in_bits`` signed bits, weights ``[1, 2**in_bits]`` for every
+    channel: its accumulator ``x0 + 2**in_bits * x1`` takes every value of its range exactly
+    once over all inputs."""
+    b = Builder()
+    channels = 6
+    in_scale = 2.0 ** -3
+    x = b.quant("x", in_scale, 0, in_bits, True)
+    weights = np.array([[1.0], [2.0 ** in_bits]]) * np.ones((1, channels)) * w_scale
+    w_bits = in_bits + 2
+    y = b.node("MatMul", [x, b.quant(b.const(weights), w_scale, 0, w_bits, True, True)])
+    y = b.node("Add", [y, b.const(rng.normal(0, 3, channels))])
+    if batchnorm:
+        gamma = rng.uniform(0.2, 3, channels) * np.array([1, -1, 1, -1, 1, -1])
+        y = b.node("BatchNormalization", [y, b.const(gamma), b.const(rng.normal(0, 1, channels)),
+                                          b.const(rng.normal(0, 2, channels)),
+                                          b.const(rng.uniform(0.5, 3, channels))])
+    y = b.node("Relu", [y])
+    bits, signed, narrow, rounding = act
+    out = b.quant(y, rng.uniform(0.01, 0.2), 0, bits, signed, narrow, rounding)
+    return b.model(out, (2 ** in_bits) ** 2, 2, channels), out
+
+
+@pytest.mark.parametrize("in_bits, act, seed", [
+    (4, (3, False, False, "ROUND"), 0),
+    (4, (2, False, True, "HALF_UP"), 1),
+    (8, (8, False, False, "ROUND"), 2),
+    (8, (5, True, True, "FLOOR"), 3),
+    (8, (4, False, False, "CEIL"), 4),
+])
+def test_threshold_stage_exhaustive_over_accumulator_range(in_bits, act, seed):
+    """Every accumulator value of the layer's range, through qonnx's executor: the golden
+    codes equal qonnx's on all of them (per-channel weight scales, negative gammas)."""
+    rng = np.random.default_rng(seed)
+    w_scale = 2.0 ** rng.integers(-8, -2, (1, 6))
+    model, out = single_layer(rng, in_bits, act, w_scale=w_scale)
+    network = from_qonnx(model)
+    (layer,) = network.layers
+    half = 2 ** (in_bits - 1)
+    grid = np.arange(-half, half)
+    codes = np.stack(np.meshgrid(grid, grid, indexing="ij"), axis=-1).reshape(-1, 2)
+    acc = codes[:, 0] + 2 ** in_bits * codes[:, 1]
+    lo, hi = layer.acc_range
+    assert np.array_equal(np.sort(acc), np.arange(lo.min(), hi.max() + 1))
+    assert np.all(lo == lo.min()) and np.all(hi == hi.max())
+    context = run_qonnx(model, (codes * np.float32(2.0 ** -3)).astype(np.float32))
+    assert np.array_equal(run_network(network, codes), qonnx_codes(context, model, out))
+    assert layer.stage.descending.tolist() == [False, True] * 3
+
+
+def test_search_thresholds_matches_brute_force():
+    rng = np.random.default_rng(5)
+    lo, hi = np.array([-40, -3, 0, 10]), np.array([50, 3, 0, 90])
+    descending = np.array([False, True, False, True])
+    cuts = [np.sort(rng.integers(low - 5, high + 6, 7)) for low, high in zip(lo, hi, strict=True)]
+
+    def level_of(acc):
+        levels = np.stack([np.searchsorted(cuts[c], acc[:, c], side="right")
+                           for c in range(4)], axis=1)
+        return np.where(descending, 7 - levels, levels)
+
+    stage = search_thresholds(level_of, lo, hi, 8, descending)
+    assert isinstance(stage, Thresholds)
+    for c in range(4):
+        acc = np.arange(lo[c], hi[c] + 1)
+        counted = ((acc[:, None] <= stage.values[c]) if descending[c]
+                   else (acc[:, None] >= stage.values[c])).sum(1)
+        expected = level_of(np.repeat(acc[:, None], 4, axis=1))[:, c]
+        assert np.array_equal(counted, expected)
+
+
+def test_non_power_of_two_scales_disagree_only_at_float_ties():
+    """With other scales qonnx's float32 matrix product is rounded: codes agree except where
+    the value before the quantizer lies within float32 rounding of a rounding boundary."""
+    rng = np.random.default_rng(11)
+    batch, sizes = 300, [32, 16, 10]
+    model, (scale, _), act_names = mlp(rng, batch, sizes, in_q=(8, False, 0),
+                                       acts=[(4, False, False, "ROUND")], w_bits=8,
+                                       per_channel=True, batchnorm=True, bias=True, po2=False)
+    network = from_qonnx(model)
+    codes = random_input_codes(rng, batch, sizes[0], 8, False)
+    context = run_qonnx(model, (codes * np.float32(scale)).astype(np.float32))
+    _, traces = run_network(network, codes, trace=True)
+    ours, theirs = traces[0].outputs, qonnx_codes(context, model, act_names[0])
+    (quant,) = [node for node in model.graph.node if node.output[0] == act_names[0]]
+    act_scale = numpy_helper.to_array(
+        next(init for init in model.graph.initializer if init.name == quant.input[1]))
+    scaled = context[quant.input[0]] / act_scale
+    near_tie = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-4
+    assert np.all((ours == theirs) | near_tie)
+
+
+def test_is_qonnx_and_file_round_trip(tmp_path):
+    rng = np.random.default_rng(3)
+    model, _, _ = mlp(rng, 4, [8, 6, 3], in_q=(8, False, 0), acts=[(4, False, False, "ROUND")],
+                      w_bits=4, per_channel=False, batchnorm=False, bias=True)
+    assert is_qonnx(model)
+    path = tmp_path / "mlp.onnx"
+    onnx.save(model, str(path))
+    network = load_qonnx(path, "mlp")
+    assert network.name == "mlp" and network.info["file"] == "mlp.onnx"
+    assert network.info["frontend"] == "qonnx"
+
+
+def error_model(change):
+    rng = np.random.default_rng(0)
+    model, _, _ = mlp(rng, 4, [8, 6, 3], in_q=(8, False, 0), acts=[(4, False, False, "ROUND")],
+                      w_bits=4, per_channel=False, batchnorm=False, bias=True)
+    change(model)
+    return model
+
+
+def test_refuses_unsupported_op():
+    def to_sigmoid(model):
+        (relu,) = [node for node in model.graph.node if node.op_type == "Relu"]
+        relu.op_type = "Sigmoid"
+    with pytest.raises(ValueError, match=r"^QONNX node '\w+' \(Sigmoid\) is not supported: "):
+        from_qonnx(error_model(to_sigmoid))
+
+
+def test_refuses_per_channel_activation_scale():
+    def per_channel(model):
+        (relu,) = [node for node in model.graph.node if node.op_type == "Relu"]
+        (quant,) = [node for node in model.graph.node if relu.output[0] in node.input]
+        (init,) = [init for init in model.graph.initializer if init.name == quant.input[1]]
+        init.CopyFrom(numpy_helper.from_array(np.full(6, 0.1, np.float32), init.name))
+    with pytest.raises(ValueError, match=r"^QONNX node '\w+' \(Quant\) quantizes an activation "
+                                         r"per channel"):
+        from_qonnx(error_model(per_channel))
+
+
+def test_refuses_unquantized_weights_and_float_models():
+    def float_weights(model):
+        (matmul, _) = [node for node in model.graph.node if node.op_type == "MatMul"]
+        quant = next(node for node in model.graph.node if node.output[0] == matmul.input[1])
+        matmul.input[1] = quant.input[0]
+    with pytest.raises(ValueError, match=r"\(MatMul\) input '\w+' is not quantized by a Quant "
+                                         r"node"):
+        from_qonnx(error_model(float_weights))
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "f",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
+    with pytest.raises(ValueError, match="has no QONNX Quant node"):
+        from_qonnx(helper.make_model(graph))
