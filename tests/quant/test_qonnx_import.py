@@ -217,9 +217,9 @@ def single_layer(rng, in_bits, act, *, w_scale, batchnorm=True):
 
 
 @pytest.mark.parametrize("in_bits, act, seed", [
-    (4, (3, False, False, "ROUND"), 0),
+    (4, (3, False, False, "ROUND"), 1),
     (4, (2, False, True, "HALF_UP"), 1),
-    (8, (8, False, False, "ROUND"), 2),
+    (8, (8, False, False, "ROUND"), 0),   # float64 batch normalization fails this one
     (8, (5, True, True, "FLOOR"), 3),
     (8, (4, False, False, "CEIL"), 4),
 ])
