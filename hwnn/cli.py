@@ -100,6 +100,13 @@ def _cmd_quantize(args) -> int:
                            prune_scope=args.prune_scope, share=args.share)
     if not args.output.endswith(".hwnn.npz"):
         raise ValueError(f"The output file name must end in .hwnn.npz, not {args.output!r}")
+    if args.model.endswith(".onnx"):
+        from .quant.qonnx_frontend import is_qonnx_file
+        if is_qonnx_file(args.model):
+            return _import_qonnx(args)
+    if args.calib is None:
+        raise UsageError("hwnn quantize: the following arguments are required for a float "
+                         "model: --calib")
     model = load_model(args.model)
     calib = load_inputs(args.calib)
     test = load_labelled(args.test) if args.test else None
@@ -125,6 +132,35 @@ def _cmd_quantize(args) -> int:
         golden_accuracy = (golden_predictions(network, model.check_inputs(x)) == labels).mean()
         print(f"\naccuracy on {len(labels)} test inputs: {', '.join(figures)}, golden model "
               f"{100 * golden_accuracy:.2f}%")
+    path = network.save(args.output)
+    print(f"\nwrote {path}")
+    return 0
+
+
+#: The quantize options that set the quantization, which a QONNX model brings itself.
+QUANTIZATION_OPTIONS = ("weights", "acts", "inputs", "per_channel", "calib", "calibration",
+                        "percentile", "stage", "prune", "prune_scope", "share")
+
+
+def _import_qonnx(args) -> int:
+    """``hwnn quantize`` of a QONNX model: imported as it is quantized, nothing calibrated."""
+    from .arrays import load_labelled
+    from .flow.report import class_indices, golden_predictions, layer_table
+    from .quant.qonnx_frontend import load_qonnx
+
+    defaults = _parser().parse_args(["quantize", args.model, "-o", args.output])
+    changed = [_option(dest) for dest in QUANTIZATION_OPTIONS
+               if getattr(args, dest) != getattr(defaults, dest)]
+    if changed:
+        raise ValueError(f"{args.model!r} is a QONNX model, quantized already: drop "
+                         f"{', '.join(changed)}")
+    network = load_qonnx(args.model, args.name)
+    print(layer_table(network))
+    if args.test:
+        x, y = load_labelled(args.test)
+        labels = class_indices(y, network.info)
+        accuracy = (golden_predictions(network, x) == labels).mean()
+        print(f"\naccuracy on {len(labels)} test inputs: golden model {100 * accuracy:.2f}%")
     path = network.save(args.output)
     print(f"\nwrote {path}")
     return 0
@@ -399,8 +435,9 @@ def _parser():
 
     quantize = commands.add_parser(
         "quantize", help="quantize a trained float model into an hwnn network file",
-        description="Quantize a trained model (.npz float weights, or a pickled scikit-learn "
-                    "MLP as .pkl/.joblib) into a .hwnn.npz network.")
+        description="Quantize a trained model (.npz float weights, a float ONNX model, or a "
+                    "pickled scikit-learn MLP as .pkl/.joblib) into a .hwnn.npz network, or "
+                    "import a quantized QONNX model (.onnx) as it is.")
     quantize.add_argument("model", help="model file: .npz, .onnx, .pkl or .joblib")
     quantize.add_argument("--weights", default="int8",
                           help="int2..int16 (symmetric; int2 gives ternary codes), ternary "
@@ -413,8 +450,9 @@ def _parser():
                                "calibration data has negative values)")
     quantize.add_argument("--per-channel", action="store_true",
                           help="scale int weights per output channel")
-    quantize.add_argument("--calib", required=True,
-                          help="calibration inputs: .npy, or .npz with array x")
+    quantize.add_argument("--calib", default=None,
+                          help="calibration inputs: .npy, or .npz with array x (float models; "
+                               "a QONNX model brings its own quantization)")
     quantize.add_argument("--calibration", choices=("minmax", "percentile"), default="minmax")
     quantize.add_argument("--percentile", type=float, default=99.99)
     quantize.add_argument("--stage", choices=("auto", "thresholds", "requant"), default="auto",

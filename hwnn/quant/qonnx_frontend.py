@@ -51,7 +51,7 @@ from ..ir.stages import accumulator_range
 from .qonnx_arith import BatchNormF32, QuantSpec, matmul_value
 from .threshold_search import search_thresholds
 
-__all__ = ["QONNX_DOMAINS", "from_qonnx", "is_qonnx", "load_qonnx"]
+__all__ = ["QONNX_DOMAINS", "from_qonnx", "is_qonnx", "is_qonnx_file", "load_qonnx"]
 
 #: The ONNX domains of QONNX's own ops, as exporters write them.
 QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.general")
@@ -65,19 +65,31 @@ def is_qonnx(model) -> bool:
                for node in model.graph.node)
 
 
-def load_qonnx(path, name="net") -> Network:
-    """The hwnn network of the QONNX model in the file ``path`` (see the module docstring)."""
+def _read(path):
     from ..tools.toolchain import require
-    require("Importing a QONNX model", "onnx", "qonnx")
+    require("Reading an ONNX model", "onnx")
     import onnx
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No model file at {str(path)!r}")
     try:
-        model = onnx.load(str(path))
+        return onnx.load(str(path))
     except Exception as error:  # protobuf decoding raises its own errors; report bad input
         raise ValueError(f"{str(path)!r} is not a readable ONNX model: {error}") from None
+
+
+def is_qonnx_file(path) -> bool:
+    """Whether the ONNX file ``path`` holds QONNX ops (needs only ``onnx``)."""
+    return is_qonnx(_read(path))
+
+
+def load_qonnx(path, name="net") -> Network:
+    """The hwnn network of the QONNX model in the file ``path`` (see the module docstring)."""
+    from ..tools.toolchain import require
+    require("Importing a QONNX model", "onnx", "qonnx")
+    path = Path(path)
+    model = _read(path)
     try:
         network = from_qonnx(model, name)
     except ValueError as error:

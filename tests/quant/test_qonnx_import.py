@@ -337,3 +337,31 @@ def test_refuses_unquantized_weights_and_float_models():
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
     with pytest.raises(ValueError, match="has no QONNX Quant node"):
         from_qonnx(helper.make_model(graph))
+
+
+def test_cli_imports_a_qonnx_model_and_refuses_quantization_options(tmp_path, capsys):
+    from hwnn.cli import main
+    from hwnn.ir import Network
+    rng = np.random.default_rng(4)
+    model, (scale, _), _ = mlp(rng, 50, [8, 6, 3], in_q=(8, False, 0),
+                               acts=[(4, False, False, "ROUND")], w_bits=4, per_channel=True,
+                               batchnorm=True, bias=True)
+    onnx.save(model, str(tmp_path / "q.onnx"))
+    codes = random_input_codes(rng, 50, 8, 8, False)
+    x = (codes * scale).astype(np.float32)
+    context = run_qonnx(model, x)
+    np.savez(tmp_path / "test.npz", x=x, y=context[model.graph.output[0].name].argmax(1))
+    out = tmp_path / "q.hwnn.npz"
+    assert main(["quantize", str(tmp_path / "q.onnx"), "--test", str(tmp_path / "test.npz"),
+                 "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "golden model 100.00%" in printed and out.exists(), printed
+    assert [layer.stage_name for layer in Network.load(out).layers] == ["thresholds",
+                                                                        "accumulator"]
+    refused = tmp_path / "r.hwnn.npz"
+    assert main(["quantize", str(tmp_path / "q.onnx"), "--calib", "c.npy", "--acts", "uint4",
+                 "-o", str(refused)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a QONNX model, quantized already: drop --acts, --calib" \
+        in err
+    assert not refused.exists()
