@@ -19,6 +19,8 @@ graph input                    ``Flatten``/``Reshape`` to ``(N, F)`` allowed, th
 ``Relu``                       after the bias or the batch normalization
 ``Quant`` of an activation     closes the layer: a :class:`~hwnn.ir.stages.Thresholds` stage
                                whose codes equal qonnx's for every accumulator value
+``BipolarQuant``               a 1-bit signed ``Quant`` (``binary`` codes), on weights or
+                               activations
 ``Identity``, ``Dropout``      ignored
 ============================== ============================================================
 
@@ -171,9 +173,9 @@ class _Importer:
             handler = getattr(self, f"_{node.op_type.lower()}", None)
             if handler is None:
                 raise ValueError(f"{_where(node)} is not supported: hwnn imports Quant, "
-                                 f"MatMul, Gemm, Add (bias), BatchNormalization, Relu, "
-                                 f"Flatten, Reshape, Identity and Dropout in a chain of dense "
-                                 f"layers")
+                                 f"BipolarQuant, MatMul, Gemm, Add (bias), BatchNormalization, "
+                                 f"Relu, Flatten, Reshape, Identity and Dropout in a chain of "
+                                 f"dense layers")
             handler(node)
             self.current = node.output[0]
         outputs = [value.name for value in self.graph.output]
@@ -190,16 +192,19 @@ class _Importer:
     # Quant nodes ---------------------------------------------------------------------------
 
     def _spec(self, node) -> QuantSpec:
+        """The parameters of a ``Quant`` or ``BipolarQuant`` node (a ``BipolarQuant`` is a
+        1-bit signed ``Quant``: ``+1`` for ``x >= 0``, else -1, times the scale)."""
         from qonnx.custom_op.general.intquant import resolve_rounding_mode
         from qonnx.custom_op.registry import getCustomOp
-        if node.op_type != "Quant":
-            raise ValueError(f"{_where(node)} is not supported: hwnn imports the Quant node of "
-                             f"QONNX")
-        params = [self.wrapper.get_initializer(name) for name in node.input[1:4]]
-        if len(node.input) != 4 or any(param is None for param in params):
-            raise ValueError(f"{_where(node)} must have constant scale, zero point and bit "
-                             f"width")
-        scale, zero_point, bits = params
+        arity = {"Quant": 4, "BipolarQuant": 2}.get(node.op_type)
+        if arity is None:
+            raise ValueError(f"{_where(node)} is not supported: hwnn imports QONNX's Quant "
+                             f"and BipolarQuant nodes")
+        params = [self.wrapper.get_initializer(name) for name in node.input[1:]]
+        if len(node.input) != arity or any(param is None for param in params):
+            raise ValueError(f"{_where(node)} must have constant scale"
+                             + (", zero point and bit width" if arity == 4 else ""))
+        scale, zero_point, bits = params if arity == 4 else (params[0], 0, 1)
         if np.asarray(bits).size != 1 or float(bits) != int(bits) or not 1 <= int(bits) <= 32:
             raise ValueError(f"{_where(node)} bit width must be an integer 1..32, not "
                              f"{np.asarray(bits).tolist()}")
@@ -210,6 +215,8 @@ class _Importer:
         if not np.all(zero_point == np.round(zero_point)):
             raise ValueError(f"{_where(node)} zero point must be an integer, not "
                              f"{zero_point.tolist()}")
+        if arity == 2:
+            return QuantSpec(scale, zero_point, 1, True, False, "ROUND")
         op = getCustomOp(node)
         rounding = op.get_nodeattr("rounding_mode")
         try:
@@ -222,7 +229,8 @@ class _Importer:
 
     def _constant_quant(self, node) -> bool:
         """Evaluate a Quant node of a constant (weights, bias); False for any other node."""
-        if node.op_type != "Quant" or self.wrapper.get_initializer(node.input[0]) is None:
+        if (node.op_type not in ("Quant", "BipolarQuant")
+                or self.wrapper.get_initializer(node.input[0]) is None):
             return False
         spec = self._spec(node)
         value = self.wrapper.get_initializer(node.input[0])
@@ -249,6 +257,8 @@ class _Importer:
         else:
             raise ValueError(f"{_where(node)} quantizes a tensor that is already quantized")
         self.in_spec = spec
+
+    _bipolarquant = _quant
 
     # Layers ---------------------------------------------------------------------------------
 

@@ -52,6 +52,9 @@ class Builder:
                                    self.const(bits)], DOMAIN, signed=int(signed),
                          narrow=int(narrow), rounding_mode=rounding)
 
+    def bipolar(self, x, scale):
+        return self.node("BipolarQuant", [x, self.const(scale)], DOMAIN)
+
     def model(self, output, batch, features, outputs):
         graph = helper.make_graph(
             self.nodes, "qnn",
@@ -69,7 +72,7 @@ def pow2(rng, size=None, low=-7, high=-2):
 
 
 def mlp(rng, batch, sizes, *, in_q, acts, w_bits, per_channel, batchnorm, bias,
-        po2=True, last_bias_quant=False):
+        po2=True, last_bias_quant=False, gemm=False):
     """A QONNX MLP: input Quant ``in_q`` = (bits, signed, zero point), then per layer a
     weight Quant (``w_bits`` signed narrow, per-tensor or per-channel scale), MatMul, bias
     Add, BatchNorm (negative gammas included), Relu and an activation Quant ``acts[i]`` =
@@ -89,18 +92,27 @@ def mlp(rng, batch, sizes, *, in_q, acts, w_bits, per_channel, batchnorm, bias,
             w_scale = pow2(rng, (1, n_out)) if po2 else rng.uniform(0.005, 0.05, (1, n_out))
         else:
             w_scale = pow2(rng) if po2 else rng.uniform(0.005, 0.05)
-        limit = 2 ** (w_bits - 1) - 1
+        limit = max(2 ** (w_bits - 1) - 1, 1)
         weights = rng.integers(-limit, limit + 1, (n_in, n_out)) * w_scale
         weights = weights + rng.uniform(-0.4, 0.4, weights.shape) * w_scale  # not on the grid
-        wq = b.quant(b.const(weights), w_scale, 0, w_bits, True, True)
-        y = b.node("MatMul", [x, wq])
-        if bias or last:
-            values = rng.normal(0, 2.0, n_out).astype(np.float32)
-            if last and last_bias_quant:
-                acc_step = np.float32(x_scale) * np.float32(w_scale)
-                y = b.node("Add", [y, b.quant(b.const(values), acc_step.reshape(-1), 0, 32)])
-            else:
-                y = b.node("Add", [y, b.const(values)])
+        if gemm:   # Gemm with transB: weights (out, in), a per-channel scale (out, 1)
+            weights, w_scale = weights.T, np.reshape(w_scale, (-1, 1))
+        if w_bits == 1:
+            wq = b.bipolar(b.const(weights), w_scale)
+        else:
+            wq = b.quant(b.const(weights), w_scale, 0, w_bits, True, True)
+        values = rng.normal(0, 2.0, n_out).astype(np.float32)
+        if last and last_bias_quant:
+            acc_step = np.float32(x_scale) * np.float32(w_scale)
+            bias_input = b.quant(b.const(values), acc_step.reshape(-1), 0, 32)
+        else:
+            bias_input = b.const(values)
+        if gemm:
+            y = b.node("Gemm", [x, wq] + ([bias_input] if bias or last else []), transB=1)
+        else:
+            y = b.node("MatMul", [x, wq])
+            if bias or last:
+                y = b.node("Add", [y, bias_input])
         if last:
             return b.model(y, batch, sizes[0], n_out), (in_scale, in_zp), act_names
         if batchnorm:
@@ -112,7 +124,10 @@ def mlp(rng, batch, sizes, *, in_q, acts, w_bits, per_channel, batchnorm, bias,
         y = b.node("Relu", [y])
         bits, signed, narrow, rounding = acts[index]
         x_scale = pow2(rng, None, -5, -1) if po2 else rng.uniform(0.02, 0.3)
-        x = b.quant(y, x_scale, 0, bits, signed, narrow, rounding)
+        if bits == "bipolar":
+            x = b.bipolar(y, x_scale)
+        else:
+            x = b.quant(y, x_scale, 0, bits, signed, narrow, rounding)
         act_names.append(x)
     raise AssertionError("unreachable")
 
@@ -127,8 +142,9 @@ def run_qonnx(model, inputs):
 def qonnx_codes(context, model, name):
     """The integer codes of the Quant node that outputs ``name``."""
     (node,) = [node for node in model.graph.node if node.output[0] == name]
-    scale, zero_point = (numpy_helper.to_array(init) for init in model.graph.initializer
-                         if init.name in node.input[1:3])
+    initial = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    scale = initial[node.input[1]]
+    zero_point = initial[node.input[2]] if node.op_type == "Quant" else 0
     return np.round(context[name] / scale + zero_point).astype(np.int64)
 
 
@@ -180,6 +196,39 @@ def test_mlp_codes_equal_qonnx(seed, in_q, acts, w_bits, per_channel, batchnorm)
         "accumulator"]
     if batchnorm:
         assert any(layer.stage.descending.any() for layer in network.layers[:-1])
+
+
+@pytest.mark.parametrize("gemm, w_bits, acts", [
+    (True, 4, [(4, False, False, "ROUND"), ("bipolar", None, None, None)]),
+    (False, 1, [("bipolar", None, None, None), (3, False, False, "ROUND")]),
+])
+def test_gemm_and_bipolar_codes_equal_qonnx(gemm, w_bits, acts):
+    rng = np.random.default_rng(9)
+    batch, sizes = 200, [20, 16, 12, 10]
+    model, in_params, act_names = mlp(rng, batch, sizes, in_q=(8, True, 0), acts=acts,
+                                      w_bits=w_bits, per_channel=True, batchnorm=True,
+                                      bias=True, gemm=gemm)
+    codes = random_input_codes(rng, batch, sizes[0], 8, True)
+    network = compare(model, in_params, act_names, codes, exact_logits=False)
+    formats = [str(layer.output.format) for layer in network.layers[:-1]]
+    assert formats == ["uint4" if acts[0][0] == 4 else "binary",
+                       "binary" if acts[1][0] == "bipolar" else "uint3"]
+    assert str(network.layers[0].weight_format) == ("binary" if w_bits == 1 else "int4n")
+
+
+def test_brevitas_domain_is_read():
+    rng = np.random.default_rng(2)
+    batch, sizes = 50, [8, 6, 4]
+    model, in_params, act_names = mlp(rng, batch, sizes, in_q=(8, False, 0),
+                                      acts=[(4, False, False, "ROUND")], w_bits=4,
+                                      per_channel=False, batchnorm=False, bias=True)
+    for node in model.graph.node:
+        if node.domain == DOMAIN:
+            node.domain = "onnx.brevitas"
+    model.opset_import[1].domain = "onnx.brevitas"
+    assert is_qonnx(model)
+    codes = random_input_codes(rng, batch, sizes[0], 8, False)
+    compare(model, in_params, act_names, codes, exact_logits=False)
 
 
 def test_quantized_bias_gives_exact_logits():
