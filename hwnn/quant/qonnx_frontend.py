@@ -4,23 +4,32 @@ model's ``Quant`` nodes, nothing is calibrated. Needs ``qonnx`` and ``onnx``
 (``hwnn[qonnx]``).
 
 The graph is first cleaned and its shapes inferred with qonnx's own
-:func:`qonnx.util.cleanup.cleanup_model`. It must then be a chain of dense layers (MLPs):
+:func:`qonnx.util.cleanup.cleanup_model`. It must then be a chain of layers:
 
 ============================== ============================================================
-graph input                    ``Flatten``/``Reshape`` to ``(N, F)`` allowed, then a
+graph input                    ``(N, F)`` vectors or ``(N, C, H, W)`` images (the network
+                               takes them channels last, ``(H, W, C)``; ``info`` records
+                               ``input_layout`` ``"chw"``), optionally flattened, then a
                                ``Quant`` (the input quantizer: per-tensor scale, integer
                                zero point); the network takes its integer codes
 ``Quant`` of a constant        weights (integer codes times a per-tensor or per-output-channel
                                scale, zero point 0) or a float bias (its value is used)
 ``MatMul``/``Gemm``            a dense layer ``x @ W`` (``Gemm``: ``transA`` 0, ``alpha`` and
                                ``beta`` 1, optional bias ``C``) with quantized weights
-``Add``                        a constant float bias right after a ``MatMul``
+``Conv``                       2-d, ``group`` 1 or depthwise, dilations 1, explicit pads,
+                               optional bias, quantized weights
+``Add``                        a constant float bias right after a ``MatMul`` (or ``Conv``)
 ``BatchNormalization``         after the bias (inference mode)
 ``Relu``                       after the bias or the batch normalization
 ``Quant`` of an activation     closes the layer: a :class:`~hwnn.ir.stages.Thresholds` stage
                                whose codes equal qonnx's for every accumulator value
 ``BipolarQuant``               a 1-bit signed ``Quant`` (``binary`` codes), on weights or
                                activations
+``MaxPool``                    on a quantized image (after its ``Quant``): a max pool of
+                               codes, no padding
+``Flatten``, ``Reshape``       to ``(N, features)``; an image inside the network is flattened
+                               in ONNX's ``(C, H, W)`` order, so the dense layer after it has
+                               its columns permuted to hwnn's ``(H, W, C)`` order
 ``Identity``, ``Dropout``      ignored
 ============================== ============================================================
 
@@ -43,13 +52,15 @@ Anything else (another op, a ``Quant`` elsewhere, a per-channel activation scale
 non-integer zero point) is refused with one line naming the node and why.
 """
 
+import math
 from pathlib import Path
 
 import numpy as np
 
-from ..ir import Dense, Network, TensorFormat
+from ..ir import Conv2d, Dense, MaxPool2d, Network, TensorFormat
 from ..ir.formats import Format, signed_bits_for
 from ..ir.stages import accumulator_range
+from ..ir.tensors import chw_to_hwc_columns
 from .qonnx_arith import BatchNormF32, QuantSpec, matmul_value
 from .threshold_search import search_thresholds
 
@@ -120,11 +131,13 @@ def _where(node) -> str:
 
 
 class _Layer:
-    """An open dense layer: its weights and the float32 chain after its accumulator."""
+    """An open weighted layer: its weights (output channels first, channels-last taps), the
+    IR kind that will hold it (``make``, taking the common members as keywords), and the
+    float32 chain after its accumulator."""
 
-    def __init__(self, weights, weight_spec, weight_scale, in_spec):
-        self.weights, self.weight_spec, self.weight_scale = weights, weight_spec, weight_scale
-        self.in_spec = in_spec
+    def __init__(self, make, weights, weight_spec, weight_scale, in_spec):
+        self.make, self.weights = make, weights
+        self.weight_spec, self.weight_scale, self.in_spec = weight_spec, weight_scale, in_spec
         self.bias = None
         self.batchnorm = None
         self.relu = False
@@ -147,6 +160,11 @@ class _Layer:
             y = np.maximum(y, np.float32(0))
         return y
 
+    def acc_range(self, bias, in_format):
+        """Per-channel accumulator bounds (padding inserts a code of the input format, so the
+        bounds of the weights as a matrix hold for a convolution too)."""
+        return accumulator_range(self.weights.reshape(len(self.weights), -1), bias, in_format)
+
 
 class _Importer:
     def __init__(self, wrapper):
@@ -157,6 +175,9 @@ class _Importer:
         self.layers = []
         self.open = None
         self.in_spec = None
+        #: The (H, W, C) shape of an image flattened in (C, H, W) order, until a dense layer
+        #: takes it (its columns are then permuted to hwnn's (H, W, C) order).
+        self.flattened = None
 
     def network(self, name) -> Network:
         inputs = [value.name for value in self.graph.input
@@ -164,6 +185,7 @@ class _Importer:
         if len(inputs) != 1:
             raise ValueError(f"The QONNX graph must have one input, not {inputs}")
         self.current = inputs[0]
+        self.shape = self._input_shape(inputs[0])
         for node in self.graph.node:
             if self._constant_quant(node):
                 continue
@@ -173,9 +195,9 @@ class _Importer:
             handler = getattr(self, f"_{node.op_type.lower()}", None)
             if handler is None:
                 raise ValueError(f"{_where(node)} is not supported: hwnn imports Quant, "
-                                 f"BipolarQuant, MatMul, Gemm, Add (bias), BatchNormalization, "
-                                 f"Relu, Flatten, Reshape, Identity and Dropout in a chain of "
-                                 f"dense layers")
+                                 f"BipolarQuant, Conv, MatMul, Gemm, Add (bias), "
+                                 f"BatchNormalization, Relu, MaxPool, Flatten, Reshape, "
+                                 f"Identity and Dropout in a chain of layers")
             handler(node)
             self.current = node.output[0]
         outputs = [value.name for value in self.graph.output]
@@ -184,10 +206,25 @@ class _Importer:
                              f"chain of nodes, {self.current!r}")
         if self.open is not None:
             self._close_unquantized()
-        if not self.layers:
-            raise ValueError("The QONNX graph has no MatMul or Gemm node")
-        info = {"frontend": "qonnx", "producer": self.wrapper.model.producer_name}
+        if not any(isinstance(layer, (Dense, Conv2d)) for layer in self.layers):
+            raise ValueError("The QONNX graph has no Conv, MatMul or Gemm node")
+        # A model flattening its input image first takes it as a vector in its own order.
+        layout = "chw" if len(self.layers[0].input_shape) == 3 else "vector"
+        info = {"frontend": "qonnx", "producer": self.wrapper.model.producer_name,
+                "input_layout": layout}
         return Network(name, tuple(self.layers), info)
+
+    def _input_shape(self, name):
+        """The channels-last shape of one input: (F,) or, for images (N, C, H, W), (H, W, C)."""
+        shape = self.wrapper.get_tensor_shape(name)
+        if shape is None or len(shape) not in (2, 4) or not all(
+                isinstance(size, int) and size > 0 for size in shape[1:]):
+            raise ValueError(f"The QONNX graph input {name!r} must have shape (N, F) or "
+                             f"(N, C, H, W) with known sizes, not {shape}")
+        if len(shape) == 2:
+            return (shape[1],)
+        channels, height, width = shape[1:]
+        return (height, width, channels)
 
     # Quant nodes ---------------------------------------------------------------------------
 
@@ -271,26 +308,35 @@ class _Importer:
         codes, spec, _ = self.quantized[name]
         return codes, spec
 
-    def _start_layer(self, node, weights, spec, scale):
-        """Open a dense layer ``weights @ x`` (``weights`` and ``scale`` broadcast, (out, in)
-        oriented) on the current (quantized) tensor."""
+    def _start_layer(self, node, make, weights, spec, scale):
+        """Open a layer (``make`` builds its IR kind) of ``weights`` and their broadcast
+        ``scale``, both output channels first, on the current (quantized) tensor."""
         if self.in_spec is None:
             raise ValueError(f"{_where(node)} takes an unquantized tensor: the graph input "
                              f"needs a Quant node")
         if self.open is not None:
             raise ValueError(f"{_where(node)} follows a layer whose output is not quantized by "
                              f"a Quant node")
-        shape = self.wrapper.get_tensor_shape(self.current)
-        if shape is None or len(shape) != 2 or shape[1] != weights.shape[1]:
-            raise ValueError(f"{_where(node)} takes a tensor of shape {shape}: hwnn imports "
-                             f"dense layers on (N, {weights.shape[1]}) vectors")
         if np.any(np.asarray(spec.zero_point) != 0):
             raise ValueError(f"{_where(node)} weights have a nonzero zero point")
-        if not np.all(scale == scale[:, :1]):
-            raise ValueError(f"{_where(node)} weight scale varies along the input axis: hwnn "
-                             f"imports per-tensor or per-output-channel weight scales")
-        self.open = _Layer(weights.astype(np.int64), spec, scale[:, 0].astype(np.float64),
-                           self.in_spec)
+        rows = scale.reshape(len(scale), -1)
+        if not np.all(rows == rows[:, :1]):
+            raise ValueError(f"{_where(node)} weight scale varies within an output channel: "
+                             f"hwnn imports per-tensor or per-output-channel weight scales")
+        self.open = _Layer(make, weights.astype(np.int64), spec,
+                           rows[:, 0].astype(np.float64), self.in_spec)
+
+    def _dense(self, node, codes, spec, scale):
+        """Open a dense layer ``codes @ x`` (``codes`` and ``scale`` (out, in))."""
+        if len(self.shape) != 1 or self.shape[0] != codes.shape[1]:
+            raise ValueError(f"{_where(node)} takes {codes.shape[1]} inputs but gets a tensor "
+                             f"of shape {self.shape} (channels last): flatten images first")
+        if self.flattened is not None:
+            codes = chw_to_hwc_columns(codes, self.flattened)
+            scale = chw_to_hwc_columns(scale, self.flattened)
+            self.flattened = None
+        self._start_layer(node, Dense, codes, spec, scale)
+        self.shape = (codes.shape[0],)
 
     def _matmul(self, node):
         if node.input[0] != self.current:
@@ -300,15 +346,10 @@ class _Importer:
         if codes.ndim != 2:
             raise ValueError(f"{_where(node)} weights must be 2-d, not shape {codes.shape}")
         scale = np.broadcast_to(spec.scale, codes.shape)
-        self._start_layer(node, codes.T, spec, scale.T)
+        self._dense(node, codes.T, spec, scale.T)
 
     def _gemm(self, node):
-        from qonnx.util.basic import get_by_name
-        attributes = {name: get_by_name(node.attribute, name) for name in
-                      ("alpha", "beta", "transA", "transB")}
-        values = {name: (attribute.f if name in ("alpha", "beta") else attribute.i)
-                  if attribute is not None else (1.0 if name in ("alpha", "beta") else 0)
-                  for name, attribute in attributes.items()}
+        values = self._attributes(node, {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0})
         if values["transA"] != 0 or values["alpha"] != 1.0 or values["beta"] != 1.0:
             raise ValueError(f"{_where(node)} must have transA 0, alpha 1 and beta 1, not "
                              f"{values}")
@@ -320,14 +361,82 @@ class _Importer:
         scale = np.broadcast_to(spec.scale, codes.shape)
         if not values["transB"]:
             codes, scale = codes.T, scale.T
-        self._start_layer(node, codes, spec, scale)
+        self._dense(node, codes, spec, scale)
         if len(node.input) > 2 and node.input[2]:
             self._set_bias(node, node.input[2])
 
+    def _conv(self, node):
+        if node.input[0] != self.current or len(self.shape) != 3:
+            raise ValueError(f"{_where(node)} must convolve the image before it with constant "
+                             f"weights")
+        codes, spec = self._weights(node, 1)
+        if codes.ndim != 4:
+            raise ValueError(f"{_where(node)} weights must be 4-d (2-d convolution), not shape "
+                             f"{codes.shape}")
+        values = self._attributes(node, {
+            "auto_pad": "NOTSET", "dilations": [1, 1], "group": 1,
+            "kernel_shape": list(codes.shape[2:]), "pads": [0, 0, 0, 0], "strides": [1, 1]})
+        if (values["auto_pad"] not in ("NOTSET", "VALID") or list(values["dilations"]) != [1, 1]
+                or list(values["kernel_shape"]) != list(codes.shape[2:])):
+            raise ValueError(f"{_where(node)} must have explicit pads, dilations 1 and a "
+                             f"kernel_shape matching its weights, not {values}")
+        top, left, bottom, right = values["pads"]
+        scale = np.broadcast_to(spec.scale, codes.shape).transpose(0, 2, 3, 1)
+        height, width, _ = self.shape
+
+        def make(**members):
+            return Conv2d(in_size=(height, width), stride=tuple(values["strides"]),
+                          padding=(top, bottom, left, right), groups=values["group"], **members)
+
+        self._start_layer(node, make, codes.transpose(0, 2, 3, 1), spec, scale)
+        if len(node.input) > 2 and node.input[2]:
+            self._set_bias(node, node.input[2])
+        kh, kw = codes.shape[2:]
+        sh, sw = values["strides"]
+        self.shape = ((height + top + bottom - kh) // sh + 1,
+                      (width + left + right - kw) // sw + 1, codes.shape[0])
+
+    def _maxpool(self, node):
+        if self.open is not None or len(self.shape) != 3:
+            raise ValueError(f"{_where(node)} must pool a quantized image (after its Quant)")
+        values = self._attributes(node, {
+            "auto_pad": "NOTSET", "ceil_mode": 0, "dilations": [1, 1], "kernel_shape": None,
+            "pads": [0, 0, 0, 0], "storage_order": 0, "strides": None})
+        if (values["kernel_shape"] is None or values["auto_pad"] not in ("NOTSET", "VALID")
+                or any(values["pads"]) or values["ceil_mode"] or list(values["dilations"])
+                != [1, 1] or len([name for name in node.output if name]) != 1):
+            raise ValueError(f"{_where(node)} must pool without padding, dilation, ceil_mode "
+                             f"or indices, not {values}")
+        height, width, channels = self.shape
+        spec = self.in_spec
+        strides = values["strides"] or values["kernel_shape"]
+        try:
+            pool = MaxPool2d(f"pool{len(self.layers)}", (height, width), channels,
+                             tuple(values["kernel_shape"]),
+                             TensorFormat(spec.format, float(spec.scale), int(spec.zero_point)),
+                             tuple(strides))
+        except ValueError as error:
+            raise ValueError(f"{_where(node)}: {error}") from None
+        self.layers.append(pool)
+        self.shape = pool.output_shape
+
+    def _attributes(self, node, defaults):
+        """``node``'s attributes as Python values, ``defaults`` filling in; an attribute
+        not in ``defaults`` is refused."""
+        from onnx import helper
+        values = dict(defaults)
+        for attribute in node.attribute:
+            if attribute.name not in defaults:
+                raise ValueError(f"{_where(node)} has attribute {attribute.name!r}, which hwnn "
+                                 f"does not import")
+            value = helper.get_attribute_value(attribute)
+            values[attribute.name] = value.decode() if isinstance(value, bytes) else value
+        return values
+
     def _add(self, node):
         if self.open is None or self.open.last != "matmul":
-            raise ValueError(f"{_where(node)} adds a bias only right after a MatMul node (a "
-                             f"residual Add is not supported)")
+            raise ValueError(f"{_where(node)} adds a bias only right after a MatMul or Conv "
+                             f"node (a residual Add is not supported)")
         (other,) = [name for name in node.input if name != self.current] or [None]
         if other is None:
             raise ValueError(f"{_where(node)} must add a constant bias")
@@ -342,39 +451,50 @@ class _Importer:
             if bias is None:
                 raise ValueError(f"{_where(node)} bias {name!r} is not a constant")
         bias = np.asarray(bias, dtype=np.float32)
-        channels = self.open.weights.shape[0]
-        if bias.size not in (1, channels):
+        channels = len(self.open.weights)
+        # A bias broadcasts along the channel axis: the last of (N, F), the second of
+        # (N, C, H, W) (shape (C, 1, 1) or (1, C, 1, 1)).
+        if bias.size not in (1, channels) or (bias.size > 1 and bias.shape[-1] != channels
+                                              and bias.shape[-3:] != (channels, 1, 1)):
             raise ValueError(f"{_where(node)} bias of shape {bias.shape} does not fit "
-                             f"{channels} outputs")
+                             f"{channels} output channels")
         self.open.bias = np.broadcast_to(bias.reshape(-1), (channels,)).copy()
         self.open.last = "bias"
 
     def _batchnormalization(self, node):
-        from qonnx.util.basic import get_by_name
         if self.open is None or self.open.last not in ("matmul", "bias"):
-            raise ValueError(f"{_where(node)} must follow a MatMul or Gemm node (and its bias)")
+            raise ValueError(f"{_where(node)} must follow a MatMul, Gemm or Conv node (and its "
+                             f"bias)")
         if len([name for name in node.output if name]) != 1:
             raise ValueError(f"{_where(node)} must be in inference mode (one output)")
+        values = self._attributes(node, {"epsilon": 1e-5, "momentum": 0.9,
+                                         "training_mode": 0, "spatial": 1})
+        if values["training_mode"] != 0 or values["spatial"] != 1:
+            raise ValueError(f"{_where(node)} must be in inference mode (training_mode 0, "
+                             f"spatial 1)")
         params = [self.wrapper.get_initializer(name) for name in node.input[1:5]]
         if any(param is None for param in params):
             raise ValueError(f"{_where(node)} parameters must be constants")
-        epsilon = get_by_name(node.attribute, "epsilon")
-        self.open.batchnorm = BatchNormF32.from_parameters(
-            *params, epsilon.f if epsilon is not None else 1e-5)
+        self.open.batchnorm = BatchNormF32.from_parameters(*params, values["epsilon"])
         self.open.last = "batchnorm"
 
     def _relu(self, node):
         if self.open is None or self.open.relu:
-            raise ValueError(f"{_where(node)} must follow a MatMul or Gemm node (its bias and "
-                             f"batch normalization)")
+            raise ValueError(f"{_where(node)} must follow a MatMul, Gemm or Conv node (its "
+                             f"bias and batch normalization)")
         self.open.relu = True
         self.open.last = "relu"
 
     def _flatten(self, node):
         shape = self.wrapper.get_tensor_shape(node.output[0])
-        if self.open is not None or shape is None or len(shape) != 2:
+        if self.open is not None or shape is None or len(shape) != 2 or (
+                shape[1] != math.prod(self.shape)):
             raise ValueError(f"{_where(node)} must flatten a quantized tensor to (N, "
-                             f"features), not to {shape}")
+                             f"{math.prod(self.shape)}), not to {shape}")
+        if len(self.shape) == 3 and (self.layers or self.in_spec is not None):
+            # An image inside the network: the dense layer after it takes hwnn's order.
+            self.flattened = self.shape
+        self.shape = (math.prod(self.shape),)
 
     _reshape = _flatten
 
@@ -385,23 +505,30 @@ class _Importer:
 
     # Closing layers ---------------------------------------------------------------------------
 
-    def _name(self) -> str:
-        return f"dense{len(self.layers)}"
-
     def _in_format(self, layer) -> TensorFormat:
         spec = layer.in_spec
         return TensorFormat(spec.format, float(spec.scale), int(spec.zero_point))
 
     def _zero_point_bias(self, layer) -> np.ndarray:
         """The accumulator bias that folds the input zero point: ``-zp * sum(row)``."""
-        return -int(layer.in_spec.zero_point) * layer.weights.sum(axis=1)
+        return -int(layer.in_spec.zero_point) * layer.weights.reshape(
+            len(layer.weights), -1).sum(axis=1)
+
+    def _append(self, layer, where, **members):
+        name = f"{'dense' if layer.make is Dense else 'conv'}{len(self.layers)}"
+        try:
+            self.layers.append(layer.make(
+                name=name, weights=layer.weights, weight_format=layer.weight_spec.format,
+                weight_scale=layer.weight_scale, input=self._in_format(layer), **members))
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
 
     def _close_thresholds(self, spec, node):
         layer, self.open = self.open, None
         in_format = self._in_format(layer)
         out_format = spec.format
         bias = self._zero_point_bias(layer)
-        lo, hi = accumulator_range(layer.weights, bias, in_format.format)
+        lo, hi = layer.acc_range(bias, in_format.format)
         descending = (layer.batchnorm.a < 0 if layer.batchnorm is not None
                       else np.zeros(len(lo), dtype=bool))
 
@@ -410,13 +537,9 @@ class _Importer:
             return out_format.value_level(codes)
 
         stage = search_thresholds(level_of, lo, hi, out_format.levels, descending)
-        try:
-            self.layers.append(Dense(
-                self._name(), layer.weights, layer.weight_spec.format, layer.weight_scale, bias,
-                in_format, TensorFormat(out_format, float(spec.scale), int(spec.zero_point)),
-                stage, "relu" if layer.relu else "identity"))
-        except ValueError as error:
-            raise ValueError(f"{_where(node)}: {error}") from None
+        self._append(layer, _where(node), bias=bias, stage=stage,
+                     output=TensorFormat(out_format, float(spec.scale), int(spec.zero_point)),
+                     activation="relu" if layer.relu else "identity")
 
     def _close_unquantized(self):
         layer, self.open = self.open, None
@@ -429,7 +552,6 @@ class _Importer:
         if layer.bias is not None:
             bias = bias + np.round(layer.bias.astype(np.float64) / layer.acc_scale).astype(
                 np.int64)
-        lo, hi = accumulator_range(layer.weights, bias, in_format.format)
+        lo, hi = layer.acc_range(bias, in_format.format)
         output = TensorFormat(Format.int(signed_bits_for(lo.min(), hi.max())), layer.acc_scale)
-        self.layers.append(Dense(self._name(), layer.weights, layer.weight_spec.format,
-                                 layer.weight_scale, bias, in_format, output, None))
+        self._append(layer, "The last layer", bias=bias, stage=None, output=output)

@@ -139,9 +139,10 @@ def run_qonnx(model, inputs):
     return execute_onnx(wrapper, {"x": inputs}, return_full_exec_context=True)
 
 
-def qonnx_codes(context, model, name):
-    """The integer codes of the Quant node that outputs ``name``."""
-    (node,) = [node for node in model.graph.node if node.output[0] == name]
+def qonnx_codes(context, model, name, quant=None):
+    """The integer codes of the tensor ``name`` that the Quant node ``quant`` (by its output;
+    by default ``name``) quantized."""
+    (node,) = [node for node in model.graph.node if node.output[0] == (quant or name)]
     initial = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
     scale = initial[node.input[1]]
     zero_point = initial[node.input[2]] if node.op_type == "Quant" else 0
@@ -414,3 +415,67 @@ def test_cli_imports_a_qonnx_model_and_refuses_quantization_options(tmp_path, ca
     assert err.count("\n") == 1 and "is a QONNX model, quantized already: drop --acts, --calib" \
         in err
     assert not refused.exists()
+
+
+def cnn(rng, batch):
+    """A QONNX CNN on (batch, 1, 8, 8) uint8 images: conv 3x3 pad 1 (1 -> 4, 4-bit weights
+    per channel, bias, BN, Relu, uint4), max pool 2, depthwise conv 3x3 stride 2 with pads
+    top 1, left 0, bottom 0, right 1 (BN with negative gammas, Relu, uint3), flatten (4 x 2 x
+    2 in (C, H, W) order), Gemm to 5 outputs. Power-of-two input and weight scales. Returns
+    the model, the input scale and the quantized tensors after each layer (the pool's too)."""
+    b = Builder()
+    in_scale = 2.0 ** -8
+    x = b.quant("x", in_scale, 0, 8, False)
+
+    def conv(x, weights_shape, pads, strides, group, batchnorm, act_bits):
+        out = weights_shape[0]
+        w_scale = pow2(rng, (out, 1, 1, 1), -6, -2)
+        weights = rng.integers(-7, 8, weights_shape) * w_scale
+        wq = b.quant(b.const(weights), w_scale, 0, 4, True, True)
+        y = b.node("Conv", [x, wq, b.const(rng.normal(0, 0.5, out))], kernel_shape=[3, 3],
+                   pads=pads, strides=strides, group=group)
+        if batchnorm:
+            gamma = rng.uniform(0.5, 2, out) * np.array([1, -1, 1, -1])[:out]
+            y = b.node("BatchNormalization",
+                       [y, b.const(gamma), b.const(rng.normal(0, 0.5, out)),
+                        b.const(rng.normal(0, 0.5, out)), b.const(rng.uniform(0.5, 2, out))])
+        y = b.node("Relu", [y])
+        return b.quant(y, pow2(rng, None, -4, -1), 0, act_bits, False)
+
+    first = conv(x, (4, 1, 3, 3), [1, 1, 1, 1], [1, 1], 1, True, 4)
+    pooled = b.node("MaxPool", [first], kernel_shape=[2, 2], strides=[2, 2])
+    second = conv(pooled, (4, 1, 3, 3), [1, 0, 0, 1], [2, 2], 4, True, 3)
+    flat = b.node("Flatten", [second], axis=1)
+    w_scale = 2.0 ** -5
+    weights = rng.integers(-7, 8, (5, 16)) * w_scale
+    y = b.node("Gemm", [flat, b.quant(b.const(weights), w_scale, 0, 4, True, True),
+                        b.const(rng.normal(0, 1, 5))], transB=1)
+    graph = helper.make_graph(
+        b.nodes, "qcnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 1, 8, 8])],
+        [helper.make_tensor_value_info(y, TensorProto.FLOAT, [batch, 5])], b.inits)
+    model = helper.make_model(graph, producer_name="hwnn-tests", opset_imports=[
+        helper.make_opsetid("", 13), helper.make_opsetid(DOMAIN, 1)])
+    model.ir_version = 8
+    return model, in_scale, [first, pooled, second]
+
+
+def test_cnn_codes_equal_qonnx():
+    rng = np.random.default_rng(21)
+    batch = 100
+    model, in_scale, quantized = cnn(rng, batch)
+    network = from_qonnx(model)
+    assert [layer.kind for layer in network.layers] == ["conv2d", "maxpool2d", "conv2d", "dense"]
+    assert network.info["input_layout"] == "chw"
+    codes = rng.integers(0, 256, (batch, 1, 8, 8))
+    context = run_qonnx(model, (codes * np.float32(in_scale)).astype(np.float32))
+    outputs, traces = run_network(network, codes.transpose(0, 2, 3, 1), trace=True)
+    theirs = [qonnx_codes(context, model, quantized[0]),
+              qonnx_codes(context, model, quantized[1], quant=quantized[0]),
+              qonnx_codes(context, model, quantized[2])]
+    for trace, codes_nchw in zip(traces[:3], theirs, strict=True):
+        assert np.array_equal(trace.outputs, codes_nchw.transpose(0, 2, 3, 1)), trace.name
+    assert network.layers[2].stage.descending.tolist() == [False, True, False, True]
+    logits = context[model.graph.output[0].name]
+    golden = network.dequantize_output(outputs)
+    assert np.all(np.abs(golden - logits) <= network.output.scale)
