@@ -107,6 +107,9 @@ def _cmd_quantize(args) -> int:
     if args.calib is None:
         raise UsageError("hwnn quantize: the following arguments are required for a float "
                          "model: --calib")
+    if args.check:
+        raise UsageError("hwnn quantize: --check compares a QONNX model with qonnx's executor; "
+                         f"{args.model!r} is a float model")
     model = load_model(args.model)
     calib = load_inputs(args.calib)
     test = load_labelled(args.test) if args.test else None
@@ -154,16 +157,45 @@ def _import_qonnx(args) -> int:
     if changed:
         raise ValueError(f"{args.model!r} is a QONNX model, quantized already: drop "
                          f"{', '.join(changed)}")
+    if args.check and not args.test:
+        raise UsageError("hwnn quantize: --check needs --test (the inputs to compare on)")
     network = load_qonnx(args.model, args.name)
     print(layer_table(network))
-    if args.test:
+    status = 0
+    if args.check:
+        status = _check_qonnx(args)
+    elif args.test:
         x, y = load_labelled(args.test)
         labels = class_indices(y, network.info)
         accuracy = (golden_predictions(network, x) == labels).mean()
         print(f"\naccuracy on {len(labels)} test inputs: golden model {100 * accuracy:.2f}%")
     path = network.save(args.output)
     print(f"\nwrote {path}")
-    return 0
+    return status
+
+
+def _check_qonnx(args) -> int:
+    """Compare the QONNX model with qonnx's executor on the test inputs, tensor by tensor;
+    1 on any disagreement."""
+    from .arrays import load_labelled
+    from .flow.report import class_indices
+    from .quant.qonnx_check import check_qonnx
+    from .quant.qonnx_frontend import read_onnx
+
+    x, y = load_labelled(args.test)
+    network, checks, predictions = check_qonnx(read_onnx(args.model), x, args.name)
+    labels = class_indices(y, network.info)
+    print(f"\nqonnx's executor beside the golden model on {len(x)} test inputs (codes; the "
+          f"last layer within one accumulator step):")
+    for check in checks:
+        print(f"  {check}")
+    same = (predictions["qonnx"] == predictions["golden"]).mean()
+    accuracy = {who: 100 * (classes == labels).mean() for who, classes in predictions.items()}
+    print(f"classes agree on {100 * same:.2f}% of the inputs; accuracy: qonnx "
+          f"{accuracy['qonnx']:.2f}%, golden model {accuracy['golden']:.2f}%")
+    agree = same == 1 and all(check.first is None for check in checks)
+    print("all agree" if agree else "DISAGREEMENT (see above)")
+    return 0 if agree else 1
 
 
 def _option(dest) -> str:
@@ -466,6 +498,10 @@ def _parser():
     quantize.add_argument("--test", help="test set .npz with arrays x and y (classes of the "
                                          "model, or output indices): report float and "
                                          "golden-model accuracy")
+    quantize.add_argument("--check", action="store_true",
+                          help="QONNX models: run qonnx's executor beside the golden model on "
+                               "the --test inputs and compare every quantized tensor (exit 1 "
+                               "on any disagreement)")
     quantize.add_argument("--name", default="net", help="network name (default net)")
     quantize.add_argument("-o", "--output", required=True, help="output file, NAME.hwnn.npz")
     quantize.set_defaults(run=_cmd_quantize)

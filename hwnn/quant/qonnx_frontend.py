@@ -64,7 +64,8 @@ from ..ir.tensors import chw_to_hwc_columns
 from .qonnx_arith import BatchNormF32, QuantSpec, matmul_value
 from .threshold_search import search_thresholds
 
-__all__ = ["QONNX_DOMAINS", "from_qonnx", "is_qonnx", "is_qonnx_file", "load_qonnx"]
+__all__ = ["QONNX_DOMAINS", "from_qonnx", "import_qonnx", "is_qonnx", "is_qonnx_file",
+           "load_qonnx", "read_onnx"]
 
 #: The ONNX domains of QONNX's own ops, as exporters write them.
 QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.general")
@@ -78,7 +79,8 @@ def is_qonnx(model) -> bool:
                for node in model.graph.node)
 
 
-def _read(path):
+def read_onnx(path):
+    """The ``onnx.ModelProto`` in the file ``path`` (a one-line ValueError if unreadable)."""
     from ..tools.toolchain import require
     require("Reading an ONNX model", "onnx")
     import onnx
@@ -94,7 +96,7 @@ def _read(path):
 
 def is_qonnx_file(path) -> bool:
     """Whether the ONNX file ``path`` holds QONNX ops (needs only ``onnx``)."""
-    return is_qonnx(_read(path))
+    return is_qonnx(read_onnx(path))
 
 
 def load_qonnx(path, name="net") -> Network:
@@ -102,7 +104,7 @@ def load_qonnx(path, name="net") -> Network:
     from ..tools.toolchain import require
     require("Importing a QONNX model", "onnx", "qonnx")
     path = Path(path)
-    model = _read(path)
+    model = read_onnx(path)
     try:
         network = from_qonnx(model, name)
     except ValueError as error:
@@ -112,6 +114,16 @@ def load_qonnx(path, name="net") -> Network:
 
 def from_qonnx(model, name="net") -> Network:
     """The hwnn network of a QONNX ``onnx.ModelProto`` or qonnx ``ModelWrapper``."""
+    return import_qonnx(model, name)[0]
+
+
+def import_qonnx(model, name="net"):
+    """``(network, wrapper, tensors)``: the hwnn network of a QONNX model (as
+    :func:`from_qonnx`), the cleaned qonnx ``ModelWrapper`` it was read from, and for the
+    input quantizer, then for each layer, the pair ``(tensor, spec)``: the name of the
+    cleaned graph's tensor that holds the codes and the
+    :class:`~hwnn.quant.qonnx_arith.QuantSpec` that quantized it (None for the last layer's
+    raw accumulator)."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
 
@@ -123,7 +135,9 @@ def from_qonnx(model, name="net") -> Network:
         wrapper = cleanup_model(wrapper)
     except Exception as error:  # qonnx's transformations raise anything on malformed graphs
         raise ValueError(f"qonnx could not clean up the graph: {error}") from None
-    return _Importer(wrapper).network(name)
+    importer = _Importer(wrapper)
+    network = importer.network(name)
+    return network, wrapper, importer.tensors
 
 
 def _where(node) -> str:
@@ -173,6 +187,8 @@ class _Importer:
         #: Quant nodes of constants, evaluated: output name -> (codes, spec, node).
         self.quantized = {}
         self.layers = []
+        #: The input's, then per layer: the tensor holding the codes and their spec.
+        self.tensors = []
         self.open = None
         self.in_spec = None
         #: The (H, W, C) shape of an image flattened in (C, H, W) order, until a dense layer
@@ -206,6 +222,7 @@ class _Importer:
                              f"chain of nodes, {self.current!r}")
         if self.open is not None:
             self._close_unquantized()
+            self.tensors.append((self.current, None))
         if not any(isinstance(layer, (Dense, Conv2d)) for layer in self.layers):
             raise ValueError("The QONNX graph has no Conv, MatMul or Gemm node")
         # A model flattening its input image first takes it as a vector in its own order.
@@ -289,8 +306,9 @@ class _Importer:
                          spec.signed, spec.narrow, spec.rounding)
         if self.open is not None:
             self._close_thresholds(spec, node)
+            self.tensors.append((node.output[0], spec))
         elif self.in_spec is None and not self.layers:
-            self.in_spec = spec
+            self.tensors.append((node.output[0], spec))
         else:
             raise ValueError(f"{_where(node)} quantizes a tensor that is already quantized")
         self.in_spec = spec
@@ -418,6 +436,7 @@ class _Importer:
         except ValueError as error:
             raise ValueError(f"{_where(node)}: {error}") from None
         self.layers.append(pool)
+        self.tensors.append((node.output[0], spec))
         self.shape = pool.output_shape
 
     def _attributes(self, node, defaults):

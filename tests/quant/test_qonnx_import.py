@@ -479,3 +479,53 @@ def test_cnn_codes_equal_qonnx():
     logits = context[model.graph.output[0].name]
     golden = network.dequantize_output(outputs)
     assert np.all(np.abs(golden - logits) <= network.output.scale)
+
+
+def cnn_files(tmp_path, batch=40):
+    rng = np.random.default_rng(22)
+    model, in_scale, _ = cnn(rng, 1)
+    onnx.save(model, str(tmp_path / "cnn.onnx"))
+    x = (rng.integers(0, 256, (batch, 1, 8, 8)) * in_scale).astype(np.float32)
+    np.savez(tmp_path / "test.npz", x=x, y=rng.integers(0, 5, batch))
+    return [str(tmp_path / "cnn.onnx"), "--test", str(tmp_path / "test.npz"), "--check"]
+
+
+def test_cli_check_compares_every_tensor_with_qonnx(tmp_path, capsys):
+    from hwnn.cli import main
+    arguments = cnn_files(tmp_path)
+    assert main(["quantize", *arguments, "-o", str(tmp_path / "c.hwnn.npz")]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if " agree (" in line]
+    assert [row.split()[0] for row in rows] == ["input", "conv0", "pool1", "conv2", "dense3"]
+    assert "2560/2560 agree" in rows[0]
+    assert all("(100.00%)" in row and "first:" not in row for row in rows)
+    assert "classes agree on 100.00% of the inputs" in out and "all agree" in out
+
+
+def test_cli_check_reports_the_first_disagreement(tmp_path, capsys, monkeypatch):
+    import hwnn.quant.qonnx_check as qonnx_check
+    from hwnn.cli import main
+
+    def tampered(network, codes, trace):
+        outputs, traces = run_network(network, codes, trace=trace)
+        traces[2].outputs[3, 1, 0, 2] += 1    # conv2, input 3, pixel (1, 0), channel 2
+        return outputs, traces
+
+    monkeypatch.setattr(qonnx_check, "run_network", tampered)
+    arguments = cnn_files(tmp_path)
+    assert main(["quantize", *arguments, "-o", str(tmp_path / "c.hwnn.npz")]) == 1
+    out = capsys.readouterr().out
+    (row,) = [line for line in out.splitlines() if line.startswith("  conv2 ")]
+    assert "639/640 agree" in row and "first: input 3, element 10, channel 2: hwnn" in row
+    assert "DISAGREEMENT" in out
+
+
+def test_cli_check_refuses_inputs_of_another_shape(tmp_path, capsys):
+    from hwnn.cli import main
+    arguments = cnn_files(tmp_path)
+    np.savez(tmp_path / "test.npz", x=np.zeros((3, 64), np.float32), y=np.zeros(3, int))
+    output = tmp_path / "c.hwnn.npz"
+    assert main(["quantize", *arguments, "-o", str(output)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "takes inputs of shape (1, 8, 8), not (64,)" in err
+    assert not output.exists()
