@@ -272,6 +272,8 @@ def single_layer(rng, in_bits, act, *, w_scale, batchnorm=True):
     (8, (8, False, False, "ROUND"), 0),   # float64 batch normalization fails this one
     (8, (5, True, True, "FLOOR"), 3),
     (8, (4, False, False, "CEIL"), 4),
+    (6, (12, False, False, "ROUND"), 5),
+    (4, (1, False, False, "ROUND"), 6),
 ])
 def test_threshold_stage_exhaustive_over_accumulator_range(in_bits, act, seed):
     """Every accumulator value of the layer's range, through qonnx's executor: the golden
