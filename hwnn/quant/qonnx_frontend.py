@@ -184,7 +184,7 @@ class _Importer:
     def __init__(self, wrapper):
         self.wrapper = wrapper
         self.graph = wrapper.graph
-        #: Quant nodes of constants, evaluated: output name -> (codes, spec, node).
+        #: Quant nodes of constants, evaluated: output name -> (codes, spec).
         self.quantized = {}
         self.layers = []
         #: The input's, then per layer: the tensor holding the codes and their spec.
@@ -294,7 +294,7 @@ class _Importer:
             raise ValueError(f"{_where(node)} scale of shape {spec.scale.shape} or zero point "
                              f"of shape {spec.zero_point.shape} does not fit its input of "
                              f"shape {value.shape}") from None
-        self.quantized[node.output[0]] = (codes, spec, node)
+        self.quantized[node.output[0]] = (codes, spec)
         return True
 
     def _quant(self, node):
@@ -323,7 +323,7 @@ class _Importer:
         if name not in self.quantized:
             raise ValueError(f"{_where(node)} input {name!r} is not quantized by a Quant node: "
                              f"hwnn imports quantized weights")
-        codes, spec, _ = self.quantized[name]
+        codes, spec = self.quantized[name]
         return codes, spec
 
     def _start_layer(self, node, make, weights, spec, scale):
@@ -463,7 +463,7 @@ class _Importer:
 
     def _set_bias(self, node, name):
         if name in self.quantized:
-            codes, spec, _ = self.quantized[name]
+            codes, spec = self.quantized[name]
             bias = spec.values(codes)
         else:
             bias = self.wrapper.get_initializer(name)
