@@ -18,9 +18,12 @@ graph input                    ``(N, F)`` vectors or ``(N, C, H, W)`` images (th
                                ``beta`` 1, optional bias ``C``) with quantized weights
 ``Conv``                       2-d, ``group`` 1 or depthwise, dilations 1, explicit pads,
                                optional bias, quantized weights
-``Add``                        a constant float bias right after a ``MatMul`` (or ``Conv``)
-``BatchNormalization``         after the bias (inference mode)
-``Relu``                       after the bias or the batch normalization
+``Add``, ``Sub``, ``Mul``,     between a layer's product and its ``Quant``, in any order:
+``Div``,                       float constants (scalars or one per channel: biases, scales,
+``BatchNormalization``,        centering), inference batch normalization, ReLU; each is
+``Relu``                       monotone per channel (a negative factor or ``c - x`` makes a
+                               channel descending); ``c / x`` is refused. Without a
+                               ``Quant`` after it, the last layer takes only a bias ``Add``
 ``Quant`` of an activation     closes the layer: a :class:`~hwnn.ir.stages.Thresholds` stage
                                whose codes equal qonnx's for every accumulator value
 ``BipolarQuant``               a 1-bit signed ``Quant`` (``binary`` codes), on weights or
@@ -147,15 +150,21 @@ def _where(node) -> str:
 class _Layer:
     """An open weighted layer: its weights (output channels first, channels-last taps), the
     IR kind that will hold it (``make``, taking the common members as keywords), and the
-    float32 chain after its accumulator."""
+    float32 steps qonnx applies after its accumulator, in order: ``(op, function,
+    constant)``, each ``function`` monotone per channel (``descending`` says where the chain
+    so far falls as the accumulator rises)."""
 
     def __init__(self, make, weights, weight_spec, weight_scale, in_spec):
         self.make, self.weights = make, weights
         self.weight_spec, self.weight_scale, self.in_spec = weight_spec, weight_scale, in_spec
-        self.bias = None
-        self.batchnorm = None
-        self.relu = False
-        self.last = "matmul"
+        self.steps = []
+        self.descending = np.zeros(len(weights), dtype=bool)
+
+    def add_step(self, op, function, constant=None, flips=None):
+        """Append a step; ``flips`` marks the channels where it reverses the direction."""
+        self.steps.append((op, function, constant))
+        if flips is not None:
+            self.descending = self.descending ^ flips
 
     @property
     def acc_scale(self) -> np.ndarray:
@@ -164,14 +173,10 @@ class _Layer:
 
     def real_values(self, acc) -> np.ndarray:
         """The float32 values qonnx computes from accumulators ``acc`` (k, channels) up to
-        the quantizer: matrix product, bias, batch normalization, ReLU."""
+        the quantizer: the matrix product, then every step."""
         y = matmul_value(acc, self.acc_scale)
-        if self.bias is not None:
-            y = (y + self.bias).astype(np.float32)
-        if self.batchnorm is not None:
-            y = self.batchnorm(y)
-        if self.relu:
-            y = np.maximum(y, np.float32(0))
+        for _, function, _ in self.steps:
+            y = function(y).astype(np.float32)
         return y
 
     def acc_range(self, bias, in_format):
@@ -407,12 +412,12 @@ class _Importer:
                           padding=(top, bottom, left, right), groups=values["group"], **members)
 
         self._start_layer(node, make, codes.transpose(0, 2, 3, 1), spec, scale)
-        if len(node.input) > 2 and node.input[2]:
-            self._set_bias(node, node.input[2])
         kh, kw = codes.shape[2:]
         sh, sw = values["strides"]
         self.shape = ((height + top + bottom - kh) // sh + 1,
                       (width + left + right - kw) // sw + 1, codes.shape[0])
+        if len(node.input) > 2 and node.input[2]:
+            self._set_bias(node, node.input[2], vector=True)
 
     def _maxpool(self, node):
         if self.open is not None or len(self.shape) != 3:
@@ -452,38 +457,76 @@ class _Importer:
             values[attribute.name] = value.decode() if isinstance(value, bytes) else value
         return values
 
-    def _add(self, node):
-        if self.open is None or self.open.last != "matmul":
-            raise ValueError(f"{_where(node)} adds a bias only right after a MatMul or Conv "
-                             f"node (a residual Add is not supported)")
-        (other,) = [name for name in node.input if name != self.current] or [None]
-        if other is None:
-            raise ValueError(f"{_where(node)} must add a constant bias")
-        self._set_bias(node, other)
-
-    def _set_bias(self, node, name):
+    def _channel_constant(self, node, name, what, vector=False) -> np.ndarray:
+        """The constant ``name`` (an initializer or an evaluated Quant) that ``node`` applies
+        per channel, as float32 (channels,): a scalar, or a tensor along the channel axis
+        (the last of (N, F), the second of (N, C, H, W); a vector of one value per channel
+        when ``vector``, as a ``Conv`` bias)."""
         if name in self.quantized:
             codes, spec = self.quantized[name]
-            bias = spec.values(codes)
+            value = spec.values(codes)
         else:
-            bias = self.wrapper.get_initializer(name)
-            if bias is None:
-                raise ValueError(f"{_where(node)} bias {name!r} is not a constant")
-        bias = np.asarray(bias, dtype=np.float32)
+            value = self.wrapper.get_initializer(name)
+            if value is None:
+                raise ValueError(f"{_where(node)} {what} {name!r} is not a constant (a residual "
+                                 f"connection of two tensors is not supported)")
+        value = np.asarray(value, dtype=np.float32)
         channels = len(self.open.weights)
-        # A bias broadcasts along the channel axis: the last of (N, F), the second of
-        # (N, C, H, W) (shape (C, 1, 1) or (1, C, 1, 1)).
-        if bias.size not in (1, channels) or (bias.size > 1 and bias.shape[-1] != channels
-                                              and bias.shape[-3:] != (channels, 1, 1)):
-            raise ValueError(f"{_where(node)} bias of shape {bias.shape} does not fit "
-                             f"{channels} output channels")
-        self.open.bias = np.broadcast_to(bias.reshape(-1), (channels,)).copy()
-        self.open.last = "bias"
+        along_channels = (value.shape[-1:] == (channels,) if vector or len(self.shape) == 1
+                          else value.shape[-3:] == (channels, 1, 1))
+        if value.size != 1 and (value.size != channels or not along_channels):
+            raise ValueError(f"{_where(node)} {what} of shape {value.shape} does not apply per "
+                             f"channel to {channels} channels")
+        return np.broadcast_to(value.reshape(-1), (channels,)).copy()
+
+    def _in_layer(self, node):
+        if self.open is None:
+            raise ValueError(f"{_where(node)} must come between a MatMul, Gemm or Conv node and "
+                             f"the Quant of its output")
+
+    def _set_bias(self, node, name, vector=False):
+        constant = self._channel_constant(node, name, "bias", vector)
+        self.open.add_step("add", lambda y: y + constant, constant)
+
+    def _operands(self, node):
+        """The other operand of a binary op on the current tensor, and whether the current
+        tensor is the first operand."""
+        self._in_layer(node)
+        if list(node.input).count(self.current) != 1 or len(node.input) != 2:
+            raise ValueError(f"{_where(node)} must combine its input with a constant")
+        first = node.input[0] == self.current
+        return node.input[1 if first else 0], first
+
+    def _add(self, node):
+        other, _ = self._operands(node)
+        self._set_bias(node, other)
+
+    def _sub(self, node):
+        other, first = self._operands(node)
+        constant = self._channel_constant(node, other, "operand")
+        if first:
+            self.open.add_step("sub", lambda y: y - constant)
+        else:
+            self.open.add_step("sub", lambda y: constant - y,
+                               flips=np.ones(len(constant), dtype=bool))
+
+    def _mul(self, node):
+        other, _ = self._operands(node)
+        constant = self._channel_constant(node, other, "factor")
+        self.open.add_step("mul", lambda y: y * constant, flips=constant < 0)
+
+    def _div(self, node):
+        other, first = self._operands(node)
+        if not first:
+            raise ValueError(f"{_where(node)} divides a constant by the tensor, which is not "
+                             f"monotone: hwnn cannot represent it exactly")
+        constant = self._channel_constant(node, other, "divisor")
+        if np.any(constant == 0):
+            raise ValueError(f"{_where(node)} divides by zero")
+        self.open.add_step("div", lambda y: y / constant, flips=constant < 0)
 
     def _batchnormalization(self, node):
-        if self.open is None or self.open.last not in ("matmul", "bias"):
-            raise ValueError(f"{_where(node)} must follow a MatMul, Gemm or Conv node (and its "
-                             f"bias)")
+        self._in_layer(node)
         if len([name for name in node.output if name]) != 1:
             raise ValueError(f"{_where(node)} must be in inference mode (one output)")
         values = self._attributes(node, {"epsilon": 1e-5, "momentum": 0.9,
@@ -494,15 +537,12 @@ class _Importer:
         params = [self.wrapper.get_initializer(name) for name in node.input[1:5]]
         if any(param is None for param in params):
             raise ValueError(f"{_where(node)} parameters must be constants")
-        self.open.batchnorm = BatchNormF32.from_parameters(*params, values["epsilon"])
-        self.open.last = "batchnorm"
+        batchnorm = BatchNormF32.from_parameters(*params, values["epsilon"])
+        self.open.add_step("batchnorm", batchnorm, flips=batchnorm.a < 0)
 
     def _relu(self, node):
-        if self.open is None or self.open.relu:
-            raise ValueError(f"{_where(node)} must follow a MatMul, Gemm or Conv node (its "
-                             f"bias and batch normalization)")
-        self.open.relu = True
-        self.open.last = "relu"
+        self._in_layer(node)
+        self.open.add_step("relu", lambda y: np.maximum(y, np.float32(0)))
 
     def _flatten(self, node):
         shape = self.wrapper.get_tensor_shape(node.output[0])
@@ -548,8 +588,7 @@ class _Importer:
         out_format = spec.format
         bias = self._zero_point_bias(layer)
         lo, hi = layer.acc_range(bias, in_format.format)
-        descending = (layer.batchnorm.a < 0 if layer.batchnorm is not None
-                      else np.zeros(len(lo), dtype=bool))
+        descending = layer.descending
 
         def level_of(acc):
             codes = spec.codes(layer.real_values(acc)).astype(np.int64)
@@ -558,18 +597,21 @@ class _Importer:
         stage = search_thresholds(level_of, lo, hi, out_format.levels, descending)
         self._append(layer, _where(node), bias=bias, stage=stage,
                      output=TensorFormat(out_format, float(spec.scale), int(spec.zero_point)),
-                     activation="relu" if layer.relu else "identity")
+                     activation="relu" if any(op == "relu" for op, _, _ in layer.steps)
+                     else "identity")
 
     def _close_unquantized(self):
         layer, self.open = self.open, None
-        if layer.batchnorm is not None or layer.relu:
-            raise ValueError("The last layer applies a BatchNormalization or Relu without a "
-                             "Quant after it: hwnn outputs the last layer's raw accumulator, "
-                             "scaled and biased")
+        ops = [op for op, _, _ in layer.steps]
+        if ops not in ([], ["add"]):
+            raise ValueError(f"The last layer applies {', '.join(ops)} to its accumulator "
+                             f"without a Quant after it: hwnn outputs the last layer's raw "
+                             f"accumulator plus a bias")
         in_format = self._in_format(layer)
         bias = self._zero_point_bias(layer)
-        if layer.bias is not None:
-            bias = bias + np.round(layer.bias.astype(np.float64) / layer.acc_scale).astype(
+        if ops:
+            constant = layer.steps[0][2]
+            bias = bias + np.round(constant.astype(np.float64) / layer.acc_scale).astype(
                 np.int64)
         lo, hi = layer.acc_range(bias, in_format.format)
         output = TensorFormat(Format.int(signed_bits_for(lo.min(), hi.max())), layer.acc_scale)

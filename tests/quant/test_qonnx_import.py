@@ -243,10 +243,21 @@ def test_quantized_bias_gives_exact_logits():
     compare(model, in_params, act_names, codes, exact_logits=True)
 
 
-def single_layer(rng, in_bits, act, *, w_scale, batchnorm=True):
+def bias_bn_relu(b, rng, y, channels):
+    """Bias, batch normalization with alternating signs of gamma, Relu."""
+    y = b.node("Add", [y, b.const(rng.normal(0, 3, channels))])
+    gamma = rng.uniform(0.2, 3, channels) * np.array([1, -1, 1, -1, 1, -1])
+    y = b.node("BatchNormalization", [y, b.const(gamma), b.const(rng.normal(0, 1, channels)),
+                                      b.const(rng.normal(0, 2, channels)),
+                                      b.const(rng.uniform(0.5, 3, channels))])
+    return b.node("Relu", [y])
+
+
+def single_layer(rng, in_bits, act, *, w_scale, chain=bias_bn_relu):
     """One layer of 2 inputs of ``in_bits`` signed bits, weights ``[1, 2**in_bits]`` for every
     channel: its accumulator ``x0 + 2**in_bits * x1`` takes every value of its range exactly
-    once over all inputs."""
+    once over all inputs. ``chain(builder, rng, y, channels)`` adds the nodes between the
+    accumulator and the activation Quant."""
     b = Builder()
     channels = 6
     in_scale = 2.0 ** -3
@@ -254,13 +265,7 @@ def single_layer(rng, in_bits, act, *, w_scale, batchnorm=True):
     weights = np.array([[1.0], [2.0 ** in_bits]]) * np.ones((1, channels)) * w_scale
     w_bits = in_bits + 2
     y = b.node("MatMul", [x, b.quant(b.const(weights), w_scale, 0, w_bits, True, True)])
-    y = b.node("Add", [y, b.const(rng.normal(0, 3, channels))])
-    if batchnorm:
-        gamma = rng.uniform(0.2, 3, channels) * np.array([1, -1, 1, -1, 1, -1])
-        y = b.node("BatchNormalization", [y, b.const(gamma), b.const(rng.normal(0, 1, channels)),
-                                          b.const(rng.normal(0, 2, channels)),
-                                          b.const(rng.uniform(0.5, 3, channels))])
-    y = b.node("Relu", [y])
+    y = chain(b, rng, y, channels)
     bits, signed, narrow, rounding = act
     out = b.quant(y, rng.uniform(0.01, 0.2), 0, bits, signed, narrow, rounding)
     return b.model(out, (2 ** in_bits) ** 2, 2, channels), out
@@ -293,6 +298,42 @@ def test_threshold_stage_exhaustive_over_accumulator_range(in_bits, act, seed):
     context = run_qonnx(model, (codes * np.float32(2.0 ** -3)).astype(np.float32))
     assert np.array_equal(run_network(network, codes), qonnx_codes(context, model, out))
     assert layer.stage.descending.tolist() == [False, True] * 3
+
+
+def scalar_ops(b, rng, y, channels):
+    """What exporters put between layers: a per-channel Mul (negative factors included),
+    Relu before the bias, a scalar Div, a Sub from a constant (falling), a Sub of one."""
+    y = b.node("Mul", [y, b.const(rng.uniform(0.3, 3, channels) * [1, 1, -1, -1, 1, -1])])
+    y = b.node("Relu", [y])
+    y = b.node("Add", [b.const(rng.normal(0, 2, (1, channels))), y])
+    y = b.node("Div", [y, b.const(np.float32(0.7))])
+    y = b.node("Sub", [b.const(rng.normal(0, 1, channels)), y])
+    return b.node("Sub", [y, b.const(np.float32(-3.0))])
+
+
+def test_scalar_ops_between_layers_exhaustive():
+    rng = np.random.default_rng(12)
+    w_scale = 2.0 ** rng.integers(-8, -2, (1, 6))
+    model, out = single_layer(rng, 6, (5, True, False, "ROUND"), w_scale=w_scale,
+                              chain=scalar_ops)
+    network = from_qonnx(model)
+    (layer,) = network.layers
+    grid = np.arange(-32, 32)
+    codes = np.stack(np.meshgrid(grid, grid, indexing="ij"), axis=-1).reshape(-1, 2)
+    context = run_qonnx(model, (codes * np.float32(2.0 ** -3)).astype(np.float32))
+    assert np.array_equal(run_network(network, codes), qonnx_codes(context, model, out))
+    # Mul's sign, then the Sub from a constant, which falls.
+    assert layer.stage.descending.tolist() == [True, True, False, False, True, False]
+
+
+def test_refuses_a_non_monotone_division():
+    def reciprocal(b, rng, y, channels):
+        return b.node("Div", [b.const(np.float32(1.0)), y])
+    model, _ = single_layer(np.random.default_rng(0), 4, (4, False, False, "ROUND"),
+                            w_scale=2.0 ** -4, chain=reciprocal)
+    with pytest.raises(ValueError, match=r"^QONNX node '\w+' \(Div\) divides a constant by "
+                                         r"the tensor, which is not monotone"):
+        from_qonnx(model)
 
 
 def test_search_thresholds_matches_brute_force():
