@@ -159,24 +159,28 @@ def _import_qonnx(args) -> int:
                          f"{', '.join(changed)}")
     if args.check and not args.test:
         raise UsageError("hwnn quantize: --check needs --test (the inputs to compare on)")
-    network = load_qonnx(args.model, args.name)
-    print(layer_table(network))
-    status = 0
+    report, status = "", 0
     if args.check:
-        status = _check_qonnx(args)
-    elif args.test:
-        x, y = load_labelled(args.test)
-        labels = class_indices(y, network.info)
-        accuracy = (golden_predictions(network, x) == labels).mean()
-        print(f"\naccuracy on {len(labels)} test inputs: golden model {100 * accuracy:.2f}%")
+        network, report, status = _check_qonnx(args)
+    else:
+        network = load_qonnx(args.model, args.name)
+        if args.test:
+            x, y = load_labelled(args.test)
+            labels = class_indices(y, network.info)
+            accuracy = (golden_predictions(network, x) == labels).mean()
+            report = (f"\naccuracy on {len(labels)} test inputs: golden model "
+                      f"{100 * accuracy:.2f}%")
+    print(layer_table(network))
+    if report:
+        print(report)
     path = network.save(args.output)
     print(f"\nwrote {path}")
     return status
 
 
-def _check_qonnx(args) -> int:
-    """Compare the QONNX model with qonnx's executor on the test inputs, tensor by tensor;
-    1 on any disagreement."""
+def _check_qonnx(args):
+    """Import the QONNX model and compare it with qonnx's executor on the test inputs, tensor
+    by tensor: the network, the report and the exit status (1 on any disagreement)."""
     from .arrays import load_labelled
     from .flow.report import class_indices
     from .quant.qonnx_check import check_qonnx
@@ -185,17 +189,17 @@ def _check_qonnx(args) -> int:
     x, y = load_labelled(args.test)
     network, checks, predictions = check_qonnx(read_onnx(args.model), x, args.name)
     labels = class_indices(y, network.info)
-    print(f"\nqonnx's executor beside the golden model on {len(x)} test inputs (codes; the "
-          f"last layer within one accumulator step):")
-    for check in checks:
-        print(f"  {check}")
     same = (predictions["qonnx"] == predictions["golden"]).mean()
     accuracy = {who: 100 * (classes == labels).mean() for who, classes in predictions.items()}
-    print(f"classes agree on {100 * same:.2f}% of the inputs; accuracy: qonnx "
-          f"{accuracy['qonnx']:.2f}%, golden model {accuracy['golden']:.2f}%")
     agree = same == 1 and all(check.first is None for check in checks)
-    print("all agree" if agree else "DISAGREEMENT (see above)")
-    return 0 if agree else 1
+    report = "\n".join([
+        (f"\nqonnx's executor beside the golden model on {len(x)} test inputs (codes; the "
+         f"last layer within one accumulator step):"),
+        *(f"  {check}" for check in checks),
+        (f"classes agree on {100 * same:.2f}% of the inputs; accuracy: qonnx "
+         f"{accuracy['qonnx']:.2f}%, golden model {accuracy['golden']:.2f}%"),
+        "all agree" if agree else "DISAGREEMENT (see above)"])
+    return network, report, 0 if agree else 1
 
 
 def _option(dest) -> str:

@@ -99,12 +99,11 @@ def check_qonnx(model, x, name="net"):
             steps = _channels_last(context[tensor]) / layer.output.scale
             checks.append(_compare(layer.name, tensor, trace.outputs, np.round(steps).astype(
                 np.int64), np.abs(trace.outputs - steps) <= 1))
-            logits = context[tensor]
         else:
             theirs = _channels_last(codes_of(tensor, spec)).reshape(trace.outputs.shape)
             checks.append(_compare(layer.name, tensor, trace.outputs, theirs,
                                    trace.outputs == theirs))
-            logits = context[tensor]
+    logits = _channels_last(context[tensors[-1][0]])
     predictions = {"qonnx": class_decisions(logits.reshape(len(x), -1)),
                    "golden": class_decisions(network.dequantize_output(outputs)
                                              .reshape(len(x), -1))}
