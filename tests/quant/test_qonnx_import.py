@@ -572,3 +572,23 @@ def test_cli_check_refuses_inputs_of_another_shape(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "takes inputs of shape (1, 8, 8), not (64,)" in err
     assert not output.exists()
+
+
+@pytest.mark.parametrize("scales", ["tensor", "channel"])
+def test_brevitas_exports_agree_with_qonnx(scales):
+    """Real Brevitas exports (tests/quant/data/make_brevitas_mlps.py): float scales, Int32
+    biases, a batch normalization with negative gammas. Every code agrees; a class differs
+    only where golden outputs tie exactly (then qonnx's float32 rounding picked one)."""
+    from pathlib import Path
+
+    from hwnn.quant.qonnx_check import check_qonnx
+    model = onnx.load(str(Path(__file__).parent / "data" / f"brevitas_mlp_{scales}.onnx"))
+    x = np.random.default_rng(0).normal(0, 1, (300, 64)).astype(np.float32)
+    network, checks, predictions = check_qonnx(model, x)
+    assert [layer.stage_name for layer in network.layers] == ["thresholds", "thresholds",
+                                                              "accumulator"]
+    assert [check.first for check in checks] == [None] * 4
+    assert [check.total for check in checks] == [300 * 64, 300 * 32, 300 * 16, 300 * 10]
+    same = predictions["qonnx"] == predictions["golden"]
+    assert np.all(same | predictions["tied"])
+    assert (~same).sum() == {"tensor": 3, "channel": 0}[scales]
