@@ -61,7 +61,7 @@ from pathlib import Path
 import numpy as np
 
 from ..ir import Conv2d, Dense, MaxPool2d, Network, TensorFormat
-from ..ir.formats import Format, signed_bits_for
+from ..ir.formats import Format, Rounding, signed_bits_for
 from ..ir.stages import accumulator_range
 from ..ir.tensors import chw_to_hwc_columns
 from .qonnx_arith import BatchNormF32, QuantSpec, matmul_value
@@ -73,7 +73,10 @@ __all__ = ["QONNX_DOMAINS", "from_qonnx", "import_qonnx", "is_qonnx", "is_qonnx_
 #: The ONNX domains of QONNX's own ops, as exporters write them.
 QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.general")
 _QONNX_OPS = ("Quant", "BipolarQuant", "Trunc", "MultiThreshold")
-_IGNORED = ("Identity", "Dropout")
+#: The rounding modes of an input ``Quant`` and the same rounding of hwnn's input quantizer
+#: (:meth:`hwnn.ir.Network.quantize_input`).
+_INPUT_ROUNDING = {"ROUND": Rounding.HALF_EVEN, "HALF_EVEN": Rounding.HALF_EVEN,
+                   "FLOOR": Rounding.FLOOR, "CEIL": Rounding.CEIL, "DOWN": Rounding.TOWARD_ZERO}
 
 
 def is_qonnx(model) -> bool:
@@ -196,6 +199,7 @@ class _Importer:
         self.tensors = []
         self.open = None
         self.in_spec = None
+        self.input_rounding = None
         #: The (H, W, C) shape of an image flattened in (C, H, W) order, until a dense layer
         #: takes it (its columns are then permuted to hwnn's (H, W, C) order).
         self.flattened = None
@@ -233,7 +237,8 @@ class _Importer:
         # A model flattening its input image first takes it as a vector in its own order.
         layout = "chw" if len(self.layers[0].input_shape) == 3 else "vector"
         info = {"frontend": "qonnx", "producer": self.wrapper.model.producer_name,
-                "input_layout": layout}
+                "input_layout": layout, "input_quantizer": {
+                    "arithmetic": "float32", "rounding": self.input_rounding.value}}
         return Network(name, tuple(self.layers), info)
 
     def _input_shape(self, name):
@@ -313,6 +318,12 @@ class _Importer:
             self._close_thresholds(spec, node)
             self.tensors.append((node.output[0], spec))
         elif self.in_spec is None and not self.layers:
+            rounding = _INPUT_ROUNDING.get(spec.rounding.upper())
+            if rounding is None:
+                raise ValueError(f"{_where(node)} quantizes the input with rounding mode "
+                                 f"{spec.rounding!r}: hwnn's input quantizer rounds "
+                                 f"{', '.join(_INPUT_ROUNDING)}")
+            self.input_rounding = rounding
             self.tensors.append((node.output[0], spec))
         else:
             raise ValueError(f"{_where(node)} quantizes a tensor that is already quantized")

@@ -576,7 +576,7 @@ def test_cli_check_refuses_inputs_of_another_shape(tmp_path, capsys):
 
 @pytest.mark.parametrize("scales", ["tensor", "channel"])
 def test_brevitas_exports_agree_with_qonnx(scales):
-    """Real Brevitas exports (tests/quant/data/make_brevitas_mlps.py): float scales, Int32
+    """Real Brevitas exports (tests/quant/data/make_brevitas_models.py): float scales, Int32
     biases, a batch normalization with negative gammas. Every code agrees; a class differs
     only where golden outputs tie exactly (then qonnx's float32 rounding picked one)."""
     from pathlib import Path
@@ -592,3 +592,18 @@ def test_brevitas_exports_agree_with_qonnx(scales):
     same = predictions["qonnx"] == predictions["golden"]
     assert np.all(same | predictions["tied"])
     assert (~same).sum() == {"tensor": 3, "channel": 0}[scales]
+
+
+def test_brevitas_cnn_export_agrees_with_qonnx():
+    """A real Brevitas CNN export: conv + BatchNorm2d (negative gammas) + QuantReLU + max pool,
+    depthwise conv, flatten (a Reshape), linear; float per-channel scales."""
+    from pathlib import Path
+
+    from hwnn.quant.qonnx_check import check_qonnx
+    model = onnx.load(str(Path(__file__).parent / "data" / "brevitas_cnn.onnx"))
+    x = np.random.default_rng(0).normal(0, 1, (100, 1, 8, 8)).astype(np.float32)
+    network, checks, predictions = check_qonnx(model, x)
+    assert [layer.kind for layer in network.layers] == ["conv2d", "maxpool2d", "conv2d", "dense"]
+    assert network.layers[2].groups == 8 and network.layers[0].stage.descending.any()
+    assert [check.first for check in checks] == [None] * 5
+    assert np.all((predictions["qonnx"] == predictions["golden"]) | predictions["tied"])
