@@ -45,11 +45,14 @@ quantizers make it).
 Exactness: each threshold stage is found by a binary search over the layer's whole integer
 accumulator range (:func:`hwnn.quant.threshold_search.search_thresholds`) on the very float32
 chain qonnx's executor applies (:mod:`hwnn.quant.qonnx_arith`), which is monotone per channel
-(descending where the batch normalization's scale is negative). The search is exact when the
-matrix product is, that is with power-of-two input and weight scales; with other scales
-qonnx's own float32 matrix product depends on its summation order and differs from the real
-product by a few units in the last place, so codes can differ where a value falls that close
-to a quantizer's rounding boundary.
+(descending where a negative factor, batch normalization scale or ``c - x`` reverses it). The
+search is exact when the matrix product is, that is with power-of-two input and weight
+scales; with other scales qonnx's own float32 matrix product depends on its summation order
+and differs from the real product by a few units in the last place, so codes can differ where
+a value falls that close to a quantizer's rounding boundary (none did on the Brevitas exports
+the tests import). The network's ``info["input_quantizer"]`` makes
+:meth:`hwnn.ir.Network.quantize_input` quantize real inputs as the model's input ``Quant``
+does, in float32.
 
 Anything else (another op, a ``Quant`` elsewhere, a per-channel activation scale, a
 non-integer zero point) is refused with one line naming the node and why.
