@@ -100,6 +100,16 @@ def _cmd_quantize(args) -> int:
                            prune_scope=args.prune_scope, share=args.share)
     if not args.output.endswith(".hwnn.npz"):
         raise ValueError(f"The output file name must end in .hwnn.npz, not {args.output!r}")
+    if args.model.endswith(".onnx"):
+        from .quant.qonnx_frontend import is_qonnx_file
+        if is_qonnx_file(args.model):
+            return _import_qonnx(args)
+    if args.calib is None:
+        raise UsageError("hwnn quantize: the following arguments are required for a float "
+                         "model: --calib")
+    if args.check:
+        raise UsageError("hwnn quantize: --check compares a QONNX model with qonnx's executor; "
+                         f"{args.model!r} is a float model")
     model = load_model(args.model)
     calib = load_inputs(args.calib)
     test = load_labelled(args.test) if args.test else None
@@ -128,6 +138,73 @@ def _cmd_quantize(args) -> int:
     path = network.save(args.output)
     print(f"\nwrote {path}")
     return 0
+
+
+#: The quantize options that set the quantization, which a QONNX model brings itself.
+QUANTIZATION_OPTIONS = ("weights", "acts", "inputs", "per_channel", "calib", "calibration",
+                        "percentile", "stage", "prune", "prune_scope", "share")
+
+
+def _import_qonnx(args) -> int:
+    """``hwnn quantize`` of a QONNX model: imported as it is quantized, nothing calibrated."""
+    from .arrays import load_labelled
+    from .flow.report import class_indices, golden_predictions, layer_table
+    from .quant.qonnx_frontend import load_qonnx
+
+    defaults = _parser().parse_args(["quantize", args.model, "-o", args.output])
+    changed = [_option(dest) for dest in QUANTIZATION_OPTIONS
+               if getattr(args, dest) != getattr(defaults, dest)]
+    if changed:
+        raise ValueError(f"{args.model!r} is a QONNX model, quantized already: drop "
+                         f"{', '.join(changed)}")
+    if args.check and not args.test:
+        raise UsageError("hwnn quantize: --check needs --test (the inputs to compare on)")
+    report, status = "", 0
+    if args.check:
+        network, report, status = _check_qonnx(args)
+    else:
+        network = load_qonnx(args.model, args.name)
+        if args.test:
+            x, y = load_labelled(args.test)
+            labels = class_indices(y, network.info)
+            accuracy = (golden_predictions(network, x) == labels).mean()
+            report = (f"\naccuracy on {len(labels)} test inputs: golden model "
+                      f"{100 * accuracy:.2f}%")
+    print(layer_table(network))
+    if report:
+        print(report)
+    path = network.save(args.output)
+    print(f"\nwrote {path}")
+    return status
+
+
+def _check_qonnx(args):
+    """Import the QONNX model and compare it with qonnx's executor on the test inputs, tensor
+    by tensor: the network, the report and the exit status (1 on any disagreement)."""
+    from .arrays import load_labelled
+    from .flow.report import class_indices
+    from .quant.qonnx_check import check_qonnx
+    from .quant.qonnx_frontend import read_onnx
+
+    x, y = load_labelled(args.test)
+    network, checks, predictions = check_qonnx(read_onnx(args.model), x, args.name)
+    labels = class_indices(y, network.info)
+    same = predictions["qonnx"] == predictions["golden"]
+    ties = int((~same & predictions["tied"]).sum())
+    accuracy = {who: 100 * (predictions[who] == labels).mean() for who in ("qonnx", "golden")}
+    agree = bool((same | predictions["tied"]).all()) and all(check.first is None
+                                                             for check in checks)
+    report = "\n".join([
+        (f"\nqonnx's executor beside the golden model on {len(x)} test inputs (codes; the "
+         f"last layer within one accumulator step):"),
+        *(f"  {check}" for check in checks),
+        (f"classes agree on {100 * same.mean():.2f}% of the inputs"
+         + (f" ({ties} more tie exactly in the golden model, and qonnx's float32 rounding "
+            f"picked another of the tied classes)" if ties else "")
+         + f"; accuracy: qonnx {accuracy['qonnx']:.2f}%, golden model "
+           f"{accuracy['golden']:.2f}%"),
+        "all agree" if agree else "DISAGREEMENT (see above)"])
+    return network, report, 0 if agree else 1
 
 
 def _option(dest) -> str:
@@ -406,8 +483,9 @@ def _parser():
 
     quantize = commands.add_parser(
         "quantize", help="quantize a trained float model into an hwnn network file",
-        description="Quantize a trained model (.npz float weights, or a pickled scikit-learn "
-                    "MLP as .pkl/.joblib) into a .hwnn.npz network.")
+        description="Quantize a trained model (.npz float weights, a float ONNX model, or a "
+                    "pickled scikit-learn MLP as .pkl/.joblib) into a .hwnn.npz network, or "
+                    "import a quantized QONNX model (.onnx) as it is.")
     quantize.add_argument("model", help="model file: .npz, .onnx, .pkl or .joblib")
     quantize.add_argument("--weights", default="int8",
                           help="int2..int16 (symmetric; int2 gives ternary codes), ternary "
@@ -420,8 +498,9 @@ def _parser():
                                "calibration data has negative values)")
     quantize.add_argument("--per-channel", action="store_true",
                           help="scale int weights per output channel")
-    quantize.add_argument("--calib", required=True,
-                          help="calibration inputs: .npy, or .npz with array x")
+    quantize.add_argument("--calib", default=None,
+                          help="calibration inputs: .npy, or .npz with array x (float models; "
+                               "a QONNX model brings its own quantization)")
     quantize.add_argument("--calibration", choices=("minmax", "percentile"), default="minmax")
     quantize.add_argument("--percentile", type=float, default=99.99)
     quantize.add_argument("--stage", choices=("auto", "thresholds", "requant"), default="auto",
@@ -435,6 +514,10 @@ def _parser():
     quantize.add_argument("--test", help="test set .npz with arrays x and y (classes of the "
                                          "model, or output indices): report float and "
                                          "golden-model accuracy")
+    quantize.add_argument("--check", action="store_true",
+                          help="QONNX models: run qonnx's executor beside the golden model on "
+                               "the --test inputs and compare every quantized tensor (exit 1 "
+                               "on any disagreement)")
     quantize.add_argument("--name", default="net", help="network name (default net)")
     quantize.add_argument("-o", "--output", required=True, help="output file, NAME.hwnn.npz")
     quantize.set_defaults(run=_cmd_quantize)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from .checks import check_name
+from .formats import Rounding
 from .layer import LAYER_KINDS
 from .serialization import read_network, write_network
 from .tensors import TensorFormat, shape_text
@@ -96,7 +97,10 @@ class Network:
 
     def quantize_input(self, x) -> np.ndarray:
         """Input codes of real inputs ``x``, one or more inputs of :attr:`input_shape` (round
-        half to even, saturate)."""
+        half to even, saturate). A network whose ``info`` has an ``input_quantizer``
+        ``{"arithmetic": "float32", "rounding": <Rounding value>}`` (an imported QONNX
+        model's) quantizes as that model does: ``x / scale + zero_point`` in float32, then
+        that rounding."""
         from ..quant.quantizers import QuantParams, quantize
         x = np.asarray(x, dtype=np.float64)
         shape = self.input_shape
@@ -108,6 +112,12 @@ class Network:
                              f"not shape {x.shape}")
         if self.input.format.kind == "bipolar":
             return np.where(x >= 0, 1, -1).astype(np.int64)
+        quantizer = self.info.get("input_quantizer")
+        if quantizer is not None:
+            f32 = np.float32
+            shifted = x.astype(f32) / f32(self.input.scale) + f32(self.input.zero_point)
+            return quantize(shifted.astype(np.float64), self.input.format, QuantParams(1.0, 0),
+                            rounding=Rounding(quantizer["rounding"]))
         return quantize(x, self.input.format,
                         QuantParams(self.input.scale, self.input.zero_point))
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from ..ir.tensors import chw_to_hwc_columns, shape_text
 from .floatnet import BatchNorm, FloatConv2d, FloatDense, FloatMaxPool2d, FloatNetwork
+from .qonnx_frontend import QONNX_DOMAINS
 
 __all__ = ["SUPPORTED_OPS", "from_onnx", "load_onnx"]
 
@@ -109,6 +110,10 @@ class _Importer:
             self.where = f"ONNX node {_node_name(node, index)} ({node.op_type})"
             if node.domain not in ("", "ai.onnx") or node.op_type not in SUPPORTED_OPS:
                 domain = f" of domain {node.domain!r}" if node.domain else ""
+                if node.domain in QONNX_DOMAINS:
+                    raise ValueError(f"{self.where}{domain} is not supported in a float model: "
+                                     f"import a QONNX model with hwnn.quant.load_qonnx (hwnn "
+                                     f"quantize without --calib)")
                 raise ValueError(f"{self.where}{domain} is not supported: hwnn imports "
                                  f"{', '.join(SUPPORTED_OPS)}")
             if node.op_type == "Constant":

