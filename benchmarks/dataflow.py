@@ -12,12 +12,12 @@ on single matrix-vector units. Run it from the repository root:
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from amaranth.back import verilog
 
+from common import simulate_design
 from hwnn.flow.demo import train_digits_mlp
 from hwnn.errors import ToolError
 from hwnn.flow.generate import generate, load_design
@@ -25,7 +25,6 @@ from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.quant.synthetic import random_dense, random_network
 from hwnn.flow.report import format_table
 from hwnn.rtl.mvau import MatrixVectorUnit
-from hwnn.sim.simulate import simulate
 from hwnn.tools.synth import synthesize
 from hwnn.tools.toolchain import setup_env
 
@@ -51,13 +50,8 @@ def design_rows(work, simulator, quick):
         for budget in budgets:
             design = load_design(generate(network, work / f"{network.name}_{budget}",
                                           max_lanes=budget))
-            fmt = network.input.format
-            codes = fmt.level_value(np.random.default_rng(1).integers(
-                0, fmt.levels, size=(12, network.in_features)))
-            started = time.monotonic()
-            result = simulate(design, codes, simulator=simulator)
-            sim_seconds = time.monotonic() - started
-            assert result.passed, f"{label} at {budget} lanes mismatches the golden model"
+            result, sim_seconds = simulate_design(design, 12, simulator,
+                                                  f"{label} at {budget} lanes")
             folds = " ".join(f"{f.pe}x{f.simd}" for f in design.folding)
             try:
                 synth = synthesize(design.verilog, design.top, "ecp5")

@@ -61,8 +61,9 @@ class ConvolutionUnit(wiring.Component):
         window unit's plus the matrix-vector unit's.
     """
 
-    #: A FIFO of two beats in front: the line buffer holds the rows the windows need.
-    input_fifo_depth = 2
+    #: A FIFO of three beats in front (the line buffer holds the rows the windows need): a
+    #: :class:`~hwnn.rtl.fifo.FlagFIFO` of two passes only a beat every other cycle.
+    input_fifo_depth = 3
 
     def __init__(self, layer: Conv2d, *, pe=1, simd=1, ram_style="auto"):
         if not isinstance(layer, Conv2d):

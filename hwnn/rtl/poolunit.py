@@ -40,8 +40,9 @@ class PoolingUnit(wiring.Component):
         As every dataflow unit has them (:mod:`hwnn.rtl.units`); :attr:`lanes` is ``count``.
     """
 
-    #: A FIFO of two beats in front: the unit takes a beat every cycle it can give one.
-    input_fifo_depth = 2
+    #: A FIFO of three beats in front: the unit takes a beat every cycle it can give one, and
+    #: a :class:`~hwnn.rtl.fifo.FlagFIFO` of two passes only a beat every other cycle.
+    input_fifo_depth = 3
 
     def __init__(self, layer: MaxPool2d, *, pe=1, simd=1, ram_style="auto"):
         if not isinstance(layer, MaxPool2d):

@@ -103,12 +103,34 @@ def test_cnn_matches_golden(name, fold, seed):
         assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
 
 
-@pytest.mark.parametrize("folding", [
-    (LayerFold(2, 1), LayerFold(1, 1), LayerFold(2, 2), LayerFold(1, 2)),
-    (LayerFold(4, 2), LayerFold(2, 2), LayerFold(1, 1), LayerFold(3, 2)),
+def _conv(channels, kernel, padding=0):
+    return ("conv2d", dict(out_channels=channels, kernel=kernel, padding=padding,
+                           weight_format="int8", out_format="uint8", stage="requant"))
+
+
+#: Units fed at a beat per cycle from the unit before them (through its width converter and
+#: the FIFO the unit asks for): a pool taking a value per cycle from a convolution that gives
+#: 8 values every 9 cycles, and a 1x1 convolution as fast as its input.
+FULL_RATE = {
+    "pool": lambda: random_cnn(np.random.default_rng(5), (6, 6, 1), [
+        _conv(8, 3, 1), ("maxpool2d", dict(kernel=2)),
+        ("dense", dict(out_features=2, weight_format="int8", stage="accumulator")),
+    ], name="pool"),
+    "conv1x1": lambda: random_cnn(np.random.default_rng(6), (6, 6, 4), [
+        _conv(4, 1), _conv(4, 1),
+        ("dense", dict(out_features=2, weight_format="int8", stage="accumulator")),
+    ], name="conv1x1"),
+}
+
+
+@pytest.mark.parametrize("name, folding", [
+    ("int8", (LayerFold(2, 1), LayerFold(1, 1), LayerFold(2, 2), LayerFold(1, 2))),
+    ("int8", (LayerFold(4, 2), LayerFold(2, 2), LayerFold(1, 1), LayerFold(3, 2))),
+    ("pool", (LayerFold(8, 1), LayerFold(1, 1), LayerFold(1, 1))),
+    ("conv1x1", (LayerFold(4, 4), LayerFold(4, 4), LayerFold(2, 4))),
 ])
-def test_steady_state_throughput_is_the_slowest_unit(folding):
-    network = CNNS["int8"]()
+def test_steady_state_throughput_is_the_slowest_unit(name, folding):
+    network = (CNNS | FULL_RATE)[name]()
     dut = DataflowAccelerator(network, folding)
     assert [unit.cycles for unit in dut.units] == \
         [_reference_cycles(layer, fold) for layer, fold in zip(network.layers, folding,
