@@ -1,4 +1,5 @@
-"""Train a small float CNN on the 8x8 digits in pure NumPy and write it as an ONNX file.
+"""Train a small float CNN on the 8x8 digits in pure NumPy and write it as an ONNX file and
+as the ``.npz`` that ``hwnn demo`` ships.
 
 Run it with ``python examples/train_digits_cnn.py`` (needs ``hwnn[onnx]``; no training
 framework). The digits ship with scikit-learn, so nothing is downloaded. It trains
@@ -9,17 +10,19 @@ framework). The digits ship with scikit-learn, so nothing is downloaded. It trai
 
 on the demo's split of the digits (pixels / 16, 70% train / 30% test, stratified,
 ``random_state=0``, as :func:`hwnn.flow.demo.train_digits_mlp`), with softmax cross-entropy
-and Adam, from a fixed seed; prints the float test accuracy and writes
-``examples/digits_cnn.onnx``, laid out as ``torch.onnx.export`` writes a PyTorch model:
-input ``x`` of shape (N, 1, 8, 8), ``Conv``, ``Relu``, ``MaxPool``, ``Flatten``, ``Gemm``,
-float32 initializers. Quantize it with, for example::
+and Adam, from a fixed seed; rounds the weights to float32 once and writes them twice:
+``examples/digits_cnn.onnx``, laid out as ``torch.onnx.export`` writes a PyTorch model
+(input ``x`` of shape (N, 1, 8, 8), ``Conv``, ``Relu``, ``MaxPool``, ``Flatten``, ``Gemm``,
+float32 initializers), and ``hwnn/flow/digits_cnn.npz`` (:data:`hwnn.flow.demo.DIGITS_CNN`,
+the layout of :func:`hwnn.quant.load_npz`, which ``hwnn demo`` reads without ``onnx``); it
+prints the float test accuracy of each file, read back. Quantize it with, for example::
 
     hwnn quantize examples/digits_cnn.onnx --weights int8 --acts uint8 \\
         --calib calib.npy --test test.npz -o digits_cnn.hwnn.npz
 
 (:func:`digits_split` gives the arrays of ``calib.npy``, the training images, and
 ``test.npz``, the test images ``x`` and labels ``y``). Training is deterministic: rerunning
-the script rewrites the same file, byte for byte, on the same machine and NumPy build (a
+the script rewrites the same files, byte for byte, on the same machine and NumPy build (a
 different BLAS may round the float sums differently).
 """
 
@@ -34,7 +37,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 CHANNELS = (8, 8)
 #: Training settings: passes over the training set, batch size, Adam's step size, seed.
 EPOCHS, BATCH, LEARNING_RATE, SEED = 60, 32, 1e-2, 0
-#: Where the trained model goes.
+#: Where the trained model goes as ONNX (the .npz goes to hwnn.flow.demo.DIGITS_CNN).
 OUTPUT = Path(__file__).with_name("digits_cnn.onnx")
 
 
@@ -177,9 +180,12 @@ def float_network(params):
     return FloatNetwork(tuple(layers), input_layout="chw")
 
 
-def main(output=OUTPUT) -> float:
-    """Train, write the ONNX file ``output``; return the test accuracy of the model it
-    holds."""
+def main(output=OUTPUT, npz_output=None) -> float:
+    """Train, write the ONNX file ``output`` and the ``.npz`` file ``npz_output`` (default
+    :data:`hwnn.flow.demo.DIGITS_CNN`) with the same float32 weights; return the test
+    accuracy of the model they hold."""
+    from hwnn.flow.demo import DIGITS_CNN
+    from hwnn.quant import load_npz, save_npz
     from hwnn.quant.onnx_export import save_onnx
     from hwnn.quant.onnx_frontend import load_onnx
 
@@ -187,13 +193,20 @@ def main(output=OUTPUT) -> float:
     start = time.perf_counter()
     params = train(x_train, y_train)
     seconds = time.perf_counter() - start
-    path = save_onnx(float_network(params), output, name="digits_cnn",
-                     producer="hwnn examples/train_digits_cnn.py")
-    # The file's float32 weights, read back as hwnn reads them.
-    accuracy = float(np.mean(load_onnx(path).forward(x_test).argmax(axis=1) == y_test))
-    print(f"trained in {seconds:.1f} s; wrote {path} ({path.stat().st_size} bytes); float "
-          f"test accuracy {100 * accuracy:.2f}% on {len(y_test)} digits")
-    return accuracy
+    # ONNX holds float32: round once, so that both files hold exactly the same weights.
+    network = float_network({name: value.astype(np.float32) for name, value in params.items()})
+    print(f"trained in {seconds:.1f} s")
+    accuracies = []
+    for path, load in ((save_onnx(network, output, name="digits_cnn",
+                                  producer="hwnn examples/train_digits_cnn.py"), load_onnx),
+                       (save_npz(network, npz_output or DIGITS_CNN), load_npz)):
+        # The file's weights, read back as hwnn reads them.
+        accuracies.append(float(np.mean(load(path).forward(x_test).argmax(axis=1) == y_test)))
+        print(f"wrote {path} ({path.stat().st_size} bytes); float test accuracy "
+              f"{100 * accuracies[-1]:.2f}% on {len(y_test)} digits")
+    if accuracies[0] != accuracies[1]:
+        raise AssertionError(f"the ONNX and .npz files disagree: {accuracies}")
+    return accuracies[0]
 
 
 if __name__ == "__main__":

@@ -466,7 +466,7 @@ def _cmd_demo(args) -> int:
     print("\ngolden == RTL on every test image" if all(row.mismatches == 0 for row in rows)
           else "\nRTL MISMATCHES the golden model")
     for row in rows:
-        print(f"{row.scheme}: Verilog, manifest and vectors in {row.design}/")
+        print(f"{row.model} {row.scheme}: Verilog, manifest and vectors in {row.design}/")
     return 0 if all(row.mismatches == 0 for row in rows) else 1
 
 

@@ -210,18 +210,23 @@ def test_demo_runs_the_digits_test_set_through_the_rtl(capsys, tmp_path):
     status, text, err = run(capsys, "demo", "-o", tmp_path / "demo")
     assert (status, err) == (0, ""), text
     assert "golden == RTL on every test image" in text
-    rows = [line.split() for line in text.splitlines()
-            if line.startswith(("int8/uint8 ", "ternary/uint4 "))]
-    assert len(rows) == 2
-    for row in rows:
-        golden, rtl, mismatches, cycles, ideal = row[2], row[3], row[4], row[5], row[6]
+    rows = {tuple(line.split()[:2]): line.split()[2:] for line in text.splitlines()
+            if line.startswith(("MLP ", "CNN ")) and "%" in line}
+    assert list(rows) == [("MLP", "int8/uint8"), ("MLP", "ternary/uint4"), ("CNN", "int8/uint8")]
+    for (model, _), row in rows.items():
+        golden, rtl, mismatches, cycles, ideal = row[1], row[2], row[3], row[4], row[5]
         assert golden == rtl and mismatches == "0"
-        assert float(cycles) <= 1.05 * int(ideal)
-    int8 = rows[0]
-    assert abs(float(int8[1].rstrip("%")) - float(int8[2].rstrip("%"))) <= 1.0
+        # The CNN measures 1024 cycles per image against the slowest unit's 576 (its first
+        # convolution, 64 windows x 9 taps on one input channel): an open performance gap
+        # between its units, bounded here so that it cannot grow unnoticed.
+        assert float(cycles) <= (1.05 if model == "MLP" else 1.8) * int(ideal)
+    for int8 in rows[("MLP", "int8/uint8")], rows[("CNN", "int8/uint8")]:
+        assert abs(float(int8[0].rstrip("%")) - float(int8[1].rstrip("%"))) <= 1.0
+    # The shipped CNN: 530 of the 540 test digits right in float (its training script's figure).
+    assert rows[("CNN", "int8/uint8")][0] == f"{100 * 530 / 540:.2f}%"
     # The simulations' logs stay, the simulator builds (150 MB each) do not.
     sims = sorted((tmp_path / "demo").glob("*/sim/verilator"))
-    assert len(sims) == 2 and all((sim / "sim.log").is_file() for sim in sims)
+    assert len(sims) == 3 and all((sim / "sim.log").is_file() for sim in sims)
     size = sum(path.stat().st_size for path in (tmp_path / "demo").rglob("*"))
     assert size < 10_000_000, size
 

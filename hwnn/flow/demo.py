@@ -1,10 +1,13 @@
 """``hwnn demo``: the whole flow on scikit-learn's digits, with nothing downloaded.
 
-Train an MLP on the 8x8 digits, quantize it (int8 weights with uint8 activations, and ternary
-weights with 4-bit activations), compile each to a dataflow design, stream the whole test set
-through the Verilog under cocotb, and print float / golden / RTL accuracy next to the measured
-cycles per inference, latency, lanes and weight bits. Each design folder keeps its
-simulation's logs, not the simulator's build (some 150 MB per design with Verilator).
+Train an MLP on the 8x8 digits and load the small CNN shipped with hwnn (:data:`DIGITS_CNN`,
+trained in NumPy by ``examples/train_digits_cnn.py`` on the same split), quantize each as
+:data:`DEMO_ROWS` says (the MLP with int8 weights and uint8 activations, and with ternary
+weights and 4-bit activations; the CNN with int8 / uint8), compile each to a dataflow design,
+stream the whole test set through the Verilog under cocotb, and print float / golden / RTL
+accuracy next to the measured cycles per inference, latency, lanes and weight bits. Each
+design folder keeps its simulation's logs, not the simulator's build (some 150 MB per design
+with Verilator).
 """
 
 import time
@@ -12,10 +15,17 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEMO_SCHEMES", "DemoRow", "demo_table", "run_demo", "train_digits_mlp"]
+__all__ = ["DEMO_ROWS", "DIGITS_CNN", "DemoRow", "demo_table", "run_demo", "train_digits_mlp"]
 
-#: (weights, activations) of the demo's two designs.
-DEMO_SCHEMES = (("int8", "uint8"), ("ternary", "uint4"))
+#: (model, weights, activations) of the demo's designs, in the table's order.
+DEMO_ROWS = (("MLP", "int8", "uint8"), ("MLP", "ternary", "uint4"), ("CNN", "int8", "uint8"))
+
+#: The float CNN of the demo, in the ``.npz`` layout of :func:`hwnn.quant.load_npz` (inputs
+#: (1, 8, 8) channels first): conv 3x3 1->8 padding 1, ReLU, max pool 2, conv 3x3 8->8
+#: padding 1, ReLU, max pool 2, dense 32->10; trained by ``examples/train_digits_cnn.py`` on
+#: the split of :func:`train_digits_mlp` with seed 0 (with another seed the demo's test set
+#: holds images the CNN was trained on).
+DIGITS_CNN = Path(__file__).with_name("digits_cnn.npz")
 
 
 def train_digits_mlp(seed=0, hidden=(64, 32)):
@@ -39,7 +49,8 @@ def train_digits_mlp(seed=0, hidden=(64, 32)):
 
 @dataclass(frozen=True)
 class DemoRow:
-    """Results of one quantization scheme."""
+    """Results of one model (``"MLP"`` or ``"CNN"``) quantized with one scheme."""
+    model:           str
     scheme:          str
     float_accuracy:  float
     golden_accuracy: float
@@ -55,57 +66,69 @@ class DemoRow:
 
 def run_demo(out_dir="hwnn-demo", *, simulator="verilator", max_lanes=128, seed=0,
              log=print) -> list[DemoRow]:
-    """Run the demo, writing designs under ``out_dir``; return one row per scheme."""
-    from .generate import earlier_results, generate, load_design, replacement_note
-    from ..quant import QuantOptions, from_sklearn, quantize_network
-    from .report import class_decisions, float_predictions
-    from ..sim.golden import run_network
-    from ..sim.simulate import simulate
+    """Run the demo, writing designs under ``out_dir``; return one row per entry of
+    :data:`DEMO_ROWS`."""
+    from ..quant import from_sklearn, load_npz
 
     out_dir = Path(out_dir)
     started = time.monotonic()
     log("training a 64-64-32-10 MLP on scikit-learn's 8x8 digits ...")
     model, (x_train, x_test, _, y_test) = train_digits_mlp(seed)
-    network = from_sklearn(model)
-    float_accuracy = float((float_predictions(network, x_test) == y_test).mean())
-    rows = []
-    for weights, acts in DEMO_SCHEMES:
-        scheme = f"{weights}/{acts}"
-        name = f"digits_{weights}_{acts}"
-        log(f"[{scheme}] quantizing, compiling a dataflow design (at most {max_lanes} lanes) "
-            f"...")
-        quantized = quantize_network(network, x_train, QuantOptions(weights=weights, acts=acts),
-                                     name=name)
-        earlier = earlier_results(out_dir / name)
-        design = load_design(generate(quantized, out_dir / name, max_lanes=max_lanes))
-        if note := replacement_note(design.path, earlier):
-            log(f"[{scheme}] {note}")
-        codes = quantized.quantize_input(x_test)
-        golden = run_network(quantized, codes)
-        log(f"[{scheme}] simulating {len(codes)} test images on the RTL with {simulator} ...")
-        result = simulate(design, codes, simulator=simulator, keep_build=False,
-                          log=lambda line, scheme=scheme: log(f"[{scheme}] {line}"))
-
-        def accuracy(outputs, quantized=quantized):
-            logits = quantized.dequantize_output(outputs)
-            return float((class_decisions(logits) == y_test).mean())
-
-        rows.append(DemoRow(scheme, float_accuracy, accuracy(golden), accuracy(result.outputs),
-                            len(result.mismatches), result.cycles_per_inference,
-                            result.expected_cycles, result.latency, design.manifest["lanes"],
-                            design.manifest["weight_bits"], design.path))
+    networks = {"MLP": from_sklearn(model), "CNN": load_npz(DIGITS_CNN)}
+    rows = [_demo_row(model_name, networks[model_name], weights, acts, (x_train, x_test, y_test),
+                      out_dir / f"digits_{model_name.lower()}_{weights}_{acts}",
+                      simulator=simulator, max_lanes=max_lanes, log=log)
+            for model_name, weights, acts in DEMO_ROWS]
     log(f"done in {time.monotonic() - started:.0f} s")
     return rows
+
+
+def _demo_row(model_name, network, weights, acts, split, folder, *, simulator, max_lanes,
+              log) -> DemoRow:
+    """One :class:`DemoRow`: the float ``network``'s accuracy, then ``network`` quantized
+    with ``weights`` / ``acts`` on the training images, compiled into ``folder`` and run on
+    the test images by the golden model and the RTL. ``split`` is ``(x_train, x_test,
+    y_test)``, images as the float network takes them (:meth:`FloatNetwork.check_inputs`)."""
+    from ..quant import QuantOptions, quantize_network
+    from ..sim.golden import run_network
+    from ..sim.simulate import simulate
+    from .generate import earlier_results, generate, load_design, replacement_note
+    from .report import class_decisions, float_predictions
+
+    x_train, x_test, y_test = split
+    scheme = f"{weights}/{acts}"
+    label = f"{model_name} {scheme}"
+    log(f"[{label}] quantizing, compiling a dataflow design (at most {max_lanes} lanes) ...")
+    quantized = quantize_network(network, x_train, QuantOptions(weights=weights, acts=acts),
+                                 name=folder.name)
+    earlier = earlier_results(folder)
+    design = load_design(generate(quantized, folder, max_lanes=max_lanes))
+    if note := replacement_note(design.path, earlier):
+        log(f"[{label}] {note}")
+    codes = quantized.quantize_input(network.check_inputs(x_test)).reshape(len(x_test), -1)
+    golden = run_network(quantized, codes)
+    log(f"[{label}] simulating {len(codes)} test images on the RTL with {simulator} ...")
+    result = simulate(design, codes, simulator=simulator, keep_build=False,
+                      log=lambda line: log(f"[{label}] {line}"))
+
+    def accuracy(outputs):
+        return float((class_decisions(quantized.dequantize_output(outputs)) == y_test).mean())
+
+    float_accuracy = float((float_predictions(network, x_test) == y_test).mean())
+    return DemoRow(model_name, scheme, float_accuracy, accuracy(golden),
+                   accuracy(result.outputs), len(result.mismatches),
+                   result.cycles_per_inference, result.expected_cycles, result.latency,
+                   design.manifest["lanes"], design.manifest["weight_bits"], design.path)
 
 
 def demo_table(rows) -> str:
     """The demo's result table."""
     from .report import format_table
     return format_table(
-        ("scheme", "float", "golden", "RTL", "mismatches", "cycles/inf", "ideal", "latency",
-         "lanes", "weight bits"),
-        [(row.scheme, f"{100 * row.float_accuracy:.2f}%", f"{100 * row.golden_accuracy:.2f}%",
-          f"{100 * row.rtl_accuracy:.2f}%", row.mismatches,
+        ("model", "scheme", "float", "golden", "RTL", "mismatches", "cycles/inf", "ideal",
+         "latency", "lanes", "weight bits"),
+        [(row.model, row.scheme, f"{100 * row.float_accuracy:.2f}%",
+          f"{100 * row.golden_accuracy:.2f}%", f"{100 * row.rtl_accuracy:.2f}%", row.mismatches,
           "-" if row.cycles is None else f"{row.cycles:.1f}", row.ideal_cycles,
           "-" if row.latency is None else row.latency, row.lanes, row.weight_bits)
-         for row in rows], right=set(range(1, 10)))
+         for row in rows], right=set(range(2, 11)))

@@ -22,7 +22,7 @@ from ..folders import honour_umask
 from .checks import expect_keys
 from .layer import LAYER_KINDS
 
-__all__ = ["FILE_KIND", "FILE_VERSION", "read_network", "write_network"]
+__all__ = ["FILE_KIND", "FILE_VERSION", "npz_bytes", "read_network", "write_network"]
 
 FILE_KIND = "hwnn-network"
 FILE_VERSION = 1
@@ -37,20 +37,29 @@ def write_network(path: Path, name: str, info: dict, layers):
         layer_header, layer_arrays = layer.header_and_arrays()
         header["layers"].append({"kind": layer.kind} | layer_header)
         arrays |= {f"layer{index}/{key}": value for key, value in layer_arrays.items()}
+    members = {"header.json": json.dumps(header, sort_keys=True, indent=1).encode()}
+    _write_atomically(path, npz_bytes(arrays, members))
+
+
+def npz_bytes(arrays: dict, members: dict | None = None) -> bytes:
+    """A deflated ``.npz`` archive (read by :func:`numpy.load`) of ``arrays`` (name -> array,
+    each stored as member ``<name>.npy``, in sorted order) after the raw ``members`` (name ->
+    bytes, in their order), with fixed timestamps: the same arrays always give the same
+    bytes, unlike :func:`numpy.savez`, which stamps the time of writing."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        # Fixed timestamps: the same network always gives the same bytes.
         def add(name, data):
             member = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             member.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(member, data)
-        add("header.json", json.dumps(header, sort_keys=True, indent=1).encode())
+        for name, data in (members or {}).items():
+            add(name, data)
         for key in sorted(arrays):
             data = io.BytesIO()
             np.lib.format.write_array(data, np.asarray(arrays[key], order="C"),
                                       allow_pickle=False)
             add(f"{key}.npy", data.getvalue())
-    _write_atomically(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def read_network(path: Path) -> tuple[str, tuple, dict]:

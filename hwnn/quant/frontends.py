@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ir.serialization import npz_bytes
 from ..ir.tensors import chw_to_hwc_columns, hwc_to_chw_columns, shape_text
 from .floatnet import (ACTIVATIONS, BatchNorm, FloatConv2d, FloatDense, FloatMaxPool2d,
                        FloatNetwork)
@@ -237,9 +238,10 @@ def _input_shape(array, path) -> tuple[int, int, int]:
 
 
 def save_npz(network: FloatNetwork, path) -> Path:
-    """Write a float network in the ``.npz`` layout that :func:`load_npz` reads. A network of
-    images must take them channels first (``input_layout`` ``"chw"``, the format's), and each
-    pool must follow a weighted layer with a stride equal to its kernel."""
+    """Write a float network in the ``.npz`` layout that :func:`load_npz` reads; the same
+    network always gives the same bytes. A network of images must take them channels first
+    (``input_layout`` ``"chw"``, the format's), and each pool must follow a weighted layer
+    with a stride equal to its kernel."""
     arrays = {}
     if len(network.input_shape) == 3:
         if network.input_layout != "chw":
@@ -273,7 +275,7 @@ def save_npz(network: FloatNetwork, path) -> Path:
             arrays[f"bn_eps_{index}"] = np.array(layer.batchnorm.eps)
         shape = layer.output_shape
     path = Path(path)
-    np.savez(path, **arrays)
+    path.write_bytes(npz_bytes(arrays))
     return path
 
 

@@ -3,6 +3,7 @@ written in conftest.py, the float ``.npz`` with convolutions (PyTorch's order, t
 permutation), and inputs given channels first."""
 
 import re
+import zipfile
 
 import numpy as np
 import pytest
@@ -110,6 +111,11 @@ def test_npz_cnn_round_trip(tmp_path, cnn_arrays, digits):
     assert again.input_layout == "chw"
     images = digits[0][:20]
     assert np.array_equal(again.forward(images), network.forward(images))
+    # The same network, the same bytes: no time of writing in the archive.
+    assert save_npz(again, tmp_path / "third.npz").read_bytes() == (
+        tmp_path / "again.npz").read_bytes()
+    with zipfile.ZipFile(tmp_path / "again.npz") as archive:
+        assert {member.date_time for member in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
     with pytest.raises(ValueError, match=r"^The \.npz format takes images channels first"):
         save_npz(FloatNetwork(network.layers), tmp_path / "hwc.npz")
 

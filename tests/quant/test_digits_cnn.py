@@ -1,7 +1,9 @@
 """The CNN shipped with the examples (``examples/digits_cnn.onnx``, written by
 ``examples/train_digits_cnn.py``): its float accuracy on the demo's test split, recomputed
 here by a NumPy forward pass of the ONNX graph, is the one the script printed, hwnn reads it
-as the same classifier, and int8 quantization keeps its accuracy."""
+as the same classifier, int8 quantization keeps its accuracy, and the copy ``hwnn demo``
+ships as ``.npz`` (written by the same script) holds the same weights and classifies the same
+way."""
 
 from pathlib import Path
 
@@ -11,10 +13,11 @@ from conftest import reference_conv, reference_pool
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from hwnn.flow.demo import DIGITS_CNN
 from hwnn.flow.report import golden_predictions
-from hwnn.quant import QuantOptions, load_model, quantize_network
+from hwnn.quant import QuantOptions, load_model, load_npz, quantize_network
 
-onnx = pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx", reason="reading the ONNX file needs hwnn[onnx]")
 
 MODEL = Path(__file__).parents[2] / "examples" / "digits_cnn.onnx"
 #: Test digits the script reported right: "float test accuracy 98.15% on 540 digits".
@@ -75,3 +78,20 @@ def test_int8_quantization_keeps_the_accuracy(split):
     quantized = quantize_network(network, x_train, QuantOptions(weights="int8", acts="uint8"))
     golden = golden_predictions(quantized, network.check_inputs(x_test))
     assert abs(np.sum(golden == y_test) - CORRECT) <= 0.015 * TESTED
+
+
+def test_the_demo_ships_the_same_cnn_as_npz(split):
+    _, x_test, _, _ = split
+    from onnx import numpy_helper
+    model = onnx.load(str(MODEL))
+    initializers = [numpy_helper.to_array(tensor) for tensor in model.graph.initializer]
+    with np.load(DIGITS_CNN) as arrays:
+        # ONNX's (weight, bias) pairs in layer order; the .npz's float32 values widened.
+        shipped = [arrays[f"{kind}_{index}"] for index in range(3) for kind in ("weight", "bias")]
+    assert len(initializers) == len(shipped)
+    for onnx_array, npz_array in zip(initializers, shipped, strict=True):
+        assert onnx_array.dtype == np.float32
+        assert np.array_equal(npz_array, onnx_array.astype(np.float64))
+    logits = load_npz(DIGITS_CNN).forward(x_test)
+    assert np.allclose(logits, _numpy_forward(model, x_test), rtol=0, atol=1e-9)
+    assert np.array_equal(logits.argmax(axis=1), load_model(MODEL).forward(x_test).argmax(axis=1))

@@ -76,3 +76,15 @@ def test_verilator_matches_golden_at_the_expected_rate(design):
     assert steady.cycles_per_inference <= 1.05 * steady.expected_cycles
     stalled = simulate(chosen, codes, simulator="verilator", backpressure=True, seed=5)
     assert stalled.passed, [m.describe() for m in stalled.mismatches[:3]]
+
+
+@pytest.mark.cocotb
+def test_icarus_without_stalls_counts_cycles_as_amaranth(design):
+    # Without stalls the cocotb test sleeps through the cycles in which nothing can happen
+    # (a convolution works many cycles per input beat); Amaranth's simulator steps every one.
+    chosen = design("int8")
+    codes = random_codes(chosen.network, 4, seed=4)
+    runs = [simulate(chosen, codes, simulator=simulator) for simulator in ("icarus", "amaranth")]
+    assert all(run.passed for run in runs)
+    icarus, amaranth = ((run.cycles_per_inference, run.latency, run.total_cycles) for run in runs)
+    assert icarus == amaranth
