@@ -9,7 +9,7 @@ import pywellen
 
 from hwnn.cli import main
 from hwnn.flow.generate import generate
-from hwnn.quant.synthetic import random_cnn, random_network
+from hwnn.quant.synthetic import random_network, sample_cnn
 
 
 def run(capsys, *argv):
@@ -213,7 +213,7 @@ def test_demo_runs_the_digits_test_set_through_the_rtl(capsys, tmp_path):
     rows = {tuple(line.split()[:2]): line.split()[2:] for line in text.splitlines()
             if line.startswith(("MLP ", "CNN ")) and "%" in line}
     assert list(rows) == [("MLP", "int8/uint8"), ("MLP", "ternary/uint4"), ("CNN", "int8/uint8")]
-    for (model, _), row in rows.items():
+    for row in rows.values():
         golden, rtl, mismatches, cycles, ideal = row[1], row[2], row[3], row[4], row[5]
         assert golden == rtl and mismatches == "0"
         assert float(cycles) <= 1.05 * int(ideal)
@@ -229,12 +229,7 @@ def test_demo_runs_the_digits_test_set_through_the_rtl(capsys, tmp_path):
 
 
 def test_compile_then_simulate_a_cnn(capsys, tmp_path):
-    network = random_cnn(np.random.default_rng(3), (6, 6, 2), [
-        ("conv2d", dict(out_channels=4, kernel=3, padding=1, weight_format="int4",
-                        out_format="uint3", stage="thresholds")),
-        ("maxpool2d", dict(kernel=2)),
-        ("dense", dict(out_features=3, weight_format="ternary", stage="accumulator")),
-    ], input_format="uint4", name="cnn")
+    network = sample_cnn()
     net_file = network.save(tmp_path / "cnn.hwnn.npz")
     out = tmp_path / "design"
     status, text, err = run(capsys, "compile", net_file, "--max-lanes", "8", "-o", out)

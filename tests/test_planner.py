@@ -9,7 +9,7 @@ import pytest
 from hwnn.cli import main
 from hwnn.planning.estimate import estimate, host_link_cost
 from hwnn.planning.planner import LOGIC_CEILING, NoFolding, plan_folding
-from hwnn.quant.synthetic import random_cnn, random_network
+from hwnn.quant.synthetic import random_network, sample_cnn
 from hwnn.rtl.folding import LayerFold
 
 ICEBREAKER_HZ = 12e6
@@ -150,12 +150,7 @@ def test_plans_are_folds_of_the_network(int8_net):
 
 
 def test_a_cnn_is_planned_through_its_units_cycles():
-    network = random_cnn(np.random.default_rng(3), (6, 6, 2), [
-        ("conv2d", dict(out_channels=4, kernel=3, padding=1, weight_format="int4",
-                        out_format="uint3", stage="thresholds")),
-        ("maxpool2d", dict(kernel=2)),
-        ("dense", dict(out_features=3, weight_format="ternary", stage="accumulator")),
-    ], input_format="uint4", name="cnn")
+    network = sample_cnn()
     # The convolution at its fastest (pe 4, simd 2): 6 * 6 pixels x 9 taps = 324 cycles.
     with pytest.raises(NoFolding, match=r"allows 120 cycles per inference; the fastest folding "
                                         r"of 'cnn' \(every layer at its fastest fold\) takes "

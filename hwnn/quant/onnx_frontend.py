@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..ir.tensors import chw_to_hwc_columns, shape_text
+from .onnx_graph import node_attributes
 from .floatnet import BatchNorm, FloatConv2d, FloatDense, FloatMaxPool2d, FloatNetwork
 from .qonnx_frontend import QONNX_DOMAINS
 
@@ -168,17 +169,7 @@ class _Importer:
         return np.asarray(self.constants[name], dtype=np.float64)
 
     def _attributes(self, node, defaults):
-        """``node``'s attributes as Python values, ``defaults`` filling in; an attribute
-        not in ``defaults`` is refused."""
-        from onnx import helper
-        values = dict(defaults)
-        for attribute in node.attribute:
-            if attribute.name not in defaults:
-                raise ValueError(f"{self.where} has attribute {attribute.name!r}, which hwnn "
-                                 f"does not import")
-            value = helper.get_attribute_value(attribute)
-            values[attribute.name] = value.decode() if isinstance(value, bytes) else value
-        return values
+        return node_attributes(node, defaults, self.where)
 
     def _require(self, condition, what):
         if not condition:

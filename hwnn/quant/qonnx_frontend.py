@@ -67,6 +67,7 @@ from ..ir import Conv2d, Dense, MaxPool2d, Network, TensorFormat
 from ..ir.formats import Format, Rounding, signed_bits_for
 from ..ir.stages import accumulator_range
 from ..ir.tensors import chw_to_hwc_columns
+from .onnx_graph import node_attributes
 from .qonnx_arith import BatchNormF32, QuantSpec, matmul_value
 from .threshold_search import search_thresholds
 
@@ -459,17 +460,7 @@ class _Importer:
         self.shape = pool.output_shape
 
     def _attributes(self, node, defaults):
-        """``node``'s attributes as Python values, ``defaults`` filling in; an attribute
-        not in ``defaults`` is refused."""
-        from onnx import helper
-        values = dict(defaults)
-        for attribute in node.attribute:
-            if attribute.name not in defaults:
-                raise ValueError(f"{_where(node)} has attribute {attribute.name!r}, which hwnn "
-                                 f"does not import")
-            value = helper.get_attribute_value(attribute)
-            values[attribute.name] = value.decode() if isinstance(value, bytes) else value
-        return values
+        return node_attributes(node, defaults, _where(node))
 
     def _channel_constant(self, node, name, what, vector=False) -> np.ndarray:
         """The constant ``name`` (an initializer or an evaluated Quant) that ``node`` applies

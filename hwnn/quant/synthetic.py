@@ -16,7 +16,7 @@ from ..ir.formats import Format, signed_bits_for
 from .compress import share_weights
 
 __all__ = ["SAMPLE_NETWORKS", "random_cnn", "random_conv2d", "random_dense", "random_network",
-           "sample_network"]
+           "sample_cnn", "sample_network"]
 
 
 def _random_values(rng, fmt: Format, shape):
@@ -196,3 +196,15 @@ def sample_network(kind, seed=0) -> Network:
         raise ValueError(f"Unknown sample network {kind!r}; available: "
                          f"{', '.join(SAMPLE_NETWORKS)}")
     return random_network(np.random.default_rng(seed), name=kind, **SAMPLE_NETWORKS[kind])
+
+
+def sample_cnn(seed=3) -> Network:
+    """A small CNN named ``cnn`` with random weights from ``seed``: a 6x6x2 uint4 image, a
+    padded 3x3 int4 convolution to 4 uint3 channels (thresholds), a 2x2 max pool and a
+    ternary dense layer to 3 accumulators."""
+    return random_cnn(np.random.default_rng(seed), (6, 6, 2), [
+        ("conv2d", dict(out_channels=4, kernel=3, padding=1, weight_format="int4",
+                        out_format="uint3", stage="thresholds")),
+        ("maxpool2d", dict(kernel=2)),
+        ("dense", dict(out_features=3, weight_format="ternary", stage="accumulator")),
+    ], input_format="uint4", name="cnn")

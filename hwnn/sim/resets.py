@@ -137,6 +137,14 @@ class ResetBench:
         self._reset_points = list(cycles)
 
 
+def _trial_name(number, trial) -> str:
+    """How a mismatch report names trial ``number``: with its reset, if it had one."""
+    if trial["reset_at"] is None:
+        return f"trial {number} (no reset)"
+    return (f"trial {number} (rst high at cycle {trial['reset_at']} for "
+            f"{trial['reset_cycles']})")
+
+
 def check_trials(network, codes, trials, out_count) -> list[str]:
     """Every disagreement of the collected ``trials`` (records of :class:`ResetBench`, run on
     input ``codes``) with the golden model: outputs accepted before a trial's reset must begin
@@ -147,9 +155,7 @@ def check_trials(network, codes, trials, out_count) -> list[str]:
     data_bits = out_count * fmt.width
     messages = []
     for number, trial in enumerate(trials):
-        where = (f"trial {number} (no reset)" if trial["reset_at"] is None else
-                 f"trial {number} (rst high at cycle {trial['reset_at']} for "
-                 f"{trial['reset_cycles']})")
+        where = _trial_name(number, trial)
         for phase in ("before", "after"):
             words = trial[f"outputs_{phase}"]
             wanted = [stream_words(expected[i], fmt, out_count)[0] for i in trial[phase]]
@@ -182,9 +188,7 @@ def check_words(trials, expected) -> list[str]:
     message names the trial, the reset, the input and the first differing beat."""
     messages = []
     for number, trial in enumerate(trials):
-        where = (f"trial {number} (no reset)" if trial["reset_at"] is None else
-                 f"trial {number} (rst high at cycle {trial['reset_at']} for "
-                 f"{trial['reset_cycles']})")
+        where = _trial_name(number, trial)
         for phase in ("before", "after"):
             got = trial[f"outputs_{phase}"]
             want = [(index, beat, word) for index in trial[phase]
