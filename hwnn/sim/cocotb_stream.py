@@ -5,13 +5,13 @@ input beats (hex payloads, ``last`` included), how many output beats to collect,
 stall at random (seeded), the design's performance counters to read at the end, and the file
 for the results (output payloads with their cycles, the cycle each input beat was accepted,
 and the counters). Comparison with the golden model happens in Python, outside the simulator.
-Handshakes are evaluated after the inputs have settled on the falling edge, for the rising
-edge that follows, which is exact on every simulator. Without stalls, the cycles in which
-nothing can happen (the input beat on offer is refused, or none is left, and no output is
-valid) are skipped: the test sleeps until the design raises ``i_stream.ready`` or
+Handshakes are evaluated after the inputs have settled on the falling edge, for the rising edge
+that follows, which is exact on every simulator. Without stalls, the cycles in which nothing
+can happen (the input beat on offer is refused, or none is left and valid is already low, and
+no output is valid) are skipped: the test sleeps until the design raises ``i_stream.ready`` or
 ``o_stream.valid`` (which, like all its outputs, change only at a rising clock edge while the
-inputs hold still) and counts cycles by simulation time, so a design that works for hundreds
-of cycles per input (a convolution) costs Python nothing in between.
+inputs hold still) and counts cycles by simulation time, so a design that works for hundreds of
+cycles per input (a convolution) costs Python nothing in between.
 """
 
 import json
@@ -56,6 +56,7 @@ async def stream_vectors(dut):
             if offering:
                 dut.i_stream__payload.value = beats[next_input]
         dut.i_stream__valid.value = int(offering)
+        offered = offering
         ready = int(not stalls or rng.random() < 0.6)
         dut.o_stream__ready.value = ready
         await ReadOnly()
@@ -69,7 +70,9 @@ async def stream_vectors(dut):
             output_cycles.append(cycle)
         if len(outputs) == n_outputs:
             break
-        input_waits = offering or next_input == len(beats)   # refused, or none left
+        # Refused, or none left and none offered in this cycle (the cycle after the last
+        # transfer must still drive valid low before the design may be left alone).
+        input_waits = offering or (next_input == len(beats) and not offered)
         if not stalls and input_waits and not output_valid:
             # Nothing changes until the design raises one of these at a rising edge.
             await First(RisingEdge(dut.i_stream__ready), RisingEdge(dut.o_stream__valid))
