@@ -82,7 +82,39 @@ def configs():
                 "array": "8x8"})
     out.append({"arch": "sparse", "name": "digits_sparse_8", "digits": "int8", "pes": 8,
                 "prune": 0.9, "share": 4})
+    cnn = np.random.default_rng(2028)
+    out += [_random_cnn_config(cnn, index) for index in range(300, 316)]
     return out
+
+
+def _random_cnn_config(rng, index):
+    """A random small convolutional dataflow network (one or two convolutions, each maybe
+    followed by a max pool, then a dense layer) and lane budget."""
+    side, channels = int(rng.choice([6, 8, 10, 12])), int(rng.choice([1, 2, 3, 4]))
+    input_format = str(rng.choice(("binary", "uint4", "uint8")))
+    layers, size, act = [], side, input_format
+    for _ in range(int(rng.integers(1, 3))):
+        kernel = int(rng.choice([1, 3, 5])) if size >= 5 else 1
+        # Binary codes have no zero to pad with.
+        padding = 0 if act == "binary" else int(rng.integers(0, kernel // 2 + 1))
+        act = str(rng.choice(_ACTS))
+        stage = ("requant" if act.endswith("8") else "thresholds" if act == "binary"
+                 else str(rng.choice(("thresholds", "requant"))))
+        layers.append(["conv2d", {"out_channels": int(rng.choice([4, 8, 16])),
+                                  "kernel": kernel, "padding": padding,
+                                  "weight_format": str(rng.choice(_WEIGHTS)),
+                                  "out_format": act, "stage": stage}])
+        size = size + 2 * padding - kernel + 1
+        if size >= 4 and size % 2 == 0 and rng.random() < 0.6:
+            layers.append(["maxpool2d", {"kernel": 2}])
+            size //= 2
+    layers.append(["dense", {"out_features": int(rng.choice([4, 10])),
+                             "weight_format": str(rng.choice(_WEIGHTS)),
+                             "stage": "accumulator"}])
+    return {"arch": "dataflow", "name": f"cnn{index}", "seed": index,
+            "input_shape": [side, side, channels],
+            "input_format": input_format, "layers": layers,
+            "max_lanes": int(rng.choice([4, 8, 16, 32, 64]))}
 
 
 def key(config):
@@ -91,7 +123,11 @@ def key(config):
 
 def network_of(config):
     """The quantized network of a sample configuration."""
-    from hwnn.quant.synthetic import random_network
+    from hwnn.quant.synthetic import random_cnn, random_network
+    if "layers" in config:
+        return random_cnn(np.random.default_rng(config["seed"]), config["input_shape"],
+                          [(kind, dict(options)) for kind, options in config["layers"]],
+                          input_format=config["input_format"], name=config["name"])
     if "digits" in config:
         from hwnn.flow.demo import train_digits_mlp
         from hwnn.quant import QuantOptions, from_sklearn, quantize_network
@@ -154,30 +190,38 @@ def collect(jobs, synthesize=True):
 
 
 def host_link_rows():
-    """What the host link adds to two small accelerators, by Yosys (for
-    ``hwnn.planning.estimate.BOARD_OVERHEAD``)."""
+    """What the host link adds to small accelerators (two MLPs, a CNN on a 16x16x3 image),
+    by Yosys, beside :func:`hwnn.planning.estimate.host_link_cost` (for its
+    ``BOARD_OVERHEAD``: per family, ``base + per_bit * bits``)."""
     from amaranth.back import verilog
 
-    from hwnn.planning.estimate import measured
+    from hwnn.planning.estimate import host_link_bits, host_link_cost, measured
     from hwnn.flow.generate import generate, load_design
-    from hwnn.quant.synthetic import sample_network
+    from hwnn.quant.synthetic import random_cnn, sample_network
     from hwnn.rtl.hostlink import BoardTop
     from hwnn.tools.synth import synthesize
+    image = random_cnn(np.random.default_rng(0), (16, 16, 3), [
+        ("conv2d", dict(out_channels=4, kernel=3, weight_format="binary", out_format="binary",
+                        stage="thresholds")),
+        ("dense", dict(out_features=10, weight_format="binary", stage="accumulator"))],
+        input_format="uint8", name="image")
     rows = []
     with tempfile.TemporaryDirectory(prefix="hwnn-cal-") as folder:
-        for kind in ("int8", "binary"):
-            network = sample_network(kind)
+        for network in (sample_network("int8"), sample_network("binary"), image):
+            kind = network.name
             design = load_design(generate(network, Path(folder) / kind, max_lanes=8))
+            accelerator = design.accelerator()
             top = Path(folder) / f"{kind}_board.v"
-            top.write_text(verilog.convert(BoardTop(design.accelerator(), network,
-                                                    divisor=104), name="board"))
-            bits = (network.in_features * network.input.format.width
-                    + network.out_features * network.output.format.width)
+            top.write_text(verilog.convert(BoardTop(accelerator, network, divisor=104),
+                                           name="board"))
+            bits = host_link_bits(network, accelerator.in_count)
             for family in FAMILIES:
                 alone = measured(synthesize(design.verilog, design.top, family).cells, family)
                 board = measured(synthesize(top, "board", family).cells, family)
-                rows.append((kind, bits, family, board["lut4"] - alone["lut4"],
-                             board["ff"] - alone["ff"]))
+                guess = host_link_cost(network, family, accelerator.in_count)
+                rows.append((kind, bits, family,
+                             *(f"{board[t] - alone[t]} / {guess[t]}"
+                               for t in ("lut4", "ff", "bram"))))
     return rows
 
 
@@ -234,8 +278,8 @@ def main():
                         "within 15%", "worst"), summary, right={4, 5, 6, 7, 8}))
     if not args.cached:
         print("\nHost link over the accelerator alone (for BOARD_OVERHEAD):")
-        print(format_table(("network", "vector bits", "family", "LUT4", "FF"),
-                           host_link_rows(), right={1, 3, 4}))
+        print(format_table(("network", "register bits", "family", "LUT4 measured / estimated",
+                            "FF", "BRAM"), host_link_rows(), right={1, 3, 4, 5}))
 
 
 if __name__ == "__main__":

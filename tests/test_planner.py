@@ -9,7 +9,7 @@ import pytest
 from hwnn.cli import main
 from hwnn.planning.estimate import estimate, host_link_cost
 from hwnn.planning.planner import LOGIC_CEILING, NoFolding, plan_folding
-from hwnn.quant.synthetic import random_network, sample_cnn
+from hwnn.quant.synthetic import random_cnn, random_network, sample_cnn
 from hwnn.rtl.folding import LayerFold
 
 ICEBREAKER_HZ = 12e6
@@ -48,11 +48,23 @@ def test_without_a_target_the_fastest_fitting_folding_is_chosen(int8_net):
 def test_the_plan_counts_the_accelerator_and_the_host_link(int8_net):
     plan = plan_folding(int8_net, "ulx3s-85f")
     alone = estimate(int8_net, "ecp5", "dataflow", fold=plan.folding)
-    link = host_link_cost(int8_net, "ecp5")
+    link = host_link_cost(int8_net, "ecp5", in_count=plan.folding[0].simd)
     assert link["lut4"] > 0 and link["ff"] > 0
-    for name in ("lut4", "ff"):
+    for name in ("lut4", "ff", "bram"):
         assert plan.resources[name][0] == alone[name] + link[name]
     assert plan.resources["dsp"][0] == alone["dsp"]
+
+
+def test_a_large_input_costs_the_host_link_block_ram_not_a_register_per_bit():
+    image = random_cnn(np.random.default_rng(0), (32, 32, 3), [
+        ("conv2d", dict(out_channels=4, kernel=3, weight_format="binary", out_format="binary",
+                        stage="thresholds")),
+        ("dense", dict(out_features=10, weight_format="binary", stage="accumulator"))],
+        input_format="uint8")
+    for family in ("ecp5", "ice40"):
+        cost = host_link_cost(image, family, in_count=3)
+        assert cost["bram"] * {"ecp5": 18432, "ice40": 4096}[family] >= 32 * 32 * 3 * 8
+        assert cost["ff"] < 1000
 
 
 def test_a_target_gets_the_cheapest_folding_that_meets_it(int8_net):

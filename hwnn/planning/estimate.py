@@ -30,7 +30,7 @@ from ..rtl.structure import Memory, Multipliers, bit_matrix
 from ..tools.synth import FAMILIES
 
 __all__ = ["BOARD_OVERHEAD", "COEFFICIENTS_PATH", "MAPPED_FEATURES", "TARGETS",
-           "design_features", "estimate", "fit", "held_out", "host_link_cost",
+           "design_features", "estimate", "fit", "held_out", "host_link_bits", "host_link_cost",
            "load_coefficients", "measured", "predict", "save_coefficients",
            "structure_features"]
 
@@ -46,20 +46,35 @@ BLOCK_SHAPES = {
     "ice40": ((2048, 2), (1024, 4), (512, 8), (256, 16)),
 }
 
-#: What a board's host link (UART, frame logic, vector buffers, two-entry FIFOs) adds to an
-#: accelerator: ``(base, per bit)`` with the bits of one input and one output vector, from
-#: Yosys on two board tops (``benchmarks/estimator.py`` measures them).
+#: What a board's host link (UART, frame logic, the input beat being assembled, the output
+#: vector, two-entry FIFOs) adds to an accelerator: ``(base, per bit)`` with the bits of
+#: :func:`host_link_bits`, from Yosys on board tops (``benchmarks/estimator.py`` measures
+#: them). The input vector's memory is mapped like the accelerator's memories.
 BOARD_OVERHEAD = {"ecp5": {"lut4": (228, 2.12), "ff": (72, 2.69)},
                   "ice40": {"lut4": (217, 1.45), "ff": (73, 2.21)}}
 
 
-def host_link_cost(network: Network, family: str) -> dict:
-    """Estimated LUT4s and flip-flops of the host link in front of ``network``'s
-    accelerator."""
-    bits = (network.in_features * network.input.format.width
+def host_link_bits(network: Network, in_count: int) -> int:
+    """The register bits of the host link in front of ``network``'s accelerator taking
+    ``in_count`` codes per beat: the beat being assembled and the output vector (the input
+    vector is in a memory, see :func:`host_link_cost`)."""
+    return (in_count * network.input.format.width
             + network.out_features * network.output.format.width)
-    return {name: round(base + per_bit * bits)
+
+
+def host_link_cost(network: Network, family: str, in_count: int = 1) -> dict:
+    """Estimated LUT4s, flip-flops and block RAMs of the host link in front of ``network``'s
+    accelerator taking ``in_count`` codes per beat (the first layer's ``simd``)."""
+    vector = Memory("host input", network.in_features // in_count,
+                    in_count * network.input.format.width)
+    memory = dict.fromkeys(MAPPED_FEATURES, 0.0)
+    _memory(memory, vector, family)
+    bits = host_link_bits(network, in_count) + memory["ram_bits"]
+    cost = {name: round(base + per_bit * bits)
             for name, (base, per_bit) in BOARD_OVERHEAD[family].items()}
+    cost["lut4"] += round(_LUT_PRIOR["lutram_cells"] * memory["lutram_cells"])
+    cost["bram"] = int(memory["blocks"])
+    return cost
 
 
 def block_count(depth, width, family) -> int:

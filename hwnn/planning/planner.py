@@ -69,7 +69,7 @@ def board_clock(board_name) -> tuple[str, float]:
 def _resources(network, folding, device):
     family = DEVICES[device][0]
     guess = estimate(network, family, ARCH, fold=folding)
-    overhead = host_link_cost(network, family)
+    overhead = host_link_cost(network, family, in_count=folding[0].simd)
     return {name: (guess[name] + overhead.get(name, 0), available)
             for name, available in CAPACITY[device].items()}
 

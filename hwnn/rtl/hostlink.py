@@ -2,6 +2,9 @@
 
 :class:`HostLink` receives a request frame (:mod:`hwnn.host.protocol`), checks its CRC, feeds the
 vector to the accelerator beat by beat, gathers the output vector and sends the reply frame.
+The request's payload is kept in a memory of accelerator beats (assembled a bit per cycle as
+the bytes arrive, much faster than the UART delivers them), so a large input such as an image
+costs a block RAM, not a register per bit.
 A frame whose CRC does not match is answered with status 1, a frame that stops short (a lost
 byte) with status 2 after :data:`~hwnn.host.protocol.TIMEOUT_BYTES` byte times of silence; then
 the link hunts for the next sync byte. :class:`BoardTop` is an accelerator behind a link: the
@@ -9,7 +12,7 @@ design a board runs, with just ``rx`` and ``tx``.
 """
 
 from amaranth import *
-from amaranth.lib import stream, wiring
+from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..host.protocol import REPLY_SYNC, REQUEST_SYNC, TIMEOUT_BYTES, crc8, payload_bytes
@@ -54,6 +57,7 @@ class HostLink(wiring.Component):
         self.out_count, self.out_format = out_count, out_format
         self.out_features, self.divisor = out_features, divisor
         self.rx_unit, self.tx_unit = UartRx(divisor), UartTx(divisor)
+        self.in_beats = in_features // in_count
         super().__init__({
             "rx":       In(1, init=1),
             "tx":       Out(1, init=1),
@@ -75,13 +79,31 @@ class HostLink(wiring.Component):
         out_beats = self.out_features // self.out_count
 
         seq, status, crc = Signal(8), Signal(2), Signal(8)
-        vector = Signal(in_bytes * 8)
+        m.submodules.beats = beats = memory.Memory(shape=in_beat_bits, depth=in_beats, init=[])
+        write, read = beats.write_port(), beats.read_port()
         outputs = Signal(out_beats * out_beat_bits)
         sending = Signal(out_bytes * 8)
         count = Signal(range(max(in_bytes, out_bytes, in_beats, out_beats) + 1))
         limit = TIMEOUT_BYTES * 10 * self.divisor
         silence = Signal(range(limit + 1))
         timed_out = Signal()          # silence == limit, kept in a register (a fast FSM)
+
+        # Each payload byte is shifted, a bit per cycle, into the beat being assembled; a full
+        # beat is written at the next address. Bits past the vector (the last byte's padding)
+        # are dropped. A byte takes 10 bit times (at least 10 cycles), longer than its 8 shifts.
+        pending, pending_bits = Signal(8), Signal(range(9))
+        beat = Signal(in_beat_bits)
+        beat_fill = Signal(range(max(in_beat_bits, 2)))
+        beat_address = Signal(range(in_beats + 1))
+        shifted = Cat(beat[1:], pending[0]) if in_beat_bits > 1 else pending[0]
+        with m.If((pending_bits != 0) & (beat_address != in_beats)):
+            m.d.sync += [pending.eq(pending >> 1), pending_bits.eq(pending_bits - 1),
+                         beat.eq(shifted)]
+            with m.If(beat_fill == in_beat_bits - 1):
+                m.d.comb += [write.en.eq(1), write.addr.eq(beat_address), write.data.eq(shifted)]
+                m.d.sync += [beat_fill.eq(0), beat_address.eq(beat_address + 1)]
+            with m.Else():
+                m.d.sync += beat_fill.eq(beat_fill + 1)
 
         def send(value, next_state, *, checked=True):
             """Offer ``value`` to the transmitter; go on once it is taken."""
@@ -94,7 +116,8 @@ class HostLink(wiring.Component):
         with m.FSM():
             with m.State("HUNT"):
                 with m.If(got & (byte == REQUEST_SYNC)):
-                    m.d.sync += [crc.eq(0), count.eq(0), silence.eq(0), timed_out.eq(0)]
+                    m.d.sync += [crc.eq(0), count.eq(0), silence.eq(0), timed_out.eq(0),
+                                 pending_bits.eq(0), beat_fill.eq(0), beat_address.eq(0)]
                     m.next = "SEQ"
             for state in ("SEQ", "PAYLOAD", "CHECK"):
                 with m.State(state):
@@ -113,7 +136,8 @@ class HostLink(wiring.Component):
                             m.next = "PAYLOAD"
                     elif state == "PAYLOAD":
                         with m.If(got):
-                            m.d.sync += [vector.eq(Cat(vector[8:], byte)), count.eq(count + 1)]
+                            m.d.sync += [pending.eq(byte), pending_bits.eq(8),
+                                         count.eq(count + 1)]
                             with m.If(count == in_bytes - 1):
                                 m.next = "CHECK"
                     else:
@@ -126,13 +150,17 @@ class HostLink(wiring.Component):
                                 m.d.sync += status.eq(1)
                                 m.next = "REPLY_SYNC"
             with m.State("FEED"):
+                # The read port shows the beat at the address of the cycle before: the count,
+                # or the next one once a beat is taken (address 0 before FEED).
+                taken = self.o_stream.ready
                 m.d.comb += [
+                    read.addr.eq(Mux(taken, count + 1, count)),
                     self.o_stream.valid.eq(1),
-                    self.o_stream.payload.data.eq(vector[:in_beat_bits]),
+                    self.o_stream.payload.data.eq(read.data),
                     self.o_stream.payload.last.eq(count == in_beats - 1),
                 ]
-                with m.If(self.o_stream.ready):
-                    m.d.sync += [vector.eq(vector >> in_beat_bits), count.eq(count + 1)]
+                with m.If(taken):
+                    m.d.sync += count.eq(count + 1)
                     with m.If(count == in_beats - 1):
                         m.d.sync += count.eq(0)
                         m.next = "COLLECT"

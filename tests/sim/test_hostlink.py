@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 from hwnn.flow.generate import generate, load_design
 from hwnn.host.link import BoardLink, LinkError, _BadReply, read_reply
 from hwnn.host.protocol import crc8, pack_vector, request_frame, unpack_vector
-from hwnn.quant.synthetic import sample_network
+from hwnn.quant.synthetic import random_cnn, sample_network
 from hwnn.rtl.hostlink import BoardTop
 from hwnn.rtl.uart import UartRx
 from hwnn.sim.golden import run_network
@@ -18,9 +18,18 @@ from hwnn.sim.uart import SimulatedSerial, simulate_board
 DIVISOR = 4
 
 
-@pytest.fixture(scope="module", params=["int8", "binary", "ternary"])
+def odd_cnn():
+    """A CNN whose 3x3x3 uint3 image (81 bits) leaves 7 padding bits in its last byte."""
+    return random_cnn(np.random.default_rng(4), (3, 3, 3), [
+        ("conv2d", dict(out_channels=4, kernel=3, padding=1, weight_format="int4",
+                        out_format="uint2", stage="thresholds")),
+        ("dense", dict(out_features=3, weight_format="ternary", stage="accumulator")),
+    ], input_format="uint3", name="odd_cnn")
+
+
+@pytest.fixture(scope="module", params=["int8", "binary", "odd_cnn"])
 def design(request, tmp_path_factory):
-    network = sample_network(request.param, seed=2)
+    network = odd_cnn() if request.param == "odd_cnn" else sample_network(request.param, seed=2)
     return load_design(generate(network, tmp_path_factory.mktemp("d") / request.param,
                                 max_lanes=16))
 
