@@ -1,6 +1,7 @@
 """The two-dimensional convolution layer kind, on channels-last images."""
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -143,14 +144,14 @@ class Conv2d(Layer):
         return Im2col(self.name, matrix, self.weight_format, self.weight_scale, self.bias,
                       self.input, self.output, self.stage, self.activation, convolution=self)
 
-    @property
+    @cached_property
     def acc_range(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel bounds of every partial sum of the accumulator over every window
         (:func:`~hwnn.ir.stages.partial_sum_range`: each tap's product and the bias with 0
         included, so a partial sum reaches each bound), exact with padding: a tap in the
         padding adds its fixed weight x zero point. The bounds are the extremes over the
         distinct sets of taps that fall inside the image: the interior windows' and each
-        border case's."""
+        border case's. Computed once (the layer is immutable)."""
         return conv_acc_range(self.weights, self.bias, self.input, self.in_size, self.stride,
                               self.padding)
 

@@ -24,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir import Dense
 from ..ir.formats import Format
-from ..ir.packing import pack_values
+from ..ir.packing import pack_rows, pack_values
 from .arith import pipelined_sum, tree_levels, tree_register_bits
 from .fifo import FlagFIFO
 from .layouts import Beat
@@ -237,12 +237,10 @@ class MatrixVectorUnit(wiring.Component):
     def _weight_words(self):
         layer, pe, simd = self.layer, self.pe, self.simd
         patterns = layer.weight_format.encode(layer.weights)
-        words = []
-        for nf in range(self.neuron_folds):
-            for sf in range(self.synapse_folds):
-                block = patterns[nf * pe:(nf + 1) * pe, sf * simd:(sf + 1) * simd]
-                words.append(pack_values(block.reshape(-1), layer.weight_format.width))
-        return words
+        # Word (nf, sf) holds the pe x simd block of neuron fold nf and synapse fold sf.
+        blocks = patterns.reshape(self.neuron_folds, pe, self.synapse_folds, simd)
+        return pack_rows(blocks.transpose(0, 2, 1, 3).reshape(-1, pe * simd),
+                         layer.weight_format.width)
 
     def _bias_words(self):
         """Bias per neuron fold (``pe`` accumulator-format values), or None if all zero."""

@@ -5,7 +5,7 @@ import io
 import json
 import re
 import zipfile
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
@@ -345,8 +345,8 @@ def conv_network(seed=0):
 
 def _same_layer(a, b):
     assert type(a) is type(b)
-    for key, value in vars(a).items():
-        other = getattr(b, key)
+    for key in (field.name for field in fields(a)):
+        value, other = getattr(a, key), getattr(b, key)
         if isinstance(value, np.ndarray):
             assert value.dtype == other.dtype and np.array_equal(value, other), key
         elif isinstance(value, Thresholds | Requant):
