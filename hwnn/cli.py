@@ -146,7 +146,9 @@ QUANTIZATION_OPTIONS = ("weights", "acts", "inputs", "per_channel", "calib", "ca
 
 
 def _import_qonnx(args) -> int:
-    """``hwnn quantize`` of a QONNX model: imported as it is quantized, nothing calibrated."""
+    """``hwnn quantize`` of a QONNX model: imported as it is quantized, nothing calibrated.
+    The network file is written only when everything agrees (exit 0): a ``--check`` that
+    finds a disagreement (exit 1) or an error (exit 2) writes nothing."""
     from .arrays import load_labelled
     from .flow.report import class_indices, golden_predictions, layer_table
     from .quant.qonnx_frontend import load_qonnx
@@ -173,6 +175,10 @@ def _import_qonnx(args) -> int:
     print(layer_table(network))
     if report:
         print(report)
+    if status:
+        print(f"\nnot writing {args.output}: the imported network disagrees with qonnx's "
+              f"executor")
+        return status
     path = network.save(args.output)
     print(f"\nwrote {path}")
     return status
