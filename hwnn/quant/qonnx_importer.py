@@ -12,7 +12,7 @@ from ..ir.tensors import chw_to_hwc_columns
 from .onnx_graph import node_attributes
 from .qonnx_arith import BatchNormF32, QuantSpec
 from .qonnx_layer import OpenLayer
-from .qonnx_specs import INPUT_ROUNDING, quant_spec, where
+from .qonnx_specs import INPUT_ROUNDING, multithreshold_spec, quant_spec, where
 
 __all__ = ["GraphImporter"]
 
@@ -34,6 +34,12 @@ class GraphImporter:
         self.open = None
         self.in_spec = None
         self.input_rounding = None
+        #: The scalar steps (``[op, constant]``) applied to the graph input before its Quant.
+        self.input_steps = []
+        #: The ONNX layout of the current image tensor: "chw" (N, C, H, W) or "hwc" (N, H, W,
+        #: C), as the graph input is until a Transpose says otherwise; None for vectors.
+        self.layout = None
+        self.input_layout = None
         #: The (H, W, C) shape of an image flattened in (C, H, W) order, until a dense layer
         #: takes it (its columns are then permuted to hwnn's (H, W, C) order).
         self.flattened = None
@@ -45,6 +51,7 @@ class GraphImporter:
             raise ValueError(f"The QONNX graph must have one input, not {inputs}")
         self.current = inputs[0]
         self.shape = self._input_shape(inputs[0])
+        self.layout = self.input_layout = "chw" if len(self.shape) == 3 else None
         for node in self.graph.node:
             if self._constant_quant(node):
                 continue
@@ -54,9 +61,10 @@ class GraphImporter:
             handler = getattr(self, f"_{node.op_type.lower()}", None)
             if handler is None:
                 raise ValueError(f"{where(node)} is not supported: hwnn imports Quant, "
-                                 f"BipolarQuant, Conv, MatMul, Gemm, Add (bias), "
-                                 f"BatchNormalization, Relu, MaxPool, Flatten, Reshape, "
-                                 f"Identity and Dropout in a chain of layers")
+                                 f"BipolarQuant, MultiThreshold, Conv, MatMul, Gemm, Add, "
+                                 f"Sub, Mul, Div, BatchNormalization, Relu, MaxPool, "
+                                 f"Flatten, Reshape, Transpose, Identity and Dropout in a "
+                                 f"chain of layers")
             handler(node)
             self.current = node.output[0]
         outputs = [value.name for value in self.graph.output]
@@ -69,10 +77,12 @@ class GraphImporter:
         if not any(isinstance(layer, (Dense, Conv2d)) for layer in self.layers):
             raise ValueError("The QONNX graph has no Conv, MatMul or Gemm node")
         # A model flattening its input image first takes it as a vector in its own order.
-        layout = "chw" if len(self.layers[0].input_shape) == 3 else "vector"
+        layout = self.input_layout if len(self.layers[0].input_shape) == 3 else "vector"
+        quantizer = {"arithmetic": "float32", "rounding": self.input_rounding.value}
+        if self.input_steps:
+            quantizer["steps"] = self.input_steps
         info = {"frontend": "qonnx", "producer": self.wrapper.model.producer_name,
-                "input_layout": layout, "input_quantizer": {
-                    "arithmetic": "float32", "rounding": self.input_rounding.value}}
+                "input_layout": layout, "input_quantizer": quantizer}
         return Network(name, tuple(self.layers), info)
 
     def _input_shape(self, name):
@@ -130,6 +140,17 @@ class GraphImporter:
         self.in_spec = spec
 
     _bipolarquant = _quant
+
+    def _multithreshold(self, node):
+        if self.open is None:
+            raise ValueError(f"{where(node)} must threshold the output of a MatMul, Gemm or "
+                             f"Conv node: hwnn takes the graph input's quantizer from a Quant "
+                             f"node")
+        spec = multithreshold_spec(self.wrapper, node, self.open.channels,
+                                   "NCHW" if len(self.shape) == 3 else "NC")
+        self._close_thresholds(spec, node)
+        self.tensors.append((node.output[0], spec))
+        self.in_spec = spec
 
     # Layers ---------------------------------------------------------------------------------
 
@@ -203,6 +224,7 @@ class GraphImporter:
         if node.input[0] != self.current or len(self.shape) != 3:
             raise ValueError(f"{where(node)} must convolve the image before it with constant "
                              f"weights")
+        self._expect_chw(node)
         codes, spec = self._weights(node, 1)
         if codes.ndim != 4:
             raise ValueError(f"{where(node)} weights must be 4-d (2-d convolution), not shape "
@@ -233,6 +255,7 @@ class GraphImporter:
     def _maxpool(self, node):
         if self.open is not None or len(self.shape) != 3:
             raise ValueError(f"{where(node)} must pool a quantized image (after its Quant)")
+        self._expect_chw(node)
         values = self._attributes(node, {
             "auto_pad": "NOTSET", "ceil_mode": 0, "dilations": [1, 1], "kernel_shape": None,
             "pads": [0, 0, 0, 0], "storage_order": 0, "strides": None})
@@ -287,44 +310,71 @@ class GraphImporter:
 
     def _set_bias(self, node, name, vector=False):
         constant = self._channel_constant(node, name, "bias", vector)
-        self.open.add_step("add", lambda y: y + constant, constant)
+        self.open.add_step("add", lambda y: y + constant, (1.0, constant))
 
     def _operands(self, node):
         """The other operand of a binary op on the current tensor, and whether the current
         tensor is the first operand."""
-        self._in_layer(node)
         if list(node.input).count(self.current) != 1 or len(node.input) != 2:
             raise ValueError(f"{where(node)} must combine its input with a constant")
         first = node.input[0] == self.current
         return node.input[1 if first else 0], first
 
+    def _on_input(self) -> bool:
+        """Whether the current tensor is the graph input, not quantized yet."""
+        return self.open is None and self.in_spec is None and not self.layers
+
+    def _input_step(self, node, op, other):
+        """Record a scalar step on the graph input (folded into the input quantizer)."""
+        value = self.wrapper.get_initializer(other)
+        if value is None or np.asarray(value).size != 1:
+            raise ValueError(f"{where(node)} on the graph input must combine it with a scalar "
+                             f"constant (hwnn folds it into the input quantizer)")
+        value = np.float32(np.asarray(value).reshape(()))
+        if op == "div" and value == 0:
+            raise ValueError(f"{where(node)} divides by zero")
+        self.input_steps.append([op, float(value)])
+
     def _add(self, node):
         other, _ = self._operands(node)
+        if self._on_input():
+            return self._input_step(node, "add", other)
+        self._in_layer(node)
         self._set_bias(node, other)
 
     def _sub(self, node):
         other, first = self._operands(node)
+        if self._on_input():
+            return self._input_step(node, "sub" if first else "rsub", other)
+        self._in_layer(node)
         constant = self._channel_constant(node, other, "operand")
         if first:
-            self.open.add_step("sub", lambda y: y - constant)
+            self.open.add_step("sub", lambda y: y - constant, (1.0, -constant))
         else:
-            self.open.add_step("sub", lambda y: constant - y,
+            self.open.add_step("sub", lambda y: constant - y, (-1.0, constant),
                                flips=np.ones(len(constant), dtype=bool))
 
     def _mul(self, node):
         other, _ = self._operands(node)
+        if self._on_input():
+            return self._input_step(node, "mul", other)
+        self._in_layer(node)
         constant = self._channel_constant(node, other, "factor")
-        self.open.add_step("mul", lambda y: y * constant, flips=constant < 0)
+        self.open.add_step("mul", lambda y: y * constant, (constant, 0.0), flips=constant < 0)
 
     def _div(self, node):
         other, first = self._operands(node)
         if not first:
             raise ValueError(f"{where(node)} divides a constant by the tensor, which is not "
                              f"monotone: hwnn cannot represent it exactly")
+        if self._on_input():
+            return self._input_step(node, "div", other)
+        self._in_layer(node)
         constant = self._channel_constant(node, other, "divisor")
         if np.any(constant == 0):
             raise ValueError(f"{where(node)} divides by zero")
-        self.open.add_step("div", lambda y: y / constant, flips=constant < 0)
+        self.open.add_step("div", lambda y: y / constant, (1 / constant.astype(np.float64), 0.0),
+                           flips=constant < 0)
 
     def _batchnormalization(self, node):
         self._in_layer(node)
@@ -339,7 +389,8 @@ class GraphImporter:
         if any(param is None for param in params):
             raise ValueError(f"{where(node)} parameters must be constants")
         batchnorm = BatchNormF32.from_parameters(*params, values["epsilon"])
-        self.open.add_step("batchnorm", batchnorm, flips=batchnorm.a < 0)
+        self.open.add_step("batchnorm", batchnorm, (batchnorm.a, batchnorm.b),
+                           flips=batchnorm.a < 0)
 
     def _relu(self, node):
         self._in_layer(node)
@@ -351,12 +402,42 @@ class GraphImporter:
                 shape[1] != math.prod(self.shape)):
             raise ValueError(f"{where(node)} must flatten a quantized tensor to (N, "
                              f"{math.prod(self.shape)}), not to {shape}")
-        if len(self.shape) == 3 and (self.layers or self.in_spec is not None):
-            # An image inside the network: the dense layer after it takes hwnn's order.
+        if len(self.shape) == 3 and self.layout == "chw" and (self.layers
+                                                              or self.in_spec is not None):
+            # An image inside the network flattened in (C, H, W) order: the dense layer after
+            # it takes hwnn's (H, W, C) order.
             self.flattened = self.shape
         self.shape = (math.prod(self.shape),)
+        self.layout = None
 
     _reshape = _flatten
+
+    def _transpose(self, node):
+        """Between NCHW and NHWC: the image stays, its ONNX layout changes. On the graph
+        input, before any layer, an NHWC to NCHW Transpose says the input is NHWC, which is
+        hwnn's own (H, W, C) order."""
+        perm = list(self._attributes(node, {"perm": None})["perm"] or [])
+        if self.open is not None or len(self.shape) != 3:
+            raise ValueError(f"{where(node)} must permute a quantized image or the graph "
+                             f"input image, not a vector or a layer's accumulator")
+        to_hwc, to_chw = perm == [0, 2, 3, 1], perm == [0, 3, 1, 2]
+        if to_chw and self.layout == "chw" and self.input_layout == "chw" and not self.layers:
+            # The input (N, d1, d2, d3) was read as (N, C, H, W) = (d1, d2, d3): it is
+            # (N, H, W, C) = (d1, d2, d3).
+            height, width, channels = self.shape
+            self.shape = (channels, height, width)
+            self.input_layout = "hwc"
+        elif (to_hwc and self.layout == "chw") or (to_chw and self.layout == "hwc"):
+            self.layout = "hwc" if to_hwc else "chw"
+        else:
+            raise ValueError(f"{where(node)} permutes axes {perm} of an image laid out "
+                             f"{'NCHW' if self.layout == 'chw' else 'NHWC'}: hwnn imports "
+                             f"NCHW <-> NHWC transposes")
+
+    def _expect_chw(self, node):
+        if self.layout != "chw":
+            raise ValueError(f"{where(node)} takes an NHWC image: ONNX's {node.op_type} takes "
+                             f"NCHW")
 
     def _identity(self, node):
         pass

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..ir import Dense, TensorFormat
 from ..ir.formats import Format, signed_bits_for
-from ..ir.stages import accumulator_range
+from ..ir.stages import Requant, accumulator_range
 from .qonnx_arith import matmul_value
 from .threshold_search import search_thresholds
 
@@ -17,8 +17,9 @@ class OpenLayer:
     """An open weighted layer: its weights (output channels first, channels-last taps), the
     IR kind that will hold it (``make``, taking the common members as keywords), and the
     float32 steps qonnx applies after its accumulator, in order: ``(op, function,
-    constant)``, each ``function`` monotone per channel (``descending`` says where the chain
-    so far falls as the accumulator rises)."""
+    affine)``, each ``function`` monotone per channel (``descending`` says where the chain
+    so far falls as the accumulator rises) and, but for ``relu``, the real affine map
+    ``y -> a * y + b`` it rounds (``affine = (a, b)``, per channel or scalars)."""
 
     def __init__(self, make, weights, weight_spec, weight_scale, in_spec):
         self.make, self.weights = make, weights
@@ -30,9 +31,9 @@ class OpenLayer:
     def channels(self) -> int:
         return len(self.weights)
 
-    def add_step(self, op, function, constant=None, flips=None):
+    def add_step(self, op, function, affine=None, flips=None):
         """Append a step; ``flips`` marks the channels where it reverses the direction."""
-        self.steps.append((op, function, constant))
+        self.steps.append((op, function, affine))
         if flips is not None:
             self.descending = self.descending ^ flips
 
@@ -95,18 +96,48 @@ class OpenLayer:
                           else "identity")
 
     def with_accumulator(self, index):
-        """The IR layer that outputs its raw accumulator (the graph's last layer, without a
-        quantizer): only a bias may follow the product."""
+        """The IR layer that outputs its accumulator (the graph's last layer, without a
+        quantizer). The steps after the product compose into one affine map per channel,
+        ``y = A * acc + B`` (real arithmetic): the output scale is ``|A|`` (a channel with a
+        negative ``A`` has its weights negated, which a symmetric weight format allows) and
+        ``B / A`` is added to the accumulator rounded to whole steps, so the dequantized
+        outputs are within half a step (plus qonnx's float32 rounding) of qonnx's. A final
+        ``Relu`` clamps the accumulator at 0 (a requantization stage of factor 1)."""
         ops = [op for op, _, _ in self.steps]
-        if ops not in ([], ["add"]):
+        relu = bool(ops) and ops[-1] == "relu"
+        if "relu" in ops[:-1]:
             raise ValueError(f"The last layer applies {', '.join(ops)} to its accumulator "
-                             f"without a Quant after it: hwnn outputs the last layer's raw "
-                             f"accumulator plus a bias")
-        bias = self.zero_point_bias()
-        if ops:
-            constant = self.steps[0][2]
-            bias = bias + np.round(constant.astype(np.float64) / self.acc_scale).astype(
-                np.int64)
+                             f"without a Quant after it: hwnn outputs it affine, then at most "
+                             f"one final Relu")
+        scale = self.acc_scale.copy()
+        shift = np.zeros(self.channels)
+        for _, _, (a, b) in self.steps[:-1] if relu else self.steps:
+            a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+            scale, shift = scale * a, shift * a + b
+        if np.any(scale == 0) or not np.all(np.isfinite(scale)):
+            raise ValueError(f"The last layer's {', '.join(ops)} scale some outputs by 0 or a "
+                             f"non-finite factor")
+        negative = scale < 0
+        weights = self.weights
+        if negative.any():
+            weight_format = self.weight_spec.format
+            if not weight_format.contains(-weights[negative]):
+                raise ValueError(f"The last layer's {', '.join(ops)} reverse some outputs, and "
+                                 f"its {weight_format} weights cannot be negated to output them "
+                                 f"without a Quant")
+            sign = np.where(negative, -1, 1).reshape((-1,) + (1,) * (weights.ndim - 1))
+            self.weights = weights * sign
+        scale = np.abs(scale)
+        bias = self.zero_point_bias() + np.round(shift / scale).astype(np.int64)
         lo, hi = self.acc_range(bias)
-        output = TensorFormat(Format.int(signed_bits_for(lo.min(), hi.max())), self.acc_scale)
-        return self.build(index, "The last layer", bias=bias, stage=None, output=output)
+        stage = None
+        if relu:
+            hi = np.maximum(hi, 0)
+            stage = Requant(np.ones(self.channels, np.int64), np.zeros(self.channels, np.int64),
+                            1, 0, 0, int(hi.max()))
+            output_format = Format.uint(max(int(hi.max()).bit_length(), 1))
+        else:
+            output_format = Format.int(signed_bits_for(lo.min(), hi.max()))
+        return self.build(index, "The last layer", bias=bias, stage=stage,
+                          output=TensorFormat(output_format, scale),
+                          activation="relu" if relu else "identity")

@@ -1,13 +1,15 @@
 """The parameters of QONNX's quantizer nodes, read from a cleaned qonnx ``ModelWrapper``:
-``Quant`` and ``BipolarQuant`` as :class:`~hwnn.quant.qonnx_arith.QuantSpec`.
+``Quant`` and ``BipolarQuant`` as :class:`~hwnn.quant.qonnx_arith.QuantSpec`, FINN's
+``MultiThreshold`` as :class:`~hwnn.quant.qonnx_arith.MultiThresholdSpec`.
 """
 
 import numpy as np
 
-from ..ir.formats import Rounding
-from .qonnx_arith import QuantSpec
+from ..ir.formats import Format, Rounding
+from .onnx_graph import node_attributes
+from .qonnx_arith import MultiThresholdSpec, QuantSpec
 
-__all__ = ["INPUT_ROUNDING", "quant_spec", "where"]
+__all__ = ["INPUT_ROUNDING", "multithreshold_spec", "quant_spec", "where"]
 
 #: The rounding modes of an input ``Quant`` and the same rounding of hwnn's input quantizer
 #: (:meth:`hwnn.ir.Network.quantize_input`).
@@ -55,3 +57,58 @@ def quant_spec(wrapper, node) -> QuantSpec:
                          f"executes") from None
     return QuantSpec(scale, zero_point, int(bits), bool(op.get_nodeattr("signed")),
                      bool(op.get_nodeattr("narrow")), rounding)
+
+
+def _dtype_format(name) -> Format | None:
+    """The hwnn format of a qonnx integer ``DataType`` name (None for any other type)."""
+    from qonnx.core.datatype import DataType
+    if name == "BIPOLAR":
+        return Format.binary()
+    if name == "TERNARY":
+        return Format.ternary()
+    try:
+        dtype = DataType[name]
+    except KeyError:
+        return None
+    bits = dtype.bitwidth()
+    if not dtype.is_integer() or not 1 <= bits <= Format.MAX_BITS or (dtype.signed()
+                                                                      and bits < 2):
+        return None
+    return Format.int(bits) if dtype.signed() else Format.uint(bits)
+
+
+def multithreshold_spec(wrapper, node, channels, layout) -> MultiThresholdSpec:
+    """The parameters of a ``MultiThreshold`` node on a tensor of ``channels`` channels
+    laid out as ``layout`` (``"NC"`` or ``"NCHW"``; its ``data_layout`` may be empty, which
+    qonnx reads the same way)."""
+    values = node_attributes(node, {"out_dtype": None, "out_scale": 1.0, "out_bias": 0.0,
+                                    "data_layout": ""}, where(node))
+    thresholds = wrapper.get_initializer(node.input[1]) if len(node.input) == 2 else None
+    if thresholds is None:
+        raise ValueError(f"{where(node)} must have one input and constant thresholds")
+    thresholds = np.asarray(thresholds, dtype=np.float32)
+    if thresholds.ndim != 2 or thresholds.shape[0] not in (1, channels) or np.any(
+            np.isnan(thresholds)):
+        raise ValueError(f"{where(node)} thresholds must be (1 or {channels} channels, T) "
+                         f"numbers, not shape {thresholds.shape}")
+    if values["data_layout"] not in ("", layout):
+        raise ValueError(f"{where(node)} data_layout {values['data_layout']!r} does not "
+                         f"describe its input, laid out {layout}")
+    out_format = _dtype_format(values["out_dtype"])
+    if out_format is None:
+        raise ValueError(f"{where(node)} out_dtype {values['out_dtype']!r} is not an integer "
+                         f"type hwnn holds (BIPOLAR, TERNARY, INT2..INT32, UINT1..UINT32)")
+    if thresholds.shape[1] > out_format.levels - 1:
+        raise ValueError(f"{where(node)} has {thresholds.shape[1]} thresholds, more than "
+                         f"out_dtype {values['out_dtype']} has steps ({out_format.levels - 1})")
+    out_scale, out_bias = np.float32(values["out_scale"]), np.float32(values["out_bias"])
+    # out_scale * count + out_bias = (code - zero_point) * scale, code = min + step * count.
+    zero_point = out_format.min_value - out_format.step * np.float64(out_bias) / out_scale
+    if not (np.isfinite(out_scale) and out_scale > 0 and zero_point == np.round(zero_point)):
+        raise ValueError(f"{where(node)} out_scale {float(out_scale)} and out_bias "
+                         f"{float(out_bias)} must make its outputs the codes of "
+                         f"{values['out_dtype']} times a positive scale, plus a whole "
+                         f"number of steps")
+    return MultiThresholdSpec(thresholds, out_format,
+                              np.float32(out_scale / np.float32(out_format.step)),
+                              np.float32(zero_point))

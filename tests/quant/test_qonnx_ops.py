@@ -1,0 +1,157 @@
+"""The QONNX frontend's FINN MultiThreshold, Transpose, input centering and unquantized last
+layers, against qonnx's own executor (graphs built with ``onnx.helper``, see
+``qonnx_graphs``)."""
+
+import re
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("qonnx")
+
+from qonnx_graphs import Builder, bias_bn_relu, every_input, run_qonnx, single_layer
+
+from hwnn.quant.qonnx_check import check_qonnx
+from hwnn.quant.qonnx_frontend import from_qonnx
+from hwnn.sim.golden import run_network
+
+
+def no_chain(b, rng, y, channels):
+    return y
+
+
+def agrees_with_qonnx(model, x):
+    """Import ``model`` and compare it with qonnx's executor on the real inputs ``x``: every
+    quantized tensor's codes equal (the last layer's within one step), every class equal
+    unless golden outputs tie exactly. Returns the network."""
+    network, checks, predictions = check_qonnx(model, x)
+    assert [check.first for check in checks] == [None] * len(checks), checks
+    assert np.all((predictions["qonnx"] == predictions["golden"]) | predictions["tied"])
+    return network
+
+
+# MultiThreshold -------------------------------------------------------------------------------
+
+# Accumulator steps of single_layer(in_bits=6) with weight scale 2**-4: 2**-7.
+STEP = 2.0 ** -7
+
+
+@pytest.mark.parametrize("chain, thresholds, out_dtype, attributes", [
+    # Per channel, after a bias, a batch normalization with negative gammas and a Relu.
+    (bias_bn_relu, np.sort(np.random.default_rng(0).normal(0, 1, (6, 7)), axis=1), "UINT3",
+     {}),
+    # Per tensor on exact accumulator values (ties: x >= t counts), signed output.
+    (no_chain, np.arange(-7, 8)[None, :] * 9 * STEP, "INT4", {"out_bias": -8.0}),
+    # Bipolar, as FINN writes it: 2 * count - 1.
+    (no_chain, np.arange(-3, 3)[:, None] * 50 * STEP, "BIPOLAR",
+     {"out_scale": 2.0, "out_bias": -1.0}),
+    # Fewer thresholds than steps, unsorted, a power-of-two output scale.
+    (bias_bn_relu, np.random.default_rng(1).uniform(0, 2, (6, 5)), "UINT4",
+     {"out_scale": 0.25, "data_layout": "NC"}),
+])
+def test_multithreshold_exhaustive_over_accumulator_range(chain, thresholds, out_dtype,
+                                                          attributes):
+    """Every accumulator value of the layer's range: the golden outputs equal qonnx's
+    MultiThreshold outputs, as real values."""
+    rng = np.random.default_rng(2)
+    model, out = single_layer(rng, 6, None, w_scale=2.0 ** -4, chain=chain, quantizer=(
+        lambda b, y: b.multithreshold(y, thresholds, out_dtype, **attributes)))
+    network = from_qonnx(model)
+    (layer,) = network.layers
+    assert layer.stage_name == "thresholds"
+    codes, x = every_input(6)
+    context = run_qonnx(model, x)
+    golden = layer.output.dequantize(run_network(network, codes))
+    assert np.array_equal(golden, context[out].astype(np.float64))
+    if chain is bias_bn_relu:
+        assert layer.stage.descending.tolist() == [False, True] * 3
+
+
+def cnn(rng, batch, *, nhwc_input):
+    """A QONNX CNN on (batch, 8, 8, 2) NHWC images transposed to NCHW (``nhwc_input``) or
+    on (batch, 2, 8, 8) NCHW ones: conv 3x3 (2 -> 4, pad 1, 4-bit weights per channel), BN
+    with negative gammas, a per-channel MultiThreshold (UINT2), max pool 2, a Transpose to
+    NHWC, Flatten, a MatMul to 5 outputs whose input is a uint3 MultiThreshold of a hidden
+    dense layer, ending at a bias. Power-of-two scales."""
+    b = Builder()
+    x = b.quant("x", 2.0 ** -6, 0, 8, True)
+    if nhwc_input:
+        x = b.node("Transpose", [x], perm=[0, 3, 1, 2])
+    w_scale = 2.0 ** rng.integers(-6, -3, (4, 1, 1, 1))
+    weights = rng.integers(-7, 8, (4, 2, 3, 3)) * w_scale
+    y = b.node("Conv", [x, b.quant(b.const(weights), w_scale, 0, 4, True, True)],
+               kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    y = b.node("BatchNormalization", [y, b.const([1.5, -0.7, 0.9, -2.0]),
+                                      b.const(rng.normal(0, 0.5, 4)),
+                                      b.const(rng.normal(0, 0.5, 4)),
+                                      b.const(rng.uniform(0.5, 2, 4))])
+    y = b.multithreshold(y, np.sort(rng.normal(0, 1, (4, 3)), axis=1), "UINT2",
+                         data_layout="NCHW")
+    y = b.node("MaxPool", [y], kernel_shape=[2, 2], strides=[2, 2])
+    y = b.node("Transpose", [y], perm=[0, 2, 3, 1])
+    y = b.node("Flatten", [y], axis=1)
+
+    def dense(y, n_in, n_out):
+        w_scale = 2.0 ** -5
+        weights = rng.integers(-7, 8, (n_in, n_out)) * w_scale
+        y = b.node("MatMul", [y, b.quant(b.const(weights), w_scale, 0, 4, True, True)])
+        return b.node("Add", [y, b.const(rng.normal(0, 1, n_out))])
+
+    y = b.multithreshold(dense(y, 64, 12), rng.normal(0, 2, (1, 7)), "UINT3")
+    y = dense(y, 12, 5)
+    shape = [batch, 8, 8, 2] if nhwc_input else [batch, 2, 8, 8]
+    return b.graph(y, shape, [batch, 5])
+
+
+@pytest.mark.parametrize("nhwc_input", [True, False])
+def test_cnn_with_multithresholds_and_transposes_agrees_with_qonnx(nhwc_input):
+    rng = np.random.default_rng(3)
+    model = cnn(rng, 1, nhwc_input=nhwc_input)
+    shape = (60, 8, 8, 2) if nhwc_input else (60, 2, 8, 8)
+    x = (rng.integers(-128, 128, shape) * np.float32(2.0 ** -6)).astype(np.float32)
+    network = agrees_with_qonnx(model, x)
+    assert [layer.kind for layer in network.layers] == ["conv2d", "maxpool2d", "dense",
+                                                        "dense"]
+    assert network.info["input_layout"] == ("hwc" if nhwc_input else "chw")
+    assert [str(layer.output.format) for layer in network.layers[:3]] == ["uint2", "uint2",
+                                                                          "uint3"]
+    assert network.layers[0].stage.descending.tolist() == [False, True, False, True]
+
+
+def refused(change):
+    """The message importing the CNN changed by ``change(nodes)`` raises."""
+    model = cnn(np.random.default_rng(0), 1, nhwc_input=False)
+    change(model.graph.node)
+    with pytest.raises(ValueError) as error:
+        from_qonnx(model)
+    return str(error.value)
+
+
+def node(nodes, op, index=0):
+    return [n for n in nodes if n.op_type == op][index]
+
+
+def set_attribute(n, name, value):
+    from onnx import helper
+    for attribute in n.attribute:
+        if attribute.name == name:
+            n.attribute.remove(attribute)
+    n.attribute.append(helper.make_attribute(name, value))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda nodes: set_attribute(node(nodes, "MultiThreshold"), "data_layout", "NHWC"),
+     r"\(MultiThreshold\) data_layout 'NHWC' does not describe its input, laid out NCHW"),
+    (lambda nodes: set_attribute(node(nodes, "MultiThreshold", 1), "out_dtype", "UINT2"),
+     r"\(MultiThreshold\) has 7 thresholds, more than out_dtype UINT2 has steps \(3\)"),
+    (lambda nodes: set_attribute(node(nodes, "MultiThreshold", 1), "out_dtype", "FLOAT32"),
+     r"\(MultiThreshold\) out_dtype 'FLOAT32' is not an integer type"),
+    (lambda nodes: set_attribute(node(nodes, "MultiThreshold", 1), "out_bias", 0.5),
+     r"\(MultiThreshold\) out_scale 1.0 and out_bias 0.5 must make its outputs the codes"),
+    (lambda nodes: set_attribute(node(nodes, "Transpose"), "perm", [0, 1, 3, 2]),
+     r"\(Transpose\) permutes axes \[0, 1, 3, 2\] of an image laid out NCHW"),
+])
+def test_refuses_what_it_cannot_represent(change, message):
+    text = refused(change)
+    assert text.startswith("QONNX node ") and re.search(message, text), text
