@@ -155,3 +155,108 @@ def set_attribute(n, name, value):
 def test_refuses_what_it_cannot_represent(change, message):
     text = refused(change)
     assert text.startswith("QONNX node ") and re.search(message, text), text
+
+
+# Input centering --------------------------------------------------------------------------------
+
+def dense_layers(b, rng, x, sizes, *, last):
+    """Dense layers of 4-bit narrow weights (per-channel power-of-two scales) and biases,
+    each but the last followed by a batch normalization and a uint4 Quant; ``last(b, y)``
+    ends the last one."""
+    for index in range(len(sizes) - 1):
+        n_in, n_out = sizes[index], sizes[index + 1]
+        w_scale = 2.0 ** rng.integers(-6, -2, (1, n_out))
+        weights = rng.integers(-7, 8, (n_in, n_out)) * w_scale
+        y = b.node("MatMul", [x, b.quant(b.const(weights), w_scale, 0, 4, True, True)])
+        y = b.node("Add", [y, b.const(rng.normal(0, 1, n_out))])
+        if index == len(sizes) - 2:
+            return last(b, y)
+        y = b.node("BatchNormalization", [y, b.const(rng.uniform(0.5, 2, n_out)),
+                                          b.const(rng.normal(0, 1, n_out)),
+                                          b.const(rng.normal(0, 1, n_out)),
+                                          b.const(rng.uniform(0.5, 2, n_out))])
+        x = b.quant(y, 2.0 ** -3, 0, 4, False)
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("steps, in_q, x_of", [
+    # Brevitas' 2x - 1 on [0, 1) inputs (on a 1/256 grid, and anywhere).
+    ([("Mul", 2.0), ("Sub", 1.0)], (2.0 ** -7, 8, True, "ROUND"),
+     lambda rng, shape: np.where(rng.random(shape) < 0.5, rng.integers(0, 256, shape) / 256,
+                                 rng.random(shape))),
+    # x / 255 of 8-bit pixels.
+    ([("Div", 255.0)], (2.0 ** -8, 8, False, "ROUND"),
+     lambda rng, shape: rng.integers(0, 256, shape)),
+    # 1 - x, then an offset, rounded down.
+    ([("rsub", 1.0), ("Add", 0.25)], (2.0 ** -4, 6, True, "FLOOR"),
+     lambda rng, shape: rng.normal(0, 1, shape)),
+])
+def test_input_centering_folds_into_the_input_quantizer(steps, in_q, x_of):
+    rng = np.random.default_rng(4)
+    b = Builder()
+    x = "x"
+    for op, constant in steps:
+        x = (b.node("Sub", [b.const(np.float32(constant)), x]) if op == "rsub"
+             else b.node(op, [x, b.const(np.float32(constant))]))
+    scale, bits, signed, rounding = in_q
+    x = b.quant(x, scale, 0, bits, signed, rounding=rounding)
+    y = dense_layers(b, rng, x, [16, 12, 6], last=lambda b, y: y)
+    model = b.model(y, 1, 16, 6)
+    network = agrees_with_qonnx(model, x_of(rng, (300, 16)).astype(np.float32))
+    assert [op for op, _ in network.info["input_quantizer"]["steps"]] == [
+        op.lower() for op, _ in steps]
+
+
+def test_refuses_a_tensor_step_on_the_input():
+    b = Builder()
+    x = b.quant(b.node("Mul", ["x", b.const(np.full(16, 2.0))]), 2.0 ** -7, 0, 8)
+    model = b.model(dense_layers(b, np.random.default_rng(0), x, [16, 6],
+                                 last=lambda b, y: y), 1, 16, 6)
+    with pytest.raises(ValueError, match=r"^QONNX node '\w+' \(Mul\) on the graph input must "
+                                         r"combine it with a scalar constant"):
+        from_qonnx(model)
+
+
+# The last layer without a Quant -----------------------------------------------------------------
+
+def last_batchnorm(b, y):
+    """A batch normalization with negative gammas on 6 outputs."""
+    rng = np.random.default_rng(5)
+    return b.node("BatchNormalization", [
+        y, b.const(rng.uniform(0.5, 2, 6) * [1, -1, 1, -1, -1, 1]),
+        b.const(rng.normal(0, 1, 6)), b.const(rng.normal(0, 1, 6)),
+        b.const(rng.uniform(0.5, 2, 6))])
+
+
+@pytest.mark.parametrize("last, stage", [
+    (last_batchnorm, "accumulator"),
+    (lambda b, y: b.node("Relu", [last_batchnorm(b, y)]), "requant"),
+    (lambda b, y: b.node("Sub", [b.const(np.float32(0.5)), b.node(
+        "Mul", [y, b.const(np.array([0.5, 2, -1, 1.5, -0.25, 3], np.float32))])]),
+     "accumulator"),
+])
+def test_last_layer_without_quant_agrees_with_qonnx(last, stage):
+    rng = np.random.default_rng(6)
+    b = Builder()
+    x = b.quant("x", 2.0 ** -6, 0, 8, True)
+    model = b.model(dense_layers(b, rng, x, [16, 12, 6], last=last), 1, 16, 6)
+    x = (rng.integers(-128, 128, (400, 16)) * np.float32(2.0 ** -6)).astype(np.float32)
+    network = agrees_with_qonnx(model, x)
+    assert network.layers[-1].stage_name == stage
+
+
+def test_last_layer_refusals():
+    def model_of(last, narrow=True):
+        b = Builder()
+        x = b.quant("x", 2.0 ** -6, 0, 8, True)
+        weights = np.tile([[-8.0], [7.0]], (8, 6)) * 2.0 ** -4
+        y = b.node("MatMul", [x, b.quant(b.const(weights), 2.0 ** -4, 0, 4, True, narrow)])
+        return b.model(last(b, y), 1, 16, 6)
+
+    with pytest.raises(ValueError, match=r"^The last layer's batchnorm reverse some outputs, "
+                                         r"and its int4 weights cannot be negated"):
+        from_qonnx(model_of(last_batchnorm, narrow=False))
+    with pytest.raises(ValueError, match=r"^The last layer applies relu, mul to its "
+                                         r"accumulator without a Quant after it"):
+        from_qonnx(model_of(lambda b, y: b.node("Mul", [b.node("Relu", [y]),
+                                                        b.const(np.float32(2))])))
