@@ -9,38 +9,54 @@ The graph is first cleaned and its shapes inferred with qonnx's own
 ============================== ============================================================
 graph input                    ``(N, F)`` vectors or ``(N, C, H, W)`` images (the network
                                takes them channels last, ``(H, W, C)``; ``info`` records
-                               ``input_layout`` ``"chw"``), optionally flattened, then a
+                               ``input_layout`` ``"chw"``; an input that a ``Transpose``
+                               ``(0, 3, 1, 2)`` makes NCHW before any layer is NHWC,
+                               ``input_layout`` ``"hwc"``), optionally flattened, then a
                                ``Quant`` (the input quantizer: per-tensor scale, integer
                                zero point); the network takes its integer codes
+``Add``, ``Sub``, ``Mul``,     on the graph input before its ``Quant``, with scalar
+``Div`` on the input           constants (Brevitas' centering ``2x - 1``, ``x / 255``,
+                               ``c - x``): folded into the input quantizer (``info``'s
+                               ``input_quantizer`` ``steps``), in float32 as qonnx runs them
 ``Quant`` of a constant        weights (integer codes times a per-tensor or per-output-channel
                                scale, zero point 0) or a float bias (its value is used)
 ``MatMul``/``Gemm``            a dense layer ``x @ W`` (``Gemm``: ``transA`` 0, ``alpha`` and
                                ``beta`` 1, optional bias ``C``) with quantized weights
 ``Conv``                       2-d, ``group`` 1 or depthwise, dilations 1, explicit pads,
-                               optional bias, quantized weights
-``Add``, ``Sub``, ``Mul``,     between a layer's product and its ``Quant``, in any order:
+                               optional bias, quantized weights, on an NCHW image
+``Add``, ``Sub``, ``Mul``,     between a layer's product and its quantizer, in any order:
 ``Div``,                       float constants (scalars or one per channel: biases, scales,
 ``BatchNormalization``,        centering), inference batch normalization, ReLU; each is
 ``Relu``                       monotone per channel (a negative factor or ``c - x`` makes a
-                               channel descending); ``c / x`` is refused. Without a
-                               ``Quant`` after it, the last layer takes only a bias ``Add``
+                               channel descending); ``c / x`` is refused
 ``Quant`` of an activation     closes the layer: a :class:`~hwnn.ir.stages.Thresholds` stage
                                whose codes equal qonnx's for every accumulator value
 ``BipolarQuant``               a 1-bit signed ``Quant`` (``binary`` codes), on weights or
                                activations
-``MaxPool``                    on a quantized image (after its ``Quant``): a max pool of
-                               codes, no padding
-``Flatten``, ``Reshape``       to ``(N, features)``; an image inside the network is flattened
-                               in ONNX's ``(C, H, W)`` order, so the dense layer after it has
-                               its columns permuted to hwnn's ``(H, W, C)`` order
+``MultiThreshold`` (FINN)      closes the layer as a ``Quant`` does: thresholds per tensor
+                               ``(1, T)`` or per channel ``(C, T)`` (any order), ``out_dtype``
+                               an integer type of at least ``T + 1`` values (``BIPOLAR``,
+                               ``TERNARY``, ``INTk``, ``UINTk``), ``out_scale > 0`` and
+                               ``out_bias`` making its outputs the type's codes times a
+                               scale; ``data_layout`` empty, ``NC`` or ``NCHW``
+``MaxPool``                    on a quantized NCHW image (after its quantizer): a max pool
+                               of codes, no padding
+``Transpose``                  ``(0, 2, 3, 1)`` or ``(0, 3, 1, 2)`` of a quantized image
+                               (NCHW <-> NHWC), not inside a layer
+``Flatten``, ``Reshape``       to ``(N, features)``; an image inside the network flattened in
+                               ONNX's NCHW order has the dense layer after it take its columns
+                               permuted to hwnn's ``(H, W, C)`` order (NHWC: as they are)
 ``Identity``, ``Dropout``      ignored
 ============================== ============================================================
 
-The last layer may end without a ``Quant``: it outputs its raw accumulator (no stage), whose
-per-channel scale ``s_x * s_w`` dequantizes it; a float bias is added to the accumulator
-rounded to whole accumulator steps, so the dequantized logits are within half a step of
-qonnx's (exactly equal when the bias is a multiple of the step, as Brevitas' bias
-quantizers make it).
+The last layer may end without a quantizer: it outputs its accumulator, whose per-channel
+scale dequantizes it. The steps after its product (bias, ``Mul``, ``Sub``, ``Div``, batch
+normalization) compose into ``A * acc + B`` per channel: the output scale is ``|A|`` (a
+channel whose ``A`` is negative has its weights negated, refused if the weight format is not
+symmetric), and ``B / A`` is added to the accumulator rounded to whole steps, so the
+dequantized logits are within half a step of qonnx's (exactly equal when ``B`` is a multiple
+of the step, as Brevitas' bias quantizers make it). A final ``Relu`` becomes a
+requantization stage of factor 1 clamping at 0; any other step after a ``Relu`` is refused.
 
 Exactness: each threshold stage is found by a binary search over the layer's whole integer
 accumulator range (:func:`hwnn.quant.threshold_search.search_thresholds`) on the very float32
@@ -55,7 +71,8 @@ the tests import). The network's ``info["input_quantizer"]`` makes
 does, in float32.
 
 Anything else (another op, a ``Quant`` elsewhere, a per-channel activation scale, a
-non-integer zero point) is refused with one line naming the node and why.
+non-integer zero point, a ``Trunc``, an average pool, a residual ``Add`` of two tensors) is
+refused with one line naming the node and why.
 """
 
 from pathlib import Path
