@@ -151,6 +151,7 @@ def _import_qonnx(args) -> int:
     finds a disagreement (exit 1) or an error (exit 2) writes nothing."""
     from .arrays import load_labelled
     from .flow.report import class_indices, golden_predictions, layer_table
+    from .quant.qonnx_check import network_inputs
     from .quant.qonnx_frontend import load_qonnx
 
     defaults = _parser().parse_args(["quantize", args.model, "-o", args.output])
@@ -169,7 +170,8 @@ def _import_qonnx(args) -> int:
         if args.test:
             x, y = load_labelled(args.test)
             labels = class_indices(y, network.info)
-            accuracy = (golden_predictions(network, x) == labels).mean()
+            accuracy = (golden_predictions(network, network_inputs(network, x))
+                        == labels).mean()
             report = (f"\naccuracy on {len(labels)} test inputs: golden model "
                       f"{100 * accuracy:.2f}%")
     print(layer_table(network))

@@ -69,14 +69,16 @@ def test_multithreshold_exhaustive_over_accumulator_range(chain, thresholds, out
 
 
 def cnn(rng, batch, *, nhwc_input):
-    """A QONNX CNN on (batch, 8, 8, 2) NHWC images transposed to NCHW (``nhwc_input``) or
-    on (batch, 2, 8, 8) NCHW ones: conv 3x3 (2 -> 4, pad 1, 4-bit weights per channel), BN
+    """A QONNX CNN on (batch, 8, 8, 2) NHWC images transposed to NCHW after their Quant
+    (``nhwc_input`` ``"after"``) or before it (``"before"``), or on (batch, 2, 8, 8) NCHW
+    ones (None): conv 3x3 (2 -> 4, pad 1, 4-bit weights per channel), BN
     with negative gammas, a per-channel MultiThreshold (UINT2), max pool 2, a Transpose to
     NHWC, Flatten, a MatMul to 5 outputs whose input is a uint3 MultiThreshold of a hidden
     dense layer, ending at a bias. Power-of-two scales."""
     b = Builder()
-    x = b.quant("x", 2.0 ** -6, 0, 8, True)
-    if nhwc_input:
+    x = b.node("Transpose", ["x"], perm=[0, 3, 1, 2]) if nhwc_input == "before" else "x"
+    x = b.quant(x, 2.0 ** -6, 0, 8, True)
+    if nhwc_input == "after":
         x = b.node("Transpose", [x], perm=[0, 3, 1, 2])
     w_scale = 2.0 ** rng.integers(-6, -3, (4, 1, 1, 1))
     weights = rng.integers(-7, 8, (4, 2, 3, 3)) * w_scale
@@ -104,7 +106,7 @@ def cnn(rng, batch, *, nhwc_input):
     return b.graph(y, shape, [batch, 5])
 
 
-@pytest.mark.parametrize("nhwc_input", [True, False])
+@pytest.mark.parametrize("nhwc_input", ["after", "before", None])
 def test_cnn_with_multithresholds_and_transposes_agrees_with_qonnx(nhwc_input):
     rng = np.random.default_rng(3)
     model = cnn(rng, 1, nhwc_input=nhwc_input)
@@ -121,7 +123,7 @@ def test_cnn_with_multithresholds_and_transposes_agrees_with_qonnx(nhwc_input):
 
 def refused(change):
     """The message importing the CNN changed by ``change(nodes)`` raises."""
-    model = cnn(np.random.default_rng(0), 1, nhwc_input=False)
+    model = cnn(np.random.default_rng(0), 1, nhwc_input=None)
     change(model.graph.node)
     with pytest.raises(ValueError) as error:
         from_qonnx(model)
@@ -260,3 +262,21 @@ def test_last_layer_refusals():
                                          r"accumulator without a Quant after it"):
         from_qonnx(model_of(lambda b, y: b.node("Mul", [b.node("Relu", [y]),
                                                         b.const(np.float32(2))])))
+
+
+def test_cli_test_accuracy_of_an_nchw_model(tmp_path, capsys):
+    """``hwnn quantize cnn.onnx --test`` takes the test images in the model's NCHW layout."""
+    import onnx
+
+    from hwnn.cli import main
+    rng = np.random.default_rng(7)
+    onnx.save(cnn(rng, 1, nhwc_input=None), str(tmp_path / "cnn.onnx"))
+    x = (rng.integers(-128, 128, (40, 2, 8, 8)) * np.float32(2.0 ** -6)).astype(np.float32)
+    batch_model = cnn(np.random.default_rng(7), 40, nhwc_input=None)   # the same, 40 inputs
+    logits = run_qonnx(batch_model, x)[batch_model.graph.output[0].name]
+    np.savez(tmp_path / "test.npz", x=x, y=logits.argmax(1))
+    output = tmp_path / "cnn.hwnn.npz"
+    assert main(["quantize", str(tmp_path / "cnn.onnx"), "--test", str(tmp_path / "test.npz"),
+                 "-o", str(output)]) == 0
+    assert "accuracy on 40 test inputs: golden model 100.00%" in capsys.readouterr().out
+    assert output.exists()
