@@ -41,6 +41,15 @@ graph input                    ``(N, F)`` vectors or ``(N, C, H, W)`` images (th
                                scale; ``data_layout`` empty, ``NC`` or ``NCHW``
 ``MaxPool``                    on a quantized NCHW image (after its quantizer): a max pool
                                of codes, no padding
+``AveragePool``,               on a quantized NCHW image (no padding, dilation or
+``GlobalAveragePool``          ``ceil_mode``): opens a layer summing each window, a depthwise
+                               convolution of weights 1 whose float32 step divides by the
+                               window's size; a quantizer must close it (``Trunc``, or a
+                               ``Quant``), a ``Mul`` by the window's size may come between
+``Trunc``                      closes a layer as a ``Quant`` does, with qonnx's own function
+                               of the node's version: 1 (unclamped: the codes' format is the
+                               one the accumulator range needs) or 2 (clamped to the output
+                               bit width); constant per-tensor parameters
 ``Transpose``                  ``(0, 2, 3, 1)`` or ``(0, 3, 1, 2)`` of a quantized image
                                (NCHW <-> NHWC), not inside a layer
 ``Flatten``, ``Reshape``       to ``(N, features)``; an image inside the network flattened in
@@ -71,8 +80,8 @@ the tests import). The network's ``info["input_quantizer"]`` makes
 does, in float32.
 
 Anything else (another op, a ``Quant`` elsewhere, a per-channel activation scale, a
-non-integer zero point, a ``Trunc``, an average pool, a residual ``Add`` of two tensors) is
-refused with one line naming the node and why.
+non-integer zero point, a residual ``Add`` of two tensors) is refused with one line naming
+the node and why.
 """
 
 from pathlib import Path

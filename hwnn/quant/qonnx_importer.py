@@ -12,7 +12,7 @@ from ..ir.tensors import chw_to_hwc_columns
 from .onnx_graph import node_attributes
 from .qonnx_arith import BatchNormF32, QuantSpec
 from .qonnx_layer import OpenLayer
-from .qonnx_specs import INPUT_ROUNDING, multithreshold_spec, quant_spec, where
+from .qonnx_specs import INPUT_ROUNDING, multithreshold_spec, quant_spec, trunc_spec, where
 
 __all__ = ["GraphImporter"]
 
@@ -61,10 +61,10 @@ class GraphImporter:
             handler = getattr(self, f"_{node.op_type.lower()}", None)
             if handler is None:
                 raise ValueError(f"{where(node)} is not supported: hwnn imports Quant, "
-                                 f"BipolarQuant, MultiThreshold, Conv, MatMul, Gemm, Add, "
-                                 f"Sub, Mul, Div, BatchNormalization, Relu, MaxPool, "
-                                 f"Flatten, Reshape, Transpose, Identity and Dropout in a "
-                                 f"chain of layers")
+                                 f"BipolarQuant, MultiThreshold, Trunc, Conv, MatMul, Gemm, "
+                                 f"Add, Sub, Mul, Div, BatchNormalization, Relu, MaxPool, "
+                                 f"AveragePool, GlobalAveragePool, Flatten, Reshape, "
+                                 f"Transpose, Identity and Dropout in a chain of layers")
             handler(node)
             self.current = node.output[0]
         outputs = [value.name for value in self.graph.output]
@@ -277,6 +277,55 @@ class GraphImporter:
         self.layers.append(pool)
         self.tensors.append((node.output[0], spec))
         self.shape = pool.output_shape
+
+    def _averagepool(self, node):
+        values = self._attributes(node, {
+            "auto_pad": "NOTSET", "ceil_mode": 0, "count_include_pad": 0, "dilations": [1, 1],
+            "kernel_shape": None, "pads": [0, 0, 0, 0], "strides": None})
+        if (values["kernel_shape"] is None or values["auto_pad"] not in ("NOTSET", "VALID")
+                or any(values["pads"]) or values["ceil_mode"]
+                or list(values["dilations"]) != [1, 1]):
+            raise ValueError(f"{where(node)} must average without padding, dilation or "
+                             f"ceil_mode, not {values}")
+        self._sum_pool(node, tuple(values["kernel_shape"]),
+                       tuple(values["strides"] or values["kernel_shape"]))
+
+    def _globalaveragepool(self, node):
+        if len(self.shape) == 3:
+            self._sum_pool(node, self.shape[:2], (1, 1))
+        else:
+            self._sum_pool(node, None, None)
+
+    def _sum_pool(self, node, kernel, strides):
+        """Open a layer summing each window of the quantized image: a depthwise convolution
+        of weights 1, whose float32 step divides by the window's size as the average pool
+        does; a quantizer (``Trunc`` or ``Quant``) must close it."""
+        if self.open is not None or self.in_spec is None or len(self.shape) != 3:
+            raise ValueError(f"{where(node)} must average a quantized image (after its "
+                             f"quantizer)")
+        self._expect_chw(node)
+        height, width, channels = self.shape
+        weights = np.ones((channels, *kernel, 1), dtype=np.int64)
+
+        def make(**members):
+            return Conv2d(in_size=(height, width), stride=strides, groups=channels, **members)
+
+        unit = QuantSpec(np.float32(1), np.float32(0), 2, True, True, "ROUND")
+        self._start_layer(node, make, weights, unit, np.ones(weights.shape))
+        self.open.prefix = "avgpool"
+        size = np.float32(math.prod(kernel))
+        self.open.add_step("average", lambda y: y / size, (1 / np.float64(size), 0.0))
+        self.shape = ((height - kernel[0]) // strides[0] + 1,
+                      (width - kernel[1]) // strides[1] + 1, channels)
+
+    def _trunc(self, node):
+        if self.open is None:
+            raise ValueError(f"{where(node)} must truncate an average pool's output (after "
+                             f"AveragePool or GlobalAveragePool)")
+        spec = trunc_spec(self.wrapper, node, self.open.code_range)
+        self._close_thresholds(spec, node)
+        self.tensors.append((node.output[0], spec))
+        self.in_spec = spec
 
     def _attributes(self, node, defaults):
         return node_attributes(node, defaults, where(node))

@@ -26,6 +26,8 @@ class OpenLayer:
         self.weight_spec, self.weight_scale, self.in_spec = weight_spec, weight_scale, in_spec
         self.steps = []
         self.descending = np.zeros(len(weights), dtype=bool)
+        #: The IR layer's name is this and its index in the network.
+        self.prefix = "dense" if make is Dense else "conv"
 
     @property
     def channels(self) -> int:
@@ -66,11 +68,17 @@ class OpenLayer:
         return accumulator_range(self.weights.reshape(self.channels, -1), bias,
                                  self.in_format.format)
 
+    def code_range(self, codes_of):
+        """The smallest and largest of ``codes_of`` (float32 values to codes, monotone) over
+        the layer's accumulator range."""
+        lo, hi = self.acc_range(self.zero_point_bias())
+        codes = codes_of(self.real_values(np.stack([lo, hi])))
+        return int(codes.min()), int(codes.max())
+
     def build(self, index, where, **members):
         """The IR layer, the ``index``-th of the network; a ValueError names ``where``."""
-        name = f"{'dense' if self.make is Dense else 'conv'}{index}"
         try:
-            return self.make(name=name, weights=self.weights,
+            return self.make(name=f"{self.prefix}{index}", weights=self.weights,
                              weight_format=self.weight_spec.format,
                              weight_scale=self.weight_scale, input=self.in_format, **members)
         except ValueError as error:

@@ -1,15 +1,16 @@
 """The parameters of QONNX's quantizer nodes, read from a cleaned qonnx ``ModelWrapper``:
 ``Quant`` and ``BipolarQuant`` as :class:`~hwnn.quant.qonnx_arith.QuantSpec`, FINN's
-``MultiThreshold`` as :class:`~hwnn.quant.qonnx_arith.MultiThresholdSpec`.
+``MultiThreshold`` as :class:`~hwnn.quant.qonnx_arith.MultiThresholdSpec`, ``Trunc`` as
+:class:`~hwnn.quant.qonnx_arith.TruncSpec`.
 """
 
 import numpy as np
 
-from ..ir.formats import Format, Rounding
+from ..ir.formats import Format, Rounding, signed_bits_for
 from .onnx_graph import node_attributes
-from .qonnx_arith import MultiThresholdSpec, QuantSpec
+from .qonnx_arith import MultiThresholdSpec, QuantSpec, TruncSpec
 
-__all__ = ["INPUT_ROUNDING", "multithreshold_spec", "quant_spec", "where"]
+__all__ = ["INPUT_ROUNDING", "multithreshold_spec", "quant_spec", "trunc_spec", "where"]
 
 #: The rounding modes of an input ``Quant`` and the same rounding of hwnn's input quantizer
 #: (:meth:`hwnn.ir.Network.quantize_input`).
@@ -112,3 +113,53 @@ def multithreshold_spec(wrapper, node, channels, layout) -> MultiThresholdSpec:
     return MultiThresholdSpec(thresholds, out_format,
                               np.float32(out_scale / np.float32(out_format.step)),
                               np.float32(zero_point))
+
+
+def trunc_spec(wrapper, node, code_range) -> TruncSpec:
+    """The parameters of a ``Trunc`` node of the version the model imports (1 or 2), its
+    parameters constants. ``code_range(function)`` gives the smallest and largest code that
+    ``function`` (float32 values to codes) gives on the layer's accumulator range: the
+    output format of a version 1 ``Trunc``, which does not clamp."""
+    from qonnx.custom_op.general.trunc import trunc_v1, trunc_v2
+    op = wrapper.get_customop_wrapper(node)
+    version = op.onnx_opset_version
+    arity = {1: 5, 2: 6}.get(version)
+    params = [wrapper.get_initializer(name) for name in node.input[1:]]
+    if arity is None or len(node.input) != arity or any(p is None for p in params):
+        raise ValueError(f"{where(node)} must be a version 1 or 2 Trunc with constant scale, "
+                         f"zero point, bit widths (and output scale)")
+    params = [np.asarray(param, dtype=np.float32) for param in params]
+    if any(param.size != 1 for param in params):
+        raise ValueError(f"{where(node)} parameters must be scalars (per tensor)")
+    rounding = op.get_nodeattr("rounding_mode")
+    if version == 1:
+        scale, zero_point, in_bits, out_bits = params
+
+        def function(x):
+            return trunc_v1(x, scale, zero_point, in_bits, out_bits, rounding)
+
+        out_scale, out_zero_point = scale, zero_point
+    else:
+        scale, zero_point, in_bits, out_scale, out_bits = params
+        narrow, signed = op.get_nodeattr("narrow"), op.get_nodeattr("signed")
+
+        def function(x):
+            return trunc_v2(x, scale, zero_point, in_bits, narrow, signed, out_scale,
+                            out_bits, rounding)
+
+        out_zero_point = zero_point / 2 ** np.round(np.log2(out_scale / scale))
+    if not (np.isfinite(out_scale) and out_scale > 0 and out_zero_point == np.round(
+            out_zero_point)):
+        raise ValueError(f"{where(node)} must give codes times a positive scale, with an "
+                         f"integer zero point")
+    out_scale = out_scale.reshape(()).astype(np.float32)
+    out_zero_point = out_zero_point.reshape(()).astype(np.float32)
+    spec = TruncSpec(function, Format.int(2), out_scale, out_zero_point)
+    if version == 2:
+        bits = int(out_bits)
+        out_format = (Format.int(bits, narrow=bool(narrow)) if signed else Format.uint(bits))
+    else:
+        low, high = code_range(spec.codes)
+        out_format = (Format.uint(max(int(high).bit_length(), 1)) if low >= 0
+                      else Format.int(signed_bits_for(low, high)))
+    return TruncSpec(function, out_format, out_scale, out_zero_point)

@@ -280,3 +280,61 @@ def test_cli_test_accuracy_of_an_nchw_model(tmp_path, capsys):
                  "-o", str(output)]) == 0
     assert "accuracy on 40 test inputs: golden model 100.00%" in capsys.readouterr().out
     assert output.exists()
+
+
+# Average pools and Trunc ------------------------------------------------------------------------
+
+def pooled_cnn(rng, batch, pool, trunc_version, times_size):
+    """A QONNX CNN on (batch, 2, 6, 6) images: conv 3x3 pad 1 (2 -> 3) with BN and a uint4
+    Quant of scale 2**-3, then ``pool`` ("global", or a kernel size) average pool, times the
+    window's size when ``times_size`` (as Brevitas' TruncAvgPool2d exports it), a ``Trunc``
+    of the given version to 4 bits (its scale the Quant's, 2 more input bits), Flatten and a
+    MatMul to 4 outputs with a bias."""
+    b = Builder()
+    x = b.quant("x", 2.0 ** -6, 0, 8, True)
+    w_scale = 2.0 ** rng.integers(-6, -3, (3, 1, 1, 1))
+    weights = rng.integers(-7, 8, (3, 2, 3, 3)) * w_scale
+    y = b.node("Conv", [x, b.quant(b.const(weights), w_scale, 0, 4, True, True)],
+               kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    y = b.node("BatchNormalization", [y, b.const([1.5, -0.7, 0.9]),
+                                      b.const(rng.normal(1, 0.5, 3)),
+                                      b.const(rng.normal(0, 0.5, 3)),
+                                      b.const(rng.uniform(0.5, 2, 3))])
+    act_scale = 2.0 ** -3
+    y = b.quant(y, act_scale, 0, 4, False)
+    if pool == "global":
+        y, size, cells = b.node("GlobalAveragePool", [y]), 36, 1
+    else:
+        y = b.node("AveragePool", [y], kernel_shape=[pool, pool], strides=[pool, pool])
+        size, cells = pool * pool, (6 // pool) ** 2
+    if times_size:
+        y = b.node("Mul", [y, b.const(np.float32(size))])
+    in_bits = 6
+    if trunc_version == 1:
+        y = b.node("Trunc", [y, b.const(act_scale), b.const(0.0), b.const(in_bits),
+                             b.const(4.0)], "qonnx.custom_op.general", rounding_mode="FLOOR")
+    else:
+        y = b.node("Trunc", [y, b.const(act_scale), b.const(0.0), b.const(in_bits),
+                             b.const(act_scale * 4), b.const(4.0)], "qonnx.custom_op.general",
+                   rounding_mode="FLOOR", signed=0)
+    y = b.node("Flatten", [y], axis=1)
+    weights = rng.integers(-7, 8, (3 * cells, 4)) * 2.0 ** -4
+    y = b.node("MatMul", [y, b.quant(b.const(weights), 2.0 ** -4, 0, 4, True, True)])
+    y = b.node("Add", [y, b.const(rng.normal(0, 1, 4))])
+    model = b.graph(y, [batch, 2, 6, 6], [batch, 4])
+    model.opset_import[1].version = trunc_version
+    return model
+
+
+@pytest.mark.parametrize("pool, trunc_version, times_size", [
+    ("global", 1, True), (2, 1, True), (3, 1, False), (2, 2, False), ("global", 2, True),
+])
+def test_average_pool_and_trunc_agree_with_qonnx(pool, trunc_version, times_size):
+    rng = np.random.default_rng(8)
+    model = pooled_cnn(rng, 1, pool, trunc_version, times_size)
+    x = (rng.integers(-128, 128, (300, 2, 6, 6)) * np.float32(2.0 ** -6)).astype(np.float32)
+    network = agrees_with_qonnx(model, x)
+    assert [layer.kind for layer in network.layers] == ["conv2d", "conv2d", "dense"]
+    pool_layer = network.layers[1]
+    assert pool_layer.groups == 3 and np.all(pool_layer.weights == 1)
+    assert pool_layer.stage_name == "thresholds"
