@@ -338,3 +338,18 @@ def test_average_pool_and_trunc_agree_with_qonnx(pool, trunc_version, times_size
     pool_layer = network.layers[1]
     assert pool_layer.groups == 3 and np.all(pool_layer.weights == 1)
     assert pool_layer.stage_name == "thresholds"
+
+
+def test_imported_average_pool_runs_on_the_dataflow_engine():
+    """The window sum (a depthwise convolution of weights 1 over the whole image) and its
+    Trunc thresholds in Amaranth's simulator, random stalls, against the golden model."""
+    from hwnn.rtl.dataflow import DataflowAccelerator
+    from hwnn.rtl.folding import auto_folding
+    from hwnn.sim.pysim import run_vectors
+
+    rng = np.random.default_rng(9)
+    network = from_qonnx(pooled_cnn(rng, 1, "global", 1, True))
+    codes = rng.integers(-128, 128, (3, 6, 6, 2))
+    dut = DataflowAccelerator(network, auto_folding(network, 12))
+    actual, _ = run_vectors(dut, network, codes.reshape(3, -1), seed=1, timeout=20_000)
+    assert np.array_equal(actual, run_network(network, codes).reshape(3, -1))
