@@ -97,9 +97,7 @@ class GraphImporter:
         channels, height, width = shape[1:]
         return (height, width, channels)
 
-    # Quant nodes ---------------------------------------------------------------------------
-
-    # Quant nodes ---------------------------------------------------------------------------
+    # Quantizers ----------------------------------------------------------------------------
 
     def _constant_quant(self, node) -> bool:
         """Evaluate a Quant node of a constant (weights, bias); False for any other node."""
