@@ -192,6 +192,8 @@ def dense_layers(b, rng, x, sizes, *, last):
     # 1 - x, then an offset, rounded down.
     ([("rsub", 1.0), ("Add", 0.25)], (2.0 ** -4, 6, True, "FLOOR"),
      lambda rng, shape: rng.normal(0, 1, shape)),
+    # A binary input, centred first (0.5 itself included: it becomes +1).
+    ([("Sub", 0.5)], "bipolar", lambda rng, shape: rng.integers(0, 5, shape) / 4),
 ])
 def test_input_centering_folds_into_the_input_quantizer(steps, in_q, x_of):
     rng = np.random.default_rng(4)
@@ -200,8 +202,11 @@ def test_input_centering_folds_into_the_input_quantizer(steps, in_q, x_of):
     for op, constant in steps:
         x = (b.node("Sub", [b.const(np.float32(constant)), x]) if op == "rsub"
              else b.node(op, [x, b.const(np.float32(constant))]))
-    scale, bits, signed, rounding = in_q
-    x = b.quant(x, scale, 0, bits, signed, rounding=rounding)
+    if in_q == "bipolar":
+        x = b.bipolar(x, 1.0)
+    else:
+        scale, bits, signed, rounding = in_q
+        x = b.quant(x, scale, 0, bits, signed, rounding=rounding)
     y = dense_layers(b, rng, x, [16, 12, 6], last=lambda b, y: y)
     model = b.model(y, 1, 16, 6)
     network = agrees_with_qonnx(model, x_of(rng, (300, 16)).astype(np.float32))
@@ -353,3 +358,23 @@ def test_imported_average_pool_runs_on_the_dataflow_engine():
     dut = DataflowAccelerator(network, auto_folding(network, 12))
     actual, _ = run_vectors(dut, network, codes.reshape(3, -1), seed=1, timeout=20_000)
     assert np.array_equal(actual, run_network(network, codes).reshape(3, -1))
+
+
+@pytest.mark.parametrize("attribute, value", [("pads", [0, 0, 1, 1]), ("ceil_mode", 1)])
+def test_refuses_a_padded_average_pool(attribute, value):
+    model = pooled_cnn(np.random.default_rng(0), 1, 2, 1, True)
+    set_attribute(node(model.graph.node, "AveragePool"), attribute, value)
+    with pytest.raises(ValueError, match=r"^QONNX node '\w+' \(AveragePool\) must average "
+                                         r"without padding, dilation or ceil_mode"):
+        from_qonnx(model)
+
+
+def test_refuses_a_trunc_outside_a_layer():
+    b = Builder()
+    x = b.node("Trunc", [b.quant("x", 2.0 ** -3, 0, 8, False), b.const(2.0 ** -3),
+                         b.const(0.0), b.const(8.0), b.const(4.0)], "qonnx.custom_op.general",
+               rounding_mode="FLOOR")
+    y = b.node("MatMul", [x, b.quant(b.const(np.ones((4, 2))), 1.0, 0, 2, True, True)])
+    with pytest.raises(ValueError, match=r"^QONNX node '\w+' \(Trunc\) must truncate an "
+                                         r"average pool's output"):
+        from_qonnx(b.model(y, 1, 4, 2))
