@@ -499,4 +499,5 @@ class GraphImporter:
 
     def _close_unquantized(self):
         layer, self.open = self.open, None
-        self.layers.append(layer.with_accumulator(len(self.layers)))
+        last = where(self.wrapper.find_producer(self.current))
+        self.layers.append(layer.with_accumulator(len(self.layers), last))

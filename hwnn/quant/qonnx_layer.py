@@ -103,36 +103,37 @@ class OpenLayer:
                           activation="relu" if any(op == "relu" for op, _, _ in self.steps)
                           else "identity")
 
-    def with_accumulator(self, index):
+    def with_accumulator(self, index, where):
         """The IR layer that outputs its accumulator (the graph's last layer, without a
         quantizer). The steps after the product compose into one affine map per channel,
         ``y = A * acc + B`` (real arithmetic): the output scale is ``|A|`` (a channel with a
         negative ``A`` has its weights negated, which a symmetric weight format allows) and
         ``B / A`` is added to the accumulator rounded to whole steps, so the dequantized
         outputs are within half a step (plus qonnx's float32 rounding) of qonnx's. A final
-        ``Relu`` clamps the accumulator at 0 (a requantization stage of factor 1)."""
+        ``Relu`` clamps the accumulator at 0 (a requantization stage of factor 1).
+        ``where`` names the graph's last node in messages."""
         ops = [op for op, _, _ in self.steps]
         relu = bool(ops) and ops[-1] == "relu"
         if "relu" in ops[:-1]:
-            raise ValueError(f"The last layer applies {', '.join(ops)} to its accumulator "
-                             f"without a Quant after it: hwnn outputs it affine, then at most "
-                             f"one final Relu")
+            raise ValueError(f"{where} ends a layer that applies {', '.join(ops)} to its "
+                             f"accumulator without a quantizer after it: hwnn outputs it "
+                             f"affine, then at most one final Relu")
         scale = self.acc_scale.copy()
         shift = np.zeros(self.channels)
         for _, _, (a, b) in self.steps[:-1] if relu else self.steps:
             a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
             scale, shift = scale * a, shift * a + b
         if np.any(scale == 0) or not np.all(np.isfinite(scale)):
-            raise ValueError(f"The last layer's {', '.join(ops)} scale some outputs by 0 or a "
-                             f"non-finite factor")
+            raise ValueError(f"{where} ends a layer whose {', '.join(ops)} scale some "
+                             f"outputs by 0 or a non-finite factor")
         negative = scale < 0
         weights = self.weights
         if negative.any():
             weight_format = self.weight_spec.format
             if not weight_format.contains(-weights[negative]):
-                raise ValueError(f"The last layer's {', '.join(ops)} reverse some outputs, and "
-                                 f"its {weight_format} weights cannot be negated to output them "
-                                 f"without a Quant")
+                raise ValueError(f"{where} ends a layer whose {', '.join(ops)} reverse some "
+                                 f"outputs, and its {weight_format} weights cannot be negated "
+                                 f"to output them without a quantizer")
             sign = np.where(negative, -1, 1).reshape((-1,) + (1,) * (weights.ndim - 1))
             self.weights = weights * sign
         scale = np.abs(scale)
@@ -146,6 +147,6 @@ class OpenLayer:
             output_format = Format.uint(max(int(hi.max()).bit_length(), 1))
         else:
             output_format = Format.int(signed_bits_for(lo.min(), hi.max()))
-        return self.build(index, "The last layer", bias=bias, stage=stage,
+        return self.build(index, where, bias=bias, stage=stage,
                           output=TensorFormat(output_format, scale),
                           activation="relu" if relu else "identity")

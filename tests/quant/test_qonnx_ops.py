@@ -260,11 +260,13 @@ def test_last_layer_refusals():
         y = b.node("MatMul", [x, b.quant(b.const(weights), 2.0 ** -4, 0, 4, True, narrow)])
         return b.model(last(b, y), 1, 16, 6)
 
-    with pytest.raises(ValueError, match=r"^The last layer's batchnorm reverse some outputs, "
-                                         r"and its int4 weights cannot be negated"):
+    with pytest.raises(ValueError, match=r"^QONNX node '\w+' \(BatchNormalization\) ends a "
+                                         r"layer whose batchnorm reverse some outputs, and its "
+                                         r"int4 weights cannot be negated"):
         from_qonnx(model_of(last_batchnorm, narrow=False))
-    with pytest.raises(ValueError, match=r"^The last layer applies relu, mul to its "
-                                         r"accumulator without a Quant after it"):
+    with pytest.raises(ValueError, match=r"^QONNX node '\w+' \(Mul\) ends a layer that "
+                                         r"applies relu, mul to its accumulator without a "
+                                         r"quantizer after it"):
         from_qonnx(model_of(lambda b, y: b.node("Mul", [b.node("Relu", [y]),
                                                         b.const(np.float32(2))])))
 
