@@ -145,9 +145,10 @@ def import_qonnx(model, name="net"):
     """``(network, wrapper, tensors)``: the hwnn network of a QONNX model (as
     :func:`from_qonnx`), the cleaned qonnx ``ModelWrapper`` it was read from, and for the
     input quantizer, then for each layer, the pair ``(tensor, spec)``: the name of the
-    cleaned graph's tensor that holds the codes and the
-    :class:`~hwnn.quant.qonnx_arith.QuantSpec` that quantized it (None for the last layer's
-    raw accumulator)."""
+    cleaned graph's tensor that holds the codes and the spec of the node that quantized it
+    (a :class:`~hwnn.quant.qonnx_arith.QuantSpec`, ``MultiThresholdSpec`` or ``TruncSpec``,
+    each with ``scale``, ``zero_point`` and ``format``; None for the last layer's
+    accumulator)."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.cleanup import cleanup_model
 
