@@ -146,9 +146,12 @@ QUANTIZATION_OPTIONS = ("weights", "acts", "inputs", "per_channel", "calib", "ca
 
 
 def _import_qonnx(args) -> int:
-    """``hwnn quantize`` of a QONNX model: imported as it is quantized, nothing calibrated."""
+    """``hwnn quantize`` of a QONNX model: imported as it is quantized, nothing calibrated.
+    The network file is written only when everything agrees (exit 0): a ``--check`` that
+    finds a disagreement (exit 1) or an error (exit 2) writes nothing."""
     from .arrays import load_labelled
     from .flow.report import class_indices, golden_predictions, layer_table
+    from .quant.qonnx_check import network_inputs
     from .quant.qonnx_frontend import load_qonnx
 
     defaults = _parser().parse_args(["quantize", args.model, "-o", args.output])
@@ -167,12 +170,17 @@ def _import_qonnx(args) -> int:
         if args.test:
             x, y = load_labelled(args.test)
             labels = class_indices(y, network.info)
-            accuracy = (golden_predictions(network, x) == labels).mean()
+            accuracy = (golden_predictions(network, network_inputs(network, x))
+                        == labels).mean()
             report = (f"\naccuracy on {len(labels)} test inputs: golden model "
                       f"{100 * accuracy:.2f}%")
     print(layer_table(network))
     if report:
         print(report)
+    if status:
+        print(f"\nnot writing {args.output}: the imported network disagrees with qonnx's "
+              f"executor")
+        return status
     path = network.save(args.output)
     print(f"\nwrote {path}")
     return status

@@ -26,6 +26,12 @@ from .tensors import TensorFormat, shape_text
 __all__ = ["Network", "takes"]
 
 
+#: The float32 steps an input quantizer may apply before it scales (see
+#: :meth:`Network.quantize_input`).
+_INPUT_STEPS = {"add": lambda x, c: x + c, "sub": lambda x, c: x - c,
+                "rsub": lambda x, c: c - x, "mul": lambda x, c: x * c, "div": lambda x, c: x / c}
+
+
 def takes(input_shape, shape) -> bool:
     """Whether a layer of ``input_shape`` takes a tensor of ``shape``: the same shape, or a
     vector of as many codes (the tensor flattened)."""
@@ -99,8 +105,10 @@ class Network:
         """Input codes of real inputs ``x``, one or more inputs of :attr:`input_shape` (round
         half to even, saturate). A network whose ``info`` has an ``input_quantizer``
         ``{"arithmetic": "float32", "rounding": <Rounding value>}`` (an imported QONNX
-        model's) quantizes as that model does: ``x / scale + zero_point`` in float32, then
-        that rounding."""
+        model's) quantizes as that model does: first its ``steps``, if any (``[op, c]`` in
+        order, in float32: ``add`` ``x + c``, ``sub`` ``x - c``, ``rsub`` ``c - x``, ``mul``
+        ``x * c``, ``div`` ``x / c``; a model's input centering), then ``x / scale +
+        zero_point`` in float32, then that rounding."""
         from ..quant.quantizers import QuantParams, quantize
         x = np.asarray(x, dtype=np.float64)
         shape = self.input_shape
@@ -110,12 +118,16 @@ class Network:
                                  f"axis, not shape {x.shape}")
             raise ValueError(f"Inputs must have shape {shape_text(shape)} on the last axes, "
                              f"not shape {x.shape}")
-        if self.input.format.kind == "bipolar":
-            return np.where(x >= 0, 1, -1).astype(np.int64)
         quantizer = self.info.get("input_quantizer")
         if quantizer is not None:
             f32 = np.float32
-            shifted = x.astype(f32) / f32(self.input.scale) + f32(self.input.zero_point)
+            x = x.astype(f32)
+            for op, constant in quantizer.get("steps", ()):
+                x = _INPUT_STEPS[op](x, f32(constant)).astype(f32)
+        if self.input.format.kind == "bipolar":
+            return np.where(x >= 0, 1, -1).astype(np.int64)
+        if quantizer is not None:
+            shifted = x / f32(self.input.scale) + f32(self.input.zero_point)
             return quantize(shifted.astype(np.float64), self.input.format, QuantParams(1.0, 0),
                             rounding=Rounding(quantizer["rounding"]))
         return quantize(x, self.input.format,

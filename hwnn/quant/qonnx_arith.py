@@ -16,6 +16,13 @@ NumPy and every standard op alone in onnxruntime, all in float32:
   ``inv_std = 1 / sqrt(var + eps)``, ``a = inv_std * gamma``, ``b = beta - mean * a``, then
   ``x * a + b``, each step rounded to float32.
 * ``Relu``: ``max(x, 0)``.
+* ``AveragePool``/``GlobalAveragePool`` of quantized codes: the sum of the window's values
+  (exact with a power-of-two scale) divided by the window's size in float32.
+* ``Trunc`` (:class:`TruncSpec`): qonnx's own function of its version (1: ``floor(round(x /
+  scale + zp) / 2**(in_bits - out_bits))``, unclamped; 2: clamped to the output bit width).
+* FINN's ``MultiThreshold`` (:class:`MultiThresholdSpec`): per channel the number of
+  thresholds ``t`` with ``x >= t`` (float32 comparisons), times ``out_scale`` plus
+  ``out_bias``.
 
 Each step is monotone in its input (float32 rounding is), so the chain is monotone per
 channel: non-decreasing unless the batch normalization's ``a`` is negative.
@@ -27,7 +34,7 @@ import numpy as np
 
 from ..ir.formats import Format
 
-__all__ = ["BatchNormF32", "QuantSpec", "matmul_value"]
+__all__ = ["BatchNormF32", "MultiThresholdSpec", "QuantSpec", "TruncSpec", "matmul_value"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,6 +77,52 @@ class QuantSpec:
         if self.signed:
             return Format.int(self.bits, narrow=self.narrow and self.bits >= 2)
         return Format.uint(self.bits)
+
+
+@dataclass(frozen=True, eq=False)
+class MultiThresholdSpec:
+    """A FINN ``MultiThreshold`` node as an activation quantizer: ``thresholds`` (float32,
+    (channels or 1, T)), and the hwnn ``format`` of its output type whose levels ``0 .. T``
+    are the counts. Its output ``out_scale * count + out_bias`` is ``(code - zero_point) *
+    scale`` for the format's code of the count: :attr:`scale` and :attr:`zero_point` give
+    the same interface as :class:`QuantSpec` to the layer after it."""
+    thresholds: np.ndarray
+    format:     Format
+    scale:      np.ndarray
+    zero_point: np.ndarray
+
+    def codes(self, x) -> np.ndarray:
+        """The format's codes (float32) of the counts qonnx's ``MultiThreshold`` gives the
+        float32 values ``x`` (k, channels)."""
+        x = np.asarray(x, dtype=np.float32)[..., None]
+        counts = np.count_nonzero(x >= self.thresholds, axis=-1)
+        return self.format.level_value(counts).astype(np.float32)
+
+    def values(self, codes) -> np.ndarray:
+        """The float32 values qonnx's ``MultiThreshold`` outputs for ``codes``."""
+        return ((np.asarray(codes, dtype=np.float32) - self.zero_point)
+                * self.scale).astype(np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class TruncSpec:
+    """A QONNX ``Trunc`` node as an activation quantizer: ``function`` (qonnx's ``trunc_v1``
+    or ``trunc_v2`` with the node's constant parameters bound) and the output's codes, which
+    ``(code - zero_point) * scale`` gives back, of ``format``."""
+    function:   object
+    format:     Format
+    scale:      np.ndarray
+    zero_point: np.ndarray
+
+    def codes(self, x) -> np.ndarray:
+        """The integer codes (float32) of qonnx's ``Trunc`` output for the float32 values
+        ``x``."""
+        y = self.function(np.asarray(x, dtype=np.float32))
+        return np.round(y / self.scale + self.zero_point).astype(np.float32)
+
+    def values(self, codes) -> np.ndarray:
+        return ((np.asarray(codes, dtype=np.float32) - self.zero_point)
+                * self.scale).astype(np.float32)
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,6 +8,7 @@ accumulator against qonnx's outputs divided by its step (agreeing within one ste
 "my model and the hardware disagree: where?" with the first disagreement of each tensor.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from ..flow.report import class_decisions
 from ..sim.golden import run_network
 
-__all__ = ["TensorCheck", "check_qonnx"]
+__all__ = ["TensorCheck", "check_qonnx", "network_inputs"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,32 @@ def _channels_last(array):
     return array.transpose(0, 2, 3, 1) if array.ndim == 4 else array
 
 
+def _transposed_before(wrapper, tensor, graph_input) -> bool:
+    """Whether a ``Transpose`` lies between the graph input and the input quantizer's output
+    ``tensor`` (which is then NCHW, the input NHWC)."""
+    name = wrapper.find_producer(tensor).input[0]
+    while name != graph_input:
+        producer = wrapper.find_producer(name)
+        if producer.op_type == "Transpose":
+            return True
+        name = next(name for name in producer.input if wrapper.get_initializer(name) is None)
+    return False
+
+
+def network_inputs(network, x) -> np.ndarray:
+    """Real inputs ``x`` (N inputs in the imported model's own layout) as ``network`` takes
+    them: NCHW images (``info["input_layout"]`` ``"chw"``) channels last, then each input in
+    the network's input shape (a model flattening its input first takes it in its own
+    order)."""
+    x = np.asarray(x, dtype=np.float32)
+    if network.info.get("input_layout") == "chw" and x.ndim == 4:
+        x = _channels_last(x)
+    if x.ndim < 2 or math.prod(x.shape[1:]) != network.in_features:
+        raise ValueError(f"The model takes inputs of {network.in_features} values, not shape "
+                         f"{x.shape[1:]}")
+    return x.reshape(len(x), *network.input_shape)
+
+
 def check_qonnx(model, x, name="net"):
     """Import the QONNX ``model`` (an ``onnx.ModelProto``) and compare it, tensor by tensor,
     with qonnx's executor on the real inputs ``x`` (N inputs in the model's own layout).
@@ -86,14 +113,12 @@ def check_qonnx(model, x, name="net"):
     def codes_of(tensor, spec):
         return np.round(context[tensor] / spec.scale + spec.zero_point).astype(np.int64)
 
-    # Images the network takes channels last; a model flattening its input image first
-    # takes it as a vector in its own order.
-    images = network.info["input_layout"] == "chw"
-    shape = (len(x), *network.input_shape)
     tensor, spec = tensors[0]
+    ours = network.quantize_input(network_inputs(network, x))
     theirs = codes_of(tensor, spec)
-    theirs = (_channels_last(theirs) if images else theirs).reshape(shape)
-    ours = network.quantize_input((_channels_last(x) if images else x).reshape(shape))
+    if _transposed_before(wrapper, tensor, graph_input):
+        theirs = _channels_last(theirs)     # an NHWC input transposed, then quantized
+    theirs = network_inputs(network, theirs)
     checks.append(_compare("input", tensor, ours, theirs, ours == theirs))
     outputs, traces = run_network(network, ours, trace=True)
     for layer, trace, (tensor, spec) in zip(network.layers, traces, tensors[1:], strict=True):

@@ -16,59 +16,13 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("qonnx")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
-from qonnx.core.onnx_exec import execute_onnx  # noqa: E402
-from qonnx.transformation.infer_shapes import InferShapes  # noqa: E402
+from qonnx_graphs import (DOMAIN, Builder, every_input, pow2, qonnx_codes,  # noqa: E402
+                          run_qonnx, single_layer)
 
 from hwnn.ir import Thresholds  # noqa: E402
 from hwnn.quant.qonnx_frontend import from_qonnx, is_qonnx, load_qonnx  # noqa: E402
 from hwnn.quant.threshold_search import search_thresholds  # noqa: E402
 from hwnn.sim.golden import run_network  # noqa: E402
-
-DOMAIN = "qonnx.custom_op.general"
-
-
-class Builder:
-    """Nodes and initializers of a QONNX graph taking ``x`` of shape (batch, features)."""
-
-    def __init__(self):
-        self.nodes, self.inits, self.count = [], [], 0
-
-    def const(self, value):
-        self.count += 1
-        name = f"c{self.count}"
-        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
-        return name
-
-    def node(self, op, inputs, domain="", **attributes):
-        self.count += 1
-        out = f"t{self.count}"
-        self.nodes.append(helper.make_node(op, inputs, [out], name=f"{op}_{self.count}",
-                                           domain=domain, **attributes))
-        return out
-
-    def quant(self, x, scale, zero_point, bits, signed=True, narrow=False, rounding="ROUND"):
-        return self.node("Quant", [x, self.const(scale), self.const(zero_point),
-                                   self.const(bits)], DOMAIN, signed=int(signed),
-                         narrow=int(narrow), rounding_mode=rounding)
-
-    def bipolar(self, x, scale):
-        return self.node("BipolarQuant", [x, self.const(scale)], DOMAIN)
-
-    def model(self, output, batch, features, outputs):
-        graph = helper.make_graph(
-            self.nodes, "qnn",
-            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, features])],
-            [helper.make_tensor_value_info(output, TensorProto.FLOAT, [batch, outputs])],
-            self.inits)
-        model = helper.make_model(graph, producer_name="hwnn-tests", opset_imports=[
-            helper.make_opsetid("", 13), helper.make_opsetid(DOMAIN, 1)])
-        model.ir_version = 8
-        return model
-
-
-def pow2(rng, size=None, low=-7, high=-2):
-    return 2.0 ** rng.integers(low, high, size=size)
 
 
 def mlp(rng, batch, sizes, *, in_q, acts, w_bits, per_channel, batchnorm, bias,
@@ -130,23 +84,6 @@ def mlp(rng, batch, sizes, *, in_q, acts, w_bits, per_channel, batchnorm, bias,
             x = b.quant(y, x_scale, 0, bits, signed, narrow, rounding)
         act_names.append(x)
     raise AssertionError("unreachable")
-
-
-def run_qonnx(model, inputs):
-    """Every tensor of qonnx's execution of ``model`` (shapes inferred, nothing else changed)
-    on ``inputs``."""
-    wrapper = ModelWrapper(model).transform(InferShapes())
-    return execute_onnx(wrapper, {"x": inputs}, return_full_exec_context=True)
-
-
-def qonnx_codes(context, model, name, quant=None):
-    """The integer codes of the tensor ``name`` that the Quant node ``quant`` (by its output;
-    by default ``name``) quantized."""
-    (node,) = [node for node in model.graph.node if node.output[0] == (quant or name)]
-    initial = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
-    scale = initial[node.input[1]]
-    zero_point = initial[node.input[2]] if node.op_type == "Quant" else 0
-    return np.round(context[name] / scale + zero_point).astype(np.int64)
 
 
 def random_input_codes(rng, batch, features, bits, signed):
@@ -243,34 +180,6 @@ def test_quantized_bias_gives_exact_logits():
     compare(model, in_params, act_names, codes, exact_logits=True)
 
 
-def bias_bn_relu(b, rng, y, channels):
-    """Bias, batch normalization with alternating signs of gamma, Relu."""
-    y = b.node("Add", [y, b.const(rng.normal(0, 3, channels))])
-    gamma = rng.uniform(0.2, 3, channels) * np.array([1, -1, 1, -1, 1, -1])
-    y = b.node("BatchNormalization", [y, b.const(gamma), b.const(rng.normal(0, 1, channels)),
-                                      b.const(rng.normal(0, 2, channels)),
-                                      b.const(rng.uniform(0.5, 3, channels))])
-    return b.node("Relu", [y])
-
-
-def single_layer(rng, in_bits, act, *, w_scale, chain=bias_bn_relu):
-    """One layer of 2 inputs of ``in_bits`` signed bits, weights ``[1, 2**in_bits]`` for every
-    channel: its accumulator ``x0 + 2**in_bits * x1`` takes every value of its range exactly
-    once over all inputs. ``chain(builder, rng, y, channels)`` adds the nodes between the
-    accumulator and the activation Quant."""
-    b = Builder()
-    channels = 6
-    in_scale = 2.0 ** -3
-    x = b.quant("x", in_scale, 0, in_bits, True)
-    weights = np.array([[1.0], [2.0 ** in_bits]]) * np.ones((1, channels)) * w_scale
-    w_bits = in_bits + 2
-    y = b.node("MatMul", [x, b.quant(b.const(weights), w_scale, 0, w_bits, True, True)])
-    y = chain(b, rng, y, channels)
-    bits, signed, narrow, rounding = act
-    out = b.quant(y, rng.uniform(0.01, 0.2), 0, bits, signed, narrow, rounding)
-    return b.model(out, (2 ** in_bits) ** 2, 2, channels), out
-
-
 @pytest.mark.parametrize("in_bits, act, seed", [
     (4, (3, False, False, "ROUND"), 1),
     (4, (2, False, True, "HALF_UP"), 1),
@@ -288,14 +197,12 @@ def test_threshold_stage_exhaustive_over_accumulator_range(in_bits, act, seed):
     model, out = single_layer(rng, in_bits, act, w_scale=w_scale)
     network = from_qonnx(model)
     (layer,) = network.layers
-    half = 2 ** (in_bits - 1)
-    grid = np.arange(-half, half)
-    codes = np.stack(np.meshgrid(grid, grid, indexing="ij"), axis=-1).reshape(-1, 2)
+    codes, x = every_input(in_bits)
     acc = codes[:, 0] + 2 ** in_bits * codes[:, 1]
     lo, hi = layer.acc_range
     assert np.array_equal(np.sort(acc), np.arange(lo.min(), hi.max() + 1))
     assert np.all(lo == lo.min()) and np.all(hi == hi.max())
-    context = run_qonnx(model, (codes * np.float32(2.0 ** -3)).astype(np.float32))
+    context = run_qonnx(model, x)
     assert np.array_equal(run_network(network, codes), qonnx_codes(context, model, out))
     assert layer.stage.descending.tolist() == [False, True] * 3
 
@@ -318,9 +225,8 @@ def test_scalar_ops_between_layers_exhaustive():
                               chain=scalar_ops)
     network = from_qonnx(model)
     (layer,) = network.layers
-    grid = np.arange(-32, 32)
-    codes = np.stack(np.meshgrid(grid, grid, indexing="ij"), axis=-1).reshape(-1, 2)
-    context = run_qonnx(model, (codes * np.float32(2.0 ** -3)).astype(np.float32))
+    codes, x = every_input(6)
+    context = run_qonnx(model, x)
     assert np.array_equal(run_network(network, codes), qonnx_codes(context, model, out))
     # Mul's sign, then the Sub from a constant, which falls.
     assert layer.stage.descending.tolist() == [True, True, False, False, True, False]
@@ -556,11 +462,14 @@ def test_cli_check_reports_the_first_disagreement(tmp_path, capsys, monkeypatch)
 
     monkeypatch.setattr(qonnx_check, "run_network", tampered)
     arguments = cnn_files(tmp_path)
-    assert main(["quantize", *arguments, "-o", str(tmp_path / "c.hwnn.npz")]) == 1
+    output = tmp_path / "c.hwnn.npz"
+    assert main(["quantize", *arguments, "-o", str(output)]) == 1
     out = capsys.readouterr().out
     (row,) = [line for line in out.splitlines() if line.startswith("  conv2 ")]
     assert "639/640 agree" in row and "first: input 3, element 10, channel 2: hwnn" in row
     assert "DISAGREEMENT" in out
+    assert f"not writing {output}: the imported network disagrees" in out
+    assert not output.exists()
 
 
 def test_cli_check_refuses_inputs_of_another_shape(tmp_path, capsys):
