@@ -50,8 +50,8 @@ BLOCK_SHAPES = {
 #: vector, two-entry FIFOs) adds to an accelerator: ``(base, per bit)`` with the bits of
 #: :func:`host_link_bits`, from Yosys on board tops (``benchmarks/estimator.py`` measures
 #: them). The input vector's memory is mapped like the accelerator's memories.
-BOARD_OVERHEAD = {"ecp5": {"lut4": (228, 2.12), "ff": (72, 2.69)},
-                  "ice40": {"lut4": (217, 1.45), "ff": (73, 2.21)}}
+BOARD_OVERHEAD = {"ecp5": {"lut4": (325, 1.55), "ff": (132, 2.83)},
+                  "ice40": {"lut4": (252, 1.48), "ff": (65, 2.75)}}
 
 
 def host_link_bits(network: Network, in_count: int) -> int:
