@@ -129,7 +129,8 @@ def test_compile_with_a_board_and_a_target_uses_the_planned_folding(capsys, tmp_
     (["--target-fps", "100"], "--target-fps and --clock-mhz need --board"),
     (["--board", "icebreaker", "--clock-mhz", "900"], "The ice40 PLL cannot make 900 MHz"),
     (["--board", "icebreaker", "--max-lanes", "8"], "--board chooses the folding itself"),
-    (["--board", "icebreaker", "--arch", "sparse"], "--board applies to --arch dataflow only"),
+    (["--board", "icebreaker", "--arch", "sparse"],
+     "--board applies to --arch dataflow or systolic only"),
     (["--board", "icebreaker", "--target-fps", "400000"], "is estimated over the device"),
     (["--board", "nexys"], "invalid choice: 'nexys'"),
 ])

@@ -45,7 +45,7 @@ def test_systolic_manifest_reports_the_schedule(tmp_path):
     network = sample_network("int8")
     path = generate(network, tmp_path / "d", arch="systolic", array="4x4", batch=8)
     manifest = json.loads((path / "manifest.json").read_text())
-    plan = schedule(network, OverlayParams(4, 8))
+    plan = schedule(network, OverlayParams(4, 4, 8))
     assert manifest["arch"] == "systolic" and manifest["lanes"] == 16
     assert [layer["cycles"] for layer in manifest["layers"]] == \
         [layer["cycles"] for layer in plan["layers"]]
@@ -56,8 +56,7 @@ def test_systolic_manifest_reports_the_schedule(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"array": "4x3"},
-     r"^The array must be square for the systolic overlay \(RxC with R == C\), not 4x3$"),
+    ({"array": "4x0"}, r"^The array must have sides of 1..64, not 4x0$"),
     ({"array": "eight"}, r"^The array must be given as RxC, like 8x8, not 'eight'$"),
     ({"array": "65x65"}, r"^The array must have sides of 1..64, not 65x65$"),
     ({"batch": 0}, r"^OverlayParams batch must be 1..4096, not 0$"),
