@@ -84,8 +84,10 @@ class OverlayParams:
         return (words - 1) * self.word_tiles + math.ceil(tail / self.rows)
 
     def input_index(self, tile: int, row: int) -> int | None:
-        """The input of a layer that tile ``tile``'s row ``row`` multiplies: the value at lane
-        ``lane`` of word ``word``; None where the lane is padding (past ``cols``)."""
+        """The layer input that row ``row`` of input tile ``tile`` multiplies: the tile is
+        slice ``piece = tile % word_tiles`` of word ``tile // word_tiles``, the row its lane
+        ``piece * rows + row``, which holds input ``word * cols + lane``; None where the lane
+        is padding (``lane >= cols``)."""
         word, piece = divmod(tile, self.word_tiles)
         lane = piece * self.rows + row
         return word * self.cols + lane if lane < self.cols else None
