@@ -240,6 +240,13 @@ def test_systolic_board_requests_that_cannot_be_met_say_why_in_one_line(capsys, 
          ("1,000,000 inferences/s on the icebreaker (ICE40-UP5K, 12 MHz) allows 12 cycles "
           "per inference; the fastest systolic design of 'thr' (array 16x16, batch 64) "
           "takes")),
+        # 1x2: 2 DSP blocks for the array; two requantizing layers, a multiplier per column
+        # each, of two blocks (accumulators wider than a SB_MAC16's 16 bits): 8.
+        (random_network(np.random.default_rng(2), [16, 16, 16, 4], weight_formats=["int8"] * 3,
+                        act_formats=["uint8"] * 2, stages=["requant"] * 2, name="deep"), [],
+         ("No systolic array of 'deep' fits the icebreaker (ICE40-UP5K, 12 MHz): even the "
+          "smallest (array 1x2, batch 1) needs DSP 10 of 8 (+2); 8 of those DSP blocks are "
+          "the output stages' requantization multipliers")),
         (threshold_net, ["--array", "2x4"], "--board chooses the array and batch itself"),
     ]
     for network, argv, message in cases:

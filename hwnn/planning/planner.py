@@ -222,7 +222,8 @@ def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=
         if (found := first_fitting(fastest)) is None:
             smallest = plan(min(candidates, key=lambda candidate: candidate[1:3]))
             raise NoFolding(f"No systolic array of {network.name!r} fits {where}: even the "
-                            f"smallest ({smallest.choice}) needs {_over(smallest.resources)}")
+                            f"smallest ({smallest.choice}) needs {_over(smallest.resources)}"
+                            f"{_requant_share(network, family, smallest)}")
         return found
     allowed = clock / target_fps
     meeting = sorted((candidate for candidate in candidates if candidate[0] <= allowed),
@@ -243,3 +244,13 @@ def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=
                         f"{_over(cheapest.resources)}; {reach}")
     return found
 
+
+def _requant_share(network, family, plan) -> str:
+    """What of ``plan``'s DSP blocks its output stages' requantization takes, as a clause
+    (empty when DSP blocks are not over or none go to requantization)."""
+    from .estimate import design_features
+    used, available = plan.resources["dsp"]
+    requant = design_features(network, family, plan.arch, **plan.options)["dsp_requant"]
+    if used <= available or not requant:
+        return ""
+    return f"; {requant:g} of those DSP blocks are the output stages' requantization multipliers"
