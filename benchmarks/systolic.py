@@ -90,13 +90,13 @@ def area_rows(work, quick):
     rows = []
     for size in ([8] if quick else [4, 8, 16]):
         network = gemm_network(16, 64, 64)
-        top = SystolicOverlay(network, OverlayParams(size, 16))
+        top = SystolicOverlay(network, OverlayParams(size, size, 16))
         path = work / f"gemm_overlay_{size}.v"
         path.write_text(verilog.convert(top, name="gemm"))
         ice40 = synthesize(path, "gemm", "ice40")
         harness = work / f"harness_{size}.v"
         harness.write_text(verilog.convert(RegisterHarness(
-            SystolicOverlay(network, OverlayParams(size, 16))), name="harness"))
+            SystolicOverlay(network, OverlayParams(size, size, 16))), name="harness"))
         try:
             ecp5, fmax, seconds = place_and_route(harness, "harness", "ecp5-85f")
             fmax, seconds = f"{fmax:.1f}", f"{ecp5.seconds:.0f}+{seconds:.0f}"

@@ -18,7 +18,7 @@ from .tools.toolchain import missing_module_message, require, require_build_tool
 __all__ = ["main", "run"]
 
 USER_ERRORS = (ValueError, TypeError, OSError, ToolError)
-#: The compile options that plan a folding for a board (:mod:`hwnn.planning.planner`), by
+#: The compile options that plan a design for a board (:mod:`hwnn.planning.planner`), by
 #: destination.
 BOARD_OPTIONS = ("board", "target_fps", "clock_mhz")
 FORCE_HELP = ("synthesize even when the resource estimate is more than twice the device "
@@ -221,11 +221,10 @@ def _option(dest) -> str:
 
 def _option_archs() -> dict:
     """The architecture each architecture-specific compile option belongs to, by
-    destination: the fields of the architectures' parameters, and the board options."""
+    destination: the fields of the architectures' parameters."""
     from .arch import ARCHITECTURES
-    from .planning.planner import ARCH
     return {field.name: name for name, arch in ARCHITECTURES.items()
-            for field in fields(arch.Params)} | dict.fromkeys(BOARD_OPTIONS, ARCH)
+            for field in fields(arch.Params)}
 
 
 def _add_arch_options(parser):
@@ -256,9 +255,16 @@ def _cmd_compile(args) -> int:
     if (args.target_fps is not None or args.clock_mhz is not None) and args.board is None:
         raise ValueError("--target-fps and --clock-mhz need --board (the board's clock and "
                          "device)")
+    from .planning.planner import PLANNED
+    for dest in BOARD_OPTIONS:
+        if getattr(args, dest) is not None and args.arch not in PLANNED:
+            raise ValueError(f"{_option(dest)} applies to --arch {' or '.join(PLANNED)} only")
     if args.board is not None and (fold_file or args.max_lanes is not None):
         raise ValueError("--board chooses the folding itself: leave out --fold FILE and "
                          "--max-lanes")
+    if args.board is not None and (args.array is not None or args.batch is not None):
+        raise ValueError("--board chooses the array and batch itself: leave out --array and "
+                         "--batch")
     for dest, arch in _option_archs().items():
         if getattr(args, dest) is not None and args.arch != arch:
             raise ValueError(f"{_option(dest)} applies to --arch {arch} only")
@@ -266,10 +272,11 @@ def _cmd_compile(args) -> int:
     options = {field.name: getattr(args, field.name) for field in fields(arch.Params)
                if getattr(args, field.name) is not None}
     if args.board is not None:
-        from .planning.planner import plan_folding
-        plan = plan_folding(network, args.board, args.target_fps, clock_mhz=args.clock_mhz)
-        options["fold"] = plan.folding
-        print(f"folding for {plan.describe()}\n")
+        from .planning.planner import plan_array, plan_folding
+        planner = plan_array if args.arch == "systolic" else plan_folding
+        plan = planner(network, args.board, args.target_fps, clock_mhz=args.clock_mhz)
+        options |= plan.options
+        print(f"{plan.choice} for {plan.describe()}\n")
     earlier = earlier_results(args.output)
     path = generate(network, args.output, arch=args.arch, **options)
     manifest = load_design(path).manifest
@@ -538,9 +545,9 @@ def _parser():
     compile_.add_argument("--arch", choices=tuple(ARCHITECTURES), default="dataflow")
     _add_arch_options(compile_)
     compile_.add_argument("--board", default=None, choices=BOARD_NAMES,
-                          help="dataflow, --fold auto: choose the folding for this board "
-                               "from the resource estimate (fastest that fits, or cheapest "
-                               "reaching --target-fps)")
+                          help="dataflow, --fold auto: choose the folding for this board; "
+                               "systolic: the array and batch (from the resource estimate: "
+                               "fastest that fits, or cheapest reaching --target-fps)")
     compile_.add_argument("--target-fps", type=POSITIVE_NUMBER, default=None,
                           help="with --board: inferences per second to reach at the board's "
                                "clock")

@@ -130,7 +130,7 @@ def test_simulate_exits_1_and_names_the_mismatch(capsys, net_file, tmp_path):
     (["--arch", "tpu"], "invalid choice: 'tpu'"),
     (["--array", "4x4"], "--array applies to --arch systolic only"),
     (["--arch", "systolic", "--max-lanes", "8"], "--max-lanes applies to --arch dataflow only"),
-    (["--arch", "systolic", "--array", "4x2"], "--array must be square for the systolic overlay"),
+    (["--arch", "systolic", "--array", "0x2"], "--array must have sides of 1..64, not 0x2"),
     (["--arch", "systolic", "--array", "eight"], "--array must be given as RxC, like 8x8, not "),
     (["--arch", "systolic", "--array", "65x65"], "--array must have sides of 1..64, not 65x65"),
     (["--pes", "4"], "--pes applies to --arch sparse only"),

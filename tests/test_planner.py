@@ -8,9 +8,11 @@ import pytest
 
 from hwnn.cli import main
 from hwnn.planning.estimate import estimate, host_link_cost
-from hwnn.planning.planner import LOGIC_CEILING, NoFolding, plan_folding
+from hwnn.arch.systolic import ARRAYS
+from hwnn.planning.planner import BATCHES, LOGIC_CEILING, NoFolding, plan_array, plan_folding
 from hwnn.quant.synthetic import random_cnn, random_network, sample_cnn
 from hwnn.rtl.folding import LayerFold
+from hwnn.rtl.overlay import OverlayParams, schedule
 
 ICEBREAKER_HZ = 12e6
 
@@ -20,6 +22,15 @@ def int8_net():
     return random_network(np.random.default_rng(0), [64, 32, 10],
                           weight_formats=["int8", "int8"], act_formats=["uint8"],
                           stages=["requant"], name="mlp")
+
+
+@pytest.fixture(scope="module")
+def threshold_net():
+    """An int8-weight MLP with threshold stages (no requantization multipliers), whose
+    systolic overlay fits the UP5K's 8 DSP blocks as a 2x4 array."""
+    return random_network(np.random.default_rng(0), [64, 32, 10],
+                          weight_formats=["int8", "int8"], act_formats=["uint4"],
+                          stages=["thresholds"], input_format="uint4", name="thr")
 
 
 def layer_cycles(network, folding):
@@ -141,7 +152,8 @@ def test_compile_with_a_board_and_a_target_uses_the_planned_folding(capsys, tmp_
     (["--target-fps", "100"], "--target-fps and --clock-mhz need --board"),
     (["--board", "icebreaker", "--clock-mhz", "900"], "The ice40 PLL cannot make 900 MHz"),
     (["--board", "icebreaker", "--max-lanes", "8"], "--board chooses the folding itself"),
-    (["--board", "icebreaker", "--arch", "sparse"], "--board applies to --arch dataflow only"),
+    (["--board", "icebreaker", "--arch", "sparse"],
+     "--board applies to --arch dataflow or systolic only"),
     (["--board", "icebreaker", "--target-fps", "400000"], "is estimated over the device"),
     (["--board", "nexys"], "invalid choice: 'nexys'"),
 ])
@@ -173,3 +185,84 @@ def test_a_cnn_is_planned_through_its_units_cycles():
     assert plan.cycles <= 1000 and plan.cycles == max(
         36 * (4 // conv.pe) * (18 // conv.simd), 36 * 2 // conv.simd,
         6 * 6 * 4 // pool.pe, 3 // dense.pe * (36 // dense.simd))
+
+
+def systolic_candidates(network):
+    """``(cycles per inference, rows, cols, batch)`` of every array and batch a plan tries."""
+    return [(schedule(network, OverlayParams(rows, cols, batch))["per_inference"], rows, cols,
+             batch) for rows, cols in ARRAYS for batch in BATCHES]
+
+
+def systolic_fits(network, family, capacity, rows, cols, batch):
+    guess = estimate(network, family, "systolic", host_link=True, array=f"{rows}x{cols}",
+                     batch=batch)
+    return all(guess[name] <= (available * LOGIC_CEILING if name in ("lut4", "ff") else available)
+               for name, available in capacity.items())
+
+
+def test_the_systolic_plan_is_the_fastest_array_and_batch_that_fits(threshold_net):
+    plan = plan_array(threshold_net, "icebreaker")
+    rows, cols = map(int, plan.options["array"].split("x"))
+    assert within_budget(plan) and plan.resources["dsp"] == (rows * cols, 8)
+    assert plan.cycles == schedule(threshold_net, OverlayParams(rows, cols,
+                                                                plan.options["batch"]))[
+        "per_inference"]
+    capacity = {name: available for name, (_, available) in plan.resources.items()}
+    faster = [c for c in systolic_candidates(threshold_net) if c[0] < plan.cycles]
+    assert faster and not any(systolic_fits(threshold_net, "ice40", capacity, *c[1:])
+                              for c in faster)
+
+
+def test_a_systolic_target_gets_the_fewest_multipliers_that_meet_it(threshold_net):
+    plan = plan_array(threshold_net, "ulx3s-85f", 200_000)
+    rows, cols = map(int, plan.options["array"].split("x"))
+    allowed = plan.clock_hz / 200_000
+    assert plan.cycles <= allowed and within_budget(plan)
+    assert all(r * c >= rows * cols for cycles, r, c, _ in systolic_candidates(threshold_net)
+               if cycles <= allowed)
+
+
+def test_compile_for_a_board_builds_the_planned_array(capsys, tmp_path, threshold_net):
+    path = threshold_net.save(tmp_path / "thr.hwnn.npz")
+    status, text, err = run(capsys, "compile", path, "--arch", "systolic", "--board",
+                            "icebreaker", "-o", tmp_path / "out")
+    assert (status, err) == (0, ""), err
+    plan = plan_array(threshold_net, "icebreaker")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    array = manifest["array"]
+    assert (f"{array['rows']}x{array['cols']}", manifest["batch"]) == \
+        (plan.options["array"], plan.options["batch"])
+    assert manifest["cycles_per_inference"] == plan.cycles
+    assert text.startswith(f"array {plan.options['array']}, batch {plan.options['batch']} for "
+                           f"icebreaker (ICE40-UP5K, 12 MHz): ")
+
+
+def test_systolic_board_requests_that_cannot_be_met_say_why_in_one_line(capsys, tmp_path,
+                                                                         threshold_net):
+    mnist = random_network(np.random.default_rng(1), [784, 128, 10],
+                           weight_formats=["int8", "int8"], act_formats=["uint8"],
+                           stages=["requant"], name="mnist")
+    cases = [
+        # (784 * 128 + 128 * 10) int8 weights = 794 kbit.
+        (mnist, [], ("No systolic array of 'mnist' fits the icebreaker (ICE40-UP5K, 12 MHz): "
+                     "its weights alone take 794.0 kbit, more than the 30 block RAMs of the "
+                     "ICE40-UP5K hold (120 kbit); the overlay keeps every weight on chip")),
+        (threshold_net, ["--target-fps", "1000000"],
+         ("1,000,000 inferences/s on the icebreaker (ICE40-UP5K, 12 MHz) allows 12 cycles "
+          "per inference; the fastest systolic design of 'thr' (array 16x16, batch 64) "
+          "takes")),
+        # 1x2: 2 DSP blocks for the array; two requantizing layers, a multiplier per column
+        # each, of two blocks (accumulators wider than a SB_MAC16's 16 bits): 8.
+        (random_network(np.random.default_rng(2), [16, 16, 16, 4], weight_formats=["int8"] * 3,
+                        act_formats=["uint8"] * 2, stages=["requant"] * 2, name="deep"), [],
+         ("No systolic array of 'deep' fits the icebreaker (ICE40-UP5K, 12 MHz): even the "
+          "smallest (array 1x2, batch 1) needs DSP 10 of 8 (+2); 8 of those DSP blocks are "
+          "the output stages' requantization multipliers")),
+        (threshold_net, ["--array", "2x4"], "--board chooses the array and batch itself"),
+    ]
+    for network, argv, message in cases:
+        path = network.save(tmp_path / f"{network.name}.hwnn.npz")
+        status, _, err = run(capsys, "compile", path, "--arch", "systolic", "--board",
+                             "icebreaker", *argv, "-o", tmp_path / "out")
+        assert status == 2 and message in err and err.count("\n") == 1, err
+        assert not (tmp_path / "out").exists()

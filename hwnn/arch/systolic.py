@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
 # (The estimator and the manifest build tops for their structure and never elaborate them.)
-"""The systolic architecture (TPU-style): one square array time-shared by every layer."""
+"""The systolic architecture (TPU-style): one ``rows x cols`` array time-shared by every
+layer."""
 
 import re
 from dataclasses import dataclass, field
@@ -13,26 +14,30 @@ from .base import Architecture, shape_change
 __all__ = ["SYSTOLIC", "SystolicOverlayParams", "parse_array"]
 
 
-def parse_array(text) -> int:
-    """The side of a square array from ``"RxC"`` (R == C, 1..64); a
+#: The arrays :meth:`Systolic.points` lists (and a board's plan tries), smallest first:
+#: rows over a layer's inputs, columns over its outputs; the small ones fit an iCE40UP5K's
+#: eight DSP blocks.
+ARRAYS = ((1, 2), (2, 2), (2, 4), (4, 4), (4, 8), (8, 8), (8, 16), (16, 16))
+
+
+def parse_array(text) -> tuple[int, int]:
+    """``(rows, cols)`` of an array given as ``"RxC"`` (sides 1..64); a
     :class:`~hwnn.errors.ParameterError` of parameter ``array`` otherwise."""
     match = re.fullmatch(r"([0-9]+)x([0-9]+)", text) if isinstance(text, str) else None
     if match is None:
         raise ParameterError("array", "The array", f"must be given as RxC, like 8x8, not {text!r}")
     rows, cols = int(match.group(1)), int(match.group(2))
-    if rows != cols:
-        raise ParameterError("array", "The array", f"must be square for the systolic overlay "
-                             f"(RxC with R == C), not {text}")
-    if not 1 <= rows <= 64:
+    if not (1 <= rows <= 64 and 1 <= cols <= 64):
         raise ParameterError("array", "The array", f"must have sides of 1..64, not {text}")
-    return rows
+    return rows, cols
 
 
 @dataclass(frozen=True)
 class SystolicOverlayParams:
     """Options of a systolic design: the array as ``"RxC"`` text and the largest batch. The
     overlay's own parameters (:meth:`overlay`) check them."""
-    array: str = field(default="8x8", metadata={"help": "the array, RxC with R == C"})
+    array: str = field(default="8x8", metadata={
+        "help": "the array, RxC: R rows over a layer's inputs, C columns over its outputs"})
     batch: int = field(default=16, metadata={"help": "most vectors per batch"})
 
     def __post_init__(self):
@@ -40,7 +45,7 @@ class SystolicOverlayParams:
 
     def overlay(self):
         """The :class:`~hwnn.rtl.overlay.OverlayParams` of these options."""
-        return OverlayParams(parse_array(self.array), self.batch)
+        return OverlayParams(*parse_array(self.array), self.batch)
 
 
 class Systolic(Architecture):
@@ -59,16 +64,16 @@ class Systolic(Architecture):
 
     def manifest(self, network, top, params):
         plan = schedule(network, top.params)
-        size = top.params.size
+        rows, cols = top.params.rows, top.params.cols
         return {
-            "array": {"rows": size, "cols": size, "value_bits": top.a_format.bits,
+            "array": {"rows": rows, "cols": cols, "value_bits": top.a_format.bits,
                       "weight_bits": top.w_format.bits, "acc_bits": top.acc_bits},
             "batch": top.params.batch,
             "layers": [{"input_tiles": kt, "output_tiles": nt} | planned
                        for planned, kt, nt in zip(plan["layers"], top.kt, top.nt, strict=True)],
             "schedule": {key: plan[key] for key in ("load", "output", "total")},
             "cycles_per_inference": plan["per_inference"],
-            "lanes": size * size,
+            "lanes": rows * cols,
             "memory_bits": top.memory_bits,
             "counters": {"busy": [f"busy__{i}" for i in range(len(network.layers))],
                          "cycles": [f"cycles__{i}" for i in range(len(network.layers))]},
@@ -82,8 +87,8 @@ class Systolic(Architecture):
         return params.batch
 
     def points(self, network):
-        """Square arrays of 2x2 to 16x16."""
-        return [(f"{size}x{size}", {"array": f"{size}x{size}"}) for size in (2, 4, 8, 16)]
+        """The arrays of :data:`ARRAYS`."""
+        return [(f"{rows}x{cols}", {"array": f"{rows}x{cols}"}) for rows, cols in ARRAYS]
 
     def summary(self, manifest):
         rows = [(layer["name"], shape_change(layer),

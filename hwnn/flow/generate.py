@@ -116,7 +116,7 @@ def generate(network: Network, out_dir, *, arch="dataflow", **options) -> Path:
     ``options`` are the fields of the architecture's parameters, each with its default:
     :class:`~hwnn.arch.dataflow.DataflowParams` (``fold``: ``"auto"`` within ``max_lanes``, a
     fold file, or :class:`~hwnn.rtl.folding.LayerFold` per layer; ``ram_style``),
-    :class:`~hwnn.arch.systolic.SystolicOverlayParams` (``array``: ``"RxC"``, square;
+    :class:`~hwnn.arch.systolic.SystolicOverlayParams` (``array``: ``"RxC"``, rows over inputs;
     ``batch``) or :class:`~hwnn.rtl.sparse.SparseParams` (``pes``, ``queue_depth``,
     ``index_bits``); another keyword is a TypeError. ``out_dir`` may be missing, empty, or a
     previous design folder (which is replaced); any other existing folder is refused rather

@@ -185,13 +185,17 @@ def design_features(network: Network, family: str, arch="dataflow", **options) -
     """The structural features of ``network`` built as ``arch`` with ``options`` (those of
     :func:`hwnn.flow.generate.generate` for that architecture) for ``family``: what the top
     component reports (:meth:`structure`), mapped by :func:`structure_features`."""
+    return structure_features(_top(network, family, arch, options).structure(), family)
+
+
+def _top(network, family, arch, options):
+    """The top component of ``network`` built as ``arch`` with ``options`` (not elaborated)."""
     if not isinstance(network, Network):
         raise TypeError(f"network must be a Network, not {network!r}")
     if family not in FAMILIES:
         raise ValueError(f"Unknown FPGA family {family!r}; available: {', '.join(FAMILIES)}")
     arch = architecture(arch)
-    params = arch.check(network, arch.params(**options))
-    return structure_features(arch.build(network, params).structure(), family)
+    return arch.build(network, arch.check(network, arch.params(**options)))
 
 
 def measured(cells, family) -> dict:
@@ -287,9 +291,16 @@ def predict(features, coefficients, family, arch) -> dict:
             for target in TARGETS}
 
 
-def estimate(network: Network, family: str, arch="dataflow", **options) -> dict:
-    """Estimated ``{"lut4", "ff", "dsp", "bram"}`` (whole numbers) of the accelerator."""
-    features = design_features(network, family, arch, **options)
-    guess = predict(features, load_coefficients(), family, arch)
-    return {target: math.ceil(value) if target in ("dsp", "bram") else round(value)
-            for target, value in guess.items()}
+def estimate(network: Network, family: str, arch="dataflow", *, host_link=False,
+             **options) -> dict:
+    """Estimated ``{"lut4", "ff", "dsp", "bram"}`` (whole numbers) of the accelerator, and of
+    the board's host link in front of it with ``host_link`` (:func:`host_link_cost`)."""
+    top = _top(network, family, arch, options)
+    guess = predict(structure_features(top.structure(), family), load_coefficients(), family,
+                    arch)
+    total = {target: math.ceil(value) if target in ("dsp", "bram") else round(value)
+             for target, value in guess.items()}
+    if host_link:
+        for name, value in host_link_cost(network, family, top.in_count).items():
+            total[name] += value
+    return total

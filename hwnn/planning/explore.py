@@ -2,7 +2,7 @@
 
 :func:`sweep` lists the design points of an architecture
 (:meth:`hwnn.arch.base.Architecture.points`; dataflow: the distinct foldings of lane budgets
-1, 2, 4, ... up to the fully parallel design; systolic: square arrays 2x2 to 16x16; sparse: 1
+1, 2, 4, ... up to the fully parallel design; systolic: arrays 1x2 to 16x16; sparse: 1
 to 16 PEs). :func:`measure_point` generates one point, puts its accelerator
 in a register harness, synthesizes it with YoWASP Yosys, checks that it fits the board's
 device, places and routes it with nextpnr (unless ``place=False``), and returns a row: cycles

@@ -1,4 +1,5 @@
-"""Automatic folding for a board: a dataflow folding that meets a throughput target and fits.
+"""Automatic sizing for a board: a dataflow folding, or a systolic array and batch, that meets
+a throughput target and fits.
 
 The design runs at the board's clock (or the PLL's, see ``clock_mhz``), so a target of ``F``
 inferences per second allows ``floor(clock / F)`` cycles per inference. :func:`plan_folding`
@@ -9,41 +10,61 @@ to :data:`LOGIC_CEILING` of it (room for placement and for the estimate's error)
 target it takes the fastest folding that fits. When nothing meets the target it says why: the
 target is faster than the fully parallel design, or the folding it needs is over the device
 (what is over, by how much) and which throughput the fastest fitting folding gives.
+
+:func:`plan_array` does the same for the systolic overlay over the arrays of
+:data:`hwnn.arch.systolic.ARRAYS` and the batches of :data:`BATCHES` (cycles per inference from
+the overlay's schedule); a network whose weights alone need more memory than the device's
+block RAMs hold is refused at once, saying so (the overlay keeps every weight on chip).
 """
 
 import math
 from dataclasses import dataclass
 
-from .estimate import estimate, host_link_cost
+from .estimate import estimate
 from ..ir import Network
 from ..rtl.folding import cycle_targets, folding_cycles, folding_for_cycles
 from ..tools.synth import CAPACITY, DEVICES
 
-__all__ = ["ARCH", "LOGIC_CEILING", "NoFolding", "Plan", "board_clock", "plan_folding"]
+__all__ = ["BATCHES", "LOGIC_CEILING", "PLANNED", "NoFolding", "Plan", "board_clock",
+           "plan_array", "plan_folding"]
 
-#: The architecture whose foldings this module plans.
-ARCH = "dataflow"
+#: The architectures this module plans for a board, and what it chooses for them.
+PLANNED = {"dataflow": "the folding", "systolic": "the array and batch"}
+
+#: The batches :func:`plan_array` tries with each array.
+BATCHES = (1, 2, 4, 8, 16, 32, 64)
+
+#: Bits of one block RAM per family (iCE40 SB_RAM40_4K, ECP5 DP16KD).
+BLOCK_BITS = {"ice40": 4096, "ecp5": 18432}
 
 #: Share of a device's LUT4s and flip-flops a planned design may take.
 LOGIC_CEILING = 0.85
 
 
 class NoFolding(ValueError):
-    """No folding meets the target on the board."""
+    """No folding (or array) meets the target on the board."""
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A folding for ``board`` with its cycles per inference, the inferences per second at the
-    board's clock and the estimated resources (accelerator and host link) with the device's
-    capacity: ``{resource: (estimated, available)}``."""
+    """A design for ``board``: ``options`` of :func:`hwnn.flow.generate.generate` for ``arch``
+    (``choice`` says them in words), its cycles per inference, the inferences per second at
+    the board's clock and the estimated resources (accelerator and host link) with the
+    device's capacity: ``{resource: (estimated, available)}``."""
     board:      str
     device:     str
     clock_hz:   float
-    folding:    tuple
-    cycles:     int
+    arch:       str
+    options:    dict
+    choice:     str
+    cycles:     float
     resources:  dict
     target_fps: float | None = None
+
+    @property
+    def folding(self) -> tuple:
+        """A dataflow plan's folding."""
+        return self.options["fold"]
 
     @property
     def inferences_per_second(self) -> float:
@@ -54,8 +75,9 @@ class Plan:
                          for name, (used, available) in self.resources.items())
         target = ("" if self.target_fps is None
                   else f" (target {self.target_fps:,.0f})")
+        cycles = f"{self.cycles:.2f}".rstrip("0").rstrip(".")
         return (f"{self.board} ({self.device.upper()}, {self.clock_hz / 1e6:g} MHz): "
-                f"{self.cycles} cycles per inference, {self.inferences_per_second:,.0f} "
+                f"{cycles} cycles per inference, {self.inferences_per_second:,.0f} "
                 f"inferences/s{target}; estimated {used}")
 
 
@@ -66,12 +88,10 @@ def board_clock(board_name) -> tuple[str, float]:
     return target.device, float(target.make_platform().default_clk_frequency)
 
 
-def _resources(network, folding, device):
+def _resources(network, arch, options, device):
     family = DEVICES[device][0]
-    guess = estimate(network, family, ARCH, fold=folding)
-    overhead = host_link_cost(network, family, in_count=folding[0].simd)
-    return {name: (guess[name] + overhead.get(name, 0), available)
-            for name, available in CAPACITY[device].items()}
+    guess = estimate(network, family, arch, host_link=True, **options)
+    return {name: (guess[name], available) for name, available in CAPACITY[device].items()}
 
 
 def _over(resources):
@@ -86,12 +106,8 @@ def _over(resources):
     return ", ".join(over)
 
 
-def plan_folding(network: Network, board_name: str, target_fps=None, *,
-                 clock_mhz=None) -> Plan:
-    """The cheapest folding reaching ``target_fps`` inferences per second on the board (the
-    fastest that fits without a target), at the board's clock or at ``clock_mhz`` (the PLL
-    frequency ``hwnn build --clock-mhz`` will make); :class:`NoFolding` saying why when there
-    is none."""
+def _device_and_clock(network, board_name, target_fps, clock_mhz):
+    """Check the arguments of a plan; the board's device and the clock (Hz) to plan for."""
     if not isinstance(network, Network):
         raise TypeError(f"network must be a Network, not {network!r}")
     if target_fps is not None:
@@ -103,12 +119,23 @@ def plan_folding(network: Network, board_name: str, target_fps=None, *,
     if clock_mhz is not None:
         from ..rtl.clocking import pll_settings
         clock = pll_settings(DEVICES[device][0], clock, clock_mhz * 1e6).output
+    return device, clock
+
+
+def plan_folding(network: Network, board_name: str, target_fps=None, *,
+                 clock_mhz=None) -> Plan:
+    """The cheapest folding reaching ``target_fps`` inferences per second on the board (the
+    fastest that fits without a target), at the board's clock or at ``clock_mhz`` (the PLL
+    frequency ``hwnn build --clock-mhz`` will make); :class:`NoFolding` saying why when there
+    is none."""
+    device, clock = _device_and_clock(network, board_name, target_fps, clock_mhz)
     targets = cycle_targets(network)
 
     def plan(limit):
         folding = folding_for_cycles(network, limit)
-        return Plan(board_name, device, clock, folding, folding_cycles(network, folding),
-                    _resources(network, folding, device), target_fps)
+        return Plan(board_name, device, clock, "dataflow", {"fold": folding}, "folding",
+                    folding_cycles(network, folding),
+                    _resources(network, "dataflow", {"fold": folding}, device), target_fps)
 
     def fastest_fitting():
         for cycles in targets:
@@ -147,3 +174,81 @@ def plan_folding(network: Network, board_name: str, target_fps=None, *,
 
 def _folds(folding):
     return " ".join(f"{fold.pe}x{fold.simd}" for fold in folding)
+
+
+def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=None) -> Plan:
+    """The systolic array and batch for the board (arguments as :func:`plan_folding`'s):
+    without a target the fewest cycles per inference that fits, with one the fewest
+    multipliers (then the smallest batch) that reach it; :class:`NoFolding` saying why when
+    there is none."""
+    from ..arch.systolic import ARRAYS, SYSTOLIC
+    from ..rtl.overlay import OverlayParams, check_overlay, schedule
+
+    device, clock = _device_and_clock(network, board_name, target_fps, clock_mhz)
+    SYSTOLIC.check_layer_kinds(network)
+    where = f"the {board_name} ({device.upper()}, {clock / 1e6:g} MHz)"
+    family, blocks = DEVICES[device][0], CAPACITY[device]["bram"]
+    weights, held = sum(layer.weight_bits for layer in network.layers), blocks * BLOCK_BITS[family]
+    if weights > held:
+        raise NoFolding(f"No systolic array of {network.name!r} fits {where}: its weights "
+                        f"alone take {weights / 1024:,.1f} kbit, more than the {blocks} block "
+                        f"RAMs of the {device.upper()} hold ({held / 1024:,.0f} kbit); the "
+                        f"overlay keeps every weight on chip")
+    candidates = []                                  # (cycles, lanes, batch, params)
+    for rows, cols in ARRAYS:
+        for batch in BATCHES:
+            params = OverlayParams(rows, cols, batch)
+            candidates.append((schedule(network, params)["per_inference"], rows * cols, batch,
+                               params))
+    check_overlay(network, candidates[0][3])
+
+    def plan(candidate):
+        cycles, _, batch, params = candidate
+        options = {"array": f"{params.rows}x{params.cols}", "batch": batch}
+        return Plan(board_name, device, clock, "systolic", options,
+                    f"array {options['array']}, batch {batch}", cycles,
+                    _resources(network, "systolic", options, device), target_fps)
+
+    def first_fitting(ordered):
+        for candidate in ordered:
+            if not _over((found := plan(candidate)).resources):
+                return found
+        return None
+
+    fastest = sorted(candidates, key=lambda candidate: candidate[:3])
+    if target_fps is None:
+        if (found := first_fitting(fastest)) is None:
+            smallest = plan(min(candidates, key=lambda candidate: candidate[1:3]))
+            raise NoFolding(f"No systolic array of {network.name!r} fits {where}: even the "
+                            f"smallest ({smallest.choice}) needs {_over(smallest.resources)}"
+                            f"{_requant_share(network, family, smallest)}")
+        return found
+    allowed = clock / target_fps
+    meeting = sorted((candidate for candidate in candidates if candidate[0] <= allowed),
+                     key=lambda candidate: candidate[1:3])
+    if not meeting:
+        best = plan(fastest[0])
+        raise NoFolding(f"{target_fps:,.0f} inferences/s on {where} allows {allowed:,.0f} "
+                        f"cycles per inference; the fastest systolic design of "
+                        f"{network.name!r} ({best.choice}) takes {best.cycles:,.1f}")
+    if (found := first_fitting(meeting)) is None:
+        cheapest, best = plan(meeting[0]), first_fitting(fastest)
+        reach = ("no array fits at all" if best is None else
+                 f"the fastest that fits ({best.choice}) takes {best.cycles:,.1f} cycles "
+                 f"({best.inferences_per_second:,.0f} inferences/s)")
+        raise NoFolding(f"{target_fps:,.0f} inferences/s on {where} needs at most "
+                        f"{allowed:,.0f} cycles per inference; the cheapest such design "
+                        f"({cheapest.choice}) is estimated over the device: "
+                        f"{_over(cheapest.resources)}; {reach}")
+    return found
+
+
+def _requant_share(network, family, plan) -> str:
+    """What of ``plan``'s DSP blocks its output stages' requantization takes, as a clause
+    (empty when DSP blocks are not over or none go to requantization)."""
+    from .estimate import design_features
+    used, available = plan.resources["dsp"]
+    requant = design_features(network, family, plan.arch, **plan.options)["dsp_requant"]
+    if used <= available or not requant:
+        return ""
+    return f"; {requant:g} of those DSP blocks are the output stages' requantization multipliers"

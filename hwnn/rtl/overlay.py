@@ -3,16 +3,26 @@
 """Systolic overlay: a whole network run layer by layer on one weight-stationary array.
 
 Where the dataflow architecture spends an engine per layer, the overlay time-shares one
-``size x size`` :class:`~hwnn.rtl.systolic.SystolicArray` across all layers, like Google's TPU.
-Input vectors are gathered into a batch of up to ``batch`` vectors (a batch closes when it is
-full or when the input stream pauses at a vector boundary); then, for each layer, for each
-tile of ``size`` outputs (``nt``) and ``size`` inputs (``kt``), the batch's activation rows
-stream through the array while the next tile's weights load into the other bank, partial sums
-accumulate in an accumulator memory, and after a layer's last input tile the layer's output
-stage writes the next layer's activations (two memories, ping-pong). After the last layer the
-batch's outputs stream out. Weights, biases and output-stage parameters are ROMs built from the
-IR; values are held as signed integers wide enough for every layer's formats (binary +-1 as
-2-bit values, so every layer, whatever its formats, is an integer matrix product).
+``rows x cols`` :class:`~hwnn.rtl.systolic.SystolicArray` across all layers, like Google's TPU:
+the array's rows run over a layer's inputs (K), its columns over its outputs (N). Input vectors
+are gathered into a batch of up to ``batch`` vectors (a batch closes when it is full or when
+the input stream pauses at a vector boundary); then, for each layer, for each tile of ``cols``
+outputs (``nt``) and ``rows`` inputs (``kt``), the batch's activation rows stream through the
+array while the next tile's weights load into the other bank, partial sums accumulate in an
+accumulator memory, and after a layer's last input tile the layer's output stage writes the
+next layer's activations (two memories, ping-pong). After the last layer the batch's outputs
+stream out.
+
+Activations are held in words of ``cols`` values (what an output stage writes at once, and
+what the input gatherer fills), padded to :attr:`OverlayParams.word_values`, a multiple of
+``rows``; an input tile is one of the word's :attr:`OverlayParams.word_tiles` slices of
+``rows`` values (a word's slices wholly past its layer's inputs are skipped, and its weights
+are zero past its ``cols`` values). A square array has one tile per word, as has a tall one
+(``rows > cols``), which then uses ``cols`` of its rows.
+
+Weights, biases and output-stage parameters are ROMs built from the IR; values are held as
+signed integers wide enough for every layer's formats (binary +-1 as 2-bit values, so every
+layer, whatever its formats, is an integer matrix product).
 
 The schedule is static and :func:`schedule` computes its cycle counts exactly; the hardware
 follows it cycle for cycle when the output is not back-pressured.
@@ -41,13 +51,46 @@ __all__ = ["OverlayParams", "SystolicOverlay", "check_overlay", "drain_cycles", 
 
 @dataclass(frozen=True)
 class OverlayParams:
-    """A square ``size x size`` array and the largest batch the memories hold."""
-    size:  int
+    """A ``rows x cols`` array (rows over a layer's inputs, columns over its outputs) and the
+    largest batch the memories hold."""
+    rows:  int
+    cols:  int
     batch: int
 
     def __post_init__(self):
-        check_positive_int("OverlayParams", "size", self.size, 64)
+        check_positive_int("OverlayParams", "rows", self.rows, 64)
+        check_positive_int("OverlayParams", "cols", self.cols, 64)
         check_positive_int("OverlayParams", "batch", self.batch, 4096)
+
+    @property
+    def word_tiles(self) -> int:
+        """Input tiles (slices of ``rows`` values) per activation word of ``cols`` values."""
+        return math.ceil(self.cols / self.rows)
+
+    @property
+    def word_values(self) -> int:
+        """Values of an activation memory word: ``cols``, padded to a multiple of ``rows``."""
+        return self.word_tiles * self.rows
+
+    def words(self, features: int) -> int:
+        """Activation words of a vector of ``features`` values."""
+        return math.ceil(features / self.cols)
+
+    def input_tiles(self, features: int) -> int:
+        """Input tiles of a layer of ``features`` inputs: every slice of every word, but those
+        of the last word that hold none of its values."""
+        words = self.words(features)
+        tail = features - (words - 1) * self.cols
+        return (words - 1) * self.word_tiles + math.ceil(tail / self.rows)
+
+    def input_index(self, tile: int, row: int) -> int | None:
+        """The layer input that row ``row`` of input tile ``tile`` multiplies: the tile is
+        slice ``piece = tile % word_tiles`` of word ``tile // word_tiles``, the row its lane
+        ``piece * rows + row``, which holds input ``word * cols + lane``; None where the lane
+        is padding (``lane >= cols``)."""
+        word, piece = divmod(tile, self.word_tiles)
+        lane = piece * self.rows + row
+        return word * self.cols + lane if lane < self.cols else None
 
 
 def _value_format(network: Network):
@@ -64,22 +107,23 @@ LOAD, RUN, DRAIN, OUTPUT = range(4)
 READ_STAGES = 2
 
 
-def drain_cycles(size: int, layer: Dense) -> int:
+def drain_cycles(params: OverlayParams, layer: Dense) -> int:
     """Cycles ``layer`` waits after its last row, until its results are written (memory read,
     array, accumulator, the layer's output stage, write) and the next layer may read them."""
-    return READ_STAGES + 2 * size + 1 + stage_latency(layer) + 2
+    return READ_STAGES + params.rows + params.cols + 1 + stage_latency(layer) + 2
 
 
-def _run_cycles(tiles: int, size: int, rows: int) -> int:
+def _run_cycles(tiles: int, beats: int, rows: int) -> int:
     """Cycles of a layer's run phase: replay the weight loader's and the row issuer's rules
     (a tile's load waits for the rows of the tile two before it; a tile's rows wait for the
-    first beat of its load), until both have finished."""
+    first beat of its load; a load is ``beats`` beats, a tile ``rows`` rows), until both
+    have finished."""
     ld_tile = ld_row = rw_tile = rw_m = cycle = 0
     while not (ld_tile == tiles and rw_tile == tiles):
         load = ld_tile < tiles and ld_tile <= rw_tile + 1
         issue = rw_tile < tiles and (ld_tile > rw_tile or (ld_tile == rw_tile and ld_row > 0))
         if load:
-            ld_tile, ld_row = (ld_tile + 1, 0) if ld_row == size - 1 else (ld_tile, ld_row + 1)
+            ld_tile, ld_row = (ld_tile + 1, 0) if ld_row == beats - 1 else (ld_tile, ld_row + 1)
         if issue:
             rw_tile, rw_m = (rw_tile + 1, 0) if rw_m == rows - 1 else (rw_tile, rw_m + 1)
         cycle += 1
@@ -93,21 +137,19 @@ def schedule(network: Network, params: OverlayParams, batch: int | None = None) 
     Returns ``{"layers": [{name, tiles, cycles, busy, macs, utilization}], "load", "output",
     "total", "per_inference"}``; a layer's ``cycles`` run from its first weight beat to the
     end of its drain, ``busy`` counts the cycles that issued a row, and ``utilization`` is
-    ``macs / (size * size * cycles)``.
+    ``macs / (rows * cols * cycles)``.
     """
-    size = params.size
     batch = params.batch if batch is None else batch
     layers = []
     for layer in network.layers:
-        kt_count = math.ceil(layer.in_features / size)
-        tiles = kt_count * math.ceil(layer.out_features / size)
-        cycles = _run_cycles(tiles, size, batch) + drain_cycles(size, layer) + 1
+        tiles = params.input_tiles(layer.in_features) * params.words(layer.out_features)
+        cycles = _run_cycles(tiles, params.rows, batch) + drain_cycles(params, layer) + 1
         macs = batch * layer.in_features * layer.out_features
         layers.append({"name": layer.name, "tiles": tiles, "cycles": cycles,
                        "busy": tiles * batch, "macs": macs,
-                       "utilization": macs / (size * size * cycles)})
-    in_count = math.gcd(network.in_features, size)
-    out_count = math.gcd(network.out_features, size)
+                       "utilization": macs / (params.rows * params.cols * cycles)})
+    in_count = math.gcd(network.in_features, params.cols)
+    out_count = math.gcd(network.out_features, params.cols)
     load = batch * (network.in_features // in_count) + 1
     # The first word takes 3 cycles through the memory read and the FIFO; then one beat
     # per cycle.
@@ -127,10 +169,10 @@ def check_overlay(network: Network, params: OverlayParams):
 
 
 class SystolicOverlay(LayerEngine):
-    """A whole network on one ``size x size`` systolic array, one batch at a time.
+    """A whole network on one ``rows x cols`` systolic array, one batch at a time.
 
     The ports are those of every architecture's top (:class:`~hwnn.rtl.engine.LayerEngine`,
-    with ``lanes = size``).
+    with ``lanes = cols``).
 
     Members
     -------
@@ -142,41 +184,46 @@ class SystolicOverlay(LayerEngine):
         Performance counters since reset: cycles the layer held the array (run and drain).
     """
     Params = OverlayParams
-    lanes_field = "size"
+    lanes_field = "cols"
 
     def __init__(self, network: Network, params: OverlayParams):
         super().__init__(network, params, counters=("busy", "cycles"))
-        size = params.size
         self.a_format, self.w_format = _value_format(network)
-        # The array sums one tile (size terms); a layer's accumulators hold every partial sum.
-        self.array_params = SystolicParams(size, size, self.a_format, self.w_format, size)
-        self.kt = [math.ceil(layer.in_features / size) for layer in network.layers]
-        self.nt = [math.ceil(layer.out_features / size) for layer in network.layers]
-        self.stride = max(self.kt)
+        # The array sums one tile (rows terms); a layer's accumulators hold every partial sum.
+        self.array_params = SystolicParams(params.rows, params.cols, self.a_format,
+                                           self.w_format, params.rows)
+        self.kt = [params.input_tiles(layer.in_features) for layer in network.layers]
+        self.nt = [params.words(layer.out_features) for layer in network.layers]
+        # Activation words per vector slot of the activation memories.
+        self.stride = max(params.words(layer.in_features) for layer in network.layers)
 
     # Memory images ----------------------------------------------------------------------------
 
     def weight_words(self):
-        """Weight ROM: per layer, per tile (nt-major), ``size`` rows of ``size`` weights; tile
-        row ``r``, column ``c`` holds ``weights[nt * size + c, kt * size + r]`` (0 outside)."""
-        size, bits = self.params.size, self.w_format.bits
+        """Weight ROM: per layer, per tile (nt-major), ``rows`` rows of ``cols`` weights; tile
+        row ``r``, column ``c`` holds ``weights[nt * cols + c, j]`` for the input ``j`` of
+        :meth:`OverlayParams.input_index` (0 where there is none)."""
+        p, bits = self.params, self.w_format.bits
         words, bases = [], []
         for layer, kt_count, nt_count in zip(self.network.layers, self.kt, self.nt,
                                              strict=True):
             bases.append(len(words))
-            padded = np.zeros((nt_count * size, kt_count * size), dtype=np.int64)
-            padded[:layer.out_features, :layer.in_features] = layer.weights
+            padded = np.zeros((nt_count * p.cols, kt_count * p.rows), dtype=np.int64)
+            for position in range(kt_count * p.rows):
+                index = p.input_index(*divmod(position, p.rows))
+                if index is not None and index < layer.in_features:
+                    padded[:layer.out_features, position] = layer.weights[:, index]
             patterns = self.w_format.encode(padded)
             for nt in range(nt_count):
                 for kt in range(kt_count):
-                    tile = patterns[nt * size:(nt + 1) * size, kt * size:(kt + 1) * size]
-                    words.extend(pack_values(tile[:, r], bits) for r in range(size))
+                    tile = patterns[nt * p.cols:(nt + 1) * p.cols, kt * p.rows:(kt + 1) * p.rows]
+                    words.extend(pack_values(tile[:, r], bits) for r in range(p.rows))
         return words, bases
 
     def bias_words(self):
-        """Bias ROM: per layer, per output tile, ``size`` accumulator-format biases."""
+        """Bias ROM: per layer, per output tile, ``cols`` accumulator-format biases."""
         return bias_words([layer.bias for layer in self.network.layers], self.nt,
-                          self.params.size, self.acc_bits)
+                          self.params.cols, self.acc_bits)
 
     @property
     def memory_bits(self) -> dict:
@@ -193,25 +240,26 @@ class SystolicOverlay(LayerEngine):
         cell registers (``cell_bits``: operands and partial sums), the accumulator edge
         (``edge_bits``), every layer's output stage, and its memories: weights, biases, the two
         activation memories, the accumulators, the outputs and the output FIFO."""
-        size, batch = self.params.size, self.params.batch
+        p, batch = self.params, self.params.batch
+        cells, cols = p.rows * p.cols, p.cols
         a_bits, w_bits, acc_bits = self.a_format.bits, self.w_format.bits, self.acc_bits
         structure = Structure.of(self.COUNTS)
         structure.add("unit", 1)
-        structure.add("cells", size * size)
-        structure.multipliers.append(Multipliers("lanes", size * size, self.a_format,
-                                                 self.w_format))
-        structure.add("cell_bits", size * size * (a_bits + w_bits + self.array_params.acc_bits))
-        structure.add("edge_bits", size * acc_bits)
+        structure.add("cells", cells)
+        structure.multipliers.append(Multipliers("lanes", cells, self.a_format, self.w_format))
+        structure.add("cell_bits", cells * (a_bits + w_bits + self.array_params.acc_bits))
+        structure.add("edge_bits", cols * acc_bits)
         for layer in self.network.layers:
-            structure.merge(stage_structure(layer, size))
+            structure.merge(stage_structure(layer, cols))
         weights, _ = self.weight_words()
         biases, _ = self.bias_words()
         structure.memories += [
-            Memory("weights", len(weights), size * w_bits, weights),
-            Memory("biases", len(biases), size * acc_bits, biases),
-            *(Memory("activations", batch * self.stride, size * a_bits) for _ in range(2)),
-            Memory("accumulators", batch, size * acc_bits),
-            Memory("outputs", batch * self.nt[-1], size * self.network.output.format.bits)]
+            Memory("weights", len(weights), cols * w_bits, weights),
+            Memory("biases", len(biases), cols * acc_bits, biases),
+            *(Memory("activations", batch * self.stride, p.word_values * a_bits)
+              for _ in range(2)),
+            Memory("accumulators", batch, cols * acc_bits),
+            Memory("outputs", batch * self.nt[-1], cols * self.network.output.format.bits)]
         return structure.merge(self._output_drain().structure())
 
     # Hardware ---------------------------------------------------------------------------------
@@ -241,57 +289,58 @@ class SystolicOverlay(LayerEngine):
     def _memories(self, m, s):
         """The weight and bias ROMs, the two activation memories (layer ``l`` reads memory
         ``l % 2`` and its stage writes the other), the accumulators and the outputs."""
-        size, batch = self.params.size, self.params.batch
-        a_bits, acc_bits = self.a_format.bits, self.acc_bits
+        p, batch = self.params, self.params.batch
+        cols, a_bits, acc_bits = p.cols, self.a_format.bits, self.acc_bits
         out_bits = self.network.output.format.bits
         s.weight_words, s.weight_bases = self.weight_words()
         weights = m.submodules.weights = memory.Memory(
-            shape=unsigned(size * self.w_format.bits), depth=len(s.weight_words),
+            shape=unsigned(cols * self.w_format.bits), depth=len(s.weight_words),
             init=s.weight_words)
         s.weight_read = weights.read_port()
         s.bias_words, s.bias_bases = self.bias_words()
         biases = m.submodules.biases = memory.Memory(
-            shape=unsigned(size * acc_bits), depth=len(s.bias_words), init=s.bias_words)
+            shape=unsigned(cols * acc_bits), depth=len(s.bias_words), init=s.bias_words)
         s.bias_read = biases.read_port()
-        acts = [memory.Memory(shape=unsigned(size * a_bits), depth=batch * self.stride, init=[])
+        acts = [memory.Memory(shape=unsigned(p.word_values * a_bits), depth=batch * self.stride,
+                              init=[])
                 for _ in range(2)]
         m.submodules.acts0, m.submodules.acts1 = acts
         s.act_reads = [mem.read_port() for mem in acts]
         s.act_writes = [mem.write_port() for mem in acts]
         accumulators = m.submodules.accumulators = memory.Memory(
-            shape=unsigned(size * acc_bits), depth=batch, init=[])
+            shape=unsigned(cols * acc_bits), depth=batch, init=[])
         s.acc_write = accumulators.write_port()
         s.acc_read = accumulators.read_port(transparent_for=(s.acc_write,))
         outputs = m.submodules.outputs = memory.Memory(
-            shape=unsigned(size * out_bits), depth=batch * self.nt[-1], init=[])
+            shape=unsigned(cols * out_bits), depth=batch * self.nt[-1], init=[])
         s.out_write = outputs.write_port()
         s.out_read = outputs.read_port()
 
     def _gather(self, m, s):
-        """LOAD: gather ``in_count`` values per beat into words of ``size`` values, written to
+        """LOAD: gather ``in_count`` values per beat into words of ``cols`` values, written to
         activation memory 0 (``s.load_write``, ``s.merged``); ``s.closing`` when the batch
         closes (full, or the input paused at a vector boundary)."""
-        size, batch, in_count = self.params.size, self.params.batch, self.in_count
-        a_bits, kt0 = self.a_format.bits, self.kt[0]
-        beats_per_word = size // in_count
-        last_word_beats = (self.network.in_features - (kt0 - 1) * size) // in_count
-        word = Signal(size * a_bits)
+        cols, batch, in_count = self.params.cols, self.params.batch, self.in_count
+        a_bits, words0 = self.a_format.bits, self.params.words(self.network.in_features)
+        beats_per_word = cols // in_count
+        last_word_beats = (self.network.in_features - (words0 - 1) * cols) // in_count
+        word = Signal(cols * a_bits)
         beat = Signal(range(beats_per_word))
-        s.in_kt = in_kt = Signal(range(self.stride))
+        s.in_word = in_word = Signal(range(self.stride))
         s.in_m = in_m = Signal(range(batch + 1))
         decoded = decode_codes(self.i_stream.payload.data, self.network.input.format, in_count,
                                a_bits)
-        word_done = (beat == Mux(in_kt == kt0 - 1, last_word_beats, beats_per_word) - 1)
-        vector_done = word_done & (in_kt == kt0 - 1)
+        word_done = (beat == Mux(in_word == words0 - 1, last_word_beats, beats_per_word) - 1)
+        vector_done = word_done & (in_word == words0 - 1)
         loading = s.phase == LOAD
         s.closing = Signal()
         m.d.comb += [
             self.i_stream.ready.eq(loading & (in_m < batch)),
-            s.closing.eq(loading & (in_m > 0) & (in_kt == 0) & (beat == 0)
+            s.closing.eq(loading & (in_m > 0) & (in_word == 0) & (beat == 0)
                          & ((in_m == batch) | ~self.i_stream.valid)),
         ]
         # The word with this beat's values in place (slot p belongs to beat p // in_count).
-        s.merged = Signal(size * a_bits)
+        s.merged = Signal(cols * a_bits)
         m.d.comb += s.merged.eq(Cat(*(
             Mux(beat == slot // in_count, decoded[slot % in_count].as_unsigned(),
                 word[slot * a_bits:(slot + 1) * a_bits])
@@ -301,7 +350,7 @@ class SystolicOverlay(LayerEngine):
             m.d.sync += word.eq(s.merged)
             m.d.comb += s.load_write.eq(word_done)
             with m.If(word_done):
-                m.d.sync += [beat.eq(0), in_kt.eq(Mux(vector_done, 0, in_kt + 1))]
+                m.d.sync += [beat.eq(0), in_word.eq(Mux(vector_done, 0, in_word + 1))]
                 with m.If(vector_done):
                     m.d.sync += in_m.eq(in_m + 1)
             with m.Else():
@@ -312,28 +361,30 @@ class SystolicOverlay(LayerEngine):
         issuer (``s.issue``: a row of activations) of the current layer. Their rules, with
         registered flags so that no wide comparison sits in the way: the loader may start tile
         i once the rows of tile i - 2 are issued (gap <= 1), and the rows of a tile wait until
-        the first beat of its load has been issued (gap >= 1)."""
-        size, batch, stride = self.params.size, self.params.batch, self.stride
+        the first beat of its load has been issued (gap >= 1). An input tile ``rw_kt`` is slice
+        ``rw_piece`` of word ``rw_word``."""
+        p, batch, stride = self.params, self.params.batch, self.stride
         s.most_tiles = max(kt * nt for kt, nt in zip(self.kt, self.nt, strict=True))
         tiles = range(s.most_tiles + 1)
         s.ld_left = Signal(tiles)                    # tiles still to load, this one included
         s.ld_final = Signal()                        # this is the layer's last tile to load
-        s.ld_busy, s.ld_row, s.ld_bank = Signal(), Signal(range(size)), Signal()
+        s.ld_busy, s.ld_row, s.ld_bank = Signal(), Signal(range(p.rows)), Signal()
         s.ld_addr = Signal(range(len(s.weight_words) + 1))
         s.rw_left, s.rw_final, s.rw_busy, s.rw_bank = Signal(tiles), Signal(), Signal(), Signal()
         s.rw_m = Signal(range(batch))
-        s.rw_kt = Signal(range(stride))
+        s.rw_kt = Signal(range(max(self.kt)))
+        s.rw_word, s.rw_piece = Signal(range(stride)), Signal(range(p.word_tiles))
         s.rw_nt = Signal(range(max(self.nt)))
-        s.rw_addr = Signal(range(batch * stride))    # rw_m * stride + rw_kt
+        s.rw_addr = Signal(range(batch * stride))    # rw_m * stride + rw_word
         s.gap = Signal(range(3))                     # tiles whose load began, minus issued
-        s.kt_last = select(s.layer, [Const(kt - 1, range(stride)) for kt in self.kt])
+        s.kt_last = select(s.layer, [Const(kt - 1, s.rw_kt.shape()) for kt in self.kt])
         s.load, s.issue = Signal(), Signal()
         load_done, rows_done = Signal(), Signal()    # a tile's last beat / last row, now
         running = s.phase == RUN
         m.d.comb += [
             s.load.eq(running & s.ld_busy & ((s.ld_row != 0) | (s.gap <= 1))),
             s.issue.eq(running & s.rw_busy & (s.gap != 0)),
-            load_done.eq(s.load & (s.ld_row == size - 1)),
+            load_done.eq(s.load & (s.ld_row == p.rows - 1)),
             rows_done.eq(s.issue & (s.rw_m == s.m_count - 1)),
             s.weight_read.addr.eq(s.ld_addr),
         ]
@@ -342,7 +393,7 @@ class SystolicOverlay(LayerEngine):
         m.d.sync += s.gap.eq(s.gap + (s.load & (s.ld_row == 0)) - rows_done)
         with m.If(s.load):
             m.d.sync += [s.ld_addr.eq(s.ld_addr + 1),
-                         s.ld_row.eq(Mux(s.ld_row == size - 1, 0, s.ld_row + 1))]
+                         s.ld_row.eq(Mux(s.ld_row == p.rows - 1, 0, s.ld_row + 1))]
         with m.If(load_done):
             m.d.sync += [s.ld_bank.eq(~s.ld_bank), s.ld_left.eq(s.ld_left - 1),
                          s.ld_final.eq(s.ld_left == 2)]
@@ -355,9 +406,14 @@ class SystolicOverlay(LayerEngine):
                 with m.If(s.rw_final):
                     m.d.sync += s.rw_busy.eq(0)
                 with m.If(s.rw_kt == s.kt_last):
-                    m.d.sync += [s.rw_kt.eq(0), s.rw_nt.eq(s.rw_nt + 1), s.rw_addr.eq(0)]
+                    m.d.sync += [s.rw_kt.eq(0), s.rw_nt.eq(s.rw_nt + 1), s.rw_addr.eq(0),
+                                 s.rw_word.eq(0), s.rw_piece.eq(0)]
+                with m.Elif(s.rw_piece == p.word_tiles - 1):
+                    m.d.sync += [s.rw_kt.eq(s.rw_kt + 1), s.rw_piece.eq(0),
+                                 s.rw_word.eq(s.rw_word + 1), s.rw_addr.eq(s.rw_word + 1)]
                 with m.Else():
-                    m.d.sync += [s.rw_kt.eq(s.rw_kt + 1), s.rw_addr.eq(s.rw_kt + 1)]
+                    m.d.sync += [s.rw_kt.eq(s.rw_kt + 1), s.rw_piece.eq(s.rw_piece + 1),
+                                 s.rw_addr.eq(s.rw_word)]
             with m.Else():
                 m.d.sync += [s.rw_m.eq(s.rw_m + 1), s.rw_addr.eq(s.rw_addr + stride)]
 
@@ -366,29 +422,34 @@ class SystolicOverlay(LayerEngine):
         return [s.ld_left.eq(tile_count), s.ld_final.eq(tile_count == 1), s.ld_busy.eq(1),
                 s.ld_row.eq(0), s.ld_bank.eq(0),
                 s.rw_left.eq(tile_count), s.rw_final.eq(tile_count == 1), s.rw_busy.eq(1),
-                s.rw_bank.eq(0), s.rw_m.eq(0), s.rw_kt.eq(0), s.rw_nt.eq(0), s.rw_addr.eq(0),
-                s.gap.eq(0)]
+                s.rw_bank.eq(0), s.rw_m.eq(0), s.rw_kt.eq(0), s.rw_word.eq(0), s.rw_piece.eq(0),
+                s.rw_nt.eq(0), s.rw_addr.eq(0), s.gap.eq(0)]
 
     def _feed(self, m, s):
         """The memories answer the loader and the issuer one cycle later; their data is
         registered (block RAM outputs are slow) and fed to the array the cycle after
-        (:data:`READ_STAGES`)."""
-        size, a_bits, w_bits = self.params.size, self.a_format.bits, self.w_format.bits
+        (:data:`READ_STAGES`); the register takes the row's slice of its activation word."""
+        p, a_bits, w_bits = self.params, self.a_format.bits, self.w_format.bits
         array = s.array
         source = s.layer[0] if len(self.network.layers) > 1 else Const(0)
         for read in s.act_reads:
             m.d.comb += read.addr.eq(s.rw_addr)
         load1, row1, bank1 = Signal(), Signal.like(s.ld_row), Signal()
         issue1, bank_rows1, source1 = Signal(), Signal(), Signal()
+        piece1 = Signal.like(s.rw_piece)
         m.d.sync += [load1.eq(s.load), row1.eq(s.ld_row), bank1.eq(s.ld_bank),
-                     issue1.eq(s.issue), bank_rows1.eq(s.rw_bank), source1.eq(source)]
+                     issue1.eq(s.issue), bank_rows1.eq(s.rw_bank), source1.eq(source),
+                     piece1.eq(s.rw_piece)]
         load2, row2, bank2 = Signal(), Signal.like(s.ld_row), Signal()
         issue2, bank_rows2 = Signal(), Signal()
-        weights2 = Signal(size * w_bits)
-        acts2 = Signal(size * a_bits)
+        weights2 = Signal(p.cols * w_bits)
+        acts2 = Signal(p.rows * a_bits)
+        word1 = Mux(source1, s.act_reads[1].data, s.act_reads[0].data)
+        slice_bits = p.rows * a_bits
         m.d.sync += [load2.eq(load1), row2.eq(row1), bank2.eq(bank1), issue2.eq(issue1),
                      bank_rows2.eq(bank_rows1), weights2.eq(s.weight_read.data),
-                     acts2.eq(Mux(source1, s.act_reads[1].data, s.act_reads[0].data))]
+                     acts2.eq(select(piece1, [word1[i * slice_bits:(i + 1) * slice_bits]
+                                              for i in range(p.word_tiles)]))]
         m.d.comb += [
             array.i_w.valid.eq(load2),
             array.i_w.payload.row.eq(row2),
@@ -396,16 +457,17 @@ class SystolicOverlay(LayerEngine):
             array.i_a.valid.eq(issue2),
             array.i_a.payload.bank.eq(bank_rows2),
         ]
-        for c in range(size):
+        for c in range(p.cols):
             m.d.comb += array.i_w.payload.w[c].eq(weights2[c * w_bits:(c + 1) * w_bits])
-            m.d.comb += array.i_a.payload.a[c].eq(acts2[c * a_bits:(c + 1) * a_bits])
+        for r in range(p.rows):
+            m.d.comb += array.i_a.payload.a[r].eq(acts2[r * a_bits:(r + 1) * a_bits])
 
     def _accumulate(self, m, s):
         """Each row's partial sums plus the accumulator (or, on a tile's first input tile, the
         bias): written back, or after the layer's last input tile handed to the layer's output
         stage (``s.stages``). The row's sideband is delayed to meet its sums one cycle early
         (memory reads)."""
-        size, acc_bits = self.params.size, self.acc_bits
+        cols, acc_bits = self.params.cols, self.acc_bits
         info = [s.issue, s.rw_m, s.rw_nt, s.rw_kt == 0, s.rw_kt == s.kt_last]
         names = ("valid", "m", "nt", "first", "last")
         for stage in range(s.array.latency + READ_STAGES - 1):
@@ -420,8 +482,8 @@ class SystolicOverlay(LayerEngine):
                                                for name, value in zip(names, info, strict=True)]
         m.d.sync += [new.eq(old) for new, old in
                      zip((valid_p, m_p, nt_p, first_p, last_p), info, strict=True)]
-        sums = [Signal(signed(acc_bits), name=f"sum_{c}") for c in range(size)]
-        for c in range(size):
+        sums = [Signal(signed(acc_bits), name=f"sum_{c}") for c in range(cols)]
+        for c in range(cols):
             start = Mux(first_p, s.bias_read.data[c * acc_bits:(c + 1) * acc_bits].as_signed(),
                         s.acc_read.data[c * acc_bits:(c + 1) * acc_bits].as_signed())
             m.d.comb += sums[c].eq(start + s.array.o_psum.payload[c])
@@ -432,7 +494,7 @@ class SystolicOverlay(LayerEngine):
         ]
         s.m_bits = len(s.rw_m)
         stages = s.stages = m.submodules.stages = LayerStages(
-            self.network, size, acc_bits=acc_bits, a_bits=self.a_format.bits,
+            self.network, cols, acc_bits=acc_bits, a_bits=self.a_format.bits,
             tag_bits=s.m_bits + len(s.rw_nt), groups=max(self.nt))
         m.d.comb += [
             stages.layer.eq(s.layer),
@@ -440,7 +502,7 @@ class SystolicOverlay(LayerEngine):
             stages.i_acc.payload.group.eq(nt_p),
             stages.i_acc.payload.tag.eq(Cat(m_p, nt_p)),
         ]
-        for c in range(size):
+        for c in range(cols):
             m.d.comb += stages.i_acc.payload.acc[c].eq(sums[c])
 
     def _write_results(self, m, s):
@@ -467,16 +529,16 @@ class SystolicOverlay(LayerEngine):
             ]
         with m.If(s.load_write):
             m.d.comb += [
-                s.act_writes[0].addr.eq(s.in_m * self.stride + s.in_kt),
+                s.act_writes[0].addr.eq(s.in_m * self.stride + s.in_word),
                 s.act_writes[0].data.eq(s.merged),
                 s.act_writes[0].en.eq(1),
             ]
 
     def _output_drain(self):
-        """The output path: a buffered FIFO of four words of ``size`` outputs."""
-        out_tiles = self.nt[-1]
-        return OutputDrain(self.network.output.format.bits, self.params.size, self.out_count,
-                           self.network.out_features - (out_tiles - 1) * self.params.size,
+        """The output path: a buffered FIFO of four words of ``cols`` outputs."""
+        out_tiles, cols = self.nt[-1], self.params.cols
+        return OutputDrain(self.network.output.format.bits, cols, self.out_count,
+                           self.network.out_features - (out_tiles - 1) * cols,
                            depth=4, buffered=True)
 
     def _read_outputs(self, m, s):
@@ -529,9 +591,9 @@ class SystolicOverlay(LayerEngine):
         done (the last tile's load may still run when its rows, fewer than its height, are all
         issued), then DRAIN for the layer's :func:`drain_cycles`; OUTPUT until the batch is
         sent."""
-        layers, size = self.network.layers, self.params.size
+        layers = self.network.layers
         tile_counts = [kt * nt for kt, nt in zip(self.kt, self.nt, strict=True)]
-        drains = [drain_cycles(size, layer) for layer in layers]
+        drains = [drain_cycles(self.params, layer) for layer in layers]
         drain = Signal(range(max(drains) + 1))
         next_layer = s.layer + 1
         with m.Switch(s.phase):

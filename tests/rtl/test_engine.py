@@ -75,7 +75,7 @@ def test_output_drain_splits_words_and_says_when_the_burst_ended(buffered, delay
 @pytest.mark.parametrize("make, lanes", [
     (lambda net: DataflowAccelerator(net, [LayerFold(2, 4), LayerFold(1, 2), LayerFold(2, 2)]),
      None),
-    (lambda net: SystolicOverlay(net, OverlayParams(6, 2)), 6),
+    (lambda net: SystolicOverlay(net, OverlayParams(3, 6, 2)), 6),
     (lambda net: SparseAccelerator(net, SparseParams(pes=6)), 6),
 ])
 def test_every_top_says_how_many_values_each_beat_carries(make, lanes):

@@ -24,23 +24,30 @@ def random_codes(network, count, seed=0):
     return fmt.level_value(rng.integers(0, fmt.levels, size=(count, network.in_features)))
 
 
+#: Rows, columns, batch and stall seed: square arrays with and without stalls; wide arrays
+#: (rows dividing columns or not) and a tall one with stalls.
+ARRAYS = [(size, size, batch, seed) for size, batch in [(1, 1), (2, 3), (4, 4), (3, 8)]
+          for seed in (None, 2)] + [(1, 2, 3, 2), (2, 4, 2, 2), (4, 2, 3, 2), (3, 5, 4, 2),
+                                    (4, 8, 2, 2)]
+
+
 @pytest.mark.parametrize("kind", SAMPLE_NETWORKS)
-@pytest.mark.parametrize("size, batch", [(1, 1), (2, 3), (4, 4), (3, 8)])
-@pytest.mark.parametrize("seed", [None, 2])
-def test_sample_networks_match_golden(kind, size, batch, seed):
+@pytest.mark.parametrize("rows, cols, batch, seed", ARRAYS)
+def test_sample_networks_match_golden(kind, rows, cols, batch, seed):
     network = sample_network(kind, seed=4)
     codes = random_codes(network, 7)
-    _, actual, _ = simulate(network, OverlayParams(size, batch), codes, seed)
+    _, actual, _ = simulate(network, OverlayParams(rows, cols, batch), codes, seed)
     expected = run_network(network, codes)
     for index, (want, got) in enumerate(zip(expected, actual, strict=True)):
         assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
 
 
 @pytest.mark.parametrize("kind", ["int8", "binary"])
-@pytest.mark.parametrize("size, batch", [(2, 4), (4, 3), (3, 1)])
-def test_batches_take_exactly_the_scheduled_cycles(kind, size, batch):
+@pytest.mark.parametrize("rows, cols, batch", [(2, 2, 4), (4, 4, 3), (3, 3, 1), (2, 4, 3),
+                                               (4, 2, 2), (3, 5, 2)])
+def test_batches_take_exactly_the_scheduled_cycles(kind, rows, cols, batch):
     network = sample_network(kind, seed=1)
-    params = OverlayParams(size, batch)
+    params = OverlayParams(rows, cols, batch)
     plan = schedule(network, params)
     codes = random_codes(network, 3 * batch)
     dut, _, cycles = simulate(network, params, codes, None)
@@ -56,7 +63,7 @@ def test_performance_counters_count_each_layers_cycles_and_busy_cycles():
     from hwnn.sim.pysim import stream_get, stream_put
 
     network = sample_network("ternary", seed=2)
-    params = OverlayParams(4, 2)
+    params = OverlayParams(2, 4, 2)
     dut = SystolicOverlay(network, params)
     plan = schedule(network, params)
     beats = vectors_to_beats(random_codes(network, 2), network.input.format, dut.in_count)
@@ -89,22 +96,23 @@ GEMMS = [
 
 
 @pytest.mark.parametrize("m, k, n, inputs, weights", GEMMS)
-@pytest.mark.parametrize("size", [1, 3, 4])
-def test_tiled_gemm_matches_golden(m, k, n, inputs, weights, size):
+@pytest.mark.parametrize("rows, cols", [(1, 1), (3, 3), (4, 4), (2, 4), (4, 2), (3, 5)])
+def test_tiled_gemm_matches_golden(m, k, n, inputs, weights, rows, cols):
     # A one-layer network whose output is its accumulator is the GEMM A @ W.T + bias.
-    rng = np.random.default_rng(k * n + size)
+    rng = np.random.default_rng(k * n + rows * cols)
     layer = random_dense(rng, k, n, in_format=inputs, weight_format=weights,
                          stage="accumulator")
     network = Network("gemm", (layer,))
-    codes = random_codes(network, m, seed=size)
-    _, actual, _ = simulate(network, OverlayParams(size, max(m, 2)), codes, 3)
+    codes = random_codes(network, m, seed=rows)
+    _, actual, _ = simulate(network, OverlayParams(rows, cols, max(m, 2)), codes, 3)
     expected = codes @ layer.weights.T + layer.bias
     assert actual.tolist() == expected.tolist()
 
 
-@pytest.mark.parametrize("size, in_count, out_count", [(8, 8, 2), (6, 2, 2), (5, 1, 5)])
-def test_beats_carry_the_gcd_of_features_and_array_side(size, in_count, out_count):
+@pytest.mark.parametrize("rows, cols, in_count, out_count",
+                         [(8, 8, 8, 2), (6, 6, 2, 2), (5, 5, 1, 5), (3, 8, 8, 2), (8, 5, 1, 5)])
+def test_beats_carry_the_gcd_of_features_and_array_columns(rows, cols, in_count, out_count):
     network = Network("wide", (random_dense(np.random.default_rng(0), 64, 10, in_format="uint8",
                                             weight_format="int8", stage="accumulator"),))
-    dut = SystolicOverlay(network, OverlayParams(size, 2))
+    dut = SystolicOverlay(network, OverlayParams(rows, cols, 2))
     assert (dut.in_count, dut.out_count) == (in_count, out_count)

@@ -74,6 +74,17 @@ def test_every_memory_a_top_elaborates_is_reported_with_its_contents(kind, arch_
     assert reported == elaborated_memories(arch.build(network, params))
 
 
+@pytest.mark.parametrize("rows, cols", [(2, 4), (3, 5), (4, 2)])
+def test_a_rectangular_overlay_reports_its_memories_and_rows_times_cols_multipliers(rows, cols):
+    network = sample_network("int8")
+    arch = architecture("systolic")
+    params = arch.check(network, arch.params(array=f"{rows}x{cols}", batch=3))
+    structure = arch.build(network, params).structure()
+    assert reported_memories(structure) == elaborated_memories(arch.build(network, params))
+    assert [m.count for m in structure.multipliers if m.use == "lanes"] == [rows * cols]
+    assert structure.counts["cells"] == rows * cols
+
+
 def test_every_top_reports_the_same_counts_for_every_network():
     for arch_name, options in ARCHS.items():
         arch = architecture(arch_name)

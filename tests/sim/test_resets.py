@@ -37,7 +37,7 @@ DESIGNS = {
                  {"arch": "dataflow", "fold": (LayerFold(2, 2),) * 3}),
     "systolic_one_layer": (one_layer, {"arch": "systolic", "array": "4x4", "batch": 4}),
     "systolic": (lambda: sample_network("int4", seed=2),
-                 {"arch": "systolic", "array": "4x4", "batch": 4}),
+                 {"arch": "systolic", "array": "2x4", "batch": 4}),
 }
 
 

@@ -26,7 +26,8 @@ def test_the_dataflow_sweep_runs_from_one_lane_per_layer_to_fully_parallel():
     assert points[-1].options["fold"] == fully_parallel(network)
     lanes = [sum(fold.lanes for fold in point.options["fold"]) for point in points]
     assert lanes == sorted(lanes) and len(set(lanes)) == len(lanes)
-    assert [p.label for p in sweep(network, "systolic")] == ["2x2", "4x4", "8x8", "16x16"]
+    assert [p.label for p in sweep(network, "systolic")] == [
+        "1x2", "2x2", "2x4", "4x4", "4x8", "8x8", "8x16", "16x16"]
     assert [p.options["pes"] for p in sweep(network, "sparse")] == [1, 2, 4, 8]   # 12 rows
     with pytest.raises(ValueError, match="Unknown architecture 'gpu'"):
         sweep(network, "gpu")
