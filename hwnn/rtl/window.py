@@ -418,7 +418,8 @@ class SlidingWindowUnit(wiring.Component):
             # A padded tap's slot and word do not matter (its value is replaced).
             slot = head + Mux(ty < 0, 0, ty) - first_real
             slot = Mux(slot >= self.rows, slot - self.rows, slot)
-            ports.append((slot * row_words + x0_col + kx * folds + fold, pad))
+            ports.append((select(slot, [s * row_words for s in range(self.rows)])
+                          + x0_col + kx * folds + fold, pad))
         return window_end, ports
 
     def _writer(self, m, beats, writes, room):
