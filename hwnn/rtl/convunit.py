@@ -58,7 +58,8 @@ class ConvolutionUnit(wiring.Component):
 
     Members
     -------
-    i_stream : ``In(stream.Signature(Beat(simd, input width)))``
+    i_stream : ``In(stream.Signature(Beat(in_count, input width)))``; ``in_count`` is
+        ``simd``, or ``pe`` for a depthwise convolution
     o_stream : ``Out(stream.Signature(Beat(pe, output width)))``
     window : :class:`~hwnn.rtl.window.SlidingWindowUnit`
     matrix : :class:`~hwnn.rtl.mvau.MatrixVectorUnit` (of the im2col layer), or for a
