@@ -391,35 +391,50 @@ class SlidingWindowUnit(wiring.Component):
     def _depthwise_order(self, m, issue, window, after):
         """Depthwise order: channel group by channel group, ``taps`` kernel positions a beat,
         one read port each; port ``j``'s position in tap group ``g`` is ``g * taps + j``,
-        from a table. Returns whether this beat is the window's last and ``[(address, pad)]``
-        per port."""
+        from a table. Each port's tap row, column, word and row slot are registers, computed
+        a beat ahead (so the memory address is a slot multiplexer and an adder, as in window
+        order). Returns whether this beat is the window's last and ``[(address, pad)]`` per
+        port."""
         height, width, channels = self.image
         kw = self.kernel[1]
+        bottom, right = self.padding[1], self.padding[3]
         folds = channels // self.simd
         row_words = width * folds
         groups = self.kernel[0] * kw // self.taps
-        y0, x0, x0_col, head = window
         fold = Signal(range(folds))
         group = Signal(range(groups))
         group_end = group == groups - 1
         window_end = group_end & (fold == folds - 1)
+        # The next beat's fold, tap group and window.
+        next_group = Mux(group_end, 0, group + 1)
+        next_fold = Mux(group_end, Mux(fold == folds - 1, 0, fold + 1), fold)
+        y0, x0, x0_col, head = (Mux(window_end, new, old)
+                                for new, old in zip(after, window, strict=True))
         with m.If(issue):
-            m.d.sync += group.eq(Mux(group_end, 0, group + 1))
-            with m.If(group_end):
-                m.d.sync += fold.eq(Mux(fold == folds - 1, 0, fold + 1))
+            m.d.sync += [group.eq(next_group), fold.eq(next_fold)]
         first_real = Mux(y0 < 0, 0, y0)               # the image row in the head slot
         ports = []
         for j in range(self.taps):
             positions = [divmod(g * self.taps + j, kw) for g in range(groups)]
-            ky = _lookup(group, [ky for ky, _ in positions])
-            kx = _lookup(group, [kx for _, kx in positions])
-            ty, tx = y0 + ky, x0 + kx
-            pad = (ty < 0) | (ty >= height) | (tx < 0) | (tx >= width)
+            ky_table, kx_table = ([position[i] for position in positions] for i in (0, 1))
+            y_init, x_init = window.y0.init + ky_table[0], window.x0.init + kx_table[0]
+            ty = Signal(range(window.y0.init, height + bottom), init=y_init, name=f"ty_{j}")
+            tx = Signal(range(window.x0.init, width + right), init=x_init, name=f"tx_{j}")
+            col = Signal(range(window.x0_col.init, (width + right) * folds),
+                         init=x_init * folds, name=f"col_{j}")
+            slot = Signal(range(self.rows + self.kernel[0]),
+                          init=max(y_init, 0) - max(window.y0.init, 0), name=f"slot_{j}")
+            ky, kx = _lookup(next_group, ky_table), _lookup(next_group, kx_table)
+            next_ty = y0 + ky
             # A padded tap's slot and word do not matter (its value is replaced).
-            slot = head + Mux(ty < 0, 0, ty) - first_real
-            slot = Mux(slot >= self.rows, slot - self.rows, slot)
-            ports.append((select(slot, [s * row_words for s in range(self.rows)])
-                          + x0_col + kx * folds + fold, pad))
+            next_slot = head + Mux(next_ty < 0, 0, next_ty) - first_real
+            with m.If(issue):
+                m.d.sync += [
+                    ty.eq(next_ty), tx.eq(x0 + kx), col.eq(x0_col + kx * folds + next_fold),
+                    slot.eq(Mux(next_slot >= self.rows, next_slot - self.rows, next_slot)),
+                ]
+            pad = (ty < 0) | (ty >= height) | (tx < 0) | (tx >= width)
+            ports.append((select(slot, [s * row_words for s in range(self.rows)]) + col, pad))
         return window_end, ports
 
     def _writer(self, m, beats, writes, room):
