@@ -16,6 +16,7 @@ from hwnn.rtl.folding import LayerFold, auto_folding, folding_cycles
 from hwnn.rtl.mvau import MatrixVectorUnit
 from hwnn.rtl.vvau import VectorVectorUnit
 from hwnn.rtl.window import SlidingWindowUnit
+from hwnn.sim.beats import vectors_to_beats
 from hwnn.sim.golden import run_network
 from hwnn.sim.pysim import run_stream, run_vectors
 
@@ -179,3 +180,17 @@ def test_vector_vector_unit_takes_depthwise_layers_only():
         input_format="int4").layers[0]
     with pytest.raises(TypeError, match=r"^layer must be a depthwise Conv2d layer, not "):
         VectorVectorUnit(layer)
+
+
+@pytest.mark.parametrize("name, pe, simd", [("int8-3x3-pad", 2, 3), ("binary-2x2", 8, 1)])
+def test_unit_latency_and_framing(name, pe, simd):
+    network = NETWORKS[name]()
+    layer = network.layers[0]
+    unit = ConvolutionUnit(layer, pe=pe, simd=simd)
+    inputs = []
+    outputs, cycles = run_stream(unit, i_stream=unit.i_stream, o_stream=unit.o_stream,
+                                 inputs=vectors_to_beats(_codes(network, 1, 0),
+                                                         layer.input.format, unit.in_count),
+                                 n_outputs=network.out_features // pe, input_cycles=inputs)
+    assert cycles[0] - inputs[0] == unit.latency
+    assert [int(beat.last) for beat in outputs] == [0] * (len(outputs) - 1) + [1]
