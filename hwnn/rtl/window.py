@@ -326,14 +326,16 @@ class SlidingWindowUnit(wiring.Component):
             complete.eq(Mux(release, complete + finish - pop, complete + finish)),
         ]
 
-        # The next window: along the row, or the next output row's (or image's) first.
+        # The next window: along the row, or the next output row's (or image's) first (from
+        # registers only: not from the beat counters that say when it is needed).
         new_head = window.head + pop
         image_done = oy == out_h - 1
+        row_last = window.x0 == last_x0
         m.d.comb += [
-            after.y0.eq(Mux(row_done, Mux(image_done, first_y0, window.y0 + sh), window.y0)),
-            after.x0.eq(Mux(row_done, first_x0, window.x0 + sw)),
-            after.x0_col.eq(Mux(row_done, first_x0 * folds, window.x0_col + sw * folds)),
-            after.head.eq(Mux(row_done, Mux(new_head >= self.rows, new_head - self.rows,
+            after.y0.eq(Mux(row_last, Mux(image_done, first_y0, window.y0 + sh), window.y0)),
+            after.x0.eq(Mux(row_last, first_x0, window.x0 + sw)),
+            after.x0_col.eq(Mux(row_last, first_x0 * folds, window.x0_col + sw * folds)),
+            after.head.eq(Mux(row_last, Mux(new_head >= self.rows, new_head - self.rows,
                                             new_head), window.head)),
         ]
         with m.If(issue & window_end):
@@ -391,48 +393,66 @@ class SlidingWindowUnit(wiring.Component):
     def _depthwise_order(self, m, issue, window, after):
         """Depthwise order: channel group by channel group, ``taps`` kernel positions a beat,
         one read port each; port ``j``'s position in tap group ``g`` is ``g * taps + j``,
-        from a table. Each port's tap row, column, word and row slot are registers, computed
-        a beat ahead (so the memory address is a slot multiplexer and an adder, as in window
-        order). Returns whether this beat is the window's last and ``[(address, pad)]`` per
-        port."""
+        from a table. Each port's tap row, column, word and row slot are registers set a beat
+        ahead, from the output row's row slots (registers too), so the memory address is a
+        slot multiplexer and an adder, as in window order. Returns whether this beat is the
+        window's last and ``[(address, pad)]`` per port."""
         height, width, channels = self.image
-        kw = self.kernel[1]
+        kh, kw = self.kernel
         bottom, right = self.padding[1], self.padding[3]
         folds = channels // self.simd
         row_words = width * folds
-        groups = self.kernel[0] * kw // self.taps
+        groups = kh * kw // self.taps
+        last_x0 = (self.out_size[1] - 1) * self.stride[1] - self.padding[2]
         fold = Signal(range(folds))
         group = Signal(range(groups))
         group_end = group == groups - 1
         window_end = group_end & (fold == folds - 1)
-        # The next beat's fold, tap group and window.
         next_group = Mux(group_end, 0, group + 1)
         next_fold = Mux(group_end, Mux(fold == folds - 1, 0, fold + 1), fold)
-        y0, x0, x0_col, head = (Mux(window_end, new, old)
-                                for new, old in zip(after, window, strict=True))
         with m.If(issue):
             m.d.sync += [group.eq(next_group), fold.eq(next_fold)]
-        first_real = Mux(y0 < 0, 0, y0)               # the image row in the head slot
+
+        def slots(y0, head):
+            """The row slot of each kernel row of a window at ``y0`` whose first real row is
+            in slot ``head`` (past the queue for rows in the bottom padding: not read)."""
+            first_real = Mux(y0 < 0, 0, y0)
+            result = []
+            for ky in range(kh):
+                slot = head + Mux(y0 + ky < 0, 0, y0 + ky) - first_real
+                result.append(Mux(slot >= self.rows, slot - self.rows, slot))
+            return result
+
+        # The current output row's row slots, and the next output row's.
+        y_init = window.y0.init
+        row_slots = [Signal(range(self.rows + kh), init=max(y_init + ky, 0) - max(y_init, 0),
+                            name=f"row_slot_{ky}") for ky in range(kh)]
+        upcoming = slots(after.y0, after.head)
+        row_last = window.x0 == last_x0
+        with m.If(issue & window_end & row_last):
+            m.d.sync += [slot.eq(new) for slot, new in zip(row_slots, upcoming, strict=True)]
+
         ports = []
         for j in range(self.taps):
             positions = [divmod(g * self.taps + j, kw) for g in range(groups)]
             ky_table, kx_table = ([position[i] for position in positions] for i in (0, 1))
-            y_init, x_init = window.y0.init + ky_table[0], window.x0.init + kx_table[0]
-            ty = Signal(range(window.y0.init, height + bottom), init=y_init, name=f"ty_{j}")
-            tx = Signal(range(window.x0.init, width + right), init=x_init, name=f"tx_{j}")
-            col = Signal(range(window.x0_col.init, (width + right) * folds),
-                         init=x_init * folds, name=f"col_{j}")
-            slot = Signal(range(self.rows + self.kernel[0]),
-                          init=max(y_init, 0) - max(window.y0.init, 0), name=f"slot_{j}")
             ky, kx = _lookup(next_group, ky_table), _lookup(next_group, kx_table)
-            next_ty = y0 + ky
-            # A padded tap's slot and word do not matter (its value is replaced).
-            next_slot = head + Mux(next_ty < 0, 0, next_ty) - first_real
+            y_first, x_first = ky_table[0], kx_table[0]      # a window's first beat
+            ty = Signal(range(y_init, height + bottom), init=y_init + y_first, name=f"ty_{j}")
+            tx = Signal(range(window.x0.init, width + right), init=window.x0.init + x_first,
+                        name=f"tx_{j}")
+            col = Signal(range(window.x0_col.init, (width + right) * folds),
+                         init=(window.x0.init + x_first) * folds, name=f"col_{j}")
+            slot = Signal(range(self.rows + kh), init=row_slots[y_first].init,
+                          name=f"slot_{j}")
+            # The next beat's: in this window, or the next window's first.
+            same = (window.y0 + ky, window.x0 + kx, window.x0_col + kx * folds + next_fold,
+                    select(ky, row_slots))
+            first = (after.y0 + y_first, after.x0 + x_first, after.x0_col + x_first * folds,
+                     Mux(row_last, upcoming[y_first], row_slots[y_first]))
             with m.If(issue):
-                m.d.sync += [
-                    ty.eq(next_ty), tx.eq(x0 + kx), col.eq(x0_col + kx * folds + next_fold),
-                    slot.eq(Mux(next_slot >= self.rows, next_slot - self.rows, next_slot)),
-                ]
+                m.d.sync += [reg.eq(Mux(window_end, a, b))
+                             for reg, a, b in zip((ty, tx, col, slot), first, same, strict=True)]
             pad = (ty < 0) | (ty >= height) | (tx < 0) | (tx >= width)
             ports.append((select(slot, [s * row_words for s in range(self.rows)]) + col, pad))
         return window_end, ports
