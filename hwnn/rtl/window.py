@@ -280,8 +280,10 @@ class SlidingWindowUnit(wiring.Component):
         need_x = Signal(range(width), init=min(width - 1, first_x0 + kw - 1))
 
         issue = Signal()
-        order = self._window_order if self.order == "window" else self._depthwise_order
-        window_end, ports = order(m, issue, window, after)
+        if self.order == "window":
+            window_end, ports = self._window_order(m, issue, window, after)
+        else:
+            window_end, ports = self._depthwise_order(m, issue, window, after, oy, pop)
         row_done = window_end & (window.x0 == last_x0)
         # The window's pixels are written; and the rows dropped after the output row's last
         # beat are whole (the writer may still be in the right part of one no window covers).
@@ -390,7 +392,7 @@ class SlidingWindowUnit(wiring.Component):
                              col.eq(after.x0_col), slot.eq(after.head)]
         return window_end, [(address, pad)]
 
-    def _depthwise_order(self, m, issue, window, after):
+    def _depthwise_order(self, m, issue, window, after, oy, pop):
         """Depthwise order: channel group by channel group, ``taps`` kernel positions a beat,
         one read port each; port ``j``'s position in tap group ``g`` is ``g * taps + j``,
         from a table. Each port's tap row, column, word and row slot are registers set a beat
@@ -413,21 +415,21 @@ class SlidingWindowUnit(wiring.Component):
         with m.If(issue):
             m.d.sync += [group.eq(next_group), fold.eq(next_fold)]
 
-        def slots(y0, head):
-            """The row slot of each kernel row of a window at ``y0`` whose first real row is
-            in slot ``head`` (past the queue for rows in the bottom padding: not read)."""
-            first_real = Mux(y0 < 0, 0, y0)
-            result = []
-            for ky in range(kh):
-                slot = head + Mux(y0 + ky < 0, 0, y0 + ky) - first_real
-                result.append(Mux(slot >= self.rows, slot - self.rows, slot))
-            return result
-
-        # The current output row's row slots, and the next output row's.
-        y_init = window.y0.init
-        row_slots = [Signal(range(self.rows + kh), init=max(y_init + ky, 0) - max(y_init, 0),
-                            name=f"row_slot_{ky}") for ky in range(kh)]
-        upcoming = slots(after.y0, after.head)
+        # The row slot of each kernel row for the current output row, not wrapped around the
+        # queue (the address multiplexer does that): the head's plus the row's offset from
+        # the output row's first real row (a table by output row; rows in the bottom
+        # padding, which are not read, count on); the next output row's, from the head after
+        # the rows the queue drops.
+        geo, y_init = self.geometry, window.y0.init
+        offsets = [[max(oy_ * self.stride[0] - self.padding[0] + ky, 0)
+                    - geo.real_rows(oy_)[0] for ky in range(kh)]
+                   for oy_ in range(self.out_size[0])]
+        following = offsets[1:] + offsets[:1]
+        spread = 3 * self.rows + kh                  # head + pop + offset < spread
+        row_slots = [Signal(range(spread), init=offsets[0][ky], name=f"row_slot_{ky}")
+                     for ky in range(kh)]
+        upcoming = [window.head + pop + _lookup(oy, [row[ky] for row in following])
+                    for ky in range(kh)]
         row_last = window.x0 == last_x0
         with m.If(issue & window_end & row_last):
             m.d.sync += [slot.eq(new) for slot, new in zip(row_slots, upcoming, strict=True)]
@@ -443,8 +445,7 @@ class SlidingWindowUnit(wiring.Component):
                         name=f"tx_{j}")
             col = Signal(range(window.x0_col.init, (width + right) * folds),
                          init=(window.x0.init + x_first) * folds, name=f"col_{j}")
-            slot = Signal(range(self.rows + kh), init=row_slots[y_first].init,
-                          name=f"slot_{j}")
+            slot = Signal(range(spread), init=row_slots[y_first].init, name=f"slot_{j}")
             # The next beat's: in this window, or the next window's first.
             same = (window.y0 + ky, window.x0 + kx, window.x0_col + kx * folds + next_fold,
                     select(ky, row_slots))
@@ -454,7 +455,8 @@ class SlidingWindowUnit(wiring.Component):
                 m.d.sync += [reg.eq(Mux(window_end, a, b))
                              for reg, a, b in zip((ty, tx, col, slot), first, same, strict=True)]
             pad = (ty < 0) | (ty >= height) | (tx < 0) | (tx >= width)
-            ports.append((select(slot, [s * row_words for s in range(self.rows)]) + col, pad))
+            ports.append((select(slot, [s % self.rows * row_words for s in range(spread)])
+                          + col, pad))
         return window_end, ports
 
     def _writer(self, m, beats, writes, room):
