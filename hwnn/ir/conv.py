@@ -144,6 +144,17 @@ class Conv2d(Layer):
         return Im2col(self.name, matrix, self.weight_format, self.weight_scale, self.bias,
                       self.input, self.output, self.stage, self.activation, convolution=self)
 
+    def depthwise_im2col(self) -> "Im2col":
+        """For a depthwise convolution, the per-channel dense layer a vector-vector unit
+        computes at each output pixel: :class:`Im2col` of the unexpanded :attr:`weights_matrix`
+        (``C x kh * kw``), whose row ``o`` applies to channel ``o``'s own window (``kh * kw``
+        codes in window order), not to one shared input vector; a ValueError otherwise."""
+        if not self.depthwise:
+            raise ValueError(f"Layer {self.name!r} is not a depthwise convolution")
+        return Im2col(self.name, self.weights_matrix, self.weight_format, self.weight_scale,
+                      self.bias, self.input, self.output, self.stage, self.activation,
+                      convolution=self)
+
     @cached_property
     def acc_range(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel bounds of every partial sum of the accumulator over every window

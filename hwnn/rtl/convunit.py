@@ -9,10 +9,11 @@ output pixel (``K = kh * kw * C_in`` codes in window order, channels fastest), a
 ``simd`` over ``K``; its output, one pixel's channels after another, is the output image in
 raster order, with ``last`` moved from each pixel's final beat to the image's.
 
-A depthwise convolution runs on the same path with its im2col matrix expanded
-block-diagonally (each output channel sees all ``C`` channels of the window, most through
-zero weights): exact, but ``C`` times the work of a vector-vector unit (FINN's VVAU, which
-would take ``OH * OW * (C / pe) * (kh * kw / simd)`` cycles).
+A depthwise convolution instead has the window unit emit each window channel group by
+channel group (``order="depthwise"``) into a :class:`~hwnn.rtl.vvau.VectorVectorUnit`,
+folded by ``pe`` over the channels and ``simd`` over the kernel positions: each channel's
+``kh * kw`` taps only, not the block-diagonal im2col matrix (``C`` times the work and the
+weight memory).
 """
 
 from amaranth import *
@@ -22,6 +23,7 @@ from amaranth.lib.wiring import In, Out
 from ..ir import Conv2d
 from .layouts import Beat
 from .mvau import MatrixVectorUnit
+from .vvau import VectorVectorUnit
 from .params import LayerFold, check_divides, check_positive_int, divisors
 from .structure import Structure
 from .window import SlidingWindowUnit
@@ -39,9 +41,14 @@ class ConvolutionUnit(wiring.Component):
     never straddles two pixels of the input or two taps of a window).
 
     Throughput: one image every :attr:`cycles` ``= max(OH * OW * (C_out / pe) * (K / simd),
-    H * W * C_in / simd)`` cycles, the matrix-vector unit's work (``K = kh * kw * C_in``, for
-    a depthwise convolution too) or, when the kernel covers fewer pixels than the stride
-    skips, the input's arrival. Padding inserts the input's zero point.
+    H * W * C_in / simd)`` cycles, the matrix-vector unit's work (``K = kh * kw * C_in``) or,
+    when the kernel covers fewer pixels than the stride skips, the input's arrival. Padding
+    inserts the input's zero point.
+
+    A depthwise convolution (``C_out == C_in == C``) folds differently: ``pe`` divides ``C``
+    (channels in parallel, and the input's values per beat), ``simd`` divides ``kh * kw``
+    (kernel positions per beat), and an image takes ``max(OH * OW * (C / pe) * (kh * kw /
+    simd), H * W * C / pe)`` cycles on a :class:`~hwnn.rtl.vvau.VectorVectorUnit`.
 
     Parameters
     ----------
@@ -51,10 +58,12 @@ class ConvolutionUnit(wiring.Component):
 
     Members
     -------
-    i_stream : ``In(stream.Signature(Beat(simd, input width)))``
+    i_stream : ``In(stream.Signature(Beat(in_count, input width)))``; ``in_count`` is
+        ``simd``, or ``pe`` for a depthwise convolution
     o_stream : ``Out(stream.Signature(Beat(pe, output width)))``
     window : :class:`~hwnn.rtl.window.SlidingWindowUnit`
-    matrix : :class:`~hwnn.rtl.mvau.MatrixVectorUnit` (of the im2col layer)
+    matrix : :class:`~hwnn.rtl.mvau.MatrixVectorUnit` (of the im2col layer), or for a
+        depthwise convolution :class:`~hwnn.rtl.vvau.VectorVectorUnit`
     layer, pe, simd, lanes, in_count, out_count, in_width, out_width, cycles, latency,
     memory_bits, input_fifo_depth :
         As every dataflow unit has them (:mod:`hwnn.rtl.units`); :attr:`latency` is the
@@ -72,14 +81,23 @@ class ConvolutionUnit(wiring.Component):
         self.layer, self.pe, self.simd = layer, pe, simd
         fmt = layer.input.format
         pad_code = int(fmt.encode(layer.input.zero_point)) if any(layer.padding) else 0
-        self.window = SlidingWindowUnit(layer.input_shape, layer.kernel, width=fmt.width,
-                                        stride=layer.stride, padding=layer.padding,
-                                        pad_code=pad_code, in_count=simd, simd=simd)
-        self.matrix = MatrixVectorUnit(layer.im2col(), pe=pe, simd=simd, ram_style=ram_style)
-        self.in_count, self.out_count = simd, pe
+        geometry = dict(width=fmt.width, stride=layer.stride, padding=layer.padding,
+                        pad_code=pad_code)
+        if layer.depthwise:
+            self.in_count = pe
+            self.window = SlidingWindowUnit(layer.input_shape, layer.kernel, **geometry,
+                                            in_count=pe, simd=pe, order="depthwise", taps=simd)
+            self.matrix = VectorVectorUnit(layer, pe=pe, simd=simd, ram_style=ram_style)
+        else:
+            self.in_count = simd
+            self.window = SlidingWindowUnit(layer.input_shape, layer.kernel, **geometry,
+                                            in_count=simd, simd=simd)
+            self.matrix = MatrixVectorUnit(layer.im2col(), pe=pe, simd=simd,
+                                           ram_style=ram_style)
+        self.out_count = pe
         self.in_width, self.out_width = self.matrix.in_width, self.matrix.out_width
         super().__init__({
-            "i_stream": In(stream.Signature(Beat(simd, self.in_width))),
+            "i_stream": In(stream.Signature(Beat(self.in_count, self.in_width))),
             "o_stream": Out(stream.Signature(Beat(pe, self.out_width))),
         })
 
@@ -87,16 +105,21 @@ class ConvolutionUnit(wiring.Component):
 
     @staticmethod
     def fold_options(layer: Conv2d) -> list[LayerFold]:
-        """Every folding: ``pe`` divides the output channels, ``simd`` the input channels."""
+        """Every folding: ``pe`` divides the output channels, ``simd`` the input channels (a
+        depthwise convolution's kernel positions)."""
         return [LayerFold(pe, simd) for pe in divisors(layer.out_channels)
-                for simd in divisors(layer.in_channels)]
+                for simd in divisors(_simd_count(layer))]
 
     @staticmethod
     def fold_cycles(layer: Conv2d, fold: LayerFold) -> int:
         """Cycles per image folded as ``fold`` (see the class)."""
         (out_h, out_w), (height, width, channels) = layer.out_size, layer.input_shape
-        window = layer.kernel[0] * layer.kernel[1] * channels
-        return max(out_h * out_w * (layer.out_channels // fold.pe) * (window // fold.simd),
+        taps = layer.kernel[0] * layer.kernel[1]
+        if layer.depthwise:
+            return max(out_h * out_w * (channels // fold.pe) * (taps // fold.simd),
+                       height * width * channels // fold.pe)
+        return max(out_h * out_w * (layer.out_channels // fold.pe) * (taps * channels
+                                                                      // fold.simd),
                    height * width * channels // fold.simd)
 
     @staticmethod
@@ -107,11 +130,12 @@ class ConvolutionUnit(wiring.Component):
     @staticmethod
     def check_fold(layer: Conv2d, fold: LayerFold):
         """Raise TypeError/ValueError unless ``pe`` divides the output channels and ``simd``
-        the input channels."""
+        the input channels (a depthwise convolution's kernel positions)."""
         check_positive_int("ConvolutionUnit", "pe", fold.pe)
         check_positive_int("ConvolutionUnit", "simd", fold.simd)
         check_divides(layer, "pe", fold.pe, layer.out_channels, "output channels")
-        check_divides(layer, "simd", fold.simd, layer.in_channels, "input channels")
+        check_divides(layer, "simd", fold.simd, _simd_count(layer),
+                      "kernel positions" if layer.depthwise else "input channels")
 
     # Members ----------------------------------------------------------------------------------
 
@@ -166,3 +190,9 @@ class ConvolutionUnit(wiring.Component):
         with m.If(self.o_stream.valid & self.o_stream.ready):
             m.d.sync += beat.eq(Mux(beat == beats - 1, 0, beat + 1))
         return m
+
+
+def _simd_count(layer: Conv2d) -> int:
+    """What ``simd`` divides: the input channels, or a depthwise convolution's kernel
+    positions."""
+    return layer.kernel[0] * layer.kernel[1] if layer.depthwise else layer.in_channels

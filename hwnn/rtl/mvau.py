@@ -12,6 +12,9 @@ inputs (``dot = 2 * popcount - simd``), add / subtract / skip for ternary or bin
 for binary inputs, multiply-accumulate otherwise. Weights live in an on-chip memory
 initialized from the IR, accumulators are exactly as wide as the IR's worst case, and the
 output stage (thresholds, requantization or the raw accumulator) is the IR's.
+
+The same engine, with an input beat per PE instead of one shared by all PEs, is the
+vector-vector unit of a depthwise convolution (:class:`~hwnn.rtl.vvau.VectorVectorUnit`).
 """
 
 
@@ -107,6 +110,10 @@ class MatrixVectorUnit(wiring.Component):
     #: (:attr:`tree_levels`) and the output stage's latency come on top.
     _STAGES = 4
 
+    #: Whether one input vector feeds every PE (a matrix-vector product); the vector-vector
+    #: unit gives each PE its own ``simd`` inputs in every beat instead.
+    _shared_input = True
+
     def __init__(self, layer: Dense, *, pe=1, simd=1, ram_style="auto"):
         if not isinstance(layer, Dense):
             raise TypeError(f"layer must be a Dense layer, not {layer!r}")
@@ -128,12 +135,13 @@ class MatrixVectorUnit(wiring.Component):
         self._depth = (self._STAGES + 2 * self.dsp_stages + self.tree_levels
                        + stage_latency(layer, pipelined=True))
         self.fifo_depth = self._depth + 4
-        self.in_count, self.out_count = simd, pe
+        self.in_count = simd if self._shared_input else pe * simd
+        self.out_count = pe
         # One input vector (and two beats more) before the unit lets the producer run ahead
         # while the unit re-reads its input buffer for the neuron folds after the first.
-        self.input_fifo_depth = self.synapse_folds + 2
+        self.input_fifo_depth = self.synapse_folds + 2 if self._shared_input else 2
         super().__init__({
-            "i_stream": In(stream.Signature(Beat(simd, self.in_width))),
+            "i_stream": In(stream.Signature(Beat(self.in_count, self.in_width))),
             "o_stream": Out(stream.Signature(Beat(pe, self.out_width))),
         })
 
@@ -213,12 +221,13 @@ class MatrixVectorUnit(wiring.Component):
         structure.add("acc_bits", pe * acc_bits)
         # Weights of a one-word memory are constants: no register holds them.
         weight_register = lanes * wb if self.cycles > 1 else 0
-        structure.add("register_bits", (weight_register + lanes * term + 2 * simd * xb
+        structure.add("register_bits", (weight_register + lanes * term + 2 * self.in_count * xb
                                         + pe * acc_bits + self.fifo_depth.bit_length() + 8
                                         + 2 * self.cycles.bit_length()))
         structure.add("pipeline_bits",
                       pe * tree_register_bits(simd, term, self._levels_per_register())
-                      + self.dsp_stages * (weight_register + lanes * term + simd * xb))
+                      + self.dsp_stages * (weight_register + lanes * term
+                                           + self.in_count * xb))
         structure.merge(stage_structure(layer, pe, pipelined=True))
         structure.memories.append(Memory("weights", self.cycles, lanes * wb,
                                          self._weight_words()))
@@ -227,7 +236,7 @@ class MatrixVectorUnit(wiring.Component):
             structure.memories.append(Memory("parameters", self.neuron_folds, pe * acc_bits,
                                              biases))
             structure.add("register_bits", pe * acc_bits)
-        if self.neuron_folds > 1:
+        if self._reuses_input():
             structure.memories.append(Memory("input_buffer", self.synapse_folds, simd * xb))
         structure.memories.append(Memory("fifo", self.fifo_depth - 1, pe * self.out_width + 1))
         return structure
@@ -257,6 +266,17 @@ class MatrixVectorUnit(wiring.Component):
         rom = m.submodules[name] = memory.Memory(shape=unsigned(width), depth=len(words),
                                                  init=[int(word) for word in words], attrs=attrs)
         return rom.read_port()
+
+    def _reuses_input(self):
+        """Whether an input vector is kept for the neuron folds after the first."""
+        return self._shared_input and self.neuron_folds > 1
+
+    def _pe_inputs(self, x_word, p):
+        """The ``simd`` input codes of PE ``p`` in a beat."""
+        if self._shared_input:
+            return x_word
+        width = self.simd * self.in_width
+        return x_word[p * width:(p + 1) * width]
 
     def _multiplier_lanes(self):
         """Whether each lane multiplies (neither factor binary nor ternary weights)."""
@@ -328,7 +348,9 @@ class MatrixVectorUnit(wiring.Component):
                          sf_last.eq(Mux(sf_last, sf_count == 1, sf == sf_count - 2))]
             with m.If(sf_last):
                 next_nf = Mux(nf == nf_count - 1, 0, nf + 1)
-                m.d.sync += [nf.eq(next_nf), from_stream.eq(next_nf == 0)]
+                m.d.sync += nf.eq(next_nf)
+                if self._shared_input:
+                    m.d.sync += from_stream.eq(next_nf == 0)
 
         weights = self._rom(m, "weights", self._weight_words(), pe * simd * w_width,
                             attrs=RAM_STYLES[self.ram_style])
@@ -337,10 +359,10 @@ class MatrixVectorUnit(wiring.Component):
         # Stage 1: weights and the input beat (from the stream register or the buffer).
         valid1, first1, last1 = Signal(), Signal(), Signal()
         nf1 = Signal.like(nf)
-        x_reg = Signal(simd * x_width)
+        x_reg = Signal(self.in_count * x_width)
         m.d.sync += [valid1.eq(issue), first1.eq(sf == 0), last1.eq(sf_last),
                      nf1.eq(nf), x_reg.eq(self.i_stream.payload.data)]
-        if nf_count > 1:
+        if self._reuses_input():
             buffer = m.submodules.input_buffer = memory.Memory(
                 shape=unsigned(simd * x_width), depth=sf_count, init=[])
             write = buffer.write_port()
@@ -369,7 +391,7 @@ class MatrixVectorUnit(wiring.Component):
         # Data registers have no reset, so that synthesis may move them into those blocks.
         ctrl2 = delayed(valid1, first1, last1, nf1, 2)
         w2 = Signal(pe * simd * w_width, reset_less=True)
-        x2 = Signal(simd * x_width, reset_less=True)
+        x2 = Signal(self.in_count * x_width, reset_less=True)
         m.d.sync += [w2.eq(weights.data), x2.eq(x1)]
         lane_width = simd * w_width
         history = [ctrl2]
@@ -380,7 +402,8 @@ class MatrixVectorUnit(wiring.Component):
             w2, x2 = w_next, x_next
             history.append(delayed(*history[-1], f"2_{copy}"))
         ctrl3 = delayed(*history[-1], 3)
-        terms3 = [self._lane_terms(w2[p * lane_width:(p + 1) * lane_width], x2)
+        terms3 = [self._lane_terms(w2[p * lane_width:(p + 1) * lane_width],
+                                   self._pe_inputs(x2, p))
                   for p in range(pe)]
         history.append(ctrl3)
         for copy in range(1 + self.dsp_stages):            # the products, once or twice

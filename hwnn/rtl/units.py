@@ -24,12 +24,16 @@ dense      :class:`~hwnn.rtl.mvau.MatrixVectorUnit`     pe | out,    (out / pe) 
                                                         simd | in
 conv2d     :class:`~hwnn.rtl.convunit.ConvolutionUnit`  pe | C_out,  OH * OW * (C_out / pe) *
                                                         simd | C_in  (kh * kw * C_in / simd)
+(depthwise :class:`~hwnn.rtl.vvau.VectorVectorUnit`     pe | C,      OH * OW * (C / pe) *
+conv2d)                                                 simd |       (kh * kw / simd)
+                                                        kh * kw
 maxpool2d  :class:`~hwnn.rtl.poolunit.PoolingUnit`      pe = simd    H * W * C / pe
                                                         | C
 ========== ============================================ ============ =========================
 
 (A convolution whose stride skips more pixels than its kernel covers waits for its input
-instead: ``H * W * C_in / simd`` cycles when that is more.)
+instead: ``H * W * C_in / simd`` cycles when that is more, ``H * W * C / pe`` for a depthwise
+one.)
 """
 
 from .convunit import ConvolutionUnit

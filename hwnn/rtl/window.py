@@ -3,9 +3,12 @@
 An image streams in once, row by row; each output pixel's window streams out, so a
 :class:`~hwnn.rtl.mvau.MatrixVectorUnit` with ``K = kh * kw * C`` computes the convolution
 one window (one input vector) at a time. Image rows wait in line buffers, a circular queue of
-row slots in one block RAM; padding is made on the fly.
+row slots in one block RAM; padding is made on the fly. For a depthwise convolution the unit
+emits each window channel group by channel group instead, several kernel positions a beat,
+for a :class:`~hwnn.rtl.vvau.VectorVectorUnit`.
 """
 
+from collections import namedtuple
 from itertools import pairwise
 
 from amaranth import *
@@ -20,7 +23,13 @@ from .params import check_positive_int
 from .structure import Memory, Structure
 from .widthconv import WidthConverter
 
-__all__ = ["SlidingWindowUnit"]
+__all__ = ["ORDERS", "SlidingWindowUnit"]
+
+#: The orders in which the unit emits a window (see :class:`SlidingWindowUnit`).
+ORDERS = ("window", "depthwise")
+
+#: The reader's window position (see :meth:`SlidingWindowUnit.elaborate`).
+_Window = namedtuple("_Window", "y0 x0 x0_col head")
 
 
 class SlidingWindowUnit(wiring.Component):
@@ -37,6 +46,15 @@ class SlidingWindowUnit(wiring.Component):
     in the padding is ``pad_code`` in every channel (the bit pattern of the input's real
     zero; for binary maps, which have no zero, the caller's choice, e.g. 0 for -1 as FINN).
     ``simd`` divides ``C``, so a beat never straddles two taps.
+
+    With ``order="depthwise"`` (for a :class:`~hwnn.rtl.vvau.VectorVectorUnit`) a window is
+    emitted channel group by channel group instead: for each group of ``simd`` channels, for
+    each group of ``taps`` kernel positions in window order (``ky`` then ``kx``), one beat of
+    ``simd * taps`` values whose element ``c * taps + j`` is channel ``c`` of the group at
+    position ``j`` of the group; ``taps`` divides ``kh * kw``. The ``taps`` values of a
+    channel come from ``taps`` copies of the line buffer, one read each, so a beat still
+    takes one cycle. Everything below holds for both orders, with
+    ``simd * taps`` values per output beat.
 
     Storage is a queue of :attr:`rows` line buffer slots of ``W x C`` values in one memory
     (:attr:`memory_bits` bits), written in ``simd``-value words: the rows that the current
@@ -84,12 +102,17 @@ class SlidingWindowUnit(wiring.Component):
     pad_code : int
         Bit pattern of a padding value, ``0 .. 2 ** width - 1``.
     in_count, simd : int
-        Values per input and output beat; both divide ``C``.
+        Values per input beat, and channels per output beat; both divide ``C``.
+    order : str
+        ``"window"`` or ``"depthwise"`` (:data:`ORDERS`).
+    taps : int
+        Kernel positions per output beat: 1 in window order, a divisor of ``kh * kw`` in
+        depthwise order.
 
     Members
     -------
     i_stream : ``In(stream.Signature(Beat(in_count, width)))``
-    o_stream : ``Out(stream.Signature(Beat(simd, width)))``
+    o_stream : ``Out(stream.Signature(Beat(simd * taps, width)))``
     out_size : (int, int)
         ``(OH, OW)``: ``(H + top + bottom - kh) // sh + 1`` and likewise for columns.
     window : int
@@ -99,7 +122,7 @@ class SlidingWindowUnit(wiring.Component):
         together (the last and the first of an image count as consecutive), at most
         ``2 * kh``.
     memory_bits : int
-        ``rows * W * C * width``.
+        ``rows * W * C * width``, ``taps`` times.
     out_beats, in_cycles : int
         Output beats and input cycles per image (see above).
     latency : int
@@ -111,11 +134,21 @@ class SlidingWindowUnit(wiring.Component):
     """
 
     def __init__(self, image, kernel, *, width, stride=1, padding=0, pad_code=0, in_count=1,
-                 simd=1):
+                 simd=1, order="window", taps=1):
         owner = "SlidingWindowUnit"
         self.geometry = geo = sliding_windows(owner, image, kernel, stride, padding)
-        for name, value in (("width", width), ("in_count", in_count), ("simd", simd)):
+        for name, value in (("width", width), ("in_count", in_count), ("simd", simd),
+                            ("taps", taps)):
             check_positive_int(owner, name, value)
+        if order not in ORDERS:
+            raise ValueError(f"{owner} order must be one of {', '.join(ORDERS)}, not {order!r}")
+        positions = geo.kernel[0] * geo.kernel[1]
+        if order == "window" and taps != 1:
+            raise ParameterError("taps", f"{owner} taps",
+                                 f"must be 1 in window order, not {taps}")
+        if positions % taps:
+            raise ParameterError("taps", f"{owner} taps",
+                                 f"must divide the {positions} kernel positions, not {taps}")
         for name, value in (("in_count", in_count), ("simd", simd)):
             if geo.channels % value:
                 raise ParameterError(name, f"{owner} {name}",
@@ -130,12 +163,13 @@ class SlidingWindowUnit(wiring.Component):
         self.kernel, self.stride, self.padding = geo.kernel, geo.stride, geo.padding
         self.width, self.pad_code = width, pad_code
         self.in_count, self.simd = in_count, simd
+        self.order, self.taps = order, taps
         self.out_size = (geo.out_height, geo.out_width)
         self.window = geo.kernel[0] * geo.kernel[1] * geo.channels
         self.rows = self._rows()
         super().__init__({
             "i_stream": In(stream.Signature(Beat(in_count, width))),
-            "o_stream": Out(stream.Signature(Beat(simd, width))),
+            "o_stream": Out(stream.Signature(Beat(simd * taps, width))),
         })
 
     def _rows(self):
@@ -152,28 +186,29 @@ class SlidingWindowUnit(wiring.Component):
     @property
     def memory_bits(self) -> int:
         _, width, channels = self.image
-        return self.rows * width * channels * self.width
+        return self.rows * width * channels * self.width * self.taps
 
     def structure(self) -> Structure:
         """Its hardware (:mod:`hwnn.rtl.structure`): the line buffer (a RAM of :attr:`rows`
-        slots of ``W * C / simd`` words of ``simd`` values, use ``"line_buffer"``), the input
-        width converter's registers, and ``register_bits``: the two output registers and the
-        reader's and writer's position counters (about twenty of them, each as wide as the
-        coordinate it counts)."""
+        slots of ``W * C / simd`` words of ``simd`` values, use ``"line_buffer"``, once per read
+        port), the input width converter's registers, and ``register_bits``: the two output
+        registers and the reader's and writer's position counters (about twenty of them, each
+        as wide as the coordinate it counts)."""
         height, width, channels = self.image
         depth = self.rows * width * channels // self.simd
         positions = [height, width, *self.kernel, depth, self.rows, *self.out_size]
         counters = 2 * sum(max(size, 2).bit_length() for size in positions)
-        structure = Structure({"register_bits": 2 * self.simd * self.width + counters + 8})
+        structure = Structure({"register_bits": 2 * self.simd * self.taps * self.width
+                               + counters + 8})
         if self.in_count != self.simd:
             structure.merge(WidthConverter(self.width, self.in_count, self.simd,
                                            channels).structure())
-        structure.memories.append(Memory("line_buffer", depth, self.simd * self.width))
+        structure.memories += [Memory("line_buffer", depth, self.simd * self.width)] * self.taps
         return structure
 
     @property
     def out_beats(self) -> int:
-        return self.out_size[0] * self.out_size[1] * self.window // self.simd
+        return self.out_size[0] * self.out_size[1] * self.window // (self.simd * self.taps)
 
     @property
     def in_cycles(self) -> int:
@@ -190,9 +225,9 @@ class SlidingWindowUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        height, width, channels = self.image
+        _, width, channels = self.image
         (kh, kw), (sh, sw) = self.kernel, self.stride
-        top, bottom, left, right = self.padding
+        top, left = self.padding[0], self.padding[2]
         out_h, out_w = self.out_size
         folds = channels // self.simd                 # words per pixel
         row_words = width * folds
@@ -200,12 +235,16 @@ class SlidingWindowUnit(wiring.Component):
 
         # A word is never read in the cycle it is written (a window is read once its pixels
         # are written, a slot written once its row is dropped), so Yosys need not add logic
-        # for that collision between the block RAM's output and its output register.
-        line = m.submodules.line = memory.Memory(shape=unsigned(self.simd * self.width),
-                                                 depth=depth, init=[],
-                                                 attrs={"no_rw_check": True})
-        write = line.write_port()
-        read = line.read_port(domain="sync")
+        # for that collision between the block RAM's output and its output register. One
+        # copy of the line buffer per read port (what synthesis would make of a memory with
+        # several read ports), all written alike.
+        writes, reads = [], []
+        for copy in range(self.taps):
+            line = m.submodules[f"line{copy or ''}"] = memory.Memory(
+                shape=unsigned(self.simd * self.width), depth=depth, init=[],
+                attrs={"no_rw_check": True})
+            writes.append(line.write_port())
+            reads.append(line.read_port(domain="sync"))
         converter = m.submodules.converter = WidthConverter(self.width, self.in_count,
                                                             self.simd, channels)
         wiring.connect(m, wiring.flipped(self.i_stream), converter.i_stream)
@@ -215,26 +254,23 @@ class SlidingWindowUnit(wiring.Component):
         occupied = Signal(range(self.rows + 1))
         complete = Signal(range(self.rows + 1))
         release = Signal()                            # the reader drops `pop` rows
-        storing, w_x, reserve, finish = self._writer(m, converter.o_stream, write,
+        storing, w_x, reserve, finish = self._writer(m, converter.o_stream, writes,
                                                      occupied < self.rows)
 
-        # Reader: one beat of window (oy, ox), tap (ky, kx), channel fold per cycle. ----------
-        # y0, x0: the window's first padded row and column, in image coordinates; ty, tx: the
-        # tap's; col: the tap's word in its row; slot: the row slot of tap row ky (the head's
-        # until the first real row); need_x: the window's last column in the image.
+        # Reader: one beat of window (oy, ox) per cycle, the beats of a window in the order's
+        # sequence (:meth:`_window_order`, :meth:`_depthwise_order`). y0, x0: the window's
+        # first padded row and column, in image coordinates; x0_col: x0's word in its row;
+        # head: the row slot of its first real row.
         first_y0, last_y0 = -top, (out_h - 1) * sh - top
         first_x0, last_x0 = -left, (out_w - 1) * sw - left
-        ky = Signal(range(kh))
-        kx = Signal(range(kw))
-        fold = Signal(range(folds))
-        y0 = Signal(range(first_y0, last_y0 + 1), init=first_y0)
-        x0 = Signal(range(first_x0, last_x0 + 1), init=first_x0)
-        ty = Signal(range(first_y0, height + bottom), init=first_y0)
-        tx = Signal(range(first_x0, width + right), init=first_x0)
-        x0_col = Signal(range(first_x0 * folds, row_words), init=first_x0 * folds)
-        col = Signal(range(first_x0 * folds, (width + right) * folds), init=first_x0 * folds)
-        head = Signal(range(self.rows))
-        slot = Signal(range(self.rows))
+        window = _Window(
+            y0=Signal(range(first_y0, last_y0 + 1), init=first_y0),
+            x0=Signal(range(first_x0, last_x0 + 1), init=first_x0),
+            x0_col=Signal(range(first_x0 * folds, row_words), init=first_x0 * folds),
+            head=Signal(range(self.rows)))
+        # The next window's (valid while the current one's last beat issues).
+        after = _Window(*(Signal.like(value, name=f"next_{name}")
+                          for name, value in window._asdict().items()))
         # Per output row, from a table: the queue position of the last row its windows cover,
         # and how many rows the queue drops after it.
         plan = self._row_plan()
@@ -243,10 +279,12 @@ class SlidingWindowUnit(wiring.Component):
         pop = Signal(range(kh + 1), init=plan[0][1])
         need_x = Signal(range(width), init=min(width - 1, first_x0 + kw - 1))
 
-        pad = (ty < 0) | (ty >= height) | (tx < 0) | (tx >= width)
-        fold_end, tap_end = fold == folds - 1, kx == kw - 1
-        window_end = fold_end & tap_end & (ky == kh - 1)
-        row_done = window_end & (x0 == last_x0)
+        issue = Signal()
+        if self.order == "window":
+            window_end, ports = self._window_order(m, issue, window, after)
+        else:
+            window_end, ports = self._depthwise_order(m, issue, window, after, oy, pop)
+        row_done = window_end & (window.x0 == last_x0)
         # The window's pixels are written; and the rows dropped after the output row's last
         # beat are whole (the writer may still be in the right part of one no window covers).
         ready = Signal()
@@ -257,25 +295,31 @@ class SlidingWindowUnit(wiring.Component):
         # Two registers to the output: the memory's read register, then the word again (no
         # reset, so that synthesis may move it into the block RAM's output register), with
         # the tap's flags beside them; the pad value is chosen after the second.
-        valid1, pad1, last1 = Signal(), Signal(), Signal()
-        valid2, pad2, last2 = Signal(), Signal(), Signal()
-        data2 = Signal.like(read.data, reset_less=True)
+        valid1, last1 = Signal(), Signal()
+        valid2, last2 = Signal(), Signal()
         advance = ~valid2 | self.o_stream.ready
-        issue = Signal()
+        pad_word = Const(self.pad_code, self.width).replicate(self.simd)
+        words = []
+        for j, (read, (address, pad)) in enumerate(zip(reads, ports, strict=True)):
+            pad1, pad2 = Signal(name=f"pad1_{j}"), Signal(name=f"pad2_{j}")
+            data2 = Signal.like(read.data, name=f"data2_{j}", reset_less=True)
+            m.d.comb += [read.en.eq(advance), read.addr.eq(address)]
+            with m.If(advance):
+                m.d.sync += [pad1.eq(pad), pad2.eq(pad1), data2.eq(read.data)]
+            words.append(Mux(pad2, pad_word, data2))
+        w = self.width
         m.d.comb += [
             issue.eq(ready & advance),
-            read.en.eq(advance),
-            read.addr.eq(select(slot, [s * row_words for s in range(self.rows)]) + col),
             release.eq(issue & row_done),
             self.o_stream.valid.eq(valid2),
-            self.o_stream.payload.data.eq(Mux(pad2, Const(self.pad_code, self.width)
-                                              .replicate(self.simd), data2)),
+            # Element c * taps + j: channel c of the group, from port j.
+            self.o_stream.payload.data.eq(Cat(*(word[c * w:(c + 1) * w]
+                                                for c in range(self.simd) for word in words))),
             self.o_stream.payload.last.eq(last2),
         ]
         with m.If(advance):
-            m.d.sync += [valid1.eq(ready), pad1.eq(pad), last1.eq(window_end),
-                         valid2.eq(valid1), pad2.eq(pad1), last2.eq(last1),
-                         data2.eq(read.data)]
+            m.d.sync += [valid1.eq(ready), last1.eq(window_end),
+                         valid2.eq(valid1), last2.eq(last1)]
 
         # The queue's counts; both sums are ready before `release` (which comes late: it
         # depends on the output's ready).
@@ -284,6 +328,54 @@ class SlidingWindowUnit(wiring.Component):
             complete.eq(Mux(release, complete + finish - pop, complete + finish)),
         ]
 
+        # The next window: along the row, or the next output row's (or image's) first (from
+        # registers only: not from the beat counters that say when it is needed).
+        new_head = window.head + pop
+        image_done = oy == out_h - 1
+        row_last = window.x0 == last_x0
+        m.d.comb += [
+            after.y0.eq(Mux(row_last, Mux(image_done, first_y0, window.y0 + sh), window.y0)),
+            after.x0.eq(Mux(row_last, first_x0, window.x0 + sw)),
+            after.x0_col.eq(Mux(row_last, first_x0 * folds, window.x0_col + sw * folds)),
+            after.head.eq(Mux(row_last, Mux(new_head >= self.rows, new_head - self.rows,
+                                            new_head), window.head)),
+        ]
+        with m.If(issue & window_end):
+            m.d.sync += [getattr(window, name).eq(getattr(after, name))
+                         for name in window._fields]
+            with m.If(~row_done):
+                m.d.sync += need_x.eq(Mux(need_x + sw >= width - 1, width - 1, need_x + sw))
+            with m.Else():
+                following = plan[1:] + plan[:1]           # the row after each
+                m.d.sync += [
+                    need_x.eq(need_x.init), oy.eq(Mux(image_done, 0, oy + 1)),
+                    need_rows.eq(_lookup(oy, [need for need, _ in following])),
+                    pop.eq(_lookup(oy, [drop for _, drop in following])),
+                ]
+        return m
+
+    def _window_order(self, m, issue, window, after):
+        """Window order: tap by tap, ``simd`` channels a beat, one read port. The tap's row,
+        column, word and row slot are counted along (no multiplier or table in the address).
+        Returns whether this beat is the window's last and ``[(address, pad)]``."""
+        height, width, channels = self.image
+        kh, kw = self.kernel
+        folds = channels // self.simd
+        row_words = width * folds
+        y0, x0, x0_col = window.y0, window.x0, window.x0_col
+        # ty, tx: the tap's image coordinates; col: its word in its row; slot: the row slot
+        # of tap row ky (the head's until the first real row).
+        ky = Signal(range(kh))
+        kx = Signal(range(kw))
+        fold = Signal(range(folds))
+        ty = Signal(range(y0.init, height + self.padding[1]), init=y0.init)
+        tx = Signal(range(x0.init, width + self.padding[3]), init=x0.init)
+        col = Signal(range(x0_col.init, (width + self.padding[3]) * folds), init=x0_col.init)
+        slot = Signal(range(self.rows))
+        pad = (ty < 0) | (ty >= height) | (tx < 0) | (tx >= width)
+        fold_end, tap_end = fold == folds - 1, kx == kw - 1
+        window_end = fold_end & tap_end & (ky == kh - 1)
+        address = select(slot, [s * row_words for s in range(self.rows)]) + col
         with m.If(issue):
             m.d.sync += fold.eq(Mux(fold_end, 0, fold + 1))
             with m.If(~(fold_end & tap_end)):
@@ -295,32 +387,82 @@ class SlidingWindowUnit(wiring.Component):
                     kx.eq(0), ky.eq(ky + 1), ty.eq(ty + 1), tx.eq(x0), col.eq(x0_col),
                     slot.eq(Mux(ty < 0, slot, Mux(slot == self.rows - 1, 0, slot + 1))),
                 ]
-            with m.If(window_end & ~row_done):                # next window along the row
-                m.d.sync += [
-                    kx.eq(0), ky.eq(0), ty.eq(y0), slot.eq(head),
-                    x0.eq(x0 + sw), tx.eq(x0 + sw),
-                    x0_col.eq(x0_col + sw * folds), col.eq(x0_col + sw * folds),
-                    need_x.eq(Mux(need_x + sw >= width - 1, width - 1, need_x + sw)),
-                ]
-            with m.If(row_done):                              # next output row or image
-                new_head = head + pop
-                new_head = Mux(new_head >= self.rows, new_head - self.rows, new_head)
-                image_done = oy == out_h - 1
-                next_y0 = Mux(image_done, first_y0, y0 + sh)
-                following = plan[1:] + plan[:1]           # the row after each
-                m.d.sync += [
-                    kx.eq(0), ky.eq(0), head.eq(new_head), slot.eq(new_head),
-                    x0.eq(first_x0), tx.eq(first_x0), x0_col.eq(first_x0 * folds),
-                    col.eq(first_x0 * folds), need_x.eq(need_x.init),
-                    y0.eq(next_y0), ty.eq(next_y0), oy.eq(Mux(image_done, 0, oy + 1)),
-                    need_rows.eq(_lookup(oy, [need for need, _ in following])),
-                    pop.eq(_lookup(oy, [drop for _, drop in following])),
-                ]
-        return m
+            with m.If(window_end):                            # the next window's first tap
+                m.d.sync += [kx.eq(0), ky.eq(0), ty.eq(after.y0), tx.eq(after.x0),
+                             col.eq(after.x0_col), slot.eq(after.head)]
+        return window_end, [(address, pad)]
 
-    def _writer(self, m, beats, write, room):
+    def _depthwise_order(self, m, issue, window, after, oy, pop):
+        """Depthwise order: channel group by channel group, ``taps`` kernel positions a beat,
+        one read port each; port ``j``'s position in tap group ``g`` is ``g * taps + j``,
+        from a table. Each port's tap row, column, word and row slot are registers set a beat
+        ahead, from the output row's row slots (registers too), so the memory address is a
+        slot multiplexer and an adder, as in window order. Returns whether this beat is the
+        window's last and ``[(address, pad)]`` per port."""
+        height, width, channels = self.image
+        kh, kw = self.kernel
+        bottom, right = self.padding[1], self.padding[3]
+        folds = channels // self.simd
+        row_words = width * folds
+        groups = kh * kw // self.taps
+        last_x0 = (self.out_size[1] - 1) * self.stride[1] - self.padding[2]
+        fold = Signal(range(folds))
+        group = Signal(range(groups))
+        group_end = group == groups - 1
+        window_end = group_end & (fold == folds - 1)
+        next_group = Mux(group_end, 0, group + 1)
+        next_fold = Mux(group_end, Mux(fold == folds - 1, 0, fold + 1), fold)
+        with m.If(issue):
+            m.d.sync += [group.eq(next_group), fold.eq(next_fold)]
+
+        # The row slot of each kernel row for the current output row, not wrapped around the
+        # queue (the address multiplexer does that): the head's plus the row's offset from
+        # the output row's first real row (a table by output row; rows in the bottom
+        # padding, which are not read, count on); the next output row's, from the head after
+        # the rows the queue drops.
+        geo, y_init = self.geometry, window.y0.init
+        offsets = [[max(oy_ * self.stride[0] - self.padding[0] + ky, 0)
+                    - geo.real_rows(oy_)[0] for ky in range(kh)]
+                   for oy_ in range(self.out_size[0])]
+        following = offsets[1:] + offsets[:1]
+        spread = 3 * self.rows + kh                  # head + pop + offset < spread
+        row_slots = [Signal(range(spread), init=offsets[0][ky], name=f"row_slot_{ky}")
+                     for ky in range(kh)]
+        upcoming = [window.head + pop + _lookup(oy, [row[ky] for row in following])
+                    for ky in range(kh)]
+        row_last = window.x0 == last_x0
+        with m.If(issue & window_end & row_last):
+            m.d.sync += [slot.eq(new) for slot, new in zip(row_slots, upcoming, strict=True)]
+
+        ports = []
+        for j in range(self.taps):
+            positions = [divmod(g * self.taps + j, kw) for g in range(groups)]
+            ky_table, kx_table = ([position[i] for position in positions] for i in (0, 1))
+            ky, kx = _lookup(next_group, ky_table), _lookup(next_group, kx_table)
+            y_first, x_first = ky_table[0], kx_table[0]      # a window's first beat
+            ty = Signal(range(y_init, height + bottom), init=y_init + y_first, name=f"ty_{j}")
+            tx = Signal(range(window.x0.init, width + right), init=window.x0.init + x_first,
+                        name=f"tx_{j}")
+            col = Signal(range(window.x0_col.init, (width + right) * folds),
+                         init=(window.x0.init + x_first) * folds, name=f"col_{j}")
+            slot = Signal(range(spread), init=row_slots[y_first].init, name=f"slot_{j}")
+            # The next beat's: in this window, or the next window's first.
+            same = (window.y0 + ky, window.x0 + kx, window.x0_col + kx * folds + next_fold,
+                    select(ky, row_slots))
+            first = (after.y0 + y_first, after.x0 + x_first, after.x0_col + x_first * folds,
+                     Mux(row_last, upcoming[y_first], row_slots[y_first]))
+            with m.If(issue):
+                m.d.sync += [reg.eq(Mux(window_end, a, b))
+                             for reg, a, b in zip((ty, tx, col, slot), first, same, strict=True)]
+            pad = (ty < 0) | (ty >= height) | (tx < 0) | (tx >= width)
+            ports.append((select(slot, [s % self.rows * row_words for s in range(spread)])
+                          + col, pad))
+        return window_end, ports
+
+    def _writer(self, m, beats, writes, room):
         """Write the image rows some window covers from ``beats`` (``simd`` values each) into
-        the queue, in consecutive words of the line buffer; drop the others. A stored row
+        the queue, in consecutive words of the line buffer (through each of ``writes``, its
+        copies' write ports); drop the others. A stored row
         takes a slot at its first beat, when there is ``room``. Returns whether the current
         row is stored, the pixel being written, and whether this cycle takes a slot
         (``reserve``) or completes a row (``finish``)."""
@@ -342,9 +484,9 @@ class SlidingWindowUnit(wiring.Component):
         m.d.comb += [
             beats.ready.eq(~storing | ~row_start | room),
             accept.eq(beats.valid & beats.ready),
-            write.addr.eq(w_addr),
-            write.data.eq(beats.payload.data),
-            write.en.eq(accept & storing),
+            *(port.eq(value) for write in writes
+              for port, value in ((write.addr, w_addr), (write.data, beats.payload.data),
+                                  (write.en, accept & storing))),
             reserve.eq(accept & storing & row_start),
             finish.eq(accept & storing & row_end),
         ]

@@ -105,3 +105,22 @@ def test_a_memory_checks_its_contents_and_structures_add_up():
                                                                "biases": 0}
     # Bit 0 varies, bit 1 is always set, bit 2 never: one varying column.
     assert varying_columns([0b010, 0b011], 3) == 1
+
+
+@pytest.mark.parametrize("weight_format, pe, simd", [("int8", 2, 3), ("binary", 4, 9)])
+def test_a_depthwise_convolution_reports_its_vector_vector_unit(weight_format, pe, simd):
+    """The weight ROM holds each channel's ``kh * kw`` weights once (no block-diagonal
+    zeros), every line buffer copy (one per kernel position of a beat) is reported, and the
+    lanes are ``pe * simd``."""
+    from hwnn.rtl.convunit import ConvolutionUnit
+    layer = random_cnn(np.random.default_rng(7), (5, 6, 4), [
+        ("conv2d", dict(out_channels=4, kernel=3, padding=1, depthwise=True,
+                        weight_format=weight_format, out_format="uint4", stage="requant")),
+    ], input_format="uint4", in_zero_point=2).layers[0]
+    unit = ConvolutionUnit(layer, pe=pe, simd=simd)
+    structure = unit.structure()
+    assert reported_memories(structure) == elaborated_memories(unit)
+    assert unit.memory_bits["weights"] == layer.weight_bits
+    assert [m.use for m in structure.memories].count("line_buffer") == simd
+    lanes = sum(m.count for m in structure.multipliers if m.use == "lanes")
+    assert lanes == (pe * simd if weight_format == "int8" else 0)

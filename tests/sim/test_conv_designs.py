@@ -6,6 +6,7 @@ import pytest
 
 from hwnn.flow.generate import generate, load_design
 from hwnn.quant.synthetic import random_cnn
+from hwnn.rtl.folding import LayerFold
 from hwnn.sim.simulate import simulate, simulate_resets
 
 #: Two small CNNs: int8 with a padded convolution (every border window), an overlapping
@@ -30,6 +31,14 @@ NETWORKS = {
 }
 
 
+#: The int8 design's depthwise convolution takes two channels and two kernel positions a
+#: beat (two line buffer copies in the window unit); the binary one is folded automatically.
+OPTIONS = {
+    "int8": {"fold": (LayerFold(4, 2), LayerFold(1, 1), LayerFold(2, 2), LayerFold(1, 1))},
+    "binary": {"max_lanes": 16},
+}
+
+
 @pytest.fixture(scope="module")
 def design(tmp_path_factory):
     designs = {}
@@ -37,7 +46,7 @@ def design(tmp_path_factory):
     def get(name):
         if name not in designs:
             path = tmp_path_factory.mktemp("designs") / name
-            designs[name] = load_design(generate(NETWORKS[name](), path, max_lanes=16))
+            designs[name] = load_design(generate(NETWORKS[name](), path, **OPTIONS[name]))
         return designs[name]
     return get
 
