@@ -15,7 +15,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEMO_ROWS", "DIGITS_CNN", "DemoRow", "demo_table", "run_demo", "train_digits_mlp"]
+__all__ = ["DEMO_ROWS", "DIGITS_CNN", "DemoRow", "demo_table", "digits_split", "run_demo",
+           "train_digits_mlp"]
 
 #: (model, weights, activations) of the demo's designs, in the table's order.
 DEMO_ROWS = (("MLP", "int8", "uint8"), ("MLP", "ternary", "uint4"), ("CNN", "int8", "uint8"))
@@ -28,19 +29,26 @@ DEMO_ROWS = (("MLP", "int8", "uint8"), ("MLP", "ternary", "uint4"), ("CNN", "int
 DIGITS_CNN = Path(__file__).with_name("digits_cnn.npz")
 
 
+def digits_split(seed=0):
+    """The demo's split of scikit-learn's digits: ``(x_train, x_test, y_train, y_test)``, 70%
+    / 30% stratified (``random_state=seed``), pixels scaled to 0..1 as (N, 64) vectors (the
+    images are ``x.reshape(-1, 1, 8, 8)``)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    return tuple(train_test_split(x / 16.0, y, test_size=0.3, random_state=seed, stratify=y))
+
+
 def train_digits_mlp(seed=0, hidden=(64, 32)):
-    """Train an MLP on 70% of scikit-learn's digits (pixels scaled to 0..1).
+    """Train an MLP on the training part of :func:`digits_split`.
 
     Returns ``(model, (x_train, x_test, y_train, y_test))``.
     """
-    from sklearn.datasets import load_digits
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import train_test_split
     from sklearn.neural_network import MLPClassifier
 
-    x, y = load_digits(return_X_y=True)
-    x = x / 16.0
-    split = train_test_split(x, y, test_size=0.3, random_state=seed, stratify=y)
+    split = digits_split(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = MLPClassifier(hidden, max_iter=300, random_state=seed).fit(split[0], split[2])
