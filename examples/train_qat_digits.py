@@ -13,17 +13,19 @@ QONNX for ``hwnn quantize`` (and :func:`hwnn.quant.load_qonnx`):
 ====================== ==========================================================================
 
 Each takes the pixels (0..16 scaled to 0..1) through an 8-bit unsigned input quantizer with a
-power-of-two scale; its last layer outputs its accumulator (the logits; an Int32 bias where it
-has one). They are trained on the demo's split of scikit-learn's digits (70% / 30%, stratified,
-``random_state=0``, as :func:`hwnn.flow.demo.digits_split`; nothing is downloaded) with Adam
-and cross-entropy, on the CPU, from fixed seeds, and written to ``examples/qat/`` (a few kB each,
-one self-contained file without doc strings) with ``qat_accuracy.json``: each network's test
-accuracy as PyTorch computes it with Brevitas' quantizers (the accuracy the training reached,
-which hwnn's golden model and RTL are compared against).
+power-of-two scale (it learns 2^-7: pixel k becomes code 8k, exactly); its last layer outputs
+its accumulator (the logits; an Int32 bias where it has one). They are trained on the demo's
+split of scikit-learn's digits (70% / 30%, stratified, ``random_state=0``, as
+:func:`hwnn.flow.demo.digits_split`; nothing is downloaded) with Adam and cross-entropy, on the
+CPU (one thread, deterministic algorithms), from fixed seeds, in 40-60 s each, and written to
+``examples/qat/`` (70-80 kB each: one self-contained file of float32 weights without doc
+strings) with ``qat_accuracy.json``: each network's test accuracy as PyTorch computes it with
+Brevitas' quantizers (the accuracy the training reached, which hwnn's golden model and RTL are
+compared against).
 
-Run it with ``python examples/train_qat_digits.py`` (needs ``pip install hwnn[train]``: torch,
-brevitas and onnxoptimizer, which nothing else in hwnn needs; written with torch 2.14.1,
-brevitas 0.13.4). Then, for example::
+Run it with ``python examples/train_qat_digits.py [NAME ...]`` (default: all three; needs
+``pip install hwnn[train]``: torch, brevitas and onnxoptimizer, which nothing else in hwnn
+needs; written with torch 2.14.1, brevitas 0.13.4). Then, for example::
 
     hwnn quantize examples/qat/binary_mlp.onnx --test test.npz --check -o binary_mlp.hwnn.npz
 
