@@ -18,10 +18,10 @@ its accumulator (the logits; an Int32 bias where it has one). They are trained o
 split of scikit-learn's digits (70% / 30%, stratified, ``random_state=0``, as
 :func:`hwnn.flow.demo.digits_split`; nothing is downloaded) with Adam and cross-entropy, on the
 CPU (one thread, deterministic algorithms), from fixed seeds, in 40-60 s each, and written to
-``examples/qat/`` (70-80 kB each: one self-contained file of float32 weights without doc
-strings) with ``qat_accuracy.json``: each network's test accuracy as PyTorch computes it with
-Brevitas' quantizers (the accuracy the training reached, which hwnn's golden model and RTL are
-compared against).
+``examples/qat/`` (30-45 kB each: one self-contained file of float32 weights without doc
+strings or metadata) with ``qat_accuracy.json``: each network's test accuracy as PyTorch
+computes it with Brevitas' quantizers (the accuracy the training reached, which hwnn's golden
+model and RTL are compared against).
 
 Run it with ``python examples/train_qat_digits.py [NAME ...]`` (default: all three; needs
 ``pip install hwnn[train]``: torch, brevitas and onnxoptimizer, which nothing else in hwnn
@@ -158,14 +158,25 @@ def train(name, split):
 
 
 def export(model, shape, path):
-    """Export ``model`` to QONNX as one self-contained file without doc strings."""
+    """Export ``model`` to QONNX as one self-contained file without doc strings or the
+    exporter's metadata (class names, stack traces with local paths)."""
     model.eval()
     export_qonnx(model, input_t=torch.zeros(1, *shape), export_path=str(path))
-    exported = onnx.load(str(path))
-    for node in exported.graph.node:
-        node.doc_string = ""
     Path(f"{path}.data").unlink(missing_ok=True)
-    onnx.save(exported, str(path), save_as_external_data=False)
+    onnx.save(strip_metadata(onnx.load(str(path))), str(path), save_as_external_data=False)
+
+
+def strip_metadata(model):
+    """``model`` (an ``onnx.ModelProto``, changed in place) without doc strings and
+    ``metadata_props`` on its graph, nodes and values."""
+    graph = model.graph
+    for item in (graph, *graph.node, *graph.input, *graph.output, *graph.value_info,
+                 *graph.initializer):
+        if hasattr(item, "metadata_props"):
+            del item.metadata_props[:]
+        if hasattr(item, "doc_string"):
+            item.doc_string = ""
+    return model
 
 
 def main(output=OUTPUT, names=tuple(NETWORKS)):
