@@ -23,9 +23,13 @@ strings or metadata) with ``qat_accuracy.json``: each network's test accuracy as
 computes it with Brevitas' quantizers (the accuracy the training reached, which hwnn's golden
 model and RTL are compared against).
 
+The binary MLP, imported by :func:`hwnn.quant.load_qonnx`, is also written as
+``hwnn/flow/digits_qat_binary.hwnn.npz`` (:data:`hwnn.flow.demo.DIGITS_QAT_BINARY`), which
+``hwnn demo`` runs without onnx or qonnx.
+
 Run it with ``python examples/train_qat_digits.py [NAME ...]`` (default: all three; needs
-``pip install hwnn[train]``: torch, brevitas and onnxoptimizer, which nothing else in hwnn
-needs; written with torch 2.14.1, brevitas 0.13.4). Then, for example::
+``pip install hwnn[train,qonnx]``: torch, brevitas and onnxoptimizer, which nothing else in
+hwnn needs, and qonnx; written with torch 2.14.1, brevitas 0.13.4). Then, for example::
 
     hwnn quantize examples/qat/binary_mlp.onnx --test test.npz --check -o binary_mlp.hwnn.npz
 
@@ -45,7 +49,8 @@ from brevitas.quant import (Int8WeightPerChannelFloat, Int32Bias, SignedBinaryAc
                             SignedBinaryWeightPerTensorConst, Uint8ActPerTensorFixedPoint)
 from torch import nn
 
-from hwnn.flow.demo import digits_split
+from hwnn.flow.demo import DIGITS_QAT_BINARY, digits_split
+from hwnn.quant import load_qonnx
 
 #: Where the exported networks and their accuracies go.
 OUTPUT = Path(__file__).with_name("qat")
@@ -179,7 +184,9 @@ def strip_metadata(model):
     return model
 
 
-def main(output=OUTPUT, names=tuple(NETWORKS)):
+def main(output=OUTPUT, names=tuple(NETWORKS), shipped=DIGITS_QAT_BINARY):
+    """Train and export the networks ``names`` into the folder ``output``; write the binary
+    MLP, imported, to ``shipped`` too (None: not), for ``hwnn demo``."""
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     output = Path(output)
@@ -191,6 +198,8 @@ def main(output=OUTPUT, names=tuple(NETWORKS)):
         model, test_accuracy = train(name, split)
         export(model, NETWORKS[name][1], output / f"{name}.onnx")
         results[name] = round(test_accuracy, 6)
+        if name == "binary_mlp" and shipped is not None:
+            load_qonnx(output / f"{name}.onnx", "digits_mlp_qat_binary").save(shipped)
         print(f"{name}: {100 * test_accuracy:.2f}% on {len(split[1])} test images (Brevitas, "
               f"PyTorch), trained in {time.monotonic() - started:.0f} s")
     accuracy_path = output / ACCURACY_FILE

@@ -69,3 +69,18 @@ def test_binary_mlp_runs_bit_exact_on_its_rtl(tmp_path, test_set):
     assert result.passed, [mismatch.describe() for mismatch in result.mismatches[:3]]
     assert len(result.outputs) == 24
     assert result.cycles_per_inference == result.expected_cycles == 128
+
+
+def test_the_demo_ships_the_imported_binary_mlp(test_set):
+    from hwnn.flow.demo import DIGITS_QAT_BINARY
+    from hwnn.ir import Network
+    from hwnn.sim.golden import run_network
+
+    shipped = Network.load(DIGITS_QAT_BINARY)
+    imported = load_qonnx(QAT / "binary_mlp.onnx")
+    for ours, theirs in zip(shipped.layers, imported.layers, strict=True):
+        assert np.array_equal(ours.weights, theirs.weights)
+        assert ours.output == theirs.output and ours.input == theirs.input
+    codes = imported.quantize_input(test_set[0])
+    assert np.array_equal(shipped.quantize_input(test_set[0]), codes)
+    assert np.array_equal(run_network(shipped, codes), run_network(imported, codes))
