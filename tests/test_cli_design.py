@@ -211,8 +211,9 @@ def test_demo_runs_the_digits_test_set_through_the_rtl(capsys, tmp_path):
     assert (status, err) == (0, ""), text
     assert "golden == RTL on every test image" in text
     rows = {tuple(line.split()[:2]): line.split()[2:] for line in text.splitlines()
-            if line.startswith(("MLP ", "CNN ")) and "%" in line}
-    assert list(rows) == [("MLP", "int8/uint8"), ("MLP", "ternary/uint4"), ("CNN", "int8/uint8")]
+            if line.startswith(("MLP ", "CNN ", "MLP-QAT ")) and "%" in line}
+    assert list(rows) == [("MLP", "int8/uint8"), ("MLP", "ternary/uint4"), ("CNN", "int8/uint8"),
+                          ("MLP-QAT", "binary/binary")]
     for row in rows.values():
         golden, rtl, mismatches, cycles, ideal = row[1], row[2], row[3], row[4], row[5]
         assert golden == rtl and mismatches == "0"
@@ -221,9 +222,11 @@ def test_demo_runs_the_digits_test_set_through_the_rtl(capsys, tmp_path):
         assert abs(float(int8[0].rstrip("%")) - float(int8[1].rstrip("%"))) <= 1.0
     # The shipped CNN: 530 of the 540 test digits right in float (its training script's figure).
     assert rows[("CNN", "int8/uint8")][0] == f"{100 * 530 / 540:.2f}%"
+    # The QAT binary MLP has no float model; 530 of 540 right (Brevitas' own figure).
+    assert rows[("MLP-QAT", "binary/binary")][:2] == ["-", f"{100 * 530 / 540:.2f}%"]
     # The simulations' logs stay, the simulator builds (150 MB each) do not.
     sims = sorted((tmp_path / "demo").glob("*/sim/verilator"))
-    assert len(sims) == 3 and all((sim / "sim.log").is_file() for sim in sims)
+    assert len(sims) == 4 and all((sim / "sim.log").is_file() for sim in sims)
     size = sum(path.stat().st_size for path in (tmp_path / "demo").rglob("*"))
     assert size < 10_000_000, size
 
