@@ -2,9 +2,9 @@
 
 Train an MLP on the 8x8 digits and load the small CNN shipped with hwnn (:data:`DIGITS_CNN`,
 trained in NumPy by ``examples/train_digits_cnn.py`` on the same split), quantize each as
-:data:`DEMO_ROWS` says (the MLP with int8 weights and uint8 activations, and with ternary
-weights and 4-bit activations; the CNN with int8 / uint8), load the binary MLP trained
-quantization-aware with Brevitas (:data:`DIGITS_QAT_BINARY`), compile each to a dataflow
+:data:`DEMO_ROWS` says (each with int8 weights and uint8 activations), load the binary MLP
+trained quantization-aware with Brevitas (:data:`DIGITS_QAT_BINARY`; post-training
+quantization to binary or ternary loses far more, see the README), compile each to a dataflow
 design, stream the whole test set through the Verilog under cocotb, and print float / golden /
 RTL accuracy next to the measured cycles per inference, latency, lanes and weight bits. Each
 design folder keeps its simulation's logs, not the simulator's build (some 150 MB per design
@@ -20,7 +20,7 @@ __all__ = ["DEMO_ROWS", "DIGITS_CNN", "DIGITS_QAT_BINARY", "DemoRow", "demo_tabl
            "digits_split", "run_demo", "train_digits_mlp"]
 
 #: (model, weights, activations) of the demo's designs, in the table's order.
-DEMO_ROWS = (("MLP", "int8", "uint8"), ("MLP", "ternary", "uint4"), ("CNN", "int8", "uint8"))
+DEMO_ROWS = (("MLP", "int8", "uint8"), ("CNN", "int8", "uint8"))
 
 #: The float CNN of the demo, in the ``.npz`` layout of :func:`hwnn.quant.load_npz` (inputs
 #: (1, 8, 8) channels first): conv 3x3 1->8 padding 1, ReLU, max pool 2, conv 3x3 8->8
