@@ -43,7 +43,7 @@ from .engine import LayerCounters, LayerEngine, LayerStages, OutputDrain, bias_w
 from .params import check_positive_int
 from .stage import stage_latency, stage_structure
 from .structure import Memory, Multipliers, Structure
-from .systolic import SystolicArray, SystolicParams
+from .systolic import SystolicArray, SystolicParams, array_latency
 from .values import decode_codes, holding_format
 
 __all__ = ["OverlayParams", "SystolicOverlay", "check_overlay", "drain_cycles", "schedule"]
@@ -102,15 +102,17 @@ def _value_format(network: Network):
 #: The overlay's phases: gather a batch, run a layer, drain it, send the batch's outputs.
 LOAD, RUN, DRAIN, OUTPUT = range(4)
 
-#: Registers between issuing a memory read and the array's input (the read, and a register
-#: for the slow block RAM output).
-READ_STAGES = 2
+#: Registers between issuing a memory read and the array's input (the read, a register for
+#: the slow block RAM output, which becomes the block's own output register, and a register
+#: after the choice of activation memory and slice).
+READ_STAGES = 3
 
 
 def drain_cycles(params: OverlayParams, layer: Dense) -> int:
     """Cycles ``layer`` waits after its last row, until its results are written (memory read,
     array, accumulator, the layer's output stage, write) and the next layer may read them."""
-    return READ_STAGES + params.rows + params.cols + 1 + stage_latency(layer) + 2
+    return (READ_STAGES + array_latency(params.rows, params.cols)
+            + stage_latency(layer, pipelined=True) + 2)
 
 
 def _run_cycles(tiles: int, beats: int, rows: int) -> int:
@@ -250,7 +252,7 @@ class SystolicOverlay(LayerEngine):
         structure.add("cell_bits", cells * (a_bits + w_bits + self.array_params.acc_bits))
         structure.add("edge_bits", cols * acc_bits)
         for layer in self.network.layers:
-            structure.merge(stage_structure(layer, cols))
+            structure.merge(stage_structure(layer, cols, pipelined=True))
         weights, _ = self.weight_words()
         biases, _ = self.bias_words()
         structure.memories += [
@@ -427,40 +429,49 @@ class SystolicOverlay(LayerEngine):
 
     def _feed(self, m, s):
         """The memories answer the loader and the issuer one cycle later; their data is
-        registered (block RAM outputs are slow) and fed to the array the cycle after
-        (:data:`READ_STAGES`); the register takes the row's slice of its activation word."""
+        registered (block RAM outputs are slow: these registers become the blocks' own), then
+        the row's activation memory and slice of the word are chosen and registered again,
+        and fed to the array (:data:`READ_STAGES`)."""
         p, a_bits, w_bits = self.params, self.a_format.bits, self.w_format.bits
         array = s.array
         source = s.layer[0] if len(self.network.layers) > 1 else Const(0)
         for read in s.act_reads:
             m.d.comb += read.addr.eq(s.rw_addr)
-        load1, row1, bank1 = Signal(), Signal.like(s.ld_row), Signal()
-        issue1, bank_rows1, source1 = Signal(), Signal(), Signal()
-        piece1 = Signal.like(s.rw_piece)
-        m.d.sync += [load1.eq(s.load), row1.eq(s.ld_row), bank1.eq(s.ld_bank),
-                     issue1.eq(s.issue), bank_rows1.eq(s.rw_bank), source1.eq(source),
-                     piece1.eq(s.rw_piece)]
-        load2, row2, bank2 = Signal(), Signal.like(s.ld_row), Signal()
-        issue2, bank_rows2 = Signal(), Signal()
-        weights2 = Signal(p.cols * w_bits)
-        acts2 = Signal(p.rows * a_bits)
-        word1 = Mux(source1, s.act_reads[1].data, s.act_reads[0].data)
+        # The loader's and the issuer's sideband, delayed along: side[k] is k cycles late.
+        names = ("load", "row", "bank", "issue", "bank_rows", "source", "piece")
+        side = [dict(zip(names, (s.load, s.ld_row, s.ld_bank, s.issue, s.rw_bank, source,
+                                 s.rw_piece), strict=True))]
+        for stage in range(1, READ_STAGES + 1):
+            late = {name: Signal.like(Value.cast(value), name=f"feed_{name}_{stage}")
+                    for name, value in side[-1].items()}
+            m.d.sync += [late[name].eq(value) for name, value in side[-1].items()]
+            side.append(late)
+        weights2 = Signal(p.cols * w_bits, reset_less=True)
+        words2 = [Signal.like(read.data, name=f"word2_{i}", reset_less=True)
+                  for i, read in enumerate(s.act_reads)]
+        weights3 = Signal(p.cols * w_bits, reset_less=True)
+        acts3 = Signal(p.rows * a_bits, reset_less=True)
+        word2 = Mux(side[2]["source"], words2[1], words2[0])
         slice_bits = p.rows * a_bits
-        m.d.sync += [load2.eq(load1), row2.eq(row1), bank2.eq(bank1), issue2.eq(issue1),
-                     bank_rows2.eq(bank_rows1), weights2.eq(s.weight_read.data),
-                     acts2.eq(select(piece1, [word1[i * slice_bits:(i + 1) * slice_bits]
-                                              for i in range(p.word_tiles)]))]
+        m.d.sync += [weights2.eq(s.weight_read.data),
+                     *(word.eq(read.data) for word, read in zip(words2, s.act_reads,
+                                                                  strict=True)),
+                     weights3.eq(weights2),
+                     acts3.eq(select(side[2]["piece"], [
+                         word2[i * slice_bits:(i + 1) * slice_bits]
+                         for i in range(p.word_tiles)]))]
+        fed = side[READ_STAGES]
         m.d.comb += [
-            array.i_w.valid.eq(load2),
-            array.i_w.payload.row.eq(row2),
-            array.i_w.payload.bank.eq(bank2),
-            array.i_a.valid.eq(issue2),
-            array.i_a.payload.bank.eq(bank_rows2),
+            array.i_w.valid.eq(fed["load"]),
+            array.i_w.payload.row.eq(fed["row"]),
+            array.i_w.payload.bank.eq(fed["bank"]),
+            array.i_a.valid.eq(fed["issue"]),
+            array.i_a.payload.bank.eq(fed["bank_rows"]),
         ]
         for c in range(p.cols):
-            m.d.comb += array.i_w.payload.w[c].eq(weights2[c * w_bits:(c + 1) * w_bits])
+            m.d.comb += array.i_w.payload.w[c].eq(weights3[c * w_bits:(c + 1) * w_bits])
         for r in range(p.rows):
-            m.d.comb += array.i_a.payload.a[r].eq(acts2[r * a_bits:(r + 1) * a_bits])
+            m.d.comb += array.i_a.payload.a[r].eq(acts3[r * a_bits:(r + 1) * a_bits])
 
     def _accumulate(self, m, s):
         """Each row's partial sums plus the accumulator (or, on a tile's first input tile, the
@@ -495,7 +506,7 @@ class SystolicOverlay(LayerEngine):
         s.m_bits = len(s.rw_m)
         stages = s.stages = m.submodules.stages = LayerStages(
             self.network, cols, acc_bits=acc_bits, a_bits=self.a_format.bits,
-            tag_bits=s.m_bits + len(s.rw_nt), groups=max(self.nt))
+            tag_bits=s.m_bits + len(s.rw_nt), groups=max(self.nt), pipelined=True)
         m.d.comb += [
             stages.layer.eq(s.layer),
             stages.i_acc.valid.eq(valid_p & last_p),
