@@ -374,7 +374,9 @@ class SystolicOverlay(LayerEngine):
         s.ld_addr = Signal(range(len(s.weight_words) + 1))
         s.rw_left, s.rw_final, s.rw_busy, s.rw_bank = Signal(tiles), Signal(), Signal(), Signal()
         s.rw_m = Signal(range(batch))
+        s.rw_m_last = Signal()                       # rw_m is the batch's last vector
         s.rw_kt = Signal(range(max(self.kt)))
+        s.rw_kt_last = Signal()                      # rw_kt is the layer's last input tile
         s.rw_word, s.rw_piece = Signal(range(stride)), Signal(range(p.word_tiles))
         s.rw_nt = Signal(range(max(self.nt)))
         s.rw_addr = Signal(range(batch * stride))    # rw_m * stride + rw_word
@@ -387,7 +389,7 @@ class SystolicOverlay(LayerEngine):
             s.load.eq(running & s.ld_busy & ((s.ld_row != 0) | (s.gap <= 1))),
             s.issue.eq(running & s.rw_busy & (s.gap != 0)),
             load_done.eq(s.load & (s.ld_row == p.rows - 1)),
-            rows_done.eq(s.issue & (s.rw_m == s.m_count - 1)),
+            rows_done.eq(s.issue & s.rw_m_last),
             s.weight_read.addr.eq(s.ld_addr),
         ]
         # gap counts tiles whose load has begun (a load begins on beat 0) and whose rows are
@@ -403,28 +405,35 @@ class SystolicOverlay(LayerEngine):
                 m.d.sync += s.ld_busy.eq(0)
         with m.If(s.issue):
             with m.If(rows_done):
-                m.d.sync += [s.rw_m.eq(0), s.rw_bank.eq(~s.rw_bank),
-                             s.rw_left.eq(s.rw_left - 1), s.rw_final.eq(s.rw_left == 2)]
+                m.d.sync += [s.rw_m.eq(0), s.rw_m_last.eq(s.m_count == 1),
+                             s.rw_bank.eq(~s.rw_bank), s.rw_left.eq(s.rw_left - 1),
+                             s.rw_final.eq(s.rw_left == 2)]
                 with m.If(s.rw_final):
                     m.d.sync += s.rw_busy.eq(0)
-                with m.If(s.rw_kt == s.kt_last):
-                    m.d.sync += [s.rw_kt.eq(0), s.rw_nt.eq(s.rw_nt + 1), s.rw_addr.eq(0),
-                                 s.rw_word.eq(0), s.rw_piece.eq(0)]
-                with m.Elif(s.rw_piece == p.word_tiles - 1):
-                    m.d.sync += [s.rw_kt.eq(s.rw_kt + 1), s.rw_piece.eq(0),
-                                 s.rw_word.eq(s.rw_word + 1), s.rw_addr.eq(s.rw_word + 1)]
+                with m.If(s.rw_kt_last):
+                    m.d.sync += [s.rw_kt.eq(0), s.rw_kt_last.eq(s.kt_last == 0),
+                                 s.rw_nt.eq(s.rw_nt + 1), s.rw_addr.eq(0), s.rw_word.eq(0),
+                                 s.rw_piece.eq(0)]
                 with m.Else():
-                    m.d.sync += [s.rw_kt.eq(s.rw_kt + 1), s.rw_piece.eq(s.rw_piece + 1),
-                                 s.rw_addr.eq(s.rw_word)]
+                    m.d.sync += [s.rw_kt.eq(s.rw_kt + 1),
+                                 s.rw_kt_last.eq(s.rw_kt + 1 == s.kt_last)]
+                    with m.If(s.rw_piece == p.word_tiles - 1):
+                        m.d.sync += [s.rw_piece.eq(0), s.rw_word.eq(s.rw_word + 1),
+                                     s.rw_addr.eq(s.rw_word + 1)]
+                    with m.Else():
+                        m.d.sync += [s.rw_piece.eq(s.rw_piece + 1), s.rw_addr.eq(s.rw_word)]
             with m.Else():
-                m.d.sync += [s.rw_m.eq(s.rw_m + 1), s.rw_addr.eq(s.rw_addr + stride)]
+                m.d.sync += [s.rw_m.eq(s.rw_m + 1), s.rw_m_last.eq(s.rw_m + 2 == s.m_count),
+                             s.rw_addr.eq(s.rw_addr + stride)]
 
-    def _start_layer(self, s, tile_count):
-        """Statements that reset both issuers for a layer of ``tile_count`` tiles."""
+    def _start_layer(self, s, tile_count, vectors, one_tile):
+        """Statements that reset both issuers for a layer of ``tile_count`` tiles, of whose
+        input tiles there is ``one_tile``, on a batch of ``vectors``."""
         return [s.ld_left.eq(tile_count), s.ld_final.eq(tile_count == 1), s.ld_busy.eq(1),
                 s.ld_row.eq(0), s.ld_bank.eq(0),
                 s.rw_left.eq(tile_count), s.rw_final.eq(tile_count == 1), s.rw_busy.eq(1),
-                s.rw_bank.eq(0), s.rw_m.eq(0), s.rw_kt.eq(0), s.rw_word.eq(0), s.rw_piece.eq(0),
+                s.rw_bank.eq(0), s.rw_m.eq(0), s.rw_m_last.eq(vectors == 1), s.rw_kt.eq(0),
+                s.rw_kt_last.eq(one_tile), s.rw_word.eq(0), s.rw_piece.eq(0),
                 s.rw_nt.eq(0), s.rw_addr.eq(0), s.gap.eq(0)]
 
     def _feed(self, m, s):
@@ -479,7 +488,7 @@ class SystolicOverlay(LayerEngine):
         stage (``s.stages``). The row's sideband is delayed to meet its sums one cycle early
         (memory reads)."""
         cols, acc_bits = self.params.cols, self.acc_bits
-        info = [s.issue, s.rw_m, s.rw_nt, s.rw_kt == 0, s.rw_kt == s.kt_last]
+        info = [s.issue, s.rw_m, s.rw_nt, s.rw_kt == 0, s.rw_kt_last]
         names = ("valid", "m", "nt", "first", "last")
         for stage in range(s.array.latency + READ_STAGES - 1):
             delayed = [Signal.like(Value.cast(value), name=f"side_{name}_{stage}")
@@ -606,20 +615,21 @@ class SystolicOverlay(LayerEngine):
         tile_counts = [kt * nt for kt, nt in zip(self.kt, self.nt, strict=True)]
         drains = [drain_cycles(self.params, layer) for layer in layers]
         drain = Signal(range(max(drains) + 1))
+        drain_end = Signal()                         # the drain's last cycle (drain == 0)
         next_layer = s.layer + 1
         with m.Switch(s.phase):
             with m.Case(LOAD):
                 with m.If(s.closing):
                     m.d.sync += [s.phase.eq(RUN), s.m_count.eq(s.in_m), s.layer.eq(0),
                                  s.ld_addr.eq(s.weight_bases[0])]
-                    m.d.sync += self._start_layer(s, tile_counts[0])
+                    m.d.sync += self._start_layer(s, tile_counts[0], s.in_m, self.kt[0] == 1)
             with m.Case(RUN):
                 with m.If(~s.ld_busy & ~s.rw_busy):
-                    m.d.sync += [s.phase.eq(DRAIN), drain.eq(select(s.layer, [
+                    m.d.sync += [s.phase.eq(DRAIN), drain_end.eq(0), drain.eq(select(s.layer, [
                         Const(cycles, drain.shape()) for cycles in drains]))]
             with m.Case(DRAIN):
-                m.d.sync += drain.eq(drain - 1)
-                with m.If(drain == 0):
+                m.d.sync += [drain.eq(drain - 1), drain_end.eq(drain == 1)]
+                with m.If(drain_end):
                     with m.If(s.layer == len(layers) - 1):
                         m.d.sync += [s.phase.eq(OUTPUT), s.rd_m.eq(0), s.rd_nt.eq(0),
                                      s.rd_done.eq(0)]
@@ -628,8 +638,10 @@ class SystolicOverlay(LayerEngine):
                                      s.ld_addr.eq(select(next_layer, [
                                          Const(base, range(len(s.weight_words) + 1))
                                          for base in s.weight_bases]))]
-                        m.d.sync += self._start_layer(s, select(next_layer, [
-                            Const(t, range(s.most_tiles + 1)) for t in tile_counts]))
+                        m.d.sync += self._start_layer(
+                            s, select(next_layer, [Const(t, range(s.most_tiles + 1))
+                                                   for t in tile_counts]),
+                            s.m_count, select(next_layer, [Const(kt == 1) for kt in self.kt]))
             with m.Case(OUTPUT):
                 with m.If(s.batch_sent):
                     m.d.sync += [s.phase.eq(LOAD), s.in_m.eq(0)]
