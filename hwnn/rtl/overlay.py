@@ -303,8 +303,14 @@ class SystolicOverlay(LayerEngine):
         biases = m.submodules.biases = memory.Memory(
             shape=unsigned(cols * acc_bits), depth=len(s.bias_words), init=s.bias_words)
         s.bias_read = biases.read_port()
+        # A layer reads one activation memory while its stage writes the other, and the
+        # outputs are read only once written: a read that meets a write to its address is
+        # never used, so Yosys need not emulate the read's old data around a block RAM
+        # (``no_rw_check``: logic that would keep the read data out of the block's own
+        # output register).
+        unchecked = {"no_rw_check": 1}
         acts = [memory.Memory(shape=unsigned(p.word_values * a_bits), depth=batch * self.stride,
-                              init=[])
+                              init=[], attrs=unchecked)
                 for _ in range(2)]
         m.submodules.acts0, m.submodules.acts1 = acts
         s.act_reads = [mem.read_port() for mem in acts]
@@ -314,7 +320,8 @@ class SystolicOverlay(LayerEngine):
         s.acc_write = accumulators.write_port()
         s.acc_read = accumulators.read_port(transparent_for=(s.acc_write,))
         outputs = m.submodules.outputs = memory.Memory(
-            shape=unsigned(cols * out_bits), depth=batch * self.nt[-1], init=[])
+            shape=unsigned(cols * out_bits), depth=batch * self.nt[-1], init=[],
+            attrs=unchecked)
         s.out_write = outputs.write_port()
         s.out_read = outputs.read_port()
 
