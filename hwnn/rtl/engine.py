@@ -106,6 +106,8 @@ class LayerStages(wiring.Component):
         Bits of an accumulator, of a hidden layer's value, of the tag.
     groups : int
         Groups of the largest layer (the range of ``group``).
+    pipelined : bool
+        Whether the stages are pipelined (:class:`~hwnn.rtl.stage.OutputStage`).
 
     Members
     -------
@@ -115,8 +117,10 @@ class LayerStages(wiring.Component):
     o_out : ``Out(stream.Signature({"data", "tag"}, always_ready=True))``
     """
 
-    def __init__(self, network: Network, lanes, *, acc_bits, a_bits, tag_bits, groups):
+    def __init__(self, network: Network, lanes, *, acc_bits, a_bits, tag_bits, groups,
+                 pipelined=False):
         self.network, self.lanes, self.a_bits = network, lanes, a_bits
+        self.pipelined = pipelined
         count = len(network.layers)
         out_bits = network.output.format.width
         super().__init__({
@@ -141,7 +145,7 @@ class LayerStages(wiring.Component):
         out_fmt = self.network.output.format
         for index, layer in enumerate(layers):
             stage = m.submodules[f"stage{index}"] = OutputStage(
-                layer, lanes, tag_bits=len(self.i_acc.payload.tag))
+                layer, lanes, tag_bits=len(self.i_acc.payload.tag), pipelined=self.pipelined)
             m.d.comb += [
                 stage.i_acc.valid.eq(self.i_acc.valid & (self.layer == index)),
                 stage.i_acc.payload.group.eq(self.i_acc.payload.group),

@@ -43,7 +43,7 @@ from .engine import LayerCounters, LayerEngine, LayerStages, OutputDrain, bias_w
 from .params import check_positive_int
 from .stage import stage_latency, stage_structure
 from .structure import Memory, Multipliers, Structure
-from .systolic import SystolicArray, SystolicParams
+from .systolic import SystolicArray, SystolicParams, array_latency
 from .values import decode_codes, holding_format
 
 __all__ = ["OverlayParams", "SystolicOverlay", "check_overlay", "drain_cycles", "schedule"]
@@ -102,15 +102,17 @@ def _value_format(network: Network):
 #: The overlay's phases: gather a batch, run a layer, drain it, send the batch's outputs.
 LOAD, RUN, DRAIN, OUTPUT = range(4)
 
-#: Registers between issuing a memory read and the array's input (the read, and a register
-#: for the slow block RAM output).
-READ_STAGES = 2
+#: Registers between issuing a memory read and the array's input (the read, a register for
+#: the slow block RAM output, which becomes the block's own output register, and a register
+#: after the choice of activation memory and slice).
+READ_STAGES = 3
 
 
 def drain_cycles(params: OverlayParams, layer: Dense) -> int:
     """Cycles ``layer`` waits after its last row, until its results are written (memory read,
     array, accumulator, the layer's output stage, write) and the next layer may read them."""
-    return READ_STAGES + params.rows + params.cols + 1 + stage_latency(layer) + 2
+    return (READ_STAGES + array_latency(params.rows, params.cols)
+            + stage_latency(layer, pipelined=True) + 2)
 
 
 def _run_cycles(tiles: int, beats: int, rows: int) -> int:
@@ -250,7 +252,7 @@ class SystolicOverlay(LayerEngine):
         structure.add("cell_bits", cells * (a_bits + w_bits + self.array_params.acc_bits))
         structure.add("edge_bits", cols * acc_bits)
         for layer in self.network.layers:
-            structure.merge(stage_structure(layer, cols))
+            structure.merge(stage_structure(layer, cols, pipelined=True))
         weights, _ = self.weight_words()
         biases, _ = self.bias_words()
         structure.memories += [
@@ -301,8 +303,14 @@ class SystolicOverlay(LayerEngine):
         biases = m.submodules.biases = memory.Memory(
             shape=unsigned(cols * acc_bits), depth=len(s.bias_words), init=s.bias_words)
         s.bias_read = biases.read_port()
+        # A layer reads one activation memory while its stage writes the other, and the
+        # outputs are read only once written: a read that meets a write to its address is
+        # never used, so Yosys need not emulate the read's old data around a block RAM
+        # (``no_rw_check``: logic that would keep the read data out of the block's own
+        # output register).
+        unchecked = {"no_rw_check": 1}
         acts = [memory.Memory(shape=unsigned(p.word_values * a_bits), depth=batch * self.stride,
-                              init=[])
+                              init=[], attrs=unchecked)
                 for _ in range(2)]
         m.submodules.acts0, m.submodules.acts1 = acts
         s.act_reads = [mem.read_port() for mem in acts]
@@ -312,7 +320,8 @@ class SystolicOverlay(LayerEngine):
         s.acc_write = accumulators.write_port()
         s.acc_read = accumulators.read_port(transparent_for=(s.acc_write,))
         outputs = m.submodules.outputs = memory.Memory(
-            shape=unsigned(cols * out_bits), depth=batch * self.nt[-1], init=[])
+            shape=unsigned(cols * out_bits), depth=batch * self.nt[-1], init=[],
+            attrs=unchecked)
         s.out_write = outputs.write_port()
         s.out_read = outputs.read_port()
 
@@ -372,7 +381,9 @@ class SystolicOverlay(LayerEngine):
         s.ld_addr = Signal(range(len(s.weight_words) + 1))
         s.rw_left, s.rw_final, s.rw_busy, s.rw_bank = Signal(tiles), Signal(), Signal(), Signal()
         s.rw_m = Signal(range(batch))
+        s.rw_m_last = Signal()                       # rw_m is the batch's last vector
         s.rw_kt = Signal(range(max(self.kt)))
+        s.rw_kt_last = Signal()                      # rw_kt is the layer's last input tile
         s.rw_word, s.rw_piece = Signal(range(stride)), Signal(range(p.word_tiles))
         s.rw_nt = Signal(range(max(self.nt)))
         s.rw_addr = Signal(range(batch * stride))    # rw_m * stride + rw_word
@@ -385,7 +396,7 @@ class SystolicOverlay(LayerEngine):
             s.load.eq(running & s.ld_busy & ((s.ld_row != 0) | (s.gap <= 1))),
             s.issue.eq(running & s.rw_busy & (s.gap != 0)),
             load_done.eq(s.load & (s.ld_row == p.rows - 1)),
-            rows_done.eq(s.issue & (s.rw_m == s.m_count - 1)),
+            rows_done.eq(s.issue & s.rw_m_last),
             s.weight_read.addr.eq(s.ld_addr),
         ]
         # gap counts tiles whose load has begun (a load begins on beat 0) and whose rows are
@@ -401,66 +412,82 @@ class SystolicOverlay(LayerEngine):
                 m.d.sync += s.ld_busy.eq(0)
         with m.If(s.issue):
             with m.If(rows_done):
-                m.d.sync += [s.rw_m.eq(0), s.rw_bank.eq(~s.rw_bank),
-                             s.rw_left.eq(s.rw_left - 1), s.rw_final.eq(s.rw_left == 2)]
+                m.d.sync += [s.rw_m.eq(0), s.rw_m_last.eq(s.m_count == 1),
+                             s.rw_bank.eq(~s.rw_bank), s.rw_left.eq(s.rw_left - 1),
+                             s.rw_final.eq(s.rw_left == 2)]
                 with m.If(s.rw_final):
                     m.d.sync += s.rw_busy.eq(0)
-                with m.If(s.rw_kt == s.kt_last):
-                    m.d.sync += [s.rw_kt.eq(0), s.rw_nt.eq(s.rw_nt + 1), s.rw_addr.eq(0),
-                                 s.rw_word.eq(0), s.rw_piece.eq(0)]
-                with m.Elif(s.rw_piece == p.word_tiles - 1):
-                    m.d.sync += [s.rw_kt.eq(s.rw_kt + 1), s.rw_piece.eq(0),
-                                 s.rw_word.eq(s.rw_word + 1), s.rw_addr.eq(s.rw_word + 1)]
+                with m.If(s.rw_kt_last):
+                    m.d.sync += [s.rw_kt.eq(0), s.rw_kt_last.eq(s.kt_last == 0),
+                                 s.rw_nt.eq(s.rw_nt + 1), s.rw_addr.eq(0), s.rw_word.eq(0),
+                                 s.rw_piece.eq(0)]
                 with m.Else():
-                    m.d.sync += [s.rw_kt.eq(s.rw_kt + 1), s.rw_piece.eq(s.rw_piece + 1),
-                                 s.rw_addr.eq(s.rw_word)]
+                    m.d.sync += [s.rw_kt.eq(s.rw_kt + 1),
+                                 s.rw_kt_last.eq(s.rw_kt + 1 == s.kt_last)]
+                    with m.If(s.rw_piece == p.word_tiles - 1):
+                        m.d.sync += [s.rw_piece.eq(0), s.rw_word.eq(s.rw_word + 1),
+                                     s.rw_addr.eq(s.rw_word + 1)]
+                    with m.Else():
+                        m.d.sync += [s.rw_piece.eq(s.rw_piece + 1), s.rw_addr.eq(s.rw_word)]
             with m.Else():
-                m.d.sync += [s.rw_m.eq(s.rw_m + 1), s.rw_addr.eq(s.rw_addr + stride)]
+                m.d.sync += [s.rw_m.eq(s.rw_m + 1), s.rw_m_last.eq(s.rw_m + 2 == s.m_count),
+                             s.rw_addr.eq(s.rw_addr + stride)]
 
-    def _start_layer(self, s, tile_count):
-        """Statements that reset both issuers for a layer of ``tile_count`` tiles."""
+    def _start_layer(self, s, tile_count, vectors, one_tile):
+        """Statements that reset both issuers for a layer of ``tile_count`` tiles, of whose
+        input tiles there is ``one_tile``, on a batch of ``vectors``."""
         return [s.ld_left.eq(tile_count), s.ld_final.eq(tile_count == 1), s.ld_busy.eq(1),
                 s.ld_row.eq(0), s.ld_bank.eq(0),
                 s.rw_left.eq(tile_count), s.rw_final.eq(tile_count == 1), s.rw_busy.eq(1),
-                s.rw_bank.eq(0), s.rw_m.eq(0), s.rw_kt.eq(0), s.rw_word.eq(0), s.rw_piece.eq(0),
+                s.rw_bank.eq(0), s.rw_m.eq(0), s.rw_m_last.eq(vectors == 1), s.rw_kt.eq(0),
+                s.rw_kt_last.eq(one_tile), s.rw_word.eq(0), s.rw_piece.eq(0),
                 s.rw_nt.eq(0), s.rw_addr.eq(0), s.gap.eq(0)]
 
     def _feed(self, m, s):
         """The memories answer the loader and the issuer one cycle later; their data is
-        registered (block RAM outputs are slow) and fed to the array the cycle after
-        (:data:`READ_STAGES`); the register takes the row's slice of its activation word."""
+        registered (block RAM outputs are slow: these registers become the blocks' own), then
+        the row's activation memory and slice of the word are chosen and registered again,
+        and fed to the array (:data:`READ_STAGES`)."""
         p, a_bits, w_bits = self.params, self.a_format.bits, self.w_format.bits
         array = s.array
         source = s.layer[0] if len(self.network.layers) > 1 else Const(0)
         for read in s.act_reads:
             m.d.comb += read.addr.eq(s.rw_addr)
-        load1, row1, bank1 = Signal(), Signal.like(s.ld_row), Signal()
-        issue1, bank_rows1, source1 = Signal(), Signal(), Signal()
-        piece1 = Signal.like(s.rw_piece)
-        m.d.sync += [load1.eq(s.load), row1.eq(s.ld_row), bank1.eq(s.ld_bank),
-                     issue1.eq(s.issue), bank_rows1.eq(s.rw_bank), source1.eq(source),
-                     piece1.eq(s.rw_piece)]
-        load2, row2, bank2 = Signal(), Signal.like(s.ld_row), Signal()
-        issue2, bank_rows2 = Signal(), Signal()
-        weights2 = Signal(p.cols * w_bits)
-        acts2 = Signal(p.rows * a_bits)
-        word1 = Mux(source1, s.act_reads[1].data, s.act_reads[0].data)
+        # The loader's and the issuer's sideband, delayed along: side[k] is k cycles late.
+        names = ("load", "row", "bank", "issue", "bank_rows", "source", "piece")
+        side = [dict(zip(names, (s.load, s.ld_row, s.ld_bank, s.issue, s.rw_bank, source,
+                                 s.rw_piece), strict=True))]
+        for stage in range(1, READ_STAGES + 1):
+            late = {name: Signal.like(Value.cast(value), name=f"feed_{name}_{stage}")
+                    for name, value in side[-1].items()}
+            m.d.sync += [late[name].eq(value) for name, value in side[-1].items()]
+            side.append(late)
+        weights2 = Signal(p.cols * w_bits, reset_less=True)
+        words2 = [Signal.like(read.data, name=f"word2_{i}", reset_less=True)
+                  for i, read in enumerate(s.act_reads)]
+        weights3 = Signal(p.cols * w_bits, reset_less=True)
+        acts3 = Signal(p.rows * a_bits, reset_less=True)
+        word2 = Mux(side[2]["source"], words2[1], words2[0])
         slice_bits = p.rows * a_bits
-        m.d.sync += [load2.eq(load1), row2.eq(row1), bank2.eq(bank1), issue2.eq(issue1),
-                     bank_rows2.eq(bank_rows1), weights2.eq(s.weight_read.data),
-                     acts2.eq(select(piece1, [word1[i * slice_bits:(i + 1) * slice_bits]
-                                              for i in range(p.word_tiles)]))]
+        m.d.sync += [weights2.eq(s.weight_read.data),
+                     *(word.eq(read.data) for word, read in zip(words2, s.act_reads,
+                                                                  strict=True)),
+                     weights3.eq(weights2),
+                     acts3.eq(select(side[2]["piece"], [
+                         word2[i * slice_bits:(i + 1) * slice_bits]
+                         for i in range(p.word_tiles)]))]
+        fed = side[READ_STAGES]
         m.d.comb += [
-            array.i_w.valid.eq(load2),
-            array.i_w.payload.row.eq(row2),
-            array.i_w.payload.bank.eq(bank2),
-            array.i_a.valid.eq(issue2),
-            array.i_a.payload.bank.eq(bank_rows2),
+            array.i_w.valid.eq(fed["load"]),
+            array.i_w.payload.row.eq(fed["row"]),
+            array.i_w.payload.bank.eq(fed["bank"]),
+            array.i_a.valid.eq(fed["issue"]),
+            array.i_a.payload.bank.eq(fed["bank_rows"]),
         ]
         for c in range(p.cols):
-            m.d.comb += array.i_w.payload.w[c].eq(weights2[c * w_bits:(c + 1) * w_bits])
+            m.d.comb += array.i_w.payload.w[c].eq(weights3[c * w_bits:(c + 1) * w_bits])
         for r in range(p.rows):
-            m.d.comb += array.i_a.payload.a[r].eq(acts2[r * a_bits:(r + 1) * a_bits])
+            m.d.comb += array.i_a.payload.a[r].eq(acts3[r * a_bits:(r + 1) * a_bits])
 
     def _accumulate(self, m, s):
         """Each row's partial sums plus the accumulator (or, on a tile's first input tile, the
@@ -468,7 +495,7 @@ class SystolicOverlay(LayerEngine):
         stage (``s.stages``). The row's sideband is delayed to meet its sums one cycle early
         (memory reads)."""
         cols, acc_bits = self.params.cols, self.acc_bits
-        info = [s.issue, s.rw_m, s.rw_nt, s.rw_kt == 0, s.rw_kt == s.kt_last]
+        info = [s.issue, s.rw_m, s.rw_nt, s.rw_kt == 0, s.rw_kt_last]
         names = ("valid", "m", "nt", "first", "last")
         for stage in range(s.array.latency + READ_STAGES - 1):
             delayed = [Signal.like(Value.cast(value), name=f"side_{name}_{stage}")
@@ -495,7 +522,7 @@ class SystolicOverlay(LayerEngine):
         s.m_bits = len(s.rw_m)
         stages = s.stages = m.submodules.stages = LayerStages(
             self.network, cols, acc_bits=acc_bits, a_bits=self.a_format.bits,
-            tag_bits=s.m_bits + len(s.rw_nt), groups=max(self.nt))
+            tag_bits=s.m_bits + len(s.rw_nt), groups=max(self.nt), pipelined=True)
         m.d.comb += [
             stages.layer.eq(s.layer),
             stages.i_acc.valid.eq(valid_p & last_p),
@@ -595,20 +622,21 @@ class SystolicOverlay(LayerEngine):
         tile_counts = [kt * nt for kt, nt in zip(self.kt, self.nt, strict=True)]
         drains = [drain_cycles(self.params, layer) for layer in layers]
         drain = Signal(range(max(drains) + 1))
+        drain_end = Signal()                         # the drain's last cycle (drain == 0)
         next_layer = s.layer + 1
         with m.Switch(s.phase):
             with m.Case(LOAD):
                 with m.If(s.closing):
                     m.d.sync += [s.phase.eq(RUN), s.m_count.eq(s.in_m), s.layer.eq(0),
                                  s.ld_addr.eq(s.weight_bases[0])]
-                    m.d.sync += self._start_layer(s, tile_counts[0])
+                    m.d.sync += self._start_layer(s, tile_counts[0], s.in_m, self.kt[0] == 1)
             with m.Case(RUN):
                 with m.If(~s.ld_busy & ~s.rw_busy):
-                    m.d.sync += [s.phase.eq(DRAIN), drain.eq(select(s.layer, [
+                    m.d.sync += [s.phase.eq(DRAIN), drain_end.eq(0), drain.eq(select(s.layer, [
                         Const(cycles, drain.shape()) for cycles in drains]))]
             with m.Case(DRAIN):
-                m.d.sync += drain.eq(drain - 1)
-                with m.If(drain == 0):
+                m.d.sync += [drain.eq(drain - 1), drain_end.eq(drain == 1)]
+                with m.If(drain_end):
                     with m.If(s.layer == len(layers) - 1):
                         m.d.sync += [s.phase.eq(OUTPUT), s.rd_m.eq(0), s.rd_nt.eq(0),
                                      s.rd_done.eq(0)]
@@ -617,8 +645,10 @@ class SystolicOverlay(LayerEngine):
                                      s.ld_addr.eq(select(next_layer, [
                                          Const(base, range(len(s.weight_words) + 1))
                                          for base in s.weight_bases]))]
-                        m.d.sync += self._start_layer(s, select(next_layer, [
-                            Const(t, range(s.most_tiles + 1)) for t in tile_counts]))
+                        m.d.sync += self._start_layer(
+                            s, select(next_layer, [Const(t, range(s.most_tiles + 1))
+                                                   for t in tile_counts]),
+                            s.m_count, select(next_layer, [Const(kt == 1) for kt in self.kt]))
             with m.Case(OUTPUT):
                 with m.If(s.batch_sent):
                     m.d.sync += [s.phase.eq(LOAD), s.in_m.eq(0)]

@@ -1,8 +1,11 @@
 """Weight-stationary systolic array (TPU-style): ``rows x cols`` multiply-accumulate PEs.
 
 Each PE ``(r, c)`` holds two weights (two banks) and computes ``psum_out = psum_in + a * w``,
-with a register after the multiplier (so that it maps onto a pipelined DSP block); activations
-move right, partial sums move down. A caller presents one row vector ``a`` of
+with a register on each operand (the activation, and the weight of the row's bank) and one
+after the multiplier, so that it maps onto a DSP block with its input and output registers
+(:mod:`hwnn.tools.absorb`) and no multiplexer sits in front of the multiplier; activations
+move right, partial sums move down. Data registers have no reset (they start at 0), which
+those DSP registers need. A caller presents one row vector ``a`` of
 ``rows`` values per cycle; the array skews it internally (row ``r`` is delayed ``r`` cycles),
 and de-skews the column outputs, so that :attr:`latency` cycles later the row vector
 ``a @ W`` of ``cols`` sums comes out, all columns in the same cycle. Throughput is one row
@@ -27,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 from ..ir.formats import Format, signed_bits_for
 from .params import check_positive_int
 
-__all__ = ["SystolicArray", "SystolicParams"]
+__all__ = ["SystolicArray", "SystolicParams", "array_latency"]
 
 
 #: Default operand format.
@@ -64,6 +67,13 @@ class SystolicParams:
         ends = [a * w for a in (self.a_format.min_value, self.a_format.max_value)
                 for w in (self.w_format.min_value, self.w_format.max_value)]
         return signed_bits_for(self.max_k * min(min(ends), 0), self.max_k * max(max(ends), 0))
+
+
+def array_latency(rows: int, cols: int) -> int:
+    """Cycles from a row vector's transfer to its sums on a ``rows x cols`` array: the skew
+    and the de-skew (``rows - 1 + cols - 1``) and a PE's operand, product and sum registers
+    (3)."""
+    return rows + cols + 1
 
 
 def _operand_shape(fmt: Format):
@@ -121,7 +131,7 @@ class SystolicArray(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a row vector's transfer on ``i_a`` to its result on ``o_psum``."""
-        return self.params.rows + self.params.cols
+        return array_latency(self.params.rows, self.params.cols)
 
     def elaborate(self, platform):
         m = Module()
@@ -134,7 +144,7 @@ class SystolicArray(wiring.Component):
         for r in range(rows):
             a, bank, valid = self.i_a.payload.a[r], self.i_a.payload.bank, self.i_a.valid
             for stage in range(r):
-                a_next = Signal(a_shape, name=f"skew_a_{r}_{stage}")
+                a_next = Signal(a_shape, name=f"skew_a_{r}_{stage}", reset_less=True)
                 bank_next = Signal(name=f"skew_bank_{r}_{stage}")
                 valid_next = Signal(name=f"skew_valid_{r}_{stage}")
                 m.d.sync += [a_next.eq(a), bank_next.eq(bank), valid_next.eq(valid)]
@@ -143,14 +153,14 @@ class SystolicArray(wiring.Component):
 
         # Weight beats are skewed across the columns like activations; PE (r, c) takes the
         # beat of row r from its column's copy.
-        weights = [[[Signal(w_shape, name=f"w{b}_{r}_{c}") for b in range(2)]
+        weights = [[[Signal(w_shape, name=f"w{b}_{r}_{c}", reset_less=True) for b in range(2)]
                     for c in range(cols)] for r in range(rows)]
         w, row, bank, valid = (None, self.i_w.payload.row, self.i_w.payload.bank,
                                self.i_w.valid)
         for c in range(cols):
             w = self.i_w.payload.w[c]
             for stage in range(c):
-                w_next = Signal(w_shape, name=f"wskew_{c}_{stage}")
+                w_next = Signal(w_shape, name=f"wskew_{c}_{stage}", reset_less=True)
                 m.d.sync += w_next.eq(w)
                 w = w_next
             if c > 0:
@@ -171,30 +181,38 @@ class SystolicArray(wiring.Component):
             a, bank, valid = edge[r]
             below = []
             for c in range(cols):
-                # Registered product (the DSP's pipeline register), then the sum: every PE is
-                # one cycle later, so the wavefront still lines up.
-                product = Signal(signed(len(a) + w_shape.width + 1), name=f"product_{r}_{c}")
-                m.d.sync += product.eq(a * Mux(bank, weights[r][c][1], weights[r][c][0]))
-                psum = Signal(psum_shape, name=f"psum_{r}_{c}")
+                # Registered operands (the weight of the row's bank), registered product (the
+                # DSP's input and output registers), then the sum: every PE is two cycles
+                # later, so the wavefront still lines up.
+                a_operand = Signal(a_shape, name=f"a_operand_{r}_{c}", reset_less=True)
+                w_operand = Signal(w_shape, name=f"w_operand_{r}_{c}", reset_less=True)
+                product = Signal(signed(len(a) + w_shape.width + 1), name=f"product_{r}_{c}",
+                                 reset_less=True)
+                m.d.sync += [a_operand.eq(a),
+                             w_operand.eq(Mux(bank, weights[r][c][1], weights[r][c][0])),
+                             product.eq(a_operand * w_operand)]
+                psum = Signal(psum_shape, name=f"psum_{r}_{c}", reset_less=True)
                 m.d.sync += psum.eq(above[c] + product)
                 below.append(psum)
                 if c < cols - 1:                    # pass the activation to the right
-                    a_next = Signal(a_shape, name=f"a_{r}_{c}")
+                    a_next = Signal(a_shape, name=f"a_{r}_{c}", reset_less=True)
                     bank_next = Signal(name=f"bank_{r}_{c}")
                     valid_next = Signal(name=f"valid_{r}_{c}")
                     m.d.sync += [a_next.eq(a), bank_next.eq(bank), valid_next.eq(valid)]
                     a, bank, valid = a_next, bank_next, valid_next
                 elif r == rows - 1:
+                    operand_valid = Signal(name="operand_valid")
                     product_valid = Signal(name="product_valid")
                     bottom_valid = Signal(name="bottom_valid")
-                    m.d.sync += [product_valid.eq(valid), bottom_valid.eq(product_valid)]
+                    m.d.sync += [operand_valid.eq(valid), product_valid.eq(operand_valid),
+                                 bottom_valid.eq(product_valid)]
             above = below
 
         # De-skew: column c leaves c cycles after column 0; delay it cols - 1 - c cycles.
         for c in range(cols):
             value = above[c]
             for stage in range(cols - 1 - c):
-                delayed = Signal(psum_shape, name=f"deskew_{c}_{stage}")
+                delayed = Signal(psum_shape, name=f"deskew_{c}_{stage}", reset_less=True)
                 m.d.sync += delayed.eq(value)
                 value = delayed
             m.d.comb += self.o_psum.payload[c].eq(value)

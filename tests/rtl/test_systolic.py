@@ -99,7 +99,7 @@ def test_latency_and_full_throughput():
     params = SystolicParams(4, 3, Format.int(8), Format.int(8), max_k=4)
     rng = np.random.default_rng(0)
     dut = SystolicArray(params)
-    assert dut.latency == 4 + 3
+    assert dut.latency == 4 + 3 + 1
     a = random_values(rng, params.a_format, (6, 4))
     w = random_values(rng, params.w_format, (4, 3))
 
