@@ -7,7 +7,9 @@ output file is written.
 
 import argparse
 import math
+import signal
 import sys
+import threading
 import warnings
 from dataclasses import fields
 
@@ -663,8 +665,43 @@ def _quiet_from_now_on():
     sys.unraisablehook = lambda unraisable: None
 
 
+class _KeepInterrupts:
+    """An ``unraisablehook`` that does not let Ctrl-C get lost: a ``KeyboardInterrupt`` that
+    lands in a finalizer (``__del__``, where Python only prints it; Amaranth's components have
+    them) is raised again 10 ms later from a timer signal, where it stops the command. Other
+    unraisable exceptions go to the hook it replaced."""
+
+    def __init__(self, previous):
+        self.previous, self.armed = previous, False
+
+    def __call__(self, unraisable):
+        if (isinstance(unraisable.exc_value, KeyboardInterrupt)
+                and threading.current_thread() is threading.main_thread()):
+            signal.signal(signal.SIGALRM, signal.default_int_handler)
+            signal.setitimer(signal.ITIMER_REAL, 0.01)
+            self.armed = True
+        else:
+            self.previous(unraisable)
+
+    def remove(self):
+        """Put the previous hook back (unless an interrupt's quiet hook replaced this one)
+        and cancel a pending timer."""
+        if self.armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        if sys.unraisablehook is self:
+            sys.unraisablehook = self.previous
+
+
 def main(argv=None) -> int:
     """Run the ``hwnn`` command line; return its exit status."""
+    hook = sys.unraisablehook = _KeepInterrupts(sys.unraisablehook)
+    try:
+        return _main(argv)
+    finally:
+        hook.remove()
+
+
+def _main(argv) -> int:
     setup_env()
     args = None
     try:

@@ -226,6 +226,37 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
     assert (child.returncode, out, err) == (130, "", "hwnn: interrupted\n")
 
 
+SWALLOWED_INTERRUPT = """
+import time
+import hwnn.cli
+
+
+class Finalized:
+    def __del__(self):
+        raise KeyboardInterrupt      # as if Ctrl-C landed in a finalizer
+
+
+def long_command(args):
+    print("working", flush=True)
+    Finalized()                      # Python only prints an exception raised in __del__
+    time.sleep(30)
+
+
+hwnn.cli._cmd_doctor = long_command
+raise SystemExit(hwnn.cli.main(["doctor"]))
+"""
+
+
+def test_ctrl_c_that_lands_in_a_finalizer_still_stops_the_command():
+    import subprocess
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", SWALLOWED_INTERRUPT], capture_output=True,
+                          text=True, timeout=25)
+    assert (done.returncode, done.stdout, done.stderr) == (130, "working\n",
+                                                          "hwnn: interrupted\n")
+    assert time.monotonic() - started < 20
+
+
 # Data files ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv", [
