@@ -57,7 +57,6 @@ class HostLink(wiring.Component):
         self.out_count, self.out_format = out_count, out_format
         self.out_features, self.divisor = out_features, divisor
         self.rx_unit, self.tx_unit = UartRx(divisor), UartTx(divisor)
-        self.in_beats = in_features // in_count
         super().__init__({
             "rx":       In(1, init=1),
             "tx":       Out(1, init=1),
