@@ -214,8 +214,11 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
     import signal
     import subprocess
     code = f"FOLDER = {str(tmp_path / 'design')!r}\n{INTERRUPTED_COMMAND}"
+    # As from a terminal: Ctrl-C not ignored (a test runner's worker may ignore it, and a
+    # child inherits that).
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert child.stdout.readline() == "working\n"
         time.sleep(1.0)
