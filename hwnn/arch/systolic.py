@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from ..errors import ParameterError
 from ..flow.report import format_table
-from ..rtl.overlay import OverlayParams, SystolicOverlay, check_overlay, schedule
+from ..rtl.overlay import (REQUANT_MULTIPLIERS, OverlayParams, SystolicOverlay, check_overlay,
+                           schedule)
 from .base import Architecture, shape_change
 
 __all__ = ["SYSTOLIC", "SystolicOverlayParams", "parse_array"]
@@ -39,13 +40,16 @@ class SystolicOverlayParams:
     array: str = field(default="8x8", metadata={
         "help": "the array, RxC: R rows over a layer's inputs, C columns over its outputs"})
     batch: int = field(default=16, metadata={"help": "most vectors per batch"})
+    requant: str = field(default="dsp", metadata={
+        "help": "where the output stages' requantization multipliers go",
+        "choices": REQUANT_MULTIPLIERS})
 
     def __post_init__(self):
         self.overlay()
 
     def overlay(self):
         """The :class:`~hwnn.rtl.overlay.OverlayParams` of these options."""
-        return OverlayParams(*parse_array(self.array), self.batch)
+        return OverlayParams(*parse_array(self.array), self.batch, self.requant)
 
 
 class Systolic(Architecture):
@@ -69,6 +73,7 @@ class Systolic(Architecture):
             "array": {"rows": rows, "cols": cols, "value_bits": top.a_format.bits,
                       "weight_bits": top.w_format.bits, "acc_bits": top.acc_bits},
             "batch": top.params.batch,
+            "requant": top.params.requant,
             "layers": [{"input_tiles": kt, "output_tiles": nt} | planned
                        for planned, kt, nt in zip(plan["layers"], top.kt, top.nt, strict=True)],
             "schedule": {key: plan[key] for key in ("load", "output", "total")},
@@ -81,7 +86,8 @@ class Systolic(Architecture):
 
     def read(self, manifest, network):
         array = manifest["array"]
-        return SystolicOverlayParams(f"{array['rows']}x{array['cols']}", manifest["batch"])
+        return SystolicOverlayParams(f"{array['rows']}x{array['cols']}", manifest["batch"],
+                                     manifest.get("requant", "dsp"))
 
     def batch(self, params):
         return params.batch

@@ -99,9 +99,10 @@ def _product_bits(a: Format, b: Format) -> int:
 
 def _multipliers(features, multipliers: Multipliers, family):
     """Add ``multipliers``: DSP blocks (feature ``dsp_<use>``) when Yosys maps them for the
-    family, else LUT multiplier bits."""
+    family, else (and for multipliers the design builds in logic) LUT multiplier bits."""
     rule, a, b = DSP_RULES[family], multipliers.a, multipliers.b
-    if a.bits >= 2 and b.bits >= 2 and _product_bits(a, b) >= rule["min_product"]:
+    mapped = a.bits >= 2 and b.bits >= 2 and _product_bits(a, b) >= rule["min_product"]
+    if mapped and not multipliers.logic:
         blocks = math.ceil(max(a.bits, b.bits) / rule["max_width"])
         features[f"dsp_{multipliers.use}"] += multipliers.count * blocks
     else:

@@ -1,12 +1,12 @@
-"""Arithmetic building blocks: balanced adder trees and popcount.
+"""Arithmetic building blocks: balanced adder trees, popcount and multipliers in logic.
 
 Each ``+`` in Amaranth widens its result by one bit, so no partial sum of a tree can overflow.
 """
 
 from amaranth import *
 
-__all__ = ["adder_tree", "pipelined_sum", "popcount", "select", "tree_levels",
-           "tree_register_bits"]
+__all__ = ["adder_tree", "logic_product", "partial_products", "pipelined_sum", "popcount",
+           "select", "tree_levels", "tree_register_bits"]
 
 
 def adder_tree(values):
@@ -54,6 +54,46 @@ def pipelined_sum(m, values, *, name, finish=None, levels_per_register=1):
                                                                     strict=True)]
         level = registers
     return level[0]
+
+
+def partial_products(a, b) -> list:
+    """Values whose sum is ``a * b``, with no multiplication in them: for each bit ``i`` of
+    ``b``, ``a << i`` where the bit is set (subtracted for the sign bit of a signed ``b``).
+    Synthesis builds their sum in logic, never in a DSP block, which only takes ``$mul``."""
+    a, b = Value.cast(a), Value.cast(b)
+    terms = []
+    for i in range(len(b)):
+        term = Mux(b[i], a, 0)
+        term = term << i if i else term
+        terms.append(-term if b.shape().signed and i == len(b) - 1 else term)
+    return terms
+
+
+def logic_product(m, a, b, *, name, cycles):
+    """``a * b`` computed in logic (:func:`partial_products` summed by
+    :func:`pipelined_sum`, its levels spread over the registers), ``cycles`` (>= 1) registers
+    later, with no reset. Returns the last register, as wide as the product of ``a`` and
+    ``b``."""
+    a, b = Value.cast(a), Value.cast(b)
+    terms = partial_products(a, b)
+    levels = max(1, (len(terms) - 1).bit_length())
+    per_register = -(-levels // cycles)
+    shape = (a * b).shape()
+
+    def exact(value):
+        """The sum at the product's width (its range fits it, the tree's carries may not)."""
+        value = Value.cast(value)
+        if len(value) < shape.width:
+            fill = value[-1] if value.shape().signed else Const(0)
+            value = Cat(value, fill.replicate(shape.width - len(value)))
+        return value[:shape.width].as_signed() if shape.signed else value[:shape.width]
+
+    total = pipelined_sum(m, terms, name=name, levels_per_register=per_register, finish=exact)
+    for stage in range(cycles - tree_levels(len(terms), per_register)):
+        later = Signal.like(total, name=f"{name}_late_{stage}", reset_less=True)
+        m.d.sync += later.eq(total)
+        total = later
+    return total
 
 
 def popcount(bits):

@@ -106,8 +106,9 @@ class LayerStages(wiring.Component):
         Bits of an accumulator, of a hidden layer's value, of the tag.
     groups : int
         Groups of the largest layer (the range of ``group``).
-    pipelined : bool
-        Whether the stages are pipelined (:class:`~hwnn.rtl.stage.OutputStage`).
+    pipelined, logic_multipliers : bool
+        Whether the stages are pipelined, and build their requantization multipliers in logic
+        (:class:`~hwnn.rtl.stage.OutputStage`).
 
     Members
     -------
@@ -118,9 +119,9 @@ class LayerStages(wiring.Component):
     """
 
     def __init__(self, network: Network, lanes, *, acc_bits, a_bits, tag_bits, groups,
-                 pipelined=False):
+                 pipelined=False, logic_multipliers=False):
         self.network, self.lanes, self.a_bits = network, lanes, a_bits
-        self.pipelined = pipelined
+        self.pipelined, self.logic_multipliers = pipelined, logic_multipliers
         count = len(network.layers)
         out_bits = network.output.format.width
         super().__init__({
@@ -145,7 +146,8 @@ class LayerStages(wiring.Component):
         out_fmt = self.network.output.format
         for index, layer in enumerate(layers):
             stage = m.submodules[f"stage{index}"] = OutputStage(
-                layer, lanes, tag_bits=len(self.i_acc.payload.tag), pipelined=self.pipelined)
+                layer, lanes, tag_bits=len(self.i_acc.payload.tag), pipelined=self.pipelined,
+                logic_multipliers=self.logic_multipliers)
             m.d.comb += [
                 stage.i_acc.valid.eq(self.i_acc.valid & (self.layer == index)),
                 stage.i_acc.payload.group.eq(self.i_acc.payload.group),

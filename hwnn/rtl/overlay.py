@@ -46,21 +46,32 @@ from .structure import Memory, Multipliers, Structure
 from .systolic import SystolicArray, SystolicParams, array_latency
 from .values import decode_codes, holding_format
 
-__all__ = ["OverlayParams", "SystolicOverlay", "check_overlay", "drain_cycles", "schedule"]
+__all__ = ["REQUANT_MULTIPLIERS", "OverlayParams", "SystolicOverlay", "check_overlay",
+           "drain_cycles", "schedule"]
+
+
+#: Where the output stages' requantization multipliers go: DSP blocks, or logic (where the
+#: array takes every DSP block, as on an iCE40UP5K).
+REQUANT_MULTIPLIERS = ("dsp", "logic")
 
 
 @dataclass(frozen=True)
 class OverlayParams:
-    """A ``rows x cols`` array (rows over a layer's inputs, columns over its outputs) and the
-    largest batch the memories hold."""
-    rows:  int
-    cols:  int
-    batch: int
+    """A ``rows x cols`` array (rows over a layer's inputs, columns over its outputs), the
+    largest batch the memories hold, and where the requantization multipliers go
+    (:data:`REQUANT_MULTIPLIERS`)."""
+    rows:    int
+    cols:    int
+    batch:   int
+    requant: str = "dsp"
 
     def __post_init__(self):
         check_positive_int("OverlayParams", "rows", self.rows, 64)
         check_positive_int("OverlayParams", "cols", self.cols, 64)
         check_positive_int("OverlayParams", "batch", self.batch, 4096)
+        if self.requant not in REQUANT_MULTIPLIERS:
+            raise ValueError(f"OverlayParams requant must be one of "
+                             f"{', '.join(REQUANT_MULTIPLIERS)}, not {self.requant!r}")
 
     @property
     def word_tiles(self) -> int:
@@ -252,7 +263,8 @@ class SystolicOverlay(LayerEngine):
         structure.add("cell_bits", cells * (a_bits + w_bits + self.array_params.acc_bits))
         structure.add("edge_bits", cols * acc_bits)
         for layer in self.network.layers:
-            structure.merge(stage_structure(layer, cols, pipelined=True))
+            structure.merge(stage_structure(layer, cols, pipelined=True,
+                                            logic_multipliers=p.requant == "logic"))
         weights, _ = self.weight_words()
         biases, _ = self.bias_words()
         structure.memories += [
@@ -522,7 +534,8 @@ class SystolicOverlay(LayerEngine):
         s.m_bits = len(s.rw_m)
         stages = s.stages = m.submodules.stages = LayerStages(
             self.network, cols, acc_bits=acc_bits, a_bits=self.a_format.bits,
-            tag_bits=s.m_bits + len(s.rw_nt), groups=max(self.nt), pipelined=True)
+            tag_bits=s.m_bits + len(s.rw_nt), groups=max(self.nt), pipelined=True,
+            logic_multipliers=self.params.requant == "logic")
         m.d.comb += [
             stages.layer.eq(s.layer),
             stages.i_acc.valid.eq(valid_p & last_p),

@@ -16,6 +16,10 @@ A ``pipelined`` stage (the dataflow engine's) registers every parameter read bef
 (one DSP block per piece, registered at its output and again in logic) and rounds, shifts
 and clamps in two steps: three more cycles for requantization.
 
+With ``logic_multipliers`` the requantization products are built in logic
+(:func:`~hwnn.rtl.arith.logic_product`: shifts and adds, never a DSP block) in the same
+cycles, for devices whose DSP blocks the datapath takes (an iCE40UP5K has eight).
+
 A threshold stage with ``n`` thresholds per channel searches them in ``k = n.bit_length()``
 steps, as FINN's ``thresholding_binary_search`` does: step ``j`` compares the accumulator with
 one threshold, read from the lane's ROM of step ``j`` (``2**j`` words per group) at the
@@ -38,7 +42,7 @@ from amaranth.lib.wiring import In, Out
 from ..ir import Dense, Requant, Thresholds
 from ..ir.formats import Format, signed_bits_for
 from ..ir.packing import pack_values
-from .arith import adder_tree
+from .arith import adder_tree, logic_product
 from .structure import Memory, Multipliers, Structure, varying_columns
 
 __all__ = ["PIECE_BITS", "OutputStage", "accumulator_pieces", "parameter_bits",
@@ -152,10 +156,12 @@ def parameter_bits(layer: Dense, lanes: int) -> int:
     return sum(width * len(words) for width, words in parameter_words(layer, lanes).values())
 
 
-def stage_structure(layer: Dense, lanes: int, pipelined=False) -> Structure:
+def stage_structure(layer: Dense, lanes: int, pipelined=False,
+                    logic_multipliers=False) -> Structure:
     """The hardware of ``layer``'s :class:`OutputStage` on ``lanes`` channels: its parameter
     ROMs (use ``"parameters"``), its requantization multipliers (one per accumulator piece
-    when ``pipelined``) and counts: ``compare_bits`` (threshold comparator bits, a bit against
+    when ``pipelined`` or, counted by the same pieces, in logic with ``logic_multipliers``)
+    and counts: ``compare_bits`` (threshold comparator bits, a bit against
     a threshold bit that is the same at every address counted half), ``requant_bits``
     (accumulator and multiplier bits per lane) and ``pipeline_bits`` (the registers of a
     search's later steps, and a pipelined stage's registered parameters, accumulators and
@@ -172,11 +178,12 @@ def stage_structure(layer: Dense, lanes: int, pipelined=False) -> Structure:
         structure.add("pipeline_bits",
                       (2 if pipelined else 1) * lanes * (steps - 1) * (acc_bits + steps / 2))
     elif isinstance(stage, Requant):
-        pieces = accumulator_pieces(acc_bits) if pipelined else [(0, acc_bits, True)]
+        pieces = (accumulator_pieces(acc_bits) if pipelined or logic_multipliers
+                  else [(0, acc_bits, True)])
         for _, width, is_signed in pieces:
             structure.multipliers.append(Multipliers(
                 "requant", lanes, Format.int(width) if is_signed else Format.uint(width),
-                Format.uint(stage.mult_bits)))
+                Format.uint(stage.mult_bits), logic=logic_multipliers))
         structure.add("requant_bits", lanes * (acc_bits + stage.mult_bits))
         if pipelined:   # the pieces' products, at the multipliers and again; the scaled value
             structure.add("pipeline_bits", lanes * (acc_bits + 2 * len(pieces) * stage.mult_bits))
@@ -196,7 +203,8 @@ class OutputStage(wiring.Component):
     through untouched; :attr:`latency` cycles later the output values come out with the tag.
     One group per cycle; no backpressure (``always_ready``). ``pipelined`` trades latency for
     short paths (see the module's description); the data registers it adds have no reset, so
-    that synthesis may move them into block RAM and DSP registers.
+    that synthesis may move them into block RAM and DSP registers. ``logic_multipliers``
+    builds the requantization products in logic rather than DSP blocks (same latency).
 
     Members
     -------
@@ -205,12 +213,15 @@ class OutputStage(wiring.Component):
         ``values`` are signed, :attr:`value_bits` wide.
     """
 
-    def __init__(self, layer: Dense, lanes: int, *, tag_bits: int = 1, pipelined=False):
+    def __init__(self, layer: Dense, lanes: int, *, tag_bits: int = 1, pipelined=False,
+                 logic_multipliers=False):
         if not isinstance(layer, Dense):
             raise TypeError(f"layer must be a Dense layer, not {layer!r}")
-        if not isinstance(pipelined, bool):
-            raise TypeError(f"pipelined must be True or False, not {pipelined!r}")
+        for name, flag in (("pipelined", pipelined), ("logic_multipliers", logic_multipliers)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False, not {flag!r}")
         self.layer, self.lanes, self.pipelined = layer, lanes, pipelined
+        self.logic_multipliers = logic_multipliers
         self.groups = -(-layer.out_features // lanes)
         out_fmt = layer.output.format
         self.value_bits = (out_fmt.bits if layer.stage is None
@@ -238,7 +249,7 @@ class OutputStage(wiring.Component):
 
     def structure(self) -> Structure:
         """This stage's hardware (:func:`stage_structure`)."""
-        return stage_structure(self.layer, self.lanes, self.pipelined)
+        return stage_structure(self.layer, self.lanes, self.pipelined, self.logic_multipliers)
 
     def _read(self, m, name, width, words, address):
         """The word of ROM ``name`` at ``address``, registered like every parameter (one
@@ -290,8 +301,11 @@ class OutputStage(wiring.Component):
         """Each lane's ``acc * multiplier`` :attr:`_cycles` later: one registered
         product, or (pipelined) one product per accumulator piece, registered at the
         multiplier (a DSP block's output register) and again in logic, summed by the
-        caller."""
+        caller; with ``logic_multipliers`` one product in logic over those cycles."""
         layer, lanes = self.layer, self.lanes
+        if self.logic_multipliers:
+            return [logic_product(m, acc[p], multipliers[p], name=f"product_{p}",
+                                  cycles=self._cycles) for p in range(lanes)]
         if not self.pipelined:
             products = [Signal(signed(layer.acc_bits + len(multipliers[p]) + 1),
                                name=f"product_{p}") for p in range(lanes)]

@@ -43,11 +43,13 @@ class Memory:
 @dataclass(frozen=True)
 class Multipliers:
     """``count`` multipliers of an ``a`` by a ``b`` operand, for ``use`` (``"lanes"``: the
-    datapath; ``"requant"``: output stages)."""
+    datapath; ``"requant"``: output stages); ``logic``: built in logic by the design
+    (:func:`~hwnn.rtl.arith.logic_product`), never a DSP block."""
     use:   str
     count: int
     a:     Format
     b:     Format
+    logic: bool = False
 
 
 @dataclass

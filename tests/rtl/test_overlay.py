@@ -42,6 +42,29 @@ def test_sample_networks_match_golden(kind, rows, cols, batch, seed):
         assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
 
 
+@pytest.mark.parametrize("kind", ["int8", "int4"])
+@pytest.mark.parametrize("rows, cols, batch", [(2, 4, 3), (3, 5, 2)])
+def test_requantization_in_logic_matches_golden_in_the_same_cycles(kind, rows, cols, batch):
+    network = sample_network(kind, seed=5)
+    params = OverlayParams(rows, cols, batch, requant="logic")
+    codes = random_codes(network, 3 * batch, seed=1)
+    dut, actual, cycles = simulate(network, params, codes, 2)
+    for index, (want, got) in enumerate(zip(run_network(network, codes), actual, strict=True)):
+        assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
+    dut, _, cycles = simulate(network, params, codes, None)
+    per_batch = network.out_features // dut.out_count * batch
+    total = schedule(network, params)["total"]
+    assert list(np.diff(cycles[per_batch - 1::per_batch])) == [total] * 2
+    assert not [group for group in dut.structure().multipliers
+                if group.use == "requant" and not group.logic]
+
+
+def test_rejects_an_unknown_place_for_the_requantization_multipliers():
+    with pytest.raises(ValueError, match=r"^OverlayParams requant must be one of dsp, logic, "
+                                         r"not 'lut'$"):
+        OverlayParams(2, 4, 2, requant="lut")
+
+
 @pytest.mark.parametrize("kind", ["int8", "binary"])
 @pytest.mark.parametrize("rows, cols, batch", [(2, 2, 4), (4, 4, 3), (3, 3, 1), (2, 4, 3),
                                                (4, 2, 2), (3, 5, 2)])

@@ -111,6 +111,28 @@ def test_matches_golden_at_its_latency(name, pipelined):
     _check_groups(stage, acc, expected, rng, name)
 
 
+@pytest.mark.parametrize("pipelined", [False, True], ids=["plain", "pipelined"])
+@pytest.mark.parametrize("name", ["requant-wide", "requant-narrow"])
+def test_requantization_in_logic_matches_golden_at_the_same_latency(name, pipelined):
+    layer = _layer(name)
+    stage = OutputStage(layer, 2, tag_bits=8, pipelined=pipelined, logic_multipliers=True)
+    assert stage.latency == stage_latency(layer, pipelined)
+    rng = np.random.default_rng(6)
+    acc = _accumulators(layer, rng, 40)
+    _check_groups(stage, acc, output_stage(layer, acc.astype(np.int64)), rng, name)
+
+
+def test_requantization_in_logic_has_no_multiplication_and_counts_as_logic():
+    """Synthesis maps only multiplications (``$mul``) to DSP blocks; a stage whose
+    multipliers are in logic has none, and reports its multipliers as logic."""
+    layer = _layer("requant-wide")
+    for logic in (False, True):
+        stage = OutputStage(layer, 2, pipelined=True, logic_multipliers=logic)
+        multiplies = re.findall(r"= [^;]* \* [^;]*;", _verilog(stage))
+        assert bool(multiplies) != logic
+        assert {multipliers.logic for multipliers in stage.structure().multipliers} == {logic}
+
+
 #: Output format of a threshold stage: its latency plain and pipelined. A binary search over
 #: ``levels - 1`` thresholds takes ``k = ceil(log2(levels))`` steps, a cycle each (two
 #: pipelined), and the output register comes on top.
@@ -208,6 +230,7 @@ def test_wide_accumulators_are_split_into_pieces():
     assert accumulator_pieces(17) == [(0, 16, False), (16, 1, True)]
 
 
-def test_rejects_a_pipelined_flag_that_is_not_a_bool():
-    with pytest.raises(TypeError, match=r"^pipelined must be True or False, not 1$"):
-        OutputStage(_layer("thresholds"), 2, pipelined=1)
+@pytest.mark.parametrize("name", ["pipelined", "logic_multipliers"])
+def test_rejects_a_flag_that_is_not_a_bool(name):
+    with pytest.raises(TypeError, match=rf"^{name} must be True or False, not 1$"):
+        OutputStage(_layer("thresholds"), 2, **{name: 1})

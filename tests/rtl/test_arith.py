@@ -1,0 +1,53 @@
+"""Products in logic (:func:`hwnn.rtl.arith.logic_product`) against Python's integers."""
+
+import itertools
+import random
+
+import pytest
+from amaranth import Module, Signal, signed, unsigned
+from amaranth.sim import Simulator
+
+from hwnn.rtl.arith import logic_product, partial_products
+
+
+def _ends(shape):
+    width = shape.width
+    return ((-(1 << (width - 1)), (1 << (width - 1)) - 1) if shape.signed
+            else (0, (1 << width) - 1))
+
+
+@pytest.mark.parametrize("a_shape, b_shape, cycles", [
+    (signed(20), unsigned(16), 2),      # a requantization: accumulator by multiplier
+    (signed(8), signed(8), 2),
+    (unsigned(4), signed(5), 1),
+    (unsigned(3), unsigned(1), 2),      # one partial product
+    (signed(2), signed(2), 3),          # more registers than levels
+])
+def test_product_in_logic_is_exact_at_its_latency(a_shape, b_shape, cycles):
+    m = Module()
+    a, b = Signal(a_shape), Signal(b_shape)
+    product = logic_product(m, a, b, name="product", cycles=cycles)
+    assert len(product) == len(a * b)
+    rng = random.Random(f"{a_shape}{b_shape}")
+    pairs = list(itertools.product(_ends(a_shape), _ends(b_shape)))
+    pairs += [(rng.randint(*_ends(a_shape)), rng.randint(*_ends(b_shape))) for _ in range(200)]
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+
+    async def bench(ctx):
+        for index, (x, y) in enumerate(pairs + [(0, 0)] * cycles):
+            ctx.set(a, x)
+            ctx.set(b, y)
+            await ctx.tick()
+            if 0 <= index - cycles + 1 < len(pairs):
+                x0, y0 = pairs[index - cycles + 1]
+                assert ctx.get(product) == x0 * y0, f"{x0} * {y0}"
+
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_partial_products_have_no_multiplication():
+    terms = partial_products(Signal(signed(6)), Signal(signed(4)))
+    assert len(terms) == 4
+    assert "*" not in "".join(repr(term) for term in terms)
