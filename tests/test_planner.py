@@ -237,6 +237,24 @@ def test_compile_for_a_board_builds_the_planned_array(capsys, tmp_path, threshol
                            f"icebreaker (ICE40-UP5K, 12 MHz): ")
 
 
+def test_requantization_goes_to_logic_when_the_dsp_blocks_run_out():
+    """Two requantizing layers take a multiplier per column each, of two SB_MAC16 blocks
+    (accumulators wider than 16 bits): 16 blocks beside a 2x4 array's 8, more than the UP5K's
+    8. The plan puts them in logic; where the DSP blocks suffice it keeps them there (and on
+    a large device, logic requantization lets a larger array fit)."""
+    deep = random_network(np.random.default_rng(2), [64, 64, 32, 10],
+                          weight_formats=["int8"] * 3, act_formats=["uint8"] * 2,
+                          stages=["requant"] * 2, name="deep")
+    plan = plan_array(deep, "icebreaker")
+    assert plan.options["requant"] == "logic" and plan.choice.endswith(
+        ", requantization in logic")
+    assert within_budget(plan) and plan.resources["dsp"][0] <= 8
+    in_dsp = estimate(deep, "ice40", "systolic", array=plan.options["array"],
+                      batch=plan.options["batch"])
+    assert in_dsp["dsp"] > 8
+    assert plan_array(deep, "ulx3s-85f", 20_000).options["requant"] == "dsp"
+
+
 def test_systolic_board_requests_that_cannot_be_met_say_why_in_one_line(capsys, tmp_path,
                                                                          threshold_net):
     mnist = random_network(np.random.default_rng(1), [784, 128, 10],
@@ -251,13 +269,6 @@ def test_systolic_board_requests_that_cannot_be_met_say_why_in_one_line(capsys, 
          ("1,000,000 inferences/s on the icebreaker (ICE40-UP5K, 12 MHz) allows 12 cycles "
           "per inference; the fastest systolic design of 'thr' (array 16x16, batch 64) "
           "takes")),
-        # 1x2: 2 DSP blocks for the array; two requantizing layers, a multiplier per column
-        # each, of two blocks (accumulators wider than a SB_MAC16's 16 bits): 8.
-        (random_network(np.random.default_rng(2), [16, 16, 16, 4], weight_formats=["int8"] * 3,
-                        act_formats=["uint8"] * 2, stages=["requant"] * 2, name="deep"), [],
-         ("No systolic array of 'deep' fits the icebreaker (ICE40-UP5K, 12 MHz): even the "
-          "smallest (array 1x2, batch 1) needs DSP 10 of 8 (+2); 8 of those DSP blocks are "
-          "the output stages' requantization multipliers")),
         (threshold_net, ["--array", "2x4"], "--board chooses the array and batch itself"),
     ]
     for network, argv, message in cases:

@@ -106,7 +106,8 @@ def _multipliers(features, multipliers: Multipliers, family):
         blocks = math.ceil(max(a.bits, b.bits) / rule["max_width"])
         features[f"dsp_{multipliers.use}"] += multipliers.count * blocks
     else:
-        features["lut_mult_bits"] += multipliers.count * a.bits * b.bits
+        terms = b.bits if multipliers.terms is None else multipliers.terms
+        features["lut_mult_bits"] += multipliers.count * a.bits * terms
 
 
 def _rom_luts(depth) -> float:

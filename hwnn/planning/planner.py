@@ -179,10 +179,11 @@ def _folds(folding):
 def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=None) -> Plan:
     """The systolic array and batch for the board (arguments as :func:`plan_folding`'s):
     without a target the fewest cycles per inference that fits, with one the fewest
-    multipliers (then the smallest batch) that reach it; :class:`NoFolding` saying why when
-    there is none."""
+    multipliers (then the smallest batch) that reach it; the requantization multipliers in
+    DSP blocks where they fit, else in logic; :class:`NoFolding` saying why when there is
+    none."""
     from ..arch.systolic import ARRAYS, SYSTOLIC
-    from ..rtl.overlay import OverlayParams, check_overlay, schedule
+    from ..rtl.overlay import REQUANT_MULTIPLIERS, OverlayParams, check_overlay, schedule
 
     device, clock = _device_and_clock(network, board_name, target_fps, clock_mhz)
     SYSTOLIC.check_layer_kinds(network)
@@ -194,19 +195,24 @@ def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=
                         f"alone take {weights / 1024:,.1f} kbit, more than the {blocks} block "
                         f"RAMs of the {device.upper()} hold ({held / 1024:,.0f} kbit); the "
                         f"overlay keeps every weight on chip")
-    candidates = []                                  # (cycles, lanes, batch, params)
+    # (cycles, lanes, batch, requantization in logic, params); the schedule does not depend
+    # on where the requantization multipliers are.
+    candidates = []
     for rows, cols in ARRAYS:
         for batch in BATCHES:
-            params = OverlayParams(rows, cols, batch)
-            candidates.append((schedule(network, params)["per_inference"], rows * cols, batch,
-                               params))
-    check_overlay(network, candidates[0][3])
+            cycles = schedule(network, OverlayParams(rows, cols, batch))["per_inference"]
+            candidates += [(cycles, rows * cols, batch, requant == "logic",
+                            OverlayParams(rows, cols, batch, requant))
+                           for requant in REQUANT_MULTIPLIERS]
+    check_overlay(network, candidates[0][4])
 
     def plan(candidate):
-        cycles, _, batch, params = candidate
-        options = {"array": f"{params.rows}x{params.cols}", "batch": batch}
+        cycles, _, batch, in_logic, params = candidate
+        options = {"array": f"{params.rows}x{params.cols}", "batch": batch,
+                   "requant": params.requant}
+        choice = f"array {options['array']}, batch {batch}"
         return Plan(board_name, device, clock, "systolic", options,
-                    f"array {options['array']}, batch {batch}", cycles,
+                    choice + (", requantization in logic" if in_logic else ""), cycles,
                     _resources(network, "systolic", options, device), target_fps)
 
     def first_fitting(ordered):
@@ -215,17 +221,18 @@ def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=
                 return found
         return None
 
-    fastest = sorted(candidates, key=lambda candidate: candidate[:3])
+    fastest = sorted(candidates, key=lambda candidate: candidate[:4])
     if target_fps is None:
         if (found := first_fitting(fastest)) is None:
-            smallest = plan(min(candidates, key=lambda candidate: candidate[1:3]))
+            # The smallest array with the fewest DSP blocks.
+            smallest = plan(min(candidates, key=lambda candidate: (*candidate[1:3],
+                                                                   not candidate[3])))
             raise NoFolding(f"No systolic array of {network.name!r} fits {where}: even the "
-                            f"smallest ({smallest.choice}) needs {_over(smallest.resources)}"
-                            f"{_requant_share(network, family, smallest)}")
+                            f"smallest ({smallest.choice}) needs {_over(smallest.resources)}")
         return found
     allowed = clock / target_fps
     meeting = sorted((candidate for candidate in candidates if candidate[0] <= allowed),
-                     key=lambda candidate: candidate[1:3])
+                     key=lambda candidate: candidate[1:4])
     if not meeting:
         best = plan(fastest[0])
         raise NoFolding(f"{target_fps:,.0f} inferences/s on {where} allows {allowed:,.0f} "
@@ -241,14 +248,3 @@ def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=
                         f"({cheapest.choice}) is estimated over the device: "
                         f"{_over(cheapest.resources)}; {reach}")
     return found
-
-
-def _requant_share(network, family, plan) -> str:
-    """What of ``plan``'s DSP blocks its output stages' requantization takes, as a clause
-    (empty when DSP blocks are not over or none go to requantization)."""
-    from .estimate import design_features
-    used, available = plan.resources["dsp"]
-    requant = design_features(network, family, plan.arch, **plan.options)["dsp_requant"]
-    if used <= available or not requant:
-        return ""
-    return f"; {requant:g} of those DSP blocks are the output stages' requantization multipliers"

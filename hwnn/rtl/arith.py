@@ -6,7 +6,7 @@ Each ``+`` in Amaranth widens its result by one bit, so no partial sum of a tree
 from amaranth import *
 
 __all__ = ["adder_tree", "logic_product", "partial_products", "pipelined_sum", "popcount",
-           "select", "tree_levels", "tree_register_bits"]
+           "select", "signed_digits", "tree_levels", "tree_register_bits"]
 
 
 def adder_tree(values):
@@ -56,11 +56,33 @@ def pipelined_sum(m, values, *, name, finish=None, levels_per_register=1):
     return level[0]
 
 
+def signed_digits(value: int) -> list[tuple[int, int]]:
+    """The canonical signed-digit form of ``value``: ``[(shift, sign)]`` with
+    ``value == sum(sign << shift)``, signs +-1 and no two shifts adjacent (the fewest nonzero
+    digits of any signed binary form)."""
+    digits, shift = [], 0
+    while value:
+        if value & 1:
+            sign = 2 - (value & 3)              # +1 where value = 1 (mod 4), -1 where 3
+            digits.append((shift, sign))
+            value -= sign
+        value >>= 1
+        shift += 1
+    return digits
+
+
 def partial_products(a, b) -> list:
-    """Values whose sum is ``a * b``, with no multiplication in them: for each bit ``i`` of
-    ``b``, ``a << i`` where the bit is set (subtracted for the sign bit of a signed ``b``).
-    Synthesis builds their sum in logic, never in a DSP block, which only takes ``$mul``."""
-    a, b = Value.cast(a), Value.cast(b)
+    """Values whose sum is ``a * b``, with no multiplication in them: for a signal ``b``, for
+    each of its bits ``i``, ``a << i`` where the bit is set (subtracted for the sign bit of a
+    signed ``b``); for a constant ``b`` (an int), ``+-(a << shift)`` for each of its
+    :func:`signed_digits`. Synthesis builds their sum in logic, never in a DSP block, which
+    only takes ``$mul``."""
+    a = Value.cast(a)
+    if isinstance(b, int):
+        terms = [a << shift if shift else a for shift, _ in signed_digits(b)]
+        return [term if sign > 0 else -term
+                for term, (_, sign) in zip(terms, signed_digits(b), strict=True)] or [Const(0)]
+    b = Value.cast(b)
     terms = []
     for i in range(len(b)):
         term = Mux(b[i], a, 0)
@@ -72,9 +94,9 @@ def partial_products(a, b) -> list:
 def logic_product(m, a, b, *, name, cycles):
     """``a * b`` computed in logic (:func:`partial_products` summed by
     :func:`pipelined_sum`, its levels spread over the registers), ``cycles`` (>= 1) registers
-    later, with no reset. Returns the last register, as wide as the product of ``a`` and
-    ``b``."""
-    a, b = Value.cast(a), Value.cast(b)
+    later, with no reset; ``b`` a signal or a constant (int). Returns the last register, as
+    wide as the product of ``a`` and ``b``."""
+    a = Value.cast(a)
     terms = partial_products(a, b)
     levels = max(1, (len(terms) - 1).bit_length())
     per_register = -(-levels // cycles)

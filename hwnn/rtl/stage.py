@@ -18,7 +18,9 @@ and clamps in two steps: three more cycles for requantization.
 
 With ``logic_multipliers`` the requantization products are built in logic
 (:func:`~hwnn.rtl.arith.logic_product`: shifts and adds, never a DSP block) in the same
-cycles, for devices whose DSP blocks the datapath takes (an iCE40UP5K has eight).
+cycles, for devices whose DSP blocks the datapath takes (an iCE40UP5K has eight); a layer
+whose channels share one multiplier (per-tensor scaling) multiplies by that constant, one
+adder per signed digit (:func:`~hwnn.rtl.arith.signed_digits`), with no multiplier ROM.
 
 A threshold stage with ``n`` thresholds per channel searches them in ``k = n.bit_length()``
 steps, as FINN's ``thresholding_binary_search`` does: step ``j`` compares the accumulator with
@@ -42,7 +44,7 @@ from amaranth.lib.wiring import In, Out
 from ..ir import Dense, Requant, Thresholds
 from ..ir.formats import Format, signed_bits_for
 from ..ir.packing import pack_values
-from .arith import adder_tree, logic_product
+from .arith import adder_tree, logic_product, signed_digits
 from .structure import Memory, Multipliers, Structure, varying_columns
 
 __all__ = ["PIECE_BITS", "OutputStage", "accumulator_pieces", "parameter_bits",
@@ -89,7 +91,17 @@ def _search_words(layer: Dense, lanes: int) -> list[list[list[int]]]:
     return roms
 
 
-def _group_words(layer: Dense, lanes: int) -> dict:
+def constant_multiplier(layer: Dense, logic_multipliers: bool) -> int | None:
+    """The requantization multiplier all of ``layer``'s channels share, where its stage
+    multiplies by it as a constant (in logic); None otherwise."""
+    stage = layer.stage
+    if (logic_multipliers and isinstance(stage, Requant)
+            and np.all(stage.multiplier == stage.multiplier[0])):
+        return int(stage.multiplier[0])
+    return None
+
+
+def _group_words(layer: Dense, lanes: int, logic_multipliers=False) -> dict:
     """The ROM images with a word per group: ``{name: (width, [word])}``, a field per lane,
     channels past the last padded with zeros."""
     stage = layer.stage
@@ -105,19 +117,20 @@ def _group_words(layer: Dense, lanes: int) -> dict:
     if isinstance(stage, Thresholds) and np.any(stage.descending):
         words["descending"] = per_group(stage.descending.astype(np.int64), 1)
     elif isinstance(stage, Requant):
-        words["multiplier"] = per_group(stage.multiplier, stage.mult_bits)
+        if constant_multiplier(layer, logic_multipliers) is None:
+            words["multiplier"] = per_group(stage.multiplier, stage.mult_bits)
         if np.any(stage.shift != stage.shift[0]):
             words["shift"] = per_group(stage.shift, 6)
     return words
 
 
-def parameter_words(layer: Dense, lanes: int) -> dict:
+def parameter_words(layer: Dense, lanes: int, logic_multipliers=False) -> dict:
     """ROM images of a layer's output-stage parameters for ``lanes`` channels:
     ``{name: (width, [word per address])}``. Requantization parameters and threshold
     directions have a word per group (a field per lane); the thresholds a ROM per search step
     ``j`` and lane ``p``, ``thresholds{j}_{p}``, with ``2**j`` words per group (see the
     module's description)."""
-    words = _group_words(layer, lanes)
+    words = _group_words(layer, lanes, logic_multipliers)
     for step, lane_words in enumerate(_search_words(layer, lanes)):
         for p, rom in enumerate(lane_words):
             words[f"thresholds{step}_{p}"] = (layer.threshold_bits, rom)
@@ -168,7 +181,7 @@ def stage_structure(layer: Dense, lanes: int, pipelined=False,
     products)."""
     structure = Structure()
     stage, acc_bits = layer.stage, layer.acc_bits
-    words = parameter_words(layer, lanes)
+    words = parameter_words(layer, lanes, logic_multipliers)
     if isinstance(stage, Thresholds):
         for name, (width, rom) in words.items():
             if name.startswith("thresholds"):
@@ -180,10 +193,12 @@ def stage_structure(layer: Dense, lanes: int, pipelined=False,
     elif isinstance(stage, Requant):
         pieces = (accumulator_pieces(acc_bits) if pipelined or logic_multipliers
                   else [(0, acc_bits, True)])
+        constant = constant_multiplier(layer, logic_multipliers)
+        terms = None if constant is None else len(signed_digits(constant))
         for _, width, is_signed in pieces:
             structure.multipliers.append(Multipliers(
                 "requant", lanes, Format.int(width) if is_signed else Format.uint(width),
-                Format.uint(stage.mult_bits), logic=logic_multipliers))
+                Format.uint(stage.mult_bits), logic=logic_multipliers, terms=terms))
         structure.add("requant_bits", lanes * (acc_bits + stage.mult_bits))
         if pipelined:   # the pieces' products, at the multipliers and again; the scaled value
             structure.add("pipeline_bits", lanes * (acc_bits + 2 * len(pieces) * stage.mult_bits))
@@ -245,7 +260,7 @@ class OutputStage(wiring.Component):
 
     def parameter_words(self) -> dict:
         """ROM images: ``{name: (width, [word per group])}``."""
-        return parameter_words(self.layer, self.lanes)
+        return parameter_words(self.layer, self.lanes, self.logic_multipliers)
 
     def structure(self) -> Structure:
         """This stage's hardware (:func:`stage_structure`)."""
@@ -336,7 +351,8 @@ class OutputStage(wiring.Component):
         # Cycle 1: the parameters arrive; register the accumulators beside them. Pipelined,
         # cycle 2: the parameters registered.
         params = {name: self._read(m, name, width, words, self.i_acc.payload.group)
-                  for name, (width, words) in _group_words(layer, lanes).items()}
+                  for name, (width, words) in _group_words(layer, lanes,
+                                                           self.logic_multipliers).items()}
         lag = 1 + (self.pipelined and stage is not None)
         acc = delayed(self.i_acc.payload.acc, lag, "acc", reset_less=self.pipelined)
         valid = delayed(self.i_acc.valid, lag, "valid")
@@ -344,8 +360,9 @@ class OutputStage(wiring.Component):
 
         if isinstance(stage, Requant):
             mult_bits = stage.mult_bits
+            constant = constant_multiplier(layer, self.logic_multipliers)
             multipliers = [params["multiplier"][p * mult_bits:(p + 1) * mult_bits]
-                           for p in range(lanes)]
+                           if constant is None else constant for p in range(lanes)]
             products = self._products(m, acc, multipliers)
             cycles = self._cycles
             shifts = [delayed(params["shift"][p * 6:(p + 1) * 6], cycles, f"shift_{p}")

@@ -44,12 +44,14 @@ class Memory:
 class Multipliers:
     """``count`` multipliers of an ``a`` by a ``b`` operand, for ``use`` (``"lanes"``: the
     datapath; ``"requant"``: output stages); ``logic``: built in logic by the design
-    (:func:`~hwnn.rtl.arith.logic_product`), never a DSP block."""
+    (:func:`~hwnn.rtl.arith.logic_product`), never a DSP block, as ``terms`` partial products
+    of ``a`` (None: one per bit of ``b``; a constant ``b``: its signed digits)."""
     use:   str
     count: int
     a:     Format
     b:     Format
     logic: bool = False
+    terms: int | None = None
 
 
 @dataclass

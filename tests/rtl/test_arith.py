@@ -7,7 +7,7 @@ import pytest
 from amaranth import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
-from hwnn.rtl.arith import logic_product, partial_products
+from hwnn.rtl.arith import logic_product, partial_products, signed_digits
 
 
 def _ends(shape):
@@ -45,6 +45,39 @@ def test_product_in_logic_is_exact_at_its_latency(a_shape, b_shape, cycles):
 
     sim.add_testbench(bench)
     sim.run()
+
+
+@pytest.mark.parametrize("constant", [0, 1, 3, 34014, 2**16 - 1, -7])
+def test_product_by_a_constant_in_logic_is_exact(constant):
+    m = Module()
+    a = Signal(signed(12))
+    product = logic_product(m, a, constant, name="product", cycles=2)
+    values = [-(1 << 11), (1 << 11) - 1, 0, -1, *random.Random(constant).sample(range(-2048, 2048),
+                                                                                 100)]
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+
+    async def bench(ctx):
+        for index, value in enumerate([*values, 0, 0]):
+            ctx.set(a, value)
+            await ctx.tick()
+            if 0 <= index - 1 < len(values):
+                assert ctx.get(product) == values[index - 1] * constant
+
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_signed_digits_are_canonical():
+    rng = random.Random(3)
+    for value in [0, 1, 2, 3, 7, 0b1010101010101011, *(rng.randrange(1 << 24) for _ in range(500))]:
+        digits = signed_digits(value)
+        assert sum(sign << shift for shift, sign in digits) == value
+        shifts = [shift for shift, _ in digits]
+        assert all(later - earlier >= 2 for earlier, later in itertools.pairwise(shifts))
+        assert {sign for _, sign in digits} <= {1, -1}
+    assert len(signed_digits(2**16 - 1)) == 2                       # 2**16 - 1
+    assert signed_digits(-7) == [(0, 1), (3, -1)]
 
 
 def test_partial_products_have_no_multiplication():

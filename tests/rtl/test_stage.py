@@ -13,6 +13,7 @@ from amaranth.sim import Simulator
 
 from hwnn.ir import Thresholds
 from hwnn.quant.synthetic import random_dense
+from hwnn.rtl.arith import signed_digits
 from hwnn.rtl.stage import (PIECE_BITS, OutputStage, accumulator_pieces, parameter_bits,
                             stage_latency)
 from hwnn.sim.golden import output_stage
@@ -120,6 +121,23 @@ def test_requantization_in_logic_matches_golden_at_the_same_latency(name, pipeli
     rng = np.random.default_rng(6)
     acc = _accumulators(layer, rng, 40)
     _check_groups(stage, acc, output_stage(layer, acc.astype(np.int64)), rng, name)
+
+
+@pytest.mark.parametrize("multiplier", [0, 1, 34014, 2**16 - 1, 0b1010101010101011])
+@pytest.mark.parametrize("pipelined", [False, True], ids=["plain", "pipelined"])
+def test_a_shared_multiplier_in_logic_is_a_constant_and_matches_golden(multiplier, pipelined):
+    """Per-tensor scaling: every channel's multiplier the same, multiplied as a constant (its
+    signed digits), with no multiplier ROM; extreme and dense-digit multipliers."""
+    layer = _layer("requant-wide")
+    shared = np.full(layer.out_features, multiplier)
+    layer = dataclasses.replace(layer, stage=dataclasses.replace(layer.stage, multiplier=shared))
+    stage = OutputStage(layer, 2, tag_bits=8, pipelined=pipelined, logic_multipliers=True)
+    assert "multiplier" not in stage.parameter_words()
+    [terms] = {group.terms for group in stage.structure().multipliers}
+    assert terms == len(signed_digits(multiplier)) <= 9
+    rng = np.random.default_rng(multiplier)
+    acc = _accumulators(layer, rng, 30)
+    _check_groups(stage, acc, output_stage(layer, acc.astype(np.int64)), rng, f"M={multiplier}")
 
 
 def test_requantization_in_logic_has_no_multiplication_and_counts_as_logic():
