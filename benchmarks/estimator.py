@@ -82,6 +82,14 @@ def configs():
                 "array": "8x8"})
     out.append({"arch": "sparse", "name": "digits_sparse_8", "digits": "int8", "pes": 8,
                 "prune": 0.9, "share": 4})
+    # Requantization in logic (the UP5K's plans), per-tensor (digits) and per-channel.
+    out.append({"arch": "systolic", "name": "digits_int8_sy2x4_logic", "digits": "int8",
+                "array": "2x4", "requant": "logic"})
+    for index, (array, sizes) in enumerate([("2x2", [32, 16, 10]), ("4x4", [48, 32, 8])]):
+        out.append({"arch": "systolic", "name": f"sy_logic{index}", "seed": 120 + index,
+                    "sizes": sizes, "weight_formats": ["int8"] * 2, "act_formats": ["uint8"],
+                    "input_format": "uint8", "stages": ["requant"], "array": array,
+                    "requant": "logic"})
     cnn = np.random.default_rng(2028)
     out += [_random_cnn_config(cnn, index) for index in range(300, 316)]
     return out
@@ -146,7 +154,7 @@ def network_of(config):
 
 def generate_options(config):
     options = {"arch": config["arch"]}
-    for name in ("max_lanes", "array", "pes"):
+    for name in ("max_lanes", "array", "pes", "requant"):
         if name in config:
             options[name] = config[name]
     return options

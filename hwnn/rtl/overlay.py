@@ -163,7 +163,8 @@ def schedule(network: Network, params: OverlayParams, batch: int | None = None) 
                        "utilization": macs / (params.rows * params.cols * cycles)})
     in_count = math.gcd(network.in_features, params.cols)
     out_count = math.gcd(network.out_features, params.cols)
-    load = batch * (network.in_features // in_count) + 1
+    # A beat per cycle, the cycle that closes the batch and the registered decision.
+    load = batch * (network.in_features // in_count) + 2
     # The first word takes 3 cycles through the memory read and the FIFO; then one beat
     # per cycle.
     output = 3 + batch * (network.out_features // out_count)
@@ -339,8 +340,9 @@ class SystolicOverlay(LayerEngine):
 
     def _gather(self, m, s):
         """LOAD: gather ``in_count`` values per beat into words of ``cols`` values, written to
-        activation memory 0 (``s.load_write``, ``s.merged``); ``s.closing`` when the batch
-        closes (full, or the input paused at a vector boundary)."""
+        activation memory 0 (``s.load_write``, ``s.merged``); ``s.closing`` the cycle after the
+        batch closes (full, or the input paused at a vector boundary): the decision is
+        registered, and the input is no longer ready from that cycle on."""
         cols, batch, in_count = self.params.cols, self.params.batch, self.in_count
         a_bits, words0 = self.a_format.bits, self.params.words(self.network.in_features)
         beats_per_word = cols // in_count
@@ -355,11 +357,18 @@ class SystolicOverlay(LayerEngine):
         vector_done = word_done & (in_word == words0 - 1)
         loading = s.phase == LOAD
         s.closing = Signal()
+        # Ready while LOAD has room for a vector: a register (set when LOAD begins, cleared
+        # when the batch closes or fills), so that nothing but a flip-flop drives the port.
+        s.accepting = Signal(init=1)
+        closes = Signal()           # no transfer now; in_m is the batch (~accepting: full)
         m.d.comb += [
-            self.i_stream.ready.eq(loading & (in_m < batch)),
-            s.closing.eq(loading & (in_m > 0) & (in_word == 0) & (beat == 0)
-                         & ((in_m == batch) | ~self.i_stream.valid)),
+            self.i_stream.ready.eq(s.accepting),
+            closes.eq(loading & ~s.closing & (in_m > 0) & (in_word == 0) & (beat == 0)
+                      & (~s.accepting | ~self.i_stream.valid)),
         ]
+        m.d.sync += s.closing.eq(closes)
+        with m.If(closes):
+            m.d.sync += s.accepting.eq(0)
         # The word with this beat's values in place (slot p belongs to beat p // in_count).
         s.merged = Signal(cols * a_bits)
         m.d.comb += s.merged.eq(Cat(*(
@@ -374,6 +383,8 @@ class SystolicOverlay(LayerEngine):
                 m.d.sync += [beat.eq(0), in_word.eq(Mux(vector_done, 0, in_word + 1))]
                 with m.If(vector_done):
                     m.d.sync += in_m.eq(in_m + 1)
+                    with m.If(in_m == batch - 1):
+                        m.d.sync += s.accepting.eq(0)
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
 
@@ -396,6 +407,7 @@ class SystolicOverlay(LayerEngine):
         s.rw_m_last = Signal()                       # rw_m is the batch's last vector
         s.rw_kt = Signal(range(max(self.kt)))
         s.rw_kt_last = Signal()                      # rw_kt is the layer's last input tile
+        s.rw_kt_left = Signal.like(s.rw_kt)          # input tiles after rw_kt
         s.rw_word, s.rw_piece = Signal(range(stride)), Signal(range(p.word_tiles))
         s.rw_nt = Signal(range(max(self.nt)))
         s.rw_addr = Signal(range(batch * stride))    # rw_m * stride + rw_word
@@ -403,10 +415,11 @@ class SystolicOverlay(LayerEngine):
         s.kt_last = select(s.layer, [Const(kt - 1, s.rw_kt.shape()) for kt in self.kt])
         s.load, s.issue = Signal(), Signal()
         load_done, rows_done = Signal(), Signal()    # a tile's last beat / last row, now
-        running = s.phase == RUN
+        # Both are busy only while the phase is RUN (they start with the layer, which leaves
+        # RUN when neither is).
         m.d.comb += [
-            s.load.eq(running & s.ld_busy & ((s.ld_row != 0) | (s.gap <= 1))),
-            s.issue.eq(running & s.rw_busy & (s.gap != 0)),
+            s.load.eq(s.ld_busy & ((s.ld_row != 0) | (s.gap <= 1))),
+            s.issue.eq(s.rw_busy & (s.gap != 0)),
             load_done.eq(s.load & (s.ld_row == p.rows - 1)),
             rows_done.eq(s.issue & s.rw_m_last),
             s.weight_read.addr.eq(s.ld_addr),
@@ -430,12 +443,14 @@ class SystolicOverlay(LayerEngine):
                 with m.If(s.rw_final):
                     m.d.sync += s.rw_busy.eq(0)
                 with m.If(s.rw_kt_last):
-                    m.d.sync += [s.rw_kt.eq(0), s.rw_kt_last.eq(s.kt_last == 0),
+                    m.d.sync += [s.rw_kt.eq(0), s.rw_kt_left.eq(s.kt_last),
+                                 s.rw_kt_last.eq(s.kt_last == 0),
                                  s.rw_nt.eq(s.rw_nt + 1), s.rw_addr.eq(0), s.rw_word.eq(0),
                                  s.rw_piece.eq(0)]
                 with m.Else():
-                    m.d.sync += [s.rw_kt.eq(s.rw_kt + 1),
-                                 s.rw_kt_last.eq(s.rw_kt + 1 == s.kt_last)]
+                    # A down count, not rw_kt + 1 == kt_last: no carry chain before the flag.
+                    m.d.sync += [s.rw_kt.eq(s.rw_kt + 1), s.rw_kt_left.eq(s.rw_kt_left - 1),
+                                 s.rw_kt_last.eq(s.rw_kt_left == 1)]
                     with m.If(s.rw_piece == p.word_tiles - 1):
                         m.d.sync += [s.rw_piece.eq(0), s.rw_word.eq(s.rw_word + 1),
                                      s.rw_addr.eq(s.rw_word + 1)]
@@ -445,14 +460,15 @@ class SystolicOverlay(LayerEngine):
                 m.d.sync += [s.rw_m.eq(s.rw_m + 1), s.rw_m_last.eq(s.rw_m + 2 == s.m_count),
                              s.rw_addr.eq(s.rw_addr + stride)]
 
-    def _start_layer(self, s, tile_count, vectors, one_tile):
-        """Statements that reset both issuers for a layer of ``tile_count`` tiles, of whose
-        input tiles there is ``one_tile``, on a batch of ``vectors``."""
+    def _start_layer(self, s, tile_count, vectors, kt_last):
+        """Statements that reset both issuers for a layer of ``tile_count`` tiles and
+        ``kt_last + 1`` input tiles, on a batch of ``vectors``."""
         return [s.ld_left.eq(tile_count), s.ld_final.eq(tile_count == 1), s.ld_busy.eq(1),
                 s.ld_row.eq(0), s.ld_bank.eq(0),
                 s.rw_left.eq(tile_count), s.rw_final.eq(tile_count == 1), s.rw_busy.eq(1),
                 s.rw_bank.eq(0), s.rw_m.eq(0), s.rw_m_last.eq(vectors == 1), s.rw_kt.eq(0),
-                s.rw_kt_last.eq(one_tile), s.rw_word.eq(0), s.rw_piece.eq(0),
+                s.rw_kt_last.eq(kt_last == 0), s.rw_kt_left.eq(kt_last), s.rw_word.eq(0),
+                s.rw_piece.eq(0),
                 s.rw_nt.eq(0), s.rw_addr.eq(0), s.gap.eq(0)]
 
     def _feed(self, m, s):
@@ -642,7 +658,8 @@ class SystolicOverlay(LayerEngine):
                 with m.If(s.closing):
                     m.d.sync += [s.phase.eq(RUN), s.m_count.eq(s.in_m), s.layer.eq(0),
                                  s.ld_addr.eq(s.weight_bases[0])]
-                    m.d.sync += self._start_layer(s, tile_counts[0], s.in_m, self.kt[0] == 1)
+                    m.d.sync += self._start_layer(s, tile_counts[0], s.in_m,
+                                                  Const(self.kt[0] - 1, s.rw_kt.shape()))
             with m.Case(RUN):
                 with m.If(~s.ld_busy & ~s.rw_busy):
                     m.d.sync += [s.phase.eq(DRAIN), drain_end.eq(0), drain.eq(select(s.layer, [
@@ -661,7 +678,8 @@ class SystolicOverlay(LayerEngine):
                         m.d.sync += self._start_layer(
                             s, select(next_layer, [Const(t, range(s.most_tiles + 1))
                                                    for t in tile_counts]),
-                            s.m_count, select(next_layer, [Const(kt == 1) for kt in self.kt]))
+                            s.m_count, select(next_layer, [Const(kt - 1, s.rw_kt.shape())
+                                                           for kt in self.kt]))
             with m.Case(OUTPUT):
                 with m.If(s.batch_sent):
-                    m.d.sync += [s.phase.eq(LOAD), s.in_m.eq(0)]
+                    m.d.sync += [s.phase.eq(LOAD), s.in_m.eq(0), s.accepting.eq(1)]
