@@ -98,11 +98,15 @@ def _product_bits(a: Format, b: Format) -> int:
 
 
 def _multipliers(features, multipliers: Multipliers, family):
-    """Add ``multipliers``: DSP blocks (feature ``dsp_<use>``) when Yosys maps them for the
-    family, else (and for multipliers the design builds in logic) LUT multiplier bits."""
+    """Add ``multipliers``: those the design builds in logic
+    (:func:`~hwnn.rtl.arith.logic_product`) as ``logic_mult_bits``, the others as DSP blocks
+    (feature ``dsp_<use>``) when Yosys maps them for the family, else as ``lut_mult_bits``
+    (Yosys' own LUT multipliers); bits are the operands' widths multiplied."""
     rule, a, b = DSP_RULES[family], multipliers.a, multipliers.b
     mapped = a.bits >= 2 and b.bits >= 2 and _product_bits(a, b) >= rule["min_product"]
-    if mapped and not multipliers.logic:
+    if multipliers.logic:
+        features["logic_mult_bits"] += multipliers.count * a.bits * b.bits
+    elif mapped:
         blocks = math.ceil(max(a.bits, b.bits) / rule["max_width"])
         features[f"dsp_{multipliers.use}"] += multipliers.count * blocks
     else:
@@ -167,7 +171,8 @@ def _memory(features, memory: Memory, family):
 
 #: The features the estimator derives from a component's multipliers and memories for a
 #: family; the others are the component's counts (:mod:`hwnn.rtl.structure`).
-MAPPED_FEATURES = ("dsp_lanes", "dsp_requant", "lut_mult_bits", "rom_luts", "ram_bits",
+MAPPED_FEATURES = ("dsp_lanes", "dsp_requant", "lut_mult_bits", "logic_mult_bits", "rom_luts",
+                   "ram_bits",
                    "lutram_cells", "blocks")
 
 
@@ -210,16 +215,19 @@ def measured(cells, family) -> dict:
 
 
 #: Per-feature costs from the structure alone (LUT4s and flip-flops a feature unit needs by
-#: hand count), toward which :func:`fit` pulls coefficients the samples leave undetermined.
+#: hand count), toward which :func:`fit` pulls coefficients the samples leave undetermined;
+#: ``logic_mult_bits``: measured on iCE40 (``benchmarks/logic_multipliers.py``: three dataflow
+#: designs built with their multipliers in DSP blocks and in logic, 1.39 LUT4 and 0.51
+#: flip-flops per bit by least squares over the differences).
 _LUT_PRIOR = {"unit": 60, "cells": 20, "pes": 60, "xnor_lanes": 1.5, "addsub_bits": 2,
-              "lut_mult_bits": 1.5, "tree_bits": 1, "acc_bits": 1.5, "register_bits": 0.1,
-              "pipeline_bits": 0.05,
+              "lut_mult_bits": 1.5, "logic_mult_bits": 1.39, "tree_bits": 1, "acc_bits": 1.5,
+              "register_bits": 0.1, "pipeline_bits": 0.05,
               "cell_bits": 0.5, "edge_bits": 1, "pe_bits": 2, "readout_bits": 1,
               "compare_bits": 1, "requant_bits": 1, "rom_luts": 1, "ram_bits": 0.3,
               "lutram_cells": 2.5, "blocks": 2}
 _FF_PRIOR = {"unit": 30, "cells": 2, "pes": 30, "xnor_lanes": 0.2, "addsub_bits": 1,
-             "lut_mult_bits": 0.5, "tree_bits": 0.3, "acc_bits": 1, "register_bits": 1,
-             "pipeline_bits": 1,
+             "lut_mult_bits": 0.5, "logic_mult_bits": 0.51, "tree_bits": 0.3, "acc_bits": 1,
+             "register_bits": 1, "pipeline_bits": 1,
              "cell_bits": 1, "edge_bits": 1, "pe_bits": 1, "readout_bits": 1,
              "compare_bits": 0.1, "requant_bits": 1, "ram_bits": 1}
 PRIORS = {"ecp5": {"lut4": _LUT_PRIOR, "ff": _FF_PRIOR},
