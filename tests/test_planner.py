@@ -205,6 +205,15 @@ def test_logic_fallback_keeps_dsp_blocks_where_they_save_the_most_lut4(int8_net)
     assert logic_fallback(int8_net, _with(folding, (0, 1)), "ecp5-85f") == folding
 
 
+def test_logic_fallback_of_many_layers_keeps_the_most_lut4_per_dsp_block(monkeypatch, int8_net):
+    monkeypatch.setattr("hwnn.planning.planner.EXHAUSTIVE_LAYERS", 1)     # greedy beyond
+    folding = (LayerFold(2, 2), LayerFold(2, 4))
+    chosen = logic_fallback(int8_net, folding, "ice40-up5k")
+    assert estimate(int8_net, "ice40", fold=chosen)["dsp"] <= 8
+    assert any(fold.multipliers == "dsp" for fold in chosen)
+    assert any(fold.multipliers == "logic" for fold in chosen)
+
+
 def test_plans_are_folds_of_the_network(int8_net):
     plan = plan_folding(int8_net, "orangecrab-85f")
     for layer, fold in zip(int8_net.layers, plan.folding, strict=True):
