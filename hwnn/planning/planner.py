@@ -192,10 +192,13 @@ def plan_folding(network: Network, board_name: str, target_fps=None, *,
     targets = cycle_targets(network)
 
     def plan(limit):
-        folding = logic_fallback(network, folding_for_cycles(network, limit), device)
+        folding = folding_for_cycles(network, limit)
+        resources = _resources(network, "dataflow", {"fold": folding}, device)
+        if resources["dsp"][0] > resources["dsp"][1]:
+            folding = logic_fallback(network, folding, device)
+            resources = _resources(network, "dataflow", {"fold": folding}, device)
         return Plan(board_name, device, clock, "dataflow", {"fold": folding}, "folding",
-                    folding_cycles(network, folding),
-                    _resources(network, "dataflow", {"fold": folding}, device), target_fps)
+                    folding_cycles(network, folding), resources, target_fps)
 
     def fastest_fitting():
         for cycles in targets:
