@@ -160,9 +160,8 @@ def logic_fallback(network: Network, folding, device: str) -> tuple:
         for entry in sorted(layers, key=lambda entry: -entry[2] / entry[1]):
             if fits([*keep, entry]):
                 keep.append(entry)
-    dsp = {index for index, _, _ in keep}
-    return tuple(fold if index in dsp or index not in {i for i, _, _ in layers}
-                 else dataclasses.replace(fold, multipliers="logic")
+    logic = {index for index, _, _ in layers} - {index for index, _, _ in keep}
+    return tuple(dataclasses.replace(fold, multipliers="logic") if index in logic else fold
                  for index, fold in enumerate(folding))
 
 
