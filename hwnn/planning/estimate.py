@@ -215,24 +215,28 @@ def measured(cells, family) -> dict:
 
 
 #: Per-feature costs from the structure alone (LUT4s and flip-flops a feature unit needs by
-#: hand count), toward which :func:`fit` pulls coefficients the samples leave undetermined;
-#: ``logic_mult_bits``: measured on iCE40 (``benchmarks/logic_multipliers.py``: three dataflow
-#: designs built with their multipliers in DSP blocks and in logic, 1.39 LUT4 and 0.51
-#: flip-flops per bit by least squares over the differences).
+#: hand count), toward which :func:`fit` pulls coefficients the samples leave undetermined.
 _LUT_PRIOR = {"unit": 60, "cells": 20, "pes": 60, "xnor_lanes": 1.5, "addsub_bits": 2,
-              "lut_mult_bits": 1.5, "logic_mult_bits": 1.39, "tree_bits": 1, "acc_bits": 1.5,
-              "register_bits": 0.1, "pipeline_bits": 0.05,
+              "lut_mult_bits": 1.5, "tree_bits": 1, "acc_bits": 1.5, "register_bits": 0.1,
+              "pipeline_bits": 0.05,
               "cell_bits": 0.5, "edge_bits": 1, "pe_bits": 2, "readout_bits": 1,
               "compare_bits": 1, "requant_bits": 1, "rom_luts": 1, "ram_bits": 0.3,
               "lutram_cells": 2.5, "blocks": 2}
 _FF_PRIOR = {"unit": 30, "cells": 2, "pes": 30, "xnor_lanes": 0.2, "addsub_bits": 1,
-             "lut_mult_bits": 0.5, "logic_mult_bits": 0.51, "tree_bits": 0.3, "acc_bits": 1,
-             "register_bits": 1, "pipeline_bits": 1,
+             "lut_mult_bits": 0.5, "tree_bits": 0.3, "acc_bits": 1, "register_bits": 1,
+             "pipeline_bits": 1,
              "cell_bits": 1, "edge_bits": 1, "pe_bits": 1, "readout_bits": 1,
              "compare_bits": 0.1, "requant_bits": 1, "ram_bits": 1}
-PRIORS = {"ecp5": {"lut4": _LUT_PRIOR, "ff": _FF_PRIOR},
-          "ice40": {"lut4": _LUT_PRIOR, "ff": _FF_PRIOR},
-          "dsp": {"dsp_lanes": 1, "dsp_requant": 1}, "bram": {"blocks": 1}}
+#: ``logic_mult_bits`` (LUT4s, flip-flops) per family, measured by
+#: ``benchmarks/logic_multipliers.py`` (dataflow designs built with their multipliers in DSP
+#: blocks and in logic; per bit that moved into logic, by least squares over the differences:
+#: three designs on iCE40, the int8 digits MLP folded 2x2 1x2 1x1 on ECP5). No calibration
+#: sample has logic multipliers, so :func:`fit` keeps these.
+LOGIC_MULT_COST = {"ecp5": (1.27, 0.12), "ice40": (1.39, 0.51)}
+PRIORS = {family: {"lut4": _LUT_PRIOR | {"logic_mult_bits": lut4},
+                   "ff": _FF_PRIOR | {"logic_mult_bits": ff}}
+          for family, (lut4, ff) in LOGIC_MULT_COST.items()}
+PRIORS |= {"dsp": {"dsp_lanes": 1, "dsp_requant": 1}, "bram": {"blocks": 1}}
 #: How strongly :func:`fit` pulls toward :data:`PRIORS` (relative to one sample's error).
 PRIOR_WEIGHT = 0.1
 
