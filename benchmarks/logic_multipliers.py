@@ -1,15 +1,15 @@
-"""Dataflow multipliers in logic against DSP blocks on iCE40: Yosys beside the estimator.
+"""Dataflow multipliers in logic against DSP blocks: Yosys beside the estimator.
 
-Each design is synthesized (YoWASP Yosys, ``synth_ice40 -dsp``, the accelerator alone) twice:
-with every layer's multipliers in DSP blocks and with every layer's in logic
-(``LayerFold(..., multipliers="logic")``). The table gives LUT4, flip-flops and DSP blocks,
+Each design is synthesized (YoWASP Yosys, ``synth_ice40 -dsp`` or ``synth_ecp5``, the
+accelerator alone) twice: with every layer's multipliers in DSP blocks and with every layer's
+in logic (``LayerFold(..., multipliers="logic")``). The table gives LUT4, flip-flops and DSP blocks,
 measured and estimated, and the LUT4s and flip-flops a multiplier bit built in logic costs by
 Yosys: the difference between the two builds over the multiplier bits that moved into logic
 (``logic_mult_bits``, less the ``lut_mult_bits`` Yosys had in LUTs already), whose least
 squares over the designs are the estimator's ``logic_mult_bits`` coefficients. Run it from the
 repository root (a few minutes a design):
 
-    python benchmarks/logic_multipliers.py [--only NAME]
+    python benchmarks/logic_multipliers.py [--family ice40|ecp5] [--only NAME]
 """
 
 import argparse
@@ -21,9 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from hwnn.flow.report import format_table
-
-FAMILY = "ice40"
-
 
 def networks():
     """``{name: (network, max_lanes)}`` of the calibration designs."""
@@ -40,7 +37,7 @@ def networks():
             "digits_int8_32": (digits, 32)}
 
 
-def measure(network, folding):
+def measure(network, folding, family):
     """``(measured, estimated, features)`` of ``network`` folded as ``folding``."""
     from hwnn.flow.generate import generate, load_design
     from hwnn.planning.estimate import design_features, estimate, measured
@@ -49,14 +46,15 @@ def measure(network, folding):
     setup_env()
     with tempfile.TemporaryDirectory(prefix="hwnn-logicmult-") as folder:
         design = load_design(generate(network, Path(folder) / "design", fold=folding))
-        report = synthesize(design.verilog, design.top, FAMILY)
-    return (measured(report.cells, FAMILY), estimate(network, FAMILY, fold=folding),
-            design_features(network, FAMILY, fold=folding))
+        report = synthesize(design.verilog, design.top, family)
+    return (measured(report.cells, family), estimate(network, family, fold=folding),
+            design_features(network, family, fold=folding))
 
 
 def main():
     from hwnn.rtl.folding import auto_folding
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--family", choices=("ice40", "ecp5"), default="ice40")
     parser.add_argument("--only", default=None, help="one design by name")
     args = parser.parse_args()
     rows = []
@@ -67,7 +65,7 @@ def main():
         results = {}
         for multipliers in ("dsp", "logic"):
             folds = tuple(dataclasses.replace(fold, multipliers=multipliers) for fold in folding)
-            results[multipliers] = measure(network, folds)
+            results[multipliers] = measure(network, folds, args.family)
             got, guess, _ = results[multipliers]
             rows.append((name, multipliers, " ".join(f.label for f in folds),
                          f"{got['lut4']} / {guess['lut4']}", f"{got['ff']} / {guess['ff']}",
