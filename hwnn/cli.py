@@ -422,7 +422,7 @@ def _cmd_explore(args) -> int:
         raise ValueError(f"--jobs must be at least 1, not {jobs}")
     board(args.board)
     device, clock = board_clock(args.board)
-    points = sweep(network, args.arch)
+    points = sweep(network, args.arch, device)
     where = (f"on the Dask cluster at {args.scheduler}" if args.scheduler
              else f"in {jobs} local processes")
     print(f"exploring {len(points)} {args.arch} designs of {network.name} for the "

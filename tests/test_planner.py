@@ -1,7 +1,10 @@
 """Automatic folding for a board (``--fold auto --target-fps F --board B``)."""
 
+import dataclasses
+import itertools
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -9,9 +12,10 @@ import pytest
 from hwnn.cli import main
 from hwnn.planning.estimate import estimate, host_link_cost
 from hwnn.arch.systolic import ARRAYS
-from hwnn.planning.planner import BATCHES, LOGIC_CEILING, NoFolding, plan_array, plan_folding
+from hwnn.planning.planner import (BATCHES, LOGIC_CEILING, NoFolding, logic_fallback,
+                                   plan_array, plan_folding)
 from hwnn.quant.synthetic import random_cnn, random_network, sample_cnn
-from hwnn.rtl.folding import LayerFold
+from hwnn.rtl.folding import LayerFold, cycle_targets, folding_for_cycles
 from hwnn.rtl.overlay import OverlayParams, schedule
 
 ICEBREAKER_HZ = 12e6
@@ -111,7 +115,9 @@ def test_a_target_over_the_device_names_what_is_over_and_what_fits(int8_net):
         plan_folding(int8_net, "icebreaker", 400_000)
     message = str(caught.value)
     assert "needs at most 30 cycles per inference" in message
-    assert "DSP " in message and "of 8 (+" in message
+    # Its multipliers moved to logic (PxSL) where the 8 DSP blocks ran out: LUT4s are over.
+    assert re.search(r"the cheapest such folding \([^)]*L[ )]", message)
+    assert "LUT4 " in message and f"of {math.floor(5280 * LOGIC_CEILING)} (" in message
     assert "the fastest folding that fits takes" in message
 
 
@@ -164,6 +170,48 @@ def test_compile_refuses_impossible_board_requests_in_one_line(capsys, tmp_path,
     assert status == 2
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def _with(folding, logic):
+    return tuple(dataclasses.replace(fold, multipliers="logic" if index in logic else "dsp")
+                 for index, fold in enumerate(folding))
+
+
+def test_the_icebreaker_plan_builds_multipliers_in_logic_where_dsp_blocks_run_out(int8_net):
+    """The int8 MLP's fastest folding that fits the UP5K's 8 DSP blocks with every multiplier
+    in one is slower than the plan, which moves some layers' multipliers into logic."""
+    plan = plan_folding(int8_net, "icebreaker")
+    assert within_budget(plan) and plan.resources["dsp"][0] <= 8
+    assert any(fold.multipliers == "logic" for fold in plan.folding)
+    assert estimate(int8_net, "ice40", fold=_with(plan.folding, ()))["dsp"] > 8
+    dsp_only = next(cycles for cycles in cycle_targets(int8_net)
+                    if estimate(int8_net, "ice40", host_link=True,
+                                fold=folding_for_cycles(int8_net, cycles))["dsp"] <= 8)
+    assert plan.cycles < dsp_only
+
+
+def test_logic_fallback_keeps_dsp_blocks_where_they_save_the_most_lut4(int8_net):
+    folding = (LayerFold(2, 2), LayerFold(2, 4))
+    chosen = logic_fallback(int8_net, folding, "ice40-up5k")
+    options = [_with(folding, logic) for size in range(3)
+               for logic in itertools.combinations(range(2), size)]
+    fitting = [option for option in options
+               if estimate(int8_net, "ice40", fold=option)["dsp"] <= 8]
+    assert chosen in fitting
+    assert estimate(int8_net, "ice40", fold=chosen)["lut4"] == min(
+        estimate(int8_net, "ice40", fold=option)["lut4"] for option in fitting)
+    # Within the DSP blocks: unchanged, and a folding with logic multipliers is reset to DSP.
+    assert logic_fallback(int8_net, folding, "ecp5-85f") == folding
+    assert logic_fallback(int8_net, _with(folding, (0, 1)), "ecp5-85f") == folding
+
+
+def test_logic_fallback_of_many_layers_keeps_the_most_lut4_per_dsp_block(monkeypatch, int8_net):
+    monkeypatch.setattr("hwnn.planning.planner.EXHAUSTIVE_LAYERS", 1)     # greedy beyond
+    folding = (LayerFold(2, 2), LayerFold(2, 4))
+    chosen = logic_fallback(int8_net, folding, "ice40-up5k")
+    assert estimate(int8_net, "ice40", fold=chosen)["dsp"] <= 8
+    assert any(fold.multipliers == "dsp" for fold in chosen)
+    assert any(fold.multipliers == "logic" for fold in chosen)
 
 
 def test_plans_are_folds_of_the_network(int8_net):
@@ -277,3 +325,21 @@ def test_systolic_board_requests_that_cannot_be_met_say_why_in_one_line(capsys, 
                              "icebreaker", *argv, "-o", tmp_path / "out")
         assert status == 2 and message in err and err.count("\n") == 1, err
         assert not (tmp_path / "out").exists()
+
+
+def test_compile_for_the_icebreaker_writes_logic_multipliers_to_the_manifest(capsys, tmp_path,
+                                                                             int8_net):
+    path = int8_net.save(tmp_path / "mlp.hwnn.npz")
+    status, text, err = run(capsys, "compile", path, "--board", "icebreaker", "-o",
+                            tmp_path / "out")
+    assert (status, err) == (0, ""), err
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    plan = plan_folding(int8_net, "icebreaker")
+    logic = [layer.name for layer, fold in zip(int8_net.layers, plan.folding, strict=True)
+             if fold.multipliers == "logic"]
+    assert logic
+    assert [name for name, entry in manifest["folding"].items()
+            if entry.get("multipliers") == "logic"] == logic
+    assert [layer["multipliers"] for layer in manifest["layers"]] == [
+        fold.multipliers for fold in plan.folding]
+    assert "multipliers" in text and "logic" in text

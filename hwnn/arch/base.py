@@ -118,6 +118,12 @@ class Architecture(ABC):
         """The design points ``hwnn explore`` tries for ``network``, smallest first: a label
         and the options of each."""
 
+    def for_device(self, network, label, options, device) -> tuple[str, dict]:
+        """The design point ``label`` with ``options`` (one of :meth:`points`) as it is built
+        for ``device`` (a key of :data:`hwnn.tools.synth.DEVICES`): its label and options
+        (unchanged unless the architecture adapts its points to a device)."""
+        return label, options
+
     @abstractmethod
     def summary(self, manifest) -> str:
         """What ``hwnn compile`` prints about the design of ``manifest``: a table of the

@@ -26,7 +26,8 @@ class DataflowParams:
     """
     fold: str | Path | tuple = field(default="auto", metadata={
         "help": "'auto' (fastest within --max-lanes) or a JSON fold file "
-                "{layer: {\"pe\": P, \"simd\": S}}"})
+                "{layer: {\"pe\": P, \"simd\": S}} (add \"multipliers\": \"logic\" to build "
+                "a layer's multipliers in logic, not DSP blocks)"})
     max_lanes: int = field(default=256, metadata={"help": "lane budget for --fold auto"})
     ram_style: str = field(default="auto", metadata={
         "help": "where weight memories go: Yosys' choice (auto), block RAM, or logic",
@@ -88,13 +89,14 @@ class Dataflow(Architecture):
 
     def manifest(self, network, top, params):
         return {
-            "layers": [{"pe": unit.pe, "simd": unit.simd, "lanes": unit.lanes,
-                        "cycles": unit.cycles, "latency": unit.latency,
-                        "memory_bits": unit.memory_bits} for unit in top.units],
+            "layers": [{"pe": unit.pe, "simd": unit.simd, "multipliers": fold.multipliers,
+                        "lanes": unit.lanes, "cycles": unit.cycles, "latency": unit.latency,
+                        "memory_bits": unit.memory_bits}
+                       for unit, fold in zip(top.units, top.folding, strict=True)],
             "cycles_per_inference": top.cycles,
             "lanes": top.lanes,
-            "folding": {unit.layer.name: {"pe": unit.pe, "simd": unit.simd}
-                        for unit in top.units},
+            "folding": {layer.name: fold.as_dict()
+                        for layer, fold in zip(network.layers, top.folding, strict=True)},
             "ram_style": params.ram_style,
         }
 
@@ -113,21 +115,33 @@ class Dataflow(Architecture):
             folding = auto_folding(network, min(budget, most))
             if folding not in seen:
                 seen.add(folding)
-                points.append((" ".join(f"{f.pe}x{f.simd}" for f in folding),
-                               {"fold": folding}))
+                points.append((_label(folding), {"fold": folding}))
             if budget >= most:
                 return points
             budget *= 2
 
+    def for_device(self, network, label, options, device):
+        """The folding with multipliers in logic where its DSP blocks run out on ``device``
+        (:func:`~hwnn.planning.planner.logic_fallback`; labelled ``PxSL``)."""
+        from ..planning.planner import logic_fallback
+        folding = logic_fallback(network, options["fold"], device)
+        return _label(folding), options | {"fold": folding}
+
     def summary(self, manifest):
         rows = [(layer["name"], shape_change(layer),
-                 layer["pe"], layer["simd"], layer["lanes"], layer["cycles"], layer["latency"],
-                 layer["stage"], sum(layer["memory_bits"].values()))
+                 layer["pe"], layer["simd"], layer["lanes"], layer.get("multipliers", "dsp"),
+                 layer["cycles"], layer["latency"], layer["stage"],
+                 sum(layer["memory_bits"].values()))
                 for layer in manifest["layers"]]
-        return (format_table(("layer", "shape", "pe", "simd", "lanes", "cycles", "latency",
-                              "stage", "memory bits"), rows, right={2, 3, 4, 5, 6, 8})
+        return (format_table(("layer", "shape", "pe", "simd", "lanes", "multipliers",
+                              "cycles", "latency", "stage", "memory bits"), rows,
+                             right={2, 3, 4, 6, 7, 9})
                 + f"\n\n{manifest['lanes']} lanes, {manifest['cycles_per_inference']} cycles "
                   f"per inference (slowest layer), {manifest['weight_bits']} weight bits")
+
+
+def _label(folding) -> str:
+    return " ".join(fold.label for fold in folding)
 
 
 DATAFLOW = Dataflow()

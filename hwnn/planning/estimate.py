@@ -98,11 +98,15 @@ def _product_bits(a: Format, b: Format) -> int:
 
 
 def _multipliers(features, multipliers: Multipliers, family):
-    """Add ``multipliers``: DSP blocks (feature ``dsp_<use>``) when Yosys maps them for the
-    family, else (and for multipliers the design builds in logic) LUT multiplier bits."""
+    """Add ``multipliers``: those the design builds in logic
+    (:func:`~hwnn.rtl.arith.logic_product`) as ``logic_mult_bits``, the others as DSP blocks
+    (feature ``dsp_<use>``) when Yosys maps them for the family, else as ``lut_mult_bits``
+    (Yosys' own LUT multipliers); bits are the operands' widths multiplied."""
     rule, a, b = DSP_RULES[family], multipliers.a, multipliers.b
     mapped = a.bits >= 2 and b.bits >= 2 and _product_bits(a, b) >= rule["min_product"]
-    if mapped and not multipliers.logic:
+    if multipliers.logic:
+        features["logic_mult_bits"] += multipliers.count * a.bits * b.bits
+    elif mapped:
         blocks = math.ceil(max(a.bits, b.bits) / rule["max_width"])
         features[f"dsp_{multipliers.use}"] += multipliers.count * blocks
     else:
@@ -168,7 +172,8 @@ def _memory(features, memory: Memory, family):
 
 #: The features the estimator derives from a component's multipliers and memories for a
 #: family; the others are the component's counts (:mod:`hwnn.rtl.structure`).
-MAPPED_FEATURES = ("dsp_lanes", "dsp_requant", "lut_mult_bits", "rom_luts", "ram_bits",
+MAPPED_FEATURES = ("dsp_lanes", "dsp_requant", "lut_mult_bits", "logic_mult_bits", "rom_luts",
+                   "ram_bits",
                    "lutram_cells", "blocks")
 
 
@@ -223,9 +228,16 @@ _FF_PRIOR = {"unit": 30, "cells": 2, "pes": 30, "xnor_lanes": 0.2, "addsub_bits"
              "pipeline_bits": 1,
              "cell_bits": 1, "edge_bits": 1, "pe_bits": 1, "readout_bits": 1,
              "compare_bits": 0.1, "requant_bits": 1, "ram_bits": 1}
-PRIORS = {"ecp5": {"lut4": _LUT_PRIOR, "ff": _FF_PRIOR},
-          "ice40": {"lut4": _LUT_PRIOR, "ff": _FF_PRIOR},
-          "dsp": {"dsp_lanes": 1, "dsp_requant": 1}, "bram": {"blocks": 1}}
+#: ``logic_mult_bits`` (LUT4s, flip-flops) per family, measured by
+#: ``benchmarks/logic_multipliers.py`` (dataflow designs built with their multipliers in DSP
+#: blocks and in logic; per bit that moved into logic, by least squares over the differences:
+#: three designs on iCE40, the int8 digits MLP folded 2x2 1x2 1x1 on ECP5). No calibration
+#: sample has logic multipliers, so :func:`fit` keeps these.
+LOGIC_MULT_COST = {"ecp5": (1.27, 0.12), "ice40": (1.39, 0.51)}
+PRIORS = {family: {"lut4": _LUT_PRIOR | {"logic_mult_bits": lut4},
+                   "ff": _FF_PRIOR | {"logic_mult_bits": ff}}
+          for family, (lut4, ff) in LOGIC_MULT_COST.items()}
+PRIORS |= {"dsp": {"dsp_lanes": 1, "dsp_requant": 1}, "bram": {"blocks": 1}}
 #: How strongly :func:`fit` pulls toward :data:`PRIORS` (relative to one sample's error).
 PRIOR_WEIGHT = 0.1
 

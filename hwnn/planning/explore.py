@@ -2,17 +2,17 @@
 
 :func:`sweep` lists the design points of an architecture
 (:meth:`hwnn.arch.base.Architecture.points`; dataflow: the distinct foldings of lane budgets
-1, 2, 4, ... up to the fully parallel design; systolic: arrays 1x2 to 16x16; sparse: 1
-to 16 PEs). :func:`measure_point` generates one point, puts its accelerator
-in a register harness, synthesizes it with YoWASP Yosys, checks that it fits the board's
-device, places and routes it with nextpnr (unless ``place=False``), and returns a row: cycles
-per inference, the resources measured and estimated (:mod:`hwnn.planning.estimate`, plus the
-harness's shift register and output fold), Fmax, and the
-inferences per second the design reaches on the board (``min(Fmax, board clock) / cycles``;
-at the board clock when it was not placed). :func:`explore` runs the points on any
-``concurrent.futures`` executor (local processes, or a Dask cluster through
-``distributed.Client.get_executor()``), reporting each finished point, and
-:func:`write_results` writes ``explore.json``, ``explore.csv`` and ``pareto.png`` (LUT4 against
+1, 2, 4, ... up to the fully parallel design, for a device with multipliers in logic where
+its DSP blocks run out; systolic: arrays 1x2 to 16x16; sparse: 1 to 16 PEs).
+:func:`measure_point` generates one point, puts its accelerator in a register harness,
+synthesizes it with YoWASP Yosys, checks that it fits the board's device, places and routes it
+with nextpnr (unless ``place=False``), and returns a row: cycles per inference, the resources
+measured and estimated (:mod:`hwnn.planning.estimate`, plus the harness's shift register and
+output fold), Fmax, and the inferences per second the design reaches on the board
+(``min(Fmax, board clock) / cycles``; at the board clock when it was not placed).
+:func:`explore` runs the points on any ``concurrent.futures`` executor (local processes, or a
+Dask cluster through ``distributed.Client.get_executor()``), reporting each finished point,
+and :func:`write_results` writes ``explore.json``, ``explore.csv`` and ``pareto.png`` (LUT4 against
 inferences per second, the Pareto-optimal points joined) into a folder, whole or not at all.
 Until then, :class:`PartialResults` keeps the finished rows in the folder
 (``explore.partial.json``), so that an interrupted run, run again with the same arguments,
@@ -51,12 +51,20 @@ class Point:
     options: dict = field(default_factory=dict)
 
 
-def sweep(network: Network, arch="dataflow") -> list[Point]:
-    """The design points of ``arch`` for ``network``, smallest first."""
+def sweep(network: Network, arch="dataflow", device=None) -> list[Point]:
+    """The design points of ``arch`` for ``network``, smallest first; for ``device`` (a key
+    of :data:`hwnn.tools.synth.DEVICES`) as the architecture builds them there
+    (:meth:`~hwnn.arch.base.Architecture.for_device`: a dataflow folding's multipliers in
+    logic where the device's DSP blocks run out)."""
     if not isinstance(network, Network):
         raise TypeError(f"network must be a Network, not {network!r}")
-    architecture(arch).check_layer_kinds(network)
-    return [Point(label, arch, options) for label, options in architecture(arch).points(network)]
+    engine = architecture(arch)
+    engine.check_layer_kinds(network)
+    points = engine.points(network)
+    if device is not None:
+        points = [engine.for_device(network, label, options, device)
+                  for label, options in points]
+    return [Point(label, arch, options) for label, options in points]
 
 
 def measure_point(network: Network, point: Point, device: str, clock_mhz: float,

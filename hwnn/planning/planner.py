@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (The planner builds layer units for their structure only and never elaborates them.)
 """Automatic sizing for a board: a dataflow folding, or a systolic array and batch, that meets
 a throughput target and fits.
 
@@ -6,8 +8,11 @@ inferences per second allows ``floor(clock / F)`` cycles per inference. :func:`p
 takes the cheapest folding within that many cycles (fewest lanes in every layer), estimates its
 resources (:mod:`hwnn.planning.estimate`, plus the board's host link) and checks them against
 the board's device: DSP blocks and block RAMs up to the device's count, LUT4s and flip-flops up
-to :data:`LOGIC_CEILING` of it (room for placement and for the estimate's error). Without a
-target it takes the fastest folding that fits. When nothing meets the target it says why: the
+to :data:`LOGIC_CEILING` of it (room for placement and for the estimate's error). Where the
+folding's multipliers need more DSP blocks than the device has, the layers that save the most
+LUT4s by them keep them and the others build theirs in logic (:func:`logic_fallback`), so a
+folding refused for DSP blocks alone fits when its LUT4s allow. Without a target it takes the
+fastest folding that fits. When nothing meets the target it says why: the
 target is faster than the fully parallel design, or the folding it needs is over the device
 (what is over, by how much) and which throughput the fastest fitting folding gives.
 
@@ -17,16 +22,21 @@ the overlay's schedule); a network whose weights alone need more memory than the
 block RAMs hold is refused at once, saying so (the overlay keeps every weight on chip).
 """
 
+import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 
-from .estimate import estimate
+from .estimate import estimate, load_coefficients, predict, structure_features
 from ..ir import Network
 from ..rtl.folding import cycle_targets, folding_cycles, folding_for_cycles
+from ..rtl.mvau import MatrixVectorUnit
+from ..rtl.structure import Structure
+from ..rtl.units import unit_class
 from ..tools.synth import CAPACITY, DEVICES
 
 __all__ = ["BATCHES", "LOGIC_CEILING", "PLANNED", "NoFolding", "Plan", "board_clock",
-           "plan_array", "plan_folding"]
+           "logic_fallback", "plan_array", "plan_folding"]
 
 #: The architectures this module plans for a board, and what it chooses for them.
 PLANNED = {"dataflow": "the folding", "systolic": "the array and batch"}
@@ -106,6 +116,55 @@ def _over(resources):
     return ", ".join(over)
 
 
+def _layer_costs(layer, fold, family):
+    """``(DSP blocks, LUT4s)`` of ``layer``'s unit folded as ``fold``, estimated."""
+    unit = unit_class(layer)(layer, pe=fold.pe, simd=fold.simd, multipliers=fold.multipliers)
+    structure = Structure.of(MatrixVectorUnit.COUNTS).merge(unit.structure())
+    guess = predict(structure_features(structure, family), load_coefficients(), family,
+                    "dataflow")
+    return guess["dsp"], guess["lut4"]
+
+
+#: Layers with DSP blocks up to which :func:`logic_fallback` tries every choice (above:
+#: greedily, by LUT4s saved per DSP block).
+EXHAUSTIVE_LAYERS = 12
+
+
+def logic_fallback(network: Network, folding, device: str) -> tuple:
+    """``folding`` with the multipliers of some layers in logic (``multipliers="logic"``), so
+    that the estimated DSP blocks fit ``device``'s: of the layers with DSP blocks, those that
+    keep them are the set within the device's count that saves the most estimated LUT4s
+    (every set up to :data:`EXHAUSTIVE_LAYERS` such layers, greedily by LUT4s per block
+    beyond). ``folding`` as it is when its DSP blocks fit."""
+    family, available = DEVICES[device][0], CAPACITY[device]["dsp"]
+    folding = tuple(dataclasses.replace(fold, multipliers="dsp") for fold in folding)
+    layers = []                                              # (index, blocks, LUT4s saved)
+    for index, (layer, fold) in enumerate(zip(network.layers, folding, strict=True)):
+        blocks, lut4 = _layer_costs(layer, fold, family)
+        if blocks > 0:
+            logic = _layer_costs(layer, dataclasses.replace(fold, multipliers="logic"), family)
+            layers.append((index, blocks, logic[1] - lut4))
+    if sum(blocks for _, blocks, _ in layers) <= available:
+        return folding
+
+    def fits(kept):
+        return sum(blocks for _, blocks, _ in kept) <= available
+
+    if len(layers) <= EXHAUSTIVE_LAYERS:
+        choices = (kept for size in range(len(layers) + 1)
+                   for kept in itertools.combinations(layers, size))
+        keep = max((kept for kept in choices if fits(kept)),
+                   key=lambda kept: sum(saved for _, _, saved in kept))
+    else:
+        keep = []
+        for entry in sorted(layers, key=lambda entry: -entry[2] / entry[1]):
+            if fits([*keep, entry]):
+                keep.append(entry)
+    logic = {index for index, _, _ in layers} - {index for index, _, _ in keep}
+    return tuple(dataclasses.replace(fold, multipliers="logic") if index in logic else fold
+                 for index, fold in enumerate(folding))
+
+
 def _device_and_clock(network, board_name, target_fps, clock_mhz):
     """Check the arguments of a plan; the board's device and the clock (Hz) to plan for."""
     if not isinstance(network, Network):
@@ -133,9 +192,12 @@ def plan_folding(network: Network, board_name: str, target_fps=None, *,
 
     def plan(limit):
         folding = folding_for_cycles(network, limit)
+        resources = _resources(network, "dataflow", {"fold": folding}, device)
+        if resources["dsp"][0] > resources["dsp"][1]:
+            folding = logic_fallback(network, folding, device)
+            resources = _resources(network, "dataflow", {"fold": folding}, device)
         return Plan(board_name, device, clock, "dataflow", {"fold": folding}, "folding",
-                    folding_cycles(network, folding),
-                    _resources(network, "dataflow", {"fold": folding}, device), target_fps)
+                    folding_cycles(network, folding), resources, target_fps)
 
     def fastest_fitting():
         for cycles in targets:
@@ -173,7 +235,7 @@ def plan_folding(network: Network, board_name: str, target_fps=None, *,
 
 
 def _folds(folding):
-    return " ".join(f"{fold.pe}x{fold.simd}" for fold in folding)
+    return " ".join(fold.label for fold in folding)
 
 
 def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=None) -> Plan:

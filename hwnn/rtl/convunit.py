@@ -55,6 +55,7 @@ class ConvolutionUnit(wiring.Component):
     layer : :class:`~hwnn.ir.Conv2d`
     pe, simd : folding.
     ram_style : where the weight memory goes (:data:`~hwnn.rtl.mvau.RAM_STYLES`).
+    multipliers : where the multipliers go, as the matrix-vector unit's.
 
     Members
     -------
@@ -74,10 +75,10 @@ class ConvolutionUnit(wiring.Component):
     #: :class:`~hwnn.rtl.fifo.FlagFIFO` of two passes only a beat every other cycle.
     input_fifo_depth = 3
 
-    def __init__(self, layer: Conv2d, *, pe=1, simd=1, ram_style="auto"):
+    def __init__(self, layer: Conv2d, *, pe=1, simd=1, ram_style="auto", multipliers="dsp"):
         if not isinstance(layer, Conv2d):
             raise TypeError(f"layer must be a Conv2d layer, not {layer!r}")
-        self.check_fold(layer, LayerFold(pe, simd))
+        self.check_fold(layer, LayerFold(pe, simd, multipliers))
         self.layer, self.pe, self.simd = layer, pe, simd
         fmt = layer.input.format
         pad_code = int(fmt.encode(layer.input.zero_point)) if any(layer.padding) else 0
@@ -87,13 +88,14 @@ class ConvolutionUnit(wiring.Component):
             self.in_count = pe
             self.window = SlidingWindowUnit(layer.input_shape, layer.kernel, **geometry,
                                             in_count=pe, simd=pe, order="depthwise", taps=simd)
-            self.matrix = VectorVectorUnit(layer, pe=pe, simd=simd, ram_style=ram_style)
+            self.matrix = VectorVectorUnit(layer, pe=pe, simd=simd, ram_style=ram_style,
+                                           multipliers=multipliers)
         else:
             self.in_count = simd
             self.window = SlidingWindowUnit(layer.input_shape, layer.kernel, **geometry,
                                             in_count=simd, simd=simd)
             self.matrix = MatrixVectorUnit(layer.im2col(), pe=pe, simd=simd,
-                                           ram_style=ram_style)
+                                           ram_style=ram_style, multipliers=multipliers)
         self.out_count = pe
         self.in_width, self.out_width = self.matrix.in_width, self.matrix.out_width
         super().__init__({

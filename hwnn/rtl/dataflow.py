@@ -40,7 +40,8 @@ class DataflowAccelerator(wiring.Component):
     Parameters
     ----------
     network : :class:`~hwnn.ir.Network`
-    folding : one :class:`~hwnn.rtl.folding.LayerFold` per layer.
+    folding : one :class:`~hwnn.rtl.folding.LayerFold` per layer (its ``multipliers`` say
+        where the layer's multipliers go).
     ram_style : where the weight memories go (see :data:`~hwnn.rtl.mvau.RAM_STYLES`).
 
     Members
@@ -65,7 +66,8 @@ class DataflowAccelerator(wiring.Component):
             if not isinstance(fold, LayerFold):
                 raise TypeError(f"folding entries must be LayerFold, not {fold!r}")
         self.network, self.folding = network, folding
-        self.units = [unit_class(layer)(layer, pe=fold.pe, simd=fold.simd, ram_style=ram_style)
+        self.units = [unit_class(layer)(layer, pe=fold.pe, simd=fold.simd, ram_style=ram_style,
+                                        multipliers=fold.multipliers)
                       for layer, fold in zip(network.layers, folding, strict=True)]
         # Between layers: the producer's beats repacked for the consumer, into the FIFO the
         # consumer asks for.

@@ -91,7 +91,9 @@ def auto_folding(network: Network, max_lanes: int) -> tuple[LayerFold, ...]:
 
 
 def fold_from_mapping(network: Network, mapping) -> tuple[LayerFold, ...]:
-    """Folding from ``{layer name: {"pe": P, "simd": S}}`` naming every layer."""
+    """Folding from ``{layer name: {"pe": P, "simd": S}}`` naming every layer; an entry may
+    add ``"multipliers": "logic"`` (or ``"dsp"``, the default): where the layer's multipliers
+    go (:data:`~hwnn.rtl.params.MULTIPLIERS`)."""
     if not isinstance(mapping, dict):
         raise ValueError(f"A folding must map layer names to {{'pe': P, 'simd': S}}, not "
                          f"{type(mapping).__name__}")
@@ -104,10 +106,14 @@ def fold_from_mapping(network: Network, mapping) -> tuple[LayerFold, ...]:
     folds = []
     for name in names:
         entry = mapping[name]
-        if not isinstance(entry, dict) or set(entry) != {"pe", "simd"}:
-            raise ValueError(f"Folding of layer {name!r} must be {{'pe': P, 'simd': S}}, not "
-                             f"{entry!r}")
-        folds.append(LayerFold(entry["pe"], entry["simd"]))
+        if not isinstance(entry, dict) or not {"pe", "simd"} <= set(entry) <= {
+                "pe", "simd", "multipliers"}:
+            raise ValueError(f"Folding of layer {name!r} must be {{'pe': P, 'simd': S}} with "
+                             f"an optional 'multipliers', not {entry!r}")
+        try:
+            folds.append(LayerFold(**entry))
+        except ValueError as error:
+            raise ValueError(f"Folding of layer {name!r}: {error}") from None
     return tuple(folds)
 
 

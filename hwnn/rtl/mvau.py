@@ -13,6 +13,11 @@ for binary inputs, multiply-accumulate otherwise. Weights live in an on-chip mem
 initialized from the IR, accumulators are exactly as wide as the IR's worst case, and the
 output stage (thresholds, requantization or the raw accumulator) is the IR's.
 
+A layer's multipliers (its multiply-accumulate lanes and its requantization) go to DSP blocks,
+or with ``multipliers="logic"`` into logic (:func:`~hwnn.rtl.arith.logic_product`: shifts and
+adds, which Yosys never maps to a DSP block) in the same cycles, so that the schedule and the
+cycle counts do not change: for devices whose DSP blocks run out (an iCE40UP5K has eight).
+
 The same engine, with an input beat per PE instead of one shared by all PEs, is the
 vector-vector unit of a depthwise convolution (:class:`~hwnn.rtl.vvau.VectorVectorUnit`).
 """
@@ -28,10 +33,10 @@ from amaranth.lib.wiring import In, Out
 from ..ir import Dense
 from ..ir.formats import Format
 from ..ir.packing import pack_rows, pack_values
-from .arith import pipelined_sum, tree_levels, tree_register_bits
+from .arith import logic_product, pipelined_sum, tree_levels, tree_register_bits
 from .fifo import FlagFIFO
 from .layouts import Beat
-from .params import LayerFold, check_divides, check_positive_int, divisors
+from .params import LayerFold, check_divides, check_multipliers, check_positive_int, divisors
 from .stage import OutputStage, stage_latency, stage_structure
 from .structure import Memory, Multipliers, Structure
 
@@ -93,6 +98,8 @@ class MatrixVectorUnit(wiring.Component):
     pe, simd : folding; ``pe`` divides the rows, ``simd`` the columns.
     ram_style : where the weight memory goes (:data:`RAM_STYLES`); ``"auto"`` lets Yosys
         choose, which for shallow, wide memories is often logic.
+    multipliers : ``"dsp"`` or ``"logic"`` (:data:`~hwnn.rtl.params.MULTIPLIERS`): where the
+        lanes' and the output stage's multipliers are built; same latency either way.
 
     Members
     -------
@@ -114,13 +121,15 @@ class MatrixVectorUnit(wiring.Component):
     #: unit gives each PE its own ``simd`` inputs in every beat instead.
     _shared_input = True
 
-    def __init__(self, layer: Dense, *, pe=1, simd=1, ram_style="auto"):
+    def __init__(self, layer: Dense, *, pe=1, simd=1, ram_style="auto", multipliers="dsp"):
         if not isinstance(layer, Dense):
             raise TypeError(f"layer must be a Dense layer, not {layer!r}")
         if ram_style not in RAM_STYLES:
             raise ValueError(f"ram_style must be one of {', '.join(RAM_STYLES)}, not "
                              f"{ram_style!r}")
-        self.ram_style = ram_style
+        check_multipliers(multipliers)
+        self.ram_style, self.multipliers = ram_style, multipliers
+        self.logic_multipliers = multipliers == "logic"
         check_folding(layer, pe, simd)
         self.layer, self.pe, self.simd = layer, pe, simd
         self.neuron_folds = layer.out_features // pe
@@ -216,7 +225,8 @@ class MatrixVectorUnit(wiring.Component):
             structure.add("addsub_bits", lanes * term * used)
         else:
             term = wb + xb
-            structure.multipliers.append(Multipliers("lanes", lanes, w_fmt, x_fmt))
+            structure.multipliers.append(Multipliers("lanes", lanes, w_fmt, x_fmt,
+                                                     logic=self.logic_multipliers))
         structure.add("tree_bits", pe * (simd - 1) * (term + math.log2(simd) / 2))
         structure.add("acc_bits", pe * acc_bits)
         # Weights of a one-word memory are constants: no register holds them.
@@ -228,7 +238,8 @@ class MatrixVectorUnit(wiring.Component):
                       pe * tree_register_bits(simd, term, self._levels_per_register())
                       + self.dsp_stages * (weight_register + lanes * term
                                            + self.in_count * xb))
-        structure.merge(stage_structure(layer, pe, pipelined=True))
+        structure.merge(stage_structure(layer, pe, pipelined=True,
+                                        logic_multipliers=self.logic_multipliers))
         structure.memories.append(Memory("weights", self.cycles, lanes * wb,
                                          self._weight_words()))
         biases = self._bias_words()
@@ -297,6 +308,27 @@ class MatrixVectorUnit(wiring.Component):
         ww, xw = w_fmt.width, x_fmt.width
         return [_term(w_word[i * ww:(i + 1) * ww], x_word[i * xw:(i + 1) * xw], w_fmt, x_fmt)
                 for i in range(simd)]
+
+    def _lane_products(self, m, w_word, x_word, p):
+        """PE ``p``'s ``simd`` lane terms (:meth:`_lane_terms`), ``1 +`` :attr:`dsp_stages`
+        registers later: registered once or twice (a DSP block's output register and one in
+        logic), or products built in logic over those cycles."""
+        cycles = 1 + self.dsp_stages
+        if self.logic_multipliers and self._multiplier_lanes():
+            w_fmt, x_fmt = self.layer.weight_format, self.layer.input.format
+            ww, xw = w_fmt.width, x_fmt.width
+            # The weight selects the shifted inputs: a constant weight's zero bits drop out.
+            return [logic_product(m, _decode(x_word[i * xw:(i + 1) * xw], x_fmt),
+                                  _decode(w_word[i * ww:(i + 1) * ww], w_fmt),
+                                  name=f"term_{p}_{i}", cycles=cycles)
+                    for i in range(self.simd)]
+        terms = self._lane_terms(w_word, x_word)
+        for copy in range(cycles):
+            registered = [Signal(Value.cast(term).shape(), name=f"term_{p}_{i}_{copy}",
+                                 reset_less=True) for i, term in enumerate(terms)]
+            m.d.sync += [reg.eq(term) for reg, term in zip(registered, terms, strict=True)]
+            terms = registered
+        return terms
 
     def _levels_per_register(self):
         """Adder-tree levels between registers: the first levels of a popcount add single
@@ -401,20 +433,12 @@ class MatrixVectorUnit(wiring.Component):
             m.d.sync += [w_next.eq(w2), x_next.eq(x2)]
             w2, x2 = w_next, x_next
             history.append(delayed(*history[-1], f"2_{copy}"))
-        ctrl3 = delayed(*history[-1], 3)
-        terms3 = [self._lane_terms(w2[p * lane_width:(p + 1) * lane_width],
-                                   self._pe_inputs(x2, p))
+        history.append(delayed(*history[-1], 3))
+        for copy in range(1, 1 + self.dsp_stages):
+            history.append(delayed(*history[-1], f"3_{copy}"))
+        terms3 = [self._lane_products(m, w2[p * lane_width:(p + 1) * lane_width],
+                                      self._pe_inputs(x2, p), p)
                   for p in range(pe)]
-        history.append(ctrl3)
-        for copy in range(1 + self.dsp_stages):            # the products, once or twice
-            registered = [[Signal(Value.cast(term).shape(), name=f"term_{p}_{i}_{copy}",
-                                  reset_less=True) for i, term in enumerate(terms)]
-                          for p, terms in enumerate(terms3)]
-            m.d.sync += [reg.eq(term) for regs, terms in zip(registered, terms3, strict=True)
-                         for reg, term in zip(regs, terms, strict=True)]
-            terms3 = registered
-            if copy:
-                history.append(delayed(*history[-1], f"3_{copy}"))
 
         # Stage 4: each PE's sum over its simd lanes, one register per adder-tree level.
         for level in range(self.tree_levels):
@@ -441,7 +465,8 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.sync += acc[p].eq(Mux(first4, start, acc[p]) + partial[p])
 
         # The output stage, tagged with "last fold of the vector".
-        stage = m.submodules.stage = OutputStage(layer, pe, pipelined=True)
+        stage = m.submodules.stage = OutputStage(layer, pe, pipelined=True,
+                                                 logic_multipliers=self.logic_multipliers)
         m.d.comb += [
             stage.i_acc.valid.eq(done5),
             stage.i_acc.payload.group.eq(nf5),

@@ -4,7 +4,13 @@ from dataclasses import dataclass
 
 from ..errors import ParameterError
 
-__all__ = ["LayerFold", "check_divides", "check_positive_int", "divisors"]
+__all__ = ["MULTIPLIERS", "LayerFold", "check_divides", "check_multipliers",
+           "check_positive_int", "divisors"]
+
+#: Where a dataflow layer's multipliers (its int-k lanes and its requantization) are built:
+#: DSP blocks (Yosys maps ``*`` to them), or logic (:func:`~hwnn.rtl.arith.logic_product`:
+#: shifts and adds, never a DSP block) in the same cycles.
+MULTIPLIERS = ("dsp", "logic")
 
 
 def check_positive_int(owner, name, value, limit=None):
@@ -20,16 +26,39 @@ def check_positive_int(owner, name, value, limit=None):
                                                       f"{value!r}")
 
 
+def check_multipliers(value):
+    """Raise a ValueError unless ``value`` is one of :data:`MULTIPLIERS`."""
+    if not isinstance(value, str) or value not in MULTIPLIERS:
+        raise ValueError(f"multipliers must be one of {', '.join(map(repr, MULTIPLIERS))}, "
+                         f"not {value!r}")
+
+
 @dataclass(frozen=True)
 class LayerFold:
     """``pe`` output channels and ``simd`` input values per cycle for one layer of a dataflow
-    design (what they mean for each layer kind: :mod:`hwnn.rtl.units`)."""
-    pe:   int
-    simd: int
+    design (what they mean for each layer kind: :mod:`hwnn.rtl.units`), and where its
+    ``multipliers`` go (:data:`MULTIPLIERS`; a layer without multipliers ignores it)."""
+    pe:          int
+    simd:        int
+    multipliers: str = "dsp"
+
+    def __post_init__(self):
+        check_multipliers(self.multipliers)
 
     @property
     def lanes(self) -> int:
         return self.pe * self.simd
+
+    @property
+    def label(self) -> str:
+        """``PxS``, and ``L`` after it for multipliers in logic."""
+        return f"{self.pe}x{self.simd}" + ("L" if self.multipliers == "logic" else "")
+
+    def as_dict(self) -> dict:
+        """The fold as a fold file holds it: ``{"pe": P, "simd": S}``, with
+        ``"multipliers": "logic"`` for multipliers in logic."""
+        return ({"pe": self.pe, "simd": self.simd}
+                | ({"multipliers": self.multipliers} if self.multipliers != "dsp" else {}))
 
 
 def divisors(n) -> list[int]:

@@ -29,6 +29,7 @@ class PoolingUnit(wiring.Component):
     layer : :class:`~hwnn.ir.MaxPool2d`
     pe, simd : the fold, both ``count``.
     ram_style : ignored (the partial maxima are RAMs; Yosys maps them).
+    multipliers : ignored (a max pool has none).
 
     Members
     -------
@@ -44,10 +45,10 @@ class PoolingUnit(wiring.Component):
     #: a :class:`~hwnn.rtl.fifo.FlagFIFO` of two passes only a beat every other cycle.
     input_fifo_depth = 3
 
-    def __init__(self, layer: MaxPool2d, *, pe=1, simd=1, ram_style="auto"):
+    def __init__(self, layer: MaxPool2d, *, pe=1, simd=1, ram_style="auto", multipliers="dsp"):
         if not isinstance(layer, MaxPool2d):
             raise TypeError(f"layer must be a MaxPool2d layer, not {layer!r}")
-        self.check_fold(layer, LayerFold(pe, simd))
+        self.check_fold(layer, LayerFold(pe, simd, multipliers))
         self.layer, self.pe, self.simd = layer, pe, simd
         self.pool = MaxPoolUnit(layer.input_shape, layer.kernel, fmt=layer.input.format,
                                 stride=layer.stride, count=pe)

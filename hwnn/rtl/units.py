@@ -1,7 +1,8 @@
 """The dataflow engine's units: one per layer kind, chosen here by the layer's kind.
 
 A unit computes one layer as a streaming component, built as ``Unit(layer, pe=P, simd=S,
-ram_style=R)``, with
+ram_style=R, multipliers=M)`` (``M``: where its multipliers go, DSP blocks or logic,
+:data:`~hwnn.rtl.params.MULTIPLIERS`; a unit without multipliers ignores it), with
 
 - ``i_stream``: ``In(stream.Signature(Beat(in_count, in_width)))``, one inference's input
   tensor after another in stream order (raster order, channels fastest; framing by count,

@@ -33,7 +33,7 @@ class VectorVectorUnit(MatrixVectorUnit):
     ----------
     layer : :class:`~hwnn.ir.Conv2d`, depthwise
     pe, simd : folding; ``pe`` divides the channels, ``simd`` the kernel positions.
-    ram_style : as the matrix-vector unit's.
+    ram_style, multipliers : as the matrix-vector unit's.
 
     Members
     -------
@@ -44,7 +44,7 @@ class VectorVectorUnit(MatrixVectorUnit):
 
     _shared_input = False
 
-    def __init__(self, layer: Conv2d, *, pe=1, simd=1, ram_style="auto"):
+    def __init__(self, layer: Conv2d, *, pe=1, simd=1, ram_style="auto", multipliers="dsp"):
         if not isinstance(layer, Conv2d) or not layer.depthwise:
             raise TypeError(f"layer must be a depthwise Conv2d layer, not {layer!r}")
         check_positive_int("VectorVectorUnit", "pe", pe)
@@ -53,4 +53,5 @@ class VectorVectorUnit(MatrixVectorUnit):
         check_divides(layer, "simd", simd, layer.kernel[0] * layer.kernel[1],
                       "kernel positions")
         self.convolution = layer
-        super().__init__(layer.depthwise_im2col(), pe=pe, simd=simd, ram_style=ram_style)
+        super().__init__(layer.depthwise_im2col(), pe=pe, simd=simd, ram_style=ram_style,
+                         multipliers=multipliers)

@@ -103,6 +103,21 @@ def test_cnn_matches_golden(name, fold, seed):
         assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
 
 
+@pytest.mark.parametrize("name, seed", [("int8", 1), ("image-out", None)])
+def test_cnn_with_logic_multipliers_matches_golden(name, seed):
+    network = CNNS[name]()
+    folding = tuple(LayerFold(fold.pe, fold.simd, "logic")
+                    for fold in FOLDINGS["auto"](network))
+    dut = DataflowAccelerator(network, folding)
+    assert any(group.logic for group in dut.structure().multipliers)
+    assert not any(group.logic is False for group in dut.structure().multipliers)
+    codes = _codes(network, 2, seed or 0)
+    actual, _ = run_vectors(dut, network, codes, seed=seed, timeout=20_000)
+    expected = run_network(network, codes)
+    for index, (want, got) in enumerate(zip(expected, actual, strict=True)):
+        assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
+
+
 def _conv(channels, kernel, padding=0):
     return ("conv2d", dict(out_channels=channels, kernel=kernel, padding=padding,
                            weight_format="int8", out_format="uint8", stage="requant"))
@@ -243,3 +258,4 @@ def test_manifest_summary_and_estimate_of_a_cnn(tmp_path):
     assert "7x7x2->7x7x4" in summary and "7x7x4->6x6x4" in summary and "18->3" in summary
     figures = estimate(network, "ecp5", max_lanes=12)
     assert figures["bram"] >= 0 and figures["lut4"] > 0
+

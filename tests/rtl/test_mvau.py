@@ -12,8 +12,8 @@ from hwnn.sim.golden import dense_accumulate, output_stage
 from hwnn.sim.pysim import run_stream
 
 
-def run_unit(layer, codes, pe, simd, seed, input_cycles=None):
-    dut = MatrixVectorUnit(layer, pe=pe, simd=simd)
+def run_unit(layer, codes, pe, simd, seed, input_cycles=None, multipliers="dsp"):
+    dut = MatrixVectorUnit(layer, pe=pe, simd=simd, multipliers=multipliers)
     outputs, cycles = run_stream(dut, i_stream=dut.i_stream, o_stream=dut.o_stream,
                                  inputs=vectors_to_beats(codes, layer.input.format, simd),
                                  n_outputs=len(codes) * dut.neuron_folds, seed=seed,
@@ -94,3 +94,64 @@ def test_converts_to_verilog_with_weights_in_memory():
     text = verilog.convert(MatrixVectorUnit(layer, pe=2, simd=4), name="mvau")
     assert "module mvau" in text and "i_stream__payload" in text and "o_stream__valid" in text
     assert "reg [7:0] weights" in text
+
+
+LOGIC_LAYERS = [
+    # (in, out, input format, weight format, output format, stage, mult_bits)
+    (12, 6, "int4", "int4", "int4", "requant", 8),
+    (8, 4, "uint8", "int8", "uint8", "requant", 16),
+    (12, 4, "uint8", "int8", None, "accumulator", None),
+    (8, 4, "int8", "int8", "uint3", "thresholds", None),
+    (8, 4, "uint3", "ternary", "int8", "requant", 12),        # requantization only
+]
+
+
+@pytest.mark.parametrize("shape", LOGIC_LAYERS, ids=lambda s: f"{s[2]}x{s[3]}->{s[4] or 'acc'}")
+@pytest.mark.parametrize("pe, simd", [(1, 1), (2, 4), ("all", "all")])
+@pytest.mark.parametrize("seed", [None, 2])
+def test_logic_multipliers_match_golden_in_the_same_cycles(shape, pe, simd, seed):
+    in_features, out_features, in_format, weight_format, out_format, stage, mult_bits = shape
+    rng = np.random.default_rng(17)
+    layer = random_dense(rng, in_features, out_features, in_format=in_format,
+                         weight_format=weight_format, out_format=out_format, stage=stage,
+                         **({"mult_bits": mult_bits} if mult_bits else {}))
+    pe = out_features if pe == "all" else pe
+    simd = in_features if simd == "all" else simd
+    fmt = layer.input.format
+    codes = fmt.level_value(rng.integers(0, fmt.levels, size=(6, in_features)))
+    codes[0] = fmt.min_value                  # the extreme products
+    codes[1] = fmt.max_value
+    runs = {multipliers: run_unit(layer, codes, pe, simd, seed, multipliers=multipliers)
+            for multipliers in ("dsp", "logic")}
+    dut, actual, cycles = runs["logic"]
+    expected = output_stage(layer, dense_accumulate(layer, codes))
+    for index, (want, got) in enumerate(zip(expected, actual, strict=True)):
+        assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
+    assert cycles == runs["dsp"][2]
+    assert dut.latency == runs["dsp"][0].latency
+
+
+def test_logic_multipliers_have_no_multiplication_in_verilog():
+    layer = random_dense(np.random.default_rng(4), 8, 4, in_format="uint8",
+                         weight_format="int8", out_format="uint8", stage="requant")
+    logic = verilog.convert(MatrixVectorUnit(layer, pe=2, simd=4, multipliers="logic"),
+                            name="mvau")
+    dsp = verilog.convert(MatrixVectorUnit(layer, pe=2, simd=4), name="mvau")
+    assert " * " in dsp and " * " not in logic
+
+
+def test_structure_reports_logic_multipliers():
+    layer = random_dense(np.random.default_rng(4), 8, 4, in_format="uint8",
+                         weight_format="int8", out_format="uint8", stage="requant")
+    for multipliers, logic in (("dsp", False), ("logic", True)):
+        found = MatrixVectorUnit(layer, pe=2, simd=4, multipliers=multipliers).structure()
+        assert {group.use for group in found.multipliers} == {"lanes", "requant"}
+        assert all(group.logic is logic for group in found.multipliers)
+
+
+def test_rejects_bad_multipliers():
+    layer = random_dense(np.random.default_rng(0), 8, 4, in_format="uint4",
+                         weight_format="int4", out_format="uint4", stage="requant")
+    with pytest.raises(ValueError, match=r"^multipliers must be one of 'dsp', 'logic', "
+                                         r"not 'lut'$"):
+        MatrixVectorUnit(layer, pe=1, simd=1, multipliers="lut")

@@ -8,6 +8,7 @@ import pytest
 
 from hwnn.planning import explore as explore_module
 from hwnn.cli import main
+from hwnn.planning.estimate import estimate
 from hwnn.planning.explore import Point, explore, measure_point, pareto, sweep, write_results
 from hwnn.quant.synthetic import sample_network
 from hwnn.rtl.folding import fully_parallel, unfolded
@@ -31,6 +32,19 @@ def test_the_dataflow_sweep_runs_from_one_lane_per_layer_to_fully_parallel():
     assert [p.options["pes"] for p in sweep(network, "sparse")] == [1, 2, 4, 8]   # 12 rows
     with pytest.raises(ValueError, match="Unknown architecture 'gpu'"):
         sweep(network, "gpu")
+
+
+def test_a_sweep_for_a_device_builds_multipliers_in_logic_where_dsp_blocks_run_out():
+    network = sample_network("int8")
+    plain, fitted = sweep(network, "dataflow"), sweep(network, "dataflow", "ice40-up5k")
+    assert [point.label.replace("L", "") for point in fitted] == [p.label for p in plain]
+    assert any("L" in point.label for point in fitted)
+    for before, after in zip(plain, fitted, strict=True):
+        dsp = estimate(network, "ice40", fold=before.options["fold"])["dsp"]
+        assert estimate(network, "ice40", fold=after.options["fold"])["dsp"] <= 8
+        assert ("L" in after.label) == (dsp > 8), (after.label, dsp)
+    assert [p.label for p in sweep(network, "systolic", "ice40-up5k")] == [
+        p.label for p in sweep(network, "systolic")]
 
 
 def test_pareto_keeps_the_points_nothing_beats_on_both_area_and_speed():
@@ -101,7 +115,7 @@ def test_an_interrupted_exploration_resumes_from_its_finished_points(capsys, mon
                                                                      tmp_path):
     network = sample_network("int4")
     path = network.save(tmp_path / "int4.hwnn.npz")
-    labels = [point.label for point in sweep(network, "dataflow")]
+    labels = [point.label for point in sweep(network, "dataflow", "ice40-up5k")]
     assert len(labels) >= 4
     measured = []
 
