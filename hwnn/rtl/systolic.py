@@ -30,8 +30,10 @@ column group's partial sum carries each column's sum ``S_j`` in its own field, m
 ``S_j`` is field ``j`` plus the borrow the fields below took from it, as ``k`` signed bits.
 Packing is exact by construction; it is allowed while the packed operand fits
 :data:`DSP_OPERAND_BITS` (the multiplier of the narrower DSP block, so that it stays one
-block: :func:`max_pack`). The array keeps its ports and its latency: a group's de-skew is as
-long as its first column's was, and its last register holds the unpacked sums.
+block: :func:`max_pack`). A weight beat's groups are packed as it enters (shifts and adds,
+before the bank registers), so nothing new sits in front of a multiplier. The array keeps its
+ports and its latency: a group's de-skew is as long as its first column's was, and its last
+register holds the unpacked sums.
 """
 
 from dataclasses import dataclass
