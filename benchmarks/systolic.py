@@ -24,7 +24,7 @@ from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.quant.synthetic import random_dense
 from hwnn.flow.report import format_table
 from hwnn.rtl.harness import RegisterHarness
-from hwnn.rtl.overlay import OverlayParams, SystolicOverlay
+from hwnn.rtl.overlay import OverlayParams, SystolicOverlay, schedule
 from hwnn.sim.simulate import simulate
 from hwnn.tools.synth import DoesNotFit, place_and_route, synthesize
 from hwnn.tools.toolchain import setup_env
@@ -86,6 +86,54 @@ def digits_rows(work):
     return rows
 
 
+def digits_network(weights="int4", acts="uint4", pixels=None):
+    """The digits MLP quantized to ``weights`` / ``acts``, its pixels to ``pixels`` (None:
+    uint8)."""
+    model, (x_train, *_rest) = train_digits_mlp(0)
+    options = QuantOptions(weights=weights, acts=acts, input_format=pixels)
+    return quantize_network(from_sklearn(model), x_train, options,
+                            name=f"digits_{weights}" + (f"_{pixels}" if pixels else ""))
+
+
+def packing_row(network, rows, cols, pack, work):
+    """Yosys' cells of ``network`` on a ``rows x cols`` overlay with ``pack`` products per
+    multiplier (requantization in logic, so that every DSP block is the array's), and MACs
+    per DSP block per cycle: at peak (``rows * cols`` a cycle) and over a batch of 16 as
+    scheduled (the hardware takes the scheduled cycles exactly)."""
+    params = OverlayParams(rows, cols, 16, requant="logic", pack=pack)
+    top = SystolicOverlay(network, params)
+    path = work / f"{network.name}_{rows}x{cols}_pack{pack}.v"
+    path.write_text(verilog.convert(top, name="overlay"))
+    plan = schedule(network, params)
+    macs = sum(layer["macs"] for layer in plan["layers"]) / plan["total"]
+    row = [f"{rows}x{cols}", top.array_params.pack]
+    for family in ("ecp5", "ice40"):
+        report = synthesize(path, "overlay", family)
+        per_dsp = (f"{rows * cols / report.dsp:.2f}", f"{macs / report.dsp:.3f}") \
+            if report.dsp else ("-", "-")
+        row += [report.lut4, report.ff, report.dsp, *per_dsp]
+    return tuple(row)
+
+
+#: What the packing table shows.
+PACKING_TITLE = ("Packed narrow operands (int4 digits MLP with uint4 pixels, batch 16, "
+                 "requantization in logic): "
+                 "Yosys synth_ecp5 -nowidelut and synth_ice40 -dsp; MACs per DSP block per "
+                 "cycle at peak and over a scheduled batch:")
+
+
+def packing_table(work, arrays=((8, 8), (2, 4))):
+    """The int4 digits MLP with 4-bit pixels on each array, unpacked and packed
+    (``pack="auto"``). With 8-bit pixels the array holds 8-bit activations for every layer,
+    and their sums leave no room for a second weight in 16 bits: it packs 1."""
+    network = digits_network(pixels="uint4")
+    rows = [packing_row(network, r, c, pack, work) for r, c in arrays for pack in (1, "auto")]
+    return format_table(("array", "pack", "ECP5 LUT4", "FF", "MULT18X18D", "peak MAC/DSP/cycle",
+                         "digits MAC/DSP/cycle", "iCE40 LUT4", "FF", "SB_MAC16",
+                         "peak MAC/DSP/cycle", "digits MAC/DSP/cycle"),
+                        rows, right=set(range(1, 12)))
+
+
 def area_rows(work, quick):
     rows = []
     for size in ([8] if quick else [4, 8, 16]):
@@ -119,12 +167,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer shapes")
     parser.add_argument("--area-only", action="store_true", help="only the area table")
+    parser.add_argument("--packing-only", action="store_true", help="only the packing table")
     args = parser.parse_args()
     setup_env()
     with tempfile.TemporaryDirectory(prefix="hwnn-bench-") as folder:
         work = Path(folder)
         if args.area_only:
             print(area_table(work, args.quick))
+            return
+        if args.packing_only:
+            print(PACKING_TITLE)
+            print(packing_table(work))
             return
         print("int8 GEMMs (M = batch; counters measured in Verilator):")
         print(format_table(("GEMM MxKxN", "array", "layer cycles", "busy", "utilization",
@@ -137,6 +190,8 @@ def main():
         print("\nArea (int8 GEMM overlay, 64x64 weights, batch 16): ECP5 synth_ecp5 -nowidelut "
               "and nextpnr on an ECP5-85F through a register harness; iCE40 synth_ice40 -dsp:")
         print(area_table(work, args.quick))
+        print(f"\n{PACKING_TITLE}")
+        print(packing_table(work))
 
 
 if __name__ == "__main__":

@@ -154,3 +154,19 @@ def test_the_shipped_coefficients_cover_every_family_engine_and_resource():
 def test_bad_arguments_are_refused(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("family", ["ecp5", "ice40"])
+def test_packed_arrays_take_a_dsp_block_per_pack_columns(family):
+    # Yosys maps the int4 digits overlay (uint4 pixels) on an 8x8 array, pairs of columns
+    # packed, to 32 MULT18X18D and 32 SB_MAC16 (benchmarks/systolic.py); unpacked to 64
+    # MULT18X18D, and on the iCE40 to LUTs (8-bit products).
+    int4 = network("int4", "uint4", input_format="uint4", stages=["requant"])
+    packed = design_features(int4, family, "systolic", array="8x8", pack="auto",
+                             requant="logic")
+    unpacked = design_features(int4, family, "systolic", array="8x8", requant="logic")
+    assert packed["dsp_lanes"] == 32
+    assert unpacked["dsp_lanes"] == (64 if family == "ecp5" else 0)
+    # The LUT multiplier bits left are the requantization's, in logic.
+    assert unpacked["lut_mult_bits"] - packed["lut_mult_bits"] == \
+        (0 if family == "ecp5" else 64 * 4 * 4)

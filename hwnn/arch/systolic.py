@@ -43,13 +43,17 @@ class SystolicOverlayParams:
     requant: str = field(default="dsp", metadata={
         "help": "where the output stages' requantization multipliers go",
         "choices": REQUANT_MULTIPLIERS})
+    pack: str = field(default="1", metadata={
+        "help": "products per multiplier: N adjacent columns share one, their narrow weights "
+                "packed into one operand (exact), or auto: the most that are exact"})
 
     def __post_init__(self):
         self.overlay()
 
     def overlay(self):
         """The :class:`~hwnn.rtl.overlay.OverlayParams` of these options."""
-        return OverlayParams(*parse_array(self.array), self.batch, self.requant)
+        pack = int(self.pack) if self.pack.isdecimal() else self.pack
+        return OverlayParams(*parse_array(self.array), self.batch, self.requant, pack)
 
 
 class Systolic(Architecture):
@@ -71,7 +75,8 @@ class Systolic(Architecture):
         rows, cols = top.params.rows, top.params.cols
         return {
             "array": {"rows": rows, "cols": cols, "value_bits": top.a_format.bits,
-                      "weight_bits": top.w_format.bits, "acc_bits": top.acc_bits},
+                      "weight_bits": top.w_format.bits, "acc_bits": top.acc_bits,
+                      "pack": top.array_params.pack},
             "batch": top.params.batch,
             "requant": top.params.requant,
             "layers": [{"input_tiles": kt, "output_tiles": nt} | planned
@@ -87,7 +92,7 @@ class Systolic(Architecture):
     def read(self, manifest, network):
         array = manifest["array"]
         return SystolicOverlayParams(f"{array['rows']}x{array['cols']}", manifest["batch"],
-                                     manifest.get("requant", "dsp"))
+                                     manifest.get("requant", "dsp"), str(array.get("pack", 1)))
 
     def batch(self, params):
         return params.batch

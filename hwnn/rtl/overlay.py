@@ -43,7 +43,7 @@ from .engine import LayerCounters, LayerEngine, LayerStages, OutputDrain, bias_w
 from .params import check_positive_int
 from .stage import stage_latency, stage_structure
 from .structure import Memory, Multipliers, Structure
-from .systolic import SystolicArray, SystolicParams, array_latency
+from .systolic import SystolicArray, SystolicParams, array_latency, max_pack
 from .values import decode_codes, holding_format
 
 __all__ = ["REQUANT_MULTIPLIERS", "OverlayParams", "SystolicOverlay", "check_overlay",
@@ -58,12 +58,15 @@ REQUANT_MULTIPLIERS = ("dsp", "logic")
 @dataclass(frozen=True)
 class OverlayParams:
     """A ``rows x cols`` array (rows over a layer's inputs, columns over its outputs), the
-    largest batch the memories hold, and where the requantization multipliers go
-    (:data:`REQUANT_MULTIPLIERS`)."""
+    largest batch the memories hold, where the requantization multipliers go
+    (:data:`REQUANT_MULTIPLIERS`), and how many adjacent columns share a multiplier (``pack``,
+    :class:`~hwnn.rtl.systolic.SystolicParams`; ``"auto"``: the most that are exact for the
+    network's formats, :func:`~hwnn.rtl.systolic.max_pack`)."""
     rows:    int
     cols:    int
     batch:   int
     requant: str = "dsp"
+    pack:    int | str = 1
 
     def __post_init__(self):
         check_positive_int("OverlayParams", "rows", self.rows, 64)
@@ -72,6 +75,11 @@ class OverlayParams:
         if self.requant not in REQUANT_MULTIPLIERS:
             raise ValueError(f"OverlayParams requant must be one of "
                              f"{', '.join(REQUANT_MULTIPLIERS)}, not {self.requant!r}")
+        if isinstance(self.pack, str) and self.pack != "auto":
+            raise ValueError(f"OverlayParams pack must be 1..{self.cols} or 'auto', "
+                             f"not {self.pack!r}")
+        if self.pack != "auto":
+            check_positive_int("OverlayParams", "pack", self.pack, self.cols)
 
     @property
     def word_tiles(self) -> int:
@@ -204,8 +212,10 @@ class SystolicOverlay(LayerEngine):
         super().__init__(network, params, counters=("busy", "cycles"))
         self.a_format, self.w_format = _value_format(network)
         # The array sums one tile (rows terms); a layer's accumulators hold every partial sum.
+        pack = (max_pack(self.a_format, self.w_format, params.rows, cols=params.cols)
+                if params.pack == "auto" else params.pack)
         self.array_params = SystolicParams(params.rows, params.cols, self.a_format,
-                                           self.w_format, params.rows)
+                                           self.w_format, params.rows, pack)
         self.kt = [params.input_tiles(layer.in_features) for layer in network.layers]
         self.nt = [params.words(layer.out_features) for layer in network.layers]
         # Activation words per vector slot of the activation memories.
@@ -260,8 +270,11 @@ class SystolicOverlay(LayerEngine):
         structure = Structure.of(self.COUNTS)
         structure.add("unit", 1)
         structure.add("cells", cells)
-        structure.multipliers.append(Multipliers("lanes", cells, self.a_format, self.w_format))
-        structure.add("cell_bits", cells * (a_bits + w_bits + self.array_params.acc_bits))
+        array = self.array_params                   # pack columns per multiplier
+        structure.multipliers.append(Multipliers("lanes", array.multipliers, self.a_format,
+                                                 array.packed_w_format))
+        structure.add("cell_bits", array.multipliers * (a_bits + array.packed_w_format.bits
+                                                        + array.psum_bits))
         structure.add("edge_bits", cols * acc_bits)
         for layer in self.network.layers:
             structure.merge(stage_structure(layer, cols, pipelined=True,

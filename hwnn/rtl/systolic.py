@@ -19,6 +19,21 @@ bank it multiplies with, and the bank travels with the data. Hence a tile bounda
 bubble: the load of a bank may begin the cycle after the last activation row that uses its
 old contents, and must begin before the first row that uses the new ones (the rows of that
 tile may overlap the rest of the load).
+
+Packed narrow operands (``pack > 1``, the packing of Xilinx WP521 for INT4): one multiplier
+serves ``pack`` adjacent columns ``c = g * pack + j`` of a row, which share its activation.
+Their weights form one operand ``W = sum_j w_j * 2**(j * k)`` with a field of
+``k = acc_bits`` bits per column, so that ``a * W = sum_j (a * w_j) * 2**(j * k)`` and a
+column group's partial sum carries each column's sum ``S_j`` in its own field, modulo
+``2**(pack * k)``. Every ``S_j`` fits ``k`` signed bits (``acc_bits`` holds any sum of
+``max_k`` products), so the fields come apart exactly at the bottom (:func:`unpack_fields`):
+``S_j`` is field ``j`` plus the borrow the fields below took from it, as ``k`` signed bits.
+Packing is exact by construction; it is allowed while the packed operand fits
+:data:`DSP_OPERAND_BITS` (the multiplier of the narrower DSP block, so that it stays one
+block: :func:`max_pack`). A weight beat's groups are packed as it enters (shifts and adds,
+before the bank registers), so nothing new sits in front of a multiplier. The array keeps its
+ports and its latency: a group's de-skew is as long as its first column's was, and its last
+register holds the unpacked sums.
 """
 
 from dataclasses import dataclass
@@ -30,11 +45,16 @@ from amaranth.lib.wiring import In, Out
 from ..ir.formats import Format, signed_bits_for
 from .params import check_positive_int
 
-__all__ = ["SystolicArray", "SystolicParams", "array_latency"]
+__all__ = ["DSP_OPERAND_BITS", "SystolicArray", "SystolicParams", "array_latency", "max_pack",
+           "unpack_fields"]
 
 
 #: Default operand format.
 INT8 = Format.int(8)
+
+#: Widest packed operand: the iCE40's ``SB_MAC16`` multiplies 16 x 16 bits (the ECP5's
+#: ``MULT18X18D`` 18 x 18), so a packed operand of up to 16 bits is one DSP block on both.
+DSP_OPERAND_BITS = 16
 
 
 @dataclass(frozen=True)
@@ -42,16 +62,19 @@ class SystolicParams:
     """Shape and number formats of a systolic array.
 
     ``a_format`` and ``w_format`` are int formats of 2..16 bits (signed or unsigned); the
-    accumulators are exactly wide enough for dot products of up to ``max_k`` terms.
+    accumulators are exactly wide enough for dot products of up to ``max_k`` terms. ``pack``
+    adjacent columns share a multiplier (1: none; at most ``cols``, and the packed weight
+    operand, :attr:`packed_w_format`, must fit :data:`DSP_OPERAND_BITS`).
     """
     rows:     int
     cols:     int
     a_format: Format = INT8
     w_format: Format = INT8
     max_k:    int = 256
+    pack:     int = 1
 
     def __post_init__(self):
-        for name in ("rows", "cols", "max_k"):
+        for name in ("rows", "cols", "max_k", "pack"):
             check_positive_int("SystolicParams", name, getattr(self, name))
         for name in ("a_format", "w_format"):
             fmt = getattr(self, name)
@@ -60,6 +83,13 @@ class SystolicParams:
             if fmt.kind != "int" or not 2 <= fmt.bits <= 16:
                 raise ValueError(f"SystolicParams {name} must be an int format of 2..16 bits, "
                                  f"not {fmt}")
+        if self.pack > self.cols:
+            raise ValueError(f"SystolicParams pack must be at most cols ({self.cols}), "
+                             f"not {self.pack}")
+        if self.pack > 1 and self.packed_w_format.bits > DSP_OPERAND_BITS:
+            raise ValueError(f"SystolicParams pack must be at most {self.max_pack} for "
+                             f"{self.a_format} x {self.w_format} sums of {self.max_k} terms "
+                             f"(a packed weight of {DSP_OPERAND_BITS} bits), not {self.pack}")
 
     @property
     def acc_bits(self) -> int:
@@ -68,6 +98,71 @@ class SystolicParams:
                 for w in (self.w_format.min_value, self.w_format.max_value)]
         return signed_bits_for(self.max_k * min(min(ends), 0), self.max_k * max(max(ends), 0))
 
+    @property
+    def groups(self) -> int:
+        """Columns of multipliers: groups of ``pack`` columns (the last one padded with zero
+        weights when ``pack`` does not divide ``cols``)."""
+        return -(-self.cols // self.pack)
+
+    @property
+    def multipliers(self) -> int:
+        """Multipliers of the array (``rows * groups``)."""
+        return self.rows * self.groups
+
+    @property
+    def packed_w_format(self) -> Format:
+        """Format of a multiplier's weight operand: ``pack`` weights, ``acc_bits`` apart,
+        wide enough for every such sum (``w_format`` itself when ``pack`` is 1)."""
+        if self.pack == 1:
+            return self.w_format
+        return _packed_format(self.w_format, self.pack, self.acc_bits)
+
+    @property
+    def psum_bits(self) -> int:
+        """Width of a group's partial sums: a field of ``acc_bits`` per column."""
+        return self.pack * self.acc_bits
+
+    @property
+    def max_pack(self) -> int:
+        """The most columns a multiplier can serve for these formats (:func:`max_pack`)."""
+        return max_pack(self.a_format, self.w_format, self.max_k, cols=self.cols)
+
+
+def max_pack(a_format: Format, w_format: Format, max_k: int, *,
+             operand_bits: int = DSP_OPERAND_BITS, cols: int | None = None) -> int:
+    """The most products of ``a_format`` x ``w_format`` values one multiplier can compute at
+    once, exactly, in dot products of up to ``max_k`` terms: weights ``acc_bits`` apart in an
+    operand of at most ``operand_bits`` bits (and at most ``cols``, the array's columns).
+
+    For example int4 x int4 in sums of 8 terms (11-bit sums) packs 2 (a 16-bit operand:
+    ``-8 - 8 * 2**11`` needs 16 bits); ternary weights in sums of 2 int4 x ternary products (6
+    bits) pack 3 (14 bits)."""
+    field_bits = SystolicParams(1, 1, a_format, w_format, max_k).acc_bits
+    pack = 1
+    while ((cols is None or pack < cols)
+           and _packed_format(w_format, pack + 1, field_bits).bits <= operand_bits):
+        pack += 1
+    return pack
+
+
+def _packed_format(w_format: Format, pack: int, field_bits: int) -> Format:
+    """Format of ``sum_j w_j * 2**(j * field_bits)`` for ``pack`` weights of ``w_format``."""
+    scale = sum(1 << (j * field_bits) for j in range(pack))
+    lo, hi = w_format.min_value * scale, w_format.max_value * scale
+    return Format.int(signed_bits_for(lo, hi)) if w_format.signed else Format.uint(hi.bit_length())
+
+
+def unpack_fields(psum: Value, pack: int, bits: int) -> list:
+    """The ``pack`` sums of ``bits`` signed bits each that a packed partial sum ``psum``
+    (``sum_j S_j * 2**(j * bits)``, modulo ``2**(pack * bits)``) carries: field ``j`` plus
+    the borrow of the fields below it (1 when their sum is negative) is ``S_j``, as ``bits``
+    signed bits; the borrow passes on when that sum reaches bit ``bits - 1`` or carries out."""
+    fields, borrow = [], Const(0, 1)
+    for j in range(pack):
+        total = psum[j * bits:(j + 1) * bits] + borrow
+        fields.append(total[:bits].as_signed())
+        borrow = total[bits - 1] | total[bits]
+    return fields
 
 def array_latency(rows: int, cols: int) -> int:
     """Cycles from a row vector's transfer to its sums on a ``rows x cols`` array: the skew
@@ -136,11 +231,12 @@ class SystolicArray(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        rows, cols = p.rows, p.cols
-        a_shape, w_shape = _operand_shape(p.a_format), _operand_shape(p.w_format)
+        rows, cols, groups, pack = p.rows, p.cols, p.groups, p.pack
+        a_shape = _operand_shape(p.a_format)
+        w_shape = _operand_shape(p.packed_w_format)
 
         # Skew: row r sees the vector r cycles late, with its bank and valid bit.
-        edge = []                                   # (a, bank, valid) entering column 0
+        edge = []                                   # (a, bank, valid) entering group 0
         for r in range(rows):
             a, bank, valid = self.i_a.payload.a[r], self.i_a.payload.bank, self.i_a.valid
             for stage in range(r):
@@ -151,53 +247,57 @@ class SystolicArray(wiring.Component):
                 a, bank, valid = a_next, bank_next, valid_next
             edge.append((a, bank, valid))
 
-        # Weight beats are skewed across the columns like activations; PE (r, c) takes the
-        # beat of row r from its column's copy.
-        weights = [[[Signal(w_shape, name=f"w{b}_{r}_{c}", reset_less=True) for b in range(2)]
-                    for c in range(cols)] for r in range(rows)]
-        w, row, bank, valid = (None, self.i_w.payload.row, self.i_w.payload.bank,
-                               self.i_w.valid)
-        for c in range(cols):
-            w = self.i_w.payload.w[c]
-            for stage in range(c):
-                w_next = Signal(w_shape, name=f"wskew_{c}_{stage}", reset_less=True)
+        # A group's weights, packed acc_bits apart (zero past the last column).
+        packed = [sum((self.i_w.payload.w[g * pack + j] << (j * p.acc_bits)
+                       for j in range(pack) if g * pack + j < cols), Const(0, w_shape))
+                  for g in range(groups)]
+
+        # Weight beats are skewed across the groups like activations; PE (r, g) takes the
+        # beat of row r from its group's copy.
+        weights = [[[Signal(w_shape, name=f"w{b}_{r}_{g}", reset_less=True) for b in range(2)]
+                    for g in range(groups)] for r in range(rows)]
+        row, bank, valid = self.i_w.payload.row, self.i_w.payload.bank, self.i_w.valid
+        for g in range(groups):
+            w = packed[g]
+            for stage in range(g):
+                w_next = Signal(w_shape, name=f"wskew_{g}_{stage}", reset_less=True)
                 m.d.sync += w_next.eq(w)
                 w = w_next
-            if c > 0:
-                row_next = Signal.like(row, name=f"wrow_{c}")
-                bank_next = Signal(name=f"wbank_{c}")
-                valid_next = Signal(name=f"wvalid_{c}")
+            if g > 0:
+                row_next = Signal.like(row, name=f"wrow_{g}")
+                bank_next = Signal(name=f"wbank_{g}")
+                valid_next = Signal(name=f"wvalid_{g}")
                 m.d.sync += [row_next.eq(row), bank_next.eq(bank), valid_next.eq(valid)]
                 row, bank, valid = row_next, bank_next, valid_next
             for r in range(rows):
                 for b in range(2):
                     with m.If(valid & (row == r) & (bank == b)):
-                        m.d.sync += weights[r][c][b].eq(w)
+                        m.d.sync += weights[r][g][b].eq(w)
 
-        psum_shape = signed(p.acc_bits)
-        above = [Const(0, psum_shape)] * cols       # partial sums entering row r, per column
+        psum_shape = signed(p.psum_bits)
+        above = [Const(0, psum_shape)] * groups     # partial sums entering row r, per group
         bottom_valid = None
         for r in range(rows):
             a, bank, valid = edge[r]
             below = []
-            for c in range(cols):
+            for g in range(groups):
                 # Registered operands (the weight of the row's bank), registered product (the
                 # DSP's input and output registers), then the sum: every PE is two cycles
                 # later, so the wavefront still lines up.
-                a_operand = Signal(a_shape, name=f"a_operand_{r}_{c}", reset_less=True)
-                w_operand = Signal(w_shape, name=f"w_operand_{r}_{c}", reset_less=True)
-                product = Signal(signed(len(a) + w_shape.width + 1), name=f"product_{r}_{c}",
+                a_operand = Signal(a_shape, name=f"a_operand_{r}_{g}", reset_less=True)
+                w_operand = Signal(w_shape, name=f"w_operand_{r}_{g}", reset_less=True)
+                product = Signal(signed(len(a) + w_shape.width + 1), name=f"product_{r}_{g}",
                                  reset_less=True)
                 m.d.sync += [a_operand.eq(a),
-                             w_operand.eq(Mux(bank, weights[r][c][1], weights[r][c][0])),
+                             w_operand.eq(Mux(bank, weights[r][g][1], weights[r][g][0])),
                              product.eq(a_operand * w_operand)]
-                psum = Signal(psum_shape, name=f"psum_{r}_{c}", reset_less=True)
-                m.d.sync += psum.eq(above[c] + product)
+                psum = Signal(psum_shape, name=f"psum_{r}_{g}", reset_less=True)
+                m.d.sync += psum.eq(above[g] + product)
                 below.append(psum)
-                if c < cols - 1:                    # pass the activation to the right
-                    a_next = Signal(a_shape, name=f"a_{r}_{c}", reset_less=True)
-                    bank_next = Signal(name=f"bank_{r}_{c}")
-                    valid_next = Signal(name=f"valid_{r}_{c}")
+                if g < groups - 1:                  # pass the activation to the right
+                    a_next = Signal(a_shape, name=f"a_{r}_{g}", reset_less=True)
+                    bank_next = Signal(name=f"bank_{r}_{g}")
+                    valid_next = Signal(name=f"valid_{r}_{g}")
                     m.d.sync += [a_next.eq(a), bank_next.eq(bank), valid_next.eq(valid)]
                     a, bank, valid = a_next, bank_next, valid_next
                 elif r == rows - 1:
@@ -208,13 +308,29 @@ class SystolicArray(wiring.Component):
                                  bottom_valid.eq(product_valid)]
             above = below
 
-        # De-skew: column c leaves c cycles after column 0; delay it cols - 1 - c cycles.
-        for c in range(cols):
-            value = above[c]
-            for stage in range(cols - 1 - c):
-                delayed = Signal(psum_shape, name=f"deskew_{c}_{stage}", reset_less=True)
+        # De-skew: group g leaves g cycles after group 0; delay it cols - 1 - g cycles (the
+        # array's latency does not depend on pack), the last of them unpacking its sums.
+        acc_shape = signed(p.acc_bits)
+        for g in range(groups):
+            value = above[g]
+            delay = cols - 1 - g
+            for stage in range(delay - (pack > 1)):
+                delayed = Signal(psum_shape, name=f"deskew_{g}_{stage}", reset_less=True)
                 m.d.sync += delayed.eq(value)
                 value = delayed
-            m.d.comb += self.o_psum.payload[c].eq(value)
+            sums = unpack_fields(value, pack, p.acc_bits) if pack > 1 else [value]
+            for j in range(pack):
+                c = g * pack + j
+                if c >= cols:
+                    continue
+                if pack > 1:
+                    unpacked = Signal(acc_shape, name=f"sum_{c}", reset_less=True)
+                    m.d.sync += unpacked.eq(sums[j])
+                    sums[j] = unpacked
+                m.d.comb += self.o_psum.payload[c].eq(sums[j])
+        for stage in range(cols - groups):         # the last group's de-skew
+            delayed = Signal(name=f"bottom_valid_{stage}")
+            m.d.sync += delayed.eq(bottom_valid)
+            bottom_valid = delayed
         m.d.comb += self.o_psum.valid.eq(bottom_valid)
         return m

@@ -1,12 +1,15 @@
 # amaranth: UnusedElaboratable=no
 """The systolic overlay in Amaranth's simulator against the golden model."""
 
+import math
+
 import numpy as np
 import pytest
 
 from hwnn.ir import Network
 from hwnn.quant.synthetic import SAMPLE_NETWORKS, random_dense, sample_network
 from hwnn.rtl.overlay import OverlayParams, SystolicOverlay, schedule
+from hwnn.rtl.systolic import max_pack
 from hwnn.sim.beats import vectors_to_beats
 from hwnn.sim.golden import run_network
 from hwnn.sim.pysim import run_vectors
@@ -57,6 +60,44 @@ def test_requantization_in_logic_matches_golden_in_the_same_cycles(kind, rows, c
     assert list(np.diff(cycles[per_batch - 1::per_batch])) == [total] * 2
     assert not [group for group in dut.structure().multipliers
                 if group.use == "requant" and not group.logic]
+
+
+@pytest.mark.parametrize("kind", ["int4", "binary", "ternary"])
+@pytest.mark.parametrize("rows, cols, batch", [(2, 4, 3), (3, 5, 2), (4, 4, 2), (2, 6, 2)])
+def test_packed_arrays_match_golden_in_the_same_cycles(kind, rows, cols, batch):
+    network = sample_network(kind, seed=5)
+    params = OverlayParams(rows, cols, batch, pack="auto")
+    codes = random_codes(network, 3 * batch, seed=1)
+    dut, actual, _ = simulate(network, params, codes, 2)
+    array = dut.array_params
+    assert array.pack == max_pack(dut.a_format, dut.w_format, rows, cols=cols) > 1
+    for index, (want, got) in enumerate(zip(run_network(network, codes), actual, strict=True)):
+        assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
+    dut, _, cycles = simulate(network, params, codes, None)
+    per_batch = network.out_features // dut.out_count * batch
+    total = schedule(network, params)["total"]
+    assert list(np.diff(cycles[per_batch - 1::per_batch])) == [total] * 2
+    # One multiplier per group of pack columns, of the packed weights.
+    lanes = [group for group in dut.structure().multipliers if group.use == "lanes"]
+    assert [(group.count, group.b) for group in lanes] == \
+        [(rows * math.ceil(cols / array.pack), array.packed_w_format)]
+
+
+@pytest.mark.parametrize("pack, error, message", [
+    (0, ValueError, r"^OverlayParams pack must be 1..4, not 0$"),
+    (5, ValueError, r"^OverlayParams pack must be 1..4, not 5$"),
+    ("max", ValueError, r"^OverlayParams pack must be 1..4 or 'auto', not 'max'$"),
+    (2.0, TypeError, r"^OverlayParams pack must be a positive integer, not 2.0$"),
+])
+def test_rejects_bad_packs(pack, error, message):
+    with pytest.raises(error, match=message):
+        OverlayParams(2, 4, 2, pack=pack)
+
+
+def test_rejects_a_pack_the_formats_do_not_allow():
+    with pytest.raises(ValueError, match=r"^SystolicParams pack must be at most 1 for uint8 x "
+                                         r"int8 sums of 2 terms"):
+        SystolicOverlay(sample_network("int8", seed=1), OverlayParams(2, 4, 2, pack=2))
 
 
 def test_rejects_an_unknown_place_for_the_requantization_multipliers():

@@ -21,14 +21,19 @@ def digits(digits_mlp):
 
 @pytest.mark.cocotb
 @pytest.mark.slow
-@pytest.mark.parametrize("weights, acts, array", [("int8", "uint8", "8x8"),
-                                                  ("int4", "uint4", "4x8")])
-def test_digits_mlp_on_an_array_matches_golden(tmp_path, digits, weights, acts, array):
+@pytest.mark.parametrize("weights, acts, pixels, array, pack, packed", [
+    ("int8", "uint8", None, "8x8", "1", 1),
+    # uint4 x int4n sums of 4 terms need 10 bits: +-7 * (1 + 2**10) is 14 bits, a third
+    # weight 24; with 8-bit pixels (every layer's activations held in 8 bits) 14 and 18.
+    ("int4", "uint4", None, "4x8", "auto", 1), ("int4", "uint4", "uint4", "4x8", "auto", 2)])
+def test_digits_mlp_on_an_array_matches_golden(tmp_path, digits, weights, acts, pixels, array,
+                                               pack, packed):
     float_net, x_train, x_test = digits
-    network = quantize_network(float_net, x_train, QuantOptions(weights=weights, acts=acts),
-                               name=f"digits_{weights}")
+    options = QuantOptions(weights=weights, acts=acts, input_format=pixels)
+    network = quantize_network(float_net, x_train, options, name=f"digits_{weights}")
     design = load_design(generate(network, tmp_path / "d", arch="systolic", array=array,
-                                  batch=16))
+                                  batch=16, pack=pack))
+    assert design.manifest["array"]["pack"] == packed
     codes = network.quantize_input(x_test)
     for simulator in ("icarus", "verilator"):
         result = simulate(design, codes, simulator=simulator, backpressure=True, seed=7)
@@ -58,11 +63,26 @@ def test_systolic_manifest_reports_the_schedule(tmp_path, rows, cols):
     assert "busy__0" in text and "o_stream__payload" in text
 
 
+def test_packed_manifest_reads_back_the_pack(tmp_path):
+    from hwnn.arch import architecture
+
+    network = sample_network("int4")
+    path = generate(network, tmp_path / "d", arch="systolic", array="2x4", batch=4, pack="auto")
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["array"]["pack"] == 2
+    params = architecture("systolic").read(manifest, network)
+    assert params.pack == "2" and params.overlay().pack == 2
+    # The schedule does not depend on the packing.
+    assert manifest["schedule"]["total"] == schedule(network, OverlayParams(2, 4, 4))["total"]
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"array": "4x0"}, r"^The array must have sides of 1..64, not 4x0$"),
     ({"array": "eight"}, r"^The array must be given as RxC, like 8x8, not 'eight'$"),
     ({"array": "65x65"}, r"^The array must have sides of 1..64, not 65x65$"),
     ({"batch": 0}, r"^OverlayParams batch must be 1..4096, not 0$"),
+    ({"pack": "most"}, r"^OverlayParams pack must be 1..8 or 'auto', not 'most'$"),
+    ({"pack": "2"}, r"^SystolicParams pack must be at most 1 for uint8 x int8 sums of 8 terms "),
 ])
 def test_generate_refuses_arrays_it_cannot_build(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
