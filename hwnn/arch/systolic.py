@@ -57,6 +57,7 @@ class Systolic(Architecture):
     (:class:`~hwnn.rtl.overlay.SystolicOverlay`), sized by :class:`SystolicOverlayParams`."""
     name = "systolic"
     Params = SystolicOverlayParams
+    layer_kinds = frozenset({"dense", "conv2d", "maxpool2d"})
 
     def check(self, network, params):
         self.check_layer_kinds(network)
@@ -74,8 +75,7 @@ class Systolic(Architecture):
                       "weight_bits": top.w_format.bits, "acc_bits": top.acc_bits},
             "batch": top.params.batch,
             "requant": top.params.requant,
-            "layers": [{"input_tiles": kt, "output_tiles": nt} | planned
-                       for planned, kt, nt in zip(plan["layers"], top.kt, top.nt, strict=True)],
+            "layers": plan["layers"],
             "schedule": {key: plan[key] for key in ("load", "output", "total")},
             "cycles_per_inference": plan["per_inference"],
             "lanes": rows * cols,
