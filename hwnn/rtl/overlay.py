@@ -94,22 +94,6 @@ class OverlayParams:
         """Activation words of a vector of ``features`` values."""
         return math.ceil(features / self.cols)
 
-    def input_tiles(self, features: int) -> int:
-        """Input tiles of a layer of ``features`` inputs: every slice of every word, but those
-        of the last word that hold none of its values."""
-        words = self.words(features)
-        tail = features - (words - 1) * self.cols
-        return (words - 1) * self.word_tiles + math.ceil(tail / self.rows)
-
-    def input_index(self, tile: int, row: int) -> int | None:
-        """The layer input that row ``row`` of input tile ``tile`` multiplies: the tile is
-        slice ``piece = tile % word_tiles`` of word ``tile // word_tiles``, the row its lane
-        ``piece * rows + row``, which holds input ``word * cols + lane``; None where the lane
-        is padding (``lane >= cols``)."""
-        word, piece = divmod(tile, self.word_tiles)
-        lane = piece * self.rows + row
-        return word * self.cols + lane if lane < self.cols else None
-
 
 def _value_format(steps):
     """Formats of the array's operands: every step's activations and weights fit them."""
@@ -773,8 +757,11 @@ class SystolicOverlay(LayerEngine):
         a_bits, cols, bits = self.a_format.bits, self.params.cols, s.out_bits
         best = Signal(cols * a_bits)
         largest = Signal(cols * a_bits)
-        lanes = [act.payload.data[c * a_bits:(c + 1) * a_bits].as_signed() for c in range(cols)]
-        kept = [best[c * a_bits:(c + 1) * a_bits].as_signed() for c in range(cols)]
+        # Values of the activations' holding format, signed or not.
+        signed_values = self.a_format.signed
+        lanes, kept = ([word[c * a_bits:(c + 1) * a_bits].as_signed() if signed_values
+                        else word[c * a_bits:(c + 1) * a_bits] for c in range(cols)]
+                       for word in (act.payload.data, best))
         m.d.comb += largest.eq(Mux(act.payload.tag[bits], act.payload.data, Cat(*(
             Mux(new > old, new, old) for new, old in zip(lanes, kept, strict=True)))))
         with m.If(act.valid):

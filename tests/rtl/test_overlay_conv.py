@@ -30,10 +30,11 @@ CNNS = {
         ("dense", dict(out_features=4, weight_format="int4", stage="accumulator")),
     ], "uint3", 2),
     # A convolution, a 2x2 max pool that leaves a row and a column of it out, a padded
-    # convolution and a 1x2 pool, then dense.
+    # convolution and a 1x2 pool, then dense; unsigned activations of 8 bits (pools compare
+    # unsigned values).
     "pooled": ((7, 7, 2), [
-        ("conv2d", dict(out_channels=3, kernel=2, weight_format="int4", out_format="int4",
-                        stage="requant")),
+        ("conv2d", dict(out_channels=3, kernel=2, weight_format="int4", out_format="uint8",
+                        stage="thresholds")),
         ("maxpool2d", dict(kernel=2)),
         ("conv2d", dict(out_channels=5, kernel=3, padding=1, weight_format="int3",
                         out_format="uint3", stage="thresholds")),
