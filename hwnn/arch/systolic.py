@@ -98,7 +98,8 @@ class Systolic(Architecture):
 
     def summary(self, manifest):
         rows = [(layer["name"], shape_change(layer),
-                 layer["tiles"], layer["cycles"], f"{layer['utilization']:.3f}", layer["stage"])
+                 layer["tiles"], layer["cycles"], f"{layer['utilization']:.3f}",
+                 f"max, in {layer['folded_into']}" if "folded_into" in layer else layer["stage"])
                 for layer in manifest["layers"]]
         array, schedule = manifest["array"], manifest["schedule"]
         return (format_table(("layer", "shape", "tiles", "cycles/batch", "utilization",

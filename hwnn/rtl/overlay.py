@@ -316,7 +316,8 @@ class SystolicOverlay(LayerEngine):
     def structure(self) -> Structure:
         """The overlay's hardware (:mod:`hwnn.rtl.structure`): the array's multipliers and
         cell registers (``cell_bits``: operands and partial sums), the accumulator edge
-        (``edge_bits``), every layer's output stage, and its memories: weights, biases, the two
+        (``edge_bits``), the folded pools' running maximum (``compare_bits``), every step's
+        output stage, and its memories: weights, biases, the two
         activation memories, the accumulators, the outputs and the output FIFO."""
         p, batch = self.params, self.params.batch
         cells, cols = p.rows * p.cols, p.cols
@@ -327,6 +328,8 @@ class SystolicOverlay(LayerEngine):
         structure.multipliers.append(Multipliers("lanes", cells, self.a_format, self.w_format))
         structure.add("cell_bits", cells * (a_bits + w_bits + self.array_params.acc_bits))
         structure.add("edge_bits", cols * acc_bits)
+        if any(step.pool is not None for step in self.steps):
+            structure.add("compare_bits", cols * a_bits)     # the pools' running maximum
         for step in self.steps:
             structure.merge(stage_structure(step.layer, cols, pipelined=True,
                                             logic_multipliers=p.requant == "logic"))
@@ -520,8 +523,11 @@ class SystolicOverlay(LayerEngine):
         s.rw_a1, s.rw_b1, s.rw_a2, s.rw_b2 = walk
         rw_a2, rw_b2 = walk[2:]
         s.rw_base = Signal(range(self.act_depth))
-        size = max(max(c.height), max(c.width)) * max(step.stride[0] + step.stride[1]
-                                                      for step in self.steps)
+        # A bound of every window origin's coordinates (and the image's sides).
+        size = max(a1 * a2 * sy + b1 * b2 * sx + h + w + top + left
+                   for (a1, b1, a2, b2), (sy, sx), (h, w), (top, left)
+                   in ((step.walk, step.stride, step.in_size, step.before)
+                       for step in self.steps))
         s.rw_y, s.rw_x = Signal(range(-size, size + 1)), Signal(range(-size, size + 1))
         s.rw_lin = Signal(range(-self.act_depth - max(map(abs, c.lin0)), self.act_depth + 1))
         s.rw_out = Signal(range(max(batch * t.out_words for t in self.tiles) + 1))

@@ -41,6 +41,12 @@ CNNS = {
         ("maxpool2d", dict(kernel=(1, 2))),
         ("dense", dict(out_features=3, weight_format="ternary", stage="accumulator")),
     ], "uint4", 0),
+    # Padding wider than the 1x1 kernel, stride 2, on a one-channel 3x4 image.
+    "wide_padding": ((3, 4, 1), [
+        ("conv2d", dict(out_channels=2, kernel=1, stride=2, padding=(2, 1, 0, 3),
+                        weight_format="int4", out_format="uint4", stage="requant")),
+        ("dense", dict(out_features=2, weight_format="int4", stage="accumulator")),
+    ], "uint4", 7),
     # A depthwise 3x3 convolution of stride 2 with padding between pointwise ones.
     "depthwise": ((5, 6, 2), [
         ("conv2d", dict(out_channels=5, kernel=1, weight_format="int4", out_format="uint4",
