@@ -73,15 +73,17 @@ def _strided_cnn():
 
 
 @pytest.mark.cocotb
-@pytest.mark.parametrize("make, array, batch", [(_digits_cnn, "4x4", 4),
-                                                (_strided_cnn, "2x4", 3)])
-def test_convolutional_network_on_an_array_matches_golden(tmp_path, make, array, batch):
+@pytest.mark.parametrize("make, array, batch, simulator", [
+    (_digits_cnn, "4x4", 4, "icarus"), (_strided_cnn, "2x4", 3, "icarus"),
+    pytest.param(_strided_cnn, "2x4", 3, "verilator", marks=pytest.mark.slow)])
+def test_convolutional_network_on_an_array_matches_golden(tmp_path, make, array, batch,
+                                                          simulator):
     network, codes = make()
     design = load_design(generate(network, tmp_path / "d", arch="systolic", array=array,
                                   batch=batch))
-    result = simulate(design, codes, simulator="icarus", backpressure=True, seed=5)
+    result = simulate(design, codes, simulator=simulator, backpressure=True, seed=5)
     assert result.passed, [m.describe() for m in result.mismatches[:3]]
-    steady = simulate(design, codes, simulator="icarus")
+    steady = simulate(design, codes, simulator=simulator)
     assert steady.passed
     assert steady.cycles_per_inference == pytest.approx(design.manifest["cycles_per_inference"])
     # Each layer fed each of its tiles the rows of each input; a folded pool counts nothing.
