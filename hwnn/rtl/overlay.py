@@ -462,18 +462,21 @@ class SystolicOverlay(LayerEngine):
         pixel ``(y, x)`` of a vector is at word ``(y * W + x) * wc`` of it)."""
         c = SimpleNamespace(**{name: [] for name in (
             "a1", "b1", "a2", "b2", "height", "width", "kw", "y0", "x0", "lin0", "sy", "sx",
-            "x_a2", "y_b1", "lin_b2", "lin_a2", "lin_b1", "lin_a1", "in_words", "tap_words",
-            "last_pieces", "ky_step", "rows", "nt", "kt1", "pad")})
+            "x_a2", "y_b1", "x_b1", "y_a1", "lin_b2", "lin_a2", "lin_b1", "lin_a1", "in_words",
+            "tap_words", "last_pieces", "ky_step", "rows", "nt", "kt1", "pad")})
         for step, tiles in zip(self.steps, self.tiles, strict=True):
             (a1, b1, a2, b2), (height, width) = step.walk, step.in_size
             (sy, sx), (top, left), wc = step.stride, step.before, tiles.wc
+            (py, px) = step.pool_step
+            # Moves between windows: the origin's change in convolution pixels.
+            y_a1, x_b1, x_end = py - (a2 - 1), px - (b2 - 1), (b1 - 1) * px + b2 - 1
             for name, value in dict(
                     a1=a1 - 1, b1=b1 - 1, a2=a2 - 1, b2=b2 - 1, height=height, width=width,
                     kw=step.kernel[1] - 1, y0=-top, x0=-left, lin0=-(top * width + left) * wc,
-                    sy=sy, sx=sx, x_a2=-(b2 - 1) * sx, y_b1=-(a2 - 1) * sy,
-                    lin_b2=sx * wc, lin_a2=(sy * width - (b2 - 1) * sx) * wc,
-                    lin_b1=(sx - (a2 - 1) * sy * width) * wc,
-                    lin_a1=(sy * width - (b1 * b2 - 1) * sx) * wc,
+                    sy=sy, sx=sx, x_a2=-(b2 - 1) * sx, y_b1=-(a2 - 1) * sy, x_b1=x_b1 * sx,
+                    y_a1=y_a1 * sy, lin_b2=sx * wc, lin_a2=(sy * width - (b2 - 1) * sx) * wc,
+                    lin_b1=(x_b1 * sx - (a2 - 1) * sy * width) * wc,
+                    lin_a1=(y_a1 * sy * width - x_end * sx) * wc,
                     in_words=tiles.in_words, tap_words=tiles.tap_words - 1,
                     last_pieces=tiles.last_pieces - 1,
                     ky_step=(width - step.kernel[1]) * wc + 1, rows=step.rows_per_vector,
@@ -630,11 +633,11 @@ class SystolicOverlay(LayerEngine):
                          s.rw_y.eq(s.rw_y + k.sy), s.rw_lin.eq(s.rw_lin + k.lin_a2)]
         with m.Elif(rw_b1 != k.b1):
             m.d.sync += [rw_b2.eq(0), rw_a2.eq(0), rw_b1.eq(rw_b1 + 1),
-                         s.rw_x.eq(s.rw_x + k.sx), s.rw_y.eq(s.rw_y + k.y_b1),
+                         s.rw_x.eq(s.rw_x + k.x_b1), s.rw_y.eq(s.rw_y + k.y_b1),
                          s.rw_lin.eq(s.rw_lin + k.lin_b1)]
         with m.Elif(rw_a1 != k.a1):
             m.d.sync += [rw_b2.eq(0), rw_a2.eq(0), rw_b1.eq(0), rw_a1.eq(rw_a1 + 1),
-                         s.rw_x.eq(k.x0), s.rw_y.eq(s.rw_y + k.sy),
+                         s.rw_x.eq(k.x0), s.rw_y.eq(s.rw_y + k.y_a1),
                          s.rw_lin.eq(s.rw_lin + k.lin_a1)]
         with m.Else():
             m.d.sync += [rw_b2.eq(0), rw_a2.eq(0), rw_b1.eq(0), rw_a1.eq(0),

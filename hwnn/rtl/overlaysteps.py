@@ -13,10 +13,10 @@ of its input), then slice of ``rows`` values of the word; the slices of a tap's 
 that hold none of its values are skipped. The row issuer computes the address of each row's
 input pixel, and rows whose pixel falls in the padding read the input's zero point instead.
 
-A max pool (its windows neither overlapping nor skipping pixels, a stride equal to its
-kernel) after a convolution is folded into it: the convolution computes only the pixels of
-the pool's windows, one window after the other (``R = pooled pixels x window``), and the
-output stage's values of a window are reduced to their maximum before they are written.
+A max pool after a convolution is folded into it: the convolution computes only the pixels
+of the pool's windows, one window after the other (``R = pooled pixels x window``; a pixel of
+overlapping windows is computed for each of them), and the output stage's values of a window
+are reduced to their maximum before they are written.
 """
 
 import math
@@ -41,7 +41,8 @@ class Step:
     left) place a convolution's windows (a dense layer: one 1x1 window on a 1x1 image).
     ``walk`` ``(A1, B1, A2, B2)`` orders the rows of a vector: ``A1 x B1`` output pixels
     (pooled, if pooled), each a window of ``A2 x B2`` convolution pixels (1 x 1 unpooled);
-    row ``(a1, b1, a2, b2)`` is convolution pixel ``(a1 * A2 + a2, b1 * B2 + b2)``.
+    row ``(a1, b1, a2, b2)`` is convolution pixel ``(a1 * P1 + a2, b1 * P2 + b2)``, where
+    ``pool_step`` ``(P1, P2)`` is the pool's stride (1 x 1 unpooled).
     """
     index:      int
     layer:      Dense
@@ -56,6 +57,7 @@ class Step:
     before:     tuple[int, int]
     walk:       tuple[int, int, int, int]
     pad_value:  int
+    pool_step:  tuple[int, int] = (1, 1)
 
     @property
     def taps(self) -> int:
@@ -77,10 +79,16 @@ class Step:
 
     @property
     def macs(self) -> int:
-        """Multiply-accumulates of one vector (a depthwise convolution's own taps only)."""
+        """Multiply-accumulates of one vector: its own weights (a depthwise convolution's
+        taps, not the zeros of its block-diagonal GEMM) at each distinct pixel it computes
+        (overlapping pool windows compute some twice)."""
         weights = (self.layer.convolution.weights if isinstance(self.layer, Im2col)
                    else self.layer.weights)
-        return self.rows_per_vector * weights.size
+        a1, b1, a2, b2 = self.walk
+        distinct = [len({outer * step + inner for outer in range(count) for inner in range(size)})
+                    for count, size, step in ((a1, a2, self.pool_step[0]),
+                                              (b1, b2, self.pool_step[1]))]
+        return distinct[0] * distinct[1] * weights.size
 
 
 def overlay_steps(network: Network) -> list[Step]:
@@ -102,14 +110,10 @@ def overlay_steps(network: Network) -> list[Step]:
             if not isinstance(previous, Conv2d) or steps[-1].pool is not None:
                 raise ValueError(f"The systolic overlay pools only right after a convolution, "
                                  f"not layer {layer.name!r} after layer {previous.name!r}")
-            if layer.stride != layer.kernel:
-                raise ValueError(f"The systolic overlay pools windows that neither overlap nor "
-                                 f"skip pixels, not layer {layer.name!r} of kernel "
-                                 f"{layer.kernel[0]}x{layer.kernel[1]} and stride "
-                                 f"{layer.stride[0]}x{layer.stride[1]}")
             step = steps[-1]
             steps[-1] = Step(**{**step.__dict__, "pool": layer, "pool_index": index,
-                                "walk": (*layer.out_size, *layer.kernel)})
+                                "walk": (*layer.out_size, *layer.kernel),
+                                "pool_step": layer.stride})
         elif isinstance(layer, Conv2d):
             if previous is not None and not isinstance(previous, (Conv2d, MaxPool2d)):
                 raise ValueError(f"The systolic overlay takes images from the input or a "

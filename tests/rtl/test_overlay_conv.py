@@ -47,6 +47,16 @@ CNNS = {
                         weight_format="int4", out_format="uint4", stage="requant")),
         ("dense", dict(out_features=2, weight_format="int4", stage="accumulator")),
     ], "uint4", 7),
+    # Overlapping pools (3x3 stride 2, 2x3 stride 1x2) after padded convolutions.
+    "overlapping": ((7, 6, 2), [
+        ("conv2d", dict(out_channels=3, kernel=3, padding=(2, 1, 1, 2), weight_format="int4",
+                        out_format="uint8", stage="thresholds")),
+        ("maxpool2d", dict(kernel=3, stride=2)),
+        ("conv2d", dict(out_channels=3, kernel=1, weight_format="int4", out_format="int4",
+                        stage="requant")),
+        ("maxpool2d", dict(kernel=(2, 3), stride=(1, 2))),
+        ("dense", dict(out_features=3, weight_format="int4", stage="accumulator")),
+    ], "uint4", 3),
     # A depthwise 3x3 convolution of stride 2 with padding between pointwise ones.
     "depthwise": ((5, 6, 2), [
         ("conv2d", dict(out_channels=5, kernel=1, weight_format="int4", out_format="uint4",
@@ -83,7 +93,7 @@ def test_convolutional_networks_match_golden_with_stalls(name, rows, cols, batch
     check_golden(cnn(name), OverlayParams(rows, cols, batch), 2 * batch + 1, seed=2)
 
 
-@pytest.mark.parametrize("name", ["strided", "pooled", "depthwise"])
+@pytest.mark.parametrize("name", ["strided", "pooled", "overlapping", "depthwise"])
 @pytest.mark.parametrize("rows, cols, batch", [(2, 4, 2), (3, 3, 3)])
 def test_convolutional_batches_take_exactly_the_scheduled_cycles(name, rows, cols, batch):
     network, params = cnn(name, seed=2), OverlayParams(rows, cols, batch)
@@ -140,10 +150,11 @@ def run_counters(network, params):
 @pytest.mark.parametrize("layers, message", [
     ([("conv2d", dict(out_channels=2, kernel=2, weight_format="int4", out_format="uint4",
                       stage="requant")),
-      ("maxpool2d", dict(kernel=2, stride=1)),
+      ("maxpool2d", dict(kernel=2)),
+      ("maxpool2d", dict(kernel=1)),
       ("dense", dict(out_features=2, weight_format="int4", stage="accumulator"))],
-     (r"^The systolic overlay pools windows that neither overlap nor skip pixels, not layer "
-     r"'maxpool1' of kernel 2x2 and stride 1x1$")),
+     (r"^The systolic overlay pools only right after a convolution, not layer 'maxpool2' "
+      r"after layer 'maxpool1'$")),
     ([("conv2d", dict(out_channels=2, kernel=2, weight_format="int4", out_format="uint4",
                       stage="requant"))],
      (r"^The systolic overlay ends a network with a dense layer, not layer 'conv0' of kind "

@@ -55,7 +55,7 @@ IMAGE_NETWORKS = {
                         out_format="int8", stage="requant")),
         ("dense", dict(out_features=3, weight_format="binary", stage="accumulator")),
     ], input_format="uint4", in_zero_point=3),
-    # The systolic overlay's: pools of windows that neither overlap nor skip pixels.
+    # A 2x2 pool (the overlay folds every pool into the convolution before it).
     "cnn-tiled-pools": lambda: random_cnn(np.random.default_rng(6), (6, 5, 3), [
         ("conv2d", dict(out_channels=5, kernel=3, padding=1, weight_format="int4",
                         out_format="uint3", stage="thresholds")),
@@ -66,7 +66,7 @@ IMAGE_NETWORKS = {
     ], input_format="uint4", in_zero_point=3),
 }
 #: The image networks each architecture builds.
-IMAGE_BUILDS = {"dataflow": ("cnn",), "systolic": ("cnn-tiled-pools",), "sparse": ()}
+IMAGE_BUILDS = {"dataflow": ("cnn",), "systolic": ("cnn", "cnn-tiled-pools"), "sparse": ()}
 
 
 def _builds(arch_name):
