@@ -256,12 +256,13 @@ class SystolicOverlay(LayerEngine):
     lanes_field = "cols"
 
     def __init__(self, network: Network, params: OverlayParams):
-        if isinstance(network, Network):
-            check_overlay(network, params)
-        self.steps = overlay_steps(network) if isinstance(network, Network) else []
-        in_count = (math.gcd(self.steps[0].channels, params.cols)
-                    if self.steps and isinstance(params, OverlayParams) else None)
+        # The steps (which refuse what the overlay cannot serve) set the input beats' width;
+        # LayerEngine checks the arguments' types.
+        steps = overlay_steps(network) if isinstance(network, Network) else None
+        in_count = (math.gcd(steps[0].channels, params.cols)
+                    if steps and isinstance(params, OverlayParams) else None)
         super().__init__(network, params, counters=("busy", "cycles"), in_count=in_count)
+        self.steps = steps
         self.a_format, self.w_format = _value_format(self.steps)
         # The array sums one tile (rows terms); a layer's accumulators hold every partial sum.
         self.array_params = SystolicParams(params.rows, params.cols, self.a_format,
