@@ -16,13 +16,14 @@ stream out.
 Activations are held in words of ``cols`` values (what an output stage writes at once, and
 what the input gatherer fills), padded to :attr:`OverlayParams.word_values`, a multiple of
 ``rows``; an input tile is one of the word's :attr:`OverlayParams.word_tiles` slices of
-``rows`` values (a word's slices wholly past its layer's inputs are skipped, and its weights
-are zero past its ``cols`` values). A square array has one tile per word, as has a tall one
-(``rows > cols``), which then uses ``cols`` of its rows.
+``rows`` values (the slices of a tap's last word wholly past its channels are skipped, and
+the weights are zero past a word's ``cols`` values and its pixel's channels). A square array
+has one tile per word, as has a tall one (``rows > cols``), which then uses ``cols`` of its
+rows.
 
 Weights, biases and output-stage parameters are ROMs built from the IR; values are held as
-signed integers wide enough for every layer's formats (binary +-1 as 2-bit values, so every
-layer, whatever its formats, is an integer matrix product).
+integers wide enough for every layer's formats, signed where any is negative (binary +-1 as
+2-bit values, so every layer, whatever its formats, is an integer matrix product).
 
 Convolutions run as im2col GEMMs whose rows are the batch's output pixels, and a max pool
 after a convolution is folded into it (:mod:`hwnn.rtl.overlaysteps`): a layer of the overlay
