@@ -61,6 +61,7 @@ class Systolic(Architecture):
     (:class:`~hwnn.rtl.overlay.SystolicOverlay`), sized by :class:`SystolicOverlayParams`."""
     name = "systolic"
     Params = SystolicOverlayParams
+    layer_kinds = frozenset({"dense", "conv2d", "maxpool2d"})
 
     def check(self, network, params):
         self.check_layer_kinds(network)
@@ -79,8 +80,7 @@ class Systolic(Architecture):
                       "pack": top.array_params.pack},
             "batch": top.params.batch,
             "requant": top.params.requant,
-            "layers": [{"input_tiles": kt, "output_tiles": nt} | planned
-                       for planned, kt, nt in zip(plan["layers"], top.kt, top.nt, strict=True)],
+            "layers": plan["layers"],
             "schedule": {key: plan[key] for key in ("load", "output", "total")},
             "cycles_per_inference": plan["per_inference"],
             "lanes": rows * cols,
@@ -103,7 +103,8 @@ class Systolic(Architecture):
 
     def summary(self, manifest):
         rows = [(layer["name"], shape_change(layer),
-                 layer["tiles"], layer["cycles"], f"{layer['utilization']:.3f}", layer["stage"])
+                 layer["tiles"], layer["cycles"], f"{layer['utilization']:.3f}",
+                 f"max, in {layer['folded_into']}" if "folded_into" in layer else layer["stage"])
                 for layer in manifest["layers"]]
         array, schedule = manifest["array"], manifest["schedule"]
         return (format_table(("layer", "shape", "tiles", "cycles/batch", "utilization",

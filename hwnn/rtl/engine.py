@@ -37,7 +37,8 @@ class LayerEngine(wiring.Component):
     Checks the arguments and makes the ports of every architecture's top: an input vector is
     ``in_features / in_count`` beats of ``in_count = gcd(in_features, lanes)`` codes, an output
     vector ``out_features / out_count`` beats of ``out_count = gcd(out_features, lanes)``
-    codes, ``last`` on the final beat of each; and, per name in ``counters``, one
+    codes (or ``in_count`` codes, a divisor of both, when given), ``last`` on the final beat of
+    each; and, per name in ``counters``, one
     :data:`COUNTER_BITS`-bit performance counter per layer. A subclass names its parameters
     dataclass in ``Params`` and the field of it that gives ``lanes`` in ``lanes_field``.
 
@@ -50,7 +51,7 @@ class LayerEngine(wiring.Component):
     Params = None
     lanes_field = None
 
-    def __init__(self, network: Network, params, *, counters):
+    def __init__(self, network: Network, params, *, counters, in_count=None):
         if not isinstance(network, Network):
             raise TypeError(f"network must be a Network, not {network!r}")
         name = self.Params.__name__
@@ -60,7 +61,7 @@ class LayerEngine(wiring.Component):
         self.network, self.params = network, params
         lanes = getattr(params, self.lanes_field)
         self.acc_bits = max(layer.acc_bits for layer in network.layers)
-        self.in_count = math.gcd(network.in_features, lanes)
+        self.in_count = math.gcd(network.in_features, lanes) if in_count is None else in_count
         self.out_count = math.gcd(network.out_features, lanes)
         counter = Out(unsigned(COUNTER_BITS)).array(len(network.layers))
         super().__init__({
@@ -102,6 +103,9 @@ class LayerStages(wiring.Component):
     network : :class:`~hwnn.ir.Network`
     lanes : int
         Accumulators per group.
+    layers : sequence of :class:`~hwnn.ir.Dense`, optional
+        The layers whose stages to build, in place of the network's (the last one's values go
+        to ``o_out`` in the network's output encoding).
     acc_bits, a_bits, tag_bits : int
         Bits of an accumulator, of a hidden layer's value, of the tag.
     groups : int
@@ -119,10 +123,11 @@ class LayerStages(wiring.Component):
     """
 
     def __init__(self, network: Network, lanes, *, acc_bits, a_bits, tag_bits, groups,
-                 pipelined=False, logic_multipliers=False):
+                 pipelined=False, logic_multipliers=False, layers=None):
         self.network, self.lanes, self.a_bits = network, lanes, a_bits
+        self.layers = tuple(network.layers if layers is None else layers)
         self.pipelined, self.logic_multipliers = pipelined, logic_multipliers
-        count = len(network.layers)
+        count = len(self.layers)
         out_bits = network.output.format.width
         super().__init__({
             "layer": In(range(count)),
@@ -142,7 +147,7 @@ class LayerStages(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        layers, lanes = self.network.layers, self.lanes
+        layers, lanes = self.layers, self.lanes
         out_fmt = self.network.output.format
         for index, layer in enumerate(layers):
             stage = m.submodules[f"stage{index}"] = OutputStage(

@@ -16,13 +16,20 @@ stream out.
 Activations are held in words of ``cols`` values (what an output stage writes at once, and
 what the input gatherer fills), padded to :attr:`OverlayParams.word_values`, a multiple of
 ``rows``; an input tile is one of the word's :attr:`OverlayParams.word_tiles` slices of
-``rows`` values (a word's slices wholly past its layer's inputs are skipped, and its weights
-are zero past its ``cols`` values). A square array has one tile per word, as has a tall one
-(``rows > cols``), which then uses ``cols`` of its rows.
+``rows`` values (the slices of a tap's last word wholly past its channels are skipped, and
+the weights are zero past a word's ``cols`` values and its pixel's channels). A square array
+has one tile per word, as has a tall one (``rows > cols``), which then uses ``cols`` of its
+rows.
 
 Weights, biases and output-stage parameters are ROMs built from the IR; values are held as
-signed integers wide enough for every layer's formats (binary +-1 as 2-bit values, so every
-layer, whatever its formats, is an integer matrix product).
+integers wide enough for every layer's formats, signed where any is negative (binary +-1 as
+2-bit values, so every layer, whatever its formats, is an integer matrix product).
+
+Convolutions run as im2col GEMMs whose rows are the batch's output pixels, and a max pool
+after a convolution is folded into it (:mod:`hwnn.rtl.overlaysteps`): a layer of the overlay
+is a :class:`~hwnn.rtl.overlaysteps.Step`. Images are held as pixels of whole words of
+channels; the row issuer computes each row's input pixel address (no im2col copy), and feeds
+the input's zero point where the pixel lies in the padding.
 
 The schedule is static and :func:`schedule` computes its cycle counts exactly; the hardware
 follows it cycle for cycle when the output is not back-pressured.
@@ -40,11 +47,12 @@ from ..ir import Dense, Network
 from ..ir.packing import pack_values
 from .arith import select
 from .engine import LayerCounters, LayerEngine, LayerStages, OutputDrain, bias_words
+from .overlaysteps import Step, overlay_steps
 from .params import check_positive_int
 from .stage import stage_latency, stage_structure
 from .structure import Memory, Multipliers, Structure
 from .systolic import SystolicArray, SystolicParams, array_latency, max_pack
-from .values import decode_codes, holding_format
+from .values import decode_codes, holding_format, resize
 
 __all__ = ["REQUANT_MULTIPLIERS", "OverlayParams", "SystolicOverlay", "check_overlay",
            "drain_cycles", "schedule"]
@@ -95,36 +103,66 @@ class OverlayParams:
         """Activation words of a vector of ``features`` values."""
         return math.ceil(features / self.cols)
 
-    def input_tiles(self, features: int) -> int:
-        """Input tiles of a layer of ``features`` inputs: every slice of every word, but those
-        of the last word that hold none of its values."""
-        words = self.words(features)
-        tail = features - (words - 1) * self.cols
-        return (words - 1) * self.word_tiles + math.ceil(tail / self.rows)
 
-    def input_index(self, tile: int, row: int) -> int | None:
-        """The layer input that row ``row`` of input tile ``tile`` multiplies: the tile is
-        slice ``piece = tile % word_tiles`` of word ``tile // word_tiles``, the row its lane
-        ``piece * rows + row``, which holds input ``word * cols + lane``; None where the lane
-        is padding (``lane >= cols``)."""
-        word, piece = divmod(tile, self.word_tiles)
-        lane = piece * self.rows + row
-        return word * self.cols + lane if lane < self.cols else None
+def _value_format(steps):
+    """Formats of the array's operands: every step's activations and weights fit them."""
+    return (holding_format(step.layer.input.format for step in steps),
+            holding_format(step.layer.weight_format for step in steps))
 
 
-def _value_format(network: Network):
-    """Formats of the array's operands: every layer's activations and weights fit them."""
-    return (holding_format(layer.input.format for layer in network.layers),
-            holding_format(layer.weight_format for layer in network.layers))
+@dataclass(frozen=True)
+class StepTiles:
+    """How a :class:`~hwnn.rtl.overlaysteps.Step` tiles on an array: ``wc`` words per input
+    pixel, ``tap_words`` words a tap reads, ``last_pieces`` slices of a tap's last word,
+    ``kt`` input tiles, ``nt`` output tiles (words per output pixel), ``in_words`` and
+    ``out_words`` words of one vector's input and output."""
+    wc:          int
+    tap_words:   int
+    last_pieces: int
+    kt:          int
+    nt:          int
+    in_words:    int
+    out_words:   int
+
+    @classmethod
+    def of(cls, step: Step, params: OverlayParams) -> "StepTiles":
+        wc = params.words(step.channels)
+        tap_words = step.pixels * wc
+        last_pieces = math.ceil((step.channels - (wc - 1) * params.cols) / params.rows)
+        nt = params.words(step.out_channels)
+        return cls(wc, tap_words, last_pieces,
+                   step.taps * ((tap_words - 1) * params.word_tiles + last_pieces), nt,
+                   step.in_pixels * wc, step.out_pixels * nt)
+
+    def input_tiles(self, step: Step, params: OverlayParams):
+        """Per input tile, in issue order, ``(tap, word, piece)``: slice ``piece`` of word
+        ``word`` of the pixels of tap ``tap``."""
+        for tap in range(step.taps):
+            for word in range(self.tap_words):
+                pieces = self.last_pieces if word == self.tap_words - 1 else params.word_tiles
+                for piece in range(pieces):
+                    yield tap, word, piece
+
+    def input_column(self, step: Step, params: OverlayParams, tile, row) -> int | None:
+        """The column of ``step.layer``'s weights that row ``row`` of input tile ``(tap, word,
+        piece)`` multiplies: lane ``piece * rows + row`` of the word, channel ``c`` of pixel
+        ``p`` of the tap, column ``(tap * pixels + p) * channels + c``; None for padding."""
+        tap, word, piece = tile
+        lane = piece * params.rows + row
+        pixel, channel_word = divmod(word, self.wc)
+        channel = channel_word * params.cols + lane
+        if lane >= params.cols or channel >= step.channels:
+            return None
+        return (tap * step.pixels + pixel) * step.channels + channel
 
 
 #: The overlay's phases: gather a batch, run a layer, drain it, send the batch's outputs.
 LOAD, RUN, DRAIN, OUTPUT = range(4)
 
-#: Registers between issuing a memory read and the array's input (the read, a register for
-#: the slow block RAM output, which becomes the block's own output register, and a register
-#: after the choice of activation memory and slice).
-READ_STAGES = 3
+#: Registers between issuing a row and the array's input (the row's address, the read, a
+#: register for the slow block RAM output, which becomes the block's own output register, and
+#: a register after the choice of activation memory and slice, or the padding).
+READ_STAGES = 4
 
 
 def drain_cycles(params: OverlayParams, layer: Dense) -> int:
@@ -155,21 +193,35 @@ def schedule(network: Network, params: OverlayParams, batch: int | None = None) 
     """Exact cycle counts of one batch of ``batch`` vectors (default: a full batch) when the
     input keeps up and the output is always ready.
 
-    Returns ``{"layers": [{name, tiles, cycles, busy, macs, utilization}], "load", "output",
-    "total", "per_inference"}``; a layer's ``cycles`` run from its first weight beat to the
-    end of its drain, ``busy`` counts the cycles that issued a row, and ``utilization`` is
-    ``macs / (rows * cols * cycles)``.
+    Returns ``{"layers": [{name, input_tiles, output_tiles, tiles, rows, cycles, busy, macs,
+    utilization}], "load", "output", "total", "per_inference"}``, one entry per network layer;
+    a layer's ``cycles`` run from its first weight beat to the end of its drain, ``busy``
+    counts the cycles that issued a row (``rows`` per tile: the batch's output pixels, those
+    of a pool's windows when one is folded in), ``macs`` the multiply-accumulates of its own
+    weights (a depthwise convolution's taps, not its block-diagonal GEMM's zeros) and
+    ``utilization`` is ``macs / (rows * cols * cycles)``. A max pool folded into the
+    convolution before it (``folded_into``) takes no cycles of its own.
     """
     batch = params.batch if batch is None else batch
-    layers = []
-    for layer in network.layers:
-        tiles = params.input_tiles(layer.in_features) * params.words(layer.out_features)
-        cycles = _run_cycles(tiles, params.rows, batch) + drain_cycles(params, layer) + 1
-        macs = batch * layer.in_features * layer.out_features
-        layers.append({"name": layer.name, "tiles": tiles, "cycles": cycles,
-                       "busy": tiles * batch, "macs": macs,
-                       "utilization": macs / (params.rows * params.cols * cycles)})
-    in_count = math.gcd(network.in_features, params.cols)
+    layers = [None] * len(network.layers)
+    steps = overlay_steps(network)
+    for step in steps:
+        tiles = StepTiles.of(step, params)
+        count = tiles.kt * tiles.nt
+        rows = batch * step.rows_per_vector
+        cycles = _run_cycles(count, params.rows, rows) + drain_cycles(params, step.layer) + 1
+        macs = batch * step.macs
+        layers[step.index] = {
+            "name": network.layers[step.index].name, "input_tiles": tiles.kt,
+            "output_tiles": tiles.nt, "tiles": count, "rows": rows, "cycles": cycles,
+            "busy": count * rows, "macs": macs,
+            "utilization": macs / (params.rows * params.cols * cycles)}
+        if step.pool is not None:
+            layers[step.pool_index] = {
+                "name": step.pool.name, "input_tiles": 0, "output_tiles": 0, "tiles": 0,
+                "rows": 0, "cycles": 0, "busy": 0, "macs": 0, "utilization": 0.0,
+                "folded_into": network.layers[step.index].name}
+    in_count = math.gcd(steps[0].channels, params.cols)
     out_count = math.gcd(network.out_features, params.cols)
     # A beat per cycle, the cycle that closes the batch and the registered decision.
     load = batch * (network.in_features // in_count) + 2
@@ -182,8 +234,9 @@ def schedule(network: Network, params: OverlayParams, batch: int | None = None) 
 
 
 def check_overlay(network: Network, params: OverlayParams):
-    """Raise ValueError unless the array can serve every layer's values and weights."""
-    a_format, w_format = _value_format(network)
+    """Raise a one-line ValueError unless the overlay can serve every layer
+    (:func:`~hwnn.rtl.overlaysteps.overlay_steps`) and the array its values and weights."""
+    a_format, w_format = _value_format(overlay_steps(network))
     for what, fmt in (("activations", a_format), ("weights", w_format)):
         if fmt.bits > 16:
             raise ValueError(f"The systolic array multiplies values of up to 16 bits, but this "
@@ -203,40 +256,54 @@ class SystolicOverlay(LayerEngine):
     busy : ``Out(32).array(layers)``
         Performance counters since reset: cycles in which the layer fed a row to the array.
     cycles : ``Out(32).array(layers)``
-        Performance counters since reset: cycles the layer held the array (run and drain).
+        Performance counters since reset: cycles the layer held the array (run and drain); a
+        max pool folded into the convolution before it counts none.
+
+    The input beats carry ``gcd(C, cols)`` codes, ``C`` the input's channels (a vector's
+    features), so that no beat straddles two pixels' words.
     """
     Params = OverlayParams
     lanes_field = "cols"
 
     def __init__(self, network: Network, params: OverlayParams):
-        super().__init__(network, params, counters=("busy", "cycles"))
-        self.a_format, self.w_format = _value_format(network)
+        # The steps (which refuse what the overlay cannot serve) set the input beats' width;
+        # LayerEngine checks the arguments' types.
+        steps = overlay_steps(network) if isinstance(network, Network) else None
+        in_count = (math.gcd(steps[0].channels, params.cols)
+                    if steps and isinstance(params, OverlayParams) else None)
+        super().__init__(network, params, counters=("busy", "cycles"), in_count=in_count)
+        self.steps = steps
+        self.a_format, self.w_format = _value_format(self.steps)
         # The array sums one tile (rows terms); a layer's accumulators hold every partial sum.
         pack = (max_pack(self.a_format, self.w_format, params.rows, cols=params.cols)
                 if params.pack == "auto" else params.pack)
         self.array_params = SystolicParams(params.rows, params.cols, self.a_format,
                                            self.w_format, params.rows, pack)
-        self.kt = [params.input_tiles(layer.in_features) for layer in network.layers]
-        self.nt = [params.words(layer.out_features) for layer in network.layers]
-        # Activation words per vector slot of the activation memories.
-        self.stride = max(params.words(layer.in_features) for layer in network.layers)
+        self.tiles = [StepTiles.of(step, params) for step in self.steps]
+        self.kt = [tiles.kt for tiles in self.tiles]
+        self.nt = [tiles.nt for tiles in self.tiles]
+        # Words of the activation memories: the largest input of a batch.
+        self.act_depth = params.batch * max(tiles.in_words for tiles in self.tiles)
+        # Rows of the accumulator memory: the most GEMM rows of a batch.
+        self.acc_depth = params.batch * max(step.rows_per_vector for step in self.steps)
 
     # Memory images ----------------------------------------------------------------------------
 
     def weight_words(self):
-        """Weight ROM: per layer, per tile (nt-major), ``rows`` rows of ``cols`` weights; tile
-        row ``r``, column ``c`` holds ``weights[nt * cols + c, j]`` for the input ``j`` of
-        :meth:`OverlayParams.input_index` (0 where there is none)."""
+        """Weight ROM: per step, per tile (nt-major), ``rows`` rows of ``cols`` weights; tile
+        row ``r``, column ``c`` holds ``weights[nt * cols + c, j]`` of the step's layer for
+        the column ``j`` of :meth:`StepTiles.input_column` (0 where there is none)."""
         p, bits = self.params, self.w_format.bits
         words, bases = [], []
-        for layer, kt_count, nt_count in zip(self.network.layers, self.kt, self.nt,
-                                             strict=True):
+        for step, tiles in zip(self.steps, self.tiles, strict=True):
+            layer, kt_count, nt_count = step.layer, tiles.kt, tiles.nt
             bases.append(len(words))
             padded = np.zeros((nt_count * p.cols, kt_count * p.rows), dtype=np.int64)
-            for position in range(kt_count * p.rows):
-                index = p.input_index(*divmod(position, p.rows))
-                if index is not None and index < layer.in_features:
-                    padded[:layer.out_features, position] = layer.weights[:, index]
+            for kt, tile in enumerate(tiles.input_tiles(step, p)):
+                for row in range(p.rows):
+                    column = tiles.input_column(step, p, tile, row)
+                    if column is not None:
+                        padded[:layer.out_features, kt * p.rows + row] = layer.weights[:, column]
             patterns = self.w_format.encode(padded)
             for nt in range(nt_count):
                 for kt in range(kt_count):
@@ -246,7 +313,7 @@ class SystolicOverlay(LayerEngine):
 
     def bias_words(self):
         """Bias ROM: per layer, per output tile, ``cols`` accumulator-format biases."""
-        return bias_words([layer.bias for layer in self.network.layers], self.nt,
+        return bias_words([step.layer.bias for step in self.steps], self.nt,
                           self.params.cols, self.acc_bits)
 
     @property
@@ -262,7 +329,8 @@ class SystolicOverlay(LayerEngine):
     def structure(self) -> Structure:
         """The overlay's hardware (:mod:`hwnn.rtl.structure`): the array's multipliers and
         cell registers (``cell_bits``: operands and partial sums), the accumulator edge
-        (``edge_bits``), every layer's output stage, and its memories: weights, biases, the two
+        (``edge_bits``), the folded pools' running maximum (``compare_bits``), every step's
+        output stage, and its memories: weights, biases, the two
         activation memories, the accumulators, the outputs and the output FIFO."""
         p, batch = self.params, self.params.batch
         cells, cols = p.rows * p.cols, p.cols
@@ -276,17 +344,19 @@ class SystolicOverlay(LayerEngine):
         structure.add("cell_bits", array.multipliers * (a_bits + array.packed_w_format.bits
                                                         + array.psum_bits))
         structure.add("edge_bits", cols * acc_bits)
-        for layer in self.network.layers:
-            structure.merge(stage_structure(layer, cols, pipelined=True,
+        if any(step.pool is not None for step in self.steps):
+            structure.add("compare_bits", cols * a_bits)     # the pools' running maximum
+        for step in self.steps:
+            structure.merge(stage_structure(step.layer, cols, pipelined=True,
                                             logic_multipliers=p.requant == "logic"))
         weights, _ = self.weight_words()
         biases, _ = self.bias_words()
         structure.memories += [
             Memory("weights", len(weights), cols * w_bits, weights),
             Memory("biases", len(biases), cols * acc_bits, biases),
-            *(Memory("activations", batch * self.stride, p.word_values * a_bits)
+            *(Memory("activations", self.act_depth, p.word_values * a_bits)
               for _ in range(2)),
-            Memory("accumulators", batch, cols * acc_bits),
+            Memory("accumulators", self.acc_depth, cols * acc_bits),
             Memory("outputs", batch * self.nt[-1], cols * self.network.output.format.bits)]
         return structure.merge(self._output_drain().structure())
 
@@ -302,7 +372,7 @@ class SystolicOverlay(LayerEngine):
         s.array = m.submodules.array = SystolicArray(self.array_params)
         self._memories(m, s)
         s.phase = Signal(range(4))
-        s.layer = Signal(range(len(self.network.layers)))
+        s.layer = Signal(range(len(self.steps)))
         s.m_count = Signal(range(self.params.batch + 1))     # vectors in the batch
         self._gather(m, s)
         self._issue(m, s)
@@ -335,14 +405,14 @@ class SystolicOverlay(LayerEngine):
         # (``no_rw_check``: logic that would keep the read data out of the block's own
         # output register).
         unchecked = {"no_rw_check": 1}
-        acts = [memory.Memory(shape=unsigned(p.word_values * a_bits), depth=batch * self.stride,
+        acts = [memory.Memory(shape=unsigned(p.word_values * a_bits), depth=self.act_depth,
                               init=[], attrs=unchecked)
                 for _ in range(2)]
         m.submodules.acts0, m.submodules.acts1 = acts
         s.act_reads = [mem.read_port() for mem in acts]
         s.act_writes = [mem.write_port() for mem in acts]
         accumulators = m.submodules.accumulators = memory.Memory(
-            shape=unsigned(cols * acc_bits), depth=batch, init=[])
+            shape=unsigned(cols * acc_bits), depth=self.acc_depth, init=[])
         s.acc_write = accumulators.write_port()
         s.acc_read = accumulators.read_port(transparent_for=(s.acc_write,))
         outputs = m.submodules.outputs = memory.Memory(
@@ -352,21 +422,25 @@ class SystolicOverlay(LayerEngine):
         s.out_read = outputs.read_port()
 
     def _gather(self, m, s):
-        """LOAD: gather ``in_count`` values per beat into words of ``cols`` values, written to
+        """LOAD: gather ``in_count`` values per beat into words of ``cols`` values (each pixel
+        of the input its own words, the last holding its remaining channels), written to
         activation memory 0 (``s.load_write``, ``s.merged``); ``s.closing`` the cycle after the
         batch closes (full, or the input paused at a vector boundary): the decision is
         registered, and the input is no longer ready from that cycle on."""
         cols, batch, in_count = self.params.cols, self.params.batch, self.in_count
-        a_bits, words0 = self.a_format.bits, self.params.words(self.network.in_features)
+        first = self.tiles[0]
+        a_bits, words0, pixel_words = self.a_format.bits, first.in_words, first.wc
         beats_per_word = cols // in_count
-        last_word_beats = (self.network.in_features - (words0 - 1) * cols) // in_count
+        last_word_beats = (self.steps[0].channels - (pixel_words - 1) * cols) // in_count
         word = Signal(cols * a_bits)
         beat = Signal(range(beats_per_word))
-        s.in_word = in_word = Signal(range(self.stride))
+        s.in_word = in_word = Signal(range(words0))
+        pixel_word = Signal(range(pixel_words))
         s.in_m = in_m = Signal(range(batch + 1))
         decoded = decode_codes(self.i_stream.payload.data, self.network.input.format, in_count,
                                a_bits)
-        word_done = (beat == Mux(in_word == words0 - 1, last_word_beats, beats_per_word) - 1)
+        word_done = (beat == Mux(pixel_word == pixel_words - 1, last_word_beats,
+                                 beats_per_word) - 1)
         vector_done = word_done & (in_word == words0 - 1)
         loading = s.phase == LOAD
         s.closing = Signal()
@@ -393,7 +467,9 @@ class SystolicOverlay(LayerEngine):
             m.d.sync += word.eq(s.merged)
             m.d.comb += s.load_write.eq(word_done)
             with m.If(word_done):
-                m.d.sync += [beat.eq(0), in_word.eq(Mux(vector_done, 0, in_word + 1))]
+                m.d.sync += [beat.eq(0), in_word.eq(Mux(vector_done, 0, in_word + 1)),
+                             pixel_word.eq(Mux(pixel_word == pixel_words - 1, 0,
+                                               pixel_word + 1))]
                 with m.If(vector_done):
                     m.d.sync += in_m.eq(in_m + 1)
                     with m.If(in_m == batch - 1):
@@ -401,14 +477,58 @@ class SystolicOverlay(LayerEngine):
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
 
+    def _per_step(self, index, values):
+        """``values[index]`` of per-step constants (signed where any is negative)."""
+        shape = range(min(0, *values), max(1, *values) + 1)
+        return select(index, [Const(value, shape) for value in values])
+
+    def _walk_constants(self):
+        """Per step, the row issuer's constants (lists indexed by step): the walk's limits,
+        the image, the kernel and the address steps of each move of the walk (in words: a
+        pixel ``(y, x)`` of a vector is at word ``(y * W + x) * wc`` of it)."""
+        c = SimpleNamespace(**{name: [] for name in (
+            "a1", "b1", "a2", "b2", "height", "width", "kw", "y0", "x0", "lin0", "sy", "sx",
+            "x_a2", "y_b1", "x_b1", "y_a1", "lin_b2", "lin_a2", "lin_b1", "lin_a1", "in_words",
+            "tap_words", "last_pieces", "ky_step", "rows", "nt", "kt1", "pad")})
+        for step, tiles in zip(self.steps, self.tiles, strict=True):
+            (a1, b1, a2, b2), (height, width) = step.walk, step.in_size
+            (sy, sx), (top, left), wc = step.stride, step.before, tiles.wc
+            (py, px) = step.pool_step
+            # Moves between windows: the origin's change in convolution pixels.
+            y_a1, x_b1, x_end = py - (a2 - 1), px - (b2 - 1), (b1 - 1) * px + b2 - 1
+            for name, value in dict(
+                    a1=a1 - 1, b1=b1 - 1, a2=a2 - 1, b2=b2 - 1, height=height, width=width,
+                    kw=step.kernel[1] - 1, y0=-top, x0=-left, lin0=-(top * width + left) * wc,
+                    sy=sy, sx=sx, x_a2=-(b2 - 1) * sx, y_b1=-(a2 - 1) * sy, x_b1=x_b1 * sx,
+                    y_a1=y_a1 * sy, lin_b2=sx * wc, lin_a2=(sy * width - (b2 - 1) * sx) * wc,
+                    lin_b1=(x_b1 * sx - (a2 - 1) * sy * width) * wc,
+                    lin_a1=(y_a1 * sy * width - x_end * sx) * wc,
+                    in_words=tiles.in_words, tap_words=tiles.tap_words - 1,
+                    last_pieces=tiles.last_pieces - 1,
+                    ky_step=(width - step.kernel[1]) * wc + 1, rows=step.rows_per_vector,
+                    nt=tiles.nt, kt1=int(tiles.kt == 1), pad=step.pad_value).items():
+                getattr(c, name).append(value)
+        return c
+
     def _issue(self, m, s):
         """RUN: the weight loader (``s.load``: a row of the next tile's weights) and the row
-        issuer (``s.issue``: a row of activations) of the current layer. Their rules, with
+        issuer (``s.issue``: a row of activations) of the current step. Their rules, with
         registered flags so that no wide comparison sits in the way: the loader may start tile
         i once the rows of tile i - 2 are issued (gap <= 1), and the rows of a tile wait until
-        the first beat of its load has been issued (gap >= 1). An input tile ``rw_kt`` is slice
-        ``rw_piece`` of word ``rw_word``."""
-        p, batch, stride = self.params, self.params.batch, self.stride
+        the first beat of its load has been issued (gap >= 1).
+
+        An input tile ``rw_kt`` is slice ``rw_piece`` of word ``rw_word`` of tap ``(ky, kx)``
+        (``rw_tap``: its word offset). A tile's rows walk the batch's vectors, and each
+        vector's rows the step's walk ``(a1, b1, a2, b2)``; ``rw_y``, ``rw_x`` and ``rw_lin``
+        follow the row's window origin (its top left pixel, in the padding or not) and its
+        word offset in the vector, ``rw_base`` the vector's first word. The row's address
+        and whether it lies in the padding (``s.rd_addr``, ``s.rd_pad``) are registered for
+        the memory read; ``rw_out`` is the word its output goes to, and ``rw_first`` and
+        ``rw_last`` mark the first and last rows of a pool window (both, unpooled)."""
+        p, batch = self.params, self.params.batch
+        c = s.consts = self._walk_constants()
+        k = SimpleNamespace(**{name: self._per_step(s.layer, values)
+                               for name, values in c.__dict__.items()})
         s.most_tiles = max(kt * nt for kt, nt in zip(self.kt, self.nt, strict=True))
         tiles = range(s.most_tiles + 1)
         s.ld_left = Signal(tiles)                    # tiles still to load, this one included
@@ -416,27 +536,51 @@ class SystolicOverlay(LayerEngine):
         s.ld_busy, s.ld_row, s.ld_bank = Signal(), Signal(range(p.rows)), Signal()
         s.ld_addr = Signal(range(len(s.weight_words) + 1))
         s.rw_left, s.rw_final, s.rw_busy, s.rw_bank = Signal(tiles), Signal(), Signal(), Signal()
-        s.rw_m = Signal(range(batch))
-        s.rw_m_last = Signal()                       # rw_m is the batch's last vector
+        s.rw_m = Signal(range(self.acc_depth))       # the row: the accumulator's address
+        s.rw_rows = Signal(range(self.acc_depth + 1))    # rows of the batch
+        s.rw_m_last = Signal()                       # rw_m is the batch's last row
         s.rw_kt = Signal(range(max(self.kt)))
         s.rw_kt_last = Signal()                      # rw_kt is the layer's last input tile
-        s.rw_kt_left = Signal.like(s.rw_kt)          # input tiles after rw_kt
-        s.rw_word, s.rw_piece = Signal(range(stride)), Signal(range(p.word_tiles))
+        s.rw_word = Signal(range(max(c.tap_words) + 1))
+        s.rw_piece = Signal(range(p.word_tiles))
+        s.rw_kx = Signal(range(max(c.kw) + 1))
+        s.rw_ky = Signal(range(max(step.kernel[0] for step in self.steps)))
+        s.rw_tap = Signal(range(max(self._tap_ends()) + 1))
         s.rw_nt = Signal(range(max(self.nt)))
-        s.rw_addr = Signal(range(batch * stride))    # rw_m * stride + rw_word
+        walk = [Signal(range(max(values) + 1), name=f"rw_{name}")
+                for name, values in (("a1", c.a1), ("b1", c.b1), ("a2", c.a2), ("b2", c.b2))]
+        s.rw_a1, s.rw_b1, s.rw_a2, s.rw_b2 = walk
+        rw_a2, rw_b2 = walk[2:]
+        s.rw_base = Signal(range(self.act_depth))
+        # A bound of every window origin's coordinates (and the image's sides).
+        size = max(a1 * a2 * sy + b1 * b2 * sx + h + w + top + left
+                   for (a1, b1, a2, b2), (sy, sx), (h, w), (top, left)
+                   in ((step.walk, step.stride, step.in_size, step.before)
+                       for step in self.steps))
+        s.rw_y, s.rw_x = Signal(range(-size, size + 1)), Signal(range(-size, size + 1))
+        s.rw_lin = Signal(range(-self.act_depth - max(map(abs, c.lin0)), self.act_depth + 1))
+        s.rw_out = Signal(range(max(batch * t.out_words for t in self.tiles) + 1))
+        s.rw_first, s.rw_last = Signal(), Signal()
         s.gap = Signal(range(3))                     # tiles whose load began, minus issued
-        s.kt_last = select(s.layer, [Const(kt - 1, s.rw_kt.shape()) for kt in self.kt])
+        s.kt_last = self._per_step(s.layer, [kt - 1 for kt in self.kt])
         s.load, s.issue = Signal(), Signal()
         load_done, rows_done = Signal(), Signal()    # a tile's last beat / last row, now
-        # Both are busy only while the phase is RUN (they start with the layer, which leaves
-        # RUN when neither is).
+        running = s.phase == RUN
         m.d.comb += [
-            s.load.eq(s.ld_busy & ((s.ld_row != 0) | (s.gap <= 1))),
-            s.issue.eq(s.rw_busy & (s.gap != 0)),
+            s.load.eq(running & s.ld_busy & ((s.ld_row != 0) | (s.gap <= 1))),
+            s.issue.eq(running & s.rw_busy & (s.gap != 0)),
             load_done.eq(s.load & (s.ld_row == p.rows - 1)),
             rows_done.eq(s.issue & s.rw_m_last),
             s.weight_read.addr.eq(s.ld_addr),
+            s.rw_first.eq((rw_a2 == 0) & (rw_b2 == 0)),
+            s.rw_last.eq((rw_a2 == k.a2) & (rw_b2 == k.b2)),
         ]
+        # The row's address, registered (the first of READ_STAGES).
+        y, x = s.rw_y + s.rw_ky, s.rw_x + s.rw_kx
+        s.rd_addr = Signal(range(self.act_depth), name="rd_addr")
+        s.rw_pad = Signal()
+        m.d.comb += s.rw_pad.eq((y < 0) | (y >= k.height) | (x < 0) | (x >= k.width))
+        m.d.sync += s.rd_addr.eq(s.rw_base + s.rw_lin + s.rw_tap)
         # gap counts tiles whose load has begun (a load begins on beat 0) and whose rows are
         # not all issued.
         m.d.sync += s.gap.eq(s.gap + (s.load & (s.ld_row == 0)) - rows_done)
@@ -450,73 +594,135 @@ class SystolicOverlay(LayerEngine):
                 m.d.sync += s.ld_busy.eq(0)
         with m.If(s.issue):
             with m.If(rows_done):
-                m.d.sync += [s.rw_m.eq(0), s.rw_m_last.eq(s.m_count == 1),
+                m.d.sync += [s.rw_m.eq(0), s.rw_m_last.eq(s.rw_rows == 1),
                              s.rw_bank.eq(~s.rw_bank), s.rw_left.eq(s.rw_left - 1),
                              s.rw_final.eq(s.rw_left == 2)]
+                m.d.sync += self._walk_start(s, k)
                 with m.If(s.rw_final):
                     m.d.sync += s.rw_busy.eq(0)
                 with m.If(s.rw_kt_last):
-                    m.d.sync += [s.rw_kt.eq(0), s.rw_kt_left.eq(s.kt_last),
-                                 s.rw_kt_last.eq(s.kt_last == 0),
-                                 s.rw_nt.eq(s.rw_nt + 1), s.rw_addr.eq(0), s.rw_word.eq(0),
-                                 s.rw_piece.eq(0)]
+                    m.d.sync += [s.rw_kt.eq(0), s.rw_kt_last.eq(k.kt1),
+                                 s.rw_nt.eq(s.rw_nt + 1), s.rw_out.eq(s.rw_nt + 1),
+                                 *self._tile_start(s)]
                 with m.Else():
-                    # A down count, not rw_kt + 1 == kt_last: no carry chain before the flag.
-                    m.d.sync += [s.rw_kt.eq(s.rw_kt + 1), s.rw_kt_left.eq(s.rw_kt_left - 1),
-                                 s.rw_kt_last.eq(s.rw_kt_left == 1)]
-                    with m.If(s.rw_piece == p.word_tiles - 1):
-                        m.d.sync += [s.rw_piece.eq(0), s.rw_word.eq(s.rw_word + 1),
-                                     s.rw_addr.eq(s.rw_word + 1)]
-                    with m.Else():
-                        m.d.sync += [s.rw_piece.eq(s.rw_piece + 1), s.rw_addr.eq(s.rw_word)]
+                    m.d.sync += [s.rw_kt.eq(s.rw_kt + 1), s.rw_out.eq(s.rw_nt),
+                                 s.rw_kt_last.eq(s.rw_kt + 1 == s.kt_last)]
+                    self._next_tile(m, s, k)
             with m.Else():
-                m.d.sync += [s.rw_m.eq(s.rw_m + 1), s.rw_m_last.eq(s.rw_m + 2 == s.m_count),
-                             s.rw_addr.eq(s.rw_addr + stride)]
+                m.d.sync += [s.rw_m.eq(s.rw_m + 1), s.rw_m_last.eq(s.rw_m + 2 == s.rw_rows)]
+                with m.If(s.rw_last):
+                    m.d.sync += s.rw_out.eq(s.rw_out + k.nt)
+                self._next_row(m, s, k, walk)
 
-    def _start_layer(self, s, tile_count, vectors, kt_last):
-        """Statements that reset both issuers for a layer of ``tile_count`` tiles and
-        ``kt_last + 1`` input tiles, on a batch of ``vectors``."""
+    def _tap_ends(self):
+        """Per step, the largest word offset of a tap."""
+        return [((step.kernel[0] - 1) * step.in_size[1] + step.kernel[1] - 1) * tiles.wc
+                + tiles.tap_words - 1 for step, tiles in zip(self.steps, self.tiles, strict=True)]
+
+    def _tile_start(self, s):
+        """Statements that start a step's first input tile."""
+        return [s.rw_word.eq(0), s.rw_piece.eq(0), s.rw_kx.eq(0), s.rw_ky.eq(0), s.rw_tap.eq(0)]
+
+    def _walk_start(self, s, k):
+        """Statements that start a tile's walk over the batch's rows."""
+        return [getattr(s, f"rw_{name}").eq(0) for name in ("a1", "b1", "a2", "b2")] + [
+            s.rw_base.eq(0), s.rw_y.eq(k.y0), s.rw_x.eq(k.x0), s.rw_lin.eq(k.lin0)]
+
+    def _next_tile(self, m, s, k):
+        """The next input tile of the same output tile: the next slice of the word, or the
+        next word of the tap, or the next tap."""
+        last_word = s.rw_word == k.tap_words
+        with m.If((s.rw_piece != self.params.word_tiles - 1)
+                  & ~(last_word & (s.rw_piece == k.last_pieces))):
+            m.d.sync += s.rw_piece.eq(s.rw_piece + 1)
+        with m.Else():
+            m.d.sync += s.rw_piece.eq(0)
+            with m.If(~last_word):
+                m.d.sync += [s.rw_word.eq(s.rw_word + 1), s.rw_tap.eq(s.rw_tap + 1)]
+            with m.Else():
+                m.d.sync += s.rw_word.eq(0)
+                with m.If(s.rw_kx != k.kw):
+                    m.d.sync += [s.rw_kx.eq(s.rw_kx + 1), s.rw_tap.eq(s.rw_tap + 1)]
+                with m.Else():
+                    m.d.sync += [s.rw_kx.eq(0), s.rw_ky.eq(s.rw_ky + 1),
+                                 s.rw_tap.eq(s.rw_tap + k.ky_step)]
+
+    def _next_row(self, m, s, k, walk):
+        """The next row of the walk: the window's next column, its next row, the next window
+        of the row of windows, the next row of windows, or the next vector."""
+        rw_a1, rw_b1, rw_a2, rw_b2 = walk
+        with m.If(rw_b2 != k.b2):
+            m.d.sync += [rw_b2.eq(rw_b2 + 1), s.rw_x.eq(s.rw_x + k.sx),
+                         s.rw_lin.eq(s.rw_lin + k.lin_b2)]
+        with m.Elif(rw_a2 != k.a2):
+            m.d.sync += [rw_b2.eq(0), rw_a2.eq(rw_a2 + 1), s.rw_x.eq(s.rw_x + k.x_a2),
+                         s.rw_y.eq(s.rw_y + k.sy), s.rw_lin.eq(s.rw_lin + k.lin_a2)]
+        with m.Elif(rw_b1 != k.b1):
+            m.d.sync += [rw_b2.eq(0), rw_a2.eq(0), rw_b1.eq(rw_b1 + 1),
+                         s.rw_x.eq(s.rw_x + k.x_b1), s.rw_y.eq(s.rw_y + k.y_b1),
+                         s.rw_lin.eq(s.rw_lin + k.lin_b1)]
+        with m.Elif(rw_a1 != k.a1):
+            m.d.sync += [rw_b2.eq(0), rw_a2.eq(0), rw_b1.eq(0), rw_a1.eq(rw_a1 + 1),
+                         s.rw_x.eq(k.x0), s.rw_y.eq(s.rw_y + k.y_a1),
+                         s.rw_lin.eq(s.rw_lin + k.lin_a1)]
+        with m.Else():
+            m.d.sync += [rw_b2.eq(0), rw_a2.eq(0), rw_b1.eq(0), rw_a1.eq(0),
+                         s.rw_base.eq(s.rw_base + k.in_words), s.rw_y.eq(k.y0),
+                         s.rw_x.eq(k.x0), s.rw_lin.eq(k.lin0)]
+
+    def _start_layer(self, s, index, vectors):
+        """Statements that reset both issuers for step ``index`` (a value) on a batch of
+        ``vectors``."""
+        c = s.consts
+        tile_count = self._per_step(index, [kt * nt for kt, nt in zip(self.kt, self.nt,
+                                                                     strict=True)])
+        rows = select(index, [vectors * Const(r, range(r + 1)) for r in c.rows])
+        k = SimpleNamespace(**{name: self._per_step(index, getattr(c, name))
+                               for name in ("y0", "x0", "lin0")})
         return [s.ld_left.eq(tile_count), s.ld_final.eq(tile_count == 1), s.ld_busy.eq(1),
-                s.ld_row.eq(0), s.ld_bank.eq(0),
+                s.ld_row.eq(0), s.ld_bank.eq(0), s.rw_rows.eq(rows),
                 s.rw_left.eq(tile_count), s.rw_final.eq(tile_count == 1), s.rw_busy.eq(1),
-                s.rw_bank.eq(0), s.rw_m.eq(0), s.rw_m_last.eq(vectors == 1), s.rw_kt.eq(0),
-                s.rw_kt_last.eq(kt_last == 0), s.rw_kt_left.eq(kt_last), s.rw_word.eq(0),
-                s.rw_piece.eq(0),
-                s.rw_nt.eq(0), s.rw_addr.eq(0), s.gap.eq(0)]
+                s.rw_bank.eq(0), s.rw_m.eq(0), s.rw_m_last.eq(rows == 1), s.rw_kt.eq(0),
+                s.rw_kt_last.eq(self._per_step(index, c.kt1)), s.rw_nt.eq(0), s.rw_out.eq(0),
+                s.gap.eq(0), *self._tile_start(s), *self._walk_start(s, k)]
 
     def _feed(self, m, s):
-        """The memories answer the loader and the issuer one cycle later; their data is
-        registered (block RAM outputs are slow: these registers become the blocks' own), then
-        the row's activation memory and slice of the word are chosen and registered again,
-        and fed to the array (:data:`READ_STAGES`)."""
+        """The memories answer the loader one cycle later, and the issuer (whose address is
+        registered first) two; their data is registered (block RAM outputs are slow: these
+        registers become the blocks' own), then the row's activation memory and slice of the
+        word, or the input's zero point in the padding, are chosen and registered again, and
+        fed to the array (:data:`READ_STAGES`)."""
         p, a_bits, w_bits = self.params, self.a_format.bits, self.w_format.bits
         array = s.array
-        source = s.layer[0] if len(self.network.layers) > 1 else Const(0)
+        source = s.layer[0] if len(self.steps) > 1 else Const(0)
         for read in s.act_reads:
-            m.d.comb += read.addr.eq(s.rw_addr)
+            m.d.comb += read.addr.eq(s.rd_addr)
         # The loader's and the issuer's sideband, delayed along: side[k] is k cycles late.
-        names = ("load", "row", "bank", "issue", "bank_rows", "source", "piece")
+        names = ("load", "row", "bank", "issue", "bank_rows", "source", "piece", "pad")
         side = [dict(zip(names, (s.load, s.ld_row, s.ld_bank, s.issue, s.rw_bank, source,
-                                 s.rw_piece), strict=True))]
+                                 s.rw_piece, s.rw_pad), strict=True))]
         for stage in range(1, READ_STAGES + 1):
             late = {name: Signal.like(Value.cast(value), name=f"feed_{name}_{stage}")
                     for name, value in side[-1].items()}
             m.d.sync += [late[name].eq(value) for name, value in side[-1].items()]
             side.append(late)
-        weights2 = Signal(p.cols * w_bits, reset_less=True)
-        words2 = [Signal.like(read.data, name=f"word2_{i}", reset_less=True)
+        weights = [Signal(p.cols * w_bits, name=f"weights{i}", reset_less=True)
+                   for i in range(2, READ_STAGES + 1)]
+        words3 = [Signal.like(read.data, name=f"word3_{i}", reset_less=True)
                   for i, read in enumerate(s.act_reads)]
-        weights3 = Signal(p.cols * w_bits, reset_less=True)
-        acts3 = Signal(p.rows * a_bits, reset_less=True)
-        word2 = Mux(side[2]["source"], words2[1], words2[0])
+        acts4 = Signal(p.rows * a_bits, reset_less=True)
+        word3 = Mux(side[3]["source"], words3[1], words3[0])
         slice_bits = p.rows * a_bits
-        m.d.sync += [weights2.eq(s.weight_read.data),
-                     *(word.eq(read.data) for word, read in zip(words2, s.act_reads,
+        pad = self._per_step(s.layer, s.consts.pad)
+        m.d.sync += [weights[0].eq(s.weight_read.data),
+                     *(late.eq(early) for late, early in zip(weights[1:], weights[:-1],
+                                                             strict=True)),
+                     *(word.eq(read.data) for word, read in zip(words3, s.act_reads,
                                                                   strict=True)),
-                     weights3.eq(weights2),
-                     acts3.eq(select(side[2]["piece"], [
-                         word2[i * slice_bits:(i + 1) * slice_bits]
-                         for i in range(p.word_tiles)]))]
+                     acts4.eq(Mux(side[3]["pad"], Cat(*[resize(pad, a_bits)] * p.rows),
+                                  select(side[3]["piece"], [
+                                      word3[i * slice_bits:(i + 1) * slice_bits]
+                                      for i in range(p.word_tiles)])))]
         fed = side[READ_STAGES]
         m.d.comb += [
             array.i_w.valid.eq(fed["load"]),
@@ -526,18 +732,19 @@ class SystolicOverlay(LayerEngine):
             array.i_a.payload.bank.eq(fed["bank_rows"]),
         ]
         for c in range(p.cols):
-            m.d.comb += array.i_w.payload.w[c].eq(weights3[c * w_bits:(c + 1) * w_bits])
+            m.d.comb += array.i_w.payload.w[c].eq(weights[-1][c * w_bits:(c + 1) * w_bits])
         for r in range(p.rows):
-            m.d.comb += array.i_a.payload.a[r].eq(acts3[r * a_bits:(r + 1) * a_bits])
+            m.d.comb += array.i_a.payload.a[r].eq(acts4[r * a_bits:(r + 1) * a_bits])
 
     def _accumulate(self, m, s):
         """Each row's partial sums plus the accumulator (or, on a tile's first input tile, the
-        bias): written back, or after the layer's last input tile handed to the layer's output
-        stage (``s.stages``). The row's sideband is delayed to meet its sums one cycle early
-        (memory reads)."""
+        bias): written back, or after the step's last input tile handed to the step's output
+        stage (``s.stages``), tagged with the row's output word and pool window marks. The
+        row's sideband is delayed to meet its sums one cycle early (memory reads)."""
         cols, acc_bits = self.params.cols, self.acc_bits
-        info = [s.issue, s.rw_m, s.rw_nt, s.rw_kt == 0, s.rw_kt_last]
-        names = ("valid", "m", "nt", "first", "last")
+        info = [s.issue, s.rw_m, s.rw_nt, s.rw_kt == 0, s.rw_kt_last, s.rw_out, s.rw_first,
+                s.rw_last]
+        names = ("valid", "m", "nt", "first", "last", "out", "win_first", "win_last")
         for stage in range(s.array.latency + READ_STAGES - 1):
             delayed = [Signal.like(Value.cast(value), name=f"side_{name}_{stage}")
                        for name, value in zip(names, info, strict=True)]
@@ -546,10 +753,12 @@ class SystolicOverlay(LayerEngine):
         bias_base = select(s.layer, [Const(base, range(len(s.bias_words) + 1))
                                      for base in s.bias_bases])
         m.d.comb += [s.acc_read.addr.eq(info[1]), s.bias_read.addr.eq(bias_base + info[2])]
-        valid_p, m_p, nt_p, first_p, last_p = [Signal.like(Value.cast(value), name=f"{name}_p")
-                                               for name, value in zip(names, info, strict=True)]
+        valid_p, m_p, nt_p, first_p, last_p, out_p, wfirst_p, wlast_p = [
+            Signal.like(Value.cast(value), name=f"{name}_p")
+            for name, value in zip(names, info, strict=True)]
         m.d.sync += [new.eq(old) for new, old in
-                     zip((valid_p, m_p, nt_p, first_p, last_p), info, strict=True)]
+                     zip((valid_p, m_p, nt_p, first_p, last_p, out_p, wfirst_p, wlast_p), info,
+                         strict=True)]
         sums = [Signal(signed(acc_bits), name=f"sum_{c}") for c in range(cols)]
         for c in range(cols):
             start = Mux(first_p, s.bias_read.data[c * acc_bits:(c + 1) * acc_bits].as_signed(),
@@ -560,45 +769,55 @@ class SystolicOverlay(LayerEngine):
             s.acc_write.data.eq(Cat(*sums)),
             s.acc_write.en.eq(valid_p & ~last_p),
         ]
-        s.m_bits = len(s.rw_m)
+        s.out_bits = len(s.rw_out)
         stages = s.stages = m.submodules.stages = LayerStages(
             self.network, cols, acc_bits=acc_bits, a_bits=self.a_format.bits,
-            tag_bits=s.m_bits + len(s.rw_nt), groups=max(self.nt), pipelined=True,
-            logic_multipliers=self.params.requant == "logic")
+            tag_bits=s.out_bits + 2, groups=max(self.nt), pipelined=True,
+            logic_multipliers=self.params.requant == "logic",
+            layers=[step.layer for step in self.steps])
         m.d.comb += [
             stages.layer.eq(s.layer),
             stages.i_acc.valid.eq(valid_p & last_p),
             stages.i_acc.payload.group.eq(nt_p),
-            stages.i_acc.payload.tag.eq(Cat(m_p, nt_p)),
+            stages.i_acc.payload.tag.eq(Cat(out_p, wfirst_p, wlast_p)),
         ]
         for c in range(cols):
             m.d.comb += stages.i_acc.payload.acc[c].eq(sums[c])
 
     def _write_results(self, m, s):
-        """The stages' results (tagged with their vector and output tile) into the other
-        activation memory, or the last layer's into the output memory; the gatherer's words
-        into activation memory 0."""
+        """The stages' results (tagged with their output word and pool window marks) into the
+        other activation memory, each pool window's maximum once its last row is in, or the
+        last step's into the output memory; the gatherer's words into activation memory 0."""
         act, out = s.stages.o_act, s.stages.o_out
+        a_bits, cols, bits = self.a_format.bits, self.params.cols, s.out_bits
+        best = Signal(cols * a_bits)
+        largest = Signal(cols * a_bits)
+        # Values of the activations' holding format, signed or not.
+        signed_values = self.a_format.signed
+        lanes, kept = ([word[c * a_bits:(c + 1) * a_bits].as_signed() if signed_values
+                        else word[c * a_bits:(c + 1) * a_bits] for c in range(cols)]
+                       for word in (act.payload.data, best))
+        m.d.comb += largest.eq(Mux(act.payload.tag[bits], act.payload.data, Cat(*(
+            Mux(new > old, new, old) for new, old in zip(lanes, kept, strict=True)))))
         with m.If(act.valid):
-            odd = act.payload.source & 1                 # layer l writes memory (l + 1) % 2
+            m.d.sync += best.eq(largest)
+            odd = act.payload.source & 1                 # step l writes memory (l + 1) % 2
             for index, port in enumerate(s.act_writes):
                 with m.If(odd != index):
                     m.d.comb += [
-                        port.addr.eq(act.payload.tag[:s.m_bits] * self.stride
-                                     + act.payload.tag[s.m_bits:]),
-                        port.data.eq(act.payload.data),
-                        port.en.eq(1),
+                        port.addr.eq(act.payload.tag[:bits]),
+                        port.data.eq(largest),
+                        port.en.eq(act.payload.tag[bits + 1]),
                     ]
         with m.If(out.valid):
             m.d.comb += [
-                s.out_write.addr.eq(out.payload.tag[:s.m_bits] * self.nt[-1]
-                                    + out.payload.tag[s.m_bits:]),
+                s.out_write.addr.eq(out.payload.tag[:bits]),
                 s.out_write.data.eq(out.payload.data),
                 s.out_write.en.eq(1),
             ]
         with m.If(s.load_write):
             m.d.comb += [
-                s.act_writes[0].addr.eq(s.in_m * self.stride + s.in_word),
+                s.act_writes[0].addr.eq(s.in_m * self.tiles[0].in_words + s.in_word),
                 s.act_writes[0].data.eq(s.merged),
                 s.act_writes[0].en.eq(1),
             ]
@@ -651,18 +870,19 @@ class SystolicOverlay(LayerEngine):
         holding = (s.phase == RUN) | (s.phase == DRAIN)
         for name, enable in (("cycles", holding), ("busy", holding & s.issue)):
             counters = m.submodules[f"{name}_counters"] = LayerCounters(len(self.network.layers))
-            m.d.comb += [counters.layer.eq(s.layer), counters.enable.eq(enable)]
+            m.d.comb += [counters.layer.eq(self._per_step(s.layer, [
+                             step.index for step in self.steps])),
+                         counters.enable.eq(enable)]
             for port, count in zip(getattr(self, name), counters.counts, strict=True):
                 m.d.comb += port.eq(count)
 
     def _sequence(self, m, s):
-        """The phases: LOAD until the batch closes; for each layer RUN until both issuers are
+        """The phases: LOAD until the batch closes; for each step RUN until both issuers are
         done (the last tile's load may still run when its rows, fewer than its height, are all
-        issued), then DRAIN for the layer's :func:`drain_cycles`; OUTPUT until the batch is
+        issued), then DRAIN for the step's :func:`drain_cycles`; OUTPUT until the batch is
         sent."""
-        layers = self.network.layers
-        tile_counts = [kt * nt for kt, nt in zip(self.kt, self.nt, strict=True)]
-        drains = [drain_cycles(self.params, layer) for layer in layers]
+        layers = self.steps
+        drains = [drain_cycles(self.params, step.layer) for step in layers]
         drain = Signal(range(max(drains) + 1))
         drain_end = Signal()                         # the drain's last cycle (drain == 0)
         next_layer = s.layer + 1
@@ -671,8 +891,7 @@ class SystolicOverlay(LayerEngine):
                 with m.If(s.closing):
                     m.d.sync += [s.phase.eq(RUN), s.m_count.eq(s.in_m), s.layer.eq(0),
                                  s.ld_addr.eq(s.weight_bases[0])]
-                    m.d.sync += self._start_layer(s, tile_counts[0], s.in_m,
-                                                  Const(self.kt[0] - 1, s.rw_kt.shape()))
+                    m.d.sync += self._start_layer(s, Const(0), s.in_m)
             with m.Case(RUN):
                 with m.If(~s.ld_busy & ~s.rw_busy):
                     m.d.sync += [s.phase.eq(DRAIN), drain_end.eq(0), drain.eq(select(s.layer, [
@@ -688,11 +907,7 @@ class SystolicOverlay(LayerEngine):
                                      s.ld_addr.eq(select(next_layer, [
                                          Const(base, range(len(s.weight_words) + 1))
                                          for base in s.weight_bases]))]
-                        m.d.sync += self._start_layer(
-                            s, select(next_layer, [Const(t, range(s.most_tiles + 1))
-                                                   for t in tile_counts]),
-                            s.m_count, select(next_layer, [Const(kt - 1, s.rw_kt.shape())
-                                                           for kt in self.kt]))
+                        m.d.sync += self._start_layer(s, next_layer, s.m_count)
             with m.Case(OUTPUT):
                 with m.If(s.batch_sent):
                     m.d.sync += [s.phase.eq(LOAD), s.in_m.eq(0), s.accepting.eq(1)]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hwnn.flow.generate import generate, load_design
-from hwnn.quant.synthetic import random_network, sample_network
+from hwnn.quant.synthetic import random_network, sample_cnn, sample_network
 from hwnn.rtl.folding import LayerFold
 from hwnn.sim.golden import run_network
 from hwnn.sim.resets import check_trials, stream_words
@@ -38,6 +38,7 @@ DESIGNS = {
     "systolic_one_layer": (one_layer, {"arch": "systolic", "array": "4x4", "batch": 4}),
     "systolic": (lambda: sample_network("int4", seed=2),
                  {"arch": "systolic", "array": "2x4", "batch": 4}),
+    "systolic_cnn": (sample_cnn, {"arch": "systolic", "array": "2x4", "batch": 2}),
 }
 
 
@@ -75,7 +76,8 @@ def test_amaranth_simulator_reset_at_any_cycle(design, name):
 #: Every architecture on Icarus (quick to build), multi-layer and the one-layer sparse design;
 #: Verilator (10-50 s per build) on the multi-layer sparse design.
 VERILOG_RUNS = [pytest.param(name, "icarus", marks=pytest.mark.cocotb)
-                for name in ("sparse_one_layer", "sparse", "dataflow", "systolic")] + [
+                for name in ("sparse_one_layer", "sparse", "dataflow", "systolic",
+                             "systolic_cnn")] + [
     pytest.param("sparse", "verilator", marks=[pytest.mark.cocotb, pytest.mark.slow])]
 
 

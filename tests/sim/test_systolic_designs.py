@@ -1,5 +1,6 @@
-"""Systolic designs of the digits MLPs as Verilog under cocotb (Verilator and Icarus), with
-random backpressure, against the golden model; and the systolic design folder contract."""
+"""Systolic designs of the digits MLPs and CNN as Verilog under cocotb (Verilator and Icarus),
+with random backpressure, against the golden model; and the systolic design folder
+contract."""
 
 import json
 
@@ -8,7 +9,7 @@ import pytest
 
 from hwnn.flow.generate import generate, load_design
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
-from hwnn.quant.synthetic import random_network, sample_network
+from hwnn.quant.synthetic import random_cnn, random_network, sample_network
 from hwnn.rtl.overlay import OverlayParams, schedule
 from hwnn.sim.simulate import simulate
 
@@ -45,6 +46,55 @@ def test_digits_mlp_on_an_array_matches_golden(tmp_path, digits, weights, acts, 
     for index, layer in enumerate(design.manifest["layers"]):
         assert steady.counters[f"busy__{index}"] == layer["tiles"] * len(codes)
         assert steady.counters[f"cycles__{index}"] > steady.counters[f"busy__{index}"]
+
+
+def _digits_cnn():
+    """The demo's digits CNN (padded 3x3 convolutions, 2x2 pools, dense), int8 / uint8."""
+    from hwnn.flow.demo import DIGITS_CNN, digits_split
+    from hwnn.quant import load_npz
+
+    x_train, x_test, _, _ = digits_split()
+    float_net = load_npz(DIGITS_CNN)
+    network = quantize_network(float_net, x_train, QuantOptions(weights="int8", acts="uint8"),
+                               name="digits_cnn")
+    codes = network.quantize_input(float_net.check_inputs(x_test[:10]))
+    return network, codes.reshape(len(codes), -1)
+
+
+def _strided_cnn():
+    """A random CNN: a strided convolution of uneven padding, a depthwise one, a pool."""
+    network = random_cnn(np.random.default_rng(3), (7, 6, 3), [
+        ("conv2d", dict(out_channels=5, kernel=(3, 2), stride=(2, 1), padding=(1, 0, 2, 1),
+                        weight_format="int4", out_format="uint4", stage="requant")),
+        ("conv2d", dict(out_channels=5, kernel=3, padding=1, depthwise=True,
+                        weight_format="ternary", out_format="uint2", stage="thresholds")),
+        ("maxpool2d", dict(kernel=2)),
+        ("dense", dict(out_features=3, weight_format="int4", stage="accumulator")),
+    ], input_format="uint4", in_zero_point=2, name="strided")
+    fmt = network.input.format
+    codes = fmt.level_value(np.random.default_rng(1).integers(0, fmt.levels,
+                                                              size=(7, network.in_features)))
+    return network, codes
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("make, array, batch, simulator", [
+    (_digits_cnn, "4x4", 4, "icarus"), (_strided_cnn, "2x4", 3, "icarus"),
+    pytest.param(_strided_cnn, "2x4", 3, "verilator", marks=pytest.mark.slow)])
+def test_convolutional_network_on_an_array_matches_golden(tmp_path, make, array, batch,
+                                                          simulator):
+    network, codes = make()
+    design = load_design(generate(network, tmp_path / "d", arch="systolic", array=array,
+                                  batch=batch))
+    result = simulate(design, codes, simulator=simulator, backpressure=True, seed=5)
+    assert result.passed, [m.describe() for m in result.mismatches[:3]]
+    steady = simulate(design, codes, simulator=simulator)
+    assert steady.passed
+    assert steady.cycles_per_inference == pytest.approx(design.manifest["cycles_per_inference"])
+    # Each layer fed each of its tiles the rows of each input; a folded pool counts nothing.
+    for index, layer in enumerate(design.manifest["layers"]):
+        assert steady.counters[f"busy__{index}"] == layer["busy"] // batch * len(codes)
+        assert (steady.counters[f"cycles__{index}"] == 0) == ("folded_into" in layer)
 
 
 @pytest.mark.parametrize("rows, cols", [(4, 4), (2, 4)])
