@@ -101,17 +101,18 @@ def _multipliers(features, multipliers: Multipliers, family):
     """Add ``multipliers``: those the design builds in logic
     (:func:`~hwnn.rtl.arith.logic_product`) as ``logic_mult_bits``, the others as DSP blocks
     (feature ``dsp_<use>``) when Yosys maps them for the family, else as ``lut_mult_bits``
-    (Yosys' own LUT multipliers); bits are the operands' widths multiplied."""
+    (Yosys' own LUT multipliers); bits are the operands' widths multiplied (for those in
+    logic, ``a``'s width by the partial products, ``terms``)."""
     rule, a, b = DSP_RULES[family], multipliers.a, multipliers.b
     mapped = a.bits >= 2 and b.bits >= 2 and _product_bits(a, b) >= rule["min_product"]
     if multipliers.logic:
-        features["logic_mult_bits"] += multipliers.count * a.bits * b.bits
+        terms = b.bits if multipliers.terms is None else multipliers.terms
+        features["logic_mult_bits"] += multipliers.count * a.bits * terms
     elif mapped:
         blocks = math.ceil(max(a.bits, b.bits) / rule["max_width"])
         features[f"dsp_{multipliers.use}"] += multipliers.count * blocks
     else:
-        terms = b.bits if multipliers.terms is None else multipliers.terms
-        features["lut_mult_bits"] += multipliers.count * a.bits * terms
+        features["lut_mult_bits"] += multipliers.count * a.bits * b.bits
 
 
 def _rom_luts(depth) -> float:
