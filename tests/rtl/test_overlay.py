@@ -45,19 +45,25 @@ def test_sample_networks_match_golden(kind, rows, cols, batch, seed):
         assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
 
 
-@pytest.mark.parametrize("kind", ["int8", "int4"])
-@pytest.mark.parametrize("rows, cols, batch", [(2, 4, 3), (3, 5, 2)])
-def test_requantization_in_logic_matches_golden_in_the_same_cycles(kind, rows, cols, batch):
-    network = sample_network(kind, seed=5)
-    params = OverlayParams(rows, cols, batch, requant="logic")
-    codes = random_codes(network, 3 * batch, seed=1)
-    dut, actual, cycles = simulate(network, params, codes, 2)
+def check_three_batches(network, params):
+    """Three batches match the golden model with stalls, and take the scheduled cycles
+    back to back without; returns the design."""
+    codes = random_codes(network, 3 * params.batch, seed=1)
+    _, actual, _ = simulate(network, params, codes, 2)
     for index, (want, got) in enumerate(zip(run_network(network, codes), actual, strict=True)):
         assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
     dut, _, cycles = simulate(network, params, codes, None)
-    per_batch = network.out_features // dut.out_count * batch
+    per_batch = network.out_features // dut.out_count * params.batch
     total = schedule(network, params)["total"]
     assert list(np.diff(cycles[per_batch - 1::per_batch])) == [total] * 2
+    return dut
+
+
+@pytest.mark.parametrize("kind", ["int8", "int4"])
+@pytest.mark.parametrize("rows, cols, batch", [(2, 4, 3), (3, 5, 2)])
+def test_requantization_in_logic_matches_golden_in_the_same_cycles(kind, rows, cols, batch):
+    dut = check_three_batches(sample_network(kind, seed=5),
+                              OverlayParams(rows, cols, batch, requant="logic"))
     assert not [group for group in dut.structure().multipliers
                 if group.use == "requant" and not group.logic]
 
@@ -65,18 +71,10 @@ def test_requantization_in_logic_matches_golden_in_the_same_cycles(kind, rows, c
 @pytest.mark.parametrize("kind", ["int4", "binary", "ternary"])
 @pytest.mark.parametrize("rows, cols, batch", [(2, 4, 3), (3, 5, 2), (4, 4, 2), (2, 6, 2)])
 def test_packed_arrays_match_golden_in_the_same_cycles(kind, rows, cols, batch):
-    network = sample_network(kind, seed=5)
-    params = OverlayParams(rows, cols, batch, pack="auto")
-    codes = random_codes(network, 3 * batch, seed=1)
-    dut, actual, _ = simulate(network, params, codes, 2)
+    dut = check_three_batches(sample_network(kind, seed=5),
+                              OverlayParams(rows, cols, batch, pack="auto"))
     array = dut.array_params
     assert array.pack == max_pack(dut.a_format, dut.w_format, rows, cols=cols) > 1
-    for index, (want, got) in enumerate(zip(run_network(network, codes), actual, strict=True)):
-        assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
-    dut, _, cycles = simulate(network, params, codes, None)
-    per_batch = network.out_features // dut.out_count * batch
-    total = schedule(network, params)["total"]
-    assert list(np.diff(cycles[per_batch - 1::per_batch])) == [total] * 2
     # One multiplier per group of pack columns, of the packed weights.
     lanes = [group for group in dut.structure().multipliers if group.use == "lanes"]
     assert [(group.count, group.b) for group in lanes] == \
