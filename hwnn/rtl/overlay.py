@@ -541,6 +541,7 @@ class SystolicOverlay(LayerEngine):
         s.rw_m_last = Signal()                       # rw_m is the batch's last row
         s.rw_kt = Signal(range(max(self.kt)))
         s.rw_kt_last = Signal()                      # rw_kt is the layer's last input tile
+        s.rw_kt_left = Signal.like(s.rw_kt)          # input tiles after rw_kt
         s.rw_word = Signal(range(max(c.tap_words) + 1))
         s.rw_piece = Signal(range(p.word_tiles))
         s.rw_kx = Signal(range(max(c.kw) + 1))
@@ -565,10 +566,11 @@ class SystolicOverlay(LayerEngine):
         s.kt_last = self._per_step(s.layer, [kt - 1 for kt in self.kt])
         s.load, s.issue = Signal(), Signal()
         load_done, rows_done = Signal(), Signal()    # a tile's last beat / last row, now
-        running = s.phase == RUN
+        # Both are busy only while the phase is RUN (they start with the layer, which leaves
+        # RUN when neither is).
         m.d.comb += [
-            s.load.eq(running & s.ld_busy & ((s.ld_row != 0) | (s.gap <= 1))),
-            s.issue.eq(running & s.rw_busy & (s.gap != 0)),
+            s.load.eq(s.ld_busy & ((s.ld_row != 0) | (s.gap <= 1))),
+            s.issue.eq(s.rw_busy & (s.gap != 0)),
             load_done.eq(s.load & (s.ld_row == p.rows - 1)),
             rows_done.eq(s.issue & s.rw_m_last),
             s.weight_read.addr.eq(s.ld_addr),
@@ -602,11 +604,14 @@ class SystolicOverlay(LayerEngine):
                     m.d.sync += s.rw_busy.eq(0)
                 with m.If(s.rw_kt_last):
                     m.d.sync += [s.rw_kt.eq(0), s.rw_kt_last.eq(k.kt1),
+                                 s.rw_kt_left.eq(s.kt_last),
                                  s.rw_nt.eq(s.rw_nt + 1), s.rw_out.eq(s.rw_nt + 1),
                                  *self._tile_start(s)]
                 with m.Else():
+                    # A down count, not rw_kt + 1 == kt_last: no carry chain before the flag.
                     m.d.sync += [s.rw_kt.eq(s.rw_kt + 1), s.rw_out.eq(s.rw_nt),
-                                 s.rw_kt_last.eq(s.rw_kt + 1 == s.kt_last)]
+                                 s.rw_kt_left.eq(s.rw_kt_left - 1),
+                                 s.rw_kt_last.eq(s.rw_kt_left == 1)]
                     self._next_tile(m, s, k)
             with m.Else():
                 m.d.sync += [s.rw_m.eq(s.rw_m + 1), s.rw_m_last.eq(s.rw_m + 2 == s.rw_rows)]
@@ -683,7 +688,9 @@ class SystolicOverlay(LayerEngine):
                 s.ld_row.eq(0), s.ld_bank.eq(0), s.rw_rows.eq(rows),
                 s.rw_left.eq(tile_count), s.rw_final.eq(tile_count == 1), s.rw_busy.eq(1),
                 s.rw_bank.eq(0), s.rw_m.eq(0), s.rw_m_last.eq(rows == 1), s.rw_kt.eq(0),
-                s.rw_kt_last.eq(self._per_step(index, c.kt1)), s.rw_nt.eq(0), s.rw_out.eq(0),
+                s.rw_kt_last.eq(self._per_step(index, c.kt1)),
+                s.rw_kt_left.eq(self._per_step(index, [kt - 1 for kt in self.kt])),
+                s.rw_nt.eq(0), s.rw_out.eq(0),
                 s.gap.eq(0), *self._tile_start(s), *self._walk_start(s, k)]
 
     def _feed(self, m, s):
