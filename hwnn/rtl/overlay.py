@@ -167,9 +167,10 @@ READ_STAGES = 4
 
 def drain_cycles(params: OverlayParams, layer: Dense) -> int:
     """Cycles ``layer`` waits after its last row, until its results are written (memory read,
-    array, accumulator, the layer's output stage, write) and the next layer may read them."""
+    array, accumulator, the layer's output stage, the registered write) and the next layer
+    may read them."""
     return (READ_STAGES + array_latency(params.rows, params.cols)
-            + stage_latency(layer, pipelined=True) + 2)
+            + stage_latency(layer, pipelined=True) + 3)
 
 
 def _run_cycles(tiles: int, beats: int, rows: int) -> int:
@@ -399,11 +400,12 @@ class SystolicOverlay(LayerEngine):
         biases = m.submodules.biases = memory.Memory(
             shape=unsigned(cols * acc_bits), depth=len(s.bias_words), init=s.bias_words)
         s.bias_read = biases.read_port()
-        # A layer reads one activation memory while its stage writes the other, and the
-        # outputs are read only once written: a read that meets a write to its address is
-        # never used, so Yosys need not emulate the read's old data around a block RAM
-        # (``no_rw_check``: logic that would keep the read data out of the block's own
-        # output register).
+        # A layer reads one activation memory while its stage writes the other, the outputs
+        # are read only once written, and an accumulator read that meets a write to its
+        # address is replaced by the forwarded sums (``_accumulate``): a read that meets a
+        # write to its address is never used, so Yosys need not emulate the read's old data
+        # around a block RAM (``no_rw_check``: logic that would keep the read data out of the
+        # block's own output register).
         unchecked = {"no_rw_check": 1}
         acts = [memory.Memory(shape=unsigned(p.word_values * a_bits), depth=self.act_depth,
                               init=[], attrs=unchecked)
@@ -412,9 +414,9 @@ class SystolicOverlay(LayerEngine):
         s.act_reads = [mem.read_port() for mem in acts]
         s.act_writes = [mem.write_port() for mem in acts]
         accumulators = m.submodules.accumulators = memory.Memory(
-            shape=unsigned(cols * acc_bits), depth=self.acc_depth, init=[])
+            shape=unsigned(cols * acc_bits), depth=self.acc_depth, init=[], attrs=unchecked)
         s.acc_write = accumulators.write_port()
-        s.acc_read = accumulators.read_port(transparent_for=(s.acc_write,))
+        s.acc_read = accumulators.read_port()
         outputs = m.submodules.outputs = memory.Memory(
             shape=unsigned(cols * out_bits), depth=batch * self.nt[-1], init=[],
             attrs=unchecked)
@@ -747,30 +749,45 @@ class SystolicOverlay(LayerEngine):
         """Each row's partial sums plus the accumulator (or, on a tile's first input tile, the
         bias): written back, or after the step's last input tile handed to the step's output
         stage (``s.stages``), tagged with the row's output word and pool window marks. The
-        row's sideband is delayed to meet its sums one cycle early (memory reads)."""
+        row's sideband is delayed to meet its sums. The accumulator and bias reads start two
+        cycles early and their data is registered (the block RAMs' own output registers), so
+        a read misses the writes of the two rows before it: those rows' sums are kept and
+        forwarded where a row matches (the choice made a cycle ahead and registered)."""
         cols, acc_bits = self.params.cols, self.acc_bits
         info = [s.issue, s.rw_m, s.rw_nt, s.rw_kt == 0, s.rw_kt_last, s.rw_out, s.rw_first,
                 s.rw_last]
         names = ("valid", "m", "nt", "first", "last", "out", "win_first", "win_last")
-        for stage in range(s.array.latency + READ_STAGES - 1):
-            delayed = [Signal.like(Value.cast(value), name=f"side_{name}_{stage}")
-                       for name, value in zip(names, info, strict=True)]
-            m.d.sync += [new.eq(old) for new, old in zip(delayed, info, strict=True)]
-            info = delayed
+        line = [info]
+        for stage in range(s.array.latency + READ_STAGES):
+            line.append([Signal.like(Value.cast(value), name=f"side_{name}_{stage}")
+                         for name, value in zip(names, line[-1], strict=True)])
+            m.d.sync += [new.eq(old) for new, old in zip(line[-1], line[-2], strict=True)]
+        early, info = line[-3], line[-2]
+        valid_p, m_p, nt_p, _, last_p, out_p, wfirst_p, wlast_p = line[-1]
         bias_base = select(s.layer, [Const(base, range(len(s.bias_words) + 1))
                                      for base in s.bias_bases])
-        m.d.comb += [s.acc_read.addr.eq(info[1]), s.bias_read.addr.eq(bias_base + info[2])]
-        valid_p, m_p, nt_p, first_p, last_p, out_p, wfirst_p, wlast_p = [
-            Signal.like(Value.cast(value), name=f"{name}_p")
-            for name, value in zip(names, info, strict=True)]
-        m.d.sync += [new.eq(old) for new, old in
-                     zip((valid_p, m_p, nt_p, first_p, last_p, out_p, wfirst_p, wlast_p), info,
-                         strict=True)]
+        m.d.comb += [s.acc_read.addr.eq(early[1]), s.bias_read.addr.eq(bias_base + early[2])]
+        acc_q = Signal.like(s.acc_read.data, reset_less=True)
+        bias_q = Signal.like(s.bias_read.data, reset_less=True)
+        # Where the row two cycles ahead of a row writes its accumulators (written, not handed
+        # to the stage) and is the same row, its sums are forwarded (the same for one cycle
+        # ahead, which takes precedence), unless the row starts from the bias: ``source`` (0:
+        # the bias, 1 and 2: the sums one and two cycles ahead, 3: the memory) is decided a
+        # cycle ahead and registered.
+        ahead = [row[0] & ~row[4] & (row[1] == early[1]) for row in (info, line[-1])]
+        source_early, source = Signal(2), Signal(2)
+        m.d.sync += [acc_q.eq(s.acc_read.data), bias_q.eq(s.bias_read.data),
+                     source_early.eq(Mux(early[3], 0, Mux(ahead[0], 1, Mux(ahead[1], 2, 3)))),
+                     source.eq(source_early)]
         sums = [Signal(signed(acc_bits), name=f"sum_{c}") for c in range(cols)]
+        kept = [[Signal(signed(acc_bits), name=f"sum{i}_{c}", reset_less=True)
+                 for c in range(cols)] for i in (1, 2)]
         for c in range(cols):
-            start = Mux(first_p, s.bias_read.data[c * acc_bits:(c + 1) * acc_bits].as_signed(),
-                        s.acc_read.data[c * acc_bits:(c + 1) * acc_bits].as_signed())
+            lane = slice(c * acc_bits, (c + 1) * acc_bits)
+            start = Mux(source[1], Mux(source[0], acc_q[lane].as_signed(), kept[1][c]),
+                        Mux(source[0], kept[0][c], bias_q[lane].as_signed()))
             m.d.comb += sums[c].eq(start + s.array.o_psum.payload[c])
+            m.d.sync += [kept[0][c].eq(sums[c]), kept[1][c].eq(kept[0][c])]
         m.d.comb += [
             s.acc_write.addr.eq(m_p),
             s.acc_write.data.eq(Cat(*sums)),
@@ -794,40 +811,41 @@ class SystolicOverlay(LayerEngine):
     def _write_results(self, m, s):
         """The stages' results (tagged with their output word and pool window marks) into the
         other activation memory, each pool window's maximum once its last row is in, or the
-        last step's into the output memory; the gatherer's words into activation memory 0."""
+        last step's into the output memory; the gatherer's words into activation memory 0.
+        Each memory's write (address, data, enables) is registered next to it."""
         act, out = s.stages.o_act, s.stages.o_out
         a_bits, cols, bits = self.a_format.bits, self.params.cols, s.out_bits
-        best = Signal(cols * a_bits)
-        largest = Signal(cols * a_bits)
-        # Values of the activations' holding format, signed or not.
-        signed_values = self.a_format.signed
-        lanes, kept = ([word[c * a_bits:(c + 1) * a_bits].as_signed() if signed_values
-                        else word[c * a_bits:(c + 1) * a_bits] for c in range(cols)]
-                       for word in (act.payload.data, best))
-        m.d.comb += largest.eq(Mux(act.payload.tag[bits], act.payload.data, Cat(*(
-            Mux(new > old, new, old) for new, old in zip(lanes, kept, strict=True)))))
-        with m.If(act.valid):
-            m.d.sync += best.eq(largest)
-            odd = act.payload.source & 1                 # step l writes memory (l + 1) % 2
-            for index, port in enumerate(s.act_writes):
-                with m.If(odd != index):
-                    m.d.comb += [
-                        port.addr.eq(act.payload.tag[:bits]),
-                        port.data.eq(largest),
-                        port.en.eq(act.payload.tag[bits + 1]),
-                    ]
-        with m.If(out.valid):
-            m.d.comb += [
-                s.out_write.addr.eq(out.payload.tag[:bits]),
-                s.out_write.data.eq(out.payload.data),
-                s.out_write.en.eq(1),
-            ]
+        largest = act.payload.data
+        if any(step.pool is not None for step in self.steps):
+            best = Signal(cols * a_bits)
+            largest = Signal(cols * a_bits)
+            # Values of the activations' holding format, signed or not.
+            signed_values = self.a_format.signed
+            lanes, kept = ([word[c * a_bits:(c + 1) * a_bits].as_signed() if signed_values
+                            else word[c * a_bits:(c + 1) * a_bits] for c in range(cols)]
+                           for word in (act.payload.data, best))
+            m.d.comb += largest.eq(Mux(act.payload.tag[bits], act.payload.data, Cat(*(
+                Mux(new > old, new, old) for new, old in zip(lanes, kept, strict=True)))))
+            with m.If(act.valid):
+                m.d.sync += best.eq(largest)
+        ports = s.act_writes
+        addr = Signal.like(ports[0].addr, reset_less=True)
+        word = Signal.like(ports[0].data, reset_less=True)
+        enables = Signal(len(ports))
+        m.d.comb += [port.addr.eq(addr) for port in ports]
+        m.d.comb += [port.data.eq(word) for port in ports]
+        m.d.comb += [port.en.eq(enable) for port, enable in zip(ports, enables, strict=True)]
+        m.d.sync += enables.eq(0)
         with m.If(s.load_write):
-            m.d.comb += [
-                s.act_writes[0].addr.eq(s.in_m * self.tiles[0].in_words + s.in_word),
-                s.act_writes[0].data.eq(s.merged),
-                s.act_writes[0].en.eq(1),
-            ]
+            m.d.sync += [addr.eq(s.in_m * self.tiles[0].in_words + s.in_word),
+                         word.eq(s.merged), enables.eq(1)]
+        with m.Elif(act.valid):
+            odd = act.payload.source & 1                 # step l writes memory (l + 1) % 2
+            m.d.sync += [addr.eq(act.payload.tag[:bits]), word.eq(largest),
+                         enables.eq(Mux(act.payload.tag[bits + 1], Mux(odd, 1, 2), 0))]
+        out_write = s.out_write
+        m.d.sync += [out_write.addr.eq(out.payload.tag[:bits]),
+                     out_write.data.eq(out.payload.data), out_write.en.eq(out.valid)]
 
     def _output_drain(self):
         """The output path: a buffered FIFO of four words of ``cols`` outputs."""
@@ -844,22 +862,26 @@ class SystolicOverlay(LayerEngine):
         out_tiles = self.nt[-1]
         drain = m.submodules.drain = self._output_drain()
         depth = drain.depth
-        s.rd_m, s.rd_nt, s.rd_done = Signal(range(batch)), Signal(range(out_tiles)), Signal()
+        s.out_addr, s.rd_nt, s.rd_done = (Signal(range(batch * out_tiles)),
+                                         Signal(range(out_tiles)), Signal())
+        # Vectors after the one read (a down count, no comparison with m_count), and whether
+        # it is the batch's last.
+        s.rd_m_left, s.rd_m_last = Signal(range(batch)), Signal()
         inflight, reading = Signal(), Signal()
         m.d.comb += [
             reading.eq((s.phase == OUTPUT) & ~s.rd_done & (drain.level + inflight < depth)),
-            s.out_read.addr.eq(s.rd_m * out_tiles + s.rd_nt),
+            s.out_read.addr.eq(s.out_addr),
         ]
         rd_last_nt, rd_last_word = Signal(), Signal()
         m.d.sync += [inflight.eq(reading), rd_last_nt.eq(s.rd_nt == out_tiles - 1),
-                     rd_last_word.eq((s.rd_nt == out_tiles - 1) & (s.rd_m == s.m_count - 1))]
+                     rd_last_word.eq((s.rd_nt == out_tiles - 1) & s.rd_m_last)]
         with m.If(reading):
+            m.d.sync += s.out_addr.eq(s.out_addr + 1)
             with m.If(s.rd_nt == out_tiles - 1):
-                m.d.sync += s.rd_nt.eq(0)
-                with m.If(s.rd_m == s.m_count - 1):
+                m.d.sync += [s.rd_nt.eq(0), s.rd_m_left.eq(s.rd_m_left - 1),
+                             s.rd_m_last.eq(s.rd_m_left == 1)]
+                with m.If(s.rd_m_last):
                     m.d.sync += s.rd_done.eq(1)
-                with m.Else():
-                    m.d.sync += s.rd_m.eq(s.rd_m + 1)
             with m.Else():
                 m.d.sync += s.rd_nt.eq(s.rd_nt + 1)
         m.d.comb += [
@@ -907,8 +929,9 @@ class SystolicOverlay(LayerEngine):
                 m.d.sync += [drain.eq(drain - 1), drain_end.eq(drain == 1)]
                 with m.If(drain_end):
                     with m.If(s.layer == len(layers) - 1):
-                        m.d.sync += [s.phase.eq(OUTPUT), s.rd_m.eq(0), s.rd_nt.eq(0),
-                                     s.rd_done.eq(0)]
+                        m.d.sync += [s.phase.eq(OUTPUT), s.out_addr.eq(0), s.rd_nt.eq(0),
+                                     s.rd_done.eq(0), s.rd_m_left.eq(s.m_count - 1),
+                                     s.rd_m_last.eq(s.m_count == 1)]
                     with m.Else():
                         m.d.sync += [s.phase.eq(RUN), s.layer.eq(next_layer),
                                      s.ld_addr.eq(select(next_layer, [
