@@ -749,10 +749,15 @@ class SystolicOverlay(LayerEngine):
         """Each row's partial sums plus the accumulator (or, on a tile's first input tile, the
         bias): written back, or after the step's last input tile handed to the step's output
         stage (``s.stages``), tagged with the row's output word and pool window marks. The
-        row's sideband is delayed to meet its sums. The accumulator and bias reads start two
-        cycles early and their data is registered (the block RAMs' own output registers), so
-        a read misses the writes of the two rows before it: those rows' sums are kept and
-        forwarded where a row matches (the choice made a cycle ahead and registered)."""
+        row's sideband is delayed to meet its sums.
+
+        Every path of the loop is short: the accumulator read starts two cycles early (the
+        bias read three) into the block RAMs' own output registers, and the sums are written
+        back from a register, a cycle late; so a read misses the writes of the three rows
+        before it, whose sums are kept and forwarded where a row matches. The choice is made
+        ahead and registered: in the sums' cycle, the memory, the previous row's sums or
+        ``alt`` (registered a cycle ahead: the bias, or the sums of two or three rows
+        before)."""
         cols, acc_bits = self.params.cols, self.acc_bits
         info = [s.issue, s.rw_m, s.rw_nt, s.rw_kt == 0, s.rw_kt_last, s.rw_out, s.rw_first,
                 s.rw_last]
@@ -762,37 +767,40 @@ class SystolicOverlay(LayerEngine):
             line.append([Signal.like(Value.cast(value), name=f"side_{name}_{stage}")
                          for name, value in zip(names, line[-1], strict=True)])
             m.d.sync += [new.eq(old) for new, old in zip(line[-1], line[-2], strict=True)]
-        early, info = line[-3], line[-2]
         valid_p, m_p, nt_p, _, last_p, out_p, wfirst_p, wlast_p = line[-1]
         bias_base = select(s.layer, [Const(base, range(len(s.bias_words) + 1))
                                      for base in s.bias_bases])
-        m.d.comb += [s.acc_read.addr.eq(early[1]), s.bias_read.addr.eq(bias_base + early[2])]
+        m.d.comb += [s.acc_read.addr.eq(line[-3][1]),
+                     s.bias_read.addr.eq(bias_base + line[-4][2])]
         acc_q = Signal.like(s.acc_read.data, reset_less=True)
         bias_q = Signal.like(s.bias_read.data, reset_less=True)
-        # Where the row two cycles ahead of a row writes its accumulators (written, not handed
-        # to the stage) and is the same row, its sums are forwarded (the same for one cycle
-        # ahead, which takes precedence), unless the row starts from the bias: ``source`` (0:
-        # the bias, 1 and 2: the sums one and two cycles ahead, 3: the memory) is decided a
-        # cycle ahead and registered.
-        ahead = [row[0] & ~row[4] & (row[1] == early[1]) for row in (info, line[-1])]
-        source_early, source = Signal(2), Signal(2)
-        m.d.sync += [acc_q.eq(s.acc_read.data), bias_q.eq(s.bias_read.data),
-                     source_early.eq(Mux(early[3], 0, Mux(ahead[0], 1, Mux(ahead[1], 2, 3)))),
-                     source.eq(source_early)]
-        sums = [Signal(signed(acc_bits), name=f"sum_{c}") for c in range(cols)]
+        # The row after line[-1]'s: whether it writes its accumulators, and which.
+        gone_write, gone_m = Signal(), Signal.like(m_p)
+        writes = [(row[0] & ~row[4], row[1]) for row in (line[-2], line[-1])]
+        writes.append((gone_write, gone_m))
+        m.d.sync += [gone_write.eq(valid_p & ~last_p), gone_m.eq(m_p)]
+        # matches[i]: the row i + 1 ahead of line[-3]'s writes the same accumulators; a cycle
+        # later, with line[-2]'s row, the choices of alt and of the start.
+        matches = Signal(3)
+        m.d.sync += matches.eq(Cat(*(write & (row == line[-3][1]) for write, row in writes)))
+        first = line[-2][3]
         kept = [[Signal(signed(acc_bits), name=f"sum{i}_{c}", reset_less=True)
                  for c in range(cols)] for i in (1, 2)]
+        alt = [Signal(signed(acc_bits), name=f"alt_{c}", reset_less=True) for c in range(cols)]
+        use_prev, use_alt = Signal(), Signal()
+        m.d.sync += [acc_q.eq(s.acc_read.data), bias_q.eq(s.bias_read.data),
+                     use_prev.eq(~first & matches[0]),
+                     use_alt.eq(first | (~matches[0] & (matches[1] | matches[2])))]
+        sums = [Signal(signed(acc_bits), name=f"sum_{c}") for c in range(cols)]
         for c in range(cols):
             lane = slice(c * acc_bits, (c + 1) * acc_bits)
-            start = Mux(source[1], Mux(source[0], acc_q[lane].as_signed(), kept[1][c]),
-                        Mux(source[0], kept[0][c], bias_q[lane].as_signed()))
+            start = Mux(use_alt, alt[c], Mux(use_prev, kept[0][c], acc_q[lane].as_signed()))
             m.d.comb += sums[c].eq(start + s.array.o_psum.payload[c])
-            m.d.sync += [kept[0][c].eq(sums[c]), kept[1][c].eq(kept[0][c])]
-        m.d.comb += [
-            s.acc_write.addr.eq(m_p),
-            s.acc_write.data.eq(Cat(*sums)),
-            s.acc_write.en.eq(valid_p & ~last_p),
-        ]
+            m.d.sync += [kept[0][c].eq(sums[c]), kept[1][c].eq(kept[0][c]),
+                         alt[c].eq(Mux(first, bias_q[lane].as_signed(),
+                                       Mux(matches[1], kept[0][c], kept[1][c])))]
+        m.d.comb += [s.acc_write.data.eq(Cat(*kept[0]))]
+        m.d.sync += [s.acc_write.addr.eq(m_p), s.acc_write.en.eq(valid_p & ~last_p)]
         s.out_bits = len(s.rw_out)
         stages = s.stages = m.submodules.stages = LayerStages(
             self.network, cols, acc_bits=acc_bits, a_bits=self.a_format.bits,
