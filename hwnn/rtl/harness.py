@@ -2,8 +2,9 @@
 
 A generated top can have hundreds of port bits, more than an FPGA package has pins. The
 harness drives every input bit of the design from a shift register fed by one pin (``sin``)
-and folds every output bit into one registered pin (``sout``) by exclusive-or, so no logic can
-be optimized away and every port path starts and ends at a flip-flop.
+and folds every output bit into one registered pin (``sout``) by exclusive-or (a tree of
+registered 4-input XORs), so no logic can be optimized away and every port path starts and
+ends at a flip-flop.
 """
 
 from amaranth import *
@@ -21,7 +22,7 @@ class RegisterHarness(wiring.Component):
     sin : ``In(1)``
         Serial input feeding the shift register that drives all of the design's inputs.
     sout : ``Out(1)``
-        Registered exclusive-or of all of the design's outputs.
+        Exclusive-or of all of the design's outputs, a few cycles later.
     """
 
     sin:  In(1)
@@ -43,7 +44,14 @@ class RegisterHarness(wiring.Component):
         m.d.sync += chain.eq(Cat(self.sin, chain[:-1]))
         if inputs:
             m.d.comb += Cat(*inputs).eq(chain)
-        folded = Signal()
-        m.d.sync += folded.eq(Cat(*outputs).xor())
-        m.d.comb += self.sout.eq(folded)
+        # A tree of registered 4-input XORs (one LUT level each), so that the harness's own
+        # paths are never the slowest.
+        bits = Cat(*outputs)
+        while True:
+            folded = Signal(max((len(bits) + 3) // 4, 1))
+            m.d.sync += folded.eq(Cat(*(bits[i:i + 4].xor() for i in range(0, len(bits), 4))))
+            bits = folded
+            if len(bits) == 1:
+                break
+        m.d.comb += self.sout.eq(bits)
         return m

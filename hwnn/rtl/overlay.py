@@ -752,12 +752,12 @@ class SystolicOverlay(LayerEngine):
         row's sideband is delayed to meet its sums.
 
         Every path of the loop is short: the accumulator read starts two cycles early (the
-        bias read three) into the block RAMs' own output registers, and the sums are written
-        back from a register, a cycle late; so a read misses the writes of the three rows
-        before it, whose sums are kept and forwarded where a row matches. The choice is made
-        ahead and registered: in the sums' cycle, the memory, the previous row's sums or
-        ``alt`` (registered a cycle ahead: the bias, or the sums of two or three rows
-        before)."""
+        bias read three, from an address registered a cycle before) into the block RAMs' own
+        output registers, and the sums are written back from a register, a cycle late; so a
+        read misses the writes of the three rows before it, whose sums are kept and forwarded
+        where a row matches. The choice is made ahead and registered: in the sums' cycle, the
+        memory, the previous row's sums or ``alt`` (registered a cycle ahead: the bias, or the
+        sums of two or three rows before)."""
         cols, acc_bits = self.params.cols, self.acc_bits
         info = [s.issue, s.rw_m, s.rw_nt, s.rw_kt == 0, s.rw_kt_last, s.rw_out, s.rw_first,
                 s.rw_last]
@@ -770,8 +770,9 @@ class SystolicOverlay(LayerEngine):
         valid_p, m_p, nt_p, _, last_p, out_p, wfirst_p, wlast_p = line[-1]
         bias_base = select(s.layer, [Const(base, range(len(s.bias_words) + 1))
                                      for base in s.bias_bases])
-        m.d.comb += [s.acc_read.addr.eq(line[-3][1]),
-                     s.bias_read.addr.eq(bias_base + line[-4][2])]
+        bias_addr = Signal.like(s.bias_read.addr)
+        m.d.sync += bias_addr.eq(bias_base + line[-5][2])
+        m.d.comb += [s.acc_read.addr.eq(line[-3][1]), s.bias_read.addr.eq(bias_addr)]
         acc_q = Signal.like(s.acc_read.data, reset_less=True)
         bias_q = Signal.like(s.bias_read.data, reset_less=True)
         # The row after line[-1]'s: whether it writes its accumulators, and which.
