@@ -169,7 +169,8 @@ def drain_cycles(params: OverlayParams, layer: Dense) -> int:
     """Cycles ``layer`` waits after its last row, until its results are written (memory read,
     array, accumulator, the layer's output stage, write) and the next layer may read them."""
     return (READ_STAGES + array_latency(params.rows, params.cols)
-            + stage_latency(layer, pipelined=True) + 2)
+            + stage_latency(layer, pipelined=True, logic_multipliers=params.requant == "logic")
+            + 2)
 
 
 def _run_cycles(tiles: int, beats: int, rows: int) -> int:
