@@ -29,10 +29,10 @@ from ..ir.formats import Format, signed_bits_for
 from ..rtl.structure import Memory, Multipliers, bit_matrix
 from ..tools.synth import FAMILIES
 
-__all__ = ["BOARD_OVERHEAD", "COEFFICIENTS_PATH", "MAPPED_FEATURES", "TARGETS",
-           "design_features", "estimate", "fit", "held_out", "host_link_bits", "host_link_cost",
-           "load_coefficients", "measured", "predict", "save_coefficients",
-           "structure_features"]
+__all__ = ["BOARD_OVERHEAD", "COEFFICIENTS_PATH", "ICE40_PAIRING", "MAPPED_FEATURES",
+           "TARGETS", "design_features", "estimate", "fit", "held_out", "host_link_bits",
+           "host_link_cost", "load_coefficients", "logic_cells", "measured", "predict",
+           "save_coefficients", "structure_features"]
 
 TARGETS = ("lut4", "ff", "dsp", "bram")
 #: The features DSP blocks and block RAMs are fitted on (LUT4s and flip-flops: all).
@@ -306,10 +306,25 @@ def predict(features, coefficients, family, arch) -> dict:
             for target in TARGETS}
 
 
+#: iCE40 logic cells: a cell holds a LUT4 and a flip-flop, but nextpnr packs a flip-flop with
+#: its LUT only when that LUT drives nothing else, so a design takes about ``lut4 + ff -
+#: ICE40_PAIRING * min(lut4, ff)`` cells (fitted by least squares on the board tops of eight
+#: designs of all three engines, estimated LUT4s and flip-flops against nextpnr's packed
+#: ``ICESTORM_LC``: ``python benchmarks/ice40_cells.py``).
+ICE40_PAIRING = 0.44
+
+
+def logic_cells(lut4: int, ff: int) -> int:
+    """iCE40 logic cells of a design of ``lut4`` LUT4s and ``ff`` flip-flops
+    (:data:`ICE40_PAIRING`)."""
+    return round(lut4 + ff - ICE40_PAIRING * min(lut4, ff))
+
+
 def estimate(network: Network, family: str, arch="dataflow", *, host_link=False,
              **options) -> dict:
     """Estimated ``{"lut4", "ff", "dsp", "bram"}`` (whole numbers) of the accelerator, and of
-    the board's host link in front of it with ``host_link`` (:func:`host_link_cost`)."""
+    the board's host link in front of it with ``host_link`` (:func:`host_link_cost`); on
+    iCE40 also ``"lc"``, its logic cells (:func:`logic_cells`)."""
     top = _top(network, family, arch, options)
     guess = predict(structure_features(top.structure(), family), load_coefficients(), family,
                     arch)
@@ -318,4 +333,6 @@ def estimate(network: Network, family: str, arch="dataflow", *, host_link=False,
     if host_link:
         for name, value in host_link_cost(network, family, top.in_count).items():
             total[name] += value
+    if family == "ice40":
+        total["lc"] = logic_cells(total["lut4"], total["ff"])
     return total

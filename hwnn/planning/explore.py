@@ -86,7 +86,8 @@ def measure_point(network: Network, point: Point, device: str, clock_mhz: float,
         design = load_design(generate(network, Path(folder) / "design", arch=point.arch,
                                       **point.options))
         harness = _harness_cost(design.manifest)
-        row |= {f"est_{name}": value + harness.get(name, 0) for name, value in guess.items()}
+        row |= {f"est_{name}": value + harness.get(name, 0) for name, value in guess.items()
+                if f"est_{name}" in COLUMNS}
         row["cycles"] = design.manifest["cycles_per_inference"]
         row["lanes"] = design.manifest["lanes"]
         harness = write_harness(design, Path(folder) / "harness.v")

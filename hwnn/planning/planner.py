@@ -7,14 +7,15 @@ The design runs at the board's clock (or the PLL's, see ``clock_mhz``), so a tar
 inferences per second allows ``floor(clock / F)`` cycles per inference. :func:`plan_folding`
 takes the cheapest folding within that many cycles (fewest lanes in every layer), estimates its
 resources (:mod:`hwnn.planning.estimate`, plus the board's host link) and checks them against
-the board's device: DSP blocks and block RAMs up to the device's count, LUT4s and flip-flops up
-to :data:`LOGIC_CEILING` of it (room for placement and for the estimate's error). Where the
-folding's multipliers need more DSP blocks than the device has, the layers that save the most
-LUT4s by them keep them and the others build theirs in logic (:func:`logic_fallback`), so a
-folding refused for DSP blocks alone fits when its LUT4s allow. Without a target it takes the
-fastest folding that fits. When nothing meets the target it says why: the
-target is faster than the fully parallel design, or the folding it needs is over the device
-(what is over, by how much) and which throughput the fastest fitting folding gives.
+the board's device: DSP blocks and block RAMs up to the device's count, LUT4s and flip-flops
+(and an iCE40's logic cells, which nextpnr packs them into) up to :data:`LOGIC_CEILING` of it
+(room for placement and for the estimate's error). Where the folding's multipliers need more
+DSP blocks than the device has, the layers that save the most LUT4s by them keep them and the
+others build theirs in logic (:func:`logic_fallback`), so a folding refused for DSP blocks
+alone fits when its LUT4s allow. Without a target it takes the fastest folding that fits.
+When nothing meets the target it says why: the target is faster than the fully parallel
+design, or the folding it needs is over the device (what is over, by how much) and which
+throughput the fastest fitting folding gives.
 
 :func:`plan_array` does the same for the systolic overlay over the arrays of
 :data:`hwnn.arch.systolic.ARRAYS` and the batches of :data:`BATCHES` (cycles per inference from
@@ -35,8 +36,8 @@ from ..rtl.structure import Structure
 from ..rtl.units import unit_class
 from ..tools.synth import CAPACITY, DEVICES
 
-__all__ = ["BATCHES", "LOGIC_CEILING", "PLANNED", "NoFolding", "Plan", "board_clock",
-           "logic_fallback", "plan_array", "plan_folding"]
+__all__ = ["BATCHES", "LOGIC_CEILING", "LOGIC_RESOURCES", "PLANNED", "NoFolding", "Plan",
+           "board_clock", "logic_fallback", "plan_array", "plan_folding"]
 
 #: The architectures this module plans for a board, and what it chooses for them.
 PLANNED = {"dataflow": "the folding", "systolic": "the array and batch"}
@@ -47,8 +48,10 @@ BATCHES = (1, 2, 4, 8, 16, 32, 64)
 #: Bits of one block RAM per family (iCE40 SB_RAM40_4K, ECP5 DP16KD).
 BLOCK_BITS = {"ice40": 4096, "ecp5": 18432}
 
-#: Share of a device's LUT4s and flip-flops a planned design may take.
+#: Share of a device's LUT4s and flip-flops (and iCE40 logic cells) a planned design may take.
 LOGIC_CEILING = 0.85
+#: The resources :data:`LOGIC_CEILING` applies to.
+LOGIC_RESOURCES = ("lut4", "ff", "lc")
 
 
 class NoFolding(ValueError):
@@ -108,7 +111,8 @@ def _over(resources):
     """The resources over their limit, as text; empty when the design fits."""
     over = []
     for name, (used, available) in resources.items():
-        limit = math.floor(available * LOGIC_CEILING) if name in ("lut4", "ff") else available
+        limit = (math.floor(available * LOGIC_CEILING) if name in LOGIC_RESOURCES
+                 else available)
         if used > limit:
             over.append(f"{name.upper()} {used} of {limit}"
                         + (f" ({LOGIC_CEILING:.0%} of {available})" if limit != available

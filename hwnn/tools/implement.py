@@ -28,7 +28,7 @@ FAMILY_DEVICES = {"ecp5": "ecp5-85f", "ice40": "ice40-up5k"}
 #: about 45% (README, "Performance"), so a design that fits is never refused. Block RAMs are
 #: left to Yosys: their estimate is far off on some sparse designs.
 ESTIMATE_MARGIN = 2
-ESTIMATE_CHECKED = ("lut4", "ff", "dsp")
+ESTIMATE_CHECKED = ("lut4", "ff", "dsp", "lc")
 
 
 def check_estimate(design: Design, device, where=None):
@@ -41,7 +41,8 @@ def check_estimate(design: Design, device, where=None):
     capacity = CAPACITY[device]
     over = [f"{name.upper()} {guess[name]} of {capacity[name]} "
             f"({guess[name] / capacity[name]:.1f} times)"
-            for name in ESTIMATE_CHECKED if guess[name] > ESTIMATE_MARGIN * capacity[name]]
+            for name in ESTIMATE_CHECKED
+            if name in capacity and guess[name] > ESTIMATE_MARGIN * capacity[name]]
     if over:
         raise DoesNotFit(f"The design does not fit the {where or device.upper()}: its estimate "
                          f"needs {', '.join(over)}, more than {ESTIMATE_MARGIN} times the "

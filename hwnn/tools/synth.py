@@ -57,11 +57,12 @@ DEVICES = {
 
 #: What each device has, by resource class (Lattice's ECP5 and iCE40 UltraPlus family data
 #: sheets: LUT4s, flip-flops, 18x18 multipliers or SB_MAC16, 18 Kbit EBR or 4 Kbit RAM
-#: blocks; an ECP5 CCU2C carry cell uses the two LUT4s of a slice).
+#: blocks; an ECP5 CCU2C carry cell uses the two LUT4s of a slice; an iCE40 logic cell, "lc",
+#: holds a LUT4 and a flip-flop: nextpnr's packing, after Yosys, says how many a design takes).
 CAPACITY = {
     "ecp5-85f":   {"lut4": 83640, "ff": 83640, "dsp": 156, "bram": 208},
     "ecp5-25f":   {"lut4": 24288, "ff": 24288, "dsp": 28, "bram": 56},
-    "ice40-up5k": {"lut4": 5280, "ff": 5280, "dsp": 8, "bram": 30},
+    "ice40-up5k": {"lut4": 5280, "ff": 5280, "dsp": 8, "bram": 30, "lc": 5280},
 }
 
 
@@ -80,7 +81,7 @@ def utilization(report, device) -> dict:
     lut4 = report.lut4_equivalent + (2 * report.lutram if report.family == "ecp5" else 0)
     used = {"lut4": lut4, "ff": report.ff - report.packed.get("flip_flops", 0),
             "dsp": report.dsp, "bram": report.bram}
-    return {name: (used[name], capacity[name]) for name in capacity}
+    return {name: (used[name], capacity[name]) for name in used}
 
 
 def check_fit(report, device):
