@@ -85,9 +85,12 @@ class HostLink(wiring.Component):
         # The reply's payload: an output beat (``beat_left`` of its bits still to send, least
         # significant first) shifted a bit per cycle into the byte being assembled
         # (``byte_fill`` bits so far, past the last beat's end zeros).
+        # Registered flags (no counter compare on the way to the enables): the beat is used up,
+        # the byte is full, every beat has been taken.
         out_beat, beat_left = Signal(out_beat_bits), Signal(range(out_beat_bits + 1))
-        out_byte, byte_fill = Signal(8), Signal(range(9))
+        out_byte, byte_fill = Signal(8), Signal(range(8))
         beats_taken = Signal(range(out_beats + 1))
+        beat_empty, byte_full, all_taken = Signal(), Signal(), Signal()
         count = Signal(range(max(in_bytes, out_bytes, in_beats, out_beats) + 1))
         limit = TIMEOUT_BYTES * 10 * self.divisor
         silence = Signal(range(limit + 1))
@@ -170,8 +173,8 @@ class HostLink(wiring.Component):
                         m.d.sync += count.eq(0)
                         m.next = "REPLY_SYNC"
             with m.State("REPLY_SYNC"):
-                m.d.sync += [crc.eq(0), count.eq(0), beat_left.eq(0), byte_fill.eq(0),
-                             beats_taken.eq(0)]
+                m.d.sync += [crc.eq(0), count.eq(0), beat_empty.eq(1), byte_fill.eq(0),
+                             byte_full.eq(0), beats_taken.eq(0), all_taken.eq(0)]
                 send(REPLY_SYNC, "REPLY_SEQ", checked=False)
             with m.State("REPLY_SEQ"):
                 send(seq, "REPLY_STATUS")
@@ -180,23 +183,28 @@ class HostLink(wiring.Component):
                 with m.If(tx.i_byte.ready & (status != 0)):
                     m.next = "REPLY_CRC"
             with m.State("REPLY_PAYLOAD"):
-                with m.If(byte_fill != 8):
-                    with m.If(beat_left != 0):
-                        m.d.sync += [out_byte.eq(Cat(out_byte[1:], out_beat[0])),
-                                     out_beat.eq(out_beat >> 1), beat_left.eq(beat_left - 1),
-                                     byte_fill.eq(byte_fill + 1)]
-                    with m.Elif(beats_taken != out_beats):
+                shift = Signal()            # a bit into the byte: the beat's next, or a 0 pad
+                with m.If(~byte_full):
+                    with m.If(~beat_empty):
+                        m.d.comb += shift.eq(1)
+                        m.d.sync += [out_beat.eq(out_beat >> 1), beat_left.eq(beat_left - 1),
+                                     beat_empty.eq(beat_left == 1)]
+                    with m.Elif(~all_taken):
                         m.d.comb += self.i_stream.ready.eq(1)
                         with m.If(self.i_stream.valid):
                             m.d.sync += [out_beat.eq(self.i_stream.payload.data),
-                                         beat_left.eq(out_beat_bits),
-                                         beats_taken.eq(beats_taken + 1)]
+                                         beat_left.eq(out_beat_bits), beat_empty.eq(0),
+                                         beats_taken.eq(beats_taken + 1),
+                                         all_taken.eq(beats_taken == out_beats - 1)]
                     with m.Else():
-                        m.d.sync += [out_byte.eq(out_byte >> 1), byte_fill.eq(byte_fill + 1)]
+                        m.d.comb += shift.eq(1)
                 with m.Else():
                     send(out_byte, "REPLY_PAYLOAD")
-                with m.If((byte_fill == 8) & tx.i_byte.ready):
-                    m.d.sync += [byte_fill.eq(0), count.eq(count + 1)]
+                with m.If(shift):
+                    m.d.sync += [out_byte.eq(Cat(out_byte[1:], out_beat[0] & ~beat_empty)),
+                                 byte_fill.eq(byte_fill + 1), byte_full.eq(byte_fill == 7)]
+                with m.If(byte_full & tx.i_byte.ready):
+                    m.d.sync += [byte_full.eq(0), count.eq(count + 1)]
                     with m.If(count == out_bytes - 1):
                         m.next = "REPLY_CRC"
             with m.State("REPLY_CRC"):

@@ -167,10 +167,11 @@ READ_STAGES = 4
 
 def drain_cycles(params: OverlayParams, layer: Dense) -> int:
     """Cycles ``layer`` waits after its last row, until its results are written (memory read,
-    array, accumulator, the layer's output stage, write) and the next layer may read them."""
+    array, accumulator, a register, the layer's output stage, write) and the next layer may
+    read them."""
     return (READ_STAGES + array_latency(params.rows, params.cols)
             + stage_latency(layer, pipelined=True, logic_multipliers=params.requant == "logic")
-            + 2)
+            + 3)
 
 
 def _run_cycles(tiles: int, beats: int, rows: int) -> int:
@@ -783,14 +784,17 @@ class SystolicOverlay(LayerEngine):
             tag_bits=s.out_bits + 2, groups=max(self.nt), pipelined=True,
             logic_multipliers=self.params.requant == "logic",
             layers=[step.layer for step in self.steps])
-        m.d.comb += [
-            stages.layer.eq(s.layer),
+        # The stages take the sums from registers (a cycle later): the sums come straight
+        # from a block RAM read and an adder, and a stage that multiplies by constants starts
+        # on its input at once.
+        m.d.comb += stages.layer.eq(s.layer)
+        m.d.sync += [
             stages.i_acc.valid.eq(valid_p & last_p),
             stages.i_acc.payload.group.eq(nt_p),
             stages.i_acc.payload.tag.eq(Cat(out_p, wfirst_p, wlast_p)),
         ]
         for c in range(cols):
-            m.d.comb += stages.i_acc.payload.acc[c].eq(sums[c])
+            m.d.sync += stages.i_acc.payload.acc[c].eq(sums[c])
 
     def _write_results(self, m, s):
         """The stages' results (tagged with their output word and pool window marks) into the
