@@ -6,9 +6,13 @@ Utilization is useful MACs / (rows * cols * cycles), with cycles measured by the
 performance counters in Verilator (the cycles a layer held the array, and those it fed it a
 row) and, for the whole batch, by the testbench (input, all layers, output). Area comes from
 YoWASP Yosys (ECP5 and iCE40) and Fmax from YoWASP nextpnr on an ECP5-85F, through a register
-harness. Run it from the repository root:
+harness. The networks tables run the digits CNN and FINN's CNV topology on the 8x8 array of
+an ECP5-85F and the 2x4 of an iCE40UP5K: utilization per layer and cycles per inference from
+the schedule (the digits CNN's confirmed in Verilator), Fmax by nextpnr on each device,
+inferences/s and GOPS at Fmax, against MARLANN's published UP5K figures (:data:`MARLANN`).
+Run it from the repository root:
 
-    python benchmarks/systolic.py [--quick]
+    python benchmarks/systolic.py [--quick | --area-only | --packing-only | --networks-only]
 """
 
 import argparse
