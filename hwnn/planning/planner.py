@@ -37,7 +37,8 @@ from ..rtl.units import unit_class
 from ..tools.synth import CAPACITY, DEVICES
 
 __all__ = ["BATCHES", "LOGIC_CEILING", "LOGIC_RESOURCES", "PLANNED", "NoFolding", "Plan",
-           "board_clock", "logic_fallback", "plan_array", "plan_folding"]
+           "board_clock", "check_weights_on_chip", "logic_fallback", "plan_array",
+           "plan_folding"]
 
 #: The architectures this module plans for a board, and what it chooses for them.
 PLANNED = {"dataflow": "the folding", "systolic": "the array and batch"}
@@ -242,6 +243,19 @@ def _folds(folding):
     return " ".join(fold.label for fold in folding)
 
 
+def check_weights_on_chip(network: Network, device: str, where: str):
+    """Raise :class:`NoFolding` in one line when ``network``'s weights alone need more bits
+    than ``device``'s block RAMs hold (the systolic overlay keeps every weight on chip);
+    ``where`` names the device (or the board) in the message."""
+    family, blocks = DEVICES[device][0], CAPACITY[device]["bram"]
+    weights, held = sum(layer.weight_bits for layer in network.layers), blocks * BLOCK_BITS[family]
+    if weights > held:
+        raise NoFolding(f"No systolic array of {network.name!r} fits {where}: its weights "
+                        f"alone take {weights / 1024:,.1f} kbit, more than the {blocks} block "
+                        f"RAMs of the {device.upper()} hold ({held / 1024:,.0f} kbit); the "
+                        f"overlay keeps every weight on chip")
+
+
 def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=None) -> Plan:
     """The systolic array and batch for the board (arguments as :func:`plan_folding`'s):
     without a target the fewest cycles per inference that fits, with one the fewest
@@ -254,13 +268,7 @@ def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=
     device, clock = _device_and_clock(network, board_name, target_fps, clock_mhz)
     SYSTOLIC.check_layer_kinds(network)
     where = f"the {board_name} ({device.upper()}, {clock / 1e6:g} MHz)"
-    family, blocks = DEVICES[device][0], CAPACITY[device]["bram"]
-    weights, held = sum(layer.weight_bits for layer in network.layers), blocks * BLOCK_BITS[family]
-    if weights > held:
-        raise NoFolding(f"No systolic array of {network.name!r} fits {where}: its weights "
-                        f"alone take {weights / 1024:,.1f} kbit, more than the {blocks} block "
-                        f"RAMs of the {device.upper()} hold ({held / 1024:,.0f} kbit); the "
-                        f"overlay keeps every weight on chip")
+    check_weights_on_chip(network, device, where)
     # (cycles, lanes, batch, requantization in logic, params); the schedule does not depend
     # on where the requantization multipliers are.
     candidates = []

@@ -175,20 +175,17 @@ def drain_cycles(params: OverlayParams, layer: Dense) -> int:
 
 
 def _run_cycles(tiles: int, beats: int, rows: int) -> int:
-    """Cycles of a layer's run phase: replay the weight loader's and the row issuer's rules
-    (a tile's load waits for the rows of the tile two before it; a tile's rows wait for the
-    first beat of its load; a load is ``beats`` beats, a tile ``rows`` rows), until both
-    have finished."""
-    ld_tile = ld_row = rw_tile = rw_m = cycle = 0
-    while not (ld_tile == tiles and rw_tile == tiles):
-        load = ld_tile < tiles and ld_tile <= rw_tile + 1
-        issue = rw_tile < tiles and (ld_tile > rw_tile or (ld_tile == rw_tile and ld_row > 0))
-        if load:
-            ld_tile, ld_row = (ld_tile + 1, 0) if ld_row == beats - 1 else (ld_tile, ld_row + 1)
-        if issue:
-            rw_tile, rw_m = (rw_tile + 1, 0) if rw_m == rows - 1 else (rw_tile, rw_m + 1)
-        cycle += 1
-    return cycle + 1
+    """Cycles of a layer's run phase under the weight loader's and the row issuer's rules (a
+    tile's load waits for the rows of the tile two before it; a tile's rows wait for the
+    first beat of its load; a load is ``beats`` beats, a tile ``rows`` rows), until both have
+    finished. Each runs its tiles' cycles back to back once started, so the first cycles of
+    tile ``t``'s load ``L(t)`` and rows ``R(t)`` follow tile by tile: ``L(t) = max(L(t-1) +
+    beats, R(t-2) + rows)``, ``R(t) = max(L(t) + 1, R(t-1) + rows)``."""
+    load, issue, before = -beats, -rows, -rows      # L(t-1), R(t-1), R(t-2)
+    for _ in range(tiles):
+        load = max(load + beats, before + rows)
+        before, issue = issue, max(load + 1, issue + rows)
+    return max(load + beats, issue + rows) + 1
 
 
 def schedule(network: Network, params: OverlayParams, batch: int | None = None) -> dict:
