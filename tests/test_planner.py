@@ -310,6 +310,23 @@ def test_requantization_goes_to_logic_when_the_dsp_blocks_run_out():
     assert plan_array(deep, "ulx3s-85f", 20_000).options["requant"] == "dsp"
 
 
+def test_a_systolic_plan_packs_products_where_unpacked_multipliers_do_not_fit():
+    """Ternary weights and uint4 activations: a 16x16 array needs 256 multipliers, more than an
+    ECP5-85F's 156, but two products share one exactly (sums of 16 terms take 9 bits), so the
+    fastest plan is the packed 16x16; a design whose unpacked multipliers fit stays
+    unpacked."""
+    wide = random_network(np.random.default_rng(3), [256, 256, 64],
+                          weight_formats=["ternary"] * 2, act_formats=["uint4"],
+                          input_format="uint4", name="wide")
+    plan = plan_array(wide, "ulx3s-85f")
+    assert (plan.options["array"], plan.options["pack"]) == ("16x16", "2")
+    assert "2 products per multiplier" in plan.choice and within_budget(plan)
+    unpacked = estimate(wide, "ecp5", "systolic", host_link=True, array="16x16",
+                        batch=plan.options["batch"])
+    assert unpacked["dsp"] > 156 >= plan.resources["dsp"][0]
+    assert plan_array(wide, "ulx3s-85f", 10_000).options["pack"] == "1"
+
+
 def test_ice40_logic_cells_bound_a_plan_whose_lut4s_and_flip_flops_fit():
     """nextpnr packs a flip-flop with its LUT4 only when that LUT4 drives nothing else, so an
     iCE40 design takes more logic cells than it has LUT4s or flip-flops: per-channel

@@ -260,33 +260,40 @@ def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=
     """The systolic array and batch for the board (arguments as :func:`plan_folding`'s):
     without a target the fewest cycles per inference that fits, with one the fewest
     multipliers (then the smallest batch) that reach it; the requantization multipliers in
-    DSP blocks where they fit, else in logic; :class:`NoFolding` saying why when there is
-    none."""
+    DSP blocks where they fit, else in logic; unpacked multipliers where they fit, else the
+    most products per multiplier the formats allow exactly (:func:`~hwnn.rtl.systolic.max_pack`);
+    :class:`NoFolding` saying why when there is none."""
     from ..arch.systolic import ARRAYS, SYSTOLIC
-    from ..rtl.overlay import REQUANT_MULTIPLIERS, OverlayParams, check_overlay, schedule
+    from ..rtl.overlay import (REQUANT_MULTIPLIERS, OverlayParams, SystolicOverlay,
+                               check_overlay, schedule)
+    from ..rtl.systolic import max_pack
 
     device, clock = _device_and_clock(network, board_name, target_fps, clock_mhz)
     SYSTOLIC.check_layer_kinds(network)
     where = f"the {board_name} ({device.upper()}, {clock / 1e6:g} MHz)"
     check_weights_on_chip(network, device, where)
-    # (cycles, lanes, batch, requantization in logic, params); the schedule does not depend
-    # on where the requantization multipliers are.
+    check_overlay(network, OverlayParams(1, 2, 1))
+    formats = SystolicOverlay(network, OverlayParams(1, 2, 1))      # the array's value formats
+    # (cycles, lanes, batch, requantization in logic, products per multiplier, params); the
+    # schedule depends on neither where the requantization multipliers are nor the packing.
     candidates = []
     for rows, cols in ARRAYS:
+        pack = max_pack(formats.a_format, formats.w_format, rows, cols=cols)
         for batch in BATCHES:
             cycles = schedule(network, OverlayParams(rows, cols, batch))["per_inference"]
-            candidates += [(cycles, rows * cols, batch, requant == "logic",
-                            OverlayParams(rows, cols, batch, requant))
-                           for requant in REQUANT_MULTIPLIERS]
-    check_overlay(network, candidates[0][4])
+            candidates += [(cycles, rows * cols, batch, requant == "logic", packed,
+                            OverlayParams(rows, cols, batch, requant, packed))
+                           for requant in REQUANT_MULTIPLIERS
+                           for packed in sorted({1, pack})]
 
     def plan(candidate):
-        cycles, _, batch, in_logic, params = candidate
+        cycles, _, batch, in_logic, packed, params = candidate
         options = {"array": f"{params.rows}x{params.cols}", "batch": batch,
-                   "requant": params.requant}
-        choice = f"array {options['array']}, batch {batch}"
-        return Plan(board_name, device, clock, "systolic", options,
-                    choice + (", requantization in logic" if in_logic else ""), cycles,
+                   "requant": params.requant, "pack": str(packed)}
+        choice = (f"array {options['array']}, batch {batch}"
+                  + (f", {packed} products per multiplier" if packed > 1 else "")
+                  + (", requantization in logic" if in_logic else ""))
+        return Plan(board_name, device, clock, "systolic", options, choice, cycles,
                     _resources(network, "systolic", options, device), target_fps)
 
     def first_fitting(ordered):
@@ -295,18 +302,18 @@ def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=
                 return found
         return None
 
-    fastest = sorted(candidates, key=lambda candidate: candidate[:4])
+    fastest = sorted(candidates, key=lambda candidate: candidate[:5])
     if target_fps is None:
         if (found := first_fitting(fastest)) is None:
             # The smallest array with the fewest DSP blocks.
-            smallest = plan(min(candidates, key=lambda candidate: (*candidate[1:3],
-                                                                   not candidate[3])))
+            smallest = plan(min(candidates, key=lambda candidate: (
+                *candidate[1:3], not candidate[3], -candidate[4])))
             raise NoFolding(f"No systolic array of {network.name!r} fits {where}: even the "
                             f"smallest ({smallest.choice}) needs {_over(smallest.resources)}")
         return found
     allowed = clock / target_fps
     meeting = sorted((candidate for candidate in candidates if candidate[0] <= allowed),
-                     key=lambda candidate: candidate[1:4])
+                     key=lambda candidate: candidate[1:5])
     if not meeting:
         best = plan(fastest[0])
         raise NoFolding(f"{target_fps:,.0f} inferences/s on {where} allows {allowed:,.0f} "
