@@ -170,3 +170,14 @@ def test_packed_arrays_take_a_dsp_block_per_pack_columns(family):
     # The LUT multiplier bits left are the requantization's, in logic.
     assert unpacked["lut_mult_bits"] - packed["lut_mult_bits"] == \
         (0 if family == "ecp5" else 64 * 4 * 4)
+
+
+def test_ice40_estimate_counts_the_spram_the_overlay_activations_take():
+    """The activation memories go to an UP5K's SPRAM when both fit its four blocks: the
+    estimate counts them there and not in block RAM; too wide, they stay in block RAM."""
+    net = random_network(np.random.default_rng(1), [32, 32, 10], weight_formats=["int8"] * 2,
+                         act_formats=["uint8"], stages=["requant"], name="mlp")
+    narrow = estimate(net, "ice40", "systolic", array="2x4", batch=16, requant="logic")
+    wide = estimate(net, "ice40", "systolic", array="8x8", batch=16, requant="logic")
+    assert (narrow["spram"], wide["spram"]) == (4, 0)
+    assert "spram" not in estimate(net, "ecp5", "systolic", array="2x4", batch=16)

@@ -16,6 +16,7 @@ per TRELLIS_DPR16X4 distributed RAM). The estimate is the accelerator alone: a b
 link comes on top (:func:`host_link_cost`).
 """
 
+import dataclasses
 import functools
 import json
 import math
@@ -27,7 +28,7 @@ from ..arch import architecture
 from ..ir import Network
 from ..ir.formats import Format, signed_bits_for
 from ..rtl.structure import Memory, Multipliers, bit_matrix
-from ..tools.synth import FAMILIES
+from ..tools.synth import FAMILIES, spram_count, spram_memories
 
 __all__ = ["BOARD_OVERHEAD", "COEFFICIENTS_PATH", "ICE40_PAIRING", "MAPPED_FEATURES",
            "TARGETS", "design_features", "estimate", "fit", "held_out", "host_link_bits",
@@ -324,10 +325,17 @@ def estimate(network: Network, family: str, arch="dataflow", *, host_link=False,
              **options) -> dict:
     """Estimated ``{"lut4", "ff", "dsp", "bram"}`` (whole numbers) of the accelerator, and of
     the board's host link in front of it with ``host_link`` (:func:`host_link_cost`); on
-    iCE40 also ``"lc"``, its logic cells (:func:`logic_cells`)."""
+    iCE40 also ``"lc"``, its logic cells (:func:`logic_cells`), and ``"spram"``, the SPRAM
+    blocks its single-port memories take where they fit
+    (:func:`~hwnn.tools.synth.spram_memories`)."""
     top = _top(network, family, arch, options)
-    guess = predict(structure_features(top.structure(), family), load_coefficients(), family,
-                    arch)
+    structure = top.structure()
+    # The memories that go to SPRAM take none of the block RAMs or logic.
+    moved = spram_memories(structure.memories, family)
+    if moved:
+        structure = dataclasses.replace(structure, memories=[
+            memory for memory in structure.memories if memory not in moved])
+    guess = predict(structure_features(structure, family), load_coefficients(), family, arch)
     total = {target: math.ceil(value) if target in ("dsp", "bram") else round(value)
              for target, value in guess.items()}
     if host_link:
@@ -335,4 +343,5 @@ def estimate(network: Network, family: str, arch="dataflow", *, host_link=False,
             total[name] += value
     if family == "ice40":
         total["lc"] = logic_cells(total["lut4"], total["ff"])
+        total["spram"] = sum(map(spram_count, moved))
     return total

@@ -93,12 +93,14 @@ def measure_point(network: Network, point: Point, device: str, clock_mhz: float,
         harness = write_harness(design, Path(folder) / "harness.v")
         fmax = None
         try:
+            memories = design.accelerator().structure().memories
             if place:
                 report, fmax, pnr_seconds = place_and_route(harness, "harness", device,
-                                                            target_mhz=clock_mhz)
+                                                            target_mhz=clock_mhz,
+                                                            memories=memories)
                 row["nextpnr_s"] = round(pnr_seconds, 1)
             else:
-                report = synthesize(harness, "harness", family)
+                report = synthesize(harness, "harness", family, memories=memories)
                 check_fit(report, device)
             row["fits"] = True
         except DoesNotFit as error:

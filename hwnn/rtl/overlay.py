@@ -54,9 +54,14 @@ from .structure import Memory, Multipliers, Structure
 from .systolic import SystolicArray, SystolicParams, array_latency, max_pack
 from .values import decode_codes, holding_format, resize
 
-__all__ = ["REQUANT_MULTIPLIERS", "OverlayParams", "SystolicOverlay", "check_overlay",
-           "drain_cycles", "schedule"]
+__all__ = ["REQUANT_MULTIPLIERS", "SINGLE_PORT", "OverlayParams", "SystolicOverlay",
+           "check_overlay", "drain_cycles", "schedule"]
 
+
+#: The attribute that marks a memory as single-port (one address for reading and writing,
+#: never both in a cycle): the memories an iCE40 UltraPlus build may put in its SPRAM
+#: (:func:`hwnn.tools.synth.spram_script`).
+SINGLE_PORT = "hwnn_single_port"
 
 #: Where the output stages' requantization multipliers go: DSP blocks, or logic (where the
 #: array takes every DSP block, as on an iCE40UP5K).
@@ -353,8 +358,8 @@ class SystolicOverlay(LayerEngine):
         structure.memories += [
             Memory("weights", len(weights), cols * w_bits, weights),
             Memory("biases", len(biases), cols * acc_bits, biases),
-            *(Memory("activations", self.act_depth, p.word_values * a_bits)
-              for _ in range(2)),
+            *(Memory("activations", self.act_depth, p.word_values * a_bits, single_port=True,
+                     name=f"acts{index}") for index in range(2)),
             Memory("accumulators", self.acc_depth, cols * acc_bits),
             Memory("outputs", batch * self.nt[-1], cols * self.network.output.format.bits)]
         return structure.merge(self._output_drain().structure())
@@ -405,11 +410,21 @@ class SystolicOverlay(LayerEngine):
         # output register).
         unchecked = {"no_rw_check": 1}
         acts = [memory.Memory(shape=unsigned(p.word_values * a_bits), depth=self.act_depth,
-                              init=[], attrs=unchecked)
+                              init=[], attrs=unchecked | {SINGLE_PORT: 1})
                 for _ in range(2)]
         m.submodules.acts0, m.submodules.acts1 = acts
-        s.act_reads = [mem.read_port() for mem in acts]
-        s.act_writes = [mem.write_port() for mem in acts]
+        # Neither activation memory is read while it is written, so each is a single-port
+        # memory (an iCE40's SPRAM, see SINGLE_PORT): one address, the write's when it
+        # writes; the read port (whose data is then unused) holds meanwhile.
+        s.act_reads, s.act_writes = [], []
+        for mem in acts:
+            read, write = mem.read_port(), mem.write_port()
+            s.act_reads.append(SimpleNamespace(addr=Signal.like(read.addr), data=read.data))
+            s.act_writes.append(SimpleNamespace(addr=Signal.like(write.addr), data=write.data,
+                                                en=write.en))
+            m.d.comb += [read.addr.eq(Mux(write.en, s.act_writes[-1].addr,
+                                          s.act_reads[-1].addr)),
+                         write.addr.eq(read.addr), read.en.eq(~write.en)]
         accumulators = m.submodules.accumulators = memory.Memory(
             shape=unsigned(cols * acc_bits), depth=self.acc_depth, init=[])
         s.acc_write = accumulators.write_port()

@@ -21,7 +21,7 @@ from .absorb import REPORT_PREFIX
 from ..boards import BoardDesign, board, uart_divisor
 from ..errors import ToolError
 from ..flow.generate import Design, load_design
-from .synth import DEVICES, DoesNotFit, fmax_from_log
+from .synth import DEVICES, DoesNotFit, fmax_from_log, spram_commands
 
 __all__ = ["build_board", "format_build_report"]
 
@@ -113,9 +113,13 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
     options = dict(target.build_options)
     options["nextpnr_opts"] = " ".join(("--timing-allow-fail",
                                         options.get("nextpnr_opts", ""))).strip()
+    family = DEVICES[target.device][0]
+    if spram := spram_commands(design.accelerator().structure().memories, family):
+        options["script_after_read"] = spram
+        options["synth_opts"] = " ".join((options.get("synth_opts", ""), "-spram")).strip()
     plan = platform.prepare(top, name="top", **options)
     plan.extract(folder)
-    _prepare_script(folder / "build_top.sh", absorb=DEVICES[target.device][0] == "ecp5")
+    _prepare_script(folder / "build_top.sh", absorb=family == "ecp5")
     started = time.monotonic()
     returncode, output = _run_script(folder, log or (lambda line: None))
     seconds = time.monotonic() - started

@@ -75,8 +75,9 @@ def synth_design(design, device="ecp5-85f", *, target_mhz=None, force=False,
     if log is not None:
         log(f"synthesizing {design.top} for {device} with Yosys (a few minutes on large "
             f"designs) ...")
-    report, fmax, pnr_seconds = place_and_route(harness_path, "harness", device,
-                                                target_mhz=target, log=log)
+    report, fmax, pnr_seconds = place_and_route(
+        harness_path, "harness", device, target_mhz=target, log=log,
+        memories=design.accelerator().structure().memories)
     cycles = design.manifest["cycles_per_inference"]
     result = {
         "design": design.top, "arch": design.manifest["arch"], "device": device,
