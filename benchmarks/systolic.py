@@ -248,12 +248,11 @@ def network_fmax(network, device, params, work):
     if (problem := fit_problem(network, device, params)) is not None:
         return None, problem
     harness = work / f"{network.name}_{device}_harness.v"
-    top = SystolicOverlay(network, params)
-    harness.write_text(verilog.convert(RegisterHarness(top), name="harness"))
+    harness.write_text(verilog.convert(RegisterHarness(SystolicOverlay(network, params)),
+                                       name="harness"))
     try:
         report, fmax, _ = place_and_route(harness, "harness", device,
-                                          target_mhz=TARGET_MHZ[device],
-                                          memories=top.structure().memories)
+                                          target_mhz=TARGET_MHZ[device])
     except DoesNotFit as error:
         return None, str(error)
     return report, fmax

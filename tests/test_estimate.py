@@ -5,8 +5,10 @@ import pytest
 
 from hwnn.planning import estimate as estimate_module
 from hwnn.planning.estimate import (TARGETS, block_count, design_features, estimate, fit, held_out,
-                           load_coefficients, measured, predict)
+                           load_coefficients, measured, predict, spram_placement)
 from hwnn.quant.synthetic import random_network, sample_network
+from hwnn.rtl.overlay import OverlayParams, SystolicOverlay
+from hwnn.tools.synth import spram_memories
 from hwnn.rtl.folding import LayerFold
 
 
@@ -173,11 +175,17 @@ def test_packed_arrays_take_a_dsp_block_per_pack_columns(family):
 
 
 def test_ice40_estimate_counts_the_spram_the_overlay_activations_take():
-    """The activation memories go to an UP5K's SPRAM when both fit its four blocks: the
-    estimate counts them there and not in block RAM; too wide, they stay in block RAM."""
+    """The activation memories go to an UP5K's SPRAM only when the block RAMs would not hold
+    the design and both fit its four blocks: the estimate then counts them there and not in
+    block RAM; too wide, they stay in block RAM."""
     net = random_network(np.random.default_rng(1), [32, 32, 10], weight_formats=["int8"] * 2,
                          act_formats=["uint8"], stages=["requant"], name="mlp")
-    narrow = estimate(net, "ice40", "systolic", array="2x4", batch=16, requant="logic")
-    wide = estimate(net, "ice40", "systolic", array="8x8", batch=16, requant="logic")
-    assert (narrow["spram"], wide["spram"]) == (4, 0)
+    small, large = (estimate(net, "ice40", "systolic", array="2x4", batch=batch,
+                             requant="logic") for batch in (16, 256))
+    assert (small["spram"], large["spram"]) == (0, 4) and small["bram"] <= 30 >= large["bram"]
+    assert estimate(net, "ice40", "systolic", array="8x8", batch=256)["spram"] == 0
+    assert spram_placement(net, "ice40", "systolic", array="2x4", batch=256,
+                           requant="logic") == spram_memories(
+        SystolicOverlay(net, OverlayParams(2, 4, 256, requant="logic")).structure().memories,
+        "ice40") != []
     assert "spram" not in estimate(net, "ecp5", "systolic", array="2x4", batch=16)

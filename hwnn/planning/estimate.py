@@ -28,12 +28,12 @@ from ..arch import architecture
 from ..ir import Network
 from ..ir.formats import Format, signed_bits_for
 from ..rtl.structure import Memory, Multipliers, bit_matrix
-from ..tools.synth import FAMILIES, spram_count, spram_memories
+from ..tools.synth import BLOCK_RAMS, FAMILIES, spram_count, spram_memories
 
 __all__ = ["BOARD_OVERHEAD", "COEFFICIENTS_PATH", "ICE40_PAIRING", "MAPPED_FEATURES",
            "TARGETS", "design_features", "estimate", "fit", "held_out", "host_link_bits",
            "host_link_cost", "load_coefficients", "logic_cells", "measured", "predict",
-           "save_coefficients", "structure_features"]
+           "save_coefficients", "spram_placement", "structure_features"]
 
 TARGETS = ("lut4", "ff", "dsp", "bram")
 #: The features DSP blocks and block RAMs are fitted on (LUT4s and flip-flops: all).
@@ -321,26 +321,46 @@ def logic_cells(lut4: int, ff: int) -> int:
     return round(lut4 + ff - ICE40_PAIRING * min(lut4, ff))
 
 
+def spram_placement(network: Network, family: str, arch="dataflow", *, host_link=False,
+                    **options) -> list:
+    """The memories a build of ``network`` puts in SPRAM, as :func:`estimate` counts them
+    (arguments as its): for :func:`hwnn.tools.synth.synthesize` and ``place_and_route``
+    (``memories``) or :func:`hwnn.tools.synth.spram_commands`; empty when none."""
+    if not estimate(network, family, arch, host_link=host_link, **options).get("spram"):
+        return []
+    return spram_memories(_top(network, family, arch, options).structure().memories, family)
+
+
 def estimate(network: Network, family: str, arch="dataflow", *, host_link=False,
              **options) -> dict:
     """Estimated ``{"lut4", "ff", "dsp", "bram"}`` (whole numbers) of the accelerator, and of
     the board's host link in front of it with ``host_link`` (:func:`host_link_cost`); on
     iCE40 also ``"lc"``, its logic cells (:func:`logic_cells`), and ``"spram"``, the SPRAM
-    blocks its single-port memories take where they fit
-    (:func:`~hwnn.tools.synth.spram_memories`)."""
+    blocks its single-port memories take: only where the block RAMs would not hold the
+    design (SPRAM sits at the die's corners: its buses cost routing) and those memories fit
+    the SPRAM (:func:`~hwnn.tools.synth.spram_memories`); a build places them as this says
+    (:func:`~hwnn.tools.synth.spram_commands`)."""
     top = _top(network, family, arch, options)
     structure = top.structure()
-    # The memories that go to SPRAM take none of the block RAMs or logic.
+
+    def total_of(structure):
+        guess = predict(structure_features(structure, family), load_coefficients(), family,
+                        arch)
+        total = {target: math.ceil(value) if target in ("dsp", "bram") else round(value)
+                 for target, value in guess.items()}
+        if host_link:
+            for name, value in host_link_cost(network, family, top.in_count).items():
+                total[name] += value
+        return total
+
+    total = total_of(structure)
     moved = spram_memories(structure.memories, family)
-    if moved:
-        structure = dataclasses.replace(structure, memories=[
-            memory for memory in structure.memories if memory not in moved])
-    guess = predict(structure_features(structure, family), load_coefficients(), family, arch)
-    total = {target: math.ceil(value) if target in ("dsp", "bram") else round(value)
-             for target, value in guess.items()}
-    if host_link:
-        for name, value in host_link_cost(network, family, top.in_count).items():
-            total[name] += value
+    if moved and total["bram"] > BLOCK_RAMS.get(family, 0):
+        # They take none of the block RAMs or logic then.
+        total = total_of(dataclasses.replace(structure, memories=[
+            memory for memory in structure.memories if memory not in moved]))
+    else:
+        moved = []
     if family == "ice40":
         total["lc"] = logic_cells(total["lut4"], total["ff"])
         total["spram"] = sum(map(spram_count, moved))

@@ -71,7 +71,7 @@ def measure_point(network: Network, point: Point, device: str, clock_mhz: float,
                   place=True) -> dict:
     """One row of the exploration (see the module's description). A design that does not
     fit the device is a row with ``fits`` False and what is over in ``error``."""
-    from .estimate import estimate
+    from .estimate import estimate, spram_placement
     from ..flow.generate import generate, load_design
     from ..tools.implement import write_harness
     from ..tools.synth import DEVICES, DoesNotFit, check_fit, place_and_route, synthesize
@@ -93,7 +93,7 @@ def measure_point(network: Network, point: Point, device: str, clock_mhz: float,
         harness = write_harness(design, Path(folder) / "harness.v")
         fmax = None
         try:
-            memories = design.accelerator().structure().memories
+            memories = spram_placement(network, family, point.arch, **point.options)
             if place:
                 report, fmax, pnr_seconds = place_and_route(harness, "harness", device,
                                                             target_mhz=clock_mhz,

@@ -90,6 +90,7 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
     if isinstance(baud, bool) or not isinstance(baud, int) or baud < 1:
         raise ValueError(f"baud must be a positive integer, not {baud!r}")
     from .implement import check_estimate
+    from ..planning.estimate import spram_placement
     from ..rtl.clocking import pll_settings
     from .toolchain import setup_env
 
@@ -114,7 +115,9 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
     options["nextpnr_opts"] = " ".join(("--timing-allow-fail",
                                         options.get("nextpnr_opts", ""))).strip()
     family = DEVICES[target.device][0]
-    if spram := spram_commands(design.accelerator().structure().memories, family):
+    placed = spram_placement(design.network, family, design.manifest["arch"], host_link=True,
+                             **design.options)
+    if spram := spram_commands(placed, family):
         options["script_after_read"] = spram
         options["synth_opts"] = " ".join((options.get("synth_opts", ""), "-spram")).strip()
     plan = platform.prepare(top, name="top", **options)

@@ -64,6 +64,7 @@ def synth_design(design, device="ecp5-85f", *, target_mhz=None, force=False,
     ``force``, :func:`check_estimate` runs first. ``log(line)`` hears of each step."""
     if device not in DEVICES:
         raise ValueError(f"Unknown device {device!r}; available: {', '.join(DEVICES)}")
+    from ..planning.estimate import spram_placement
     design = design if isinstance(design, Design) else load_design(design)
     if not force:
         check_estimate(design, device)
@@ -77,7 +78,8 @@ def synth_design(design, device="ecp5-85f", *, target_mhz=None, force=False,
             f"designs) ...")
     report, fmax, pnr_seconds = place_and_route(
         harness_path, "harness", device, target_mhz=target, log=log,
-        memories=design.accelerator().structure().memories)
+        memories=spram_placement(design.network, family, design.manifest["arch"],
+                                 **design.options))
     cycles = design.manifest["cycles_per_inference"]
     result = {
         "design": design.top, "arch": design.manifest["arch"], "device": device,

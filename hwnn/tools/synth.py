@@ -70,15 +70,17 @@ CAPACITY = {
 
 
 #: SPRAM blocks (SB_SPRAM256KA: 16,384 words of 16 bits, no initial contents) per family: the
-#: iCE40 UltraPlus (UP5K) has four.
+#: iCE40 UltraPlus (UP5K) has four; and the block RAMs beside them.
 SPRAM_BLOCKS = {"ice40": 4}
+BLOCK_RAMS = {"ice40": 30}
 _SPRAM_SHAPE = (16384, 16)
 
 
 def spram_memories(memories, family) -> list:
-    """The memories (:class:`~hwnn.rtl.structure.Memory`) that go to ``family``'s SPRAM: all
-    the single-port RAMs when together they fit its blocks, else none (they stay in block
-    RAM, like every other memory)."""
+    """The memories (:class:`~hwnn.rtl.structure.Memory`) that may go to ``family``'s SPRAM:
+    all the single-port RAMs when together they fit its blocks, else none (they stay in
+    block RAM, like every other memory). The estimate decides whether they go
+    (:func:`hwnn.planning.estimate.estimate`'s ``spram``)."""
     single = [memory for memory in memories if memory.single_port and memory.contents is None]
     return single if sum(map(spram_count, single)) <= SPRAM_BLOCKS.get(family, 0) else []
 
@@ -91,7 +93,7 @@ def spram_count(memory) -> int:
 
 def spram_commands(memories, family) -> str:
     """Yosys commands, after reading the design and before ``synth_ice40 -spram``, that put
-    the memories :func:`spram_memories` chooses into SPRAM (empty when none): Yosys' huge RAM
+    the memories :func:`spram_memories` allows into SPRAM (empty when none): Yosys' huge RAM
     style on every memory marked :data:`~hwnn.rtl.overlay.SINGLE_PORT`, and their initial
     contents dropped (SPRAM has none; Amaranth gives every memory one, zeros for a RAM; a
     single-port memory's words are written before they are read, or meet zero weights)."""
