@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import simulate_design
+from common import cnv_network, simulate_design
 from hwnn.flow.generate import generate, load_design
 from hwnn.flow.report import format_table
 from hwnn.planning.planner import plan_folding
@@ -79,23 +79,6 @@ def cycle_rows(work, simulator, quick, count):
                          result.latency, f"{sim_seconds:.1f}"))
             print(f"  {label}, {budget} lanes: done", file=sys.stderr, flush=True)
     return rows
-
-
-def cnv_network():
-    """FINN's CNV topology with random binary weights and thresholds, uint8 input."""
-    def conv(channels):
-        return ("conv2d", dict(out_channels=channels, kernel=3, weight_format="binary",
-                               out_format="binary", stage="thresholds"))
-
-    def dense(features, last=False):
-        return ("dense", dict(out_features=features, weight_format="binary",
-                              out_format=None if last else "binary",
-                              stage="accumulator" if last else "thresholds"))
-    pool = ("maxpool2d", dict(kernel=2))
-    return random_cnn(np.random.default_rng(0), (32, 32, 3), [
-        conv(64), conv(64), pool, conv(128), conv(128), pool, conv(256), conv(256),
-        dense(512), dense(512), dense(10, last=True),
-    ], input_format="uint8", name="cnv")
 
 
 def cnv_plan(network):

@@ -99,7 +99,8 @@ def _cmd_quantize(args) -> int:
     options = QuantOptions(weights=args.weights, acts=args.acts, input_format=args.inputs,
                            per_channel=args.per_channel, calibration=args.calibration,
                            percentile=args.percentile, stage=args.stage, prune=args.prune,
-                           prune_scope=args.prune_scope, share=args.share)
+                           prune_scope=args.prune_scope, share=args.share,
+                           mult_bits=args.mult_bits)
     if not args.output.endswith(".hwnn.npz"):
         raise ValueError(f"The output file name must end in .hwnn.npz, not {args.output!r}")
     if args.model.endswith(".onnx"):
@@ -522,6 +523,9 @@ def _parser():
     quantize.add_argument("--percentile", type=float, default=99.99)
     quantize.add_argument("--stage", choices=("auto", "thresholds", "requant"), default="auto",
                           help="hidden layers' output stage (default auto)")
+    quantize.add_argument("--mult-bits", type=int, default=16,
+                          help="requantization multipliers' width, 2..32 (default 16; fewer "
+                               "bits are cheaper in logic, at some accuracy)")
     quantize.add_argument("--prune", type=float, default=0.0,
                           help="remove this fraction of the weights by magnitude (0..1)")
     quantize.add_argument("--prune-scope", choices=("layer", "global"), default="layer")

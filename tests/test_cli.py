@@ -65,6 +65,20 @@ def test_quantize_prunes_and_shares_with_a_size_report(capsys, model_files, tmp_
     assert all(layer.sparsity >= 0.5 and len(layer.codebook) <= 7 for layer in network.layers)
 
 
+@pytest.mark.parametrize("mult_bits", [2, 4, 8])
+def test_quantize_takes_narrow_requantization_multipliers(capsys, model_files, tmp_path,
+                                                          mult_bits):
+    """Narrow multipliers (cheaper in logic), down to 2 bits, which used to fail below 5."""
+    output = tmp_path / "net.hwnn.npz"
+    status, _, err = run(capsys, "quantize", model_files / "model.npz", "--calib",
+                         model_files / "calib.npy", "--mult-bits", str(mult_bits), "-o", output)
+    assert (status, err) == (0, "")
+    stages = [layer.stage for layer in Network.load(output).layers if layer.stage is not None]
+    assert stages and all(stage.mult_bits == mult_bits for stage in stages)
+    assert all(0 < stage.multiplier.min() and stage.multiplier.max() < 1 << mult_bits
+               for stage in stages)
+
+
 def test_quantize_is_deterministic(capsys, model_files, tmp_path):
     outputs = [tmp_path / f"{index}.hwnn.npz" for index in range(2)]
     for output in outputs:
@@ -85,6 +99,7 @@ def test_quantize_is_deterministic(capsys, model_files, tmp_path):
     (["--percentile", "0"], "--percentile must be in (0, 100], not 0.0"),
     (["--prune", "1"], "--prune must be a fraction in [0, 1), not 1.0"),
     (["--share", "9"], "--share must be 1..8 bits or None, not 9"),
+    (["--mult-bits", "33"], "--mult-bits must be 2..32, not 33"),
     (["--name", "my net"], ("--name must be an identifier (letters, digits and underscores, "
                             "not starting with a digit) and not a Verilog or Python keyword, "
                             "not 'my net'")),

@@ -5,8 +5,10 @@ import pytest
 
 from hwnn.planning import estimate as estimate_module
 from hwnn.planning.estimate import (TARGETS, block_count, design_features, estimate, fit, held_out,
-                           load_coefficients, measured, predict)
+                           load_coefficients, measured, predict, spram_placement)
 from hwnn.quant.synthetic import random_network, sample_network
+from hwnn.rtl.overlay import OverlayParams, SystolicOverlay
+from hwnn.tools.synth import spram_memories
 from hwnn.rtl.folding import LayerFold
 
 
@@ -170,3 +172,20 @@ def test_packed_arrays_take_a_dsp_block_per_pack_columns(family):
     # The LUT multiplier bits left are the requantization's, in logic.
     assert unpacked["lut_mult_bits"] - packed["lut_mult_bits"] == \
         (0 if family == "ecp5" else 64 * 4 * 4)
+
+
+def test_ice40_estimate_counts_the_spram_the_overlay_activations_take():
+    """The activation memories go to an UP5K's SPRAM only when the block RAMs would not hold
+    the design and both fit its four blocks: the estimate then counts them there and not in
+    block RAM; too wide, they stay in block RAM."""
+    net = random_network(np.random.default_rng(1), [32, 32, 10], weight_formats=["int8"] * 2,
+                         act_formats=["uint8"], stages=["requant"], name="mlp")
+    small, large = (estimate(net, "ice40", "systolic", array="2x4", batch=batch,
+                             requant="logic") for batch in (16, 256))
+    assert (small["spram"], large["spram"]) == (0, 4) and small["bram"] <= 30 >= large["bram"]
+    assert estimate(net, "ice40", "systolic", array="8x8", batch=256)["spram"] == 0
+    assert spram_placement(net, "ice40", "systolic", array="2x4", batch=256,
+                           requant="logic") == spram_memories(
+        SystolicOverlay(net, OverlayParams(2, 4, 256, requant="logic")).structure().memories,
+        "ice40") != []
+    assert "spram" not in estimate(net, "ecp5", "systolic", array="2x4", batch=16)

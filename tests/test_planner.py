@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from hwnn.cli import main
-from hwnn.planning.estimate import estimate, host_link_cost
+from hwnn.ir import Network
+from hwnn.planning.estimate import estimate, host_link_cost, logic_cells
 from hwnn.arch.systolic import ARRAYS
-from hwnn.planning.planner import (BATCHES, LOGIC_CEILING, NoFolding, logic_fallback,
-                                   plan_array, plan_folding)
+from hwnn.planning.planner import (BATCHES, LOGIC_CEILING, LOGIC_RESOURCES, NoFolding,
+                                   logic_fallback, plan_array, plan_folding)
 from hwnn.quant.synthetic import random_cnn, random_network, sample_cnn
 from hwnn.rtl.folding import LayerFold, cycle_targets, folding_for_cycles
 from hwnn.rtl.overlay import OverlayParams, schedule
@@ -44,7 +45,7 @@ def layer_cycles(network, folding):
 
 def within_budget(plan):
     for name, (used, available) in plan.resources.items():
-        limit = available * LOGIC_CEILING if name in ("lut4", "ff") else available
+        limit = available * LOGIC_CEILING if name in LOGIC_RESOURCES else available
         if used > limit:
             return False
     return True
@@ -244,7 +245,8 @@ def systolic_candidates(network):
 def systolic_fits(network, family, capacity, rows, cols, batch):
     guess = estimate(network, family, "systolic", host_link=True, array=f"{rows}x{cols}",
                      batch=batch)
-    return all(guess[name] <= (available * LOGIC_CEILING if name in ("lut4", "ff") else available)
+    return all(guess[name] <= (available * LOGIC_CEILING if name in LOGIC_RESOURCES
+                               else available)
                for name, available in capacity.items())
 
 
@@ -287,12 +289,17 @@ def test_compile_for_a_board_builds_the_planned_array(capsys, tmp_path, threshol
 
 def test_requantization_goes_to_logic_when_the_dsp_blocks_run_out():
     """Two requantizing layers take a multiplier per column each, of two SB_MAC16 blocks
-    (accumulators wider than 16 bits): 16 blocks beside a 2x4 array's 8, more than the UP5K's
-    8. The plan puts them in logic; where the DSP blocks suffice it keeps them there (and on
-    a large device, logic requantization lets a larger array fit)."""
+    (accumulators wider than 16 bits): 8 blocks beside a 2x2 array's 4, more than the UP5K's
+    8. The plan puts them in logic (per-tensor scales: constants, as the quantizer makes by
+    default; per-channel multipliers in logic would not fit the UP5K's logic cells); where
+    the DSP blocks suffice it keeps them there."""
     deep = random_network(np.random.default_rng(2), [64, 64, 32, 10],
                           weight_formats=["int8"] * 3, act_formats=["uint8"] * 2,
                           stages=["requant"] * 2, name="deep")
+    deep = Network(deep.name, tuple(
+        layer if layer.stage is None else dataclasses.replace(layer, stage=dataclasses.replace(
+            layer.stage, multiplier=np.full(layer.out_features, layer.stage.multiplier[0])))
+        for layer in deep.layers))
     plan = plan_array(deep, "icebreaker")
     assert plan.options["requant"] == "logic" and plan.choice.endswith(
         ", requantization in logic")
@@ -301,6 +308,40 @@ def test_requantization_goes_to_logic_when_the_dsp_blocks_run_out():
                       batch=plan.options["batch"])
     assert in_dsp["dsp"] > 8
     assert plan_array(deep, "ulx3s-85f", 20_000).options["requant"] == "dsp"
+
+
+def test_a_systolic_plan_packs_products_where_unpacked_multipliers_do_not_fit():
+    """Ternary weights and uint4 activations: a 16x16 array needs 256 multipliers, more than an
+    ECP5-85F's 156, but two products share one exactly (sums of 16 terms take 9 bits), so the
+    fastest plan is the packed 16x16; a design whose unpacked multipliers fit stays
+    unpacked."""
+    wide = random_network(np.random.default_rng(3), [256, 256, 64],
+                          weight_formats=["ternary"] * 2, act_formats=["uint4"],
+                          input_format="uint4", name="wide")
+    plan = plan_array(wide, "ulx3s-85f")
+    assert (plan.options["array"], plan.options["pack"]) == ("16x16", "2")
+    assert "2 products per multiplier" in plan.choice and within_budget(plan)
+    unpacked = estimate(wide, "ecp5", "systolic", host_link=True, array="16x16",
+                        batch=plan.options["batch"])
+    assert unpacked["dsp"] > 156 >= plan.resources["dsp"][0]
+    assert plan_array(wide, "ulx3s-85f", 10_000).options["pack"] == "1"
+
+
+def test_ice40_logic_cells_bound_a_plan_whose_lut4s_and_flip_flops_fit():
+    """nextpnr packs a flip-flop with its LUT4 only when that LUT4 drives nothing else, so an
+    iCE40 design takes more logic cells than it has LUT4s or flip-flops: per-channel
+    requantization multipliers in logic fit the UP5K's LUT4s and flip-flops but not its
+    logic cells, and the plan says so."""
+    deep = random_network(np.random.default_rng(2), [64, 64, 32, 10],
+                          weight_formats=["int8"] * 3, act_formats=["uint8"] * 2,
+                          stages=["requant"] * 2, name="deep")
+    guess = estimate(deep, "ice40", "systolic", host_link=True, array="1x2", batch=1,
+                     requant="logic")
+    assert guess["lc"] == logic_cells(guess["lut4"], guess["ff"]) > max(guess["lut4"],
+                                                                          guess["ff"])
+    assert max(guess["lut4"], guess["ff"]) <= 5280 * LOGIC_CEILING < guess["lc"]
+    with pytest.raises(NoFolding, match=r"needs LC \d+ of 4488 \(85% of 5280\)"):
+        plan_array(deep, "icebreaker")
 
 
 def test_systolic_board_requests_that_cannot_be_met_say_why_in_one_line(capsys, tmp_path,

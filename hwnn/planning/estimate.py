@@ -16,6 +16,7 @@ per TRELLIS_DPR16X4 distributed RAM). The estimate is the accelerator alone: a b
 link comes on top (:func:`host_link_cost`).
 """
 
+import dataclasses
 import functools
 import json
 import math
@@ -27,12 +28,12 @@ from ..arch import architecture
 from ..ir import Network
 from ..ir.formats import Format, signed_bits_for
 from ..rtl.structure import Memory, Multipliers, bit_matrix
-from ..tools.synth import FAMILIES
+from ..tools.synth import BLOCK_RAMS, FAMILIES, spram_count, spram_memories
 
-__all__ = ["BOARD_OVERHEAD", "COEFFICIENTS_PATH", "MAPPED_FEATURES", "TARGETS",
-           "design_features", "estimate", "fit", "held_out", "host_link_bits", "host_link_cost",
-           "load_coefficients", "measured", "predict", "save_coefficients",
-           "structure_features"]
+__all__ = ["BOARD_OVERHEAD", "COEFFICIENTS_PATH", "ICE40_PAIRING", "MAPPED_FEATURES",
+           "TARGETS", "design_features", "estimate", "fit", "held_out", "host_link_bits",
+           "host_link_cost", "load_coefficients", "logic_cells", "measured", "predict",
+           "save_coefficients", "spram_placement", "structure_features"]
 
 TARGETS = ("lut4", "ff", "dsp", "bram")
 #: The features DSP blocks and block RAMs are fitted on (LUT4s and flip-flops: all).
@@ -306,16 +307,61 @@ def predict(features, coefficients, family, arch) -> dict:
             for target in TARGETS}
 
 
+#: iCE40 logic cells: a cell holds a LUT4 and a flip-flop, but nextpnr packs a flip-flop with
+#: its LUT only when that LUT drives nothing else, so a design takes about ``lut4 + ff -
+#: ICE40_PAIRING * min(lut4, ff)`` cells (fitted by least squares on the board tops of eight
+#: designs of all three engines, estimated LUT4s and flip-flops against nextpnr's packed
+#: ``ICESTORM_LC``: ``python benchmarks/ice40_cells.py``).
+ICE40_PAIRING = 0.44
+
+
+def logic_cells(lut4: int, ff: int) -> int:
+    """iCE40 logic cells of a design of ``lut4`` LUT4s and ``ff`` flip-flops
+    (:data:`ICE40_PAIRING`)."""
+    return round(lut4 + ff - ICE40_PAIRING * min(lut4, ff))
+
+
+def spram_placement(network: Network, family: str, arch="dataflow", *, host_link=False,
+                    **options) -> list:
+    """The memories a build of ``network`` puts in SPRAM, as :func:`estimate` counts them
+    (arguments as its): for :func:`hwnn.tools.synth.synthesize` and ``place_and_route``
+    (``memories``) or :func:`hwnn.tools.synth.spram_commands`; empty when none."""
+    if not estimate(network, family, arch, host_link=host_link, **options).get("spram"):
+        return []
+    return spram_memories(_top(network, family, arch, options).structure().memories, family)
+
+
 def estimate(network: Network, family: str, arch="dataflow", *, host_link=False,
              **options) -> dict:
     """Estimated ``{"lut4", "ff", "dsp", "bram"}`` (whole numbers) of the accelerator, and of
-    the board's host link in front of it with ``host_link`` (:func:`host_link_cost`)."""
+    the board's host link in front of it with ``host_link`` (:func:`host_link_cost`); on
+    iCE40 also ``"lc"``, its logic cells (:func:`logic_cells`), and ``"spram"``, the SPRAM
+    blocks its single-port memories take: only where the block RAMs would not hold the
+    design (SPRAM sits at the die's corners: its buses cost routing) and those memories fit
+    the SPRAM (:func:`~hwnn.tools.synth.spram_memories`); a build places them as this says
+    (:func:`~hwnn.tools.synth.spram_commands`)."""
     top = _top(network, family, arch, options)
-    guess = predict(structure_features(top.structure(), family), load_coefficients(), family,
-                    arch)
-    total = {target: math.ceil(value) if target in ("dsp", "bram") else round(value)
-             for target, value in guess.items()}
-    if host_link:
-        for name, value in host_link_cost(network, family, top.in_count).items():
-            total[name] += value
+    structure = top.structure()
+
+    def total_of(structure):
+        guess = predict(structure_features(structure, family), load_coefficients(), family,
+                        arch)
+        total = {target: math.ceil(value) if target in ("dsp", "bram") else round(value)
+                 for target, value in guess.items()}
+        if host_link:
+            for name, value in host_link_cost(network, family, top.in_count).items():
+                total[name] += value
+        return total
+
+    total = total_of(structure)
+    moved = spram_memories(structure.memories, family)
+    if moved and total["bram"] > BLOCK_RAMS.get(family, 0):
+        # They take none of the block RAMs or logic then.
+        total = total_of(dataclasses.replace(structure, memories=[
+            memory for memory in structure.memories if memory not in moved]))
+    else:
+        moved = []
+    if family == "ice40":
+        total["lc"] = logic_cells(total["lut4"], total["ff"])
+        total["spram"] = sum(map(spram_count, moved))
     return total

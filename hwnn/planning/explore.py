@@ -71,7 +71,7 @@ def measure_point(network: Network, point: Point, device: str, clock_mhz: float,
                   place=True) -> dict:
     """One row of the exploration (see the module's description). A design that does not
     fit the device is a row with ``fits`` False and what is over in ``error``."""
-    from .estimate import estimate
+    from .estimate import estimate, spram_placement
     from ..flow.generate import generate, load_design
     from ..tools.implement import write_harness
     from ..tools.synth import DEVICES, DoesNotFit, check_fit, place_and_route, synthesize
@@ -86,18 +86,21 @@ def measure_point(network: Network, point: Point, device: str, clock_mhz: float,
         design = load_design(generate(network, Path(folder) / "design", arch=point.arch,
                                       **point.options))
         harness = _harness_cost(design.manifest)
-        row |= {f"est_{name}": value + harness.get(name, 0) for name, value in guess.items()}
+        row |= {f"est_{name}": value + harness.get(name, 0) for name, value in guess.items()
+                if f"est_{name}" in COLUMNS}
         row["cycles"] = design.manifest["cycles_per_inference"]
         row["lanes"] = design.manifest["lanes"]
         harness = write_harness(design, Path(folder) / "harness.v")
         fmax = None
         try:
+            memories = spram_placement(network, family, point.arch, **point.options)
             if place:
                 report, fmax, pnr_seconds = place_and_route(harness, "harness", device,
-                                                            target_mhz=clock_mhz)
+                                                            target_mhz=clock_mhz,
+                                                            memories=memories)
                 row["nextpnr_s"] = round(pnr_seconds, 1)
             else:
-                report = synthesize(harness, "harness", family)
+                report = synthesize(harness, "harness", family, memories=memories)
                 check_fit(report, device)
             row["fits"] = True
         except DoesNotFit as error:

@@ -7,14 +7,15 @@ The design runs at the board's clock (or the PLL's, see ``clock_mhz``), so a tar
 inferences per second allows ``floor(clock / F)`` cycles per inference. :func:`plan_folding`
 takes the cheapest folding within that many cycles (fewest lanes in every layer), estimates its
 resources (:mod:`hwnn.planning.estimate`, plus the board's host link) and checks them against
-the board's device: DSP blocks and block RAMs up to the device's count, LUT4s and flip-flops up
-to :data:`LOGIC_CEILING` of it (room for placement and for the estimate's error). Where the
-folding's multipliers need more DSP blocks than the device has, the layers that save the most
-LUT4s by them keep them and the others build theirs in logic (:func:`logic_fallback`), so a
-folding refused for DSP blocks alone fits when its LUT4s allow. Without a target it takes the
-fastest folding that fits. When nothing meets the target it says why: the
-target is faster than the fully parallel design, or the folding it needs is over the device
-(what is over, by how much) and which throughput the fastest fitting folding gives.
+the board's device: DSP blocks and block RAMs up to the device's count, LUT4s and flip-flops
+(and an iCE40's logic cells, which nextpnr packs them into) up to :data:`LOGIC_CEILING` of it
+(room for placement and for the estimate's error). Where the folding's multipliers need more
+DSP blocks than the device has, the layers that save the most LUT4s by them keep them and the
+others build theirs in logic (:func:`logic_fallback`), so a folding refused for DSP blocks
+alone fits when its LUT4s allow. Without a target it takes the fastest folding that fits.
+When nothing meets the target it says why: the target is faster than the fully parallel
+design, or the folding it needs is over the device (what is over, by how much) and which
+throughput the fastest fitting folding gives.
 
 :func:`plan_array` does the same for the systolic overlay over the arrays of
 :data:`hwnn.arch.systolic.ARRAYS` and the batches of :data:`BATCHES` (cycles per inference from
@@ -35,8 +36,9 @@ from ..rtl.structure import Structure
 from ..rtl.units import unit_class
 from ..tools.synth import CAPACITY, DEVICES
 
-__all__ = ["BATCHES", "LOGIC_CEILING", "PLANNED", "NoFolding", "Plan", "board_clock",
-           "logic_fallback", "plan_array", "plan_folding"]
+__all__ = ["BATCHES", "LOGIC_CEILING", "LOGIC_RESOURCES", "PLANNED", "NoFolding", "Plan",
+           "board_clock", "check_weights_on_chip", "logic_fallback", "plan_array",
+           "plan_folding"]
 
 #: The architectures this module plans for a board, and what it chooses for them.
 PLANNED = {"dataflow": "the folding", "systolic": "the array and batch"}
@@ -47,8 +49,10 @@ BATCHES = (1, 2, 4, 8, 16, 32, 64)
 #: Bits of one block RAM per family (iCE40 SB_RAM40_4K, ECP5 DP16KD).
 BLOCK_BITS = {"ice40": 4096, "ecp5": 18432}
 
-#: Share of a device's LUT4s and flip-flops a planned design may take.
+#: Share of a device's LUT4s and flip-flops (and iCE40 logic cells) a planned design may take.
 LOGIC_CEILING = 0.85
+#: The resources :data:`LOGIC_CEILING` applies to.
+LOGIC_RESOURCES = ("lut4", "ff", "lc")
 
 
 class NoFolding(ValueError):
@@ -108,7 +112,8 @@ def _over(resources):
     """The resources over their limit, as text; empty when the design fits."""
     over = []
     for name, (used, available) in resources.items():
-        limit = math.floor(available * LOGIC_CEILING) if name in ("lut4", "ff") else available
+        limit = (math.floor(available * LOGIC_CEILING) if name in LOGIC_RESOURCES
+                 else available)
         if used > limit:
             over.append(f"{name.upper()} {used} of {limit}"
                         + (f" ({LOGIC_CEILING:.0%} of {available})" if limit != available
@@ -238,18 +243,10 @@ def _folds(folding):
     return " ".join(fold.label for fold in folding)
 
 
-def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=None) -> Plan:
-    """The systolic array and batch for the board (arguments as :func:`plan_folding`'s):
-    without a target the fewest cycles per inference that fits, with one the fewest
-    multipliers (then the smallest batch) that reach it; the requantization multipliers in
-    DSP blocks where they fit, else in logic; :class:`NoFolding` saying why when there is
-    none."""
-    from ..arch.systolic import ARRAYS, SYSTOLIC
-    from ..rtl.overlay import REQUANT_MULTIPLIERS, OverlayParams, check_overlay, schedule
-
-    device, clock = _device_and_clock(network, board_name, target_fps, clock_mhz)
-    SYSTOLIC.check_layer_kinds(network)
-    where = f"the {board_name} ({device.upper()}, {clock / 1e6:g} MHz)"
+def check_weights_on_chip(network: Network, device: str, where: str):
+    """Raise :class:`NoFolding` in one line when ``network``'s weights alone need more bits
+    than ``device``'s block RAMs hold (the systolic overlay keeps every weight on chip);
+    ``where`` names the device (or the board) in the message."""
     family, blocks = DEVICES[device][0], CAPACITY[device]["bram"]
     weights, held = sum(layer.weight_bits for layer in network.layers), blocks * BLOCK_BITS[family]
     if weights > held:
@@ -257,24 +254,46 @@ def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=
                         f"alone take {weights / 1024:,.1f} kbit, more than the {blocks} block "
                         f"RAMs of the {device.upper()} hold ({held / 1024:,.0f} kbit); the "
                         f"overlay keeps every weight on chip")
-    # (cycles, lanes, batch, requantization in logic, params); the schedule does not depend
-    # on where the requantization multipliers are.
+
+
+def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=None) -> Plan:
+    """The systolic array and batch for the board (arguments as :func:`plan_folding`'s):
+    without a target the fewest cycles per inference that fits, with one the fewest
+    multipliers (then the smallest batch) that reach it; the requantization multipliers in
+    DSP blocks where they fit, else in logic; unpacked multipliers where they fit, else the
+    most products per multiplier the formats allow exactly (:func:`~hwnn.rtl.systolic.max_pack`);
+    :class:`NoFolding` saying why when there is none."""
+    from ..arch.systolic import ARRAYS, SYSTOLIC
+    from ..rtl.overlay import (REQUANT_MULTIPLIERS, OverlayParams, SystolicOverlay,
+                               check_overlay, schedule)
+    from ..rtl.systolic import max_pack
+
+    device, clock = _device_and_clock(network, board_name, target_fps, clock_mhz)
+    SYSTOLIC.check_layer_kinds(network)
+    where = f"the {board_name} ({device.upper()}, {clock / 1e6:g} MHz)"
+    check_weights_on_chip(network, device, where)
+    check_overlay(network, OverlayParams(1, 2, 1))
+    formats = SystolicOverlay(network, OverlayParams(1, 2, 1))      # the array's value formats
+    # (cycles, lanes, batch, requantization in logic, products per multiplier, params); the
+    # schedule depends on neither where the requantization multipliers are nor the packing.
     candidates = []
     for rows, cols in ARRAYS:
+        pack = max_pack(formats.a_format, formats.w_format, rows, cols=cols)
         for batch in BATCHES:
             cycles = schedule(network, OverlayParams(rows, cols, batch))["per_inference"]
-            candidates += [(cycles, rows * cols, batch, requant == "logic",
-                            OverlayParams(rows, cols, batch, requant))
-                           for requant in REQUANT_MULTIPLIERS]
-    check_overlay(network, candidates[0][4])
+            candidates += [(cycles, rows * cols, batch, requant == "logic", packed,
+                            OverlayParams(rows, cols, batch, requant, packed))
+                           for requant in REQUANT_MULTIPLIERS
+                           for packed in sorted({1, pack})]
 
     def plan(candidate):
-        cycles, _, batch, in_logic, params = candidate
+        cycles, _, batch, in_logic, packed, params = candidate
         options = {"array": f"{params.rows}x{params.cols}", "batch": batch,
-                   "requant": params.requant}
-        choice = f"array {options['array']}, batch {batch}"
-        return Plan(board_name, device, clock, "systolic", options,
-                    choice + (", requantization in logic" if in_logic else ""), cycles,
+                   "requant": params.requant, "pack": str(packed)}
+        choice = (f"array {options['array']}, batch {batch}"
+                  + (f", {packed} products per multiplier" if packed > 1 else "")
+                  + (", requantization in logic" if in_logic else ""))
+        return Plan(board_name, device, clock, "systolic", options, choice, cycles,
                     _resources(network, "systolic", options, device), target_fps)
 
     def first_fitting(ordered):
@@ -283,18 +302,18 @@ def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=
                 return found
         return None
 
-    fastest = sorted(candidates, key=lambda candidate: candidate[:4])
+    fastest = sorted(candidates, key=lambda candidate: candidate[:5])
     if target_fps is None:
         if (found := first_fitting(fastest)) is None:
             # The smallest array with the fewest DSP blocks.
-            smallest = plan(min(candidates, key=lambda candidate: (*candidate[1:3],
-                                                                   not candidate[3])))
+            smallest = plan(min(candidates, key=lambda candidate: (
+                *candidate[1:3], not candidate[3], -candidate[4])))
             raise NoFolding(f"No systolic array of {network.name!r} fits {where}: even the "
                             f"smallest ({smallest.choice}) needs {_over(smallest.resources)}")
         return found
     allowed = clock / target_fps
     meeting = sorted((candidate for candidate in candidates if candidate[0] <= allowed),
-                     key=lambda candidate: candidate[1:4])
+                     key=lambda candidate: candidate[1:5])
     if not meeting:
         best = plan(fastest[0])
         raise NoFolding(f"{target_fps:,.0f} inferences/s on {where} allows {allowed:,.0f} "

@@ -144,7 +144,7 @@ class QuantOptions:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an integer, not {value!r}")
             if not low <= value <= high:
-                raise ValueError(f"{name} must be {low}..{high}, not {value}")
+                raise ParameterError(name, name, f"must be {low}..{high}, not {value}")
 
     @property
     def act_format(self) -> Format:
@@ -235,7 +235,7 @@ def _requant_params(ratio, mult_bits):
     """Multipliers and shifts; one shift for the whole layer (a constant shift in hardware)
     unless that leaves some channel's multiplier with fewer than ``mult_bits - 4`` bits."""
     multiplier, shift = requant_for(ratio, mult_bits, shared_shift=True)
-    if multiplier.min() < 1 << (mult_bits - 5):
+    if mult_bits > 4 and multiplier.min() < 1 << (mult_bits - 5):
         multiplier, shift = requant_for(ratio, mult_bits)
     return multiplier, shift
 

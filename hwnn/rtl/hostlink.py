@@ -1,10 +1,12 @@
 """The board side of the host link: UART frames in, accelerator streams, UART frames out.
 
 :class:`HostLink` receives a request frame (:mod:`hwnn.host.protocol`), checks its CRC, feeds the
-vector to the accelerator beat by beat, gathers the output vector and sends the reply frame.
-The request's payload is kept in a memory of accelerator beats (assembled a bit per cycle as
-the bytes arrive, much faster than the UART delivers them), so a large input such as an image
-costs a block RAM, not a register per bit.
+vector to the accelerator beat by beat and sends the reply frame, its payload taken from the
+accelerator's output beats as the UART sends it. The request's payload is kept in a memory of
+accelerator beats (assembled a bit per cycle as the bytes arrive, much faster than the UART
+delivers them), so a large input such as an image costs a block RAM, not a register per bit;
+the reply's bytes are assembled a bit per cycle from one output beat at a time (a byte takes
+the UART at least 10 cycles), so a large output costs a beat's register, not the vector's.
 A frame whose CRC does not match is answered with status 1, a frame that stops short (a lost
 byte) with status 2 after :data:`~hwnn.host.protocol.TIMEOUT_BYTES` byte times of silence; then
 the link hunts for the next sync byte. :class:`BoardTop` is an accelerator behind a link: the
@@ -80,8 +82,15 @@ class HostLink(wiring.Component):
         seq, status, crc = Signal(8), Signal(2), Signal(8)
         m.submodules.beats = beats = memory.Memory(shape=in_beat_bits, depth=in_beats, init=[])
         write, read = beats.write_port(), beats.read_port()
-        outputs = Signal(out_beats * out_beat_bits)
-        sending = Signal(out_bytes * 8)
+        # The reply's payload: an output beat (``beat_left`` of its bits still to send, least
+        # significant first) shifted a bit per cycle into the byte being assembled
+        # (``byte_fill`` bits so far, past the last beat's end zeros).
+        # Registered flags (no counter compare on the way to the enables): the beat is used up,
+        # the byte is full, every beat has been taken.
+        out_beat, beat_left = Signal(out_beat_bits), Signal(range(out_beat_bits + 1))
+        out_byte, byte_fill = Signal(8), Signal(range(8))
+        beats_taken = Signal(range(out_beats + 1))
+        beat_empty, byte_full, all_taken = Signal(), Signal(), Signal()
         count = Signal(range(max(in_bytes, out_bytes, in_beats, out_beats) + 1))
         limit = TIMEOUT_BYTES * 10 * self.divisor
         silence = Signal(range(limit + 1))
@@ -162,17 +171,10 @@ class HostLink(wiring.Component):
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == in_beats - 1):
                         m.d.sync += count.eq(0)
-                        m.next = "COLLECT"
-            with m.State("COLLECT"):
-                m.d.comb += self.i_stream.ready.eq(1)
-                with m.If(self.i_stream.valid):
-                    m.d.sync += [outputs.eq(Cat(outputs[out_beat_bits:],
-                                                self.i_stream.payload.data)),
-                                 count.eq(count + 1)]
-                    with m.If(count == out_beats - 1):
                         m.next = "REPLY_SYNC"
             with m.State("REPLY_SYNC"):
-                m.d.sync += [crc.eq(0), count.eq(0), sending.eq(outputs)]
+                m.d.sync += [crc.eq(0), count.eq(0), beat_empty.eq(1), byte_fill.eq(0),
+                             byte_full.eq(0), beats_taken.eq(0), all_taken.eq(0)]
                 send(REPLY_SYNC, "REPLY_SEQ", checked=False)
             with m.State("REPLY_SEQ"):
                 send(seq, "REPLY_STATUS")
@@ -181,9 +183,28 @@ class HostLink(wiring.Component):
                 with m.If(tx.i_byte.ready & (status != 0)):
                     m.next = "REPLY_CRC"
             with m.State("REPLY_PAYLOAD"):
-                send(sending[:8], "REPLY_PAYLOAD")
-                with m.If(tx.i_byte.ready):
-                    m.d.sync += [sending.eq(sending >> 8), count.eq(count + 1)]
+                shift = Signal()            # a bit into the byte: the beat's next, or a 0 pad
+                with m.If(~byte_full):
+                    with m.If(~beat_empty):
+                        m.d.comb += shift.eq(1)
+                        m.d.sync += [out_beat.eq(out_beat >> 1), beat_left.eq(beat_left - 1),
+                                     beat_empty.eq(beat_left == 1)]
+                    with m.Elif(~all_taken):
+                        m.d.comb += self.i_stream.ready.eq(1)
+                        with m.If(self.i_stream.valid):
+                            m.d.sync += [out_beat.eq(self.i_stream.payload.data),
+                                         beat_left.eq(out_beat_bits), beat_empty.eq(0),
+                                         beats_taken.eq(beats_taken + 1),
+                                         all_taken.eq(beats_taken == out_beats - 1)]
+                    with m.Else():
+                        m.d.comb += shift.eq(1)
+                with m.Else():
+                    send(out_byte, "REPLY_PAYLOAD")
+                with m.If(shift):
+                    m.d.sync += [out_byte.eq(Cat(out_byte[1:], out_beat[0] & ~beat_empty)),
+                                 byte_fill.eq(byte_fill + 1), byte_full.eq(byte_fill == 7)]
+                with m.If(byte_full & tx.i_byte.ready):
+                    m.d.sync += [byte_full.eq(0), count.eq(count + 1)]
                     with m.If(count == out_bytes - 1):
                         m.next = "REPLY_CRC"
             with m.State("REPLY_CRC"):

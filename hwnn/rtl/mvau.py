@@ -142,7 +142,8 @@ class MatrixVectorUnit(wiring.Component):
         # multiplier (its output register) and again in the logic that adds them up.
         self.dsp_stages = 1 if self._multiplier_lanes() else 0
         self._depth = (self._STAGES + 2 * self.dsp_stages + self.tree_levels
-                       + stage_latency(layer, pipelined=True))
+                       + stage_latency(layer, pipelined=True,
+                                       logic_multipliers=self.logic_multipliers))
         self.fifo_depth = self._depth + 4
         self.in_count = simd if self._shared_input else pe * simd
         self.out_count = pe

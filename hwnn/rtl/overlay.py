@@ -54,9 +54,14 @@ from .structure import Memory, Multipliers, Structure
 from .systolic import SystolicArray, SystolicParams, array_latency, max_pack
 from .values import decode_codes, holding_format, resize
 
-__all__ = ["REQUANT_MULTIPLIERS", "OverlayParams", "SystolicOverlay", "check_overlay",
-           "drain_cycles", "schedule"]
+__all__ = ["REQUANT_MULTIPLIERS", "SINGLE_PORT", "OverlayParams", "SystolicOverlay",
+           "check_overlay", "drain_cycles", "schedule"]
 
+
+#: The attribute that marks a memory as single-port (one address for reading and writing,
+#: never both in a cycle): the memories an iCE40 UltraPlus build may put in its SPRAM
+#: (:func:`hwnn.tools.synth.spram_script`).
+SINGLE_PORT = "hwnn_single_port"
 
 #: Where the output stages' requantization multipliers go: DSP blocks, or logic (where the
 #: array takes every DSP block, as on an iCE40UP5K).
@@ -167,27 +172,25 @@ READ_STAGES = 4
 
 def drain_cycles(params: OverlayParams, layer: Dense) -> int:
     """Cycles ``layer`` waits after its last row, until its results are written (memory read,
-    array, accumulator, the layer's output stage, the registered write) and the next layer
-    may read them."""
+    array, accumulator, a register, the layer's output stage, the registered write) and the
+    next layer may read them."""
     return (READ_STAGES + array_latency(params.rows, params.cols)
-            + stage_latency(layer, pipelined=True) + 3)
+            + stage_latency(layer, pipelined=True, logic_multipliers=params.requant == "logic")
+            + 4)
 
 
 def _run_cycles(tiles: int, beats: int, rows: int) -> int:
-    """Cycles of a layer's run phase: replay the weight loader's and the row issuer's rules
-    (a tile's load waits for the rows of the tile two before it; a tile's rows wait for the
-    first beat of its load; a load is ``beats`` beats, a tile ``rows`` rows), until both
-    have finished."""
-    ld_tile = ld_row = rw_tile = rw_m = cycle = 0
-    while not (ld_tile == tiles and rw_tile == tiles):
-        load = ld_tile < tiles and ld_tile <= rw_tile + 1
-        issue = rw_tile < tiles and (ld_tile > rw_tile or (ld_tile == rw_tile and ld_row > 0))
-        if load:
-            ld_tile, ld_row = (ld_tile + 1, 0) if ld_row == beats - 1 else (ld_tile, ld_row + 1)
-        if issue:
-            rw_tile, rw_m = (rw_tile + 1, 0) if rw_m == rows - 1 else (rw_tile, rw_m + 1)
-        cycle += 1
-    return cycle + 1
+    """Cycles of a layer's run phase under the weight loader's and the row issuer's rules (a
+    tile's load waits for the rows of the tile two before it; a tile's rows wait for the
+    first beat of its load; a load is ``beats`` beats, a tile ``rows`` rows), until both have
+    finished. Each runs its tiles' cycles back to back once started, so the first cycles of
+    tile ``t``'s load ``L(t)`` and rows ``R(t)`` follow tile by tile: ``L(t) = max(L(t-1) +
+    beats, R(t-2) + rows)``, ``R(t) = max(L(t) + 1, R(t-1) + rows)``."""
+    load, issue, before = -beats, -rows, -rows      # L(t-1), R(t-1), R(t-2)
+    for _ in range(tiles):
+        load = max(load + beats, before + rows)
+        before, issue = issue, max(load + 1, issue + rows)
+    return max(load + beats, issue + rows) + 1
 
 
 def schedule(network: Network, params: OverlayParams, batch: int | None = None) -> dict:
@@ -355,8 +358,8 @@ class SystolicOverlay(LayerEngine):
         structure.memories += [
             Memory("weights", len(weights), cols * w_bits, weights),
             Memory("biases", len(biases), cols * acc_bits, biases),
-            *(Memory("activations", self.act_depth, p.word_values * a_bits)
-              for _ in range(2)),
+            *(Memory("activations", self.act_depth, p.word_values * a_bits, single_port=True,
+                     name=f"acts{index}") for index in range(2)),
             Memory("accumulators", self.acc_depth, cols * acc_bits),
             Memory("outputs", batch * self.nt[-1], cols * self.network.output.format.bits)]
         return structure.merge(self._output_drain().structure())
@@ -408,11 +411,21 @@ class SystolicOverlay(LayerEngine):
         # block's own output register).
         unchecked = {"no_rw_check": 1}
         acts = [memory.Memory(shape=unsigned(p.word_values * a_bits), depth=self.act_depth,
-                              init=[], attrs=unchecked)
+                              init=[], attrs=unchecked | {SINGLE_PORT: 1})
                 for _ in range(2)]
         m.submodules.acts0, m.submodules.acts1 = acts
-        s.act_reads = [mem.read_port() for mem in acts]
-        s.act_writes = [mem.write_port() for mem in acts]
+        # Neither activation memory is read while it is written, so each is a single-port
+        # memory (an iCE40's SPRAM, see SINGLE_PORT): one address, the write's when it
+        # writes; the read port (whose data is then unused) holds meanwhile.
+        s.act_reads, s.act_writes = [], []
+        for mem in acts:
+            read, write = mem.read_port(), mem.write_port()
+            s.act_reads.append(SimpleNamespace(addr=Signal.like(read.addr), data=read.data))
+            s.act_writes.append(SimpleNamespace(addr=Signal.like(write.addr), data=write.data,
+                                                en=write.en))
+            m.d.comb += [read.addr.eq(Mux(write.en, s.act_writes[-1].addr,
+                                          s.act_reads[-1].addr)),
+                         write.addr.eq(read.addr), read.en.eq(~write.en)]
         accumulators = m.submodules.accumulators = memory.Memory(
             shape=unsigned(cols * acc_bits), depth=self.acc_depth, init=[], attrs=unchecked)
         s.acc_write = accumulators.write_port()
@@ -808,14 +821,17 @@ class SystolicOverlay(LayerEngine):
             tag_bits=s.out_bits + 2, groups=max(self.nt), pipelined=True,
             logic_multipliers=self.params.requant == "logic",
             layers=[step.layer for step in self.steps])
-        m.d.comb += [
-            stages.layer.eq(s.layer),
+        # The stages take the sums from registers (a cycle later): the sums come straight
+        # from a block RAM read and an adder, and a stage that multiplies by constants starts
+        # on its input at once.
+        m.d.comb += stages.layer.eq(s.layer)
+        m.d.sync += [
             stages.i_acc.valid.eq(valid_p & last_p),
             stages.i_acc.payload.group.eq(nt_p),
             stages.i_acc.payload.tag.eq(Cat(out_p, wfirst_p, wlast_p)),
         ]
         for c in range(cols):
-            m.d.comb += stages.i_acc.payload.acc[c].eq(sums[c])
+            m.d.sync += stages.i_acc.payload.acc[c].eq(sums[c])
 
     def _write_results(self, m, s):
         """The stages' results (tagged with their output word and pool window marks) into the

@@ -48,7 +48,8 @@ from .arith import adder_tree, logic_product, signed_digits
 from .structure import Memory, Multipliers, Structure, varying_columns
 
 __all__ = ["PIECE_BITS", "OutputStage", "accumulator_pieces", "parameter_bits",
-           "parameter_words", "search_steps", "stage_latency", "stage_structure"]
+           "parameter_words", "reads_parameters", "search_steps", "stage_latency",
+           "stage_structure"]
 
 #: Accumulator bits per requantization multiplier of a pipelined stage: a piece and the
 #: multiplier fit one ECP5 MULT18X18D or iCE40 SB_MAC16 for multipliers of up to 16 bits.
@@ -155,12 +156,27 @@ def _delayed(m, value, cycles, name, reset_less=False):
     return value
 
 
-def stage_latency(layer: Dense, pipelined=False) -> int:
-    """Cycles from an input group to its output values in ``layer``'s :class:`OutputStage`."""
+def reads_parameters(layer: Dense, logic_multipliers=False) -> bool:
+    """Whether ``layer``'s :class:`OutputStage` reads parameter ROMs (its accumulators then
+    wait for the read): thresholds, or requantization by per-channel multipliers or shifts;
+    not a requantization by constants, nor a layer without a stage."""
+    return (isinstance(layer.stage, Thresholds)
+            or bool(_group_words(layer, 1, logic_multipliers)))
+
+
+def _parameter_wait(layer: Dense, pipelined: bool, logic_multipliers: bool) -> int:
+    """Cycles the accumulators wait for the stage's parameters (none without ROMs)."""
+    return 1 + pipelined if reads_parameters(layer, logic_multipliers) else 0
+
+
+def stage_latency(layer: Dense, pipelined=False, logic_multipliers=False) -> int:
+    """Cycles from an input group to its output values in ``layer``'s :class:`OutputStage`:
+    the wait for its parameters, then the computation and the output register."""
+    wait = _parameter_wait(layer, pipelined, logic_multipliers)
     if layer.stage is None:
-        return 2
+        return wait + 1
     if isinstance(layer.stage, Requant):
-        return 6 if pipelined else 3
+        return wait + (4 if pipelined else 2)
     return search_steps(layer) * (2 if pipelined else 1) + 1
 
 
@@ -202,7 +218,7 @@ def stage_structure(layer: Dense, lanes: int, pipelined=False,
         structure.add("requant_bits", lanes * (acc_bits + stage.mult_bits))
         if pipelined:   # the pieces' products, at the multipliers and again; the scaled value
             structure.add("pipeline_bits", lanes * (acc_bits + 2 * len(pieces) * stage.mult_bits))
-    if pipelined and stage is not None:
+    if pipelined and reads_parameters(layer, logic_multipliers):
         # The registered parameters and the accumulators waiting beside them.
         structure.add("pipeline_bits",
                       sum(width for width, _ in words.values()) + lanes * acc_bits)
@@ -256,7 +272,7 @@ class OutputStage(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from an input group to its output values."""
-        return stage_latency(self.layer, self.pipelined)
+        return stage_latency(self.layer, self.pipelined, self.logic_multipliers)
 
     def parameter_words(self) -> dict:
         """ROM images: ``{name: (width, [word per group])}``."""
@@ -349,11 +365,11 @@ class OutputStage(wiring.Component):
             return _delayed(m, value, cycles, name, reset_less)
 
         # Cycle 1: the parameters arrive; register the accumulators beside them. Pipelined,
-        # cycle 2: the parameters registered.
+        # cycle 2: the parameters registered. A stage without parameter ROMs does not wait.
         params = {name: self._read(m, name, width, words, self.i_acc.payload.group)
                   for name, (width, words) in _group_words(layer, lanes,
                                                            self.logic_multipliers).items()}
-        lag = 1 + (self.pipelined and stage is not None)
+        lag = _parameter_wait(layer, self.pipelined, self.logic_multipliers)
         acc = delayed(self.i_acc.payload.acc, lag, "acc", reset_less=self.pipelined)
         valid = delayed(self.i_acc.valid, lag, "valid")
         tag = delayed(self.i_acc.payload.tag, lag, "tag")

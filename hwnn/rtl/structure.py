@@ -21,11 +21,16 @@ __all__ = ["Memory", "Multipliers", "Structure", "bit_matrix", "varying_columns"
 @dataclass(frozen=True)
 class Memory:
     """A memory of ``depth`` words of ``width`` bits that holds ``use`` (``"weights"``,
-    ``"parameters"``, ``"fifo"``, ...); ``contents``: a ROM's words, None for a RAM."""
-    use:      str
-    depth:    int
-    width:    int
-    contents: tuple | None = None
+    ``"parameters"``, ``"fifo"``, ...); ``contents``: a ROM's words, None for a RAM;
+    ``single_port``: a RAM never read and written in the same cycle, built with one address
+    (:data:`hwnn.rtl.overlay.SINGLE_PORT`), which an iCE40's SPRAM can hold, and ``name``
+    its name in the design (a single-port memory's is needed to place it)."""
+    use:         str
+    depth:       int
+    width:       int
+    contents:    tuple | None = None
+    single_port: bool = False
+    name:        str = ""
 
     def __post_init__(self):
         if self.contents is not None:

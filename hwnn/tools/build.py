@@ -21,7 +21,7 @@ from .absorb import REPORT_PREFIX
 from ..boards import BoardDesign, board, uart_divisor
 from ..errors import ToolError
 from ..flow.generate import Design, load_design
-from .synth import DEVICES, DoesNotFit, fmax_from_log
+from .synth import DEVICES, DoesNotFit, fmax_from_log, spram_commands
 
 __all__ = ["build_board", "format_build_report"]
 
@@ -90,6 +90,7 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
     if isinstance(baud, bool) or not isinstance(baud, int) or baud < 1:
         raise ValueError(f"baud must be a positive integer, not {baud!r}")
     from .implement import check_estimate
+    from ..planning.estimate import spram_placement
     from ..rtl.clocking import pll_settings
     from .toolchain import setup_env
 
@@ -113,9 +114,15 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
     options = dict(target.build_options)
     options["nextpnr_opts"] = " ".join(("--timing-allow-fail",
                                         options.get("nextpnr_opts", ""))).strip()
+    family = DEVICES[target.device][0]
+    placed = spram_placement(design.network, family, design.manifest["arch"], host_link=True,
+                             **design.options)
+    if spram := spram_commands(placed, family):
+        options["script_after_read"] = spram
+        options["synth_opts"] = " ".join((options.get("synth_opts", ""), "-spram")).strip()
     plan = platform.prepare(top, name="top", **options)
     plan.extract(folder)
-    _prepare_script(folder / "build_top.sh", absorb=DEVICES[target.device][0] == "ecp5")
+    _prepare_script(folder / "build_top.sh", absorb=family == "ecp5")
     started = time.monotonic()
     returncode, output = _run_script(folder, log or (lambda line: None))
     seconds = time.monotonic() - started

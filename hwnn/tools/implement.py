@@ -28,7 +28,7 @@ FAMILY_DEVICES = {"ecp5": "ecp5-85f", "ice40": "ice40-up5k"}
 #: about 45% (README, "Performance"), so a design that fits is never refused. Block RAMs are
 #: left to Yosys: their estimate is far off on some sparse designs.
 ESTIMATE_MARGIN = 2
-ESTIMATE_CHECKED = ("lut4", "ff", "dsp")
+ESTIMATE_CHECKED = ("lut4", "ff", "dsp", "lc")
 
 
 def check_estimate(design: Design, device, where=None):
@@ -41,7 +41,8 @@ def check_estimate(design: Design, device, where=None):
     capacity = CAPACITY[device]
     over = [f"{name.upper()} {guess[name]} of {capacity[name]} "
             f"({guess[name] / capacity[name]:.1f} times)"
-            for name in ESTIMATE_CHECKED if guess[name] > ESTIMATE_MARGIN * capacity[name]]
+            for name in ESTIMATE_CHECKED
+            if name in capacity and guess[name] > ESTIMATE_MARGIN * capacity[name]]
     if over:
         raise DoesNotFit(f"The design does not fit the {where or device.upper()}: its estimate "
                          f"needs {', '.join(over)}, more than {ESTIMATE_MARGIN} times the "
@@ -63,6 +64,7 @@ def synth_design(design, device="ecp5-85f", *, target_mhz=None, force=False,
     ``force``, :func:`check_estimate` runs first. ``log(line)`` hears of each step."""
     if device not in DEVICES:
         raise ValueError(f"Unknown device {device!r}; available: {', '.join(DEVICES)}")
+    from ..planning.estimate import spram_placement
     design = design if isinstance(design, Design) else load_design(design)
     if not force:
         check_estimate(design, device)
@@ -74,8 +76,10 @@ def synth_design(design, device="ecp5-85f", *, target_mhz=None, force=False,
     if log is not None:
         log(f"synthesizing {design.top} for {device} with Yosys (a few minutes on large "
             f"designs) ...")
-    report, fmax, pnr_seconds = place_and_route(harness_path, "harness", device,
-                                                target_mhz=target, log=log)
+    report, fmax, pnr_seconds = place_and_route(
+        harness_path, "harness", device, target_mhz=target, log=log,
+        memories=spram_placement(design.network, family, design.manifest["arch"],
+                                 **design.options))
     cycles = design.manifest["cycles_per_inference"]
     result = {
         "design": design.top, "arch": design.manifest["arch"], "device": device,

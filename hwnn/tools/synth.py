@@ -8,6 +8,7 @@ device and reports Fmax.
 """
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -36,6 +37,7 @@ FAMILIES = {
                     "synth_ecp5 -nowidelut -top {top} -run map_cells:",
         "lut": ("LUT4",), "ff": ("TRELLIS_FF",), "dsp": ("MULT18X18D", "ALU54B"),
         "bram": ("DP16KD", "PDPW16KD"), "carry": ("CCU2C",), "lutram": ("TRELLIS_DPR16X4",),
+        "spram": (),
     },
     "ice40": {
         "command": "synth_ice40 -dsp",
@@ -44,6 +46,7 @@ FAMILIES = {
                                     "SB_DFFES", "SB_DFFSR", "SB_DFFSS", "SB_DFFESR",
                                     "SB_DFFESS"),
         "dsp": ("SB_MAC16",), "bram": ("SB_RAM40_4K",), "carry": ("SB_CARRY",), "lutram": (),
+        "spram": ("SB_SPRAM256KA",),
     },
 }
 
@@ -57,12 +60,50 @@ DEVICES = {
 
 #: What each device has, by resource class (Lattice's ECP5 and iCE40 UltraPlus family data
 #: sheets: LUT4s, flip-flops, 18x18 multipliers or SB_MAC16, 18 Kbit EBR or 4 Kbit RAM
-#: blocks; an ECP5 CCU2C carry cell uses the two LUT4s of a slice).
+#: blocks; an ECP5 CCU2C carry cell uses the two LUT4s of a slice; an iCE40 logic cell, "lc",
+#: holds a LUT4 and a flip-flop: nextpnr's packing, after Yosys, says how many a design takes).
 CAPACITY = {
     "ecp5-85f":   {"lut4": 83640, "ff": 83640, "dsp": 156, "bram": 208},
     "ecp5-25f":   {"lut4": 24288, "ff": 24288, "dsp": 28, "bram": 56},
-    "ice40-up5k": {"lut4": 5280, "ff": 5280, "dsp": 8, "bram": 30},
+    "ice40-up5k": {"lut4": 5280, "ff": 5280, "dsp": 8, "bram": 30, "lc": 5280, "spram": 4},
 }
+
+
+#: SPRAM blocks (SB_SPRAM256KA: 16,384 words of 16 bits, no initial contents) per family: the
+#: iCE40 UltraPlus (UP5K) has four; and the block RAMs beside them.
+SPRAM_BLOCKS = {"ice40": 4}
+BLOCK_RAMS = {"ice40": 30}
+_SPRAM_SHAPE = (16384, 16)
+
+
+def spram_memories(memories, family) -> list:
+    """The memories (:class:`~hwnn.rtl.structure.Memory`) that may go to ``family``'s SPRAM:
+    all the single-port RAMs when together they fit its blocks, else none (they stay in
+    block RAM, like every other memory). The estimate decides whether they go
+    (:func:`hwnn.planning.estimate.estimate`'s ``spram``)."""
+    single = [memory for memory in memories if memory.single_port and memory.contents is None]
+    return single if sum(map(spram_count, single)) <= SPRAM_BLOCKS.get(family, 0) else []
+
+
+def spram_count(memory) -> int:
+    """SPRAM blocks ``memory`` takes."""
+    depth, width = _SPRAM_SHAPE
+    return math.ceil(memory.depth / depth) * math.ceil(memory.width / width)
+
+
+def spram_commands(memories, family) -> str:
+    """Yosys commands, after reading the design and before ``synth_ice40 -spram``, that put
+    the memories :func:`spram_memories` allows into SPRAM (empty when none): Yosys' huge RAM
+    style on every memory marked :data:`~hwnn.rtl.overlay.SINGLE_PORT`, and their initial
+    contents dropped (SPRAM has none; Amaranth gives every memory one, zeros for a RAM; a
+    single-port memory's words are written before they are read, or meet zero weights)."""
+    moved = spram_memories(memories, family)
+    if not moved:
+        return ""
+    from ..rtl.overlay import SINGLE_PORT
+    inits = " ".join(f"r:MEMID=\\{memory.name}" for memory in moved)
+    return (f'setattr -set ram_style "huge" a:{SINGLE_PORT}; '
+            f'delete t:$meminit_v2 {inits}{" %u" * (len(moved) - 1)} %i')
 
 
 class DoesNotFit(ValueError):
@@ -80,7 +121,9 @@ def utilization(report, device) -> dict:
     lut4 = report.lut4_equivalent + (2 * report.lutram if report.family == "ecp5" else 0)
     used = {"lut4": lut4, "ff": report.ff - report.packed.get("flip_flops", 0),
             "dsp": report.dsp, "bram": report.bram}
-    return {name: (used[name], capacity[name]) for name in capacity}
+    if "spram" in capacity:
+        used["spram"] = report.spram
+    return {name: (used[name], capacity[name]) for name in used}
 
 
 def check_fit(report, device):
@@ -132,6 +175,10 @@ class SynthReport:
         return self.count("carry")
 
     @property
+    def spram(self) -> int:
+        return self.count("spram")
+
+    @property
     def lutram(self) -> int:
         return self.count("lutram")
 
@@ -148,8 +195,9 @@ def _tool(name):
     return path
 
 
-def _yosys(verilog, top, family, folder, netlist=False):
-    """Run Yosys in ``folder`` (YoWASP tools cannot see absolute paths under /tmp)."""
+def _yosys(verilog, top, family, folder, netlist=False, memories=()):
+    """Run Yosys in ``folder`` (YoWASP tools cannot see absolute paths under /tmp); the
+    design's ``memories`` (its structure's) that fit go to SPRAM (:func:`spram_memories`)."""
     shutil.copy(verilog, Path(folder) / "design.v")
     output = f"{'; write_json netlist.json' if netlist else ''}; tee -q -o stat.json stat -json"
 
@@ -161,7 +209,9 @@ def _yosys(verilog, top, family, folder, netlist=False):
 
     started = time.monotonic()
     mapper = "abc9"
-    result, message = run(f"{FAMILIES[family]['command']} -top {top}")
+    spram = spram_commands(memories, family)
+    command = FAMILIES[family]["command"] + (" -spram" if spram else "")
+    result, message = run(f"{spram + '; ' if spram else ''}{command} -top {top}")
     fallback = FAMILIES[family]["fallback"]
     # ABC9's silent failure: exit status 1 with no error message (warnings may precede it).
     if result.returncode != 0 and "ERROR" not in message and fallback:
@@ -177,27 +227,30 @@ def _yosys(verilog, top, family, folder, netlist=False):
     return SynthReport(family, top, cells, seconds, mapper)
 
 
-def synthesize(verilog, top, family="ecp5") -> SynthReport:
-    """Synthesize ``verilog`` (a path) with top module ``top`` for ``family``."""
+def synthesize(verilog, top, family="ecp5", *, memories=()) -> SynthReport:
+    """Synthesize ``verilog`` (a path) with top module ``top`` for ``family``; ``memories``
+    (the design's structure's) say which may go to SPRAM (:func:`spram_memories`)."""
     if family not in FAMILIES:
         raise ValueError(f"Unknown FPGA family {family!r}; available: {', '.join(FAMILIES)}")
     with tempfile.TemporaryDirectory(prefix="hwnn-synth-") as folder:
-        return _yosys(Path(verilog), top, family, folder)
+        return _yosys(Path(verilog), top, family, folder, memories=memories)
 
 
-def place_and_route(verilog, top, device="ecp5-85f", *, target_mhz=150.0, log=None):
+def place_and_route(verilog, top, device="ecp5-85f", *, target_mhz=150.0, log=None,
+                    memories=()):
     """Synthesize and place and route ``verilog`` on ``device``; return ``(SynthReport,
     fmax_mhz, nextpnr_seconds)``. Timing failures are allowed: the figure is the point. A
     design that does not fit raises :class:`DoesNotFit` before nextpnr runs. On ECP5 the
     pipeline flip-flops at block RAM and DSP blocks move into those blocks' registers first
     (counts in the report's ``packed``; its cells are Yosys'). The design's ports need pins:
     wrap wide designs in a :class:`~hwnn.rtl.harness.RegisterHarness` first. ``log(line)``
-    is told when synthesis is done and place and route starts."""
+    is told when synthesis is done and place and route starts; ``memories`` as for
+    :func:`synthesize`."""
     if device not in DEVICES:
         raise ValueError(f"Unknown device {device!r}; available: {', '.join(DEVICES)}")
     family, tool, options = DEVICES[device]
     with tempfile.TemporaryDirectory(prefix="hwnn-pnr-") as folder:
-        report = _yosys(Path(verilog), top, family, folder, netlist=True)
+        report = _yosys(Path(verilog), top, family, folder, netlist=True, memories=memories)
         check_fit(report, device)
         if log is not None:
             log(f"synthesized in {report.seconds:.0f} s ({report.lut4_equivalent} LUT4, "

@@ -113,3 +113,48 @@ def test_a_yosys_error_with_a_message_is_reported_not_retried(tmp_path):
     path.write_text("module broken(input a); assign b = ; endmodule\n")
     with pytest.raises(ToolError, match=r"Yosys failed on .*broken\.v: .*syntax error"):
         synthesize(path, "broken", "ecp5")
+
+
+def _overlay_top(rows, cols):
+    """A random int8 MLP on a ``rows x cols`` systolic overlay, requantization in logic."""
+    from hwnn.quant.synthetic import random_network
+    from hwnn.rtl.overlay import OverlayParams, SystolicOverlay
+    network = random_network(np.random.default_rng(1), [32, 32, 10], weight_formats=["int8"] * 2,
+                             act_formats=["uint8"], stages=["requant"], name="mlp")
+    return SystolicOverlay(network, OverlayParams(rows, cols, 16, requant="logic"))
+
+
+def _overlay(tmp_path, rows, cols):
+    """The Verilog and the structure's memories of :func:`_overlay_top`."""
+    top = _overlay_top(rows, cols)
+    path = tmp_path / "overlay.v"
+    path.write_text(verilog.convert(top, name="overlay"))
+    return path, _overlay_top(rows, cols).structure().memories
+
+
+def test_single_port_memories_go_to_spram_only_where_they_all_fit():
+    """The overlay's two activation memories are single-port: an UP5K's four SPRAM blocks
+    (16,384 x 16 bits) hold both when their words are at most 32 bits wide; wider ones stay
+    in block RAM (all or none), and ECP5 has no SPRAM."""
+    from hwnn.tools.synth import spram_commands, spram_memories
+    for (rows, cols), moved in (((2, 4), 2), ((2, 2), 2), ((8, 8), 0)):
+        memories = _overlay_memories(rows, cols)
+        assert len(spram_memories(memories, "ice40")) == moved
+        assert bool(spram_commands(memories, "ice40")) == bool(moved)
+        assert spram_memories(memories, "ecp5") == []
+
+
+def _overlay_memories(rows, cols):
+    return _overlay_top(rows, cols).structure().memories
+
+
+@pytest.mark.synth
+def test_the_overlay_activations_map_to_spram_on_ice40(tmp_path):
+    """With the structure's memories, Yosys puts the activation memories into SPRAM (their
+    zero initial contents dropped, the weights' kept) and leaves the rest in block RAM."""
+    path, memories = _overlay(tmp_path, 2, 4)
+    plain = synthesize(path, "overlay", "ice40")
+    placed = synthesize(path, "overlay", "ice40", memories=memories)
+    assert (plain.spram, placed.spram) == (0, 4)
+    assert placed.bram == plain.bram - 4 > 0
+    assert placed.dsp == plain.dsp == 8
