@@ -5,8 +5,8 @@ Each ``+`` in Amaranth widens its result by one bit, so no partial sum of a tree
 
 from amaranth import *
 
-__all__ = ["adder_tree", "logic_product", "partial_products", "pipelined_sum", "popcount",
-           "select", "signed_digits", "tree_levels", "tree_register_bits"]
+__all__ = ["adder_tree", "logic_product", "pipelined_sum", "popcount", "select",
+           "signed_digits", "signed_partial_products", "tree_levels", "tree_register_bits"]
 
 
 def adder_tree(values):
@@ -35,25 +35,40 @@ def tree_register_bits(count, width, levels_per_register=1) -> int:
     return sum(-(-count // 2 ** level) * (width + level) for level in registered)
 
 
-def pipelined_sum(m, values, *, name, finish=None, levels_per_register=1):
+def _combine(first, second):
+    """Two signed terms ``(value, sign)`` as one: a sum or a difference, never a negation
+    (which would be a carry chain of its own)."""
+    (a, a_sign), (b, b_sign) = first, second
+    if a_sign == b_sign:
+        return a + b, a_sign
+    return (a - b, 1) if a_sign > 0 else (b - a, 1)
+
+
+def pipelined_sum(m, values, *, name, finish=None, levels_per_register=1, signs=None):
     """The sum of ``values`` as a balanced tree of two-input adders with a register (no reset)
     after every ``levels_per_register`` levels and after the last, :func:`tree_levels`
     cycles later; ``finish`` (a function of the sum) is applied before the last register.
+    ``signs`` (+-1 per value, default all +1) subtract values: an adder with a negative
+    input is a subtractor, so no value is negated on its own (unless every one is negative).
     Returns that register."""
-    level = [Value.cast(value) for value in values]
+    signs = [1] * len(values) if signs is None else list(signs)
+    level = [(Value.cast(value), sign) for value, sign in zip(values, signs, strict=True)]
     for depth in range(tree_levels(len(level), levels_per_register)):
         for _ in range(levels_per_register):
             if len(level) > 1:
-                level = ([level[i] + level[i + 1] for i in range(0, len(level) - 1, 2)]
+                level = ([_combine(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
                          + level[len(level) - len(level) % 2:])
-        if len(level) == 1 and finish is not None:
-            level = [Value.cast(finish(level[0]))]
+        if len(level) == 1:
+            value, sign = level[0]
+            value = value if sign > 0 else -value
+            level = [(Value.cast(finish(value) if finish is not None else value), 1)]
         registers = [Signal(value.shape(), name=f"{name}_{depth}_{i}", reset_less=True)
-                     for i, value in enumerate(level)]
-        m.d.sync += [register.eq(value) for register, value in zip(registers, level,
-                                                                    strict=True)]
-        level = registers
-    return level[0]
+                     for i, (value, _) in enumerate(level)]
+        m.d.sync += [register.eq(value) for register, (value, _) in zip(registers, level,
+                                                                          strict=True)]
+        level = [(register, sign) for register, (_, sign) in zip(registers, level,
+                                                                 strict=True)]
+    return level[0][0]
 
 
 def signed_digits(value: int) -> list[tuple[int, int]]:
@@ -71,33 +86,32 @@ def signed_digits(value: int) -> list[tuple[int, int]]:
     return digits
 
 
-def partial_products(a, b) -> list:
-    """Values whose sum is ``a * b``, with no multiplication in them: for a signal ``b``, for
-    each of its bits ``i``, ``a << i`` where the bit is set (subtracted for the sign bit of a
-    signed ``b``); for a constant ``b`` (an int), ``+-(a << shift)`` for each of its
-    :func:`signed_digits`. Synthesis builds their sum in logic, never in a DSP block, which
-    only takes ``$mul``."""
+def signed_partial_products(a, b) -> list[tuple]:
+    """``(value, sign)`` pairs whose signed sum is ``a * b``, with no multiplication in them:
+    for a signal ``b``, for each of its bits ``i``, ``a << i`` where the bit is set
+    (subtracted for the sign bit of a signed ``b``); for a constant ``b`` (an int),
+    ``a << shift`` with the sign of each of its :func:`signed_digits`. Synthesis builds their
+    sum in logic, never in a DSP block, which only takes ``$mul``."""
     a = Value.cast(a)
     if isinstance(b, int):
-        terms = [a << shift if shift else a for shift, _ in signed_digits(b)]
-        return [term if sign > 0 else -term
-                for term, (_, sign) in zip(terms, signed_digits(b), strict=True)] or [Const(0)]
+        return [(a << shift if shift else a, sign) for shift, sign in signed_digits(b)] or [
+            (Const(0), 1)]
     b = Value.cast(b)
     terms = []
     for i in range(len(b)):
         term = Mux(b[i], a, 0)
-        term = term << i if i else term
-        terms.append(-term if b.shape().signed and i == len(b) - 1 else term)
+        terms.append((term << i if i else term,
+                      -1 if b.shape().signed and i == len(b) - 1 else 1))
     return terms
 
 
 def logic_product(m, a, b, *, name, cycles):
-    """``a * b`` computed in logic (:func:`partial_products` summed by
+    """``a * b`` computed in logic (:func:`signed_partial_products` summed by
     :func:`pipelined_sum`, its levels spread over the registers), ``cycles`` (>= 1) registers
     later, with no reset; ``b`` a signal or a constant (int). Returns the last register, as
     wide as the product of ``a`` and ``b``."""
     a = Value.cast(a)
-    terms = partial_products(a, b)
+    terms = signed_partial_products(a, b)
     levels = max(1, (len(terms) - 1).bit_length())
     per_register = -(-levels // cycles)
     shape = (a * b).shape()
@@ -110,7 +124,8 @@ def logic_product(m, a, b, *, name, cycles):
             value = Cat(value, fill.replicate(shape.width - len(value)))
         return value[:shape.width].as_signed() if shape.signed else value[:shape.width]
 
-    total = pipelined_sum(m, terms, name=name, levels_per_register=per_register, finish=exact)
+    total = pipelined_sum(m, [term for term, _ in terms], name=name, finish=exact,
+                          levels_per_register=per_register, signs=[sign for _, sign in terms])
     for stage in range(cycles - tree_levels(len(terms), per_register)):
         later = Signal.like(total, name=f"{name}_late_{stage}", reset_less=True)
         m.d.sync += later.eq(total)

@@ -70,7 +70,11 @@ class HostLink(wiring.Component):
         m = Module()
         m.submodules.rx, m.submodules.tx = rx, tx = self.rx_unit, self.tx_unit
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
-        byte, got = rx.o_byte.payload, rx.o_byte.valid
+        # The received byte a cycle later, with its comparison with the sync byte (short paths
+        # from the receiver to the enables; a byte takes at least 10 cycles).
+        byte, got, is_sync = Signal(8), Signal(), Signal()
+        m.d.sync += [byte.eq(rx.o_byte.payload), got.eq(rx.o_byte.valid),
+                     is_sync.eq(rx.o_byte.valid & (rx.o_byte.payload == REQUEST_SYNC))]
 
         in_bytes = payload_bytes(self.in_features, self.in_format)
         out_bytes = payload_bytes(self.out_features, self.out_format)
@@ -91,7 +95,10 @@ class HostLink(wiring.Component):
         out_byte, byte_fill = Signal(8), Signal(range(8))
         beats_taken = Signal(range(out_beats + 1))
         beat_empty, byte_full, all_taken = Signal(), Signal(), Signal()
-        count = Signal(range(max(in_bytes, out_bytes, in_beats, out_beats) + 1))
+        # A count per phase (simple enables): request bytes, beats fed, reply bytes.
+        bytes_in = Signal(range(in_bytes + 1))
+        beats_fed = Signal(range(in_beats + 1))
+        bytes_out = Signal(range(out_bytes + 1))
         limit = TIMEOUT_BYTES * 10 * self.divisor
         silence = Signal(range(limit + 1))
         timed_out = Signal()          # silence == limit, kept in a register (a fast FSM)
@@ -123,8 +130,8 @@ class HostLink(wiring.Component):
 
         with m.FSM():
             with m.State("HUNT"):
-                with m.If(got & (byte == REQUEST_SYNC)):
-                    m.d.sync += [crc.eq(0), count.eq(0), silence.eq(0), timed_out.eq(0),
+                with m.If(is_sync):
+                    m.d.sync += [crc.eq(0), bytes_in.eq(0), silence.eq(0), timed_out.eq(0),
                                  pending_bits.eq(0), beat_fill.eq(0), beat_address.eq(0)]
                     m.next = "SEQ"
             for state in ("SEQ", "PAYLOAD", "CHECK"):
@@ -145,12 +152,12 @@ class HostLink(wiring.Component):
                     elif state == "PAYLOAD":
                         with m.If(got):
                             m.d.sync += [pending.eq(byte), pending_bits.eq(8),
-                                         count.eq(count + 1)]
-                            with m.If(count == in_bytes - 1):
+                                         bytes_in.eq(bytes_in + 1)]
+                            with m.If(bytes_in == in_bytes - 1):
                                 m.next = "CHECK"
                     else:
                         with m.If(got):
-                            m.d.sync += count.eq(0)
+                            m.d.sync += beats_fed.eq(0)
                             with m.If(byte == crc):
                                 m.d.sync += status.eq(0)
                                 m.next = "FEED"
@@ -162,18 +169,17 @@ class HostLink(wiring.Component):
                 # or the next one once a beat is taken (address 0 before FEED).
                 taken = self.o_stream.ready
                 m.d.comb += [
-                    read.addr.eq(Mux(taken, count + 1, count)),
+                    read.addr.eq(Mux(taken, beats_fed + 1, beats_fed)),
                     self.o_stream.valid.eq(1),
                     self.o_stream.payload.data.eq(read.data),
-                    self.o_stream.payload.last.eq(count == in_beats - 1),
+                    self.o_stream.payload.last.eq(beats_fed == in_beats - 1),
                 ]
                 with m.If(taken):
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count == in_beats - 1):
-                        m.d.sync += count.eq(0)
+                    m.d.sync += beats_fed.eq(beats_fed + 1)
+                    with m.If(beats_fed == in_beats - 1):
                         m.next = "REPLY_SYNC"
             with m.State("REPLY_SYNC"):
-                m.d.sync += [crc.eq(0), count.eq(0), beat_empty.eq(1), byte_fill.eq(0),
+                m.d.sync += [crc.eq(0), bytes_out.eq(0), beat_empty.eq(1), byte_fill.eq(0),
                              byte_full.eq(0), beats_taken.eq(0), all_taken.eq(0)]
                 send(REPLY_SYNC, "REPLY_SEQ", checked=False)
             with m.State("REPLY_SEQ"):
@@ -204,8 +210,8 @@ class HostLink(wiring.Component):
                     m.d.sync += [out_byte.eq(Cat(out_byte[1:], out_beat[0] & ~beat_empty)),
                                  byte_fill.eq(byte_fill + 1), byte_full.eq(byte_fill == 7)]
                 with m.If(byte_full & tx.i_byte.ready):
-                    m.d.sync += [byte_full.eq(0), count.eq(count + 1)]
-                    with m.If(count == out_bytes - 1):
+                    m.d.sync += [byte_full.eq(0), bytes_out.eq(bytes_out + 1)]
+                    with m.If(bytes_out == out_bytes - 1):
                         m.next = "REPLY_CRC"
             with m.State("REPLY_CRC"):
                 send(crc, "HUNT", checked=False)

