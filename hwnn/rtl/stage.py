@@ -17,11 +17,12 @@ A ``pipelined`` stage (the dataflow engine's) registers every parameter read bef
 and clamps in two steps: three more cycles for requantization.
 
 With ``logic_multipliers`` the requantization products are built in logic
-(:func:`~hwnn.rtl.arith.logic_product`: shifts and adds, never a DSP block), pipelined with a
-register after each level of their adder tree (:func:`product_cycles`: at least the two
-cycles of the DSP products, more for a long constant or a wide multiplier), for devices whose DSP blocks the datapath takes (an iCE40UP5K has eight); a layer
-whose channels share one multiplier (per-tensor scaling) multiplies by that constant, one
-adder per signed digit (:func:`~hwnn.rtl.arith.signed_digits`), with no multiplier ROM.
+(:func:`~hwnn.rtl.arith.logic_product`: shifts and adds, never a DSP block), with a register
+after each level of their adder tree (:func:`product_cycles`: at least the two cycles of the
+DSP products, more for a long constant or a wide multiplier), for devices whose DSP blocks the
+datapath takes (an iCE40UP5K has eight); a layer whose channels share one multiplier
+(per-tensor scaling) multiplies by that constant, one adder per signed digit
+(:func:`~hwnn.rtl.arith.signed_digits`), with no multiplier ROM.
 
 A threshold stage with ``n`` thresholds per channel searches them in ``k = n.bit_length()``
 steps, as FINN's ``thresholding_binary_search`` does: step ``j`` compares the accumulator with
