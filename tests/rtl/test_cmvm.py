@@ -1,0 +1,89 @@
+"""The adder graph of a constant matrix-vector product: exact on every weight format, and
+sharing what it promises."""
+
+import numpy as np
+import pytest
+
+from hwnn.rtl.arith import signed_digits
+from hwnn.rtl.cmvm import Term, adder_graph
+
+
+def _exact(w, x):
+    return np.array([[sum(int(a) * int(b) for a, b in zip(row, vec, strict=True))
+                      for row in w] for vec in x], dtype=object)
+
+
+@pytest.mark.parametrize("low, high, shape", [
+    (-128, 127, (16, 24)),          # int8
+    (-8, 7, (10, 33)),              # int4
+    (-1, 1, (12, 20)),              # ternary
+    (-32768, 32767, (5, 7)),        # int16: long signed-digit forms
+])
+@pytest.mark.parametrize("x_low, x_high", [(0, 255), (-128, 127), (-(1 << 30), 1 << 30)])
+def test_graph_computes_the_product_exactly(low, high, shape, x_low, x_high):
+    rng = np.random.default_rng(abs(low) + shape[1])
+    w = rng.integers(low, high + 1, size=shape)
+    w[0] = 0                                    # an output with no terms
+    w[1, ::2] = low                             # the most negative weight
+    w[:, 1] = 0                                 # an unused input
+    x = rng.integers(x_low, x_high + 1, size=(9, shape[1]))
+    x[0], x[1] = x_low, x_high                  # extreme inputs
+    graph = adder_graph(w)
+    assert (graph.evaluate(x) == _exact(w, x)).all()
+    assert graph.outputs[0] == ()
+
+
+def test_binary_weights_as_plus_minus_one_need_no_nodes():
+    w = np.where(np.random.default_rng(1).random((8, 32)) < 0.5, -1, 1)
+    graph = adder_graph(w)
+    assert graph.nodes == () and graph.adders == 8 * 31
+
+
+def test_an_input_multiple_is_built_once_for_every_output_that_uses_it():
+    # Column 0 holds 3, 6, -3 and 12: one node (x0 + 2 x0, or 4 x0 - x0) serves all four.
+    w = np.array([[3, 1], [6, 0], [-3, 0], [12, 1]])
+    graph = adder_graph(w)
+    assert len(graph.nodes) == 1
+    assert graph.adders == 1 + 1 + 0 + 0 + 1
+    x = np.array([[5, 7], [-2, 11]])
+    assert (graph.evaluate(x) == _exact(w, x)).all()
+    # Each output takes that one node, shifted by the weight's power of two, with the
+    # weight's sign (the same sign relation for all four).
+    node = graph.inputs
+    terms = [[t for t in graph.outputs[j] if t.value == node] for j in range(4)]
+    assert [len(t) for t in terms] == [1, 1, 1, 1]
+    assert [t[0].shift for t in terms] == [0, 1, 0, 2]
+    assert len({t[0].sign * int(np.sign(w[j, 0])) for j, t in enumerate(terms)}) == 1
+
+
+def test_multiples_share_pairs_of_digits():
+    # 85 = 0b1010101 and 21 = 0b10101 share x + 4x, and 85's other pair (16x + 64x) is the
+    # same node shifted: 3 nodes instead of 3 + 2.
+    w = np.array([[85], [21]])
+    graph = adder_graph(w)
+    separate = sum(len(signed_digits(c)) - 1 for c in (85, 21))
+    assert len(graph.nodes) < separate
+    x = np.arange(-3, 4)[:, None]
+    assert (graph.evaluate(x) == _exact(w, x)).all()
+
+
+def test_nodes_only_use_values_before_them_and_terms_are_signed():
+    w = np.random.default_rng(3).integers(-128, 128, size=(12, 12))
+    graph = adder_graph(w)
+    for n, node in enumerate(graph.nodes):
+        for term in (node.left, node.right):
+            assert 0 <= term.value < graph.inputs + n and term.sign in (1, -1)
+        assert node.left.shift == 0 and node.left.sign == 1
+    assert all(isinstance(t, Term) and t.sign in (1, -1)
+               for terms in graph.outputs for t in terms)
+
+
+@pytest.mark.parametrize("bad", [np.ones((2, 2)), np.ones(3, dtype=int), [[1.5]]])
+def test_bad_weights_are_refused(bad):
+    with pytest.raises(TypeError, match="2-D integer array"):
+        adder_graph(bad)
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(ValueError, match=r"shape \(batch, 3\)"):
+        adder_graph(np.ones((2, 3), dtype=int)).evaluate(np.ones((2, 4), dtype=int))
