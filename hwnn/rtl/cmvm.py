@@ -22,10 +22,13 @@ ever negated on its own.
 from dataclasses import dataclass
 
 import numpy as np
+from amaranth import *
 
+from ..ir.formats import signed_bits_for
 from .arith import signed_digits
 
-__all__ = ["AdderGraph", "Node", "Term", "adder_graph"]
+__all__ = ["AdderGraph", "Node", "SummedGraph", "Term", "adder_graph", "pipelined_graph",
+           "summed_graph"]
 
 
 @dataclass(frozen=True)
@@ -133,3 +136,111 @@ def adder_graph(weights) -> AdderGraph:
             terms.append(Term(t.value, t.shift + k, t.sign * (1 if value > 0 else -1)))
         rows.append(tuple(terms))
     return AdderGraph(inputs, tuple(builder.nodes), tuple(rows))
+
+
+@dataclass(frozen=True)
+class SummedGraph:
+    """An :class:`AdderGraph` whose output sums are adders too: ``nodes`` (the graph's, then
+    those of the sums, each with its ``level``: the adders on its longest path from an
+    input), and one term per output (None: the output is 0). An output's value is its term's;
+    a negative term costs a negation after the last adder."""
+    inputs: int
+    nodes: tuple[Node, ...]
+    levels: tuple[int, ...]
+    outputs: tuple[Term | None, ...]
+
+    @property
+    def depth(self) -> int:
+        """Registers from the inputs to the outputs when each adder (and each negation) is
+        followed by one: at least one."""
+        ends = [self.levels[t.value] + (t.sign < 0) for t in self.outputs if t is not None]
+        return max([1, *ends])
+
+    def ranges(self, lo, hi) -> list[tuple[int, int]]:
+        """Bounds of each value (inputs first) for inputs in ``[lo, hi]``: exact for a multiple
+        of one value, else the sum of its terms' bounds."""
+        ranges = [(int(lo), int(hi))] * self.inputs
+
+        def term(t):
+            a, b = (v * t.sign << t.shift for v in ranges[t.value])
+            return min(a, b), max(a, b)
+
+        for node in self.nodes:
+            if node.left.value == node.right.value:      # a multiple: exact
+                factor = node.left.sign + (node.right.sign << node.right.shift)
+                ranges.append(tuple(sorted(v * factor for v in ranges[node.left.value])))
+                continue
+            (a_lo, a_hi), (b_lo, b_hi) = term(node.left), term(node.right)
+            ranges.append((a_lo + b_lo, a_hi + b_hi))
+        return ranges
+
+
+def summed_graph(graph: AdderGraph) -> SummedGraph:
+    """``graph`` with each output's terms summed by adders, the two that are ready first
+    (lowest level) first, so that the sums are as shallow as the terms allow."""
+    builder = _Builder(graph.inputs)
+    builder.nodes = list(graph.nodes)
+    levels = [0] * graph.inputs
+    for node in graph.nodes:
+        levels.append(1 + max(levels[node.left.value], levels[node.right.value]))
+    outputs = []
+    for terms in graph.outputs:
+        terms = sorted(terms, key=lambda t: levels[t.value])
+        while len(terms) > 1:
+            first, second, *terms = terms
+            made = builder.add(first, second)
+            if made.value == len(levels):
+                levels.append(1 + max(levels[first.value], levels[second.value]))
+            index = next((i for i, t in enumerate(terms)
+                          if levels[t.value] > levels[made.value]), len(terms))
+            terms.insert(index, made)
+        outputs.append(terms[0] if terms else None)
+    return SummedGraph(graph.inputs, tuple(builder.nodes), tuple(levels), tuple(outputs))
+
+
+def _shape(lo, hi):
+    """The narrowest shape holding ``[lo, hi]``."""
+    return signed(signed_bits_for(lo, hi)) if lo < 0 else unsigned(max(1, int(hi).bit_length()))
+
+
+def pipelined_graph(m, graph: SummedGraph, inputs, lo, hi, *, name) -> list:
+    """Build ``graph`` in ``m`` on ``inputs`` (Values in ``[lo, hi]``, one per graph input):
+    each adder registered (no reset) at its level, a value delayed by registers to the level
+    where it is used, every register exactly as wide as its value's range; returns the
+    outputs, :attr:`SummedGraph.depth` registers after the inputs (a zero output is a
+    constant)."""
+    ranges = graph.ranges(lo, hi)
+    chains = [[Value.cast(value)] for value in inputs]
+
+    def at(value, level):
+        """``value`` as registered for use at ``level`` (a register chain from its own)."""
+        chain = chains[value]
+        while graph.levels[value] + len(chain) - 1 < level:
+            register = Signal(_shape(*ranges[value]), reset_less=True,
+                              name=f"{name}_v{value}_d{len(chain)}")
+            m.d.sync += register.eq(chain[-1])
+            chain.append(register)
+        return chain[level - graph.levels[value]]
+
+    for index, node in enumerate(graph.nodes, start=graph.inputs):
+        level = graph.levels[index] - 1
+        left, right = at(node.left.value, level), at(node.right.value, level)
+        right = right << node.right.shift if node.right.shift else right
+        register = Signal(_shape(*ranges[index]), reset_less=True, name=f"{name}_n{index}")
+        m.d.sync += register.eq(left + right if node.right.sign > 0 else left - right)
+        chains.append([register])
+    outputs = []
+    for j, term in enumerate(graph.outputs):
+        if term is None:
+            outputs.append(Const(0))
+            continue
+        value = at(term.value, graph.depth - (term.sign < 0))
+        value = value << term.shift if term.shift else value
+        if term.sign < 0:
+            lo_v, hi_v = ranges[term.value]
+            negated = Signal(_shape(-(hi_v << term.shift), -(lo_v << term.shift)),
+                             reset_less=True, name=f"{name}_out{j}")
+            m.d.sync += negated.eq(-value)
+            value = negated
+        outputs.append(value)
+    return outputs

@@ -3,9 +3,11 @@ sharing what it promises."""
 
 import numpy as np
 import pytest
+from amaranth import Module, Signal, signed, unsigned
+from amaranth.sim import Simulator
 
 from hwnn.rtl.arith import signed_digits
-from hwnn.rtl.cmvm import Term, adder_graph
+from hwnn.rtl.cmvm import Term, adder_graph, pipelined_graph, summed_graph
 
 
 def _exact(w, x):
@@ -87,3 +89,56 @@ def test_bad_weights_are_refused(bad):
 def test_bad_inputs_are_refused():
     with pytest.raises(ValueError, match=r"shape \(batch, 3\)"):
         adder_graph(np.ones((2, 3), dtype=int)).evaluate(np.ones((2, 4), dtype=int))
+
+
+@pytest.mark.parametrize("low, high, shape, x_shape", [
+    (-128, 127, (6, 9), unsigned(8)),
+    (-8, 7, (5, 12), signed(4)),
+    (-1, 1, (4, 7), signed(8)),
+    (-3, -1, (3, 4), unsigned(3)),       # every weight negative: outputs negated at the end
+])
+def test_pipelined_graph_is_exact_at_its_depth(low, high, shape, x_shape):
+    rng = np.random.default_rng(shape[1])
+    w = rng.integers(low, high + 1, size=shape)
+    w[0] = 0
+    graph = summed_graph(adder_graph(w))
+    lo, hi = ((-(1 << (x_shape.width - 1)), (1 << (x_shape.width - 1)) - 1) if x_shape.signed
+              else (0, (1 << x_shape.width) - 1))
+    m = Module()
+    inputs = [Signal(x_shape, name=f"x{i}") for i in range(shape[1])]
+    outputs = pipelined_graph(m, graph, inputs, lo, hi, name="g")
+    vectors = rng.integers(lo, hi + 1, size=(40, shape[1]))
+    vectors[0], vectors[1] = lo, hi
+    expected = _exact(w, vectors)
+    depth = graph.depth
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+
+    async def bench(ctx):
+        for index in range(len(vectors) + depth):
+            if index < len(vectors):
+                for signal, value in zip(inputs, vectors[index], strict=True):
+                    ctx.set(signal, int(value))
+            await ctx.tick()
+            if 0 <= index - depth + 1 < len(vectors):
+                got = [ctx.get(value) for value in outputs]
+                want = list(expected[index - depth + 1])
+                assert got == want, f"vector {index - depth + 1}: expected {want}, got {got}"
+
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_summed_graph_levels_and_ranges():
+    w = np.array([[1, 2, 3, -4], [0, 0, 0, 0], [-5, 0, 0, 0]])
+    graph = summed_graph(adder_graph(w))
+    assert graph.outputs[1] is None
+    for index, node in enumerate(graph.nodes, start=graph.inputs):
+        assert graph.levels[index] == 1 + max(graph.levels[node.left.value],
+                                              graph.levels[node.right.value])
+    # The ranges bound every value (interval arithmetic: a multiple such as 3x = 4x - x is
+    # bounded as if its two terms were independent, so bounds may be wider, never narrower).
+    ranges = graph.ranges(0, 10)
+    out = graph.outputs[0]
+    lo, hi = sorted(v * out.sign << out.shift for v in ranges[out.value])
+    assert lo <= -40 and hi >= 60
