@@ -252,9 +252,9 @@ def _cmd_compile(args) -> int:
     if args.board is not None:
         require("hwnn compile --board", "amaranth_boards")
     network = Network.load(args.network)
-    fold_file = args.fold not in (None, "auto")
-    if fold_file and args.max_lanes is not None:
-        raise ValueError("--max-lanes applies to --fold auto only, not to a fold file")
+    chosen_fold = args.fold not in (None, "auto")       # a fold file, or hardwired
+    if chosen_fold and args.max_lanes is not None:
+        raise ValueError(f"--max-lanes applies to --fold auto only, not to --fold {args.fold}")
     if (args.target_fps is not None or args.clock_mhz is not None) and args.board is None:
         raise ValueError("--target-fps and --clock-mhz need --board (the board's clock and "
                          "device)")
@@ -262,8 +262,8 @@ def _cmd_compile(args) -> int:
     for dest in BOARD_OPTIONS:
         if getattr(args, dest) is not None and args.arch not in PLANNED:
             raise ValueError(f"{_option(dest)} applies to --arch {' or '.join(PLANNED)} only")
-    if args.board is not None and (fold_file or args.max_lanes is not None):
-        raise ValueError("--board chooses the folding itself: leave out --fold FILE and "
+    if args.board is not None and (chosen_fold or args.max_lanes is not None):
+        raise ValueError("--board chooses the folding itself: leave out --fold and "
                          "--max-lanes")
     if args.board is not None and (args.array is not None or args.batch is not None):
         raise ValueError("--board chooses the array and batch itself: leave out --array and "

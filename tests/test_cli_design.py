@@ -126,6 +126,8 @@ def test_simulate_exits_1_and_names_the_mismatch(capsys, net_file, tmp_path):
 
 @pytest.mark.parametrize("arguments, message", [
     (["--fold", "nofile.json"], "No fold file at 'nofile.json'"),
+    (["--fold", "hardwired", "--max-lanes", "8"],
+     "--max-lanes applies to --fold auto only, not to --fold hardwired"),
     (["--max-lanes", "1"], "--max-lanes must be at least 2 (one lane per layer), not 1"),
     (["--arch", "tpu"], "invalid choice: 'tpu'"),
     (["--array", "4x4"], "--array applies to --arch systolic only"),
@@ -176,6 +178,28 @@ def test_compile_with_a_fold_file(capsys, net_file, tmp_path):
     layers = json.loads((tmp_path / "d" / "manifest.json").read_text())["layers"]
     assert [(layer["pe"], layer["simd"], layer["cycles"]) for layer in layers] == \
         [(3, 2, 8), (2, 3, 4)]
+
+
+def test_compile_hardwired_then_simulate(capsys, net_file, tmp_path):
+    """``--fold hardwired``: every layer fully parallel with its weights as adder graphs, one
+    vector per cycle, no weight memory; bit-exact in Icarus. A fold file may hardwire one
+    layer, and refuses to hardwire a folded one."""
+    out = tmp_path / "d"
+    assert run(capsys, "compile", net_file, "--fold", "hardwired", "-o", out)[0] == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [(layer["pe"], layer["simd"], layer["multipliers"], layer["cycles"])
+            for layer in manifest["layers"]] == [(6, 8, "hardwired", 1), (4, 6, "hardwired", 1)]
+    assert [layer["memory_bits"]["weights"] for layer in manifest["layers"]] == [0, 0]
+    status, text, _ = run(capsys, "simulate", out, "--simulator", "icarus")
+    assert status == 0 and "MISMATCH" not in text
+    fold = tmp_path / "fold.json"
+    fold.write_text(json.dumps({"dense0": {"pe": 2, "simd": 8, "multipliers": "hardwired"},
+                                "dense1": {"pe": 1, "simd": 1}}))
+    status, _, err = run(capsys, "compile", net_file, "--fold", fold, "-o", tmp_path / "e")
+    assert status == 2 and err.count("\n") == 1
+    assert ("Layer 'dense0': hardwired multipliers need the layer fully parallel (pe 6, "
+            "simd 8), not pe 2, simd 8") in err
+    assert not (tmp_path / "e").exists()
 
 
 def test_simulate_refuses_bad_inputs(capsys, net_file, tmp_path):

@@ -8,7 +8,8 @@ from pathlib import Path
 from ..ir import Network
 from ..flow.report import format_table
 from ..rtl.dataflow import DataflowAccelerator
-from ..rtl.folding import LayerFold, auto_folding, fold_from_file, fold_lanes, fully_parallel
+from ..rtl.folding import (LayerFold, auto_folding, fold_from_file, fold_lanes, fully_parallel,
+                           hardwired)
 from ..rtl.mvau import RAM_STYLES
 from ..rtl.units import UNITS, unit_class
 from .base import Architecture, shape_change
@@ -20,14 +21,16 @@ __all__ = ["DATAFLOW", "DataflowParams", "resolve_folding"]
 class DataflowParams:
     """Options of a dataflow design.
 
-    ``fold`` is ``"auto"``, the path of a JSON fold file, or one
+    ``fold`` is ``"auto"``, ``"hardwired"`` (:func:`~hwnn.rtl.folding.hardwired`), the path
+    of a JSON fold file, or one
     :class:`~hwnn.rtl.folding.LayerFold` per layer (kept as a tuple); the folding is checked
     against the network by :meth:`Dataflow.check`.
     """
     fold: str | Path | tuple = field(default="auto", metadata={
-        "help": "'auto' (fastest within --max-lanes) or a JSON fold file "
+        "help": "'auto' (fastest within --max-lanes), 'hardwired' (fully parallel, dense "
+                "and depthwise weights as adder graphs) or a JSON fold file "
                 "{layer: {\"pe\": P, \"simd\": S}} (add \"multipliers\": \"logic\" to build "
-                "a layer's multipliers in logic, not DSP blocks)"})
+                "a layer's multipliers in logic, not DSP blocks, or \"hardwired\")"})
     max_lanes: int = field(default=256, metadata={"help": "lane budget for --fold auto"})
     ram_style: str = field(default="auto", metadata={
         "help": "where weight memories go: Yosys' choice (auto), block RAM, or logic",
@@ -57,6 +60,8 @@ def resolve_folding(network: Network, fold, max_lanes) -> tuple[LayerFold, ...]:
     ``network``, checked against it (before any hardware is built)."""
     if fold == "auto":
         folding = auto_folding(network, max_lanes)
+    elif fold == "hardwired":
+        folding = hardwired(network)
     elif isinstance(fold, str | Path):
         folding = fold_from_file(network, fold)
     else:

@@ -174,6 +174,26 @@ class SummedGraph:
             ranges.append((a_lo + b_lo, a_hi + b_hi))
         return ranges
 
+    def register_bits(self, lo, hi) -> tuple[int, int]:
+        """``(adder_bits, delay_bits)`` of :func:`pipelined_graph` on inputs in ``[lo, hi]``:
+        the bits of its adders and negations (each registered), and of the registers that
+        delay values to where they are used."""
+        ranges = self.ranges(lo, hi)
+        width = [_shape(*r).width for r in ranges]
+        used = list(self.levels)
+        adder_bits = 0
+        for index, node in enumerate(self.nodes, start=self.inputs):
+            adder_bits += width[index]
+            for value in (node.left.value, node.right.value):
+                used[value] = max(used[value], self.levels[index] - 1)
+        for term in self.outputs:
+            if term is not None:
+                used[term.value] = max(used[term.value], self.depth - (term.sign < 0))
+                adder_bits += (width[term.value] + term.shift) * (term.sign < 0)
+        delay_bits = sum(w * (u - level) for w, u, level in zip(width, used, self.levels,
+                                                                 strict=True))
+        return adder_bits, delay_bits
+
 
 def summed_graph(graph: AdderGraph) -> SummedGraph:
     """``graph`` with each output's terms summed by adders, the two that are ready first

@@ -22,7 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..ir import Conv2d
 from .layouts import Beat
-from .mvau import MatrixVectorUnit
+from .mvau import MatrixVectorUnit, check_hardwired
 from .vvau import VectorVectorUnit
 from .params import LayerFold, check_divides, check_positive_int, divisors
 from .structure import Structure
@@ -138,6 +138,14 @@ class ConvolutionUnit(wiring.Component):
         check_divides(layer, "pe", fold.pe, layer.out_channels, "output channels")
         check_divides(layer, "simd", fold.simd, _simd_count(layer),
                       "kernel positions" if layer.depthwise else "input channels")
+        if fold.multipliers == "hardwired":
+            if not layer.depthwise:
+                raise ValueError(f"Layer {layer.name!r}: a convolution's weights cannot be "
+                                 f"hardwired (its lanes take a new weight at each of its "
+                                 f"{layer.kernel[0] * layer.kernel[1]} kernel positions); dense "
+                                 f"and depthwise layers can")
+            check_hardwired(layer.name, fold.pe, fold.simd, layer.out_channels,
+                            _simd_count(layer))
 
     # Members ----------------------------------------------------------------------------------
 

@@ -17,7 +17,8 @@ from .params import LayerFold
 from .units import unit_class
 
 __all__ = ["LayerFold", "auto_folding", "cycle_targets", "fold_from_file", "fold_from_mapping",
-           "fold_lanes", "folding_cycles", "folding_for_cycles", "fully_parallel", "unfolded"]
+           "fold_lanes", "folding_cycles", "folding_for_cycles", "fully_parallel", "hardwired",
+           "unfolded"]
 
 
 def _cycles(layer, fold):
@@ -56,6 +57,16 @@ def fully_parallel(network: Network) -> tuple[LayerFold, ...]:
     return tuple(_fastest(layer) for layer in network.layers)
 
 
+def hardwired(network: Network) -> tuple[LayerFold, ...]:
+    """:func:`fully_parallel`, with the weights of the dense and depthwise layers hardwired
+    (``multipliers="hardwired"``: adder graphs, :mod:`hwnn.rtl.cmvm`, no weight memory); a
+    convolution's lanes change weight with the kernel position, so its multipliers stay in
+    DSP blocks."""
+    return tuple(LayerFold(fold.pe, fold.simd, "hardwired")
+                 if layer.kind == "dense" or getattr(layer, "depthwise", False) else fold
+                 for layer, fold in zip(network.layers, fully_parallel(network), strict=True))
+
+
 def cycle_targets(network: Network) -> list[int]:
     """Every cycles-per-inference figure a folding of ``network`` can have, fastest first."""
     fastest = max(_cycles(layer, _fastest(layer)) for layer in network.layers)
@@ -92,8 +103,8 @@ def auto_folding(network: Network, max_lanes: int) -> tuple[LayerFold, ...]:
 
 def fold_from_mapping(network: Network, mapping) -> tuple[LayerFold, ...]:
     """Folding from ``{layer name: {"pe": P, "simd": S}}`` naming every layer; an entry may
-    add ``"multipliers": "logic"`` (or ``"dsp"``, the default): where the layer's multipliers
-    go (:data:`~hwnn.rtl.params.MULTIPLIERS`)."""
+    add ``"multipliers": "logic"`` or ``"hardwired"`` (or ``"dsp"``, the default): where the
+    layer's multipliers go (:data:`~hwnn.rtl.params.MULTIPLIERS`)."""
     if not isinstance(mapping, dict):
         raise ValueError(f"A folding must map layer names to {{'pe': P, 'simd': S}}, not "
                          f"{type(mapping).__name__}")

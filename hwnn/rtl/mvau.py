@@ -15,8 +15,12 @@ output stage (thresholds, requantization or the raw accumulator) is the IR's.
 
 A layer's multipliers (its multiply-accumulate lanes and its requantization) go to DSP blocks,
 or with ``multipliers="logic"`` into logic (:func:`~hwnn.rtl.arith.logic_product`: shifts and
-adds, which Yosys never maps to a DSP block) in the same cycles, so that the schedule and the
-cycle counts do not change: for devices whose DSP blocks run out (an iCE40UP5K has eight).
+adds, which Yosys never maps to a DSP block) at the same rate, so that the cycle counts do not
+change: for devices whose DSP blocks run out (an iCE40UP5K has eight). A fully parallel layer
+(``pe`` all its outputs, ``simd`` all its inputs: one vector per cycle) can have its weights
+``multipliers="hardwired"``: no weight memory and no multiplier, the products and the PEs' sums
+one pipelined graph of adders shared across the matrix (:mod:`hwnn.rtl.cmvm`), a register after
+each adder; its requantization in logic as with ``"logic"``.
 
 The same engine, with an input beat per PE instead of one shared by all PEs, is the
 vector-vector unit of a depthwise convolution (:class:`~hwnn.rtl.vvau.VectorVectorUnit`).
@@ -34,13 +38,15 @@ from ..ir import Dense
 from ..ir.formats import Format
 from ..ir.packing import pack_rows, pack_values
 from .arith import logic_product, pipelined_sum, tree_levels, tree_register_bits
+from .cmvm import adder_graph, pipelined_graph, summed_graph
 from .fifo import FlagFIFO
 from .layouts import Beat
 from .params import LayerFold, check_divides, check_multipliers, check_positive_int, divisors
 from .stage import OutputStage, stage_latency, stage_structure
 from .structure import Memory, Multipliers, Structure
 
-__all__ = ["BINARY_TREE_LEVELS", "RAM_STYLES", "MatrixVectorUnit", "check_folding"]
+__all__ = ["BINARY_TREE_LEVELS", "RAM_STYLES", "MatrixVectorUnit", "check_folding",
+           "check_hardwired"]
 
 #: Popcount-tree levels between registers in XNOR-popcount lanes.
 BINARY_TREE_LEVELS = 3
@@ -51,6 +57,14 @@ RAM_STYLES = {
     "block": {"ram_style": "block"},
     "logic": {"ram_style": "logic"},
 }
+
+
+def check_hardwired(name, pe, simd, max_pe, max_simd):
+    """Raise a ValueError unless a layer ``name`` with hardwired multipliers is fully parallel
+    (``pe == max_pe`` and ``simd == max_simd``: each lane keeps one weight)."""
+    if (pe, simd) != (max_pe, max_simd):
+        raise ValueError(f"Layer {name!r}: hardwired multipliers need the layer fully parallel "
+                         f"(pe {max_pe}, simd {max_simd}), not pe {pe}, simd {simd}")
 
 
 def check_folding(layer: Dense, pe, simd):
@@ -98,8 +112,9 @@ class MatrixVectorUnit(wiring.Component):
     pe, simd : folding; ``pe`` divides the rows, ``simd`` the columns.
     ram_style : where the weight memory goes (:data:`RAM_STYLES`); ``"auto"`` lets Yosys
         choose, which for shallow, wide memories is often logic.
-    multipliers : ``"dsp"`` or ``"logic"`` (:data:`~hwnn.rtl.params.MULTIPLIERS`): where the
-        lanes' and the output stage's multipliers are built; same latency either way.
+    multipliers : ``"dsp"``, ``"logic"`` or ``"hardwired"``
+        (:data:`~hwnn.rtl.params.MULTIPLIERS`): where the lanes' and the output stage's
+        multipliers are built; ``"hardwired"`` only fully parallel (one cycle per vector).
 
     Members
     -------
@@ -129,18 +144,25 @@ class MatrixVectorUnit(wiring.Component):
                              f"{ram_style!r}")
         check_multipliers(multipliers)
         self.ram_style, self.multipliers = ram_style, multipliers
-        self.logic_multipliers = multipliers == "logic"
+        self.logic_multipliers = multipliers != "dsp"
+        self.hardwired = multipliers == "hardwired"
         check_folding(layer, pe, simd)
         self.layer, self.pe, self.simd = layer, pe, simd
         self.neuron_folds = layer.out_features // pe
         self.synapse_folds = layer.in_features // simd
+        if self.hardwired:
+            check_hardwired(layer.name, pe, simd, layer.out_features, layer.in_features)
         self.in_width = layer.input.format.width
         self.out_width = layer.output.format.width
-        self.tree_levels = tree_levels(simd, self._levels_per_register())
+        # Hardwired, the products and the PEs' sums are one graph: its first register is
+        # the products' (stage 3), the others the adder tree's.
+        self.graph = summed_graph(adder_graph(self._constant_matrix())) if self.hardwired else None
+        self.tree_levels = (self.graph.depth - 1 if self.hardwired
+                            else tree_levels(simd, self._levels_per_register()))
         # Multiplier lanes register their operands and products twice: at the block RAM /
         # input multiplexer and at the multiplier (a DSP block's input registers), at the
         # multiplier (its output register) and again in the logic that adds them up.
-        self.dsp_stages = 1 if self._multiplier_lanes() else 0
+        self.dsp_stages = 1 if self._multiplier_lanes() and not self.hardwired else 0
         self._depth = (self._STAGES + 2 * self.dsp_stages + self.tree_levels
                        + stage_latency(layer, pipelined=True,
                                        logic_multipliers=self.logic_multipliers))
@@ -175,8 +197,11 @@ class MatrixVectorUnit(wiring.Component):
 
     @staticmethod
     def check_fold(layer: Dense, fold: LayerFold):
-        """:func:`check_folding`."""
+        """:func:`check_folding`, and :func:`check_hardwired` for hardwired multipliers."""
         check_folding(layer, fold.pe, fold.simd)
+        if fold.multipliers == "hardwired":
+            check_hardwired(layer.name, fold.pe, fold.simd, layer.out_features,
+                            layer.in_features)
 
     @property
     def cycles(self) -> int:
@@ -215,7 +240,13 @@ class MatrixVectorUnit(wiring.Component):
         wb, xb, acc_bits = w_fmt.width, x_fmt.width, layer.acc_bits
         structure = Structure.of(self.COUNTS)
         structure.add("unit", 1)
-        if self._binary_lanes():
+        if self.hardwired:
+            # The graph's adders, and its registers (one per adder, and the delays).
+            adder_bits, delay_bits = self.graph.register_bits(*self._input_range())
+            term = 0
+            structure.add("tree_bits", adder_bits)
+            structure.add("pipeline_bits", adder_bits + delay_bits)
+        elif self._binary_lanes():
             term = 1
             structure.add("xnor_lanes", lanes)
         elif not self._multiplier_lanes():
@@ -228,21 +259,23 @@ class MatrixVectorUnit(wiring.Component):
             term = wb + xb
             structure.multipliers.append(Multipliers("lanes", lanes, w_fmt, x_fmt,
                                                      logic=self.logic_multipliers))
-        structure.add("tree_bits", pe * (simd - 1) * (term + math.log2(simd) / 2))
+        if not self.hardwired:
+            structure.add("tree_bits", pe * (simd - 1) * (term + math.log2(simd) / 2))
         structure.add("acc_bits", pe * acc_bits)
         # Weights of a one-word memory are constants: no register holds them.
         weight_register = lanes * wb if self.cycles > 1 else 0
         structure.add("register_bits", (weight_register + lanes * term + 2 * self.in_count * xb
                                         + pe * acc_bits + self.fifo_depth.bit_length() + 8
                                         + 2 * self.cycles.bit_length()))
-        structure.add("pipeline_bits",
-                      pe * tree_register_bits(simd, term, self._levels_per_register())
-                      + self.dsp_stages * (weight_register + lanes * term
-                                           + self.in_count * xb))
+        if not self.hardwired:
+            structure.add("pipeline_bits",
+                          pe * tree_register_bits(simd, term, self._levels_per_register())
+                          + self.dsp_stages * (weight_register + lanes * term
+                                               + self.in_count * xb))
+            structure.memories.append(Memory("weights", self.cycles, lanes * wb,
+                                             self._weight_words()))
         structure.merge(stage_structure(layer, pe, pipelined=True,
                                         logic_multipliers=self.logic_multipliers))
-        structure.memories.append(Memory("weights", self.cycles, lanes * wb,
-                                         self._weight_words()))
         biases = self._bias_words()
         if biases is not None:
             structure.memories.append(Memory("parameters", self.neuron_folds, pe * acc_bits,
@@ -289,6 +322,31 @@ class MatrixVectorUnit(wiring.Component):
             return x_word
         width = self.simd * self.in_width
         return x_word[p * width:(p + 1) * width]
+
+    def _constant_matrix(self):
+        """The weights as a matrix over an input beat (hardwired layers): the layer's weights,
+        or for an input beat per PE (the vector-vector unit) block-diagonal, each PE's
+        weights over its own inputs."""
+        weights = np.asarray(self.layer.weights, dtype=np.int64)
+        if self._shared_input:
+            return weights
+        matrix = np.zeros((self.pe, self.pe * self.simd), dtype=np.int64)
+        for p in range(self.pe):
+            matrix[p, p * self.simd:(p + 1) * self.simd] = weights[p]
+        return matrix
+
+    def _input_range(self):
+        """The smallest and largest input value."""
+        x_fmt = self.layer.input.format
+        return (-1, 1) if x_fmt.kind == "bipolar" else (x_fmt.min_value, x_fmt.max_value)
+
+    def _input_values(self, x_word):
+        """The values of a beat's input codes (+-1 for binary inputs)."""
+        x_fmt, xw = self.layer.input.format, self.in_width
+        codes = [x_word[i * xw:(i + 1) * xw] for i in range(self.in_count)]
+        if x_fmt.kind == "bipolar":
+            return [Mux(code[0], 1, -1) for code in codes]
+        return [_decode(code, x_fmt) for code in codes]
 
     def _multiplier_lanes(self):
         """Whether each lane multiplies (neither factor binary nor ternary weights)."""
@@ -385,9 +443,10 @@ class MatrixVectorUnit(wiring.Component):
                 if self._shared_input:
                     m.d.sync += from_stream.eq(next_nf == 0)
 
-        weights = self._rom(m, "weights", self._weight_words(), pe * simd * w_width,
-                            attrs=RAM_STYLES[self.ram_style])
-        m.d.comb += weights.addr.eq(address)
+        if not self.hardwired:
+            weights = self._rom(m, "weights", self._weight_words(), pe * simd * w_width,
+                                attrs=RAM_STYLES[self.ram_style])
+            m.d.comb += weights.addr.eq(address)
 
         # Stage 1: weights and the input beat (from the stream register or the buffer).
         valid1, first1, last1 = Signal(), Signal(), Signal()
@@ -425,7 +484,9 @@ class MatrixVectorUnit(wiring.Component):
         ctrl2 = delayed(valid1, first1, last1, nf1, 2)
         w2 = Signal(pe * simd * w_width, reset_less=True)
         x2 = Signal(self.in_count * x_width, reset_less=True)
-        m.d.sync += [w2.eq(weights.data), x2.eq(x1)]
+        m.d.sync += x2.eq(x1)
+        if not self.hardwired:
+            m.d.sync += w2.eq(weights.data)
         lane_width = simd * w_width
         history = [ctrl2]
         for copy in range(1, 1 + self.dsp_stages):       # again, at the multipliers
@@ -437,15 +498,19 @@ class MatrixVectorUnit(wiring.Component):
         history.append(delayed(*history[-1], 3))
         for copy in range(1, 1 + self.dsp_stages):
             history.append(delayed(*history[-1], f"3_{copy}"))
-        terms3 = [self._lane_products(m, w2[p * lane_width:(p + 1) * lane_width],
-                                      self._pe_inputs(x2, p), p)
-                  for p in range(pe)]
-
-        # Stage 4: each PE's sum over its simd lanes, one register per adder-tree level.
+        # Stage 4: each PE's sum over its simd lanes, one register per adder-tree level
+        # (hardwired: the graph of products and sums, stages 3 and 4 in one).
         for level in range(self.tree_levels):
             history.append(delayed(*history[-1], f"4_{level}"))
         valid4, first4, last4, nf4 = history[-1]
-        partial = [self._lane_sum(m, terms3[p], f"partial_{p}") for p in range(pe)]
+        if self.hardwired:
+            partial = pipelined_graph(m, self.graph, self._input_values(x2),
+                                      *self._input_range(), name="graph")
+        else:
+            terms3 = [self._lane_products(m, w2[p * lane_width:(p + 1) * lane_width],
+                                          self._pe_inputs(x2, p), p)
+                      for p in range(pe)]
+            partial = [self._lane_sum(m, terms3[p], f"partial_{p}") for p in range(pe)]
 
         # Stage 5: accumulate; a fold's accumulator is final when its last beat is added.
         # The bias is read two cycles ahead and registered (a block RAM output register).

@@ -8,9 +8,14 @@ __all__ = ["MULTIPLIERS", "LayerFold", "check_divides", "check_multipliers",
            "check_positive_int", "divisors"]
 
 #: Where a dataflow layer's multipliers (its int-k lanes and its requantization) are built:
-#: DSP blocks (Yosys maps ``*`` to them), or logic (:func:`~hwnn.rtl.arith.logic_product`:
-#: shifts and adds, never a DSP block) in the same cycles.
-MULTIPLIERS = ("dsp", "logic")
+#: DSP blocks (Yosys maps ``*`` to them), logic (:func:`~hwnn.rtl.arith.logic_product`:
+#: shifts and adds, never a DSP block) at the same rate, or ``"hardwired"``: a fully parallel
+#: layer's constant weights as a shared graph of adders (:mod:`hwnn.rtl.cmvm`), with no
+#: weight memory.
+MULTIPLIERS = ("dsp", "logic", "hardwired")
+
+#: The suffix of a fold's label for where its multipliers go.
+_LABEL_SUFFIX = {"dsp": "", "logic": "L", "hardwired": "H"}
 
 
 def check_positive_int(owner, name, value, limit=None):
@@ -51,12 +56,12 @@ class LayerFold:
 
     @property
     def label(self) -> str:
-        """``PxS``, and ``L`` after it for multipliers in logic."""
-        return f"{self.pe}x{self.simd}" + ("L" if self.multipliers == "logic" else "")
+        """``PxS``, and ``L`` after it for multipliers in logic, ``H`` for hardwired ones."""
+        return f"{self.pe}x{self.simd}" + _LABEL_SUFFIX[self.multipliers]
 
     def as_dict(self) -> dict:
-        """The fold as a fold file holds it: ``{"pe": P, "simd": S}``, with
-        ``"multipliers": "logic"`` for multipliers in logic."""
+        """The fold as a fold file holds it: ``{"pe": P, "simd": S}``, with ``"multipliers":
+        "logic"`` or ``"hardwired"`` where they are not in DSP blocks."""
         return ({"pe": self.pe, "simd": self.simd}
                 | ({"multipliers": self.multipliers} if self.multipliers != "dsp" else {}))
 

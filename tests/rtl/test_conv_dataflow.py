@@ -103,6 +103,38 @@ def test_cnn_matches_golden(name, fold, seed):
         assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
 
 
+@pytest.mark.parametrize("name, seed", [("int8", 1), ("binary", None), ("depthwise", 2),
+                                        ("image-out", 3)])
+def test_cnn_with_hardwired_weights_matches_golden(name, seed):
+    """Every layer fully parallel, the dense and depthwise layers' weights hardwired (a
+    depthwise layer's block-diagonal matrix as one adder graph): their weight memories gone,
+    the same outputs as the golden model under random stalls."""
+    network = CNNS[name]()
+    wired = [layer.kind == "dense" or getattr(layer, "depthwise", False)
+             for layer in network.layers]
+    folding = tuple(LayerFold(fold.pe, fold.simd, "hardwired" if hard else "dsp")
+                    for fold, hard in zip(fully_parallel(network), wired, strict=True))
+    dut = DataflowAccelerator(network, folding)
+    weights = [memory for memory in dut.structure().memories if memory.use == "weights"]
+    assert len(weights) == sum(layer.kind in ("dense", "conv2d") and not hard
+                               for layer, hard in zip(network.layers, wired, strict=True))
+    codes = _codes(network, 3, seed or 0)
+    actual, _ = run_vectors(dut, network, codes, seed=seed, timeout=20_000)
+    expected = run_network(network, codes)
+    for index, (want, got) in enumerate(zip(expected, actual, strict=True)):
+        assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
+
+
+def test_a_convolution_cannot_be_hardwired():
+    network = CNNS["int8"]()
+    conv = network.layers[0]
+    with pytest.raises(ValueError, match=r"^Layer 'conv0': a convolution's weights cannot be "
+                                         r"hardwired \(its lanes take a new weight at each of "
+                                         r"its 9 kernel positions\); dense and depthwise "
+                                         r"layers can$"):
+        ConvolutionUnit(conv, pe=4, simd=2, multipliers="hardwired")
+
+
 @pytest.mark.parametrize("name, seed", [("int8", 1), ("image-out", None)])
 def test_cnn_with_logic_multipliers_matches_golden(name, seed):
     network = CNNS[name]()

@@ -52,6 +52,24 @@ def test_steady_state_throughput_is_the_slowest_layer(folding):
     assert max(steady) <= 1.05 * dut.cycles, (list(steady), dut.cycles)
 
 
+@pytest.mark.parametrize("name", SAMPLE_NETWORKS)
+@pytest.mark.parametrize("seed", [None, 6])
+def test_hardwired_layers_match_golden_at_a_vector_per_cycle(name, seed):
+    network = sample_network(name, seed=9)
+    folding = tuple(LayerFold(fold.pe, fold.simd, "hardwired")
+                    for fold in fully_parallel(network))
+    rng = np.random.default_rng(9)
+    fmt = network.input.format
+    codes = fmt.level_value(rng.integers(0, fmt.levels, size=(8, network.in_features)))
+    dut, actual, cycles = simulate(network, folding, codes, seed)
+    expected = run_network(network, codes)
+    for index, (want, got) in enumerate(zip(expected, actual, strict=True)):
+        assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
+    assert dut.cycles == 1
+    if seed is None:
+        assert list(np.diff(cycles)) == [1] * (len(codes) - 1)
+
+
 @pytest.mark.parametrize("name, folding", [
     ("int8", (LayerFold(2, 4, "logic"), LayerFold(2, 3))),
     ("int8", (LayerFold(1, 2, "logic"), LayerFold(4, 6, "logic"))),

@@ -7,6 +7,7 @@ from amaranth.back import verilog
 
 from hwnn.quant.synthetic import random_dense
 from hwnn.rtl.mvau import MatrixVectorUnit
+from hwnn.rtl.params import LayerFold
 from hwnn.rtl.stage import constant_multiplier, product_cycles
 from hwnn.sim.beats import beats_to_vectors, vectors_to_beats
 from hwnn.sim.golden import dense_accumulate, output_stage
@@ -161,5 +162,85 @@ def test_rejects_bad_multipliers():
     layer = random_dense(np.random.default_rng(0), 8, 4, in_format="uint4",
                          weight_format="int4", out_format="uint4", stage="requant")
     with pytest.raises(ValueError, match=r"^multipliers must be one of 'dsp', 'logic', "
-                                         r"not 'lut'$"):
+                                         r"'hardwired', not 'lut'$"):
         MatrixVectorUnit(layer, pe=1, simd=1, multipliers="lut")
+
+
+HARDWIRED_LAYERS = [
+    # (in, out, input format, weight format, output format, stage)
+    (12, 6, "binary", "binary", "binary", "thresholds"),
+    (12, 6, "uint4", "ternary", "uint2", "thresholds"),
+    (12, 6, "int4", "int4", "int4", "requant"),
+    (16, 5, "uint8", "int8", None, "accumulator"),
+    (6, 4, "binary", "int3", "uint3", "thresholds"),
+    (6, 4, "uint3", "binary", "int8", "requant"),
+    (8, 3, "int8", "int16", "uint8", "requant"),
+]
+
+
+def _adversarial_codes(layer, rng, count):
+    """Random input vectors, the format's extremes, and for each output the vector that
+    drives its accumulator to the top and the bottom of its range."""
+    fmt = layer.input.format
+    lo, hi = fmt.level_value(0), fmt.level_value(fmt.levels - 1)
+    codes = [fmt.level_value(rng.integers(0, fmt.levels, size=layer.in_features))
+             for _ in range(count)]
+    codes += [np.full(layer.in_features, lo), np.full(layer.in_features, hi)]
+    for row in layer.weights:
+        codes += [np.where(row > 0, hi, lo), np.where(row > 0, lo, hi)]
+    return np.array(codes)
+
+
+@pytest.mark.parametrize("shape", HARDWIRED_LAYERS,
+                         ids=lambda s: f"{s[2]}x{s[3]}->{s[4] or 'acc'}")
+@pytest.mark.parametrize("seed", [None, 5])
+def test_hardwired_weights_match_golden(shape, seed):
+    """Every weight format (zero weights among them), binary and wide inputs, thresholds,
+    requantization and raw accumulators after the graph; accumulators at their extremes."""
+    in_features, out_features, in_format, weight_format, out_format, stage = shape
+    rng = np.random.default_rng(23)
+    layer = random_dense(rng, in_features, out_features, in_format=in_format,
+                         weight_format=weight_format, out_format=out_format, stage=stage,
+                         density=1.0 if weight_format == "binary" else 0.7)
+    codes = _adversarial_codes(layer, rng, 6)
+    dut, actual, cycles = run_unit(layer, codes, out_features, in_features, seed,
+                                   multipliers="hardwired")
+    expected = output_stage(layer, dense_accumulate(layer, codes))
+    for index, (want, got) in enumerate(zip(expected, actual, strict=True)):
+        assert list(got) == list(want), (f"input {index} {list(codes[index])}: expected "
+                                         f"{list(want)}, got {list(got)}")
+
+
+def test_hardwired_layer_takes_a_vector_per_cycle_at_its_latency():
+    rng = np.random.default_rng(4)
+    layer = random_dense(rng, 16, 8, in_format="uint8", weight_format="int8",
+                         out_format="uint8", stage="requant")
+    codes = rng.integers(0, 256, size=(12, 16))
+    accepted = []
+    dut, actual, cycles = run_unit(layer, codes, 8, 16, None, accepted, "hardwired")
+    assert dut.cycles == 1
+    assert cycles[0] - accepted[0] == dut.latency
+    assert list(np.diff(cycles)) == [1] * (len(codes) - 1)
+    assert (actual == output_stage(layer, dense_accumulate(layer, codes))).all()
+
+
+def test_hardwired_layer_has_no_weight_memory_and_no_multiplication():
+    layer = random_dense(np.random.default_rng(4), 8, 4, in_format="uint8",
+                         weight_format="int8", out_format="uint8", stage="requant")
+    dut = MatrixVectorUnit(layer, pe=4, simd=8, multipliers="hardwired")
+    text = verilog.convert(dut, name="mvau")
+    assert " * " not in text and "weights" not in text
+    structure = dut.structure()
+    assert "weights" not in {memory.use for memory in structure.memories}
+    assert {group.logic for group in structure.multipliers} <= {True}
+    assert structure.counts["tree_bits"] > 0 and structure.counts["pipeline_bits"] > 0
+    assert LayerFold(4, 8, "hardwired").label == "4x8H"
+
+
+def test_hardwired_layer_must_be_fully_parallel():
+    layer = random_dense(np.random.default_rng(0), 8, 4, in_format="uint4",
+                         weight_format="int4", out_format="uint4", stage="requant")
+    with pytest.raises(ValueError, match=r"^Layer 'dense': hardwired multipliers need the "
+                                         r"layer fully parallel \(pe 4, simd 8\), not pe 2, "
+                                         r"simd 8$"):
+        MatrixVectorUnit(layer, pe=2, simd=8, multipliers="hardwired")

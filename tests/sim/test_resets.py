@@ -9,7 +9,7 @@ import pytest
 
 from hwnn.flow.generate import generate, load_design
 from hwnn.quant.synthetic import random_network, sample_cnn, sample_network
-from hwnn.rtl.folding import LayerFold
+from hwnn.rtl.folding import LayerFold, fully_parallel
 from hwnn.sim.golden import run_network
 from hwnn.sim.resets import check_trials, stream_words
 from hwnn.sim.simulate import simulate_resets
@@ -35,6 +35,9 @@ DESIGNS = {
     "dataflow_one_layer": (one_layer, {"arch": "dataflow"}),
     "dataflow": (lambda: sample_network("mixed", seed=4),
                  {"arch": "dataflow", "fold": (LayerFold(2, 2),) * 3}),
+    "dataflow_hardwired": (lambda: sample_network("mixed", seed=4), {
+        "arch": "dataflow", "fold": tuple(LayerFold(fold.pe, fold.simd, "hardwired") for fold
+                                          in fully_parallel(sample_network("mixed", seed=4)))}),
     "systolic_one_layer": (one_layer, {"arch": "systolic", "array": "4x4", "batch": 4}),
     "systolic": (lambda: sample_network("int4", seed=2),
                  {"arch": "systolic", "array": "2x4", "batch": 4}),
@@ -76,8 +79,8 @@ def test_amaranth_simulator_reset_at_any_cycle(design, name):
 #: Every architecture on Icarus (quick to build), multi-layer and the one-layer sparse design;
 #: Verilator (10-50 s per build) on the multi-layer sparse design.
 VERILOG_RUNS = [pytest.param(name, "icarus", marks=pytest.mark.cocotb)
-                for name in ("sparse_one_layer", "sparse", "dataflow", "systolic",
-                             "systolic_cnn")] + [
+                for name in ("sparse_one_layer", "sparse", "dataflow", "dataflow_hardwired",
+                             "systolic", "systolic_cnn")] + [
     pytest.param("sparse", "verilator", marks=[pytest.mark.cocotb, pytest.mark.slow])]
 
 

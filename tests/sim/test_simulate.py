@@ -23,6 +23,8 @@ FOLDINGS = {
     "unfolded": unfolded,
     "partial": lambda network: tuple(LayerFold(2, 2) for _ in network.layers),
     "parallel": fully_parallel,
+    "hardwired": lambda network: tuple(LayerFold(fold.pe, fold.simd, "hardwired")
+                                       for fold in fully_parallel(network)),
 }
 
 
