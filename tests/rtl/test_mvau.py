@@ -203,8 +203,8 @@ def test_hardwired_weights_match_golden(shape, seed):
                          weight_format=weight_format, out_format=out_format, stage=stage,
                          density=1.0 if weight_format == "binary" else 0.7)
     codes = _adversarial_codes(layer, rng, 6)
-    dut, actual, cycles = run_unit(layer, codes, out_features, in_features, seed,
-                                   multipliers="hardwired")
+    _, actual, _ = run_unit(layer, codes, out_features, in_features, seed,
+                            multipliers="hardwired")
     expected = output_stage(layer, dense_accumulate(layer, codes))
     for index, (want, got) in enumerate(zip(expected, actual, strict=True)):
         assert list(got) == list(want), (f"input {index} {list(codes[index])}: expected "
