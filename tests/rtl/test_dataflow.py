@@ -113,9 +113,11 @@ def test_fold_files_say_where_multipliers_go(tmp_path):
 
 @pytest.mark.parametrize("entry, message", [
     ({"pe": 2, "simd": 4, "multipliers": "lut"},
-     r"^Folding of layer 'dense0': multipliers must be one of 'dsp', 'logic', not 'lut'$"),
+     r"^Folding of layer 'dense0': multipliers must be one of 'dsp', 'logic', 'hardwired', "
+     r"not 'lut'$"),
     ({"pe": 2, "simd": 4, "multipliers": True},
-     r"^Folding of layer 'dense0': multipliers must be one of 'dsp', 'logic', not True$"),
+     r"^Folding of layer 'dense0': multipliers must be one of 'dsp', 'logic', 'hardwired', "
+     r"not True$"),
     ({"pe": 2, "simd": 4, "mult": "logic"},
      (r"^Folding of layer 'dense0' must be \{'pe': P, 'simd': S\} with an optional "
       r"'multipliers', not \{'pe': 2, 'simd': 4, 'mult': 'logic'\}$")),
@@ -128,5 +130,5 @@ def test_fold_files_with_bad_multipliers_are_refused(entry, message):
 
 def test_layer_folds_refuse_bad_multipliers():
     with pytest.raises(ValueError, match=r"^multipliers must be one of 'dsp', 'logic', "
-                                         r"not 'DSP'$"):
+                                         r"'hardwired', not 'DSP'$"):
         LayerFold(1, 1, "DSP")
