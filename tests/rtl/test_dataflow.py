@@ -113,11 +113,11 @@ def test_fold_files_say_where_multipliers_go(tmp_path):
 
 @pytest.mark.parametrize("entry, message", [
     ({"pe": 2, "simd": 4, "multipliers": "lut"},
-     r"^Folding of layer 'dense0': multipliers must be one of 'dsp', 'logic', 'hardwired', "
-     r"not 'lut'$"),
+     (r"^Folding of layer 'dense0': multipliers must be one of 'dsp', 'logic', 'hardwired', "
+      r"not 'lut'$")),
     ({"pe": 2, "simd": 4, "multipliers": True},
-     r"^Folding of layer 'dense0': multipliers must be one of 'dsp', 'logic', 'hardwired', "
-     r"not True$"),
+     (r"^Folding of layer 'dense0': multipliers must be one of 'dsp', 'logic', 'hardwired', "
+      r"not True$")),
     ({"pe": 2, "simd": 4, "mult": "logic"},
      (r"^Folding of layer 'dense0' must be \{'pe': P, 'simd': S\} with an optional "
       r"'multipliers', not \{'pe': 2, 'simd': 4, 'mult': 'logic'\}$")),
