@@ -151,10 +151,15 @@ class SummedGraph:
 
     @property
     def depth(self) -> int:
-        """Registers from the inputs to the outputs when each adder (and each negation) is
-        followed by one: at least one."""
+        """Adder levels from the inputs to the outputs, a negation counted as one: at least
+        one."""
         ends = [self.levels[t.value] + (t.sign < 0) for t in self.outputs if t is not None]
         return max([1, *ends])
+
+    def stages(self, levels_per_register=1) -> int:
+        """Registers from the inputs to the outputs of :func:`pipelined_graph` with a register
+        after every ``levels_per_register`` adder levels."""
+        return -(-self.depth // levels_per_register)
 
     def ranges(self, lo, hi) -> list[tuple[int, int]]:
         """Bounds of each value (inputs first) for inputs in ``[lo, hi]``: exact for a multiple
@@ -174,25 +179,15 @@ class SummedGraph:
             ranges.append((a_lo + b_lo, a_hi + b_hi))
         return ranges
 
-    def register_bits(self, lo, hi) -> tuple[int, int]:
-        """``(adder_bits, delay_bits)`` of :func:`pipelined_graph` on inputs in ``[lo, hi]``:
-        the bits of its adders and negations (each registered), and of the registers that
-        delay values to where they are used."""
-        ranges = self.ranges(lo, hi)
-        width = [_shape(*r).width for r in ranges]
-        used = list(self.levels)
-        adder_bits = 0
-        for index, node in enumerate(self.nodes, start=self.inputs):
-            adder_bits += width[index]
-            for value in (node.left.value, node.right.value):
-                used[value] = max(used[value], self.levels[index] - 1)
-        for term in self.outputs:
-            if term is not None:
-                used[term.value] = max(used[term.value], self.depth - (term.sign < 0))
-                adder_bits += (width[term.value] + term.shift) * (term.sign < 0)
-        delay_bits = sum(w * (u - level) for w, u, level in zip(width, used, self.levels,
-                                                                 strict=True))
-        return adder_bits, delay_bits
+    def register_bits(self, lo, hi, levels_per_register=1) -> tuple[int, int]:
+        """``(adder_bits, register_bits)`` of :func:`pipelined_graph` on inputs in ``[lo, hi]``:
+        the bits of its adders and negations, and of its registers."""
+        plan = _Plan(self, lo, hi, levels_per_register)
+        adder_bits = sum(plan.width[self.inputs:]) + sum(
+            plan.negation_width(t) for t in self.outputs if t is not None and t.sign < 0)
+        return adder_bits, sum(width * registers for width, registers
+                               in zip(plan.width + plan.negations, plan.registers(),
+                                      strict=True))
 
 
 def summed_graph(graph: AdderGraph) -> SummedGraph:
@@ -223,44 +218,98 @@ def _shape(lo, hi):
     return signed(signed_bits_for(lo, hi)) if lo < 0 else unsigned(max(1, int(hi).bit_length()))
 
 
-def pipelined_graph(m, graph: SummedGraph, inputs, lo, hi, *, name) -> list:
-    """Build ``graph`` in ``m`` on ``inputs`` (Values in ``[lo, hi]``, one per graph input):
-    each adder registered (no reset) at its level, a value delayed by registers to the level
-    where it is used, every register exactly as wide as its value's range; returns the
-    outputs, :attr:`SummedGraph.depth` registers after the inputs (a zero output is a
-    constant)."""
-    ranges = graph.ranges(lo, hi)
-    chains = [[Value.cast(value)] for value in inputs]
+class _Plan:
+    """Where :func:`pipelined_graph` puts things: the stage of each value (its adder's level
+    over ``levels_per_register``, rounded up; inputs 1), the stage where each is last used,
+    and the widths. Stage ``s`` computes from values registered ``s - 1`` times."""
 
-    def at(value, level):
-        """``value`` as registered for use at ``level`` (a register chain from its own)."""
+    def __init__(self, graph: SummedGraph, lo, hi, levels_per_register):
+        self.graph, self.per = graph, levels_per_register
+        self.ranges = graph.ranges(lo, hi)
+        self.width = [_shape(*r).width for r in self.ranges]
+        self.stage = [self.stage_of(level) for level in graph.levels]
+        self.last = self.stages = graph.stages(levels_per_register)
+        negative = [t for t in graph.outputs if t is not None and t.sign < 0]
+        self.negations = [self.negation_width(t) for t in negative]
+
+    def stage_of(self, level):
+        """The stage of an adder at ``level``; the inputs are used in the first stage."""
+        return max(1, -(-level // self.per))
+
+    def negation_range(self, term):
+        lo, hi = self.ranges[term.value]
+        return -(hi << term.shift), -(lo << term.shift)
+
+    def negation_width(self, term):
+        return _shape(*self.negation_range(term)).width
+
+    def negation_stage(self, term):
+        return self.stage_of(self.graph.levels[term.value] + 1)
+
+    def registers(self) -> list[int]:
+        """Registers after each value (inputs and nodes, then the negations): from its stage
+        to the last stage that uses it (the outputs: one after the last stage)."""
+        graph, used = self.graph, list(self.stage)
+        for index, node in enumerate(graph.nodes, start=graph.inputs):
+            for value in (node.left.value, node.right.value):
+                used[value] = max(used[value], self.stage[index])
+        negations = []
+        for term in graph.outputs:
+            if term is None:
+                continue
+            if term.sign < 0:
+                used[term.value] = max(used[term.value], self.negation_stage(term))
+                negations.append(self.stages + 1 - self.negation_stage(term))
+            else:
+                used[term.value] = max(used[term.value], self.stages + 1)
+        return [u - s for u, s in zip(used, self.stage, strict=True)] + negations
+
+
+def pipelined_graph(m, graph: SummedGraph, inputs, lo, hi, *, name,
+                    levels_per_register=1) -> list:
+    """Build ``graph`` in ``m`` on ``inputs`` (Values in ``[lo, hi]``, one per graph input):
+    its adders in stages of ``levels_per_register`` levels with a register (no reset) after
+    each stage, a value delayed by registers to the stage where it is used, every signal
+    exactly as wide as its value's range; returns the outputs,
+    :meth:`SummedGraph.stages` registers after the inputs (a zero output is a constant)."""
+    plan = _Plan(graph, lo, hi, levels_per_register)
+    values = [Value.cast(value) for value in inputs]
+    chains = [[] for _ in inputs]
+
+    def at(value, stage):
+        """``value`` for use in ``stage``: itself in its own stage, else registered."""
         chain = chains[value]
-        while graph.levels[value] + len(chain) - 1 < level:
-            register = Signal(_shape(*ranges[value]), reset_less=True,
-                              name=f"{name}_v{value}_d{len(chain)}")
-            m.d.sync += register.eq(chain[-1])
+        while len(chain) < stage - plan.stage[value]:
+            register = Signal.like(values[value], reset_less=True,
+                                   name=f"{name}_v{value}_r{len(chain)}")
+            m.d.sync += register.eq(chain[-1] if chain else values[value])
             chain.append(register)
-        return chain[level - graph.levels[value]]
+        return chain[stage - plan.stage[value] - 1] if stage > plan.stage[value] else \
+            values[value]
 
     for index, node in enumerate(graph.nodes, start=graph.inputs):
-        level = graph.levels[index] - 1
-        left, right = at(node.left.value, level), at(node.right.value, level)
+        stage = plan.stage[index]
+        left, right = at(node.left.value, stage), at(node.right.value, stage)
         right = right << node.right.shift if node.right.shift else right
-        register = Signal(_shape(*ranges[index]), reset_less=True, name=f"{name}_n{index}")
-        m.d.sync += register.eq(left + right if node.right.sign > 0 else left - right)
-        chains.append([register])
+        total = Signal(_shape(*plan.ranges[index]), name=f"{name}_n{index}")
+        m.d.comb += total.eq(left + right if node.right.sign > 0 else left - right)
+        values.append(total)
+        chains.append([])
     outputs = []
     for j, term in enumerate(graph.outputs):
         if term is None:
             outputs.append(Const(0))
-            continue
-        value = at(term.value, graph.depth - (term.sign < 0))
-        value = value << term.shift if term.shift else value
-        if term.sign < 0:
-            lo_v, hi_v = ranges[term.value]
-            negated = Signal(_shape(-(hi_v << term.shift), -(lo_v << term.shift)),
-                             reset_less=True, name=f"{name}_out{j}")
-            m.d.sync += negated.eq(-value)
-            value = negated
-        outputs.append(value)
+        elif term.sign > 0:
+            value = at(term.value, plan.stages + 1)
+            outputs.append(value << term.shift if term.shift else value)
+        else:
+            stage = plan.negation_stage(term)
+            value = at(term.value, stage)
+            negated = Signal(_shape(*plan.negation_range(term)), name=f"{name}_neg{j}")
+            m.d.comb += negated.eq(-(value << term.shift if term.shift else value))
+            for copy in range(plan.stages + 1 - stage):
+                register = Signal.like(negated, reset_less=True, name=f"{name}_out{j}_{copy}")
+                m.d.sync += register.eq(negated)
+                negated = register
+            outputs.append(negated)
     return outputs

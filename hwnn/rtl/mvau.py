@@ -45,11 +45,14 @@ from .params import LayerFold, check_divides, check_multipliers, check_positive_
 from .stage import OutputStage, stage_latency, stage_structure
 from .structure import Memory, Multipliers, Structure
 
-__all__ = ["BINARY_TREE_LEVELS", "RAM_STYLES", "MatrixVectorUnit", "check_folding",
+__all__ = ["BINARY_TREE_LEVELS", "GRAPH_LEVELS", "RAM_STYLES", "MatrixVectorUnit", "check_folding",
            "check_hardwired"]
 
 #: Popcount-tree levels between registers in XNOR-popcount lanes.
 BINARY_TREE_LEVELS = 3
+
+#: Adder levels between registers in a hardwired layer's graph (:mod:`hwnn.rtl.cmvm`).
+GRAPH_LEVELS = 2
 
 #: Where the weight memory (a ROM) goes: Yosys' choice, block RAM, or logic (LUTs).
 RAM_STYLES = {
@@ -157,7 +160,7 @@ class MatrixVectorUnit(wiring.Component):
         # Hardwired, the products and the PEs' sums are one graph: its first register is
         # the products' (stage 3), the others the adder tree's.
         self.graph = summed_graph(adder_graph(self._constant_matrix())) if self.hardwired else None
-        self.tree_levels = (self.graph.depth - 1 if self.hardwired
+        self.tree_levels = (self.graph.stages(GRAPH_LEVELS) - 1 if self.hardwired
                             else tree_levels(simd, self._levels_per_register()))
         # Multiplier lanes register their operands and products twice: at the block RAM /
         # input multiplexer and at the multiplier (a DSP block's input registers), at the
@@ -241,11 +244,12 @@ class MatrixVectorUnit(wiring.Component):
         structure = Structure.of(self.COUNTS)
         structure.add("unit", 1)
         if self.hardwired:
-            # The graph's adders, and its registers (one per adder, and the delays).
-            adder_bits, delay_bits = self.graph.register_bits(*self._input_range())
+            # The graph's adders and its registers.
+            adder_bits, register_bits = self.graph.register_bits(*self._input_range(),
+                                                                 GRAPH_LEVELS)
             term = 0
             structure.add("tree_bits", adder_bits)
-            structure.add("pipeline_bits", adder_bits + delay_bits)
+            structure.add("pipeline_bits", register_bits)
         elif self._binary_lanes():
             term = 1
             structure.add("xnor_lanes", lanes)
@@ -505,7 +509,8 @@ class MatrixVectorUnit(wiring.Component):
         valid4, first4, last4, nf4 = history[-1]
         if self.hardwired:
             partial = pipelined_graph(m, self.graph, self._input_values(x2),
-                                      *self._input_range(), name="graph")
+                                      *self._input_range(), name="graph",
+                                      levels_per_register=GRAPH_LEVELS)
         else:
             terms3 = [self._lane_products(m, w2[p * lane_width:(p + 1) * lane_width],
                                           self._pe_inputs(x2, p), p)

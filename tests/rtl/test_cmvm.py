@@ -97,7 +97,8 @@ def test_bad_inputs_are_refused():
     (-1, 1, (4, 7), signed(8)),
     (-3, -1, (3, 4), unsigned(3)),       # every weight negative: outputs negated at the end
 ])
-def test_pipelined_graph_is_exact_at_its_depth(low, high, shape, x_shape):
+@pytest.mark.parametrize("per_register", [1, 2, 3])
+def test_pipelined_graph_is_exact_at_its_depth(low, high, shape, x_shape, per_register):
     rng = np.random.default_rng(shape[1])
     w = rng.integers(low, high + 1, size=shape)
     w[0] = 0
@@ -106,11 +107,13 @@ def test_pipelined_graph_is_exact_at_its_depth(low, high, shape, x_shape):
               else (0, (1 << x_shape.width) - 1))
     m = Module()
     inputs = [Signal(x_shape, name=f"x{i}") for i in range(shape[1])]
-    outputs = pipelined_graph(m, graph, inputs, lo, hi, name="g")
+    outputs = pipelined_graph(m, graph, inputs, lo, hi, name="g",
+                              levels_per_register=per_register)
     vectors = rng.integers(lo, hi + 1, size=(40, shape[1]))
     vectors[0], vectors[1] = lo, hi
     expected = _exact(w, vectors)
-    depth = graph.depth
+    depth = graph.stages(per_register)
+    assert depth == -(-graph.depth // per_register)
     sim = Simulator(m)
     sim.add_clock(1e-6)
 
