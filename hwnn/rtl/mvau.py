@@ -228,8 +228,8 @@ class MatrixVectorUnit(wiring.Component):
         return self.structure().memory_bits(("weights", "input_buffer", "parameters"))
 
     #: The counts of :meth:`structure`.
-    COUNTS = ("unit", "xnor_lanes", "addsub_bits", "tree_bits", "acc_bits", "register_bits",
-              "pipeline_bits", "compare_bits", "requant_bits")
+    COUNTS = ("unit", "xnor_lanes", "addsub_bits", "tree_bits", "graph_bits", "acc_bits",
+              "register_bits", "pipeline_bits", "compare_bits", "requant_bits")
 
     def structure(self) -> Structure:
         """This unit's hardware (:mod:`hwnn.rtl.structure`): the weight ROM, the bias ROM,
@@ -248,7 +248,7 @@ class MatrixVectorUnit(wiring.Component):
             adder_bits, register_bits = self.graph.register_bits(*self._input_range(),
                                                                  GRAPH_LEVELS)
             term = 0
-            structure.add("tree_bits", adder_bits)
+            structure.add("graph_bits", adder_bits)
             structure.add("pipeline_bits", register_bits)
         elif self._binary_lanes():
             term = 1
