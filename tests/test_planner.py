@@ -16,7 +16,7 @@ from hwnn.arch.systolic import ARRAYS
 from hwnn.planning.planner import (BATCHES, LOGIC_CEILING, LOGIC_RESOURCES, NoFolding,
                                    logic_fallback, plan_array, plan_folding)
 from hwnn.quant.synthetic import random_cnn, random_network, sample_cnn
-from hwnn.rtl.folding import LayerFold, cycle_targets, folding_for_cycles
+from hwnn.rtl.folding import LayerFold, cycle_targets, folding_for_cycles, fully_parallel
 from hwnn.rtl.overlay import OverlayParams, schedule
 
 ICEBREAKER_HZ = 12e6
@@ -204,6 +204,23 @@ def test_logic_fallback_keeps_dsp_blocks_where_they_save_the_most_lut4(int8_net)
     # Within the DSP blocks: unchanged, and a folding with logic multipliers is reset to DSP.
     assert logic_fallback(int8_net, folding, "ecp5-85f") == folding
     assert logic_fallback(int8_net, _with(folding, (0, 1)), "ecp5-85f") == folding
+
+
+def test_logic_fallback_hardwires_fully_parallel_layers_where_that_is_cheaper(int8_net):
+    """Fully parallel, the MLP needs 2,368 multipliers (an ECP5-85F has 156 DSP blocks): the
+    layers moved out of DSP blocks are hardwired (adder graphs), which the estimate puts below
+    the same layers' multipliers in logic; a folded layer can only go to logic."""
+    folding = fully_parallel(int8_net)
+    chosen = logic_fallback(int8_net, folding, "ecp5-85f")
+    assert estimate(int8_net, "ecp5", fold=chosen)["dsp"] <= 156
+    moved = [index for index, fold in enumerate(chosen) if fold.multipliers != "dsp"]
+    assert moved and all(chosen[index].multipliers == "hardwired" for index in moved)
+    logic = _with(folding, moved)
+    assert estimate(int8_net, "ecp5", fold=chosen)["lut4"] < \
+        estimate(int8_net, "ecp5", fold=logic)["lut4"]
+    folded = (LayerFold(32, 32), LayerFold(10, 16))
+    assert {fold.multipliers for fold in logic_fallback(int8_net, folded, "ice40-up5k")} <= \
+        {"dsp", "logic"}
 
 
 def test_logic_fallback_of_many_layers_keeps_the_most_lut4_per_dsp_block(monkeypatch, int8_net):

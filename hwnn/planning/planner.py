@@ -135,20 +135,37 @@ def _layer_costs(layer, fold, family):
 EXHAUSTIVE_LAYERS = 12
 
 
+def _without_dsp(layer, fold, family):
+    """``(LUT4s, fold)``: the cheaper way to build ``layer`` folded as ``fold`` without DSP
+    blocks, by the estimate: its multipliers in logic or, where its unit takes it (fully
+    parallel), its weights hardwired."""
+    options = []
+    for choice in ("logic", "hardwired"):
+        candidate = dataclasses.replace(fold, multipliers=choice)
+        try:
+            unit_class(layer).check_fold(layer, candidate)
+        except ValueError:
+            continue
+        options.append((_layer_costs(layer, candidate, family)[1], candidate))
+    return min(options, key=lambda option: option[0])
+
+
 def logic_fallback(network: Network, folding, device: str) -> tuple:
-    """``folding`` with the multipliers of some layers in logic (``multipliers="logic"``), so
-    that the estimated DSP blocks fit ``device``'s: of the layers with DSP blocks, those that
-    keep them are the set within the device's count that saves the most estimated LUT4s
-    (every set up to :data:`EXHAUSTIVE_LAYERS` such layers, greedily by LUT4s per block
-    beyond). ``folding`` as it is when its DSP blocks fit."""
+    """``folding`` with some layers' multipliers out of DSP blocks, in logic
+    (``multipliers="logic"``) or, for a fully parallel layer where that is cheaper, hardwired
+    (:func:`_without_dsp`), so that the estimated DSP blocks fit ``device``'s: of the layers
+    with DSP blocks, those that keep them are the set within the device's count that saves the
+    most estimated LUT4s (every set up to :data:`EXHAUSTIVE_LAYERS` such layers, greedily by
+    LUT4s per block beyond). ``folding`` as it is when its DSP blocks fit."""
     family, available = DEVICES[device][0], CAPACITY[device]["dsp"]
     folding = tuple(dataclasses.replace(fold, multipliers="dsp") for fold in folding)
     layers = []                                              # (index, blocks, LUT4s saved)
+    instead = {}                                             # index -> the fold without DSPs
     for index, (layer, fold) in enumerate(zip(network.layers, folding, strict=True)):
         blocks, lut4 = _layer_costs(layer, fold, family)
         if blocks > 0:
-            logic = _layer_costs(layer, dataclasses.replace(fold, multipliers="logic"), family)
-            layers.append((index, blocks, logic[1] - lut4))
+            cost, instead[index] = _without_dsp(layer, fold, family)
+            layers.append((index, blocks, cost - lut4))
     if sum(blocks for _, blocks, _ in layers) <= available:
         return folding
 
@@ -165,8 +182,8 @@ def logic_fallback(network: Network, folding, device: str) -> tuple:
         for entry in sorted(layers, key=lambda entry: -entry[2] / entry[1]):
             if fits([*keep, entry]):
                 keep.append(entry)
-    logic = {index for index, _, _ in layers} - {index for index, _, _ in keep}
-    return tuple(dataclasses.replace(fold, multipliers="logic") if index in logic else fold
+    moved = {index for index, _, _ in layers} - {index for index, _, _ in keep}
+    return tuple(instead[index] if index in moved else fold
                  for index, fold in enumerate(folding))
 
 
