@@ -1,0 +1,306 @@
+"""hwnn's hardwired layers against da4ml: the same integer weights, the same tools and device.
+
+For each quantized network (the digits MLP with int8, int4 and ternary weights, and with binary
+weights), its first layer's constant matrix-vector product (the accumulators, no output
+stage) is built twice, one vector per cycle and no DSP block:
+
+- by hwnn: a one-layer network of those weights compiled with ``--fold hardwired``
+  (:mod:`hwnn.rtl.cmvm`; the dataflow unit's stream interface, accumulator and output FIFO
+  come with it);
+- by da4ml (``pip install "hwnn[peers]"``; optional: without it only hwnn's rows are
+  printed): its tracer (``FixedVariableArray`` of the inputs' ranges times the matrix, which
+  runs its CMVM solver; ``comb_trace``) and Verilog (``RTLModel``), pipelined at ``--cutoff``
+  (da4ml's latency cutoff, in its adder-delay units). Its Verilog is first checked
+  bit-exact in Icarus against hwnn's golden model (the accumulators ``W @ x``) on random and
+  extreme input vectors; a network whose da4ml design differs is reported, not measured.
+
+Both go through hwnn's register harness (serial input, XOR-folded output) into YoWASP Yosys
+and nextpnr on the same device: LUT4s (plain), carry cells, LUT4-equivalents (a CCU2C is two)
+per product (nonzero weight), flip-flops (the harness's input shift register included),
+Fmax, latency in cycles, and inferences per second at Fmax, per kLUT4-equivalent. Large layers
+take long (the digits int8 first layer: Yosys about 4 minutes, nextpnr 20 or more). Run it from
+the repository root:
+
+    python benchmarks/peers.py [--device ecp5-85f] [--only NAME] [--cutoff 2] [--no-pnr]
+"""
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from hwnn.flow.report import format_table
+
+#: Random and extreme input vectors the da4ml Verilog is checked on.
+CHECK_VECTORS = 64
+
+
+def networks():
+    """``{name: network}``: the digits MLP quantized four ways."""
+    from hwnn.flow.demo import train_digits_mlp
+    from hwnn.quant import QuantOptions, from_sklearn, quantize_network
+    model, (x_train, *_rest) = train_digits_mlp(0)
+    float_network = from_sklearn(model)
+    schemes = {"digits_int8": ("int8", "uint8"), "digits_int4": ("int4", "uint4"),
+               "digits_ternary": ("ternary", "uint4"), "digits_binary": ("binary", "binary")}
+    return {name: quantize_network(float_network, x_train,
+                                   QuantOptions(weights=weights, acts=acts), name=name)
+            for name, (weights, acts) in schemes.items()}
+
+
+def accumulator_layer(network):
+    """``network``'s first layer alone, its output the raw accumulators (no bias, no stage)."""
+    from hwnn.ir import Dense, Network, TensorFormat, accumulator_range
+    from hwnn.ir.formats import Format, signed_bits_for
+    layer = network.layers[0]
+    bias = np.zeros_like(layer.bias)
+    lo, hi = accumulator_range(layer.weights, bias, layer.input.format)
+    output = TensorFormat(Format.int(signed_bits_for(lo.min(), hi.max())),
+                          np.ones(layer.out_features))
+    return Network(f"{network.name}_l0", (Dense(layer.name, layer.weights, layer.weight_format,
+                                                np.ones(layer.out_features), bias,
+                                                layer.input, output, None),))
+
+
+def input_vectors(layer, count, seed=0):
+    """``count`` input vectors of ``layer``: random, all-lowest, all-highest, and for each of
+    the first outputs the two that drive its accumulator to its ends."""
+    fmt = layer.input.format
+    rng = np.random.default_rng(seed)
+    lo, hi = fmt.level_value(0), fmt.level_value(fmt.levels - 1)
+    vectors = [fmt.level_value(rng.integers(0, fmt.levels, size=layer.in_features))
+               for _ in range(count)]
+    vectors += [np.full(layer.in_features, lo), np.full(layer.in_features, hi)]
+    for row in layer.weights[:8]:
+        vectors += [np.where(row > 0, hi, lo), np.where(row > 0, lo, hi)]
+    return np.array(vectors, dtype=np.int64)
+
+
+# da4ml ----------------------------------------------------------------------------------------
+
+class Da4mlDesign:
+    """da4ml's pipelined CMVM of ``layer``'s weights, written to ``folder``: ``top`` (its
+    uniform-width wrapper, ports ``clk``, ``model_inp``, ``model_out``), ``sources``, the
+    widths and fixed-point layout of the ports, and ``latency`` (registers, input to
+    output)."""
+
+    def __init__(self, layer, folder, cutoff):
+        from da4ml.codegen.rtl.rtl_model import RTLModel, get_io_kifs
+        from da4ml.trace import FixedVariableArray, comb_trace
+        fmt, count = layer.input.format, layer.in_features
+        step = 2.0 if fmt.kind == "bipolar" else 1.0
+        lo, hi = (-1.0, 1.0) if fmt.kind == "bipolar" else (float(fmt.min_value),
+                                                             float(fmt.max_value))
+        # da4ml's tracer: the inputs' ranges, the product by the constant matrix (its CMVM
+        # solver), the combinational logic; RTLModel pipelines it at the cutoff.
+        inputs = FixedVariableArray.from_lhs(np.full(count, lo), np.full(count, hi),
+                                             np.full(count, step))
+        outputs = inputs @ np.asarray(layer.weights, dtype=np.float64).T
+        solution = comb_trace(inputs, outputs)
+        self.name = "peer"
+        model = RTLModel(solution, self.name, folder, latency_cutoff=cutoff)
+        model.write()
+        self.pipeline = model._pipe if model._pipe is not None else solution
+        self.top = f"{self.name}_wrapper"
+        src = Path(folder) / "src"
+        own = [*sorted(p for p in src.glob("*.v") if p.name != f"{self.name}.v"),
+               src / f"{self.name}.v"]
+        text = "".join(p.read_text() for p in own)
+        # Only the library modules the design instantiates (Icarus cannot read them all).
+        self.sources = [p for p in sorted(src.glob("static/*.v")) if f"{p.stem} " in text
+                        or f"{p.stem} #" in text] + own
+        (k_in, i_in, f_in), (k_out, i_out, f_out) = (
+            [np.asarray(row) for row in kifs] for kifs in get_io_kifs(self.pipeline))
+        self.in_width = int(max(k_in) + max(i_in) + max(f_in))
+        self.in_frac = int(max(f_in))
+        self.out_width = int(max(k_out) + max(i_out) + max(f_out))
+        self.out_frac = int(max(f_out))
+        self.inputs, self.outputs = layer.in_features, layer.out_features
+        self.latency = (len(self.pipeline.solutions) + 1 if model._pipe is not None else 0)
+
+    def encode(self, vector) -> int:
+        """The ``model_inp`` bits of an input vector."""
+        word = 0
+        for j, value in enumerate(vector):
+            field = (int(value) << self.in_frac) & ((1 << self.in_width) - 1)
+            word |= field << (j * self.in_width)
+        return word
+
+    def decode(self, word) -> list:
+        """The output values in ``model_out``'s bits (fixed point: Fractions)."""
+        values = []
+        for j in range(self.outputs):
+            field = (word >> (j * self.out_width)) & ((1 << self.out_width) - 1)
+            if field >> (self.out_width - 1):
+                field -= 1 << self.out_width
+            values.append(Fraction(field, 1 << self.out_frac))
+        return values
+
+
+class NotBitExact(Exception):
+    """da4ml's Verilog gave another value than the golden model (the message says where)."""
+
+
+def check_da4ml(design: Da4mlDesign, vectors, expected, folder):
+    """Run ``design``'s Verilog in Icarus on ``vectors`` and compare with ``expected`` (the
+    golden accumulators); raise :class:`NotBitExact` naming the first mismatch (input,
+    output, both values)."""
+    folder = Path(folder)
+    hex_digits = -(-design.inputs * design.in_width // 4)
+    (folder / "inputs.hex").write_text("".join(f"{design.encode(v):0{hex_digits}x}\n"
+                                               for v in vectors))
+    count = len(vectors)
+    (folder / "tb.v").write_text(f"""`timescale 1ns/1ps
+module tb;
+  reg clk = 0;
+  reg [{design.inputs * design.in_width - 1}:0] inp;
+  wire [{design.outputs * design.out_width - 1}:0] out;
+  reg [{design.inputs * design.in_width - 1}:0] vectors [0:{count - 1}];
+  integer i;
+  {design.top} dut(.clk(clk), .model_inp(inp), .model_out(out));
+  initial begin
+    $readmemh("inputs.hex", vectors);
+    for (i = 0; i < {count + design.latency + 2}; i = i + 1) begin
+      inp = vectors[i < {count} ? i : {count - 1}];
+      #1 clk = 1; #1 clk = 0; #1 $display("%h", out);
+    end
+    $finish;
+  end
+endmodule
+""")
+    sources = [str(path) for path in design.sources]
+    lines = []
+    for command in (["iverilog", "-g2012", "-o", "tb.vvp", "tb.v", *sources],
+                    ["vvp", "-n", "tb.vvp"]):
+        result = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+        if result.returncode:
+            raise RuntimeError(f"{command[0]} failed on da4ml's Verilog: "
+                               f"{(result.stderr or result.stdout).strip()[-800:]}")
+        lines = result.stdout.split()
+    # After cycle t the output shows the vector of cycle t - latency + 1.
+    outputs = [None if "x" in line.lower() else design.decode(int(line, 16)) for line in lines]
+    for index, want in enumerate(expected):
+        got = outputs[index + design.latency - 1]
+        if got is None:
+            raise NotBitExact(f"input {index}: undefined (x) outputs")
+        if list(got) != [int(v) for v in want]:
+            bad = next(j for j, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
+            raise NotBitExact(f"input {index}, output {bad}: expected {int(want[bad])}, got "
+                              f"{got[bad]}")
+
+
+def da4ml_harness(design: Da4mlDesign, folder) -> Path:
+    """One Verilog file: hwnn's register harness around da4ml's wrapper, and its sources."""
+    from amaranth import ClockSignal, Instance, Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from hwnn.flow.generate import to_verilog
+    from hwnn.rtl.harness import RegisterHarness
+
+    class Peer(wiring.Component):
+        def __init__(self):
+            super().__init__({"inp": In(design.inputs * design.in_width),
+                              "out": Out(design.outputs * design.out_width)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.peer = Instance(design.top, i_clk=ClockSignal(),
+                                         i_model_inp=self.inp, o_model_out=self.out)
+            return m
+
+    text = to_verilog(RegisterHarness(Peer()), "harness")
+    text += "".join(Path(source).read_text() + "\n" for source in design.sources)
+    path = Path(folder) / "harness_da4ml.v"
+    path.write_text(text)
+    return path
+
+
+# Rows -----------------------------------------------------------------------------------------
+
+def _row(name, tool, report, fmax, latency, products):
+    lut4_eq = report.lut4_equivalent
+    ips = None if fmax is None else fmax * 1e6
+    return (name, tool, report.lut4, report.carry, lut4_eq, f"{lut4_eq / products:.2f}",
+            report.ff, "-" if fmax is None else f"{fmax:.1f}", latency,
+            "-" if ips is None else f"{ips / 1e6:.1f} M",
+            "-" if ips is None else f"{ips / (lut4_eq / 1000) / 1e3:.1f} k")
+
+
+def measure_hwnn(network, device, pnr, folder):
+    from hwnn.flow.generate import generate, load_design
+    from hwnn.rtl.folding import hardwired
+    from hwnn.tools.implement import write_harness
+    from hwnn.tools.synth import place_and_route, synthesize
+    design = load_design(generate(network, Path(folder) / "hwnn", fold=hardwired(network)))
+    harness = write_harness(design, Path(folder) / "harness_hwnn.v")
+    latency = design.manifest["layers"][0]["latency"]
+    if pnr:
+        report, fmax, _ = place_and_route(harness, "harness", device)
+    else:
+        from hwnn.tools.synth import DEVICES
+        report, fmax = synthesize(harness, "harness", DEVICES[device][0]), None
+    return report, fmax, latency
+
+
+def measure_da4ml(layer, device, pnr, cutoff, folder):
+    from hwnn.sim.golden import dense_accumulate
+    from hwnn.tools.synth import DEVICES, place_and_route, synthesize
+    design = Da4mlDesign(layer, Path(folder) / "da4ml", cutoff)
+    vectors = input_vectors(layer, CHECK_VECTORS)
+    check_da4ml(design, vectors, dense_accumulate(layer, vectors), Path(folder) / "da4ml")
+    harness = da4ml_harness(design, folder)
+    if pnr:
+        report, fmax, _ = place_and_route(harness, "harness", device)
+    else:
+        report, fmax = synthesize(harness, "harness", DEVICES[device][0]), None
+    return report, fmax, design.latency
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="ecp5-85f")
+    parser.add_argument("--only", default=None, help="one network by name")
+    parser.add_argument("--cutoff", type=float, default=2.0,
+                        help="da4ml's latency cutoff (its pipeline stages' depth)")
+    parser.add_argument("--no-pnr", action="store_true", help="Yosys only (no Fmax)")
+    args = parser.parse_args()
+    from hwnn.tools.toolchain import setup_env
+    setup_env()
+    try:
+        import da4ml  # noqa: F401
+        peers = True
+    except ImportError:
+        print('da4ml is not installed (pip install "hwnn[peers]"): hwnn rows only',
+              file=sys.stderr)
+        peers = False
+    rows = []
+    for name, network in networks().items():
+        if args.only and name != args.only:
+            continue
+        one = accumulator_layer(network)
+        layer = one.layers[0]
+        products = int(np.count_nonzero(layer.weights))
+        with tempfile.TemporaryDirectory(prefix="hwnn-peers-") as folder:
+            print(f"  {name}: hwnn ...", file=sys.stderr, flush=True)
+            rows.append(_row(name, "hwnn", *measure_hwnn(one, args.device, not args.no_pnr,
+                                                          folder), products))
+            if peers:
+                print(f"  {name}: da4ml ...", file=sys.stderr, flush=True)
+                try:
+                    rows.append(_row(name, "da4ml", *measure_da4ml(
+                        layer, args.device, not args.no_pnr, args.cutoff, folder), products))
+                except NotBitExact as error:
+                    rows.append((name, "da4ml", f"NOT bit-exact, not measured: {error}",
+                                 *["-"] * 8))
+    print(format_table(("network (first layer)", "tool", "LUT4", "carry", "LUT4 eq",
+                        "LUT4 eq / product", "FF", "Fmax MHz", "latency", "inf/s",
+                        "inf/s per kLUT4"), rows))
+
+
+if __name__ == "__main__":
+    main()
