@@ -28,6 +28,8 @@ import itertools
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from .estimate import estimate, load_coefficients, predict, structure_features
 from ..ir import Network
 from ..rtl.folding import cycle_targets, folding_cycles, folding_for_cycles
@@ -135,16 +137,20 @@ def _layer_costs(layer, fold, family):
 EXHAUSTIVE_LAYERS = 12
 
 
-def _without_dsp(layer, fold, family):
+def _without_dsp(layer, fold, family, lut4_available):
     """``(LUT4s, fold)``: the cheaper way to build ``layer`` folded as ``fold`` without DSP
     blocks, by the estimate: its multipliers in logic or, where its unit takes it (fully
-    parallel), its weights hardwired."""
+    parallel) and its products could fit ``lut4_available`` at one LUT4 each (hardwired
+    products take more; the graph of a large layer takes a minute to build), its weights
+    hardwired."""
     options = []
     for choice in ("logic", "hardwired"):
         candidate = dataclasses.replace(fold, multipliers=choice)
         try:
             unit_class(layer).check_fold(layer, candidate)
         except ValueError:
+            continue
+        if choice == "hardwired" and np.count_nonzero(layer.weights) > lut4_available:
             continue
         options.append((_layer_costs(layer, candidate, family)[1], candidate))
     return min(options, key=lambda option: option[0])
@@ -164,7 +170,8 @@ def logic_fallback(network: Network, folding, device: str) -> tuple:
     for index, (layer, fold) in enumerate(zip(network.layers, folding, strict=True)):
         blocks, lut4 = _layer_costs(layer, fold, family)
         if blocks > 0:
-            cost, instead[index] = _without_dsp(layer, fold, family)
+            cost, instead[index] = _without_dsp(layer, fold, family,
+                                                CAPACITY[device]["lut4"])
             layers.append((index, blocks, cost - lut4))
     if sum(blocks for _, blocks, _ in layers) <= available:
         return folding

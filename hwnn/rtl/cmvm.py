@@ -19,6 +19,9 @@ shifted left and signed, so an adder with a negative term is a subtractor and no
 ever negated on its own.
 """
 
+import heapq
+import itertools
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,8 +137,80 @@ def adder_graph(weights) -> AdderGraph:
             c, k = _odd_part(abs(value))
             t = multiples[int(i), c]
             terms.append(Term(t.value, t.shift + k, t.sign * (1 if value > 0 else -1)))
-        rows.append(tuple(terms))
-    return AdderGraph(inputs, tuple(builder.nodes), tuple(rows))
+        rows.append(terms)
+    _share_pairs(builder, rows)
+    return AdderGraph(inputs, tuple(builder.nodes), tuple(tuple(row) for row in rows))
+
+
+def _pair_key(first: Term, second: Term) -> tuple:
+    """What two terms' sum is up to a shift and a sign: the node :meth:`_Builder.add` makes."""
+    if (first.shift, first.value) > (second.shift, second.value):
+        first, second = second, first
+    return (first.value, second.value, second.shift - first.shift, first.sign * second.sign)
+
+
+def _find_pair(row, key):
+    """Positions ``(i, j)``, ``i < j``, of two terms of ``row`` whose pair is ``key``; None."""
+    first_value, second_value, distance, sign = key
+    where = defaultdict(list)
+    for position, term in enumerate(row):
+        where[term.value, term.shift].append(position)
+    for i, term in enumerate(row):
+        if term.value != first_value:
+            continue
+        for j in where.get((second_value, term.shift + distance), ()):
+            if j != i and row[j].sign == term.sign * sign and _pair_key(term, row[j]) == key:
+                return min(i, j), max(i, j)
+    return None
+
+
+def _share_pairs(builder: _Builder, rows):
+    """Common subexpressions across the outputs (Hartley's method): while some sum of two
+    terms (up to a shift and a sign, :func:`_pair_key`) occurs in two or more places, the
+    most frequent becomes a node and every place takes it instead of its two terms. ``rows``
+    (lists of terms) are changed in place; the counts are kept up to date as terms come and
+    go, so each replacement costs the length of its row."""
+    count = Counter()                       # pair key -> pairs of terms with it, everywhere
+    places = defaultdict(set)               # pair key -> rows holding such a pair
+    for r, row in enumerate(rows):
+        for a, b in itertools.combinations(row, 2):
+            key = _pair_key(a, b)
+            count[key] += 1
+            places[key].add(r)
+    heap = [(-n, key) for key, n in count.items() if n >= 2]
+    heapq.heapify(heap)
+
+    def forget(row, term, r):
+        """Drop the pairs of ``term`` with the rest of ``row``."""
+        for other in row:
+            key = _pair_key(term, other)
+            count[key] -= 1
+
+    while heap:
+        negative, key = heapq.heappop(heap)
+        if -negative != count[key] or count[key] < 2:
+            if count[key] >= 2:
+                heapq.heappush(heap, (-count[key], key))
+            continue
+        for r in sorted(places.pop(key)):
+            row = rows[r]
+            while True:
+                pair = _find_pair(row, key)
+                if pair is None:
+                    break
+                second = row.pop(pair[1])
+                first = row.pop(pair[0])
+                forget(row, first, r)
+                forget(row, second, r)
+                count[key] -= 1                              # the pair itself
+                made = builder.add(first, second)
+                for other in row:
+                    new = _pair_key(made, other)
+                    count[new] += 1
+                    places[new].add(r)
+                    if count[new] >= 2:
+                        heapq.heappush(heap, (-count[new], new))
+                row.append(made)
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,17 @@ def test_graph_computes_the_product_exactly(low, high, shape, x_low, x_high):
     assert graph.outputs[0] == ()
 
 
-def test_binary_weights_as_plus_minus_one_need_no_nodes():
-    w = np.where(np.random.default_rng(1).random((8, 32)) < 0.5, -1, 1)
+def test_sums_common_to_outputs_are_built_once():
+    """+-1 weights have no multiples to share, but pairs of inputs that several outputs add
+    (or subtract) alike: far fewer adders than one per term."""
+    w = np.where(np.random.default_rng(1).random((16, 32)) < 0.5, -1, 1)
     graph = adder_graph(w)
-    assert graph.nodes == () and graph.adders == 8 * 31
+    assert graph.adders < 0.6 * 16 * 31
+    x = np.random.default_rng(2).integers(-100, 100, size=(6, 32))
+    assert (graph.evaluate(x) == _exact(w, x)).all()
+    # Two outputs that share everything but a sign: their common part is built once.
+    w = np.array([[1, 2, 3, 5, 7], [1, 2, 3, 5, -7]])
+    assert adder_graph(w).adders <= adder_graph(w[:1]).adders + 1
 
 
 def test_an_input_multiple_is_built_once_for_every_output_that_uses_it():
