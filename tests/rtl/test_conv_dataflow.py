@@ -14,7 +14,7 @@ from hwnn.quant.synthetic import random_cnn
 from hwnn.rtl.convunit import ConvolutionUnit
 from hwnn.rtl.dataflow import DataflowAccelerator
 from hwnn.rtl.folding import (LayerFold, auto_folding, cycle_targets, fold_from_mapping,
-                              folding_cycles, fully_parallel, unfolded)
+                              folding_cycles, fully_parallel, hardwired, unfolded)
 from hwnn.rtl.poolunit import PoolingUnit
 from hwnn.sim.beats import vectors_to_beats
 from hwnn.sim.golden import run_network
@@ -110,14 +110,13 @@ def test_cnn_with_hardwired_weights_matches_golden(name, seed):
     depthwise layer's block-diagonal matrix as one adder graph): their weight memories gone,
     the same outputs as the golden model under random stalls."""
     network = CNNS[name]()
-    wired = [layer.kind == "dense" or getattr(layer, "depthwise", False)
-             for layer in network.layers]
-    folding = tuple(LayerFold(fold.pe, fold.simd, "hardwired" if hard else "dsp")
-                    for fold, hard in zip(fully_parallel(network), wired, strict=True))
+    folding = hardwired(network)
     dut = DataflowAccelerator(network, folding)
     weights = [memory for memory in dut.structure().memories if memory.use == "weights"]
-    assert len(weights) == sum(layer.kind in ("dense", "conv2d") and not hard
-                               for layer, hard in zip(network.layers, wired, strict=True))
+    assert len(weights) == sum(layer.kind == "conv2d" and not layer.depthwise
+                               for layer in network.layers)
+    assert [fold.multipliers == "hardwired" for fold in folding] == [
+        layer.kind == "dense" or getattr(layer, "depthwise", False) for layer in network.layers]
     codes = _codes(network, 3, seed or 0)
     actual, _ = run_vectors(dut, network, codes, seed=seed, timeout=20_000)
     expected = run_network(network, codes)

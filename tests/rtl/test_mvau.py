@@ -166,16 +166,8 @@ def test_rejects_bad_multipliers():
         MatrixVectorUnit(layer, pe=1, simd=1, multipliers="lut")
 
 
-HARDWIRED_LAYERS = [
-    # (in, out, input format, weight format, output format, stage)
-    (12, 6, "binary", "binary", "binary", "thresholds"),
-    (12, 6, "uint4", "ternary", "uint2", "thresholds"),
-    (12, 6, "int4", "int4", "int4", "requant"),
-    (16, 5, "uint8", "int8", None, "accumulator"),
-    (6, 4, "binary", "int3", "uint3", "thresholds"),
-    (6, 4, "uint3", "binary", "int8", "requant"),
-    (8, 3, "int8", "int16", "uint8", "requant"),
-]
+#: Every format of :data:`LAYERS`, and wide weights on signed inputs.
+HARDWIRED_LAYERS = [*LAYERS, (8, 3, "int8", "int16", "uint8", "requant")]
 
 
 def _adversarial_codes(layer, rng, count):

@@ -9,7 +9,7 @@ import pytest
 
 from hwnn.flow.generate import generate, load_design
 from hwnn.quant.synthetic import random_network, sample_cnn, sample_network
-from hwnn.rtl.folding import LayerFold, fully_parallel
+from hwnn.rtl.folding import LayerFold
 from hwnn.sim.golden import run_network
 from hwnn.sim.resets import check_trials, stream_words
 from hwnn.sim.simulate import simulate_resets
@@ -35,9 +35,8 @@ DESIGNS = {
     "dataflow_one_layer": (one_layer, {"arch": "dataflow"}),
     "dataflow": (lambda: sample_network("mixed", seed=4),
                  {"arch": "dataflow", "fold": (LayerFold(2, 2),) * 3}),
-    "dataflow_hardwired": (lambda: sample_network("mixed", seed=4), {
-        "arch": "dataflow", "fold": tuple(LayerFold(fold.pe, fold.simd, "hardwired") for fold
-                                          in fully_parallel(sample_network("mixed", seed=4)))}),
+    "dataflow_hardwired": (lambda: sample_network("mixed", seed=4),
+                           {"arch": "dataflow", "fold": "hardwired"}),
     "systolic_one_layer": (one_layer, {"arch": "systolic", "array": "4x4", "batch": 4}),
     "systolic": (lambda: sample_network("int4", seed=2),
                  {"arch": "systolic", "array": "2x4", "batch": 4}),

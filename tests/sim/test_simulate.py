@@ -15,7 +15,7 @@ import pytest
 
 from hwnn.flow.generate import generate, load_design
 from hwnn.quant.synthetic import SAMPLE_NETWORKS, sample_network
-from hwnn.rtl.folding import LayerFold, fully_parallel, unfolded
+from hwnn.rtl.folding import LayerFold, fully_parallel, hardwired, unfolded
 from hwnn.sim.simulate import simulate
 
 
@@ -23,8 +23,7 @@ FOLDINGS = {
     "unfolded": unfolded,
     "partial": lambda network: tuple(LayerFold(2, 2) for _ in network.layers),
     "parallel": fully_parallel,
-    "hardwired": lambda network: tuple(LayerFold(fold.pe, fold.simd, "hardwired")
-                                       for fold in fully_parallel(network)),
+    "hardwired": hardwired,
 }
 
 
