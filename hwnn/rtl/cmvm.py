@@ -269,7 +269,8 @@ def summed_graph(graph: AdderGraph) -> SummedGraph:
     """``graph`` with each output's terms summed by adders, the two that are ready first
     (lowest level) first, so that the sums are as shallow as the terms allow."""
     builder = _Builder(graph.inputs)
-    builder.nodes = list(graph.nodes)
+    for node in graph.nodes:                # the graph's nodes, known to the sums' adders
+        builder.add(node.left, node.right)
     levels = [0] * graph.inputs
     for node in graph.nodes:
         levels.append(1 + max(levels[node.left.value], levels[node.right.value]))
