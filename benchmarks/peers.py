@@ -15,8 +15,8 @@ stage) is built twice, one vector per cycle and no DSP block:
   extreme input vectors; a network whose da4ml design differs is reported, not measured.
 
 Both go through hwnn's register harness (serial input, XOR-folded output) into YoWASP Yosys
-and nextpnr on the same device: LUT4s (plain), carry cells, LUT4-equivalents (a CCU2C is two)
-per product (nonzero weight), flip-flops (the harness's input shift register included),
+and nextpnr on the same device: LUT4s (plain), carry cells, LUT4-equivalents (a CCU2C is two,
+a LUT RAM cell two) per product (nonzero weight), flip-flops (the harness's input shift register included),
 Fmax, latency in cycles, and inferences per second at Fmax, per kLUT4-equivalent. Large layers
 take long (the digits int8 first layer: Yosys about 4 minutes, nextpnr 20 or more). Run it from
 the repository root:
@@ -223,7 +223,7 @@ def da4ml_harness(design: Da4mlDesign, folder) -> Path:
 # Rows -----------------------------------------------------------------------------------------
 
 def _row(name, tool, report, fmax, latency, products):
-    lut4_eq = report.lut4_equivalent
+    lut4_eq = report.lut4_equivalent + 2 * report.lutram     # LUT RAM: two LUT4s a cell
     ips = None if fmax is None else fmax * 1e6
     return (name, tool, report.lut4, report.carry, lut4_eq, f"{lut4_eq / products:.2f}",
             report.ff, "-" if fmax is None else f"{fmax:.1f}", latency,
