@@ -16,9 +16,10 @@ stage) is built twice, one vector per cycle and no DSP block:
 
 Both go through hwnn's register harness (serial input, XOR-folded output) into YoWASP Yosys
 and nextpnr on the same device: LUT4s (plain), carry cells, LUT4-equivalents (a CCU2C is two,
-a LUT RAM cell two) per product (nonzero weight), flip-flops (the harness's input shift register included),
-Fmax, latency in cycles, and inferences per second at Fmax, per kLUT4-equivalent. Large layers
-take long (the digits int8 first layer: Yosys about 4 minutes, nextpnr 20 or more). Run it from
+a LUT RAM cell two) per product (nonzero weight), flip-flops (the harness's input shift
+register included), Fmax, latency in cycles, and inferences per second at Fmax, per
+kLUT4-equivalent. Large layers take long (the digits int8 first layer: Yosys about 4
+minutes, nextpnr 20 or more). Run it from
 the repository root:
 
     python benchmarks/peers.py [--device ecp5-85f] [--only NAME] [--cutoff 2] [--no-pnr]
