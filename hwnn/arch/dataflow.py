@@ -126,8 +126,9 @@ class Dataflow(Architecture):
             budget *= 2
 
     def for_device(self, network, label, options, device):
-        """The folding with multipliers in logic where its DSP blocks run out on ``device``
-        (:func:`~hwnn.planning.planner.logic_fallback`; labelled ``PxSL``)."""
+        """The folding with multipliers in logic (or hardwired, fully parallel) where its DSP
+        blocks run out on ``device`` (:func:`~hwnn.planning.planner.logic_fallback`; labelled
+        ``PxSL``, ``PxSH``)."""
         from ..planning.planner import logic_fallback
         folding = logic_fallback(network, options["fold"], device)
         return _label(folding), options | {"fold": folding}
