@@ -10,7 +10,13 @@ shares those sums across the matrix in two ways:
   the same ``c * x[i]``, built once from the signed digits of ``c`` (a pair of digits that
   two multiples of one input share is built once too);
 * **the outputs' sums**: each output is then the signed sum of shifted multiples, one per
-  nonzero weight.
+  nonzero weight; while some sum of two terms (up to a shift and a sign) occurs in two or
+  more places, the most frequent is built once and used by all of them (Hartley's
+  common-subexpression elimination).
+
+:func:`summed_graph` makes the outputs' remaining sums adders too, and
+:func:`pipelined_graph` builds the whole in Amaranth with a register after every
+``levels_per_register`` adder levels, each signal as wide as its value's bounds.
 
 The graph is plain data (:class:`AdderGraph`): :meth:`AdderGraph.evaluate` computes it on
 integers (the reference the hardware is checked against), :attr:`AdderGraph.adders` counts
@@ -180,7 +186,7 @@ def _share_pairs(builder: _Builder, rows):
     heap = [(-n, key) for key, n in count.items() if n >= 2]
     heapq.heapify(heap)
 
-    def forget(row, term, r):
+    def forget(row, term):
         """Drop the pairs of ``term`` with the rest of ``row``."""
         for other in row:
             key = _pair_key(term, other)
@@ -200,8 +206,8 @@ def _share_pairs(builder: _Builder, rows):
                     break
                 second = row.pop(pair[1])
                 first = row.pop(pair[0])
-                forget(row, first, r)
-                forget(row, second, r)
+                forget(row, first)
+                forget(row, second)
                 count[key] -= 1                              # the pair itself
                 made = builder.add(first, second)
                 for other in row:
