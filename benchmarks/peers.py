@@ -36,8 +36,11 @@ import numpy as np
 
 from hwnn.flow.report import format_table
 
-#: Random and extreme input vectors the da4ml Verilog is checked on.
+#: Random input vectors every design is checked on (extreme ones come with them).
 CHECK_VECTORS = 64
+
+#: hwnn's folded designs measured by default beside the fully parallel ones (PxS).
+FOLDS = ("8x8", "16x8")
 
 
 def networks():
@@ -184,14 +187,10 @@ endmodule
         lines = result.stdout.split()
     # After cycle t the output shows the vector of cycle t - latency + 1.
     outputs = [None if "x" in line.lower() else design.decode(int(line, 16)) for line in lines]
-    for index, want in enumerate(expected):
-        got = outputs[index + design.latency - 1]
-        if got is None:
-            raise NotBitExact(f"input {index}: undefined (x) outputs")
-        if list(got) != [int(v) for v in want]:
-            bad = next(j for j, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
-            raise NotBitExact(f"input {index}, output {bad}: expected {int(want[bad])}, got "
-                              f"{got[bad]}")
+    got = outputs[design.latency - 1:design.latency - 1 + len(expected)]
+    if None in got:
+        raise NotBitExact(f"input {got.index(None)}: undefined (x) outputs")
+    _compare(got, expected)
 
 
 def da4ml_harness(design: Da4mlDesign, folder) -> Path:
@@ -221,45 +220,157 @@ def da4ml_harness(design: Da4mlDesign, folder) -> Path:
     return path
 
 
+# hls4ml ---------------------------------------------------------------------------------------
+
+def qonnx_accumulators(layer):
+    """A QONNX model of ``layer``'s accumulators ``x @ W.T``: the input and the weights each
+    through a quantizer of their format (``Quant`` at unit scale and zero point, or
+    ``BipolarQuant``), then a ``MatMul``."""
+    from onnx import TensorProto, helper, numpy_helper
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+    domain = "qonnx.custom_op.general"
+    constants, nodes = [], []
+
+    def quantizer(name, source, fmt):
+        constants.append(numpy_helper.from_array(np.array(1.0, np.float32), f"{name}_scale"))
+        if fmt.kind == "bipolar":
+            nodes.append(helper.make_node("BipolarQuant", [source, f"{name}_scale"], [name],
+                                          domain=domain))
+            return
+        constants.extend(numpy_helper.from_array(np.array(value, np.float32), f"{name}_{what}")
+                         for what, value in (("zero", 0.0), ("bits", float(fmt.bits))))
+        nodes.append(helper.make_node(
+            "Quant", [source, f"{name}_scale", f"{name}_zero", f"{name}_bits"], [name],
+            domain=domain, signed=int(fmt.signed), narrow=int(fmt.narrow),
+            rounding_mode="ROUND"))
+
+    constants.append(numpy_helper.from_array(
+        np.asarray(layer.weights, dtype=np.float32).T.copy(), "weights"))
+    quantizer("x_q", "x", layer.input.format)
+    quantizer("w_q", "weights", layer.weight_format)
+    nodes.append(helper.make_node("MatMul", ["x_q", "w_q"], ["y"]))
+    graph = helper.make_graph(
+        nodes, "accumulators",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, layer.in_features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, layer.out_features])],
+        constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                    helper.make_opsetid(domain, 1)])
+    return cleanup_model(ModelWrapper(model))
+
+
+def check_hls4ml(layer, vectors, expected, folder):
+    """Convert :func:`qonnx_accumulators` with hls4ml's ONNX frontend (Vitis backend, its
+    fixed-point types inferred from the quantizers), compile its C++ emulation with g++,
+    ``predict`` ``vectors`` and compare with ``expected``; raise :class:`NotBitExact` naming
+    the first mismatch. The default precision, which hls4ml gives the input and whatever it
+    does not infer (the accumulators after a ``BipolarQuant``), is an integer as wide as the
+    accumulators (hls4ml's own default, ``ap_fixed<16,6>``, holds neither uint8 pixels nor
+    the sums)."""
+    import contextlib
+    import io
+
+    import hls4ml
+    model = qonnx_accumulators(layer)
+    bits = max(layer.output.format.bits, layer.input.format.bits + 1)
+    with contextlib.redirect_stdout(io.StringIO()):
+        config = hls4ml.utils.config.config_from_onnx_model(
+            model, granularity="name", backend="Vitis",
+            default_precision=f"fixed<{bits},{bits}>")
+        emulation = hls4ml.converters.convert_from_onnx_model(
+            model, output_dir=str(Path(folder) / "hls4ml"), backend="Vitis",
+            hls_config=config)
+        emulation.compile()
+        got = np.asarray(emulation.predict(np.asarray(vectors, dtype=np.float64)))
+    _compare(got.reshape(len(vectors), -1), expected)
+
+
+def _compare(got, expected):
+    """Raise :class:`NotBitExact` at the first value of ``got`` (vectors x outputs) that is
+    not ``expected``'s."""
+    for index, (row, want) in enumerate(zip(got, expected, strict=True)):
+        if list(row) != [int(v) for v in want]:
+            bad = next(j for j, (a, b) in enumerate(zip(row, want, strict=True)) if a != b)
+            raise NotBitExact(f"input {index}, output {bad}: expected {int(want[bad])}, got "
+                              f"{row[bad]}")
+
+
 # Rows -----------------------------------------------------------------------------------------
 
-def _row(name, tool, report, fmax, latency, products):
+#: The measurement table's columns.
+COLUMNS = ("network (first layer)", "design", "LUT4", "carry", "LUT4 eq", "LUT4 eq / product",
+           "FF", "DSP", "BRAM", "Fmax MHz", "cycles / inf", "latency", "inf/s",
+           "inf/s per kLUT4 eq")
+
+
+def _row(name, design, report, fmax, cycles, latency, products):
     lut4_eq = report.lut4_equivalent + 2 * report.lutram     # LUT RAM: two LUT4s a cell
-    ips = None if fmax is None else fmax * 1e6
-    return (name, tool, report.lut4, report.carry, lut4_eq, f"{lut4_eq / products:.2f}",
-            report.ff, "-" if fmax is None else f"{fmax:.1f}", latency,
-            "-" if ips is None else f"{ips / 1e6:.1f} M",
-            "-" if ips is None else f"{ips / (lut4_eq / 1000) / 1e3:.1f} k")
+    rate = None if fmax is None else fmax * 1e6 / cycles
+    return (name, design, report.lut4, report.carry, lut4_eq, f"{lut4_eq / products:.2f}",
+            report.ff, report.dsp, report.bram, "-" if fmax is None else f"{fmax:.1f}",
+            cycles, latency, "-" if rate is None else f"{rate / 1e6:.3g} M",
+            "-" if rate is None else f"{rate / (lut4_eq / 1000) / 1e3:.3g} k")
 
 
-def measure_hwnn(network, device, pnr, folder):
-    from hwnn.flow.generate import generate, load_design
-    from hwnn.rtl.folding import hardwired
-    from hwnn.tools.implement import write_harness
-    from hwnn.tools.synth import place_and_route, synthesize
-    design = load_design(generate(network, Path(folder) / "hwnn", fold=hardwired(network)))
-    harness = write_harness(design, Path(folder) / "harness_hwnn.v")
-    latency = design.manifest["layers"][0]["latency"]
-    if pnr:
-        report, fmax, _ = place_and_route(harness, "harness", device)
-    else:
-        from hwnn.tools.synth import DEVICES
-        report, fmax = synthesize(harness, "harness", DEVICES[device][0]), None
-    return report, fmax, latency
-
-
-def measure_da4ml(layer, device, pnr, cutoff, folder):
-    from hwnn.sim.golden import dense_accumulate
+def _implement(verilog, device, pnr):
+    """``(report, fmax)`` of a harness: Yosys and nextpnr, or Yosys alone (Fmax None)."""
     from hwnn.tools.synth import DEVICES, place_and_route, synthesize
-    design = Da4mlDesign(layer, Path(folder) / "da4ml", cutoff)
-    vectors = input_vectors(layer, CHECK_VECTORS)
-    check_da4ml(design, vectors, dense_accumulate(layer, vectors), Path(folder) / "da4ml")
-    harness = da4ml_harness(design, folder)
     if pnr:
-        report, fmax, _ = place_and_route(harness, "harness", device)
-    else:
-        report, fmax = synthesize(harness, "harness", DEVICES[device][0]), None
-    return report, fmax, design.latency
+        report, fmax, _ = place_and_route(verilog, "harness", device)
+        return report, fmax
+    return synthesize(verilog, "harness", DEVICES[device][0]), None
+
+
+def build_hwnn(network, fold, folder):
+    """hwnn's design of ``network`` folded as ``fold`` (a LayerFold per layer) in ``folder``."""
+    from hwnn.flow.generate import generate, load_design
+    return load_design(generate(network, Path(folder), fold=fold))
+
+
+def check_hwnn(design, vectors):
+    """Run hwnn's Verilog of ``design`` in Icarus on ``vectors`` (its cocotb testbench, which
+    compares every output with the golden model); raise :class:`NotBitExact` on a mismatch."""
+    from hwnn.sim.simulate import simulate
+    result = simulate(design, vectors, simulator="icarus", keep_build=False)
+    if result.mismatches:
+        first = result.mismatches[0]
+        raise NotBitExact(f"{len(result.mismatches)} vectors differ, the first {first}")
+
+
+def measure_hwnn(design, device, pnr, folder):
+    """``(report, fmax, cycles per inference, latency)`` of an hwnn design."""
+    from hwnn.tools.implement import write_harness
+    harness = write_harness(design, Path(folder) / "harness_hwnn.v")
+    manifest = design.manifest
+    return (*_implement(harness, device, pnr), manifest["cycles_per_inference"],
+            manifest["layers"][0]["latency"])
+
+
+def measure_da4ml(design: Da4mlDesign, device, pnr, folder):
+    """``(report, fmax, cycles per inference, latency)`` of da4ml's design."""
+    return (*_implement(da4ml_harness(design, folder), device, pnr), 1, design.latency)
+
+
+def _verdict(verdicts, check, *arguments) -> bool:
+    """Run ``check(*arguments)``; append what it found to ``verdicts``; True if exact."""
+    try:
+        check(*arguments)
+    except NotBitExact as error:
+        verdicts.append(f"differs: {error}")
+        return False
+    verdicts.append("exact")
+    return True
+
+
+def _fold(text):
+    """``PxS`` as a LayerFold (multipliers in DSP blocks), or an argparse error."""
+    from hwnn.rtl.params import LayerFold
+    try:
+        pe, simd = (int(part) for part in text.lower().split("x"))
+        return LayerFold(pe, simd)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a fold is PxS (e.g. 8x8), not {text!r}") from None
 
 
 def main():
@@ -268,39 +379,62 @@ def main():
     parser.add_argument("--only", default=None, help="one network by name")
     parser.add_argument("--cutoff", type=float, default=2.0,
                         help="da4ml's latency cutoff (its pipeline stages' depth)")
+    parser.add_argument("--folds", type=_fold, nargs="*", default=[_fold(f) for f in FOLDS],
+                        metavar="PxS", help="hwnn's folded designs to measure beside the "
+                        f"fully parallel ones (default: {' '.join(FOLDS)})")
     parser.add_argument("--no-pnr", action="store_true", help="Yosys only (no Fmax)")
     args = parser.parse_args()
+    from hwnn.rtl.folding import hardwired
+    from hwnn.sim.golden import dense_accumulate
     from hwnn.tools.toolchain import setup_env
     setup_env()
-    try:
-        import da4ml  # noqa: F401
-        peers = True
-    except ImportError:
-        print('da4ml is not installed (pip install "hwnn[peers]"): hwnn rows only',
-              file=sys.stderr)
-        peers = False
-    rows = []
+    peers = {}
+    for module in ("da4ml", "hls4ml"):
+        try:
+            peers[module] = __import__(module).__version__
+        except ImportError:
+            print(f'{module} is not installed (pip install "hwnn[peers]"): left out',
+                  file=sys.stderr)
+    checks, rows = [], []
     for name, network in networks().items():
         if args.only and name != args.only:
             continue
         one = accumulator_layer(network)
         layer = one.layers[0]
         products = int(np.count_nonzero(layer.weights))
+        vectors = input_vectors(layer, CHECK_VECTORS)
+        expected = dense_accumulate(layer, vectors)
+        verdicts = []
         with tempfile.TemporaryDirectory(prefix="hwnn-peers-") as folder:
-            print(f"  {name}: hwnn ...", file=sys.stderr, flush=True)
-            rows.append(_row(name, "hwnn", *measure_hwnn(one, args.device, not args.no_pnr,
-                                                          folder), products))
-            if peers:
+            print(f"  {name}: hwnn hardwired ...", file=sys.stderr, flush=True)
+            design = build_hwnn(one, hardwired(one), Path(folder) / "hwnn")
+            _verdict(verdicts, check_hwnn, design, vectors)
+            rows.append(_row(name, "hwnn hardwired", *measure_hwnn(
+                design, args.device, not args.no_pnr, folder), products))
+            if "da4ml" in peers:
                 print(f"  {name}: da4ml ...", file=sys.stderr, flush=True)
-                try:
+                peer = Da4mlDesign(layer, Path(folder) / "da4ml", args.cutoff)
+                if _verdict(verdicts, check_da4ml, peer, vectors, expected, Path(folder) / "da4ml"):
                     rows.append(_row(name, "da4ml", *measure_da4ml(
-                        layer, args.device, not args.no_pnr, args.cutoff, folder), products))
-                except NotBitExact as error:
-                    rows.append((name, "da4ml", f"NOT bit-exact, not measured: {error}",
-                                 *["-"] * 8))
-    print(format_table(("network (first layer)", "tool", "LUT4", "carry", "LUT4 eq",
-                        "LUT4 eq / product", "FF", "Fmax MHz", "latency", "inf/s",
-                        "inf/s per kLUT4"), rows))
+                        peer, args.device, not args.no_pnr, folder), products))
+            if "hls4ml" in peers:
+                print(f"  {name}: hls4ml C++ emulation ...", file=sys.stderr, flush=True)
+                _verdict(verdicts, check_hls4ml, layer, vectors, expected, folder)
+            for fold in args.folds:
+                print(f"  {name}: hwnn {fold.label} ...", file=sys.stderr, flush=True)
+                design = build_hwnn(one, (fold,), Path(folder) / f"hwnn_{fold.label}")
+                rows.append(_row(name, f"hwnn {fold.label}", *measure_hwnn(
+                    design, args.device, not args.no_pnr, folder), products))
+        checks.append((name, *verdicts))
+    tools = ["hwnn Verilog (Icarus)"] + [
+        f"{tool} {peers[tool]} ({how})" for tool, how in (("da4ml", "Verilog, Icarus"),
+                                                          ("hls4ml", "C++ emulation, g++"))
+        if tool in peers]
+    print(f"Against hwnn's golden model ({CHECK_VECTORS} random and "
+          f"{len(vectors) - CHECK_VECTORS} extreme input vectors):")
+    print(format_table(("network (first layer)", *tools), checks))
+    print()
+    print(format_table(COLUMNS, rows))
 
 
 if __name__ == "__main__":
