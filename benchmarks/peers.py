@@ -56,18 +56,19 @@ def networks():
             for name, (weights, acts) in schemes.items()}
 
 
-def accumulator_layer(network):
-    """``network``'s first layer alone, its output the raw accumulators (no bias, no stage)."""
+def accumulator_layer(network, outputs=None):
+    """``network``'s first layer alone, its output the raw accumulators (no bias, no stage);
+    with ``outputs``, only its first ``outputs`` output channels."""
     from hwnn.ir import Dense, Network, TensorFormat, accumulator_range
     from hwnn.ir.formats import Format, signed_bits_for
     layer = network.layers[0]
-    bias = np.zeros_like(layer.bias)
-    lo, hi = accumulator_range(layer.weights, bias, layer.input.format)
-    output = TensorFormat(Format.int(signed_bits_for(lo.min(), hi.max())),
-                          np.ones(layer.out_features))
-    return Network(f"{network.name}_l0", (Dense(layer.name, layer.weights, layer.weight_format,
-                                                np.ones(layer.out_features), bias,
-                                                layer.input, output, None),))
+    weights = layer.weights[:outputs]
+    bias = np.zeros(len(weights), dtype=layer.bias.dtype)
+    lo, hi = accumulator_range(weights, bias, layer.input.format)
+    output = TensorFormat(Format.int(signed_bits_for(lo.min(), hi.max())), np.ones(len(weights)))
+    return Network(f"{network.name}_l0", (Dense(layer.name, weights, layer.weight_format,
+                                                np.ones(len(weights)), bias, layer.input,
+                                                output, None),))
 
 
 def input_vectors(layer, count, seed=0):
@@ -382,8 +383,12 @@ def main():
     parser.add_argument("--folds", type=_fold, nargs="*", default=[_fold(f) for f in FOLDS],
                         metavar="PxS", help="hwnn's folded designs to measure beside the "
                         f"fully parallel ones (default: {' '.join(FOLDS)})")
+    parser.add_argument("--outputs", type=int, default=None, metavar="N",
+                        help="only the first N outputs of the layer (default: all 64)")
     parser.add_argument("--no-pnr", action="store_true", help="Yosys only (no Fmax)")
     args = parser.parse_args()
+    if args.outputs is not None and not 1 <= args.outputs <= 64:
+        parser.error(f"--outputs must be between 1 and 64, not {args.outputs}")
     from hwnn.rtl.folding import hardwired
     from hwnn.sim.golden import dense_accumulate
     from hwnn.tools.toolchain import setup_env
@@ -399,8 +404,9 @@ def main():
     for name, network in networks().items():
         if args.only and name != args.only:
             continue
-        one = accumulator_layer(network)
+        one = accumulator_layer(network, args.outputs)
         layer = one.layers[0]
+        name = f"{name} {layer.in_features}x{layer.out_features}"
         products = int(np.count_nonzero(layer.weights))
         vectors = input_vectors(layer, CHECK_VECTORS)
         expected = dense_accumulate(layer, vectors)

@@ -373,7 +373,10 @@ def pipelined_graph(m, graph: SummedGraph, inputs, lo, hi, *, name,
         stage = plan.stage[index]
         left, right = at(node.left.value, stage), at(node.right.value, stage)
         right = right << node.right.shift if node.right.shift else right
-        total = Signal(_shape(*plan.ranges[index]), name=f"{name}_n{index}")
+        # Chained adders within a stage stay two-operand adders: Yosys would otherwise merge
+        # them into one multi-operand adder, which maps to more LUTs (README, hardwired).
+        total = Signal(_shape(*plan.ranges[index]), name=f"{name}_n{index}",
+                       attrs={"keep": 1} if levels_per_register > 1 else {})
         m.d.comb += total.eq(left + right if node.right.sign > 0 else left - right)
         values.append(total)
         chains.append([])

@@ -52,8 +52,9 @@ __all__ = ["BINARY_TREE_LEVELS", "GRAPH_LEVELS", "RAM_STYLES", "MatrixVectorUnit
 BINARY_TREE_LEVELS = 3
 
 #: Adder levels between registers in a hardwired layer's graph (:mod:`hwnn.rtl.cmvm`): one.
-#: With two, the digits MLP's first layer took 86,892 LUT4-equivalents on ECP5 instead of
-#: 73,666 (Yosys makes multi-operand adders of chained ones), for half the flip-flops.
+#: With two (chained adders kept apart), the first 16 outputs of the digits MLP's binary
+#: first layer took the same LUT4s and 36% fewer flip-flops on the ECP5-85F, at 112.1 MHz
+#: instead of 140.7 (nextpnr; ``benchmarks/peers.py --outputs 16``).
 GRAPH_LEVELS = 1
 
 #: Where the weight memory (a ROM) goes: Yosys' choice, block RAM, or logic (LUTs).

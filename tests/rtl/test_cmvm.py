@@ -4,6 +4,7 @@ sharing what it promises."""
 import numpy as np
 import pytest
 from amaranth import Module, Signal, signed, unsigned
+from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
 from hwnn.rtl.arith import signed_digits
@@ -152,3 +153,14 @@ def test_summed_graph_levels_and_ranges():
     out = graph.outputs[0]
     lo, hi = sorted(v * out.sign << out.shift for v in ranges[out.value])
     assert lo <= -40 and hi >= 60
+
+
+@pytest.mark.parametrize("per_register, kept", [(1, False), (2, True)])
+def test_adders_chained_within_a_stage_are_kept_apart(per_register, kept):
+    # Yosys merges chained adders into one multi-operand adder unless their sum is kept.
+    graph = summed_graph(adder_graph(np.array([[3, 5, 7, 1], [1, 1, 1, 1]])))
+    m = Module()
+    inputs = [Signal(unsigned(4), name=f"x{i}") for i in range(4)]
+    pipelined_graph(m, graph, inputs, 0, 15, name="g", levels_per_register=per_register)
+    text = rtlil.convert(m, ports=inputs)
+    assert ("attribute \\keep 1\n  wire" in text) == kept
