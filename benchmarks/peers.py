@@ -310,8 +310,8 @@ def _row(name, design, report, fmax, cycles, latency, products):
     rate = None if fmax is None else fmax * 1e6 / cycles
     return (name, design, report.lut4, report.carry, lut4_eq, f"{lut4_eq / products:.2f}",
             report.ff, report.dsp, report.bram, "-" if fmax is None else f"{fmax:.1f}",
-            cycles, latency, "-" if rate is None else f"{rate / 1e6:.3g} M",
-            "-" if rate is None else f"{rate / (lut4_eq / 1000) / 1e3:.3g} k")
+            cycles, latency, "-" if rate is None else f"{rate / 1e6:.1f} M",
+            "-" if rate is None else f"{rate / (lut4_eq / 1000) / 1e6:.2f} M")
 
 
 def _implement(verilog, device, pnr):

@@ -12,7 +12,13 @@ shares those sums across the matrix in two ways:
 * **the outputs' sums**: each output is then the signed sum of shifted multiples, one per
   nonzero weight; while some sum of two terms (up to a shift and a sign) occurs in two or
   more places, the most frequent is built once and used by all of them (Hartley's
-  common-subexpression elimination).
+  common-subexpression elimination);
+* **outputs from outputs**: where two rows of the matrix are alike, one output can be the
+  other plus the product of their difference, which has fewer signed digits (``+-1`` rows
+  that differ in a quarter of their places: a quarter of the terms). Each row is built from
+  scratch or from one row built from scratch, whichever :func:`_difference_bases` finds
+  cheaper in signed digits, and the graph is kept only if it has fewer adders than the one
+  without (this pays for ``+-1`` matrices, rarely for multi-bit ones).
 
 :func:`summed_graph` makes the outputs' remaining sums adders too, and
 :func:`pipelined_graph` builds the whole in Amaranth with a register after every
@@ -59,15 +65,26 @@ class Node:
 @dataclass(frozen=True)
 class AdderGraph:
     """``inputs`` input values, ``nodes`` (value ``inputs + n`` is node ``n``, built from
-    values before it) and ``outputs``, each the signed sum of its terms (0 without terms)."""
+    values before it) and ``outputs``, each the signed sum of its terms (0 without terms)
+    plus, where ``bases[j]`` is not None, output ``bases[j]`` (itself without a base)."""
     inputs: int
     nodes: tuple[Node, ...]
     outputs: tuple[tuple[Term, ...], ...]
+    bases: tuple[int | None, ...]
+
+    def __post_init__(self):
+        if len(self.bases) != len(self.outputs) or any(
+                b is not None and self.bases[b] is not None for b in self.bases):
+            raise ValueError(f"bases must name an output without a base for each output, "
+                             f"not {self.bases}")
 
     @property
     def adders(self) -> int:
-        """Two-input adders: the nodes and, per output, one fewer than its terms."""
-        return len(self.nodes) + sum(max(0, len(terms) - 1) for terms in self.outputs)
+        """Two-input adders: the nodes and, per output, one fewer than its terms, and one
+        more with a base (none for an output that is its base alone)."""
+        return len(self.nodes) + sum(max(0, len(terms) - (base is None))
+                                     for terms, base in zip(self.outputs, self.bases,
+                                                            strict=True))
 
     def evaluate(self, x) -> np.ndarray:
         """The outputs for each row of ``x`` (``(batch, inputs)`` integers), exactly, as
@@ -86,6 +103,9 @@ class AdderGraph:
         for j, terms in enumerate(self.outputs):
             for t in terms:
                 out[:, j] += term(t)
+        for j, base in enumerate(self.bases):
+            if base is not None:
+                out[:, j] += out[:, base]
         return out
 
 
@@ -128,6 +148,19 @@ def adder_graph(weights) -> AdderGraph:
     if w.ndim != 2 or not np.issubdtype(w.dtype, np.integer):
         raise TypeError(f"weights must be a 2-D integer array, not {w.dtype} of shape "
                         f"{w.shape}")
+    w = w.astype(np.int64)
+    plain = _shared_graph(w, (None,) * len(w))
+    bases = _difference_bases(w)
+    if all(base is None for base in bases):
+        return plain
+    below = np.array([w[base] if base is not None else np.zeros_like(row)
+                      for row, base in zip(w, bases, strict=True)])
+    derived = _shared_graph(w - below, bases)
+    return derived if derived.adders < plain.adders else plain
+
+
+def _shared_graph(w, bases) -> AdderGraph:
+    """The graph of ``w @ x`` with shared multiples and pairs, its outputs on ``bases``."""
     outputs, inputs = w.shape
     builder = _Builder(inputs)
     multiples = {}                          # (input, odd magnitude) -> term
@@ -145,7 +178,44 @@ def adder_graph(weights) -> AdderGraph:
             terms.append(Term(t.value, t.shift + k, t.sign * (1 if value > 0 else -1)))
         rows.append(terms)
     _share_pairs(builder, rows)
-    return AdderGraph(inputs, tuple(builder.nodes), tuple(tuple(row) for row in rows))
+    return AdderGraph(inputs, tuple(builder.nodes), tuple(tuple(row) for row in rows),
+                      tuple(bases))
+
+
+def _signed_digit_counts(values) -> np.ndarray:
+    """The nonzero digits of each integer's canonical signed-digit form, elementwise: the
+    bits above bit 0 where ``3 * n`` and ``n`` differ (``n`` its magnitude)."""
+    n = np.abs(np.asarray(values, dtype=np.int64))
+    differ = ((3 * n) ^ n) >> 1
+    count = np.zeros(n.shape, dtype=np.int64)
+    while differ.any():
+        count += differ & 1
+        differ >>= 1
+    return count
+
+
+def _difference_bases(w) -> list[int | None]:
+    """For each row of ``w``, the row it is built from (None: from scratch). A row costs its
+    signed digits from scratch, or one adder plus the signed digits of its difference from
+    a row built from scratch. Prim's algorithm on these costs, with the root (scratch) as
+    start and no row built on a row that has a base itself (an output waits for at most
+    one other)."""
+    digits = _signed_digit_counts(w).sum(axis=1)
+    best = digits.astype(np.float64)            # each row's cheapest cost so far, and how
+    via = [None] * len(w)
+    bases, left = [None] * len(w), set(range(len(w)))
+    while left:
+        j = min(left, key=lambda r: (best[r], r))
+        left.remove(j)
+        bases[j] = via[j]
+        if via[j] is not None or not left:
+            continue
+        rest = sorted(left)
+        cost = _signed_digit_counts(w[rest] - w[j]).sum(axis=1) + 1
+        for r, c in zip(rest, cost, strict=True):
+            if c < best[r]:
+                best[r], via[r] = c, j
+    return bases
 
 
 def _pair_key(first: Term, second: Term) -> tuple:
@@ -280,8 +350,12 @@ def summed_graph(graph: AdderGraph) -> SummedGraph:
     levels = [0] * graph.inputs
     for node in graph.nodes:
         levels.append(1 + max(levels[node.left.value], levels[node.right.value]))
-    outputs = []
-    for terms in graph.outputs:
+    outputs = [None] * len(graph.outputs)
+    # Outputs without a base first: the others add them.
+    for j in sorted(range(len(graph.outputs)), key=lambda j: graph.bases[j] is not None):
+        base = graph.bases[j]
+        terms = list(graph.outputs[j]) + ([outputs[base]] if base is not None
+                                          and outputs[base] is not None else [])
         terms = sorted(terms, key=lambda t: levels[t.value])
         while len(terms) > 1:
             first, second, *terms = terms
@@ -291,7 +365,7 @@ def summed_graph(graph: AdderGraph) -> SummedGraph:
             index = next((i for i, t in enumerate(terms)
                           if levels[t.value] > levels[made.value]), len(terms))
             terms.insert(index, made)
-        outputs.append(terms[0] if terms else None)
+        outputs[j] = terms[0] if terms else None
     return SummedGraph(graph.inputs, tuple(builder.nodes), tuple(levels), tuple(outputs))
 
 

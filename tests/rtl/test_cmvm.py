@@ -8,7 +8,7 @@ from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
 from hwnn.rtl.arith import signed_digits
-from hwnn.rtl.cmvm import Term, adder_graph, pipelined_graph, summed_graph
+from hwnn.rtl.cmvm import AdderGraph, Term, adder_graph, pipelined_graph, summed_graph
 
 
 def _exact(w, x):
@@ -110,6 +110,40 @@ def test_pipelined_graph_is_exact_at_its_depth(low, high, shape, x_shape, per_re
     rng = np.random.default_rng(shape[1])
     w = rng.integers(low, high + 1, size=shape)
     w[0] = 0
+    _check_pipelined(w, x_shape, per_register, rng)
+
+
+@pytest.mark.parametrize("per_register", [1, 2])
+def test_pipelined_graph_of_outputs_built_from_outputs_is_exact(per_register):
+    w = _alike_rows(np.random.default_rng(5), 6, 20, 3)
+    w[3] = -w[3]                             # a row alike to the others up to its sign
+    assert any(base is not None for base in adder_graph(w).bases)
+    _check_pipelined(w, unsigned(8), per_register, np.random.default_rng(6))
+
+
+def _alike_rows(rng, rows, columns, flips):
+    """+-1 rows: a random one, and copies of it with ``flips`` signs flipped."""
+    w = np.tile(rng.choice([-1, 1], size=columns), (rows, 1))
+    for row in w[1:]:
+        row[rng.choice(columns, flips, replace=False)] *= -1
+    return w
+
+
+def test_outputs_are_built_from_alike_outputs():
+    w = _alike_rows(np.random.default_rng(3), 8, 32, 3)
+    graph = adder_graph(w)
+    assert [base is None for base in graph.bases].count(False) == 7
+    # The first row's 31 adders, then each other row: its 3 differences added to the first.
+    assert graph.adders <= 31 + 7 * 3
+    x = np.random.default_rng(4).integers(0, 256, size=(30, 32))
+    assert (graph.evaluate(x) == _exact(w, x)).all()
+    # Unlike rows are built from scratch.
+    assert all(base is None for base in adder_graph(np.eye(5, dtype=int)).bases)
+
+
+def _check_pipelined(w, x_shape, per_register, rng):
+    """:func:`pipelined_graph` of ``w`` gives ``w @ x`` exactly, ``stages`` cycles late."""
+    shape = w.shape
     graph = summed_graph(adder_graph(w))
     lo, hi = ((-(1 << (x_shape.width - 1)), (1 << (x_shape.width - 1)) - 1) if x_shape.signed
               else (0, (1 << x_shape.width) - 1))
@@ -164,3 +198,9 @@ def test_adders_chained_within_a_stage_are_kept_apart(per_register, kept):
     pipelined_graph(m, graph, inputs, 0, 15, name="g", levels_per_register=per_register)
     text = rtlil.convert(m, ports=inputs)
     assert ("attribute \\keep 1\n  wire" in text) == kept
+
+
+@pytest.mark.parametrize("bases", [(None,), (1, 0), (None, 1), (None, None, 1)])
+def test_bases_that_are_not_outputs_without_a_base_are_refused(bases):
+    with pytest.raises(ValueError, match="bases"):
+        AdderGraph(2, (), ((), ()), bases)
