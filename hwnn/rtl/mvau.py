@@ -268,7 +268,8 @@ class MatrixVectorUnit(wiring.Component):
                                                      logic=self.logic_multipliers))
         if not self.hardwired:
             structure.add("tree_bits", pe * (simd - 1) * (term + math.log2(simd) / 2))
-        structure.add("acc_bits", pe * acc_bits)
+        if self._accumulates:
+            structure.add("acc_bits", pe * acc_bits)
         # Weights of a one-word memory are constants: no register holds them.
         weight_register = lanes * wb if self.cycles > 1 else 0
         structure.add("register_bits", (weight_register + lanes * term + 2 * self.in_count * xb
@@ -302,6 +303,12 @@ class MatrixVectorUnit(wiring.Component):
         blocks = patterns.reshape(self.neuron_folds, pe, self.synapse_folds, simd)
         return pack_rows(blocks.transpose(0, 2, 1, 3).reshape(-1, pe * simd),
                          layer.weight_format.width)
+
+    @property
+    def _accumulates(self) -> bool:
+        """Whether the accumulators add: a vector of several beats, or a bias (a vector of one
+        beat without one only registers its sum)."""
+        return self.synapse_folds > 1 or self._bias_words() is not None
 
     def _bias_words(self):
         """Bias per neuron fold (``pe`` accumulator-format values), or None if all zero."""
@@ -536,7 +543,12 @@ class MatrixVectorUnit(wiring.Component):
             for p in range(pe):
                 start = (bias[p * acc_bits:(p + 1) * acc_bits].as_signed()
                          if bias_words is not None else 0)
-                m.d.sync += acc[p].eq(Mux(first4, start, acc[p]) + partial[p])
+                if not self._accumulates:
+                    m.d.sync += acc[p].eq(partial[p])
+                elif sf_count == 1:         # every beat is the vector's first
+                    m.d.sync += acc[p].eq(start + partial[p])
+                else:
+                    m.d.sync += acc[p].eq(Mux(first4, start, acc[p]) + partial[p])
 
         # The output stage, tagged with "last fold of the vector".
         stage = m.submodules.stage = OutputStage(layer, pe, pipelined=True,
