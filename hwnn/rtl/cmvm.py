@@ -57,7 +57,10 @@ class Term:
 
 @dataclass(frozen=True)
 class Node:
-    """A two-input adder: the value ``left + right`` (each a :class:`Term`)."""
+    """A two-input adder: the value ``left + right`` (each a :class:`Term`, at most one
+    negative: a subtractor). Shared nodes have an unshifted positive ``left``
+    (:meth:`_Builder.add`); an output's last adder may subtract a shifted ``left``
+    (:func:`summed_graph`)."""
     left: Term
     right: Term
 
@@ -132,6 +135,21 @@ class _Builder:
             self.known[key] = self.inputs + len(self.nodes)
             self.nodes.append(Node(Term(left.value), Term(right.value, key[2], key[3])))
         return Term(self.known[key], base, sign)
+
+    def add_last(self, left: Term, right: Term) -> Term:
+        """:meth:`add` for an output's last adder, positive where a term is: where the node
+        :meth:`add` makes would be negated (its unshifted term negative), a node that
+        subtracts that term from the other instead (no negation after the sum)."""
+        lower = min(left, right, key=lambda t: (t.shift, t.value))
+        if left.sign == right.sign or lower.sign > 0:
+            return self.add(left, right)
+        base = lower.shift
+        node = Node(Term(left.value, left.shift - base, left.sign),
+                    Term(right.value, right.shift - base, right.sign))
+        if node not in self.known:
+            self.known[node] = self.inputs + len(self.nodes)
+            self.nodes.append(node)
+        return Term(self.known[node], base)
 
     def sum(self, terms: list[Term]) -> Term:
         """One term equal to the sum of ``terms`` (at least one), built as a balanced tree."""
@@ -323,7 +341,8 @@ class SummedGraph:
 
         for node in self.nodes:
             if node.left.value == node.right.value:      # a multiple: exact
-                factor = node.left.sign + (node.right.sign << node.right.shift)
+                factor = ((node.left.sign << node.left.shift)
+                          + (node.right.sign << node.right.shift))
                 ranges.append(tuple(sorted(v * factor for v in ranges[node.left.value])))
                 continue
             (a_lo, a_hi), (b_lo, b_hi) = term(node.left), term(node.right)
@@ -359,7 +378,8 @@ def summed_graph(graph: AdderGraph) -> SummedGraph:
         terms = sorted(terms, key=lambda t: levels[t.value])
         while len(terms) > 1:
             first, second, *terms = terms
-            made = builder.add(first, second)
+            made = (builder.add(first, second) if terms
+                    else builder.add_last(first, second))
             if made.value == len(levels):
                 levels.append(1 + max(levels[first.value], levels[second.value]))
             index = next((i for i, t in enumerate(terms)
@@ -445,13 +465,16 @@ def pipelined_graph(m, graph: SummedGraph, inputs, lo, hi, *, name,
 
     for index, node in enumerate(graph.nodes, start=graph.inputs):
         stage = plan.stage[index]
-        left, right = at(node.left.value, stage), at(node.right.value, stage)
-        right = right << node.right.shift if node.right.shift else right
+        left, right = (at(t.value, stage) << t.shift if t.shift else at(t.value, stage)
+                       for t in (node.left, node.right))
+        if node.left.sign < 0:
+            left, right = right, left
         # Chained adders within a stage stay two-operand adders: Yosys would otherwise merge
         # them into one multi-operand adder, which maps to more LUTs (README, hardwired).
         total = Signal(_shape(*plan.ranges[index]), name=f"{name}_n{index}",
                        attrs={"keep": 1} if levels_per_register > 1 else {})
-        m.d.comb += total.eq(left + right if node.right.sign > 0 else left - right)
+        m.d.comb += total.eq(left + right if node.left.sign == node.right.sign
+                             else left - right)
         values.append(total)
         chains.append([])
     outputs = []

@@ -204,3 +204,13 @@ def test_adders_chained_within_a_stage_are_kept_apart(per_register, kept):
 def test_bases_that_are_not_outputs_without_a_base_are_refused(bases):
     with pytest.raises(ValueError, match="bases"):
         AdderGraph(2, (), ((), ()), bases)
+
+
+@pytest.mark.parametrize("per_register", [1, 2])
+def test_an_output_with_a_positive_term_is_not_negated_after_its_sum(per_register):
+    # -x0 + 2 x1 and 2 x0 - x1: the last adder subtracts (its left term shifted in the
+    # second), where a shared node would be the negated x0 - 2 x1.
+    w = np.array([[-1, 2], [2, -1], [-3, 5], [-1, -1]])
+    graph = summed_graph(adder_graph(w))
+    assert [t.sign for t in graph.outputs] == [1, 1, 1, -1]
+    _check_pipelined(w, signed(6), per_register, np.random.default_rng(7))
