@@ -3,7 +3,7 @@
 A layer whose weights never change (folded so far that each lane keeps one weight) needs no
 multiplier and no weight memory: each product is a sum of shifted copies of its input, one
 per signed digit of the weight (:func:`~hwnn.rtl.arith.signed_digits`). :func:`adder_graph`
-shares those sums across the matrix in two ways:
+shares those sums across the matrix in three ways:
 
 * **multiples per input**: a weight ``w = c * 2**k`` (``c`` odd) multiplies input ``i`` by
   ``c`` and shifts; every output that has a weight of odd magnitude ``c`` on input ``i`` uses
@@ -12,7 +12,11 @@ shares those sums across the matrix in two ways:
 * **the outputs' sums**: each output is then the signed sum of shifted multiples, one per
   nonzero weight; while some sum of two terms (up to a shift and a sign) occurs in two or
   more places, the most frequent is built once and used by all of them (Hartley's
-  common-subexpression elimination);
+  common-subexpression elimination). Where the matrix is small enough
+  (:data:`DIGIT_PAIRS`), the sums are also tried on one term per signed digit instead of one
+  per weight, so that the sharing finds the multiples and the sums of several inputs'
+  digits together (a fifth fewer adders on the digits MLP's int8 first layer), and the
+  graph with fewer adders is kept;
 * **outputs from outputs**: where two rows of the matrix are alike, one output can be the
   other plus the product of their difference, which has fewer signed digits (``+-1`` rows
   that differ in a quarter of their places: a quarter of the terms). Each row is built from
@@ -42,8 +46,8 @@ from amaranth import *
 from ..ir.formats import signed_bits_for
 from .arith import signed_digits
 
-__all__ = ["AdderGraph", "Node", "SummedGraph", "Term", "adder_graph", "pipelined_graph",
-           "summed_graph"]
+__all__ = ["DIGIT_PAIRS", "AdderGraph", "Node", "SummedGraph", "Term", "adder_graph",
+           "pipelined_graph", "summed_graph"]
 
 
 @dataclass(frozen=True)
@@ -177,27 +181,60 @@ def adder_graph(weights) -> AdderGraph:
     return derived if derived.adders < plain.adders else plain
 
 
+#: Pairs of signed digits (over all rows) up to which :func:`adder_graph` also tries sharing
+#: digits rather than multiples: time grows with the square of a row's digits (a 64 x 64
+#: int8 matrix, 620,000 pairs: some 10 s; 128 x 128, 4.9 million: 2 minutes).
+DIGIT_PAIRS = 1_000_000
+
+
 def _shared_graph(w, bases) -> AdderGraph:
-    """The graph of ``w @ x`` with shared multiples and pairs, its outputs on ``bases``."""
-    outputs, inputs = w.shape
-    builder = _Builder(inputs)
+    """The graph of ``w @ x`` with shared sums, its outputs on ``bases``: the rows start as
+    one term per weight (a multiple of its input, shared) and, where their digits are few
+    enough (:data:`DIGIT_PAIRS`), as one term per signed digit too (the sharing then finds
+    multiples and sums of digits of several inputs at once); the fewer adders win."""
+    graphs = [_shared(w, bases, digits=False)]
+    counts = _signed_digit_counts(w)
+    per_row = counts.sum(axis=1)
+    if counts.max(initial=0) > 1 and int((per_row * (per_row - 1) // 2).sum()) <= DIGIT_PAIRS:
+        graphs.append(_shared(w, bases, digits=True))
+    return min(graphs, key=lambda graph: graph.adders)
+
+
+def _shared(w, bases, *, digits) -> AdderGraph:
+    """The rows of :func:`_rows_of_digits` or :func:`_rows_of_multiples`, their common pairs
+    shared."""
+    builder = _Builder(w.shape[1])
+    rows = _rows_of_digits(w) if digits else _rows_of_multiples(builder, w)
+    _share_pairs(builder, rows)
+    return AdderGraph(w.shape[1], tuple(builder.nodes), tuple(tuple(row) for row in rows),
+                      tuple(bases))
+
+
+def _rows_of_multiples(builder: _Builder, w) -> list[list[Term]]:
+    """A term per nonzero weight: its input's multiple by the weight's odd part (built once
+    per input and odd magnitude from its signed digits), shifted and signed."""
     multiples = {}                          # (input, odd magnitude) -> term
-    for i in range(inputs):
+    for i in range(w.shape[1]):
         for c in sorted({_odd_part(abs(int(v)))[0] for v in w[:, i] if v}):
             digits = [Term(i, shift, sign) for shift, sign in signed_digits(c)]
             multiples[i, c] = builder.sum(digits)
     rows = []
-    for j in range(outputs):
+    for row in w:
         terms = []
-        for i in np.flatnonzero(w[j]):
-            value = int(w[j, i])
+        for i in np.flatnonzero(row):
+            value = int(row[i])
             c, k = _odd_part(abs(value))
             t = multiples[int(i), c]
             terms.append(Term(t.value, t.shift + k, t.sign * (1 if value > 0 else -1)))
         rows.append(terms)
-    _share_pairs(builder, rows)
-    return AdderGraph(inputs, tuple(builder.nodes), tuple(tuple(row) for row in rows),
-                      tuple(bases))
+    return rows
+
+
+def _rows_of_digits(w) -> list[list[Term]]:
+    """A term per signed digit of each weight: its input, shifted and signed."""
+    return [[Term(int(i), shift, sign if row[i] > 0 else -sign)
+             for i in np.flatnonzero(row) for shift, sign in signed_digits(abs(int(row[i])))]
+            for row in w]
 
 
 def _signed_digit_counts(values) -> np.ndarray:

@@ -7,6 +7,7 @@ from amaranth import Module, Signal, signed, unsigned
 from amaranth.back import rtlil
 from amaranth.sim import Simulator
 
+from hwnn.rtl import cmvm
 from hwnn.rtl.arith import signed_digits
 from hwnn.rtl.cmvm import AdderGraph, Term, adder_graph, pipelined_graph, summed_graph
 
@@ -214,3 +215,14 @@ def test_an_output_with_a_positive_term_is_not_negated_after_its_sum(per_registe
     graph = summed_graph(adder_graph(w))
     assert [t.sign for t in graph.outputs] == [1, 1, 1, -1]
     _check_pipelined(w, signed(6), per_register, np.random.default_rng(7))
+
+
+def test_sharing_digits_of_several_inputs_takes_fewer_adders(monkeypatch):
+    w = np.random.default_rng(8).integers(-128, 128, size=(16, 24))
+    x = np.random.default_rng(9).integers(0, 256, size=(30, 24))
+    digits = adder_graph(w)
+    monkeypatch.setattr(cmvm, "DIGIT_PAIRS", 0)             # multiples per input only
+    multiples = adder_graph(w)
+    assert digits.adders < multiples.adders
+    for graph in (digits, multiples):
+        assert (graph.evaluate(x) == _exact(w, x)).all()
