@@ -35,6 +35,7 @@ shifted left and signed, so an adder with a negative term is a subtractor and no
 ever negated on its own.
 """
 
+import functools
 import heapq
 import itertools
 from collections import Counter, defaultdict
@@ -170,14 +171,23 @@ def adder_graph(weights) -> AdderGraph:
     if w.ndim != 2 or not np.issubdtype(w.dtype, np.integer):
         raise TypeError(f"weights must be a 2-D integer array, not {w.dtype} of shape "
                         f"{w.shape}")
-    w = w.astype(np.int64)
-    plain = _shared_graph(w, (None,) * len(w))
+    w = np.ascontiguousarray(w, dtype=np.int64)
+    return _graph_of(w.tobytes(), w.shape, DIGIT_PAIRS)
+
+
+@functools.lru_cache(maxsize=16)
+def _graph_of(data: bytes, shape: tuple, digit_pairs: int) -> AdderGraph:
+    """:func:`adder_graph` of the int64 matrix in ``data``, kept for the next call: the
+    planner and the generator ask for the same layers' graphs (seconds each for the larger
+    ones); ``digit_pairs`` is :data:`DIGIT_PAIRS` at the call."""
+    w = np.frombuffer(data, dtype=np.int64).reshape(shape)
+    plain = _shared_graph(w, (None,) * len(w), digit_pairs)
     bases = _difference_bases(w)
     if all(base is None for base in bases):
         return plain
     below = np.array([w[base] if base is not None else np.zeros_like(row)
                       for row, base in zip(w, bases, strict=True)])
-    derived = _shared_graph(w - below, bases)
+    derived = _shared_graph(w - below, bases, digit_pairs)
     return derived if derived.adders < plain.adders else plain
 
 
@@ -187,15 +197,15 @@ def adder_graph(weights) -> AdderGraph:
 DIGIT_PAIRS = 1_000_000
 
 
-def _shared_graph(w, bases) -> AdderGraph:
+def _shared_graph(w, bases, digit_pairs) -> AdderGraph:
     """The graph of ``w @ x`` with shared sums, its outputs on ``bases``: the rows start as
-    one term per weight (a multiple of its input, shared) and, where their digits are few
-    enough (:data:`DIGIT_PAIRS`), as one term per signed digit too (the sharing then finds
+    one term per weight (a multiple of its input, shared) and, with at most ``digit_pairs``
+    pairs of digits in all, as one term per signed digit too (the sharing then finds
     multiples and sums of digits of several inputs at once); the fewer adders win."""
     graphs = [_shared(w, bases, digits=False)]
     counts = _signed_digit_counts(w)
     per_row = counts.sum(axis=1)
-    if counts.max(initial=0) > 1 and int((per_row * (per_row - 1) // 2).sum()) <= DIGIT_PAIRS:
+    if counts.max(initial=0) > 1 and int((per_row * (per_row - 1) // 2).sum()) <= digit_pairs:
         graphs.append(_shared(w, bases, digits=True))
     return min(graphs, key=lambda graph: graph.adders)
 
