@@ -237,11 +237,13 @@ _FF_PRIOR = {"unit": 30, "cells": 2, "pes": 30, "xnor_lanes": 0.2, "addsub_bits"
 #: sample has logic multipliers, so :func:`fit` keeps these.
 LOGIC_MULT_COST = {"ecp5": (1.27, 0.12), "ice40": (1.39, 0.51)}
 #: ``graph_bits`` (LUT4s per adder bit of a hardwired layer's graph, :mod:`hwnn.rtl.cmvm`; its
-#: registers count as ``pipeline_bits``): on ECP5 measured with ``hwnn synth`` on the digits
-#: MLP's first layer hardwired (73,666 LUT4-equivalents for 76,591 adder bits, 2026-12-03);
-#: on iCE40 the hand count, one LUT4 beside each carry cell. No calibration sample has
+#: registers count as ``pipeline_bits``): on ECP5 the mean over the digits MLP's first layer
+#: (accumulators) hardwired with int8, int4, ternary and binary weights, what Yosys took
+#: beyond the rest of this estimate per adder bit (0.86, 0.87, 0.84, 0.79; a shifted term's
+#: low bits pass an adder without a LUT; ``benchmarks/peers.py --no-pnr``, 2026-12-03); on
+#: iCE40 the hand count, one LUT4 beside each carry cell. No calibration sample has
 #: hardwired layers, so :func:`fit` keeps these.
-GRAPH_COST = {"ecp5": 0.96, "ice40": 1.0}
+GRAPH_COST = {"ecp5": 0.84, "ice40": 1.0}
 PRIORS = {family: {"lut4": _LUT_PRIOR | {"logic_mult_bits": lut4,
                                          "graph_bits": GRAPH_COST[family]},
                    "ff": _FF_PRIOR | {"logic_mult_bits": ff, "graph_bits": 0.0}}
