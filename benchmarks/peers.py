@@ -390,6 +390,7 @@ def main():
     if args.outputs is not None and not 1 <= args.outputs <= 64:
         parser.error(f"--outputs must be between 1 and 64, not {args.outputs}")
     from hwnn.rtl.folding import hardwired
+    from hwnn.rtl.mvau import check_folding
     from hwnn.sim.golden import dense_accumulate
     from hwnn.tools.toolchain import setup_env
     setup_env()
@@ -401,7 +402,14 @@ def main():
             print(f'{module} is not installed (pip install "hwnn[peers]"): left out',
                   file=sys.stderr)
     checks, rows = [], []
-    for name, network in networks().items():
+    every = networks()
+    first = accumulator_layer(next(iter(every.values())), args.outputs).layers[0]
+    for fold in args.folds:                 # every network's layer has this shape
+        try:
+            check_folding(first, fold.pe, fold.simd)
+        except ValueError as error:
+            parser.error(f"--folds {fold.label}: {error}")
+    for name, network in every.items():
         if args.only and name != args.only:
             continue
         one = accumulator_layer(network, args.outputs)
