@@ -1,28 +1,30 @@
-"""hwnn's hardwired layers against da4ml: the same integer weights, the same tools and device.
+"""hwnn's hardwired layers against da4ml and hls4ml: the same integer weights, tools, device.
 
 For each quantized network (the digits MLP with int8, int4 and ternary weights, and with binary
 weights), its first layer's constant matrix-vector product (the accumulators, no output
-stage) is built twice, one vector per cycle and no DSP block:
+stage; ``--outputs N``: its first N outputs) is built one vector per cycle with no DSP block:
 
 - by hwnn: a one-layer network of those weights compiled with ``--fold hardwired``
-  (:mod:`hwnn.rtl.cmvm`; the dataflow unit's stream interface, accumulator and output FIFO
-  come with it);
-- by da4ml (``pip install "hwnn[peers]"``; optional: without it only hwnn's rows are
-  printed): its tracer (``FixedVariableArray`` of the inputs' ranges times the matrix, which
-  runs its CMVM solver; ``comb_trace``) and Verilog (``RTLModel``), pipelined at ``--cutoff``
-  (da4ml's latency cutoff, in its adder-delay units). Its Verilog is first checked
-  bit-exact in Icarus against hwnn's golden model (the accumulators ``W @ x``) on random and
-  extreme input vectors; a network whose da4ml design differs is reported, not measured.
+  (:mod:`hwnn.rtl.cmvm`; the dataflow unit's stream interface, accumulator register and
+  output FIFO come with it), and beside it hwnn's folded designs of ``--folds``;
+- by da4ml (``pip install "hwnn[peers]"``; optional, like hls4ml: without them only hwnn's
+  rows are printed): its tracer (``FixedVariableArray`` of the inputs' ranges times the
+  matrix, which runs its CMVM solver; ``comb_trace``) and Verilog (``RTLModel``), pipelined
+  at ``--cutoff`` (da4ml's latency cutoff, in its adder-delay units).
 
-Both go through hwnn's register harness (serial input, XOR-folded output) into YoWASP Yosys
-and nextpnr on the same device: LUT4s (plain), carry cells, LUT4-equivalents (a CCU2C is two,
-a LUT RAM cell two) per product (nonzero weight), flip-flops (the harness's input shift
-register included), Fmax, latency in cycles, and inferences per second at Fmax, per
-kLUT4-equivalent. Large layers take long (the digits int8 first layer: Yosys about 4
-minutes, nextpnr 20 or more). Run it from
-the repository root:
+First every network is checked against hwnn's golden model (the accumulators ``W @ x``) on
+random and extreme input vectors: hwnn's Verilog and da4ml's in Icarus, and hls4ml's C++
+emulation (the layer as a QONNX graph through hls4ml's ONNX frontend, compiled with g++); a
+design that differs is reported and not measured. Then all go through hwnn's register harness
+(serial input, XOR-folded output) into YoWASP Yosys and nextpnr on the same device: LUT4s
+(plain), carry cells, LUT4-equivalents (a CCU2C is two, a LUT RAM cell two) per product
+(nonzero weight), flip-flops (the harness's included), DSP blocks, block RAM, Fmax, cycles
+per inference, latency, inferences per second at Fmax and per kLUT4-equivalent. nextpnr does
+not finish the whole 64 x 64 layer in useful time (README): place and route ``--outputs 16``
+(int8: 8), or measure the whole layer with ``--no-pnr``. Run it from the repository root:
 
-    python benchmarks/peers.py [--device ecp5-85f] [--only NAME] [--cutoff 2] [--no-pnr]
+    python benchmarks/peers.py [--device ecp5-85f] [--only NAME] [--outputs N]
+                               [--folds PxS ...] [--cutoff 2] [--no-pnr]
 """
 
 import argparse
