@@ -169,14 +169,23 @@ LOAD, RUN, DRAIN, OUTPUT = range(4)
 #: a register after the choice of activation memory and slice, or the padding).
 READ_STAGES = 4
 
+#: The counts of a step's walk over a vector's rows, outermost first (:class:`Step`).
+WALK = ("a1", "b1", "a2", "b2")
 
-def drain_cycles(params: OverlayParams, layer: Dense) -> int:
+
+def drain_cycles(params: OverlayParams, layer: Dense, pools=False) -> int:
     """Cycles ``layer`` waits after its last row, until its results are written (memory read,
     array, accumulator, a register, the layer's output stage, the registered write) and the
-    next layer may read them."""
+    next layer may read them; one more in a network whose steps ``pools`` (a register before
+    the pool windows' maxima)."""
     return (READ_STAGES + array_latency(params.rows, params.cols)
             + stage_latency(layer, pipelined=True, logic_multipliers=params.requant == "logic")
-            + 4)
+            + 4 + pools)
+
+
+def _pools(steps) -> bool:
+    """Whether any of ``steps`` has a max pool folded in."""
+    return any(step.pool is not None for step in steps)
 
 
 def _run_cycles(tiles: int, beats: int, rows: int) -> int:
@@ -213,7 +222,8 @@ def schedule(network: Network, params: OverlayParams, batch: int | None = None) 
         tiles = StepTiles.of(step, params)
         count = tiles.kt * tiles.nt
         rows = batch * step.rows_per_vector
-        cycles = _run_cycles(count, params.rows, rows) + drain_cycles(params, step.layer) + 1
+        cycles = (_run_cycles(count, params.rows, rows)
+                  + drain_cycles(params, step.layer, _pools(steps)) + 1)
         macs = batch * step.macs
         layers[step.index] = {
             "name": network.layers[step.index].name, "input_tiles": tiles.kt,
@@ -348,7 +358,7 @@ class SystolicOverlay(LayerEngine):
         structure.add("cell_bits", array.multipliers * (a_bits + array.packed_w_format.bits
                                                         + array.psum_bits))
         structure.add("edge_bits", cols * acc_bits)
-        if any(step.pool is not None for step in self.steps):
+        if _pools(self.steps):
             structure.add("compare_bits", cols * a_bits)     # the pools' running maximum
         for step in self.steps:
             structure.merge(stage_structure(step.layer, cols, pipelined=True,
@@ -497,31 +507,47 @@ class SystolicOverlay(LayerEngine):
         shape = range(min(0, *values), max(1, *values) + 1)
         return select(index, [Const(value, shape) for value in values])
 
+    def _step_register(self, m, index, values, name):
+        """A register of ``values[index]`` (per-step constants, :meth:`_per_step`), a cycle
+        behind ``index``."""
+        value = self._per_step(index, values)
+        register = Signal(value.shape(), name=f"step_{name}", init=values[0])
+        m.d.sync += register.eq(value)
+        return register
+
     def _walk_constants(self):
         """Per step, the row issuer's constants (lists indexed by step): the walk's limits,
         the image, the kernel and the address steps of each move of the walk (in words: a
         pixel ``(y, x)`` of a vector is at word ``(y * W + x) * wc`` of it)."""
         c = SimpleNamespace(**{name: [] for name in (
             "a1", "b1", "a2", "b2", "height", "width", "kw", "y0", "x0", "lin0", "sy", "sx",
-            "x_a2", "y_b1", "x_b1", "y_a1", "lin_b2", "lin_a2", "lin_b1", "lin_a1", "in_words",
-            "tap_words", "last_pieces", "ky_step", "rows", "nt", "kt1", "pad")})
+            "x_a2", "y_b1", "x_b1", "y_a1", "x_a1", "y_end", "lin_b2", "lin_a2", "lin_b1",
+            "lin_a1", "lin_end", "in_words",
+            "tap_words", "last_pieces", "ky_step", "rows", "nt", "kt1", "pad",
+            *(f"single_{name}" for name in WALK))})
         for step, tiles in zip(self.steps, self.tiles, strict=True):
             (a1, b1, a2, b2), (height, width) = step.walk, step.in_size
             (sy, sx), (top, left), wc = step.stride, step.before, tiles.wc
             (py, px) = step.pool_step
-            # Moves between windows: the origin's change in convolution pixels.
-            y_a1, x_b1, x_end = py - (a2 - 1), px - (b2 - 1), (b1 - 1) * px + b2 - 1
+            # Moves between windows: the origin's change in convolution pixels; the last
+            # window's last row's origin.
+            y_a1, x_b1 = py - (a2 - 1), px - (b2 - 1)
+            y_end, x_end = (a1 - 1) * py + a2 - 1, (b1 - 1) * px + b2 - 1
             for name, value in dict(
                     a1=a1 - 1, b1=b1 - 1, a2=a2 - 1, b2=b2 - 1, height=height, width=width,
                     kw=step.kernel[1] - 1, y0=-top, x0=-left, lin0=-(top * width + left) * wc,
                     sy=sy, sx=sx, x_a2=-(b2 - 1) * sx, y_b1=-(a2 - 1) * sy, x_b1=x_b1 * sx,
-                    y_a1=y_a1 * sy, lin_b2=sx * wc, lin_a2=(sy * width - (b2 - 1) * sx) * wc,
+                    y_a1=y_a1 * sy, x_a1=-x_end * sx, y_end=-y_end * sy, lin_b2=sx * wc,
+                    lin_a2=(sy * width - (b2 - 1) * sx) * wc,
                     lin_b1=(x_b1 * sx - (a2 - 1) * sy * width) * wc,
                     lin_a1=(y_a1 * sy * width - x_end * sx) * wc,
+                    lin_end=-(y_end * sy * width + x_end * sx) * wc,
                     in_words=tiles.in_words, tap_words=tiles.tap_words - 1,
                     last_pieces=tiles.last_pieces - 1,
                     ky_step=(width - step.kernel[1]) * wc + 1, rows=step.rows_per_vector,
-                    nt=tiles.nt, kt1=int(tiles.kt == 1), pad=step.pad_value).items():
+                    nt=tiles.nt, kt1=int(tiles.kt == 1), pad=step.pad_value,
+                    **{f"single_{name}": int(count == 1) for name, count in zip(
+                        WALK, step.walk, strict=True)}).items():
                 getattr(c, name).append(value)
         return c
 
@@ -542,7 +568,10 @@ class SystolicOverlay(LayerEngine):
         ``rw_last`` mark the first and last rows of a pool window (both, unpooled)."""
         p, batch = self.params, self.params.batch
         c = s.consts = self._walk_constants()
-        k = SimpleNamespace(**{name: self._per_step(s.layer, values)
+        # The step's constants in registers, a cycle behind ``s.layer`` (no selection among
+        # the steps before an adder): the issuer's first row of a step comes a cycle after the
+        # step starts at the earliest (once its first weight row is loading).
+        k = SimpleNamespace(**{name: self._step_register(m, s.layer, values, name)
                                for name, values in c.__dict__.items()})
         s.most_tiles = max(kt * nt for kt, nt in zip(self.kt, self.nt, strict=True))
         tiles = range(s.most_tiles + 1)
@@ -563,9 +592,11 @@ class SystolicOverlay(LayerEngine):
         s.rw_ky = Signal(range(max(step.kernel[0] for step in self.steps)))
         s.rw_tap = Signal(range(max(self._tap_ends()) + 1))
         s.rw_nt = Signal(range(max(self.nt)))
-        walk = [Signal(range(max(values) + 1), name=f"rw_{name}")
-                for name, values in (("a1", c.a1), ("b1", c.b1), ("a2", c.a2), ("b2", c.b2))]
-        s.rw_a1, s.rw_b1, s.rw_a2, s.rw_b2 = walk
+        walk = s.walk = [Signal(range(max(getattr(c, name)) + 1), name=f"rw_{name}")
+                         for name in WALK]
+        # Whether each count of the walk is at its last value (registered flags: no
+        # comparison before the choice of the next move).
+        s.walk_last = [Signal(name=f"rw_{name}_last") for name in WALK]
         rw_a2, rw_b2 = walk[2:]
         s.rw_base = Signal(range(self.act_depth))
         # A bound of every window origin's coordinates (and the image's sides).
@@ -578,7 +609,7 @@ class SystolicOverlay(LayerEngine):
         s.rw_out = Signal(range(max(batch * t.out_words for t in self.tiles) + 1))
         s.rw_first, s.rw_last = Signal(), Signal()
         s.gap = Signal(range(3))                     # tiles whose load began, minus issued
-        s.kt_last = self._per_step(s.layer, [kt - 1 for kt in self.kt])
+        s.kt_last = self._step_register(m, s.layer, [kt - 1 for kt in self.kt], "kt_last")
         s.load, s.issue = Signal(), Signal()
         load_done, rows_done = Signal(), Signal()    # a tile's last beat / last row, now
         # Both are busy only while the phase is RUN (they start with the layer, which leaves
@@ -590,7 +621,7 @@ class SystolicOverlay(LayerEngine):
             rows_done.eq(s.issue & s.rw_m_last),
             s.weight_read.addr.eq(s.ld_addr),
             s.rw_first.eq((rw_a2 == 0) & (rw_b2 == 0)),
-            s.rw_last.eq((rw_a2 == k.a2) & (rw_b2 == k.b2)),
+            s.rw_last.eq(s.walk_last[2] & s.walk_last[3]),
         ]
         # The row's address, registered (the first of READ_STAGES).
         y, x = s.rw_y + s.rw_ky, s.rw_x + s.rw_kx
@@ -610,11 +641,12 @@ class SystolicOverlay(LayerEngine):
             with m.If(s.ld_final):
                 m.d.sync += s.ld_busy.eq(0)
         with m.If(s.issue):
+            # The walk's next row; after a tile's last row (the last of the walk), its first.
+            self._next_row(m, s, k)
             with m.If(rows_done):
                 m.d.sync += [s.rw_m.eq(0), s.rw_m_last.eq(s.rw_rows == 1),
                              s.rw_bank.eq(~s.rw_bank), s.rw_left.eq(s.rw_left - 1),
-                             s.rw_final.eq(s.rw_left == 2)]
-                m.d.sync += self._walk_start(s, k)
+                             s.rw_final.eq(s.rw_left == 2), s.rw_base.eq(0)]
                 with m.If(s.rw_final):
                     m.d.sync += s.rw_busy.eq(0)
                 with m.If(s.rw_kt_last):
@@ -632,7 +664,6 @@ class SystolicOverlay(LayerEngine):
                 m.d.sync += [s.rw_m.eq(s.rw_m + 1), s.rw_m_last.eq(s.rw_m + 2 == s.rw_rows)]
                 with m.If(s.rw_last):
                     m.d.sync += s.rw_out.eq(s.rw_out + k.nt)
-                self._next_row(m, s, k, walk)
 
     def _tap_ends(self):
         """Per step, the largest word offset of a tap."""
@@ -645,8 +676,21 @@ class SystolicOverlay(LayerEngine):
 
     def _walk_start(self, s, k):
         """Statements that start a tile's walk over the batch's rows."""
-        return [getattr(s, f"rw_{name}").eq(0) for name in ("a1", "b1", "a2", "b2")] + [
+        return self._walk_counts(s, k, 0) + [
             s.rw_base.eq(0), s.rw_y.eq(k.y0), s.rw_x.eq(k.x0), s.rw_lin.eq(k.lin0)]
+
+    def _walk_counts(self, s, k, level, step=False):
+        """Statements that restart the walk's counts from ``level`` inwards (0: all of them)
+        or, with ``step``, advance count ``level`` and restart those inside it; each count's
+        flag says whether it is at its last value."""
+        statements = []
+        for index in range(level, len(WALK)):
+            count, last, name = s.walk[index], s.walk_last[index], WALK[index]
+            if step and index == level:
+                statements += [count.eq(count + 1), last.eq(count + 1 == getattr(k, name))]
+            else:
+                statements += [count.eq(0), last.eq(getattr(k, f"single_{name}"))]
+        return statements
 
     def _next_tile(self, m, s, k):
         """The next input tile of the same output tile: the next slice of the word, or the
@@ -667,28 +711,24 @@ class SystolicOverlay(LayerEngine):
                     m.d.sync += [s.rw_kx.eq(0), s.rw_ky.eq(s.rw_ky + 1),
                                  s.rw_tap.eq(s.rw_tap + k.ky_step)]
 
-    def _next_row(self, m, s, k, walk):
+    def _next_row(self, m, s, k):
         """The next row of the walk: the window's next column, its next row, the next window
-        of the row of windows, the next row of windows, or the next vector."""
-        rw_a1, rw_b1, rw_a2, rw_b2 = walk
-        with m.If(rw_b2 != k.b2):
-            m.d.sync += [rw_b2.eq(rw_b2 + 1), s.rw_x.eq(s.rw_x + k.sx),
-                         s.rw_lin.eq(s.rw_lin + k.lin_b2)]
-        with m.Elif(rw_a2 != k.a2):
-            m.d.sync += [rw_b2.eq(0), rw_a2.eq(rw_a2 + 1), s.rw_x.eq(s.rw_x + k.x_a2),
-                         s.rw_y.eq(s.rw_y + k.sy), s.rw_lin.eq(s.rw_lin + k.lin_a2)]
-        with m.Elif(rw_b1 != k.b1):
-            m.d.sync += [rw_b2.eq(0), rw_a2.eq(0), rw_b1.eq(rw_b1 + 1),
-                         s.rw_x.eq(s.rw_x + k.x_b1), s.rw_y.eq(s.rw_y + k.y_b1),
-                         s.rw_lin.eq(s.rw_lin + k.lin_b1)]
-        with m.Elif(rw_a1 != k.a1):
-            m.d.sync += [rw_b2.eq(0), rw_a2.eq(0), rw_b1.eq(0), rw_a1.eq(rw_a1 + 1),
-                         s.rw_x.eq(k.x0), s.rw_y.eq(s.rw_y + k.y_a1),
-                         s.rw_lin.eq(s.rw_lin + k.lin_a1)]
+        of the row of windows, the next row of windows, or the next vector (the walk's
+        start). Each moves the origin ``(y, x, lin)`` by constants of the step, chosen by the
+        counts' flags before the adders."""
+        moves = {3: (0, k.sx, k.lin_b2), 2: (k.sy, k.x_a2, k.lin_a2),
+                 1: (k.y_b1, k.x_b1, k.lin_b1), 0: (k.y_a1, k.x_a1, k.lin_a1)}
+        delta = (k.y_end, k.x_a1, k.lin_end)                # back to the start
+        for level in sorted(moves):         # the outermost first: the innermost move wins
+            delta = tuple(Mux(s.walk_last[level], later, move)
+                          for move, later in zip(moves[level], delta, strict=True))
+        m.d.sync += [origin.eq(origin + change) for origin, change in zip(
+            (s.rw_y, s.rw_x, s.rw_lin), delta, strict=True)]
+        for order, level in enumerate(sorted(moves, reverse=True)):
+            with (m.If if order == 0 else m.Elif)(~s.walk_last[level]):
+                m.d.sync += self._walk_counts(s, k, level, step=True)
         with m.Else():
-            m.d.sync += [rw_b2.eq(0), rw_a2.eq(0), rw_b1.eq(0), rw_a1.eq(0),
-                         s.rw_base.eq(s.rw_base + k.in_words), s.rw_y.eq(k.y0),
-                         s.rw_x.eq(k.x0), s.rw_lin.eq(k.lin0)]
+            m.d.sync += self._walk_counts(s, k, 0) + [s.rw_base.eq(s.rw_base + k.in_words)]
 
     def _start_layer(self, s, index, vectors):
         """Statements that reset both issuers for step ``index`` (a value) on a batch of
@@ -698,7 +738,8 @@ class SystolicOverlay(LayerEngine):
                                                                      strict=True)])
         rows = select(index, [vectors * Const(r, range(r + 1)) for r in c.rows])
         k = SimpleNamespace(**{name: self._per_step(index, getattr(c, name))
-                               for name in ("y0", "x0", "lin0")})
+                               for name in ("y0", "x0", "lin0",
+                                            *(f"single_{name}" for name in WALK))})
         return [s.ld_left.eq(tile_count), s.ld_final.eq(tile_count == 1), s.ld_busy.eq(1),
                 s.ld_row.eq(0), s.ld_bank.eq(0), s.rw_rows.eq(rows),
                 s.rw_left.eq(tile_count), s.rw_final.eq(tile_count == 1), s.rw_busy.eq(1),
@@ -768,9 +809,12 @@ class SystolicOverlay(LayerEngine):
         bias read three, from an address registered a cycle before) into the block RAMs' own
         output registers, and the sums are written back from a register, a cycle late; so a
         read misses the writes of the three rows before it, whose sums are kept and forwarded
-        where a row matches. The choice is made ahead and registered: in the sums' cycle, the
-        memory, the previous row's sums or ``alt`` (registered a cycle ahead: the bias, or the
-        sums of two or three rows before)."""
+        where a row matches. The choice is made ahead and registered, so that the sums' cycle
+        has one LUT before its adder: the memory or ``alt`` (registered a cycle ahead: the
+        bias, the sums of two or three rows before, or zero where the previous row's are
+        forwarded), ORed with ``fwd`` (the previous row's sums where the row takes them, zero
+        otherwise: a register with a synchronous reset, so that nothing stands between the
+        adder and it)."""
         cols, acc_bits = self.params.cols, self.acc_bits
         info = [s.issue, s.rw_m, s.rw_nt, s.rw_kt == 0, s.rw_kt_last, s.rw_out, s.rw_first,
                 s.rw_last]
@@ -801,18 +845,20 @@ class SystolicOverlay(LayerEngine):
         kept = [[Signal(signed(acc_bits), name=f"sum{i}_{c}", reset_less=True)
                  for c in range(cols)] for i in (1, 2)]
         alt = [Signal(signed(acc_bits), name=f"alt_{c}", reset_less=True) for c in range(cols)]
-        use_prev, use_alt = Signal(), Signal()
+        fwd = [Signal(signed(acc_bits), name=f"fwd_{c}", reset_less=True) for c in range(cols)]
+        prev, use_alt = Signal(), Signal()
+        m.d.comb += prev.eq(~first & matches[0])        # the next row takes this row's sums
         m.d.sync += [acc_q.eq(s.acc_read.data), bias_q.eq(s.bias_read.data),
-                     use_prev.eq(~first & matches[0]),
-                     use_alt.eq(first | (~matches[0] & (matches[1] | matches[2])))]
+                     use_alt.eq(first | matches[0] | matches[1] | matches[2])]
         sums = [Signal(signed(acc_bits), name=f"sum_{c}") for c in range(cols)]
         for c in range(cols):
             lane = slice(c * acc_bits, (c + 1) * acc_bits)
-            start = Mux(use_alt, alt[c], Mux(use_prev, kept[0][c], acc_q[lane].as_signed()))
+            start = Mux(use_alt, alt[c], acc_q[lane].as_signed()) | fwd[c]
             m.d.comb += sums[c].eq(start + s.array.o_psum.payload[c])
             m.d.sync += [kept[0][c].eq(sums[c]), kept[1][c].eq(kept[0][c]),
-                         alt[c].eq(Mux(first, bias_q[lane].as_signed(),
-                                       Mux(matches[1], kept[0][c], kept[1][c])))]
+                         fwd[c].eq(Mux(prev, sums[c], 0)),
+                         alt[c].eq(Mux(prev, 0, Mux(first, bias_q[lane].as_signed(),
+                                                    Mux(matches[1], kept[0][c], kept[1][c]))))]
         m.d.comb += [s.acc_write.data.eq(Cat(*kept[0]))]
         m.d.sync += [s.acc_write.addr.eq(m_p), s.acc_write.en.eq(valid_p & ~last_p)]
         s.out_bits = len(s.rw_out)
@@ -841,7 +887,14 @@ class SystolicOverlay(LayerEngine):
         act, out = s.stages.o_act, s.stages.o_out
         a_bits, cols, bits = self.a_format.bits, self.params.cols, s.out_bits
         largest = act.payload.data
-        if any(step.pool is not None for step in self.steps):
+        if _pools(self.steps):
+            # The stages' values registered first: the choice among the stages, a comparison
+            # and the choice of the maximum would not fit one cycle.
+            late = SimpleNamespace(valid=Signal(name="act_late_valid"),
+                                   payload=Signal.like(act.payload, name="act_late"))
+            m.d.sync += [late.valid.eq(act.valid), late.payload.eq(act.payload)]
+            act = late
+            largest = act.payload.data
             best = Signal(cols * a_bits)
             largest = Signal(cols * a_bits)
             # Values of the activations' holding format, signed or not.
@@ -936,7 +989,7 @@ class SystolicOverlay(LayerEngine):
         issued), then DRAIN for the step's :func:`drain_cycles`; OUTPUT until the batch is
         sent."""
         layers = self.steps
-        drains = [drain_cycles(self.params, step.layer) for step in layers]
+        drains = [drain_cycles(self.params, step.layer, _pools(layers)) for step in layers]
         drain = Signal(range(max(drains) + 1))
         drain_end = Signal()                         # the drain's last cycle (drain == 0)
         next_layer = s.layer + 1
