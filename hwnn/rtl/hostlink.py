@@ -95,6 +95,12 @@ class HostLink(wiring.Component):
         out_byte, byte_fill = Signal(8), Signal(range(8))
         beats_taken = Signal(range(out_beats + 1))
         beat_empty, byte_full, all_taken = Signal(), Signal(), Signal()
+        # Ready for an output beat: a register, set a cycle after the link waits for one (it
+        # waits until one comes), so that no decoding of the link's state reaches the
+        # accelerator's output FIFO.
+        want = Signal()
+        m.d.comb += self.i_stream.ready.eq(want)
+        m.d.sync += want.eq(0)
         # A count per phase (simple enables): request bytes, beats fed, reply bytes.
         bytes_in = Signal(range(in_bytes + 1))
         beats_fed = Signal(range(in_beats + 1))
@@ -196,12 +202,13 @@ class HostLink(wiring.Component):
                         m.d.sync += [out_beat.eq(out_beat >> 1), beat_left.eq(beat_left - 1),
                                      beat_empty.eq(beat_left == 1)]
                     with m.Elif(~all_taken):
-                        m.d.comb += self.i_stream.ready.eq(1)
-                        with m.If(self.i_stream.valid):
+                        with m.If(want & self.i_stream.valid):
                             m.d.sync += [out_beat.eq(self.i_stream.payload.data),
                                          beat_left.eq(out_beat_bits), beat_empty.eq(0),
                                          beats_taken.eq(beats_taken + 1),
                                          all_taken.eq(beats_taken == out_beats - 1)]
+                        with m.Else():
+                            m.d.sync += want.eq(1)
                     with m.Else():
                         m.d.comb += shift.eq(1)
                 with m.Else():

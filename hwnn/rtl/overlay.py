@@ -676,8 +676,8 @@ class SystolicOverlay(LayerEngine):
 
     def _walk_start(self, s, k):
         """Statements that start a tile's walk over the batch's rows."""
-        return self._walk_counts(s, k, 0) + [
-            s.rw_base.eq(0), s.rw_y.eq(k.y0), s.rw_x.eq(k.x0), s.rw_lin.eq(k.lin0)]
+        return [*self._walk_counts(s, k, 0), s.rw_base.eq(0), s.rw_y.eq(k.y0),
+                s.rw_x.eq(k.x0), s.rw_lin.eq(k.lin0)]
 
     def _walk_counts(self, s, k, level, step=False):
         """Statements that restart the walk's counts from ``level`` inwards (0: all of them)
@@ -728,7 +728,7 @@ class SystolicOverlay(LayerEngine):
             with (m.If if order == 0 else m.Elif)(~s.walk_last[level]):
                 m.d.sync += self._walk_counts(s, k, level, step=True)
         with m.Else():
-            m.d.sync += self._walk_counts(s, k, 0) + [s.rw_base.eq(s.rw_base + k.in_words)]
+            m.d.sync += [*self._walk_counts(s, k, 0), s.rw_base.eq(s.rw_base + k.in_words)]
 
     def _start_layer(self, s, index, vectors):
         """Statements that reset both issuers for step ``index`` (a value) on a batch of

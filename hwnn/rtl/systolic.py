@@ -3,7 +3,8 @@
 Each PE ``(r, c)`` holds two weights (two banks) and computes ``psum_out = psum_in + a * w``,
 with a register on each operand (the activation, and the weight of the row's bank) and one
 after the multiplier, so that it maps onto a DSP block with its input and output registers
-(:mod:`hwnn.tools.absorb`) and no multiplexer sits in front of the multiplier; activations
+(:mod:`hwnn.tools.absorb`) and no multiplexer sits in front of the multiplier, and the product
+registered once more in logic before the adder (DSP blocks stand far apart); activations
 move right, partial sums move down. Data registers have no reset (they start at 0), which
 those DSP registers need. A caller presents one row vector ``a`` of
 ``rows`` values per cycle; the array skews it internally (row ``r`` is delayed ``r`` cycles),
@@ -166,9 +167,22 @@ def unpack_fields(psum: Value, pack: int, bits: int) -> list:
 
 def array_latency(rows: int, cols: int) -> int:
     """Cycles from a row vector's transfer to its sums on a ``rows x cols`` array: the skew
-    and the de-skew (``rows - 1 + cols - 1``) and a PE's operand, product and sum registers
-    (3)."""
-    return rows + cols + 1
+    and the de-skew (``rows - 1 + cols - 1``) and a PE's operand, product (twice) and sum
+    registers (4)."""
+    return rows + cols + 2
+
+
+def _bank_copy(row: int) -> tuple[int, bool, bool]:
+    """How row ``row`` keeps its copy of the bank bit: ``(init, reset_less, inverted)``.
+
+    The rows' copies carry the same values (each row's is the bank, delayed one cycle a PE),
+    so Yosys would merge them (``opt_merge``) into one chain whose taps each drive every PE
+    of a diagonal, across the device (DSP blocks stand in rows across an ECP5): a register
+    driving a multiplexer 6 ns of routing away. Registers with another initial value or
+    reset, or holding the inverted bit, are not merged, so eight consecutive rows keep
+    copies of their own. The bank bit only matters with a valid row, so neither its
+    initial value nor its reset changes what the array computes."""
+    return row & 1, bool(row & 2), bool(row & 4)
 
 
 def _operand_shape(fmt: Format):
@@ -235,13 +249,17 @@ class SystolicArray(wiring.Component):
         a_shape = _operand_shape(p.a_format)
         w_shape = _operand_shape(p.packed_w_format)
 
-        # Skew: row r sees the vector r cycles late, with its bank and valid bit.
+        # Skew: row r sees the vector r cycles late, with its bank and valid bit (the bank in
+        # the row's own copy, see _bank_copy).
         edge = []                                   # (a, bank, valid) entering group 0
         for r in range(rows):
             a, bank, valid = self.i_a.payload.a[r], self.i_a.payload.bank, self.i_a.valid
+            init, reset_less, inverted = _bank_copy(r)
+            bank = bank ^ inverted
             for stage in range(r):
                 a_next = Signal(a_shape, name=f"skew_a_{r}_{stage}", reset_less=True)
-                bank_next = Signal(name=f"skew_bank_{r}_{stage}")
+                bank_next = Signal(name=f"skew_bank_{r}_{stage}", init=init,
+                                   reset_less=reset_less)
                 valid_next = Signal(name=f"skew_valid_{r}_{stage}")
                 m.d.sync += [a_next.eq(a), bank_next.eq(bank), valid_next.eq(valid)]
                 a, bank, valid = a_next, bank_next, valid_next
@@ -279,6 +297,7 @@ class SystolicArray(wiring.Component):
         bottom_valid = None
         for r in range(rows):
             a, bank, valid = edge[r]
+            init, reset_less, inverted = _bank_copy(r)
             below = []
             for g in range(groups):
                 # Registered operands (the weight of the row's bank), registered product (the
@@ -288,24 +307,29 @@ class SystolicArray(wiring.Component):
                 w_operand = Signal(w_shape, name=f"w_operand_{r}_{g}", reset_less=True)
                 product = Signal(signed(len(a) + w_shape.width + 1), name=f"product_{r}_{g}",
                                  reset_less=True)
+                # The product registered again in logic, beside the adder: DSP blocks are
+                # sparse, and the route from one to its adder may take most of a cycle.
+                product_late = Signal.like(product, name=f"product_late_{r}_{g}", reset_less=True)
                 m.d.sync += [a_operand.eq(a),
-                             w_operand.eq(Mux(bank, weights[r][g][1], weights[r][g][0])),
-                             product.eq(a_operand * w_operand)]
+                             w_operand.eq(Mux(bank, weights[r][g][1 - inverted],
+                                              weights[r][g][inverted])),
+                             product.eq(a_operand * w_operand), product_late.eq(product)]
                 psum = Signal(psum_shape, name=f"psum_{r}_{g}", reset_less=True)
-                m.d.sync += psum.eq(above[g] + product)
+                m.d.sync += psum.eq(above[g] + product_late)
                 below.append(psum)
                 if g < groups - 1:                  # pass the activation to the right
                     a_next = Signal(a_shape, name=f"a_{r}_{g}", reset_less=True)
-                    bank_next = Signal(name=f"bank_{r}_{g}")
+                    bank_next = Signal(name=f"bank_{r}_{g}", init=init, reset_less=reset_less)
                     valid_next = Signal(name=f"valid_{r}_{g}")
                     m.d.sync += [a_next.eq(a), bank_next.eq(bank), valid_next.eq(valid)]
                     a, bank, valid = a_next, bank_next, valid_next
                 elif r == rows - 1:
                     operand_valid = Signal(name="operand_valid")
                     product_valid = Signal(name="product_valid")
+                    late_valid = Signal(name="late_valid")
                     bottom_valid = Signal(name="bottom_valid")
                     m.d.sync += [operand_valid.eq(valid), product_valid.eq(operand_valid),
-                                 bottom_valid.eq(product_valid)]
+                                 late_valid.eq(product_valid), bottom_valid.eq(late_valid)]
             above = below
 
         # De-skew: group g leaves g cycles after group 0; delay it cols - 1 - g cycles (the

@@ -193,7 +193,10 @@ class WordSplitter(wiring.Component):
         word = self.i_stream.payload.data
         final = self.i_stream.payload.final
         beat = Signal(range(beats))
-        last_beat = beat == Mux(final, tail_beats, beats) - 1
+        # Whether ``beat`` is a word's last, and a final word's last: registered flags, so that
+        # no comparison stands between the sink's ready and the source's.
+        at_end, at_tail = Signal(init=beats == 1), Signal(init=tail_beats == 1)
+        last_beat = Mux(final, at_tail, at_end)
         sent = self.o_stream.valid & self.o_stream.ready
         m.d.comb += [
             self.o_stream.valid.eq(self.i_stream.valid),
@@ -203,5 +206,9 @@ class WordSplitter(wiring.Component):
             self.i_stream.ready.eq(self.o_stream.ready & last_beat),
         ]
         with m.If(sent):
-            m.d.sync += beat.eq(Mux(last_beat, 0, beat + 1))
+            with m.If(last_beat):
+                m.d.sync += [beat.eq(0), at_end.eq(beats == 1), at_tail.eq(tail_beats == 1)]
+            with m.Else():
+                m.d.sync += [beat.eq(beat + 1), at_end.eq(beat == beats - 2),
+                             at_tail.eq(beat == tail_beats - 2)]
         return m
