@@ -109,6 +109,27 @@ class HostLink(wiring.Component):
         silence = Signal(range(limit + 1))
         timed_out = Signal()          # silence == limit, kept in a register (a fast FSM)
 
+        # FEED offers the beats, in registers of its own (no decoding of the link's state on
+        # the way to the beat memory's address): ``feeding`` while in FEED, the count of beats
+        # taken (0 before FEED), the next count and whether the count is the last beat. The
+        # read port shows the beat at the address of the cycle before: the count, or the next
+        # one once a beat is taken.
+        feeding, feed_last = Signal(), Signal(init=in_beats == 1)
+        beats_next = Signal(range(in_beats + 2), init=1)
+        taken = feeding & self.o_stream.ready
+        m.d.comb += [
+            read.addr.eq(Mux(taken, beats_next, beats_fed)),
+            self.o_stream.valid.eq(feeding),
+            self.o_stream.payload.data.eq(read.data),
+            self.o_stream.payload.last.eq(feed_last),
+        ]
+        with m.If(taken):
+            with m.If(feed_last):
+                m.d.sync += [beats_fed.eq(0), beats_next.eq(1), feed_last.eq(in_beats == 1)]
+            with m.Else():
+                m.d.sync += [beats_fed.eq(beats_next), beats_next.eq(beats_next + 1),
+                             feed_last.eq(beats_next == in_beats - 1)]
+
         # Each payload byte is shifted, a bit per cycle, into the beat being assembled; a full
         # beat is written at the next address. Bits past the vector (the last byte's padding)
         # are dropped. A byte takes 10 bit times (at least 10 cycles), longer than its 8 shifts.
@@ -163,27 +184,16 @@ class HostLink(wiring.Component):
                                 m.next = "CHECK"
                     else:
                         with m.If(got):
-                            m.d.sync += beats_fed.eq(0)
                             with m.If(byte == crc):
-                                m.d.sync += status.eq(0)
+                                m.d.sync += [status.eq(0), feeding.eq(1)]
                                 m.next = "FEED"
                             with m.Else():
                                 m.d.sync += status.eq(1)
                                 m.next = "REPLY_SYNC"
             with m.State("FEED"):
-                # The read port shows the beat at the address of the cycle before: the count,
-                # or the next one once a beat is taken (address 0 before FEED).
-                taken = self.o_stream.ready
-                m.d.comb += [
-                    read.addr.eq(Mux(taken, beats_fed + 1, beats_fed)),
-                    self.o_stream.valid.eq(1),
-                    self.o_stream.payload.data.eq(read.data),
-                    self.o_stream.payload.last.eq(beats_fed == in_beats - 1),
-                ]
-                with m.If(taken):
-                    m.d.sync += beats_fed.eq(beats_fed + 1)
-                    with m.If(beats_fed == in_beats - 1):
-                        m.next = "REPLY_SYNC"
+                with m.If(taken & feed_last):
+                    m.d.sync += feeding.eq(0)
+                    m.next = "REPLY_SYNC"
             with m.State("REPLY_SYNC"):
                 m.d.sync += [crc.eq(0), bytes_out.eq(0), beat_empty.eq(1), byte_fill.eq(0),
                              byte_full.eq(0), beats_taken.eq(0), all_taken.eq(0)]

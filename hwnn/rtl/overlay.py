@@ -581,7 +581,9 @@ class SystolicOverlay(LayerEngine):
         s.ld_addr = Signal(range(len(s.weight_words) + 1))
         s.rw_left, s.rw_final, s.rw_busy, s.rw_bank = Signal(tiles), Signal(), Signal(), Signal()
         s.rw_m = Signal(range(self.acc_depth))       # the row: the accumulator's address
-        s.rw_rows = Signal(range(self.acc_depth + 1))    # rows of the batch
+        s.rw_rows_left = Signal(range(self.acc_depth))  # rows of the batch, less one
+        s.rw_one_row = Signal()                      # the batch has one row
+        s.rw_m_left = Signal(range(self.acc_depth))  # rows after rw_m (a down count)
         s.rw_m_last = Signal()                       # rw_m is the batch's last row
         s.rw_kt = Signal(range(max(self.kt)))
         s.rw_kt_last = Signal()                      # rw_kt is the layer's last input tile
@@ -644,7 +646,8 @@ class SystolicOverlay(LayerEngine):
             # The walk's next row; after a tile's last row (the last of the walk), its first.
             self._next_row(m, s, k)
             with m.If(rows_done):
-                m.d.sync += [s.rw_m.eq(0), s.rw_m_last.eq(s.rw_rows == 1),
+                m.d.sync += [s.rw_m.eq(0), s.rw_m_left.eq(s.rw_rows_left),
+                             s.rw_m_last.eq(s.rw_one_row),
                              s.rw_bank.eq(~s.rw_bank), s.rw_left.eq(s.rw_left - 1),
                              s.rw_final.eq(s.rw_left == 2), s.rw_base.eq(0)]
                 with m.If(s.rw_final):
@@ -661,7 +664,8 @@ class SystolicOverlay(LayerEngine):
                                  s.rw_kt_last.eq(s.rw_kt_left == 1)]
                     self._next_tile(m, s, k)
             with m.Else():
-                m.d.sync += [s.rw_m.eq(s.rw_m + 1), s.rw_m_last.eq(s.rw_m + 2 == s.rw_rows)]
+                m.d.sync += [s.rw_m.eq(s.rw_m + 1), s.rw_m_left.eq(s.rw_m_left - 1),
+                             s.rw_m_last.eq(s.rw_m_left == 1)]
                 with m.If(s.rw_last):
                     m.d.sync += s.rw_out.eq(s.rw_out + k.nt)
 
@@ -730,24 +734,40 @@ class SystolicOverlay(LayerEngine):
         with m.Else():
             m.d.sync += [*self._walk_counts(s, k, 0), s.rw_base.eq(s.rw_base + k.in_words)]
 
-    def _start_layer(self, s, index, vectors):
-        """Statements that reset both issuers for step ``index`` (a value) on a batch of
-        ``vectors``."""
+    def _start_values(self, s, index, vectors):
+        """What starting step ``index`` on a batch of ``vectors`` takes: its first weight
+        address, tile count, rows, and the issuer's first values."""
         c = s.consts
-        tile_count = self._per_step(index, [kt * nt for kt, nt in zip(self.kt, self.nt,
-                                                                     strict=True)])
+        tiles = self._per_step(index, [kt * nt for kt, nt in zip(self.kt, self.nt,
+                                                                 strict=True)])
         rows = select(index, [vectors * Const(r, range(r + 1)) for r in c.rows])
-        k = SimpleNamespace(**{name: self._per_step(index, getattr(c, name))
-                               for name in ("y0", "x0", "lin0",
-                                            *(f"single_{name}" for name in WALK))})
-        return [s.ld_left.eq(tile_count), s.ld_final.eq(tile_count == 1), s.ld_busy.eq(1),
-                s.ld_row.eq(0), s.ld_bank.eq(0), s.rw_rows.eq(rows),
-                s.rw_left.eq(tile_count), s.rw_final.eq(tile_count == 1), s.rw_busy.eq(1),
-                s.rw_bank.eq(0), s.rw_m.eq(0), s.rw_m_last.eq(rows == 1), s.rw_kt.eq(0),
-                s.rw_kt_last.eq(self._per_step(index, c.kt1)),
-                s.rw_kt_left.eq(self._per_step(index, [kt - 1 for kt in self.kt])),
+        values = {name: self._per_step(index, getattr(c, name))
+                  for name in ("kt1", "y0", "x0", "lin0", *(f"single_{name}" for name in WALK))}
+        return dict(values, base=self._per_step(index, s.weight_bases), tiles=tiles,
+                    one_tile=tiles == 1, rows_left=rows - 1, one_row=rows == 1,
+                    kt_left=self._per_step(index, [kt - 1 for kt in self.kt]))
+
+    def _next_start(self, m, s):
+        """The start values of the step after the current one (:meth:`_start_values`),
+        registered while the current one runs: nothing is chosen or multiplied when it
+        starts."""
+        values = self._start_values(s, s.layer + 1, s.m_count)
+        registers = {}
+        for name, value in values.items():
+            registers[name] = Signal(Value.cast(value).shape(), name=f"next_{name}")
+            m.d.sync += registers[name].eq(value)
+        return SimpleNamespace(**registers)
+
+    def _start_layer(self, s, v):
+        """Statements that start both issuers on a step with start values ``v``."""
+        return [s.ld_addr.eq(v.base), s.ld_left.eq(v.tiles), s.ld_final.eq(v.one_tile),
+                s.ld_busy.eq(1), s.ld_row.eq(0), s.ld_bank.eq(0), s.rw_rows_left.eq(v.rows_left),
+                s.rw_one_row.eq(v.one_row), s.rw_m_left.eq(v.rows_left),
+                s.rw_left.eq(v.tiles), s.rw_final.eq(v.one_tile), s.rw_busy.eq(1),
+                s.rw_bank.eq(0), s.rw_m.eq(0), s.rw_m_last.eq(v.one_row), s.rw_kt.eq(0),
+                s.rw_kt_last.eq(v.kt1), s.rw_kt_left.eq(v.kt_left),
                 s.rw_nt.eq(0), s.rw_out.eq(0),
-                s.gap.eq(0), *self._tile_start(s), *self._walk_start(s, k)]
+                s.gap.eq(0), *self._tile_start(s), *self._walk_start(s, v)]
 
     def _feed(self, m, s):
         """The memories answer the loader one cycle later, and the issuer (whose address is
@@ -991,31 +1011,33 @@ class SystolicOverlay(LayerEngine):
         layers = self.steps
         drains = [drain_cycles(self.params, step.layer, _pools(layers)) for step in layers]
         drain = Signal(range(max(drains) + 1))
-        drain_end = Signal()                         # the drain's last cycle (drain == 0)
-        next_layer = s.layer + 1
+        # The drain's last cycle, on the last step or another (registered strobes).
+        to_output, to_next = Signal(), Signal()
+        last_step = s.layer == len(layers) - 1
+        following = self._next_start(m, s)
+        m.d.sync += [to_output.eq(0), to_next.eq(0)]
+        # The strobes that start a step are registers of their own (s.closing comes only in
+        # LOAD, to_next and to_output only in DRAIN): no decoding of the phase before the
+        # issuers' starts.
+        with m.If(s.closing):
+            m.d.sync += [s.phase.eq(RUN), s.m_count.eq(s.in_m), s.layer.eq(0)]
+            m.d.sync += self._start_layer(s, SimpleNamespace(
+                **self._start_values(s, Const(0), s.in_m)))
+        with m.If(to_next):
+            m.d.sync += [s.phase.eq(RUN), s.layer.eq(s.layer + 1)]
+            m.d.sync += self._start_layer(s, following)
+        with m.If(to_output):
+            m.d.sync += [s.phase.eq(OUTPUT), s.out_addr.eq(0), s.rd_nt.eq(0),
+                         s.rd_done.eq(0), s.rd_m_left.eq(s.m_count - 1),
+                         s.rd_m_last.eq(s.m_count == 1)]
         with m.Switch(s.phase):
-            with m.Case(LOAD):
-                with m.If(s.closing):
-                    m.d.sync += [s.phase.eq(RUN), s.m_count.eq(s.in_m), s.layer.eq(0),
-                                 s.ld_addr.eq(s.weight_bases[0])]
-                    m.d.sync += self._start_layer(s, Const(0), s.in_m)
             with m.Case(RUN):
                 with m.If(~s.ld_busy & ~s.rw_busy):
-                    m.d.sync += [s.phase.eq(DRAIN), drain_end.eq(0), drain.eq(select(s.layer, [
+                    m.d.sync += [s.phase.eq(DRAIN), drain.eq(select(s.layer, [
                         Const(cycles, drain.shape()) for cycles in drains]))]
             with m.Case(DRAIN):
-                m.d.sync += [drain.eq(drain - 1), drain_end.eq(drain == 1)]
-                with m.If(drain_end):
-                    with m.If(s.layer == len(layers) - 1):
-                        m.d.sync += [s.phase.eq(OUTPUT), s.out_addr.eq(0), s.rd_nt.eq(0),
-                                     s.rd_done.eq(0), s.rd_m_left.eq(s.m_count - 1),
-                                     s.rd_m_last.eq(s.m_count == 1)]
-                    with m.Else():
-                        m.d.sync += [s.phase.eq(RUN), s.layer.eq(next_layer),
-                                     s.ld_addr.eq(select(next_layer, [
-                                         Const(base, range(len(s.weight_words) + 1))
-                                         for base in s.weight_bases]))]
-                        m.d.sync += self._start_layer(s, next_layer, s.m_count)
+                m.d.sync += [drain.eq(drain - 1), to_output.eq((drain == 1) & last_step),
+                             to_next.eq((drain == 1) & ~last_step)]
             with m.Case(OUTPUT):
                 with m.If(s.batch_sent):
                     m.d.sync += [s.phase.eq(LOAD), s.in_m.eq(0), s.accepting.eq(1)]

@@ -47,27 +47,33 @@ class UartRx(wiring.Component):
         divisor = self.divisor
         sync1, line = Signal(init=1), Signal(init=1)
         m.d.sync += [sync1.eq(self.rx), line.eq(sync1)]
-        timer = Signal(range(divisor))
+        # A down count, with a flag for its 0 kept beside it (no comparison before the state's
+        # choices); the loaded values are never 0 (divisor >= 4).
+        timer, expired = Signal(range(divisor)), Signal()
         bit = Signal(range(10))
         shift = Signal(8)
         m.d.sync += [self.o_byte.valid.eq(0), self.framing_error.eq(0)]
+
+        def restart(cycles):
+            return [timer.eq(cycles - 1), expired.eq(0)]
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(~line):
-                    m.d.sync += timer.eq(divisor // 2 - 1)
+                    m.d.sync += restart(divisor // 2)
                     m.next = "START"
             with m.State("START"):
-                m.d.sync += timer.eq(timer - 1)
-                with m.If(timer == 0):
+                m.d.sync += [timer.eq(timer - 1), expired.eq(timer == 1)]
+                with m.If(expired):
                     with m.If(line):           # a glitch, not a start bit
                         m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += [timer.eq(divisor - 1), bit.eq(0)]
+                        m.d.sync += [*restart(divisor), bit.eq(0)]
                         m.next = "DATA"
             with m.State("DATA"):
-                m.d.sync += timer.eq(timer - 1)
-                with m.If(timer == 0):
-                    m.d.sync += [timer.eq(divisor - 1), bit.eq(bit + 1)]
+                m.d.sync += [timer.eq(timer - 1), expired.eq(timer == 1)]
+                with m.If(expired):
+                    m.d.sync += [*restart(divisor), bit.eq(bit + 1)]
                     with m.If(bit == 8):      # the stop bit
                         with m.If(line):
                             m.d.sync += [self.o_byte.payload.eq(shift),
