@@ -388,6 +388,8 @@ class SystolicOverlay(LayerEngine):
         s.phase = Signal(range(4))
         s.layer = Signal(range(len(self.steps)))
         s.m_count = Signal(range(self.params.batch + 1))     # vectors in the batch
+        # The drain's last cycle, on the last step or another (registered strobes).
+        s.to_output, s.to_next = Signal(), Signal()
         self._gather(m, s)
         self._issue(m, s)
         self._feed(m, s)
@@ -618,7 +620,6 @@ class SystolicOverlay(LayerEngine):
         # RUN when neither is).
         m.d.comb += [
             s.load.eq(s.ld_busy & ((s.ld_row != 0) | (s.gap <= 1))),
-            s.issue.eq(s.rw_busy & (s.gap != 0)),
             load_done.eq(s.load & (s.ld_row == p.rows - 1)),
             rows_done.eq(s.issue & s.rw_m_last),
             s.weight_read.addr.eq(s.ld_addr),
@@ -633,7 +634,13 @@ class SystolicOverlay(LayerEngine):
         m.d.sync += s.rd_addr.eq(s.rw_base + s.rw_lin + s.rw_tap)
         # gap counts tiles whose load has begun (a load begins on beat 0) and whose rows are
         # not all issued.
-        m.d.sync += s.gap.eq(s.gap + (s.load & (s.ld_row == 0)) - rows_done)
+        gap = s.gap + (s.load & (s.ld_row == 0)) - rows_done
+        m.d.sync += s.gap.eq(gap)
+        # The issuer issues while busy with tiles whose load has begun: ``s.issue`` is that,
+        # registered from the next values of both (a step's start clears the gap), so that
+        # its enables fan out from a flip-flop.
+        busy = s.rw_busy & ~(rows_done & s.rw_final)
+        m.d.sync += s.issue.eq(~s.closing & ~s.to_next & busy & (gap != 0))
         with m.If(s.load):
             m.d.sync += [s.ld_addr.eq(s.ld_addr + 1),
                          s.ld_row.eq(Mux(s.ld_row == p.rows - 1, 0, s.ld_row + 1))]
@@ -1011,8 +1018,7 @@ class SystolicOverlay(LayerEngine):
         layers = self.steps
         drains = [drain_cycles(self.params, step.layer, _pools(layers)) for step in layers]
         drain = Signal(range(max(drains) + 1))
-        # The drain's last cycle, on the last step or another (registered strobes).
-        to_output, to_next = Signal(), Signal()
+        to_output, to_next = s.to_output, s.to_next
         last_step = s.layer == len(layers) - 1
         following = self._next_start(m, s)
         m.d.sync += [to_output.eq(0), to_next.eq(0)]
