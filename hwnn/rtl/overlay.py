@@ -47,6 +47,7 @@ from ..ir import Dense, Network
 from ..ir.packing import pack_values
 from .arith import select
 from .engine import LayerCounters, LayerEngine, LayerStages, OutputDrain, bias_words
+from .fanout import registered_copies
 from .overlaysteps import Step, overlay_steps
 from .params import check_positive_int
 from .stage import stage_latency, stage_structure
@@ -873,14 +874,17 @@ class SystolicOverlay(LayerEngine):
                  for c in range(cols)] for i in (1, 2)]
         alt = [Signal(signed(acc_bits), name=f"alt_{c}", reset_less=True) for c in range(cols)]
         fwd = [Signal(signed(acc_bits), name=f"fwd_{c}", reset_less=True) for c in range(cols)]
-        prev, use_alt = Signal(), Signal()
+        prev = Signal()
         m.d.comb += prev.eq(~first & matches[0])        # the next row takes this row's sums
-        m.d.sync += [acc_q.eq(s.acc_read.data), bias_q.eq(s.bias_read.data),
-                     use_alt.eq(first | matches[0] | matches[1] | matches[2])]
+        m.d.sync += [acc_q.eq(s.acc_read.data), bias_q.eq(s.bias_read.data)]
+        # Whether the row starts from alt rather than the memory: a copy per column (it
+        # selects every bit of the column's start).
+        use_alt = registered_copies(m, first | matches[0] | matches[1] | matches[2], cols,
+                                    name="use_alt")
         sums = [Signal(signed(acc_bits), name=f"sum_{c}") for c in range(cols)]
         for c in range(cols):
             lane = slice(c * acc_bits, (c + 1) * acc_bits)
-            start = Mux(use_alt, alt[c], acc_q[lane].as_signed()) | fwd[c]
+            start = Mux(use_alt[c], alt[c], acc_q[lane].as_signed()) | fwd[c]
             m.d.comb += sums[c].eq(start + s.array.o_psum.payload[c])
             m.d.sync += [kept[0][c].eq(sums[c]), kept[1][c].eq(kept[0][c]),
                          fwd[c].eq(Mux(prev, sums[c], 0)),

@@ -44,6 +44,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..ir.formats import Format, signed_bits_for
+from .fanout import flavor
 from .params import check_positive_int
 
 __all__ = ["DSP_OPERAND_BITS", "SystolicArray", "SystolicParams", "array_latency", "max_pack",
@@ -172,19 +173,6 @@ def array_latency(rows: int, cols: int) -> int:
     return rows + cols + 2
 
 
-def _bank_copy(row: int) -> tuple[int, bool, bool]:
-    """How row ``row`` keeps its copy of the bank bit: ``(init, reset_less, inverted)``.
-
-    The rows' copies carry the same values (each row's is the bank, delayed one cycle a PE),
-    so Yosys would merge them (``opt_merge``) into one chain whose taps each drive every PE
-    of a diagonal, across the device (DSP blocks stand in rows across an ECP5): a register
-    driving a multiplexer 6 ns of routing away. Registers with another initial value or
-    reset, or holding the inverted bit, are not merged, so eight consecutive rows keep
-    copies of their own. The bank bit only matters with a valid row, so neither its
-    initial value nor its reset changes what the array computes."""
-    return row & 1, bool(row & 2), bool(row & 4)
-
-
 def _operand_shape(fmt: Format):
     return signed(fmt.bits) if fmt.signed else unsigned(fmt.bits)
 
@@ -250,11 +238,13 @@ class SystolicArray(wiring.Component):
         w_shape = _operand_shape(p.packed_w_format)
 
         # Skew: row r sees the vector r cycles late, with its bank and valid bit (the bank in
-        # the row's own copy, see _bank_copy).
+        # the row's own copy: :func:`~hwnn.rtl.fanout.flavor`, so that Yosys does not merge the
+        # rows' copies into one chain whose taps drive every PE of a diagonal, across the
+        # device).
         edge = []                                   # (a, bank, valid) entering group 0
         for r in range(rows):
             a, bank, valid = self.i_a.payload.a[r], self.i_a.payload.bank, self.i_a.valid
-            init, reset_less, inverted = _bank_copy(r)
+            init, reset_less, inverted = flavor(r)
             bank = bank ^ inverted
             for stage in range(r):
                 a_next = Signal(a_shape, name=f"skew_a_{r}_{stage}", reset_less=True)
@@ -297,7 +287,7 @@ class SystolicArray(wiring.Component):
         bottom_valid = None
         for r in range(rows):
             a, bank, valid = edge[r]
-            init, reset_less, inverted = _bank_copy(r)
+            init, reset_less, inverted = flavor(r)
             below = []
             for g in range(groups):
                 # Registered operands (the weight of the row's bank), registered product (the
