@@ -12,7 +12,8 @@ the schedule (the digits CNN's confirmed in Verilator), Fmax by nextpnr on each 
 inferences/s and GOPS at Fmax, against MARLANN's published UP5K figures (:data:`MARLANN`).
 Run it from the repository root:
 
-    python benchmarks/systolic.py [--quick | --area-only | --packing-only | --networks-only]
+    python benchmarks/systolic.py [--quick | --area-only | --packing-only | --networks-only
+                                   | --fmax-only]
 """
 
 import argparse
@@ -342,6 +343,33 @@ NETWORKS_TITLE = ("CNNs on the overlay: the digits CNN (int8/uint8) and FINN's C
                   "register harness; GOPS = 2 x MACs x inferences/s at Fmax:")
 
 
+#: What the Fmax table shows.
+FMAX_TITLE = ("Fmax of the 8x8 int8 overlay on an ECP5-85F (speed grade 6): YoWASP Yosys "
+              "synth_ecp5 -nowidelut, registers moved into DSP and block RAM registers, "
+              "nextpnr-ecp5 through a register harness:")
+
+
+def fmax_table(work):
+    """Fmax of the digits MLP and CNN (int8/uint8, requantization in DSP blocks) on the 8x8
+    overlay, batch 16, on the ECP5-85F through the register harness, against the 150 MHz
+    target."""
+    mlp = digits_network(weights="int8", acts="uint8")
+    cnn, _ = digits_cnn()
+    rows = []
+    for label, network in (("digits MLP", mlp), ("digits CNN", cnn)):
+        params = OverlayParams(8, 8, 16)
+        report, fmax = network_fmax(network, "ecp5-85f", params, work)
+        target = TARGET_MHZ["ecp5-85f"]
+        rows.append((label, "8x8", params.batch, report.lut4, report.carry, report.ff,
+                     report.dsp, report.bram, f"{fmax:.1f}",
+                     "met" if fmax >= target else f"not met ({target:.0f})",
+                     f"{schedule(network, params)['per_inference']:.2f}"))
+        print(f"  {label}: done", file=sys.stderr, flush=True)
+    return format_table(("network", "array", "batch", "LUT4", "CCU2C", "FF", "MULT18X18D",
+                         "DP16KD", "Fmax MHz", "150 MHz", "cycles/inference"),
+                        rows, right=set(range(2, 11)))
+
+
 def print_networks(work):
     layers, summary, notes = network_tables(work)
     print(NETWORKS_TITLE)
@@ -358,6 +386,8 @@ def main():
     parser.add_argument("--packing-only", action="store_true", help="only the packing table")
     parser.add_argument("--networks-only", action="store_true",
                         help="only the CNN tables (digits CNN and CNV on ECP5 and UP5K)")
+    parser.add_argument("--fmax-only", action="store_true",
+                        help="only the ECP5 Fmax of the digits MLP and CNN on the 8x8")
     args = parser.parse_args()
     setup_env()
     with tempfile.TemporaryDirectory(prefix="hwnn-bench-") as folder:
@@ -371,6 +401,10 @@ def main():
             return
         if args.networks_only:
             print_networks(work)
+            return
+        if args.fmax_only:
+            print(FMAX_TITLE)
+            print(fmax_table(work))
             return
         print("int8 GEMMs (M = batch; counters measured in Verilator):")
         print(format_table(("GEMM MxKxN", "array", "layer cycles", "busy", "utilization",
@@ -387,6 +421,8 @@ def main():
         print(packing_table(work))
         print()
         print_networks(work)
+        print(f"\n{FMAX_TITLE}")
+        print(fmax_table(work))
 
 
 if __name__ == "__main__":
