@@ -573,9 +573,11 @@ class SystolicOverlay(LayerEngine):
         c = s.consts = self._walk_constants()
         # The step's constants in registers, a cycle behind ``s.layer`` (no selection among
         # the steps before an adder): the issuer's first row of a step comes a cycle after the
-        # step starts at the earliest (once its first weight row is loading).
+        # step starts at the earliest (once its first weight row is loading). The walk's start,
+        # the rows and the padding value are read only when a step starts or by the feeder.
         k = SimpleNamespace(**{name: self._step_register(m, s.layer, values, name)
-                               for name, values in c.__dict__.items()})
+                               for name, values in c.__dict__.items()
+                               if name not in ("y0", "x0", "lin0", "rows", "pad")})
         s.most_tiles = max(kt * nt for kt, nt in zip(self.kt, self.nt, strict=True))
         tiles = range(s.most_tiles + 1)
         s.ld_left = Signal(tiles)                    # tiles still to load, this one included
