@@ -9,6 +9,11 @@ output pixel (``K = kh * kw * C_in`` codes in window order, channels fastest), a
 ``simd`` over ``K``; its output, one pixel's channels after another, is the output image in
 raster order, with ``last`` moved from each pixel's final beat to the image's.
 
+With hardwired weights (``multipliers="hardwired"``, fully parallel: ``pe = C_out``, ``simd =
+C_in``) the window unit emits a whole window per beat, reading ``kh * kw`` copies of its line
+buffer, and the im2col matrix is one adder graph (:mod:`hwnn.rtl.cmvm`): an output pixel per
+cycle.
+
 A depthwise convolution instead has the window unit emit each window channel group by
 channel group (``order="depthwise"``) into a :class:`~hwnn.rtl.vvau.VectorVectorUnit`,
 folded by ``pe`` over the channels and ``simd`` over the kernel positions: each channel's
@@ -45,6 +50,9 @@ class ConvolutionUnit(wiring.Component):
     when the kernel covers fewer pixels than the stride skips, the input's arrival. Padding
     inserts the input's zero point.
 
+    Hardwired (``multipliers="hardwired"``, only at ``pe = C_out``, ``simd = C_in``), a whole
+    window is one beat of the matrix-vector unit: ``max(OH * OW, H * W)`` cycles an image.
+
     A depthwise convolution (``C_out == C_in == C``) folds differently: ``pe`` divides ``C``
     (channels in parallel, and the input's values per beat), ``simd`` divides ``kh * kw``
     (kernel positions per beat), and an image takes ``max(OH * OW * (C / pe) * (kh * kw /
@@ -79,7 +87,7 @@ class ConvolutionUnit(wiring.Component):
         if not isinstance(layer, Conv2d):
             raise TypeError(f"layer must be a Conv2d layer, not {layer!r}")
         self.check_fold(layer, LayerFold(pe, simd, multipliers))
-        self.layer, self.pe, self.simd = layer, pe, simd
+        self.layer, self.pe, self.simd, self.multipliers = layer, pe, simd, multipliers
         fmt = layer.input.format
         pad_code = int(fmt.encode(layer.input.zero_point)) if any(layer.padding) else 0
         geometry = dict(width=fmt.width, stride=layer.stride, padding=layer.padding,
@@ -91,10 +99,11 @@ class ConvolutionUnit(wiring.Component):
             self.matrix = VectorVectorUnit(layer, pe=pe, simd=simd, ram_style=ram_style,
                                            multipliers=multipliers)
         else:
+            taps = _taps_per_beat(layer, multipliers)
             self.in_count = simd
             self.window = SlidingWindowUnit(layer.input_shape, layer.kernel, **geometry,
-                                            in_count=simd, simd=simd)
-            self.matrix = MatrixVectorUnit(layer.im2col(), pe=pe, simd=simd,
+                                            in_count=simd, simd=simd, taps=taps)
+            self.matrix = MatrixVectorUnit(layer.im2col(), pe=pe, simd=simd * taps,
                                            ram_style=ram_style, multipliers=multipliers)
         self.out_count = pe
         self.in_width, self.out_width = self.matrix.in_width, self.matrix.out_width
@@ -120,14 +129,15 @@ class ConvolutionUnit(wiring.Component):
         if layer.depthwise:
             return max(out_h * out_w * (channels // fold.pe) * (taps // fold.simd),
                        height * width * channels // fold.pe)
-        return max(out_h * out_w * (layer.out_channels // fold.pe) * (taps * channels
-                                                                      // fold.simd),
+        beat = fold.simd * _taps_per_beat(layer, fold.multipliers)
+        return max(out_h * out_w * (layer.out_channels // fold.pe) * (taps * channels // beat),
                    height * width * channels // fold.simd)
 
     @staticmethod
     def fold_lanes(layer: Conv2d, fold: LayerFold) -> int:
-        """Lanes of ``fold``: ``pe * simd``."""
-        return fold.lanes
+        """Lanes (products per cycle) of ``fold``: ``pe * simd``, times ``kh * kw``
+        hardwired."""
+        return fold.lanes * _taps_per_beat(layer, fold.multipliers)
 
     @staticmethod
     def check_fold(layer: Conv2d, fold: LayerFold):
@@ -139,11 +149,6 @@ class ConvolutionUnit(wiring.Component):
         check_divides(layer, "simd", fold.simd, _simd_count(layer),
                       "kernel positions" if layer.depthwise else "input channels")
         if fold.multipliers == "hardwired":
-            if not layer.depthwise:
-                raise ValueError(f"Layer {layer.name!r}: a convolution's weights cannot be "
-                                 f"hardwired (its lanes take a new weight at each of its "
-                                 f"{layer.kernel[0] * layer.kernel[1]} kernel positions); dense "
-                                 f"and depthwise layers can")
             check_hardwired(layer.name, fold.pe, fold.simd, layer.out_channels,
                             _simd_count(layer))
 
@@ -151,12 +156,12 @@ class ConvolutionUnit(wiring.Component):
 
     @property
     def lanes(self) -> int:
-        return self.pe * self.simd
+        return self.matrix.lanes
 
     @property
     def cycles(self) -> int:
         """Cycles per image in steady state (see the class)."""
-        return self.fold_cycles(self.layer, LayerFold(self.pe, self.simd))
+        return self.fold_cycles(self.layer, LayerFold(self.pe, self.simd, self.multipliers))
 
     @property
     def latency(self) -> int:
@@ -200,6 +205,14 @@ class ConvolutionUnit(wiring.Component):
         with m.If(self.o_stream.valid & self.o_stream.ready):
             m.d.sync += beat.eq(Mux(beat == beats - 1, 0, beat + 1))
         return m
+
+
+def _taps_per_beat(layer: Conv2d, multipliers: str) -> int:
+    """Kernel positions per beat of the window unit's output: a (not depthwise) convolution's
+    whole window with hardwired weights, else one."""
+    if multipliers == "hardwired" and not layer.depthwise:
+        return layer.kernel[0] * layer.kernel[1]
+    return 1
 
 
 def _simd_count(layer: Conv2d) -> int:

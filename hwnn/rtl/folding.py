@@ -58,13 +58,16 @@ def fully_parallel(network: Network) -> tuple[LayerFold, ...]:
 
 
 def hardwired(network: Network) -> tuple[LayerFold, ...]:
-    """:func:`fully_parallel`, with the weights of the dense and depthwise layers hardwired
-    (``multipliers="hardwired"``: adder graphs, :mod:`hwnn.rtl.cmvm`, no weight memory); a
-    convolution's lanes change weight with the kernel position, so its multipliers stay in
-    DSP blocks."""
-    return tuple(LayerFold(fold.pe, fold.simd, "hardwired")
-                 if layer.kind == "dense" or getattr(layer, "depthwise", False) else fold
-                 for layer, fold in zip(network.layers, fully_parallel(network), strict=True))
+    """Every dense and convolutional layer at its widest fold (each lane one weight) with its
+    weights hardwired (``multipliers="hardwired"``: adder graphs, :mod:`hwnn.rtl.cmvm`, no
+    weight memory; a convolution then takes a whole window a cycle); pools at their fastest
+    fold."""
+    def fold(layer):
+        if layer.kind not in ("dense", "conv2d"):
+            return _fastest(layer)
+        widest = max(_options(layer), key=lambda option: option.lanes)
+        return LayerFold(widest.pe, widest.simd, "hardwired")
+    return tuple(fold(layer) for layer in network.layers)
 
 
 def cycle_targets(network: Network) -> list[int]:

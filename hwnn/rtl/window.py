@@ -45,7 +45,9 @@ class SlidingWindowUnit(wiring.Component):
     Window ``(oy, ox)`` covers padded rows ``oy * sh ..`` and columns ``ox * sw ..``; a tap
     in the padding is ``pad_code`` in every channel (the bit pattern of the input's real
     zero; for binary maps, which have no zero, the caller's choice, e.g. 0 for -1 as FINN).
-    ``simd`` divides ``C``, so a beat never straddles two taps.
+    ``simd`` divides ``C``, so a beat never straddles two taps. With ``taps > 1`` (``simd ==
+    C``: whole pixels) a beat is ``taps`` consecutive kernel positions of the window, still in
+    window order (a hardwired convolution takes a whole window, ``taps = kh * kw``, a beat).
 
     With ``order="depthwise"`` (for a :class:`~hwnn.rtl.vvau.VectorVectorUnit`) a window is
     emitted channel group by channel group instead: for each group of ``simd`` channels, for
@@ -106,8 +108,8 @@ class SlidingWindowUnit(wiring.Component):
     order : str
         ``"window"`` or ``"depthwise"`` (:data:`ORDERS`).
     taps : int
-        Kernel positions per output beat: 1 in window order, a divisor of ``kh * kw`` in
-        depthwise order.
+        Kernel positions per output beat, a divisor of ``kh * kw``; in window order more than
+        1 only with ``simd == C``.
 
     Members
     -------
@@ -143,9 +145,10 @@ class SlidingWindowUnit(wiring.Component):
         if order not in ORDERS:
             raise ValueError(f"{owner} order must be one of {', '.join(ORDERS)}, not {order!r}")
         positions = geo.kernel[0] * geo.kernel[1]
-        if order == "window" and taps != 1:
+        if order == "window" and taps != 1 and simd != geo.channels:
             raise ParameterError("taps", f"{owner} taps",
-                                 f"must be 1 in window order, not {taps}")
+                                 f"must be 1 in window order unless simd is the "
+                                 f"{geo.channels} channels (simd {simd}), not {taps}")
         if positions % taps:
             raise ParameterError("taps", f"{owner} taps",
                                  f"must divide the {positions} kernel positions, not {taps}")
@@ -258,7 +261,7 @@ class SlidingWindowUnit(wiring.Component):
                                                      occupied < self.rows)
 
         # Reader: one beat of window (oy, ox) per cycle, the beats of a window in the order's
-        # sequence (:meth:`_window_order`, :meth:`_depthwise_order`). y0, x0: the window's
+        # sequence (:meth:`_window_order`, :meth:`_tap_group_order`). y0, x0: the window's
         # first padded row and column, in image coordinates; x0_col: x0's word in its row;
         # head: the row slot of its first real row.
         first_y0, last_y0 = -top, (out_h - 1) * sh - top
@@ -280,10 +283,10 @@ class SlidingWindowUnit(wiring.Component):
         need_x = Signal(range(width), init=min(width - 1, first_x0 + kw - 1))
 
         issue = Signal()
-        if self.order == "window":
+        if self.taps == 1 and self.order == "window":
             window_end, ports = self._window_order(m, issue, window, after)
         else:
-            window_end, ports = self._depthwise_order(m, issue, window, after, oy, pop)
+            window_end, ports = self._tap_group_order(m, issue, window, after, oy, pop)
         row_done = window_end & (window.x0 == last_x0)
         # The window's pixels are written; and the rows dropped after the output row's last
         # beat are whole (the writer may still be in the right part of one no window covers).
@@ -308,13 +311,15 @@ class SlidingWindowUnit(wiring.Component):
                 m.d.sync += [pad1.eq(pad), pad2.eq(pad1), data2.eq(read.data)]
             words.append(Mux(pad2, pad_word, data2))
         w = self.width
+        if self.order == "window":                # element j * simd + c: port j's channel c
+            data = Cat(*words)
+        else:                                     # element c * taps + j
+            data = Cat(*(word[c * w:(c + 1) * w] for c in range(self.simd) for word in words))
         m.d.comb += [
             issue.eq(ready & advance),
             release.eq(issue & row_done),
             self.o_stream.valid.eq(valid2),
-            # Element c * taps + j: channel c of the group, from port j.
-            self.o_stream.payload.data.eq(Cat(*(word[c * w:(c + 1) * w]
-                                                for c in range(self.simd) for word in words))),
+            self.o_stream.payload.data.eq(data),
             self.o_stream.payload.last.eq(last2),
         ]
         with m.If(advance):
@@ -392,9 +397,9 @@ class SlidingWindowUnit(wiring.Component):
                              col.eq(after.x0_col), slot.eq(after.head)]
         return window_end, [(address, pad)]
 
-    def _depthwise_order(self, m, issue, window, after, oy, pop):
-        """Depthwise order: channel group by channel group, ``taps`` kernel positions a beat,
-        one read port each; port ``j``'s position in tap group ``g`` is ``g * taps + j``,
+    def _tap_group_order(self, m, issue, window, after, oy, pop):
+        """Depthwise order, or window order with ``taps > 1`` (then one channel group):
+        channel group by channel group, ``taps`` kernel positions a beat, one read port each; port ``j``'s position in tap group ``g`` is ``g * taps + j``,
         from a table. Each port's tap row, column, word and row slot are registers set a beat
         ahead, from the output row's row slots (registers too), so the memory address is a
         slot multiplexer and an adder, as in window order. Returns whether this beat is the

@@ -106,17 +106,21 @@ def test_cnn_matches_golden(name, fold, seed):
 @pytest.mark.parametrize("name, seed", [("int8", 1), ("binary", None), ("depthwise", 2),
                                         ("image-out", 3)])
 def test_cnn_with_hardwired_weights_matches_golden(name, seed):
-    """Every layer fully parallel, the dense and depthwise layers' weights hardwired (a
-    depthwise layer's block-diagonal matrix as one adder graph): their weight memories gone,
-    the same outputs as the golden model under random stalls."""
+    """Every layer fully parallel and hardwired (a convolution a whole window per beat, a
+    depthwise layer's block-diagonal matrix one adder graph): no weight memory left, the same
+    outputs as the golden model under random stalls, and a convolution's cycles one per output
+    pixel (or input pixel, where the input is the slower)."""
     network = CNNS[name]()
     folding = hardwired(network)
     dut = DataflowAccelerator(network, folding)
-    weights = [memory for memory in dut.structure().memories if memory.use == "weights"]
-    assert len(weights) == sum(layer.kind == "conv2d" and not layer.depthwise
-                               for layer in network.layers)
+    assert not [memory for memory in dut.structure().memories if memory.use == "weights"]
     assert [fold.multipliers == "hardwired" for fold in folding] == [
-        layer.kind == "dense" or getattr(layer, "depthwise", False) for layer in network.layers]
+        layer.kind != "maxpool2d" for layer in network.layers]
+    for layer, unit in zip(network.layers, dut.units, strict=True):
+        if layer.kind == "conv2d" and not layer.depthwise:
+            (out_h, out_w), (height, width, _) = layer.out_size, layer.input_shape
+            assert unit.cycles == max(out_h * out_w, height * width)
+            assert unit.lanes == layer.weights.size
     codes = _codes(network, 3, seed or 0)
     actual, _ = run_vectors(dut, network, codes, seed=seed, timeout=20_000)
     expected = run_network(network, codes)
@@ -124,14 +128,13 @@ def test_cnn_with_hardwired_weights_matches_golden(name, seed):
         assert list(got) == list(want), f"input {index}: expected {want}, got {got}"
 
 
-def test_a_convolution_cannot_be_hardwired():
+def test_a_hardwired_convolution_must_be_fully_parallel():
     network = CNNS["int8"]()
     conv = network.layers[0]
-    with pytest.raises(ValueError, match=r"^Layer 'conv0': a convolution's weights cannot be "
-                                         r"hardwired \(its lanes take a new weight at each of "
-                                         r"its 9 kernel positions\); dense and depthwise "
-                                         r"layers can$"):
-        ConvolutionUnit(conv, pe=4, simd=2, multipliers="hardwired")
+    with pytest.raises(ValueError, match=r"^Layer 'conv0': hardwired multipliers need the "
+                                         r"layer fully parallel \(pe 4, simd 2\), not pe 2, "
+                                         r"simd 2$"):
+        ConvolutionUnit(conv, pe=2, simd=2, multipliers="hardwired")
 
 
 @pytest.mark.parametrize("name, seed", [("int8", 1), ("image-out", None)])

@@ -67,13 +67,14 @@ def stream(dut, images, seed, input_cycles=None):
     fmt = Format.uint(dut.width)
     beats = vectors_to_beats(images.reshape(len(images), -1), fmt, dut.in_count)
     window_values = dut.kernel[0] * dut.kernel[1] * dut.image[2]
-    per_window = window_values // dut.simd
+    per_beat = dut.simd * dut.taps
+    per_window = window_values // per_beat
     n_windows = len(images) * dut.out_size[0] * dut.out_size[1]
     outputs, cycles = run_stream(dut, i_stream=dut.i_stream, o_stream=dut.o_stream,
                                  inputs=beats, n_outputs=n_windows * per_window, seed=seed,
                                  timeout=2000, input_cycles=input_cycles)
     assert [int(beat.last) for beat in outputs] == ([0] * (per_window - 1) + [1]) * n_windows
-    sent = beats_to_vectors([beat.data for beat in outputs], fmt, dut.simd, window_values)
+    sent = beats_to_vectors([beat.data for beat in outputs], fmt, per_beat, window_values)
     return sent, cycles
 
 
@@ -91,6 +92,28 @@ def test_windows_match_numpy_under_stalls(name):
     assert dut.rows <= 2 * min(kh, height)
     sent, _ = stream(dut, images, seed=5)
     assert np.array_equal(sent, expected.reshape(-1, expected.shape[3]))
+
+
+@pytest.mark.parametrize("name, taps", [("3x3_pad1_simd=C", 9), ("3x3_pad1_simd=C", 3),
+                                        ("3x2_stride2x1_asym_in<simd", 6),
+                                        ("3x3_pad2_edges_all_padding", 9),
+                                        ("kernel=image_padded", 4), ("2x2_stride3_binary", 2)])
+def test_window_order_with_several_taps_a_beat(name, taps):
+    """Whole pixels (``simd == C``), ``taps`` kernel positions a beat, still in window order
+    (what a hardwired convolution takes with ``taps = kh * kw``): numpy's windows under
+    stalls; back to back, each image as long as its output beats or its input."""
+    image, kernel, stride, padding, width, pad_code, in_count, _ = CASES[name]
+    case = (image, kernel, stride, padding, width, pad_code, in_count, image[2])
+    dut = SlidingWindowUnit(image, kernel, width=width, stride=stride, padding=padding,
+                            pad_code=pad_code, in_count=in_count, simd=image[2], taps=taps)
+    assert dut.memory_bits == taps * dut.rows * image[1] * image[2] * width
+    images = random_images(case, 3, seed=taps)
+    expected = expected_windows(case, images)
+    sent, _ = stream(dut, images, seed=taps)
+    assert np.array_equal(sent, expected.reshape(-1, expected.shape[3]))
+    _, cycles = stream(dut, images, seed=None)
+    ends = cycles[dut.out_beats - 1::dut.out_beats]
+    assert list(np.diff(ends)) == [max(dut.out_beats, dut.in_cycles)] * 2
 
 
 @pytest.mark.parametrize("name", ["3x2_stride2x1_asym_in<simd", "kernel=image_padded"])

@@ -31,11 +31,16 @@ NETWORKS = {
 }
 
 
+NETWORKS["hardwired"] = NETWORKS["int8"]
+
 #: The int8 design's depthwise convolution takes two channels and two kernel positions a
-#: beat (two line buffer copies in the window unit); the binary one is folded automatically.
+#: beat (two line buffer copies in the window unit); the binary one is folded automatically;
+#: the hardwired one is the int8 network with every weight in adder graphs (a convolution a
+#: whole window a cycle).
 OPTIONS = {
     "int8": {"fold": (LayerFold(4, 2), LayerFold(1, 1), LayerFold(2, 2), LayerFold(1, 1))},
     "binary": {"max_lanes": 16},
+    "hardwired": {"fold": "hardwired"},
 }
 
 
@@ -57,8 +62,9 @@ def random_codes(network, count, seed=0):
     return fmt.level_value(rng.integers(0, fmt.levels, size=(count, network.in_features)))
 
 
-def test_amaranth_reset_at_any_cycle(design):
-    chosen = design("int8")
+@pytest.mark.parametrize("name", ["int8", "hardwired"])
+def test_amaranth_reset_at_any_cycle(design, name):
+    chosen = design(name)
     result = simulate_resets(chosen, random_codes(chosen.network, 4), simulator="amaranth",
                              points=8)
     assert not result.mismatches, "\n".join(result.mismatches[:3])
@@ -88,12 +94,14 @@ def test_verilator_matches_golden_at_the_expected_rate(design):
 
 
 @pytest.mark.cocotb
-def test_icarus_without_stalls_counts_cycles_as_amaranth(design):
+@pytest.mark.parametrize("name", ["int8", "hardwired"])
+def test_icarus_without_stalls_counts_cycles_as_amaranth(design, name):
     # Without stalls the cocotb test sleeps through the cycles in which nothing can happen
     # (a convolution works many cycles per input beat); Amaranth's simulator steps every one.
-    chosen = design("int8")
+    chosen = design(name)
     codes = random_codes(chosen.network, 4, seed=4)
     runs = [simulate(chosen, codes, simulator=simulator) for simulator in ("icarus", "amaranth")]
     assert all(run.passed for run in runs)
     icarus, amaranth = ((run.cycles_per_inference, run.latency, run.total_cycles) for run in runs)
     assert icarus == amaranth
+    assert runs[0].cycles_per_inference <= 1.05 * runs[0].expected_cycles
