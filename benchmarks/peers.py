@@ -41,21 +41,32 @@ from hwnn.flow.report import format_table
 #: Random input vectors every design is checked on (extreme ones come with them).
 CHECK_VECTORS = 64
 
-#: hwnn's folded designs measured by default beside the fully parallel ones (PxS).
+#: hwnn's folded designs of a first layer measured by default beside the fully parallel ones
+#: (PxS).
 FOLDS = ("8x8", "16x8")
+
+#: With ``--whole``, hwnn's folded designs measured by default beside the hardwired ones:
+#: ``--fold auto`` within these lane budgets.
+MAX_LANES = (64, 256)
 
 
 def networks():
-    """``{name: network}``: the digits MLP quantized four ways."""
-    from hwnn.flow.demo import train_digits_mlp
-    from hwnn.quant import QuantOptions, from_sklearn, quantize_network
+    """``{name: network}``: the digits MLP quantized four ways, and the demo's digits CNN with
+    int8 weights and uint8 activations."""
+    from hwnn.flow.demo import DIGITS_CNN, train_digits_mlp
+    from hwnn.quant import QuantOptions, from_sklearn, load_npz, quantize_network
     model, (x_train, *_rest) = train_digits_mlp(0)
     float_network = from_sklearn(model)
     schemes = {"digits_int8": ("int8", "uint8"), "digits_int4": ("int4", "uint4"),
                "digits_ternary": ("ternary", "uint4"), "digits_binary": ("binary", "binary")}
-    return {name: quantize_network(float_network, x_train,
-                                   QuantOptions(weights=weights, acts=acts), name=name)
-            for name, (weights, acts) in schemes.items()}
+    out = {name: quantize_network(float_network, x_train,
+                                  QuantOptions(weights=weights, acts=acts), name=name)
+           for name, (weights, acts) in schemes.items()}
+    cnn = load_npz(DIGITS_CNN)
+    out["digits_cnn_int8"] = quantize_network(cnn, x_train,
+                                              QuantOptions(weights="int8", acts="uint8"),
+                                              name="digits_cnn_int8")
+    return out
 
 
 def accumulator_layer(network, outputs=None):
@@ -73,40 +84,176 @@ def accumulator_layer(network, outputs=None):
                                                 output, None),))
 
 
-def input_vectors(layer, count, seed=0):
-    """``count`` input vectors of ``layer``: random, all-lowest, all-highest, and for each of
-    the first outputs the two that drive its accumulator to its ends."""
-    fmt = layer.input.format
+def input_vectors(network, count, seed=0):
+    """``count`` input vectors of ``network``: random, all-lowest, all-highest, and where the
+    first layer is dense, for each of its first outputs the two that drive its accumulator to
+    its ends."""
+    fmt, size = network.input.format, network.in_features
     rng = np.random.default_rng(seed)
     lo, hi = fmt.level_value(0), fmt.level_value(fmt.levels - 1)
-    vectors = [fmt.level_value(rng.integers(0, fmt.levels, size=layer.in_features))
-               for _ in range(count)]
-    vectors += [np.full(layer.in_features, lo), np.full(layer.in_features, hi)]
-    for row in layer.weights[:8]:
-        vectors += [np.where(row > 0, hi, lo), np.where(row > 0, lo, hi)]
+    vectors = [fmt.level_value(rng.integers(0, fmt.levels, size=size)) for _ in range(count)]
+    vectors += [np.full(size, lo), np.full(size, hi)]
+    first = network.layers[0]
+    if first.kind == "dense":
+        for row in first.weights[:8]:
+            vectors += [np.where(row > 0, hi, lo), np.where(row > 0, lo, hi)]
     return np.array(vectors, dtype=np.int64)
+
+
+def products(network) -> int:
+    """Multiplications by a nonzero weight per inference (a convolution's at every output
+    pixel)."""
+    total = 0
+    for layer in network.layers:
+        if layer.kind == "dense":
+            total += int(np.count_nonzero(layer.weights))
+        elif layer.kind == "conv2d":
+            total += int(np.count_nonzero(layer.weights)) * int(np.prod(layer.out_size))
+    return total
 
 
 # da4ml ----------------------------------------------------------------------------------------
 
+def _value_range(fmt):
+    """``(lowest, highest, step)`` of a format's values (binary: -1 and +1)."""
+    if fmt.kind == "bipolar":
+        return -1.0, 1.0, 2.0
+    return float(fmt.min_value), float(fmt.max_value), float(fmt.step)
+
+
+def _tree(terms, combine=lambda a, b: a + b):
+    """``terms`` (da4ml variables or numbers) combined pairwise as a balanced tree: their sum,
+    or with another ``combine`` (e.g. the largest)."""
+    terms = list(terms)
+    while len(terms) > 1:
+        pairs = zip(terms[0:len(terms) - 1:2], terms[1::2], strict=True)
+        terms = [combine(a, b) for a, b in pairs] + terms[len(terms) // 2 * 2:]
+    return terms[0]
+
+
+def _times(value, constant: int):
+    """``value * constant`` as da4ml adders over ``value``'s shifts by the constant's signed
+    digits (da4ml 0.6.0's own ``value * constant`` wrapped around on some requantization
+    multipliers: 47891 on a 20-bit accumulator gave products 2**36 off)."""
+    from hwnn.rtl.arith import signed_digits
+    terms = [(value << shift) if sign > 0 else -(value << shift)
+             for shift, sign in signed_digits(constant)]
+    return _tree(terms)
+
+
+def _clamp(value, lo: int, hi: int):
+    """``value`` clamped to ``lo..hi`` by two ReLUs, then declared an integer of that range
+    (exact: every value is in it). da4ml 0.6.0's own ``max_of``/``min_of`` against a constant
+    (a multiplexer on the difference's sign) gave 0 instead of 255 for some values past 255 of
+    a requantized accumulator whose scale factor da4ml had taken to 2**-32 (and so does its
+    ``quantize(..., "SAT")``), and ReLU alone leaves da4ml a wider range than the clamp's."""
+    low = (value - lo).relu() + lo
+    clamped = low - (low - hi).relu()
+    signed = lo < 0
+    bits = max(hi.bit_length(), (-lo - 1).bit_length() if signed else 0)
+    return clamped.quantize(int(signed), bits, 0, "WRAP", "TRN")
+
+
+def _stage(layer, sums):
+    """da4ml variables of ``layer``'s output values from its accumulators ``sums`` (every
+    output pixel's channels in turn): the golden model's
+    :func:`~hwnn.sim.golden.output_stage` (thresholds: the count of those reached, as a tree
+    of comparisons; requantization: ``clamp(((acc * M + 2**(s-1)) >> s) + zero_point, lo,
+    hi)``)."""
+    from hwnn.ir import Requant, Thresholds
+    stage, fmt = layer.stage, layer.output.format
+    channels = layer.output_shape[-1]
+
+    def per_output(value, shape=()):              # a value per channel, repeated per pixel
+        value = np.broadcast_to(value, (channels, *shape))
+        return np.tile(value, (len(sums) // channels,) + (1,) * len(shape))
+
+    if isinstance(stage, Thresholds):
+        lowest, _, step = _value_range(fmt)
+        values = per_output(stage.values, np.shape(stage.values)[-1:])
+        return [_tree([(acc <= float(t)) if down else (acc >= float(t)) for t in row])
+                * step + lowest for acc, row, down in
+                zip(sums, values, per_output(stage.descending), strict=True)]
+    if isinstance(stage, Requant):
+        outputs = []
+        for acc, multiplier, shift, zero_point in zip(
+                sums, *(per_output(value) for value in
+                        (stage.multiplier, stage.shift, stage.zero_point)), strict=True):
+            scaled = _times(acc, int(multiplier))
+            if shift:
+                scaled = ((scaled + (1 << (int(shift) - 1))) >> int(shift)).quantize(
+                    1, 62, 0, "WRAP", "TRN")                              # floor
+            outputs.append(_clamp(scaled + int(zero_point), int(stage.lo), int(stage.hi)))
+        return outputs
+    return list(sums)
+
+
+def _trace_layer(layer, values, shape):
+    """da4ml variables of ``layer``'s outputs (flattened) from its inputs ``values``
+    (flattened, of ``shape``): dense and convolutional layers by da4ml's constant
+    matrix-vector products (a convolution at every output pixel, as one inference per cycle
+    needs), max pools by comparisons, then the output stage."""
+    from da4ml.trace import FixedVariableArray
+
+    from hwnn.sim.golden.window import windows
+
+    def matrix_product(inputs, weights):
+        return list((FixedVariableArray(np.array(inputs, dtype=object))
+                     @ np.asarray(weights, dtype=np.float64).T)._vars)
+
+    if layer.kind == "dense":
+        sums = matrix_product(values, layer.weights)
+        return _stage(layer, [acc + float(b) if b else acc
+                              for acc, b in zip(sums, layer.bias, strict=True)])
+    # Windows of indices into ``values`` (-1: padding, the input's zero point), in the golden
+    # model's order.
+    index = np.arange(len(values)).reshape(shape)
+    if layer.kind == "maxpool2d":
+        picks = windows(index, layer.kernel, layer.stride)
+        taps = picks.reshape(*picks.shape[:-1], -1, shape[-1])
+        out = np.empty(taps.shape[:-2] + taps.shape[-1:], dtype=object)
+        for position in np.ndindex(out.shape):
+            chosen = [values[i] for i in taps[(*position[:-1], slice(None), position[-1])]]
+            out[position] = _tree(chosen, lambda a, b: a.max_of(b))
+        return list(out.ravel())
+    pad = float(layer.input.zero_point)
+    picks = windows(index, layer.kernel, layer.stride, layer.padding, -1)
+    rows = [[values[i] if i >= 0 else pad for i in window] for window in
+            picks.reshape(-1, picks.shape[-1])]
+    if layer.depthwise:
+        channels, sums = layer.in_channels, []
+        for row in rows:
+            for c in range(channels):
+                sums.append(_tree([x * float(w) for x, w in zip(
+                    row[c::channels], layer.weights_matrix[c], strict=True) if w]))
+    else:
+        sums = [acc for row in rows for acc in matrix_product(row, layer.weights_matrix)]
+    bias = np.tile(layer.bias, len(rows))
+    return _stage(layer, [acc + float(b) if b else acc
+                          for acc, b in zip(sums, bias, strict=True)])
+
+
 class Da4mlDesign:
-    """da4ml's pipelined CMVM of ``layer``'s weights, written to ``folder``: ``top`` (its
+    """da4ml's design of ``network`` (one inference per cycle), written to ``folder``: its
+    tracer (``FixedVariableArray`` of the inputs' ranges through every layer, :func:`_trace_layer`;
+    ``comb_trace``) and Verilog (``RTLModel``, pipelined at ``cutoff``). Members: ``top`` (its
     uniform-width wrapper, ports ``clk``, ``model_inp``, ``model_out``), ``sources``, the
     widths and fixed-point layout of the ports, and ``latency`` (registers, input to
     output)."""
 
-    def __init__(self, layer, folder, cutoff):
+    def __init__(self, network, folder, cutoff):
         from da4ml.codegen.rtl.rtl_model import RTLModel, get_io_kifs
         from da4ml.trace import FixedVariableArray, comb_trace
-        fmt, count = layer.input.format, layer.in_features
-        step = 2.0 if fmt.kind == "bipolar" else 1.0
-        lo, hi = (-1.0, 1.0) if fmt.kind == "bipolar" else (float(fmt.min_value),
-                                                             float(fmt.max_value))
-        # da4ml's tracer: the inputs' ranges, the product by the constant matrix (its CMVM
-        # solver), the combinational logic; RTLModel pipelines it at the cutoff.
-        inputs = FixedVariableArray.from_lhs(np.full(count, lo), np.full(count, hi),
+        count = network.in_features
+        lowest, highest, step = _value_range(network.input.format)
+        inputs = FixedVariableArray.from_lhs(np.full(count, lowest), np.full(count, highest),
                                              np.full(count, step))
-        outputs = inputs @ np.asarray(layer.weights, dtype=np.float64).T
+        values, shape = list(inputs._vars), network.input_shape
+        for layer in network.layers:
+            values = _trace_layer(layer, values, shape)
+            shape = layer.output_shape
+        outputs = FixedVariableArray(np.array(values, dtype=object), inputs.solver_options,
+                                     hwconf=inputs.hwconf)
         solution = comb_trace(inputs, outputs)
         self.name = "peer"
         model = RTLModel(solution, self.name, folder, latency_cutoff=cutoff)
@@ -126,7 +273,7 @@ class Da4mlDesign:
         self.in_frac = int(max(f_in))
         self.out_width = int(max(k_out) + max(i_out) + max(f_out))
         self.out_frac = int(max(f_out))
-        self.inputs, self.outputs = layer.in_features, layer.out_features
+        self.inputs, self.outputs = count, len(values)
         self.latency = (len(self.pipeline.solutions) + 1 if model._pipe is not None else 0)
 
     def encode(self, vector) -> int:
@@ -154,7 +301,7 @@ class NotBitExact(Exception):
 
 def check_da4ml(design: Da4mlDesign, vectors, expected, folder):
     """Run ``design``'s Verilog in Icarus on ``vectors`` and compare with ``expected`` (the
-    golden accumulators); raise :class:`NotBitExact` naming the first mismatch (input,
+    golden model's outputs); raise :class:`NotBitExact` naming the first mismatch (input,
     output, both values)."""
     folder = Path(folder)
     hex_digits = -(-design.inputs * design.in_width // 4)
@@ -302,9 +449,8 @@ def _compare(got, expected):
 # Rows -----------------------------------------------------------------------------------------
 
 #: The measurement table's columns.
-COLUMNS = ("network (first layer)", "design", "LUT4", "carry", "LUT4 eq", "LUT4 eq / product",
-           "FF", "DSP", "BRAM", "Fmax MHz", "cycles / inf", "latency", "inf/s",
-           "inf/s per kLUT4 eq")
+COLUMNS = ("network", "design", "LUT4", "carry", "LUT4 eq", "LUT4 eq / product", "FF", "DSP",
+           "BRAM", "Fmax MHz", "cycles / inf", "latency", "inf/s", "inf/s per kLUT4 eq")
 
 
 def _row(name, design, report, fmax, cycles, latency, products):
@@ -312,8 +458,8 @@ def _row(name, design, report, fmax, cycles, latency, products):
     rate = None if fmax is None else fmax * 1e6 / cycles
     return (name, design, report.lut4, report.carry, lut4_eq, f"{lut4_eq / products:.2f}",
             report.ff, report.dsp, report.bram, "-" if fmax is None else f"{fmax:.1f}",
-            cycles, latency, "-" if rate is None else f"{rate / 1e6:.1f} M",
-            "-" if rate is None else f"{rate / (lut4_eq / 1000) / 1e6:.2f} M")
+            cycles, latency, "-" if rate is None else f"{rate / 1e6:.2f} M",
+            "-" if rate is None else f"{rate / (lut4_eq / 1000) / 1e6:.3f} M")
 
 
 def _implement(verilog, device, pnr):
@@ -331,39 +477,40 @@ def build_hwnn(network, fold, folder):
     return load_design(generate(network, Path(folder), fold=fold))
 
 
-def check_hwnn(design, vectors):
+def check_hwnn(design, vectors) -> int:
     """Run hwnn's Verilog of ``design`` in Icarus on ``vectors`` (its cocotb testbench, which
-    compares every output with the golden model); raise :class:`NotBitExact` on a mismatch."""
+    compares every output with the golden model); raise :class:`NotBitExact` on a mismatch.
+    Returns the latency measured (first input beat to first output beat)."""
     from hwnn.sim.simulate import simulate
     result = simulate(design, vectors, simulator="icarus", keep_build=False)
     if result.mismatches:
         first = result.mismatches[0]
         raise NotBitExact(f"{len(result.mismatches)} vectors differ, the first {first}")
+    return result.latency
 
 
 def measure_hwnn(design, device, pnr, folder):
-    """``(report, fmax, cycles per inference, latency)`` of an hwnn design."""
+    """``(report, fmax, cycles per inference)`` of an hwnn design."""
     from hwnn.tools.implement import write_harness
-    harness = write_harness(design, Path(folder) / "harness_hwnn.v")
-    manifest = design.manifest
-    return (*_implement(harness, device, pnr), manifest["cycles_per_inference"],
-            manifest["layers"][0]["latency"])
+    harness = write_harness(design, Path(folder) / f"harness_{Path(design.path).name}.v")
+    return (*_implement(harness, device, pnr), design.manifest["cycles_per_inference"])
 
 
 def measure_da4ml(design: Da4mlDesign, device, pnr, folder):
-    """``(report, fmax, cycles per inference, latency)`` of da4ml's design."""
-    return (*_implement(da4ml_harness(design, folder), device, pnr), 1, design.latency)
+    """``(report, fmax, cycles per inference)`` of da4ml's design."""
+    return (*_implement(da4ml_harness(design, folder), device, pnr), 1)
 
 
-def _verdict(verdicts, check, *arguments) -> bool:
-    """Run ``check(*arguments)``; append what it found to ``verdicts``; True if exact."""
+def _verdict(verdicts, check, *arguments):
+    """Run ``check(*arguments)``; append what it found to ``verdicts``; its result, or None
+    if it found a mismatch."""
     try:
-        check(*arguments)
+        result = check(*arguments)
     except NotBitExact as error:
         verdicts.append(f"differs: {error}")
-        return False
+        return None
     verdicts.append("exact")
-    return True
+    return True if result is None else result
 
 
 def _fold(text):
@@ -376,24 +523,62 @@ def _fold(text):
         raise argparse.ArgumentTypeError(f"a fold is PxS (e.g. 8x8), not {text!r}") from None
 
 
+def _subjects(every, args, parser):
+    """``[(label, network, folds)]``: what to measure, by the options: each network's first
+    layer (its accumulators, ``--outputs``) with hwnn's folds ``--folds`` beside it, or with
+    ``--whole`` each whole network with ``--max-lanes`` folded (``--fold auto``) beside it."""
+    from hwnn.rtl.folding import auto_folding
+    from hwnn.rtl.mvau import check_folding
+    chosen = {name: network for name, network in every.items()
+              if (args.only is None or name == args.only)
+              and (args.whole or network.layers[0].kind == "dense")}
+    if args.whole:
+        return [(f"{name} (whole)", network,
+                 [auto_folding(network, lanes) for lanes in args.max_lanes])
+                for name, network in chosen.items()]
+    first = accumulator_layer(next(iter(every.values())), args.outputs).layers[0]
+    for fold in args.folds:                 # every MLP's first layer has this shape
+        try:
+            check_folding(first, fold.pe, fold.simd)
+        except ValueError as error:
+            parser.error(f"--folds {fold.label}: {error}")
+    subjects = []
+    for name, network in chosen.items():
+        one = accumulator_layer(network, args.outputs)
+        layer = one.layers[0]
+        subjects.append((f"{name} {layer.in_features}x{layer.out_features} (first layer)", one,
+                         [(fold,) for fold in args.folds]))
+    return subjects
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="ecp5-85f")
     parser.add_argument("--only", default=None, help="one network by name")
+    parser.add_argument("--whole", action="store_true",
+                        help="whole networks (every layer and output stage), not first layers")
     parser.add_argument("--cutoff", type=float, default=2.0,
                         help="da4ml's latency cutoff (its pipeline stages' depth)")
     parser.add_argument("--folds", type=_fold, nargs="*", default=[_fold(f) for f in FOLDS],
-                        metavar="PxS", help="hwnn's folded designs to measure beside the "
-                        f"fully parallel ones (default: {' '.join(FOLDS)})")
+                        metavar="PxS", help="hwnn's folded designs of a first layer to measure "
+                        f"beside the fully parallel ones (default: {' '.join(FOLDS)})")
+    parser.add_argument("--max-lanes", type=int, nargs="*", default=list(MAX_LANES),
+                        metavar="N", help="with --whole, hwnn's folded designs (--fold auto "
+                        f"within N lanes) beside the hardwired ones (default: "
+                        f"{' '.join(map(str, MAX_LANES))})")
     parser.add_argument("--outputs", type=int, default=None, metavar="N",
-                        help="only the first N outputs of the layer (default: all 64)")
+                        help="only the first N outputs of a first layer (default: all 64)")
     parser.add_argument("--no-pnr", action="store_true", help="Yosys only (no Fmax)")
     args = parser.parse_args()
     if args.outputs is not None and not 1 <= args.outputs <= 64:
         parser.error(f"--outputs must be between 1 and 64, not {args.outputs}")
+    if args.whole and args.outputs is not None:
+        parser.error("--outputs applies to first layers, not to --whole networks")
+    if any(lanes < 3 for lanes in args.max_lanes):
+        parser.error(f"--max-lanes must be at least 3 (a lane per layer), not "
+                     f"{min(args.max_lanes)}")
     from hwnn.rtl.folding import hardwired
-    from hwnn.rtl.mvau import check_folding
-    from hwnn.sim.golden import dense_accumulate
+    from hwnn.sim.golden import run_network
     from hwnn.tools.toolchain import setup_env
     setup_env()
     peers = {}
@@ -403,52 +588,53 @@ def main():
         except ImportError:
             print(f'{module} is not installed (pip install "hwnn[peers]"): left out',
                   file=sys.stderr)
-    checks, rows = [], []
     every = networks()
-    first = accumulator_layer(next(iter(every.values())), args.outputs).layers[0]
-    for fold in args.folds:                 # every network's layer has this shape
-        try:
-            check_folding(first, fold.pe, fold.simd)
-        except ValueError as error:
-            parser.error(f"--folds {fold.label}: {error}")
-    for name, network in every.items():
-        if args.only and name != args.only:
-            continue
-        one = accumulator_layer(network, args.outputs)
-        layer = one.layers[0]
-        name = f"{name} {layer.in_features}x{layer.out_features}"
-        products = int(np.count_nonzero(layer.weights))
-        vectors = input_vectors(layer, CHECK_VECTORS)
-        expected = dense_accumulate(layer, vectors)
+    if args.only is not None and args.only not in every:
+        parser.error(f"--only must be one of {', '.join(every)}, not {args.only!r}")
+    checks, rows = [], []
+    for name, network, folds in _subjects(every, args, parser):
+        count = products(network)
+        vectors = input_vectors(network, CHECK_VECTORS)
+        expected = run_network(network, vectors)
         verdicts = []
         with tempfile.TemporaryDirectory(prefix="hwnn-peers-") as folder:
             print(f"  {name}: hwnn hardwired ...", file=sys.stderr, flush=True)
-            design = build_hwnn(one, hardwired(one), Path(folder) / "hwnn")
-            _verdict(verdicts, check_hwnn, design, vectors)
-            rows.append(_row(name, "hwnn hardwired", *measure_hwnn(
-                design, args.device, not args.no_pnr, folder), products))
+            design = build_hwnn(network, hardwired(network), Path(folder) / "hwnn")
+            latency = _verdict(verdicts, check_hwnn, design, vectors)
+            if latency is not None:
+                rows.append(_row(name, "hwnn hardwired", *measure_hwnn(
+                    design, args.device, not args.no_pnr, folder), latency, count))
             if "da4ml" in peers:
                 print(f"  {name}: da4ml ...", file=sys.stderr, flush=True)
-                peer = Da4mlDesign(layer, Path(folder) / "da4ml", args.cutoff)
-                if _verdict(verdicts, check_da4ml, peer, vectors, expected, Path(folder) / "da4ml"):
+                peer = Da4mlDesign(network, Path(folder) / "da4ml", args.cutoff)
+                if _verdict(verdicts, check_da4ml, peer, vectors, expected,
+                            Path(folder) / "da4ml"):
                     rows.append(_row(name, "da4ml", *measure_da4ml(
-                        peer, args.device, not args.no_pnr, folder), products))
+                        peer, args.device, not args.no_pnr, folder), peer.latency, count))
             if "hls4ml" in peers:
-                print(f"  {name}: hls4ml C++ emulation ...", file=sys.stderr, flush=True)
-                _verdict(verdicts, check_hls4ml, layer, vectors, expected, folder)
-            for fold in args.folds:
-                print(f"  {name}: hwnn {fold.label} ...", file=sys.stderr, flush=True)
-                design = build_hwnn(one, (fold,), Path(folder) / f"hwnn_{fold.label}")
-                rows.append(_row(name, f"hwnn {fold.label}", *measure_hwnn(
-                    design, args.device, not args.no_pnr, folder), products))
+                if args.whole:
+                    verdicts.append("-")
+                else:
+                    print(f"  {name}: hls4ml C++ emulation ...", file=sys.stderr, flush=True)
+                    _verdict(verdicts, check_hls4ml, network.layers[0], vectors, expected,
+                             folder)
+            for folding in folds:
+                label = " ".join(fold.label for fold in folding)
+                print(f"  {name}: hwnn {label} ...", file=sys.stderr, flush=True)
+                design = build_hwnn(network, folding,
+                                    Path(folder) / f"hwnn_{label.replace(' ', '_')}")
+                latency = _verdict(verdicts, check_hwnn, design, vectors)
+                if latency is not None:
+                    rows.append(_row(name, f"hwnn {label}", *measure_hwnn(
+                        design, args.device, not args.no_pnr, folder), latency, count))
         checks.append((name, *verdicts))
-    tools = ["hwnn Verilog (Icarus)"] + [
-        f"{tool} {peers[tool]} ({how})" for tool, how in (("da4ml", "Verilog, Icarus"),
-                                                          ("hls4ml", "C++ emulation, g++"))
-        if tool in peers]
+    tools = (["hwnn hardwired (Icarus)"]
+             + [f"{tool} {peers[tool]} ({how})" for tool, how in
+                (("da4ml", "Verilog, Icarus"), ("hls4ml", "C++ emulation, g++")) if tool in peers]
+             + [f"hwnn {index + 1}" for index in range(len(folds))])
     print(f"Against hwnn's golden model ({CHECK_VECTORS} random and "
-          f"{len(vectors) - CHECK_VECTORS} extreme input vectors):")
-    print(format_table(("network (first layer)", *tools), checks))
+          f"{len(vectors) - CHECK_VECTORS} extreme input vectors; hls4ml on first layers only):")
+    print(format_table(("network", *tools), checks))
     print()
     print(format_table(COLUMNS, rows))
 

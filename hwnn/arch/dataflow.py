@@ -28,7 +28,7 @@ class DataflowParams:
     """
     fold: str | Path | tuple = field(default="auto", metadata={
         "help": "'auto' (fastest within --max-lanes), 'hardwired' (fully parallel, dense "
-                "and depthwise weights as adder graphs) or a JSON fold file "
+                "and convolution weights as adder graphs) or a JSON fold file "
                 "{layer: {\"pe\": P, \"simd\": S}} (add \"multipliers\": \"logic\" to build "
                 "a layer's multipliers in logic, not DSP blocks, or \"hardwired\")"})
     max_lanes: int = field(default=256, metadata={"help": "lane budget for --fold auto"})
