@@ -1,10 +1,12 @@
 """Estimator calibration and check: Yosys area of many designs, the fitted model, its errors.
 
 It generates a fixed, seeded set of designs of every engine (random networks of every weight
-and activation format at many foldings, systolic arrays and sparse PE arrays of several sizes,
-and the digits networks trained here), synthesizes each with YoWASP Yosys for ECP5 and iCE40
+and activation format at many foldings, some with hardwired weights, systolic arrays and sparse
+PE arrays of several sizes, and the digits networks trained here), synthesizes each with YoWASP Yosys for ECP5 and iCE40
 (the accelerator alone, as ``hwnn.tools.synth.synthesize`` does) and keeps the cell counts in
-``benchmarks/estimator_samples.json`` (a rerun synthesizes only what is missing). Then it fits
+``benchmarks/estimator_samples.json``, keyed by a hash of each design's configuration (a rerun
+synthesizes only what is missing; when a generator's hardware changes, bump its architecture's
+:data:`GENERATIONS` entry: its samples get new keys and are synthesized again). Then it fits
 the estimator's coefficients (``hwnn.planning.estimate.fit``) on the calibration designs,
 writes them to ``hwnn/planning/estimator.json`` with ``--write``, and prints the errors of LUT4
 and FF predictions on the held-out designs, which the fit never sees. Run it from the
