@@ -222,13 +222,13 @@ def measured(cells, family) -> dict:
 _LUT_PRIOR = {"unit": 60, "cells": 20, "pes": 60, "xnor_lanes": 1.5, "addsub_bits": 2,
               "lut_mult_bits": 1.5, "tree_bits": 1, "acc_bits": 1.5, "register_bits": 0.1,
               "pipeline_bits": 0.05,
-              "graph_register_bits": 0.05,
+              "graph_register_bits": 0.05, "counter_bits": 1,
               "cell_bits": 0.5, "edge_bits": 0.25, "pe_bits": 2, "readout_bits": 1,
               "compare_bits": 1, "requant_bits": 1, "rom_luts": 1, "ram_bits": 0.3,
               "lutram_cells": 2.5, "blocks": 2}
 _FF_PRIOR = {"unit": 30, "cells": 2, "pes": 30, "xnor_lanes": 0.2, "addsub_bits": 1,
              "lut_mult_bits": 0.5, "tree_bits": 0.3, "acc_bits": 1, "register_bits": 1,
-             "pipeline_bits": 1, "graph_register_bits": 1,
+             "pipeline_bits": 1, "graph_register_bits": 1, "counter_bits": 1,
              "cell_bits": 1, "edge_bits": 1, "pe_bits": 1, "readout_bits": 1,
              "compare_bits": 0.1, "requant_bits": 1, "ram_bits": 1}
 #: ``logic_mult_bits`` (LUT4s, flip-flops) per family, measured by

@@ -279,6 +279,8 @@ class SystolicOverlay(LayerEngine):
     """
     Params = OverlayParams
     lanes_field = "cols"
+    #: The performance counters, each a :class:`~hwnn.rtl.engine.LayerCounters`.
+    COUNTERS = ("busy", "cycles")
 
     def __init__(self, network: Network, params: OverlayParams):
         # The steps (which refuse what the overlay cannot serve) set the input beats' width;
@@ -286,7 +288,7 @@ class SystolicOverlay(LayerEngine):
         steps = overlay_steps(network) if isinstance(network, Network) else None
         in_count = (math.gcd(steps[0].channels, params.cols)
                     if steps and isinstance(params, OverlayParams) else None)
-        super().__init__(network, params, counters=("busy", "cycles"), in_count=in_count)
+        super().__init__(network, params, counters=self.COUNTERS, in_count=in_count)
         self.steps = steps
         self.a_format, self.w_format = _value_format(self.steps)
         # The array sums one tile (rows terms); a layer's accumulators hold every partial sum.
@@ -339,7 +341,7 @@ class SystolicOverlay(LayerEngine):
 
     #: The counts of :meth:`structure`.
     COUNTS = ("unit", "cells", "cell_bits", "edge_bits", "compare_bits", "register_bits",
-              "pipeline_bits", "requant_bits")
+              "pipeline_bits", "requant_bits", "counter_bits")
 
     def structure(self) -> Structure:
         """The overlay's hardware (:mod:`hwnn.rtl.structure`): the array's
@@ -350,9 +352,9 @@ class SystolicOverlay(LayerEngine):
         copy of the choice), the data path's registers (``register_bits``: the weight and
         activation reads and the row fed to the array, the input word gathered, the results
         written, the rows' sideband delayed along the array), the folded pools' running
-        maximum (``compare_bits``), every step's output stage, and its memories: weights,
-        biases, the two activation memories, the accumulators, the outputs and the output
-        FIFO."""
+        maximum (``compare_bits``), every step's output stage, the performance counters
+        (``counter_bits``), and its memories: weights, biases, the two activation memories,
+        the accumulators, the outputs and the output FIFO."""
         p, batch = self.params, self.params.batch
         cols, rows, acc_bits = p.cols, p.rows, self.acc_bits
         a_bits, w_bits = self.a_format.bits, self.w_format.bits
@@ -378,6 +380,8 @@ class SystolicOverlay(LayerEngine):
         for step in self.steps:
             structure.merge(stage_structure(step.layer, cols, pipelined=True,
                                             logic_multipliers=p.requant == "logic"))
+        for _ in self.COUNTERS:
+            structure.merge(LayerCounters(len(self.network.layers)).structure())
         weights, _ = self.weight_words()
         biases, _ = self.bias_words()
         structure.memories += [
