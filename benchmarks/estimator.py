@@ -2,14 +2,15 @@
 
 It generates a fixed, seeded set of designs of every engine (random networks of every weight
 and activation format at many foldings, some with hardwired weights, systolic arrays and sparse
-PE arrays of several sizes, and the digits networks trained here), synthesizes each with YoWASP Yosys for ECP5 and iCE40
-(the accelerator alone, as ``hwnn.tools.synth.synthesize`` does) and keeps the cell counts in
-``benchmarks/estimator_samples.json``, keyed by a hash of each design's configuration (a rerun
-synthesizes only what is missing; when a generator's hardware changes, bump its architecture's
-:data:`GENERATIONS` entry: its samples get new keys and are synthesized again). Then it fits
-the estimator's coefficients (``hwnn.planning.estimate.fit``) on the calibration designs,
-writes them to ``hwnn/planning/estimator.json`` with ``--write``, and prints the errors of LUT4
-and FF predictions on the held-out designs, which the fit never sees. Run it from the
+PE arrays of several sizes, and the digits networks trained here), synthesizes each with YoWASP
+Yosys for ECP5 and iCE40 (the accelerator alone, as ``hwnn.tools.synth.synthesize`` does) and
+keeps the cell counts in ``benchmarks/estimator_samples.json``, keyed by a hash of each
+design's configuration (a rerun synthesizes only what is missing; when a generator's hardware
+changes, bump its architecture's :data:`GENERATIONS` entry: its samples get new keys and are
+synthesized again). Then it fits the estimator's coefficients
+(``hwnn.planning.estimate.fit``) on the calibration designs, writes them to
+``hwnn/planning/estimator.json`` with ``--write``, and prints the errors of LUT4 and FF
+predictions on the held-out designs, which the fit never sees. Run it from the
 repository root:
 
     python benchmarks/estimator.py [--jobs 2] [--write]
@@ -273,6 +274,12 @@ def host_link_rows():
     return rows
 
 
+def _engine(config):
+    """The engine a sample's errors are summarized under: its architecture, hardwired dataflow
+    designs apart."""
+    return "hardwired" if config.get("fold") == "hardwired" else config["arch"]
+
+
 def _versus(measured, estimated):
     error = 100 * (estimated / measured - 1) if measured else 0.0
     return f"{measured} / {estimated:.0f} ({error:+.1f}%)"
@@ -308,9 +315,9 @@ def main():
             for target in TARGETS:
                 error = (0.0 if truth[target] == guess[target] == 0
                          else guess[target] / max(truth[target], 1) - 1)
-                errors.setdefault((split, family, config["arch"], target), []).append(error)
+                errors.setdefault((split, family, _engine(config), target), []).append(error)
             if held_out(config):
-                rows.append((config["name"], config["arch"], family,
+                rows.append((config["name"], _engine(config), family,
                              *(_versus(truth[t], guess[t]) for t in TARGETS)))
     print("Held-out designs (never seen by the fit), measured / estimated (error):")
     print(format_table(("design", "arch", "family",
