@@ -122,7 +122,9 @@ def _configs():
             ([24, 12, 4], ("int8", "int8"), "uint8", "uint8", "requant"),
             ([64, 16, 10], ("binary", "ternary"), "binary", "binary", "thresholds"),
             ([48, 16, 8], ("ternary", "int4"), "uint4", "uint8", "requant"),
-            ([64, 12, 10], ("int4", "ternary"), "uint2", "uint4", "thresholds")]):
+            ([64, 12, 10], ("int4", "ternary"), "uint2", "uint4", "thresholds"),
+            ([48, 16, 8], ("int8", "int4"), "uint4", "uint4", "thresholds"),
+            ([32, 24, 10], ("int4", "int8"), "uint2", "uint8", "thresholds")]):
         out.append({"arch": "dataflow", "name": f"hw{index}", "seed": 400 + index,
                     "sizes": sizes, "weight_formats": list(weights), "act_formats": [act],
                     "input_format": input_format, "stages": [stage], "fold": "hardwired"})
