@@ -1,13 +1,16 @@
 """Estimator calibration and check: Yosys area of many designs, the fitted model, its errors.
 
 It generates a fixed, seeded set of designs of every engine (random networks of every weight
-and activation format at many foldings, systolic arrays and sparse PE arrays of several sizes,
-and the digits networks trained here), synthesizes each with YoWASP Yosys for ECP5 and iCE40
-(the accelerator alone, as ``hwnn.tools.synth.synthesize`` does) and keeps the cell counts in
-``benchmarks/estimator_samples.json`` (a rerun synthesizes only what is missing). Then it fits
-the estimator's coefficients (``hwnn.planning.estimate.fit``) on the calibration designs,
-writes them to ``hwnn/planning/estimator.json`` with ``--write``, and prints the errors of LUT4
-and FF predictions on the held-out designs, which the fit never sees. Run it from the
+and activation format at many foldings, some with hardwired weights, systolic arrays and sparse
+PE arrays of several sizes, and the digits networks trained here), synthesizes each with YoWASP
+Yosys for ECP5 and iCE40 (the accelerator alone, as ``hwnn.tools.synth.synthesize`` does) and
+keeps the cell counts in ``benchmarks/estimator_samples.json``, keyed by a hash of each
+design's configuration (a rerun synthesizes only what is missing; when a generator's hardware
+changes, bump its architecture's :data:`GENERATIONS` entry: its samples get new keys and are
+synthesized again). Then it fits the estimator's coefficients
+(``hwnn.planning.estimate.fit``) on the calibration designs, writes them to
+``hwnn/planning/estimator.json`` with ``--write``, and prints the errors of LUT4 and FF
+predictions on the held-out designs, which the fit never sees. Run it from the
 repository root:
 
     python benchmarks/estimator.py [--jobs 2] [--write]
@@ -49,8 +52,25 @@ def _random_config(rng, index):
             "stages": stages, "max_lanes": max(budget, depth)}
 
 
+#: The generation of each architecture's hardware: bumped when a generator's output changes
+#: (registers added, logic moved), so that every sample of that architecture gets a new key
+#: and is synthesized again. Generation 1 is implicit: its configurations carry no
+#: ``generation`` field, as the samples had before generations existed.
+GENERATIONS = {"dataflow": 1, "systolic": 2, "sparse": 1}
+
+
+def _generation(config):
+    """``config`` with its architecture's generation (none for generation 1)."""
+    generation = GENERATIONS[config["arch"]]
+    return config if generation == 1 else {**config, "generation": generation}
+
+
 def configs():
-    """Every sample design, in a fixed order."""
+    """Every sample design, in a fixed order, each with its architecture's generation."""
+    return [_generation(config) for config in _configs()]
+
+
+def _configs():
     rng = np.random.default_rng(2026)
     out = [_random_config(rng, index) for index in range(36)]
     extra = np.random.default_rng(2027)
@@ -92,6 +112,22 @@ def configs():
                     "requant": "logic"})
     cnn = np.random.default_rng(2028)
     out += [_random_cnn_config(cnn, index) for index in range(300, 316)]
+    # Hardwired weights (adder graphs, fully parallel: ``fold="hardwired"``), every weight
+    # format, thresholds and requantization; small, for Yosys' sake (seeds 403 and 407 held out).
+    for index, (sizes, weights, act, input_format, stage) in enumerate([
+            ([16, 16, 8], ("binary", "binary"), "binary", "binary", "thresholds"),
+            ([32, 16, 10], ("ternary", "ternary"), "uint2", "uint4", "thresholds"),
+            ([16, 12, 6], ("int4", "int4"), "uint4", "uint4", "requant"),
+            ([32, 16, 8], ("int8", "int4"), "uint4", "uint4", "thresholds"),
+            ([24, 12, 4], ("int8", "int8"), "uint8", "uint8", "requant"),
+            ([64, 16, 10], ("binary", "ternary"), "binary", "binary", "thresholds"),
+            ([48, 16, 8], ("ternary", "int4"), "uint4", "uint8", "requant"),
+            ([64, 12, 10], ("int4", "ternary"), "uint2", "uint4", "thresholds"),
+            ([48, 16, 8], ("int8", "int4"), "uint4", "uint4", "thresholds"),
+            ([32, 24, 10], ("int4", "int8"), "uint2", "uint8", "thresholds")]):
+        out.append({"arch": "dataflow", "name": f"hw{index}", "seed": 400 + index,
+                    "sizes": sizes, "weight_formats": list(weights), "act_formats": [act],
+                    "input_format": input_format, "stages": [stage], "fold": "hardwired"})
     return out
 
 
@@ -154,7 +190,7 @@ def network_of(config):
 
 def generate_options(config):
     options = {"arch": config["arch"]}
-    for name in ("max_lanes", "array", "pes", "requant"):
+    for name in ("max_lanes", "fold", "array", "pes", "requant"):
         if name in config:
             options[name] = config[name]
     return options
@@ -178,9 +214,17 @@ def measure(config):
 
 
 def collect(jobs, synthesize=True):
+    """The samples of :func:`configs`, synthesizing those not cached (unless not
+    ``synthesize``); a synthesis drops the cached samples of configurations no longer in
+    :func:`configs` (an older generation, :data:`GENERATIONS`) from the file."""
     samples = json.loads(SAMPLES.read_text()) if SAMPLES.is_file() else {}
+    order = {key(config): index for index, config in enumerate(configs())}
     missing = [config for config in configs() if key(config) not in samples and synthesize]
-    print(f"{len(samples)} samples cached, {len(missing)} to synthesize", file=sys.stderr)
+    stale = [k for k in samples if k not in order]
+    print(f"{len(samples) - len(stale)} samples cached ({len(stale)} stale), {len(missing)} to "
+          f"synthesize", file=sys.stderr)
+    if missing:
+        samples = {k: sample for k, sample in samples.items() if k in order}
     with ProcessPoolExecutor(jobs) as pool:
         futures = {pool.submit(measure, config): config for config in missing}
         for done, future in enumerate(as_completed(futures), 1):
@@ -192,7 +236,6 @@ def collect(jobs, synthesize=True):
                 continue
             SAMPLES.write_text(json.dumps(samples, indent=1, sort_keys=True) + "\n")
             print(f"  [{done}/{len(missing)}] {config['name']}", file=sys.stderr, flush=True)
-    order = {key(config): index for index, config in enumerate(configs())}
     return [samples[k] for k in sorted(samples, key=lambda k: order.get(k, 1 << 30))
             if k in order]
 
@@ -233,6 +276,12 @@ def host_link_rows():
     return rows
 
 
+def _engine(config):
+    """The engine a sample's errors are summarized under: its architecture, hardwired dataflow
+    designs apart."""
+    return "hardwired" if config.get("fold") == "hardwired" else config["arch"]
+
+
 def _versus(measured, estimated):
     error = 100 * (estimated / measured - 1) if measured else 0.0
     return f"{measured} / {estimated:.0f} ({error:+.1f}%)"
@@ -268,9 +317,9 @@ def main():
             for target in TARGETS:
                 error = (0.0 if truth[target] == guess[target] == 0
                          else guess[target] / max(truth[target], 1) - 1)
-                errors.setdefault((split, family, config["arch"], target), []).append(error)
+                errors.setdefault((split, family, _engine(config), target), []).append(error)
             if held_out(config):
-                rows.append((config["name"], config["arch"], family,
+                rows.append((config["name"], _engine(config), family,
                              *(_versus(truth[t], guess[t]) for t in TARGETS)))
     print("Held-out designs (never seen by the fit), measured / estimated (error):")
     print(format_table(("design", "arch", "family",

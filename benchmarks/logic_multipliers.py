@@ -5,9 +5,9 @@ accelerator alone) twice: with every layer's multipliers in DSP blocks and with 
 in logic (``LayerFold(..., multipliers="logic")``). The table gives LUT4, flip-flops and DSP blocks,
 measured and estimated, and the LUT4s and flip-flops a multiplier bit built in logic costs by
 Yosys: the difference between the two builds over the multiplier bits that moved into logic
-(``logic_mult_bits``, less the ``lut_mult_bits`` Yosys had in LUTs already), whose least
-squares over the designs are the estimator's ``logic_mult_bits`` coefficients. Run it from the
-repository root (a few minutes a design):
+(``logic_mult_bits`` and ``const_mult_bits``, less the ``lut_mult_bits`` Yosys had in LUTs
+already), whose least squares over the designs are the estimator's ``logic_mult_bits``
+coefficients. Run it from the repository root (a few minutes a design):
 
     python benchmarks/logic_multipliers.py [--family ice40|ecp5] [--only NAME]
 """
@@ -72,7 +72,8 @@ def main():
                          f"{got['dsp']} / {guess['dsp']}"))
             print(*rows[-1], sep="  ", file=sys.stderr, flush=True)
         logic, dsp = results["logic"][2], results["dsp"][2]
-        bits = logic["logic_mult_bits"] - dsp["lut_mult_bits"] + logic["lut_mult_bits"]
+        bits = (logic["logic_mult_bits"] + logic["const_mult_bits"] - dsp["lut_mult_bits"]
+                + logic["lut_mult_bits"])
         lut = results["logic"][0]["lut4"] - results["dsp"][0]["lut4"]
         ff = results["logic"][0]["ff"] - results["dsp"][0]["ff"]
         rows.append((name, "logic - dsp", f"{bits:g} bits to logic",

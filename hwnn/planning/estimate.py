@@ -100,15 +100,17 @@ def _product_bits(a: Format, b: Format) -> int:
 
 def _multipliers(features, multipliers: Multipliers, family):
     """Add ``multipliers``: those the design builds in logic
-    (:func:`~hwnn.rtl.arith.logic_product`) as ``logic_mult_bits``, the others as DSP blocks
-    (feature ``dsp_<use>``) when Yosys maps them for the family, else as ``lut_mult_bits``
-    (Yosys' own LUT multipliers); bits are the operands' widths multiplied (for those in
-    logic, ``a``'s width by the partial products, ``terms``)."""
+    (:func:`~hwnn.rtl.arith.logic_product`) as ``logic_mult_bits`` (``const_mult_bits`` for
+    a constant ``b``: shifted copies of ``a`` added, no partial products to form), the others
+    as DSP blocks (feature ``dsp_<use>``) when Yosys maps them for the family, else as
+    ``lut_mult_bits`` (Yosys' own LUT multipliers); bits are the operands' widths multiplied
+    (for those in logic, ``a``'s width by the partial products, ``terms``)."""
     rule, a, b = DSP_RULES[family], multipliers.a, multipliers.b
     mapped = a.bits >= 2 and b.bits >= 2 and _product_bits(a, b) >= rule["min_product"]
-    if multipliers.logic:
-        terms = b.bits if multipliers.terms is None else multipliers.terms
-        features["logic_mult_bits"] += multipliers.count * a.bits * terms
+    if multipliers.logic and multipliers.terms is not None:
+        features["const_mult_bits"] += multipliers.count * a.bits * multipliers.terms
+    elif multipliers.logic:
+        features["logic_mult_bits"] += multipliers.count * a.bits * b.bits
     elif mapped:
         blocks = math.ceil(max(a.bits, b.bits) / rule["max_width"])
         features[f"dsp_{multipliers.use}"] += multipliers.count * blocks
@@ -174,7 +176,8 @@ def _memory(features, memory: Memory, family):
 
 #: The features the estimator derives from a component's multipliers and memories for a
 #: family; the others are the component's counts (:mod:`hwnn.rtl.structure`).
-MAPPED_FEATURES = ("dsp_lanes", "dsp_requant", "lut_mult_bits", "logic_mult_bits", "rom_luts",
+MAPPED_FEATURES = ("dsp_lanes", "dsp_requant", "lut_mult_bits", "logic_mult_bits",
+                   "const_mult_bits", "rom_luts",
                    "ram_bits",
                    "lutram_cells", "blocks")
 
@@ -222,31 +225,38 @@ def measured(cells, family) -> dict:
 _LUT_PRIOR = {"unit": 60, "cells": 20, "pes": 60, "xnor_lanes": 1.5, "addsub_bits": 2,
               "lut_mult_bits": 1.5, "tree_bits": 1, "acc_bits": 1.5, "register_bits": 0.1,
               "pipeline_bits": 0.05,
-              "cell_bits": 0.5, "edge_bits": 1, "pe_bits": 2, "readout_bits": 1,
+              "graph_register_bits": 0.05, "counter_bits": 1,
+              "cell_bits": 0.5, "edge_bits": 0.25, "pe_bits": 2, "readout_bits": 1,
               "compare_bits": 1, "requant_bits": 1, "rom_luts": 1, "ram_bits": 0.3,
               "lutram_cells": 2.5, "blocks": 2}
 _FF_PRIOR = {"unit": 30, "cells": 2, "pes": 30, "xnor_lanes": 0.2, "addsub_bits": 1,
              "lut_mult_bits": 0.5, "tree_bits": 0.3, "acc_bits": 1, "register_bits": 1,
-             "pipeline_bits": 1,
+             "pipeline_bits": 1, "graph_register_bits": 1, "counter_bits": 1,
              "cell_bits": 1, "edge_bits": 1, "pe_bits": 1, "readout_bits": 1,
              "compare_bits": 0.1, "requant_bits": 1, "ram_bits": 1}
 #: ``logic_mult_bits`` (LUT4s, flip-flops) per family, measured by
 #: ``benchmarks/logic_multipliers.py`` (dataflow designs built with their multipliers in DSP
 #: blocks and in logic; per bit that moved into logic, by least squares over the differences:
-#: three designs on iCE40, the int8 digits MLP folded 2x2 1x2 1x1 on ECP5). No calibration
-#: sample has logic multipliers, so :func:`fit` keeps these.
+#: three designs on iCE40, the int8 digits MLP folded 2x2 1x2 1x1 on ECP5; their per-tensor
+#: requantization multipliers moved too, by constants). They are also the priors of
+#: ``const_mult_bits`` (multipliers by a constant in logic), which :func:`fit` refines on the
+#: designs that have them (the hardwired designs' and overlays' requantization in logic). No
+#: dataflow calibration design has other multipliers in logic, so :func:`fit` keeps
+#: ``logic_mult_bits`` there.
 LOGIC_MULT_COST = {"ecp5": (1.27, 0.12), "ice40": (1.39, 0.51)}
 #: ``graph_bits`` (LUT4s per adder bit of a hardwired layer's graph, :mod:`hwnn.rtl.cmvm`; its
-#: registers count as ``pipeline_bits``): on ECP5 the mean over the digits MLP's first layer
-#: (accumulators) hardwired with int8, int4, ternary and binary weights, what Yosys took
-#: beyond the rest of this estimate per adder bit (0.86, 0.87, 0.84, 0.79; a shifted term's
-#: low bits pass an adder without a LUT; ``benchmarks/peers.py --no-pnr``, 2026-12-03); on
-#: iCE40 the hand count, one LUT4 beside each carry cell. No calibration sample has
-#: hardwired layers, so :func:`fit` keeps these.
+#: registers count as ``graph_register_bits``), the prior: on ECP5 the mean over the digits
+#: MLP's first layer (accumulators) hardwired with int8, int4, ternary and binary weights, what
+#: Yosys took beyond the rest of this estimate per adder bit (0.86, 0.87, 0.84, 0.79; a shifted
+#: term's low bits pass an adder without a LUT; ``benchmarks/peers.py --no-pnr``, 2026-12-03);
+#: on iCE40 the hand count, one LUT4 beside each carry cell. :func:`fit` refines it on the
+#: hardwired calibration designs (``benchmarks/estimator.py``, ``hw*``: 0.70 on ECP5, 0.92 on
+#: iCE40 in the shipped coefficients of 2026-12-03).
 GRAPH_COST = {"ecp5": 0.84, "ice40": 1.0}
-PRIORS = {family: {"lut4": _LUT_PRIOR | {"logic_mult_bits": lut4,
+PRIORS = {family: {"lut4": _LUT_PRIOR | {"logic_mult_bits": lut4, "const_mult_bits": lut4,
                                          "graph_bits": GRAPH_COST[family]},
-                   "ff": _FF_PRIOR | {"logic_mult_bits": ff, "graph_bits": 0.0}}
+                   "ff": _FF_PRIOR | {"logic_mult_bits": ff, "const_mult_bits": ff,
+                                      "graph_bits": 0.0}}
           for family, (lut4, ff) in LOGIC_MULT_COST.items()}
 PRIORS |= {"dsp": {"dsp_lanes": 1, "dsp_requant": 1}, "bram": {"blocks": 1}}
 #: How strongly :func:`fit` pulls toward :data:`PRIORS` (relative to one sample's error).

@@ -264,6 +264,11 @@ class LayerCounters(wiring.Component):
             "counts": Out(unsigned(COUNTER_BITS)).array(layers),
         })
 
+    def structure(self) -> Structure:
+        """Its hardware (:mod:`hwnn.rtl.structure`): ``counter_bits``, the counters' bits (a
+        register and an incrementer bit each)."""
+        return Structure({"counter_bits": len(self.counts) * COUNTER_BITS})
+
     def elaborate(self, platform):
         m = Module()
         for index, count in enumerate(self.counts):

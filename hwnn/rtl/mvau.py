@@ -231,8 +231,9 @@ class MatrixVectorUnit(wiring.Component):
         return self.structure().memory_bits(("weights", "input_buffer", "parameters"))
 
     #: The counts of :meth:`structure`.
-    COUNTS = ("unit", "xnor_lanes", "addsub_bits", "tree_bits", "graph_bits", "acc_bits",
-              "register_bits", "pipeline_bits", "compare_bits", "requant_bits")
+    COUNTS = ("unit", "xnor_lanes", "addsub_bits", "tree_bits", "graph_bits",
+              "graph_register_bits", "acc_bits", "register_bits", "pipeline_bits",
+              "compare_bits", "requant_bits")
 
     def structure(self) -> Structure:
         """This unit's hardware (:mod:`hwnn.rtl.structure`): the weight ROM, the bias ROM,
@@ -240,7 +241,10 @@ class MatrixVectorUnit(wiring.Component):
         counts of XNOR lanes, add/subtract lane bits (over the nonzero weights when they are
         constants), adder-tree, accumulator and register bits (operands, lane terms, input
         registers, accumulators, FIFO and fold counters; ``pipeline_bits``: the registers
-        added for speed, in the adder tree, at the multipliers and in the output stage)."""
+        added for speed, in the adder tree, at the multipliers and in the output stage); a
+        hardwired layer's adder graph as ``graph_bits`` (its adders' bits) and
+        ``graph_register_bits`` (its registers, one after every adder as wide as its value:
+        exact, unlike the estimated ``pipeline_bits``, so fitted apart from them)."""
         layer, pe, simd, lanes = self.layer, self.pe, self.simd, self.lanes
         w_fmt, x_fmt = layer.weight_format, layer.input.format
         wb, xb, acc_bits = w_fmt.width, x_fmt.width, layer.acc_bits
@@ -252,7 +256,7 @@ class MatrixVectorUnit(wiring.Component):
                                                                  GRAPH_LEVELS)
             term = 0
             structure.add("graph_bits", adder_bits)
-            structure.add("pipeline_bits", register_bits)
+            structure.add("graph_register_bits", register_bits)
         elif self._binary_lanes():
             term = 1
             structure.add("xnor_lanes", lanes)

@@ -51,7 +51,7 @@ from .fanout import registered_copies
 from .overlaysteps import Step, overlay_steps
 from .params import check_positive_int
 from .stage import stage_latency, stage_structure
-from .structure import Memory, Multipliers, Structure
+from .structure import Memory, Structure
 from .systolic import SystolicArray, SystolicParams, array_latency, max_pack
 from .values import decode_codes, holding_format, resize
 
@@ -279,6 +279,8 @@ class SystolicOverlay(LayerEngine):
     """
     Params = OverlayParams
     lanes_field = "cols"
+    #: The performance counters, each a :class:`~hwnn.rtl.engine.LayerCounters`.
+    COUNTERS = ("busy", "cycles")
 
     def __init__(self, network: Network, params: OverlayParams):
         # The steps (which refuse what the overlay cannot serve) set the input beats' width;
@@ -286,7 +288,7 @@ class SystolicOverlay(LayerEngine):
         steps = overlay_steps(network) if isinstance(network, Network) else None
         in_count = (math.gcd(steps[0].channels, params.cols)
                     if steps and isinstance(params, OverlayParams) else None)
-        super().__init__(network, params, counters=("busy", "cycles"), in_count=in_count)
+        super().__init__(network, params, counters=self.COUNTERS, in_count=in_count)
         self.steps = steps
         self.a_format, self.w_format = _value_format(self.steps)
         # The array sums one tile (rows terms); a layer's accumulators hold every partial sum.
@@ -338,32 +340,48 @@ class SystolicOverlay(LayerEngine):
                                              "accumulators", "outputs"))
 
     #: The counts of :meth:`structure`.
-    COUNTS = ("unit", "cells", "cell_bits", "edge_bits", "compare_bits", "pipeline_bits",
-              "requant_bits")
+    COUNTS = ("unit", "cells", "cell_bits", "edge_bits", "compare_bits", "register_bits",
+              "pipeline_bits", "requant_bits", "counter_bits")
 
     def structure(self) -> Structure:
-        """The overlay's hardware (:mod:`hwnn.rtl.structure`): the array's multipliers and
-        cell registers (``cell_bits``: operands and partial sums), the accumulator edge
-        (``edge_bits``), the folded pools' running maximum (``compare_bits``), every step's
-        output stage, and its memories: weights, biases, the two
-        activation memories, the accumulators, the outputs and the output FIFO."""
+        """The overlay's hardware (:mod:`hwnn.rtl.structure`): the array's
+        (:meth:`~hwnn.rtl.systolic.SystolicArray.structure`: its multipliers, cell registers
+        ``cell_bits`` and other registers ``register_bits``), the accumulator edge's registers
+        (``edge_bits``: per column and accumulator bit, the accumulator and bias reads, the
+        sums kept twice, forwarded and chosen ahead, and the stage's input; per column, its
+        copy of the choice), the data path's registers (``register_bits``: the weight and
+        activation reads and the row fed to the array, the input word gathered, the results
+        written, the rows' sideband delayed along the array), the folded pools' running
+        maximum (``compare_bits``), every step's output stage, the performance counters
+        (``counter_bits``), and its memories: weights, biases, the two activation memories,
+        the accumulators, the outputs and the output FIFO."""
         p, batch = self.params, self.params.batch
-        cells, cols = p.rows * p.cols, p.cols
-        a_bits, w_bits, acc_bits = self.a_format.bits, self.w_format.bits, self.acc_bits
+        cols, rows, acc_bits = p.cols, p.rows, self.acc_bits
+        a_bits, w_bits = self.a_format.bits, self.w_format.bits
+        out_bits = self.network.output.format.bits
         structure = Structure.of(self.COUNTS)
         structure.add("unit", 1)
-        structure.add("cells", cells)
-        array = self.array_params                   # pack columns per multiplier
-        structure.multipliers.append(Multipliers("lanes", array.multipliers, self.a_format,
-                                                 array.packed_w_format))
-        structure.add("cell_bits", array.multipliers * (a_bits + array.packed_w_format.bits
-                                                        + array.psum_bits))
-        structure.add("edge_bits", cols * acc_bits)
+        array = SystolicArray(self.array_params)        # pack columns per multiplier
+        structure.merge(array.structure())
+        structure.add("edge_bits", cols * (7 * acc_bits + 1))
+        # The rows' sideband (valid, accumulator row, output tile, first and last input
+        # tile, output word, pool window marks) meets the sums: READ_STAGES + latency deep.
+        sideband = (5 + max(self.acc_depth - 1, 1).bit_length()
+                    + max(max(self.nt) - 1, 1).bit_length()
+                    + (batch * max(t.out_words for t in self.tiles)).bit_length())
+        structure.add("register_bits",
+                      (READ_STAGES - 1) * cols * w_bits                # weight reads
+                      + 2 * p.word_values * a_bits + rows * a_bits     # activation reads
+                      + 2 * cols * a_bits + cols * out_bits            # gathered, written
+                      + (array.latency + READ_STAGES) * sideband)
         if _pools(self.steps):
             structure.add("compare_bits", cols * a_bits)     # the pools' running maximum
+            structure.add("register_bits", 2 * cols * a_bits)  # the values and the maximum
         for step in self.steps:
             structure.merge(stage_structure(step.layer, cols, pipelined=True,
                                             logic_multipliers=p.requant == "logic"))
+        for _ in self.COUNTERS:
+            structure.merge(LayerCounters(len(self.network.layers)).structure())
         weights, _ = self.weight_words()
         biases, _ = self.bias_words()
         structure.memories += [

@@ -435,13 +435,14 @@ class SparseAccelerator(LayerEngine):
 
     #: The counts of :meth:`structure`.
     COUNTS = ("unit", "pes", "pe_bits", "readout_bits", "compare_bits", "pipeline_bits",
-              "requant_bits")
+              "requant_bits", "counter_bits")
 
     def structure(self) -> Structure:
         """The array's hardware (:mod:`hwnn.rtl.structure`): the PEs' multipliers, the PEs
         (:meth:`SparsePE.structure`), every layer's output stage, the read-out registers
-        (``readout_bits``), the bias and activation memories and the output FIFO, which
-        holds a whole output vector (use ``"outputs"``)."""
+        (``readout_bits``), the performance counters (``counter_bits``), the bias and
+        activation memories and the output FIFO, which holds a whole output vector (use
+        ``"outputs"``)."""
         pes, acc_bits, a_bits = self.params.pes, self.acc_bits, self.a_format.bits
         structure = Structure.of(self.COUNTS)
         structure.add("unit", 1)
@@ -452,6 +453,7 @@ class SparseAccelerator(LayerEngine):
         for pe in self.pes:
             structure.merge(pe.structure())
         structure.add("readout_bits", pes * (acc_bits + a_bits))
+        structure.merge(LayerCounters(len(self.network.layers)).structure())
         biases, _ = self.bias_words()
         structure.memories += [Memory("biases", len(biases), pes * acc_bits, biases),
                                Memory("activations", self._activation_words, pes * a_bits)]

@@ -204,7 +204,8 @@ def stage_structure(layer: Dense, lanes: int, pipelined=False,
                     logic_multipliers=False) -> Structure:
     """The hardware of ``layer``'s :class:`OutputStage` on ``lanes`` channels: its parameter
     ROMs (use ``"parameters"``), its requantization multipliers (one per accumulator piece
-    when ``pipelined`` or, counted by the same pieces, in logic with ``logic_multipliers``)
+    when ``pipelined`` or, counted by the same pieces, in logic with ``logic_multipliers``;
+    in logic, multipliers by constants say their partial products, ``terms``)
     and counts: ``compare_bits`` (threshold comparator bits, a bit against
     a threshold bit that is the same at every address counted half), ``requant_bits``
     (accumulator and multiplier bits per lane) and ``pipeline_bits`` (the registers of a
@@ -226,10 +227,20 @@ def stage_structure(layer: Dense, lanes: int, pipelined=False,
                   else [(0, acc_bits, True)])
         constant = constant_multiplier(layer, logic_multipliers)
         terms = None if constant is None else len(signed_digits(constant))
+        # In logic, a stage of one group multiplies each lane by a constant (a one-word ROM):
+        # its partial products are the multiplier's one bits.
+        per_lane = logic_multipliers and constant is None and layer.out_features <= lanes
         for _, width, is_signed in pieces:
-            structure.multipliers.append(Multipliers(
-                "requant", lanes, Format.int(width) if is_signed else Format.uint(width),
-                Format.uint(stage.mult_bits), logic=logic_multipliers, terms=terms))
+            piece = Format.int(width) if is_signed else Format.uint(width)
+            if per_lane:
+                structure.multipliers += [
+                    Multipliers("requant", 1, piece, Format.uint(stage.mult_bits), logic=True,
+                                terms=bin(int(multiplier)).count("1"))
+                    for multiplier in stage.multiplier]
+            else:
+                structure.multipliers.append(Multipliers(
+                    "requant", lanes, piece, Format.uint(stage.mult_bits),
+                    logic=logic_multipliers, terms=terms))
         structure.add("requant_bits", lanes * (acc_bits + stage.mult_bits))
         if pipelined:   # the pieces' products, at the multipliers and again; the scaled value
             structure.add("pipeline_bits", lanes * (acc_bits + 2 * len(pieces) * stage.mult_bits))

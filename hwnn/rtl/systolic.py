@@ -46,6 +46,7 @@ from amaranth.lib.wiring import In, Out
 from ..ir.formats import Format, signed_bits_for
 from .fanout import flavor
 from .params import check_positive_int
+from .structure import Multipliers, Structure
 
 __all__ = ["DSP_OPERAND_BITS", "SystolicArray", "SystolicParams", "array_latency", "max_pack",
            "unpack_fields"]
@@ -229,6 +230,37 @@ class SystolicArray(wiring.Component):
     def latency(self) -> int:
         """Cycles from a row vector's transfer on ``i_a`` to its result on ``o_psum``."""
         return array_latency(self.params.rows, self.params.cols)
+
+    #: The counts of :meth:`structure`.
+    COUNTS = ("cells", "cell_bits", "register_bits")
+
+    def structure(self) -> Structure:
+        """The array's hardware (:mod:`hwnn.rtl.structure`): its multipliers, ``cells`` (its
+        PEs), ``cell_bits`` (each multiplier's operand and partial-sum registers) and
+        ``register_bits`` (its other registers, as :meth:`elaborate` makes them: each
+        multiplier's two weight banks and its product, registered twice; the activations,
+        banks and valid flags passed right; the skew of the activations and of the weight
+        beats, the de-skew of the sums, unpacked last where columns are packed)."""
+        p = self.params
+        rows, cols, groups, pack = p.rows, p.cols, p.groups, p.pack
+        a_bits, w_bits, psum_bits = p.a_format.bits, p.packed_w_format.bits, p.psum_bits
+        product_bits = a_bits + w_bits + 1
+        row_bits = max(rows - 1, 1).bit_length()
+        structure = Structure.of(self.COUNTS)
+        structure.add("cells", rows * cols)
+        structure.multipliers.append(Multipliers("lanes", p.multipliers, p.a_format,
+                                                 p.packed_w_format))
+        structure.add("cell_bits", p.multipliers * (a_bits + w_bits + psum_bits))
+        deskew = sum(max(cols - 1 - g - (pack > 1), 0) for g in range(groups))
+        structure.add("register_bits",
+                      p.multipliers * (2 * w_bits + 2 * product_bits)   # banks, products
+                      + rows * (groups - 1) * (a_bits + 2)              # passed right
+                      + rows * (rows - 1) // 2 * (a_bits + 2)           # activation skew
+                      + groups * (groups - 1) // 2 * w_bits             # weight skew
+                      + (groups - 1) * (row_bits + 2)
+                      + deskew * psum_bits + (pack > 1) * cols * p.acc_bits
+                      + 4 + cols - groups)                              # valid flags
+        return structure
 
     def elaborate(self, platform):
         m = Module()

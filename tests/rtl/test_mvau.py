@@ -225,7 +225,7 @@ def test_hardwired_layer_has_no_weight_memory_and_no_multiplication():
     structure = dut.structure()
     assert "weights" not in {memory.use for memory in structure.memories}
     assert {group.logic for group in structure.multipliers} <= {True}
-    assert structure.counts["graph_bits"] > 0 and structure.counts["pipeline_bits"] > 0
+    assert structure.counts["graph_bits"] > 0 and structure.counts["graph_register_bits"] > 0
     assert structure.counts["tree_bits"] == 0
     assert LayerFold(4, 8, "hardwired").label == "4x8H"
 

@@ -5,12 +5,16 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from amaranth.hdl import Fragment, Shape
+from amaranth.back import rtlil
+from amaranth.hdl import Fragment, Module, Shape
 from amaranth.lib import memory
 
 from hwnn.arch import architecture
-from hwnn.quant.synthetic import random_cnn, random_network, sample_network
+from hwnn.ir.formats import Format
+from hwnn.quant.synthetic import random_cnn, random_dense, random_network, sample_network
+from hwnn.rtl.mvau import MatrixVectorUnit
 from hwnn.rtl.structure import Memory, Structure, varying_columns
+from hwnn.rtl.systolic import SystolicArray, SystolicParams
 
 
 def elaborated_memories(top) -> Counter:
@@ -133,3 +137,43 @@ def test_a_depthwise_convolution_reports_its_vector_vector_unit(weight_format, p
     assert [m.use for m in structure.memories].count("line_buffer") == simd
     lanes = sum(m.count for m in structure.multipliers if m.use == "lanes")
     assert lanes == (pe * simd if weight_format == "int8" else 0)
+
+
+def elaborated_register_bits(top, named="") -> int:
+    """Bits of the registers of ``top`` (``$dff`` and ``$adff`` cells in Amaranth's RTLIL,
+    before Yosys) whose output's name contains ``named``."""
+    m = Module()
+    m.submodules.top = top
+    bits, cell, width = 0, None, 0
+    for line in rtlil.convert(m, ports=[]).splitlines():
+        words = line.split()
+        if words[:1] == ["cell"]:
+            cell = words[1]
+        elif words[:2] == ["parameter", "\\WIDTH"]:
+            width = int(words[2])
+        elif words[:2] == ["connect", "\\Q"] and cell in ("$dff", "$adff") \
+                and named in words[2]:
+            bits += width
+    return bits
+
+
+@pytest.mark.parametrize("rows, cols, a_format, w_format, max_k, pack", [
+    (8, 8, "int8", "int8", 64, 1), (4, 6, "int4", "int4", 8, 2), (3, 5, "uint2", "int2", 4, 3),
+    (5, 2, "uint8", "int4", 16, 1)])
+def test_the_systolic_array_reports_every_register_it_elaborates(rows, cols, a_format,
+                                                                 w_format, max_k, pack):
+    array = SystolicArray(SystolicParams(rows, cols, Format.parse(a_format),
+                                         Format.parse(w_format), max_k, pack))
+    counts = array.structure().counts
+    assert counts["cell_bits"] + counts["register_bits"] == elaborated_register_bits(array)
+    assert counts["cells"] == rows * cols
+
+
+@pytest.mark.parametrize("weight_format, in_format", [("int8", "uint8"), ("ternary", "int4"),
+                                                      ("binary", "binary")])
+def test_a_hardwired_layer_reports_its_adder_graphs_registers(weight_format, in_format):
+    layer = random_dense(np.random.default_rng(8), 12, 6, in_format=in_format,
+                         weight_format=weight_format, out_format=None, stage="accumulator")
+    unit = MatrixVectorUnit(layer, pe=6, simd=12, multipliers="hardwired")
+    assert unit.structure().counts["graph_register_bits"] == \
+        elaborated_register_bits(unit, named="graph_")
