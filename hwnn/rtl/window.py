@@ -399,10 +399,11 @@ class SlidingWindowUnit(wiring.Component):
 
     def _tap_group_order(self, m, issue, window, after, oy, pop):
         """Depthwise order, or window order with ``taps > 1`` (then one channel group):
-        channel group by channel group, ``taps`` kernel positions a beat, one read port each; port ``j``'s position in tap group ``g`` is ``g * taps + j``,
-        from a table. Each port's tap row, column, word and row slot are registers set a beat
-        ahead, from the output row's row slots (registers too), so the memory address is a
-        slot multiplexer and an adder, as in window order. Returns whether this beat is the
+        channel group by channel group, ``taps`` kernel positions a beat, one read port each;
+        port ``j``'s position in tap group ``g`` is ``g * taps + j``, from a table. Each port's
+        tap row, column, word and row slot are registers set a beat ahead, from the output
+        row's row slots (registers too), so the memory address is a slot multiplexer and an
+        adder, as in window order. Returns whether this beat is the
         window's last and ``[(address, pad)]`` per port."""
         height, width, channels = self.image
         kh, kw = self.kernel

@@ -163,8 +163,8 @@ def test_bad_folding_is_refused(pe, simd, message):
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"taps": 3}, "SlidingWindowUnit taps must be 1 in window order unless simd is the 2 "
-                  "channels (simd 1), not 3"),
+    ({"taps": 3}, ("SlidingWindowUnit taps must be 1 in window order unless simd is the 2 "
+                   "channels (simd 1), not 3")),
     ({"order": "depthwise", "taps": 2},
      "SlidingWindowUnit taps must divide the 9 kernel positions, not 2"),
     ({"order": "channels"},

@@ -1,6 +1,6 @@
 """Registered copies of a control bit: each a cycle late, and kept apart by Yosys."""
 
-from amaranth import *
+from amaranth import Cat, Module, Mux
 from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
