@@ -113,7 +113,8 @@ def _configs():
     cnn = np.random.default_rng(2028)
     out += [_random_cnn_config(cnn, index) for index in range(300, 316)]
     # Hardwired weights (adder graphs, fully parallel: ``fold="hardwired"``), every weight
-    # format, thresholds and requantization; small, for Yosys' sake (seeds 403 and 407 held out).
+    # format, thresholds and requantization; small, for Yosys' sake, but for three of the
+    # first layer's size (seeds 403, 407 and 411 held out).
     for index, (sizes, weights, act, input_format, stage) in enumerate([
             ([16, 16, 8], ("binary", "binary"), "binary", "binary", "thresholds"),
             ([32, 16, 10], ("ternary", "ternary"), "uint2", "uint4", "thresholds"),
@@ -124,7 +125,11 @@ def _configs():
             ([48, 16, 8], ("ternary", "int4"), "uint4", "uint8", "requant"),
             ([64, 12, 10], ("int4", "ternary"), "uint2", "uint4", "thresholds"),
             ([48, 16, 8], ("int8", "int4"), "uint4", "uint4", "thresholds"),
-            ([32, 24, 10], ("int4", "int8"), "uint2", "uint8", "thresholds")]):
+            ([32, 24, 10], ("int4", "int8"), "uint2", "uint8", "thresholds"),
+            # Layers of the digits MLP's first layer's size: more sharing per product.
+            ([64, 64, 8], ("int4", "int4"), "uint4", "uint4", "thresholds"),
+            ([64, 64, 8], ("binary", "binary"), "binary", "uint8", "thresholds"),
+            ([64, 48, 8], ("int8", "ternary"), "uint4", "uint8", "requant")]):
         out.append({"arch": "dataflow", "name": f"hw{index}", "seed": 400 + index,
                     "sizes": sizes, "weight_formats": list(weights), "act_formats": [act],
                     "input_format": input_format, "stages": [stage], "fold": "hardwired"})

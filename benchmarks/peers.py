@@ -1,8 +1,11 @@
 """hwnn's hardwired layers against da4ml and hls4ml: the same integer weights, tools, device.
 
-For each quantized network (the digits MLP with int8, int4 and ternary weights, and with binary
-weights), its first layer's constant matrix-vector product (the accumulators, no output
-stage; ``--outputs N``: its first N outputs) is built one vector per cycle with no DSP block:
+The networks: the digits MLP quantized four ways (int8, int4 and ternary weights, and binary
+weights with binary activations) and, with ``--whole``, the demo's digits CNN (int8/uint8).
+
+By default each MLP's first layer's constant matrix-vector product (the accumulators, no
+output stage; ``--outputs N``: its first N outputs) is built one vector per cycle with no DSP
+block:
 
 - by hwnn: a one-layer network of those weights compiled with ``--fold hardwired``
   (:mod:`hwnn.rtl.cmvm`; the dataflow unit's stream interface, accumulator register and
@@ -12,19 +15,29 @@ stage; ``--outputs N``: its first N outputs) is built one vector per cycle with 
   matrix, which runs its CMVM solver; ``comb_trace``) and Verilog (``RTLModel``), pipelined
   at ``--cutoff`` (da4ml's latency cutoff, in its adder-delay units).
 
-First every network is checked against hwnn's golden model (the accumulators ``W @ x``) on
-random and extreme input vectors: hwnn's Verilog and da4ml's in Icarus, and hls4ml's C++
-emulation (the layer as a QONNX graph through hls4ml's ONNX frontend, compiled with g++); a
-design that differs is reported and not measured. Then all go through hwnn's register harness
+With ``--whole`` the subjects are the whole networks, every layer with its output stage
+(thresholds, requantization, max pools): hwnn ``--fold hardwired`` (a convolution a whole
+window a cycle, so the CNN takes an image in as many cycles as it has pixels) and ``--fold
+auto`` within each of ``--max-lanes``; da4ml one inference per cycle, its tracer carrying
+every layer (a convolution's product at every output pixel, thresholds as comparisons
+summed, requantization as shifts and adds, clamps and pools by its comparisons).
+
+First every design is checked against hwnn's golden model on random and extreme input
+vectors: hwnn's Verilog and da4ml's in Icarus, and on first layers hls4ml's C++ emulation
+(the layer as a QONNX graph through hls4ml's ONNX frontend, compiled with g++); a design
+that differs is reported and not measured. Then all go through hwnn's register harness
 (serial input, XOR-folded output) into YoWASP Yosys and nextpnr on the same device: LUT4s
 (plain), carry cells, LUT4-equivalents (a CCU2C is two, a LUT RAM cell two) per product
-(nonzero weight), flip-flops (the harness's included), DSP blocks, block RAM, Fmax, cycles
-per inference, latency, inferences per second at Fmax and per kLUT4-equivalent. nextpnr does
-not finish the whole 64 x 64 layer in useful time (README): place and route ``--outputs 16``
-(int8: 8), or measure the whole layer with ``--no-pnr``. Run it from the repository root:
+(multiplication by a nonzero weight per inference), flip-flops (the harness's included), DSP
+blocks, block RAM, Fmax, cycles per inference, latency (measured in Icarus for hwnn),
+inferences per cycle per kLUT4-equivalent, inferences per second at Fmax and per
+kLUT4-equivalent. nextpnr does not finish a whole 64 x 64 layer in useful time (README):
+place and route ``--outputs 16`` (int8: 8), or measure whole layers and networks with
+``--no-pnr``. Run it from the repository root:
 
     python benchmarks/peers.py [--device ecp5-85f] [--only NAME] [--outputs N]
                                [--folds PxS ...] [--cutoff 2] [--no-pnr]
+    python benchmarks/peers.py --whole [--max-lanes N ...] [--only NAME] [--no-pnr]
 """
 
 import argparse
@@ -450,7 +463,8 @@ def _compare(got, expected):
 
 #: The measurement table's columns.
 COLUMNS = ("network", "design", "LUT4", "carry", "LUT4 eq", "LUT4 eq / product", "FF", "DSP",
-           "BRAM", "Fmax MHz", "cycles / inf", "latency", "inf/s", "inf/s per kLUT4 eq")
+           "BRAM", "Fmax MHz", "cycles / inf", "latency", "inf/cycle per kLUT4 eq", "inf/s",
+           "inf/s per kLUT4 eq")
 
 
 def _row(name, design, report, fmax, cycles, latency, products):
@@ -458,7 +472,8 @@ def _row(name, design, report, fmax, cycles, latency, products):
     rate = None if fmax is None else fmax * 1e6 / cycles
     return (name, design, report.lut4, report.carry, lut4_eq, f"{lut4_eq / products:.2f}",
             report.ff, report.dsp, report.bram, "-" if fmax is None else f"{fmax:.1f}",
-            cycles, latency, "-" if rate is None else f"{rate / 1e6:.2f} M",
+            cycles, latency, f"{1000 / (lut4_eq * cycles):.4f}",
+            "-" if rate is None else f"{rate / 1e6:.2f} M",
             "-" if rate is None else f"{rate / (lut4_eq / 1000) / 1e6:.3f} M")
 
 
@@ -532,6 +547,8 @@ def _subjects(every, args, parser):
     chosen = {name: network for name, network in every.items()
               if (args.only is None or name == args.only)
               and (args.whole or network.layers[0].kind == "dense")}
+    if not chosen:
+        parser.error(f"{args.only} has no dense first layer to measure alone: use --whole")
     if args.whole:
         return [(f"{name} (whole)", network,
                  [auto_folding(network, lanes) for lanes in args.max_lanes])

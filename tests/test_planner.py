@@ -240,14 +240,21 @@ def test_plans_are_folds_of_the_network(int8_net):
 
 
 def test_a_cnn_is_planned_through_its_units_cycles():
-    network = sample_cnn()
-    # The convolution at its fastest (pe 4, simd 2): 6 * 6 pixels x 9 taps = 324 cycles.
-    with pytest.raises(NoFolding, match=r"allows 120 cycles per inference; the fastest folding "
-                                        r"of 'cnn' \(every layer at its fastest fold\) takes "
-                                        r"324 "):
-        plan_folding(network, "icebreaker", 100_000)
+    network = sample_cnn()                  # conv 3x3 on 6x6x2 (padded: 36 windows), pool, dense
+    # Fastest: the convolution hardwired, a window a cycle, 36 cycles (on DSP blocks at its
+    # fastest fold, pe 4 and simd 2, 36 windows x 9 taps = 324).
+    with pytest.raises(NoFolding, match=r"allows 12 cycles per inference; the fastest folding "
+                                        r"of 'cnn' \(every layer at its fastest fold, "
+                                        r"convolutions hardwired\) takes 36 "):
+        plan_folding(network, "icebreaker", 1_000_000)
+    plan = plan_folding(network, "icebreaker", 100_000)           # at most 120 cycles
+    conv, pool, dense = plan.folding
+    assert conv == LayerFold(4, 2, "hardwired") and plan.resources["dsp"][0] == 0
+    assert plan.cycles <= 120 and plan.cycles == max(36, 6 * 6 * 4 // pool.pe,
+                                                     3 // dense.pe * (36 // dense.simd))
     plan = plan_folding(network, "icebreaker", 12_000)            # at most 1000 cycles
     conv, pool, dense = plan.folding
+    assert conv.multipliers == "dsp"                              # fewer lanes suffice
     assert plan.cycles <= 1000 and plan.cycles == max(
         36 * (4 // conv.pe) * (18 // conv.simd), 36 * 2 // conv.simd,
         6 * 6 * 4 // pool.pe, 3 // dense.pe * (36 // dense.simd))

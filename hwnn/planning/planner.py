@@ -164,7 +164,8 @@ def logic_fallback(network: Network, folding, device: str) -> tuple:
     most estimated LUT4s (every set up to :data:`EXHAUSTIVE_LAYERS` such layers, greedily by
     LUT4s per block beyond). ``folding`` as it is when its DSP blocks fit."""
     family, available = DEVICES[device][0], CAPACITY[device]["dsp"]
-    folding = tuple(dataclasses.replace(fold, multipliers="dsp") for fold in folding)
+    folding = tuple(fold if fold.multipliers == "hardwired"
+                    else dataclasses.replace(fold, multipliers="dsp") for fold in folding)
     layers = []                                              # (index, blocks, LUT4s saved)
     instead = {}                                             # index -> the fold without DSPs
     for index, (layer, fold) in enumerate(zip(network.layers, folding, strict=True)):
@@ -217,10 +218,10 @@ def plan_folding(network: Network, board_name: str, target_fps=None, *,
     frequency ``hwnn build --clock-mhz`` will make); :class:`NoFolding` saying why when there
     is none."""
     device, clock = _device_and_clock(network, board_name, target_fps, clock_mhz)
-    targets = cycle_targets(network)
+    targets = cycle_targets(network, hardwired=True)
 
     def plan(limit):
-        folding = folding_for_cycles(network, limit)
+        folding = folding_for_cycles(network, limit, hardwired=True)
         resources = _resources(network, "dataflow", {"fold": folding}, device)
         if resources["dsp"][0] > resources["dsp"][1]:
             folding = logic_fallback(network, folding, device)
@@ -246,7 +247,7 @@ def plan_folding(network: Network, board_name: str, target_fps=None, *,
     if allowed < targets[0]:
         fastest = ("every weight its own lane" if all(layer.kind == "dense"
                                                       for layer in network.layers)
-                   else "every layer at its fastest fold")
+                   else "every layer at its fastest fold, convolutions hardwired")
         raise NoFolding(f"{target_fps:,.0f} inferences/s on {where} allows {allowed} cycles "
                         f"per inference; the fastest folding of {network.name!r} ({fastest}) "
                         f"takes {targets[0]} ({clock / targets[0]:,.0f} inferences/s)")

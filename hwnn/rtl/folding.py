@@ -30,20 +30,29 @@ def fold_lanes(layer, fold: LayerFold) -> int:
     return unit_class(layer).fold_lanes(layer, fold)
 
 
-def _options(layer):
-    return unit_class(layer).fold_options(layer)
+def _options(layer, hardwired=False):
+    """The folds ``layer``'s unit takes; with ``hardwired``, also its widest fold with hardwired
+    weights where that takes fewer cycles (a convolution: a whole window a cycle)."""
+    options = unit_class(layer).fold_options(layer)
+    if hardwired and layer.kind in ("dense", "conv2d"):
+        widest = max(options, key=lambda option: option.lanes)
+        wired = LayerFold(widest.pe, widest.simd, "hardwired")
+        if _cycles(layer, wired) < _cycles(layer, widest):
+            options.append(wired)
+    return options
 
 
-def _cheapest(layer, target):
+def _cheapest(layer, target, hardwired=False):
     """The fold of ``layer`` with fewest lanes taking at most ``target`` cycles (ties: the
     most balanced pe/simd, then the larger simd)."""
-    options = [fold for fold in _options(layer) if _cycles(layer, fold) <= target]
+    options = [fold for fold in _options(layer, hardwired) if _cycles(layer, fold) <= target]
     return min(options, key=lambda f: (fold_lanes(layer, f), abs(f.pe - f.simd), -f.simd))
 
 
-def _fastest(layer):
+def _fastest(layer, hardwired=False):
     """The fold of ``layer`` with the fewest cycles (ties: the fewest lanes)."""
-    return min(_options(layer), key=lambda f: (_cycles(layer, f), fold_lanes(layer, f)))
+    return min(_options(layer, hardwired),
+               key=lambda f: (_cycles(layer, f), fold_lanes(layer, f)))
 
 
 def unfolded(network: Network) -> tuple[LayerFold, ...]:
@@ -70,11 +79,12 @@ def hardwired(network: Network) -> tuple[LayerFold, ...]:
     return tuple(fold(layer) for layer in network.layers)
 
 
-def cycle_targets(network: Network) -> list[int]:
-    """Every cycles-per-inference figure a folding of ``network`` can have, fastest first."""
-    fastest = max(_cycles(layer, _fastest(layer)) for layer in network.layers)
+def cycle_targets(network: Network, *, hardwired=False) -> list[int]:
+    """Every cycles-per-inference figure a folding of ``network`` can have, fastest first;
+    with ``hardwired``, counting the folds that only hardwired weights make faster."""
+    fastest = max(_cycles(layer, _fastest(layer, hardwired)) for layer in network.layers)
     return sorted({_cycles(layer, fold) for layer in network.layers
-                   for fold in _options(layer)} - set(range(fastest)))
+                   for fold in _options(layer, hardwired)} - set(range(fastest)))
 
 
 def folding_cycles(network: Network, folding) -> int:
@@ -82,10 +92,12 @@ def folding_cycles(network: Network, folding) -> int:
     return max(_cycles(layer, fold) for layer, fold in zip(network.layers, folding, strict=True))
 
 
-def folding_for_cycles(network: Network, cycles: int) -> tuple[LayerFold, ...]:
+def folding_for_cycles(network: Network, cycles: int, *,
+                       hardwired=False) -> tuple[LayerFold, ...]:
     """The folding with the fewest lanes in every layer that takes at most ``cycles`` per
-    inference (at least the fully parallel design's)."""
-    return tuple(_cheapest(layer, cycles) for layer in network.layers)
+    inference (at least the fully parallel design's); with ``hardwired``, a layer whose
+    fastest fold is too slow gets its hardwired fold where that is fast enough."""
+    return tuple(_cheapest(layer, cycles, hardwired) for layer in network.layers)
 
 
 def auto_folding(network: Network, max_lanes: int) -> tuple[LayerFold, ...]:
