@@ -528,6 +528,11 @@ def _verdict(verdicts, check, *arguments):
     return True if result is None else result
 
 
+def _folds(folding):
+    """A folding as hwnn names it: each layer's fold label."""
+    return " ".join(fold.label for fold in folding)
+
+
 def _fold(text):
     """``PxS`` as a LayerFold (multipliers in DSP blocks), or an argparse error."""
     from hwnn.rtl.params import LayerFold
@@ -539,9 +544,10 @@ def _fold(text):
 
 
 def _subjects(every, args, parser):
-    """``[(label, network, folds)]``: what to measure, by the options: each network's first
-    layer (its accumulators, ``--outputs``) with hwnn's folds ``--folds`` beside it, or with
-    ``--whole`` each whole network with ``--max-lanes`` folded (``--fold auto``) beside it."""
+    """``[(label, network, [(fold label, folding)])]``: what to measure, by the options: each
+    network's first layer (its accumulators, ``--outputs``) with hwnn's folds ``--folds``
+    beside it, or with ``--whole`` each whole network with ``--fold auto`` within each of
+    ``--max-lanes`` beside it."""
     from hwnn.rtl.folding import auto_folding
     from hwnn.rtl.mvau import check_folding
     chosen = {name: network for name, network in every.items()
@@ -551,8 +557,8 @@ def _subjects(every, args, parser):
         parser.error(f"{args.only} has no dense first layer to measure alone: use --whole")
     if args.whole:
         return [(f"{name} (whole)", network,
-                 [auto_folding(network, lanes) for lanes in args.max_lanes])
-                for name, network in chosen.items()]
+                 [(f"auto {lanes} lanes", auto_folding(network, lanes))
+                  for lanes in args.max_lanes]) for name, network in chosen.items()]
     first = accumulator_layer(next(iter(every.values())), args.outputs).layers[0]
     for fold in args.folds:                 # every MLP's first layer has this shape
         try:
@@ -564,7 +570,7 @@ def _subjects(every, args, parser):
         one = accumulator_layer(network, args.outputs)
         layer = one.layers[0]
         subjects.append((f"{name} {layer.in_features}x{layer.out_features} (first layer)", one,
-                         [(fold,) for fold in args.folds]))
+                         [(fold.label, (fold,)) for fold in args.folds]))
     return subjects
 
 
@@ -635,20 +641,19 @@ def main():
                     print(f"  {name}: hls4ml C++ emulation ...", file=sys.stderr, flush=True)
                     _verdict(verdicts, check_hls4ml, network.layers[0], vectors, expected,
                              folder)
-            for folding in folds:
-                label = " ".join(fold.label for fold in folding)
+            for label, folding in folds:
                 print(f"  {name}: hwnn {label} ...", file=sys.stderr, flush=True)
                 design = build_hwnn(network, folding,
                                     Path(folder) / f"hwnn_{label.replace(' ', '_')}")
                 latency = _verdict(verdicts, check_hwnn, design, vectors)
                 if latency is not None:
-                    rows.append(_row(name, f"hwnn {label}", *measure_hwnn(
+                    rows.append(_row(name, f"hwnn {_folds(folding)}", *measure_hwnn(
                         design, args.device, not args.no_pnr, folder), latency, count))
         checks.append((name, *verdicts))
     tools = (["hwnn hardwired (Icarus)"]
              + [f"{tool} {peers[tool]} ({how})" for tool, how in
                 (("da4ml", "Verilog, Icarus"), ("hls4ml", "C++ emulation, g++")) if tool in peers]
-             + [f"hwnn {index + 1}" for index in range(len(folds))])
+             + [f"hwnn {label}" for label, _ in folds])
     print(f"Against hwnn's golden model ({CHECK_VECTORS} random and "
           f"{len(vectors) - CHECK_VECTORS} extreme input vectors; hls4ml on first layers only):")
     print(format_table(("network", *tools), checks))
