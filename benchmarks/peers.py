@@ -251,17 +251,21 @@ class Da4mlDesign:
     tracer (``FixedVariableArray`` of the inputs' ranges through every layer, :func:`_trace_layer`;
     ``comb_trace``) and Verilog (``RTLModel``, pipelined at ``cutoff``). Members: ``top`` (its
     uniform-width wrapper, ports ``clk``, ``model_inp``, ``model_out``), ``sources``, the
-    widths and fixed-point layout of the ports, and ``latency`` (registers, input to
-    output)."""
+    widths and fixed-point layout of the ports, ``bits`` (binary inputs, taken as bits, 0 for
+    -1) and ``latency`` (registers, input to output)."""
 
     def __init__(self, network, folder, cutoff):
         from da4ml.codegen.rtl.rtl_model import RTLModel, get_io_kifs
         from da4ml.trace import FixedVariableArray, comb_trace
         count = network.in_features
-        lowest, highest, step = _value_range(network.input.format)
+        # Binary inputs come as bits b (0 for -1), as hwnn takes them: the value is 2b - 1.
+        self.bits = network.input.format.kind == "bipolar"
+        lowest, highest, step = (0.0, 1.0, 1.0) if self.bits else _value_range(
+            network.input.format)
         inputs = FixedVariableArray.from_lhs(np.full(count, lowest), np.full(count, highest),
                                              np.full(count, step))
-        values, shape = list(inputs._vars), network.input_shape
+        values = [v * 2 - 1 for v in inputs._vars] if self.bits else list(inputs._vars)
+        shape = network.input_shape
         for layer in network.layers:
             values = _trace_layer(layer, values, shape)
             shape = layer.output_shape
@@ -293,7 +297,8 @@ class Da4mlDesign:
         """The ``model_inp`` bits of an input vector."""
         word = 0
         for j, value in enumerate(vector):
-            field = (int(value) << self.in_frac) & ((1 << self.in_width) - 1)
+            value = (int(value) + 1) // 2 if self.bits else int(value)
+            field = (value << self.in_frac) & ((1 << self.in_width) - 1)
             word |= field << (j * self.in_width)
         return word
 
