@@ -548,12 +548,29 @@ def _fold(text):
         raise argparse.ArgumentTypeError(f"a fold is PxS (e.g. 8x8), not {text!r}") from None
 
 
+def _whole_folds(network, budgets):
+    """hwnn's folded designs of a whole network beside the hardwired one: ``--fold auto``
+    within each lane budget (the distinct ones), and where some layer of the hardwired design
+    is faster only hardwired (a convolution), the planner's folding at the hardwired design's
+    rate (``folding_for_cycles(..., hardwired=True)``: the other layers as few lanes as that
+    rate allows)."""
+    from hwnn.rtl.folding import (auto_folding, folding_cycles, folding_for_cycles,
+                                  hardwired)
+    folds = {}
+    for lanes in budgets:
+        folds.setdefault(auto_folding(network, lanes), f"auto {lanes} lanes")
+    rate = folding_cycles(network, hardwired(network))
+    matched = folding_for_cycles(network, rate, hardwired=True)
+    if any(fold.multipliers == "hardwired" for fold in matched):
+        folds.setdefault(matched, f"planned at {rate} cycles")
+    return [(label, folding) for folding, label in folds.items()]
+
+
 def _subjects(every, args, parser):
     """``[(label, network, [(fold label, folding)])]``: what to measure, by the options: each
     network's first layer (its accumulators, ``--outputs``) with hwnn's folds ``--folds``
     beside it, or with ``--whole`` each whole network with ``--fold auto`` within each of
     ``--max-lanes`` beside it."""
-    from hwnn.rtl.folding import auto_folding
     from hwnn.rtl.mvau import check_folding
     chosen = {name: network for name, network in every.items()
               if (args.only is None or name == args.only)
@@ -561,9 +578,8 @@ def _subjects(every, args, parser):
     if not chosen:
         parser.error(f"{args.only} has no dense first layer to measure alone: use --whole")
     if args.whole:
-        return [(f"{name} (whole)", network,
-                 [(f"auto {lanes} lanes", auto_folding(network, lanes))
-                  for lanes in args.max_lanes]) for name, network in chosen.items()]
+        return [(f"{name} (whole)", network, _whole_folds(network, args.max_lanes))
+                for name, network in chosen.items()]
     first = accumulator_layer(next(iter(every.values())), args.outputs).layers[0]
     for fold in args.folds:                 # every MLP's first layer has this shape
         try:
