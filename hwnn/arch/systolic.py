@@ -46,6 +46,10 @@ class SystolicOverlayParams:
     pack: str = field(default="1", metadata={
         "help": "products per multiplier: N adjacent columns share one, their narrow weights "
                 "packed into one operand (exact), or auto: the most that are exact"})
+    stage_lanes: int = field(default=0, metadata={
+        "help": "lanes of each layer's output stage, a divisor of the columns (0: one per "
+                "column); fewer take a row's sums in pieces, a piece a cycle, for fewer "
+                "multipliers and registers and more cycles"})
 
     def __post_init__(self):
         self.overlay()
@@ -53,7 +57,12 @@ class SystolicOverlayParams:
     def overlay(self):
         """The :class:`~hwnn.rtl.overlay.OverlayParams` of these options."""
         pack = int(self.pack) if self.pack.isdecimal() else self.pack
-        return OverlayParams(*parse_array(self.array), self.batch, self.requant, pack)
+        if not isinstance(self.stage_lanes, int) or self.stage_lanes < 0:
+            raise ParameterError("stage_lanes", "The output stages' lanes",
+                                 f"must be 0 (one per column) or a divisor of the columns, "
+                                 f"not {self.stage_lanes!r}")
+        return OverlayParams(*parse_array(self.array), self.batch, self.requant, pack,
+                             self.stage_lanes or None)
 
 
 class Systolic(Architecture):
@@ -80,6 +89,7 @@ class Systolic(Architecture):
                       "pack": top.array_params.pack},
             "batch": top.params.batch,
             "requant": top.params.requant,
+            "stage_lanes": cols // top.params.stage_pieces,
             "layers": plan["layers"],
             "schedule": {key: plan[key] for key in ("load", "output", "total")},
             "cycles_per_inference": plan["per_inference"],
@@ -92,7 +102,8 @@ class Systolic(Architecture):
     def read(self, manifest, network):
         array = manifest["array"]
         return SystolicOverlayParams(f"{array['rows']}x{array['cols']}", manifest["batch"],
-                                     manifest.get("requant", "dsp"), str(array.get("pack", 1)))
+                                     manifest.get("requant", "dsp"), str(array.get("pack", 1)),
+                                     manifest.get("stage_lanes", 0))
 
     def batch(self, params):
         return params.batch

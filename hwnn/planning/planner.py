@@ -287,7 +287,9 @@ def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=
     multipliers (then the smallest batch) that reach it; the requantization multipliers in
     DSP blocks where they fit, else in logic; unpacked multipliers where they fit, else the
     most products per multiplier the formats allow exactly (:func:`~hwnn.rtl.systolic.max_pack`);
-    :class:`NoFolding` saying why when there is none."""
+    output stages one lane per column where they fit, else narrower (a divisor of the
+    columns, taking a row's sums in pieces: more cycles); :class:`NoFolding` saying why when
+    there is none."""
     from ..arch.systolic import ARRAYS, SYSTOLIC
     from ..rtl.overlay import (REQUANT_MULTIPLIERS, OverlayParams, SystolicOverlay,
                                check_overlay, schedule)
@@ -299,25 +301,31 @@ def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=
     check_weights_on_chip(network, device, where)
     check_overlay(network, OverlayParams(1, 2, 1))
     formats = SystolicOverlay(network, OverlayParams(1, 2, 1))      # the array's value formats
-    # (cycles, lanes, batch, requantization in logic, products per multiplier, params); the
-    # schedule depends on neither where the requantization multipliers are nor the packing.
+    # (cycles, lanes, batch, requantization in logic, products per multiplier, pieces of a
+    # row's sums in the output stages, params); the schedule depends on neither where the
+    # requantization multipliers are nor the packing.
     candidates = []
     for rows, cols in ARRAYS:
         pack = max_pack(formats.a_format, formats.w_format, rows, cols=cols)
         for batch in BATCHES:
-            cycles = schedule(network, OverlayParams(rows, cols, batch))["per_inference"]
-            candidates += [(cycles, rows * cols, batch, requant == "logic", packed,
-                            OverlayParams(rows, cols, batch, requant, packed))
-                           for requant in REQUANT_MULTIPLIERS
-                           for packed in sorted({1, pack})]
+            for pieces in (d for d in range(1, cols + 1) if cols % d == 0):
+                cycles = schedule(network, OverlayParams(rows, cols, batch, stage_lanes=cols
+                                                         // pieces))["per_inference"]
+                candidates += [(cycles, rows * cols, batch, requant == "logic", packed, pieces,
+                                OverlayParams(rows, cols, batch, requant, packed,
+                                              None if pieces == 1 else cols // pieces))
+                               for requant in REQUANT_MULTIPLIERS
+                               for packed in sorted({1, pack})]
 
     def plan(candidate):
-        cycles, _, batch, in_logic, packed, params = candidate
+        cycles, _, batch, in_logic, packed, pieces, params = candidate
         options = {"array": f"{params.rows}x{params.cols}", "batch": batch,
-                   "requant": params.requant, "pack": str(packed)}
+                   "requant": params.requant, "pack": str(packed),
+                   "stage_lanes": params.stage_lanes or 0}
         choice = (f"array {options['array']}, batch {batch}"
                   + (f", {packed} products per multiplier" if packed > 1 else "")
-                  + (", requantization in logic" if in_logic else ""))
+                  + (", requantization in logic" if in_logic else "")
+                  + (f", output stages {params.stage_lanes} lanes wide" if pieces > 1 else ""))
         return Plan(board_name, device, clock, "systolic", options, choice, cycles,
                     _resources(network, "systolic", options, device), target_fps)
 
@@ -327,18 +335,18 @@ def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=
                 return found
         return None
 
-    fastest = sorted(candidates, key=lambda candidate: candidate[:5])
+    fastest = sorted(candidates, key=lambda candidate: candidate[:6])
     if target_fps is None:
         if (found := first_fitting(fastest)) is None:
             # The smallest array with the fewest DSP blocks.
             smallest = plan(min(candidates, key=lambda candidate: (
-                *candidate[1:3], not candidate[3], -candidate[4])))
+                *candidate[1:3], not candidate[3], -candidate[4], -candidate[5])))
             raise NoFolding(f"No systolic array of {network.name!r} fits {where}: even the "
                             f"smallest ({smallest.choice}) needs {_over(smallest.resources)}")
         return found
     allowed = clock / target_fps
     meeting = sorted((candidate for candidate in candidates if candidate[0] <= allowed),
-                     key=lambda candidate: candidate[1:5])
+                     key=lambda candidate: candidate[1:6])
     if not meeting:
         best = plan(fastest[0])
         raise NoFolding(f"{target_fps:,.0f} inferences/s on {where} allows {allowed:,.0f} "

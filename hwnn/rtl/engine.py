@@ -8,6 +8,7 @@ the bank of per-layer output stages that writes each layer's results
 """
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 from amaranth import *
@@ -15,11 +16,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from ..ir import Network
+from ..ir import Dense, Network
 from ..ir.formats import Format
 from ..ir.packing import pack_values
 from .layouts import Beat
-from .stage import OutputStage
+from .stage import OutputStage, stage_latency
 from .structure import Memory, Structure
 from .values import encode_value, resize
 from .widthconv import WordSplitter
@@ -113,6 +114,12 @@ class LayerStages(wiring.Component):
     pipelined, logic_multipliers : bool
         Whether the stages are pipelined, and build their requantization multipliers in logic
         (:class:`~hwnn.rtl.stage.OutputStage`).
+    pieces : int
+        Cycles a group takes (a divisor of ``lanes``). With ``pieces > 1`` each stage is only
+        ``lanes // pieces`` wide and takes a group a piece of that many accumulators a cycle,
+        the first piece in the cycle the group arrives; the group's values come out together
+        with its last piece's, ``pieces - 1`` cycles later than a full-width stage's
+        (:meth:`latency`). Groups must then arrive at least ``pieces`` cycles apart.
 
     Members
     -------
@@ -123,10 +130,13 @@ class LayerStages(wiring.Component):
     """
 
     def __init__(self, network: Network, lanes, *, acc_bits, a_bits, tag_bits, groups,
-                 pipelined=False, logic_multipliers=False, layers=None):
+                 pipelined=False, logic_multipliers=False, layers=None, pieces=1):
+        if lanes % pieces:
+            raise ValueError(f"LayerStages pieces must divide the {lanes} lanes, not {pieces}")
         self.network, self.lanes, self.a_bits = network, lanes, a_bits
         self.layers = tuple(network.layers if layers is None else layers)
         self.pipelined, self.logic_multipliers = pipelined, logic_multipliers
+        self.pieces, self.groups, self.acc_bits = pieces, groups, acc_bits
         count = len(self.layers)
         out_bits = network.output.format.width
         super().__init__({
@@ -145,39 +155,110 @@ class LayerStages(wiring.Component):
             }), always_ready=True)),
         })
 
+    def latency(self, layer: Dense) -> int:
+        """Cycles from a group of ``layer`` to its values."""
+        return (stage_latency(layer, self.pipelined, self.logic_multipliers)
+                + self.pieces - 1)
+
     def elaborate(self, platform):
         m = Module()
-        layers, lanes = self.layers, self.lanes
+        if self.pieces == 1:
+            self._stages(m, self.i_acc, self.o_act, self.o_out)
+            return m
+        # Pieces: stages of ``width`` lanes; the group's later pieces held and shifted down a
+        # piece a cycle; the values of all but the last piece collected as they come out.
+        pieces, width, acc_bits = self.pieces, self.lanes // self.pieces, self.acc_bits
+        tag_bits = len(self.i_acc.payload.tag)
+        narrow = SimpleNamespace(**{name: signature.create() for name, signature in zip(
+            ("i_acc", "o_act", "o_out"), self._narrow_signatures(width, tag_bits), strict=True)})
+        held = Signal((self.lanes - width) * acc_bits)
+        held_group, held_tag = Signal.like(self.i_acc.payload.group), Signal(tag_bits)
+        left, piece = Signal(range(pieces)), Signal(range(pieces))
+        accs = self.i_acc.payload.acc
+        with m.If(self.i_acc.valid):
+            m.d.comb += [narrow.i_acc.valid.eq(1),
+                         narrow.i_acc.payload.group.eq(self.i_acc.payload.group * pieces),
+                         narrow.i_acc.payload.tag.eq(self.i_acc.payload.tag)]
+            m.d.comb += [narrow.i_acc.payload.acc[c].eq(accs[c]) for c in range(width)]
+            m.d.sync += [held.eq(Cat(*(accs[c] for c in range(width, self.lanes)))),
+                         held_group.eq(self.i_acc.payload.group),
+                         held_tag.eq(self.i_acc.payload.tag), left.eq(pieces - 1), piece.eq(1)]
+        with m.Elif(left != 0):
+            m.d.comb += [narrow.i_acc.valid.eq(1),
+                         narrow.i_acc.payload.group.eq(held_group * pieces + piece),
+                         narrow.i_acc.payload.tag.eq(Cat(held_tag, left == 1))]
+            m.d.comb += [narrow.i_acc.payload.acc[c].eq(held[c * acc_bits:(c + 1) * acc_bits])
+                         for c in range(width)]
+            m.d.sync += [held.eq(held >> (width * acc_bits)), left.eq(left - 1),
+                         piece.eq(piece + 1)]
+        self._stages(m, narrow.i_acc, narrow.o_act, narrow.o_out)
+        for wide, part in ((self.o_act, narrow.o_act), (self.o_out, narrow.o_out)):
+            data_bits = len(part.payload.data)
+            earlier = Signal(data_bits * (pieces - 1))
+            last = part.payload.tag[tag_bits]
+            with m.If(part.valid):
+                m.d.sync += earlier.eq(Cat(earlier[data_bits:], part.payload.data))
+            m.d.comb += [wide.valid.eq(part.valid & last),
+                         wide.payload.data.eq(Cat(earlier, part.payload.data)),
+                         wide.payload.tag.eq(part.payload.tag[:tag_bits])]
+            if hasattr(wide.payload, "source"):
+                m.d.comb += wide.payload.source.eq(part.payload.source)
+        return m
+
+    def _narrow_signatures(self, width, tag_bits):
+        """The ports of the ``width``-lane stages behind the pieces: groups of ``width``
+        accumulators (their tag one bit wider: the group's last piece) and their values."""
+        count, out_bits = len(self.layers), self.network.output.format.width
+        return (
+            stream.Signature(data.StructLayout({
+                "acc":   data.ArrayLayout(signed(self.acc_bits), width),
+                "group": range(self.groups * self.pieces),
+                "tag":   unsigned(tag_bits + 1)}), always_ready=True),
+            stream.Signature(data.StructLayout({
+                "data": unsigned(width * self.a_bits), "tag": unsigned(tag_bits + 1),
+                "source": range(count)}), always_ready=True),
+            stream.Signature(data.StructLayout({
+                "data": unsigned(width * out_bits), "tag": unsigned(tag_bits + 1)}),
+                always_ready=True))
+
+    def _stages(self, m, i_acc, o_act, o_out):
+        """A stage per layer, as wide as ``i_acc``'s groups, between the streams."""
+        layers, lanes = self.layers, len(i_acc.payload.acc)
         out_fmt = self.network.output.format
         for index, layer in enumerate(layers):
             stage = m.submodules[f"stage{index}"] = OutputStage(
-                layer, lanes, tag_bits=len(self.i_acc.payload.tag), pipelined=self.pipelined,
+                layer, lanes, tag_bits=len(i_acc.payload.tag), pipelined=self.pipelined,
                 logic_multipliers=self.logic_multipliers)
+            group = i_acc.payload.group
+            if stage.groups < math.ceil(layer.out_features / self.lanes) * self.pieces:
+                # A piece wholly past the layer's channels (in its last group's padding) reads
+                # the last parameters: an address past a ROM's end reads undefined values in
+                # Verilog, which would reach the padding's values.
+                group = Mux(group < stage.groups, group, stage.groups - 1)
             m.d.comb += [
-                stage.i_acc.valid.eq(self.i_acc.valid & (self.layer == index)),
-                stage.i_acc.payload.group.eq(self.i_acc.payload.group),
-                stage.i_acc.payload.tag.eq(self.i_acc.payload.tag),
+                stage.i_acc.valid.eq(i_acc.valid & (self.layer == index)),
+                stage.i_acc.payload.group.eq(group),
+                stage.i_acc.payload.tag.eq(i_acc.payload.tag),
             ]
             for c in range(lanes):
-                m.d.comb += stage.i_acc.payload.acc[c].eq(self.i_acc.payload.acc[c])
+                m.d.comb += stage.i_acc.payload.acc[c].eq(i_acc.payload.acc[c])
             values = stage.o_values.payload.values
             with m.If(stage.o_values.valid):
                 if index == len(layers) - 1:
                     m.d.comb += [
-                        self.o_out.valid.eq(1),
-                        self.o_out.payload.tag.eq(stage.o_values.payload.tag),
-                        self.o_out.payload.data.eq(Cat(*(encode_value(values[c], out_fmt)
-                                                         for c in range(lanes)))),
+                        o_out.valid.eq(1),
+                        o_out.payload.tag.eq(stage.o_values.payload.tag),
+                        o_out.payload.data.eq(Cat(*(encode_value(values[c], out_fmt)
+                                                    for c in range(lanes)))),
                     ]
                 else:
                     m.d.comb += [
-                        self.o_act.valid.eq(1),
-                        self.o_act.payload.tag.eq(stage.o_values.payload.tag),
-                        self.o_act.payload.source.eq(index),
-                        self.o_act.payload.data.eq(Cat(*(resize(values[c], self.a_bits)
-                                                         for c in range(lanes)))),
+                        o_act.valid.eq(1),
+                        o_act.payload.tag.eq(stage.o_values.payload.tag),
+                        o_act.payload.source.eq(index),
+                        o_act.payload.data.eq(Cat(*(resize(values[c], self.a_bits)
+                                                    for c in range(lanes)))),
                     ]
-        return m
 
 
 class OutputDrain(wiring.Component):

@@ -43,6 +43,7 @@ import numpy as np
 from amaranth import *
 from amaranth.lib import memory, wiring
 
+from ..errors import ParameterError
 from ..ir import Dense, Network
 from ..ir.packing import pack_values
 from .arith import select
@@ -73,14 +74,19 @@ REQUANT_MULTIPLIERS = ("dsp", "logic")
 class OverlayParams:
     """A ``rows x cols`` array (rows over a layer's inputs, columns over its outputs), the
     largest batch the memories hold, where the requantization multipliers go
-    (:data:`REQUANT_MULTIPLIERS`), and how many adjacent columns share a multiplier (``pack``,
+    (:data:`REQUANT_MULTIPLIERS`), how many adjacent columns share a multiplier (``pack``,
     :class:`~hwnn.rtl.systolic.SystolicParams`; ``"auto"``: the most that are exact for the
-    network's formats, :func:`~hwnn.rtl.systolic.max_pack`)."""
+    network's formats, :func:`~hwnn.rtl.systolic.max_pack`) and how many lanes each layer's
+    output stage has (``stage_lanes``, a divisor of ``cols``; None: ``cols``). A narrower
+    stage takes a row's sums in :attr:`stage_pieces` pieces, one a cycle, so the rows of a
+    layer's last input tile are issued that many cycles apart: fewer stage lanes (the
+    requantization multipliers and the stage's registers) for more cycles."""
     rows:    int
     cols:    int
     batch:   int
     requant: str = "dsp"
     pack:    int | str = 1
+    stage_lanes: int | None = None
 
     def __post_init__(self):
         check_positive_int("OverlayParams", "rows", self.rows, 64)
@@ -94,6 +100,18 @@ class OverlayParams:
                              f"not {self.pack!r}")
         if self.pack != "auto":
             check_positive_int("OverlayParams", "pack", self.pack, self.cols)
+        if self.stage_lanes is not None:
+            check_positive_int("OverlayParams", "stage_lanes", self.stage_lanes, self.cols)
+            if self.cols % self.stage_lanes:
+                divisors = [d for d in range(1, self.cols + 1) if self.cols % d == 0]
+                raise ParameterError(
+                    "stage_lanes", "OverlayParams stage_lanes", f"must divide the {self.cols} "
+                    f"columns ({', '.join(map(str, divisors))}), not {self.stage_lanes}")
+
+    @property
+    def stage_pieces(self) -> int:
+        """Cycles an output stage takes per row of sums (``cols / stage_lanes``)."""
+        return 1 if self.stage_lanes is None else self.cols // self.stage_lanes
 
     @property
     def word_tiles(self) -> int:
@@ -176,12 +194,12 @@ WALK = ("a1", "b1", "a2", "b2")
 
 def drain_cycles(params: OverlayParams, layer: Dense, pools=False) -> int:
     """Cycles ``layer`` waits after its last row, until its results are written (memory read,
-    array, accumulator, a register, the layer's output stage, the registered write) and the
-    next layer may read them; one more in a network whose steps ``pools`` (a register before
-    the pool windows' maxima)."""
+    array, accumulator, a register, the layer's output stage and its pieces, the registered
+    write) and the next layer may read them; one more in a network whose steps ``pools`` (a
+    register before the pool windows' maxima)."""
     return (READ_STAGES + array_latency(params.rows, params.cols)
             + stage_latency(layer, pipelined=True, logic_multipliers=params.requant == "logic")
-            + 4 + pools)
+            + params.stage_pieces - 1 + 4 + pools)
 
 
 def _pools(steps) -> bool:
@@ -189,18 +207,24 @@ def _pools(steps) -> bool:
     return any(step.pool is not None for step in steps)
 
 
-def _run_cycles(tiles: int, beats: int, rows: int) -> int:
+def _run_cycles(tiles: int, beats: int, rows: int, kt: int = 1, pieces: int = 1) -> int:
     """Cycles of a layer's run phase under the weight loader's and the row issuer's rules (a
     tile's load waits for the rows of the tile two before it; a tile's rows wait for the
-    first beat of its load; a load is ``beats`` beats, a tile ``rows`` rows), until both have
-    finished. Each runs its tiles' cycles back to back once started, so the first cycles of
-    tile ``t``'s load ``L(t)`` and rows ``R(t)`` follow tile by tile: ``L(t) = max(L(t-1) +
-    beats, R(t-2) + rows)``, ``R(t) = max(L(t) + 1, R(t-1) + rows)``."""
-    load, issue, before = -beats, -rows, -rows      # L(t-1), R(t-1), R(t-2)
-    for _ in range(tiles):
-        load = max(load + beats, before + rows)
-        before, issue = issue, max(load + 1, issue + rows)
-    return max(load + beats, issue + rows) + 1
+    first beat of its load; a load is ``beats`` beats, a tile ``rows`` rows; the rows of an
+    output tile's last input tile, every ``kt``-th, go ``pieces`` cycles apart, and the row
+    after such a row waits as long), until both have finished. Each runs its tiles' cycles
+    back to back once started, so the first cycles of tile ``t``'s load ``L(t)`` and rows
+    ``R(t)`` follow tile by tile, ``E(t) = R(t) + (rows - 1) * p(t) + 1`` the cycle after
+    its last row (``p(t)``: ``pieces`` on a last input tile, else 1): ``L(t) = max(L(t-1) +
+    beats, E(t-2))``, ``R(t) = max(L(t) + 1, R(t-1) + rows * p(t-1))``."""
+    load, issue, spacing = -beats, -rows, 1                     # L(t-1), R(t-1), p(t-1)
+    before = end = 0                                            # E(t-2), E(t-1)
+    for tile in range(tiles):
+        load = max(load + beats, before)
+        issue = max(load + 1, issue + rows * spacing)
+        spacing = pieces if tile % kt == kt - 1 else 1
+        before, end = end, issue + (rows - 1) * spacing + 1
+    return max(load + beats, end) + 1
 
 
 def schedule(network: Network, params: OverlayParams, batch: int | None = None) -> dict:
@@ -223,7 +247,7 @@ def schedule(network: Network, params: OverlayParams, batch: int | None = None) 
         tiles = StepTiles.of(step, params)
         count = tiles.kt * tiles.nt
         rows = batch * step.rows_per_vector
-        cycles = (_run_cycles(count, params.rows, rows)
+        cycles = (_run_cycles(count, params.rows, rows, tiles.kt, params.stage_pieces)
                   + drain_cycles(params, step.layer, _pools(steps)) + 1)
         macs = batch * step.macs
         layers[step.index] = {
@@ -377,9 +401,15 @@ class SystolicOverlay(LayerEngine):
         if _pools(self.steps):
             structure.add("compare_bits", cols * a_bits)     # the pools' running maximum
             structure.add("register_bits", 2 * cols * a_bits)  # the values and the maximum
+        pieces = p.stage_pieces
         for step in self.steps:
-            structure.merge(stage_structure(step.layer, cols, pipelined=True,
+            structure.merge(stage_structure(step.layer, cols // pieces, pipelined=True,
                                             logic_multipliers=p.requant == "logic"))
+        if pieces > 1:
+            # A row's later pieces held, and the values of all but its last piece collected.
+            width = cols // pieces
+            structure.add("register_bits", (cols - width) * acc_bits + sideband
+                          + (pieces - 1) * width * (a_bits + out_bits))
         for _ in self.COUNTERS:
             structure.merge(LayerCounters(len(self.network.layers)).structure())
         weights, _ = self.weight_words()
@@ -661,7 +691,16 @@ class SystolicOverlay(LayerEngine):
         # registered from the next values of both (a step's start clears the gap), so that
         # its enables fan out from a flip-flop.
         busy = s.rw_busy & ~(rows_done & s.rw_final)
-        m.d.sync += s.issue.eq(~s.closing & ~s.to_next & busy & (gap != 0))
+        ready = ~s.closing & ~s.to_next & busy & (gap != 0)
+        pieces = p.stage_pieces
+        if pieces > 1:
+            # The output stage takes a row's sums a piece a cycle, so the row after one of an
+            # output tile's last input tile waits ``pieces`` cycles (``space``: those left).
+            space = Signal(range(pieces))
+            spaced = s.issue & s.rw_kt_last
+            m.d.sync += space.eq(Mux(spaced, pieces - 1, Mux(space != 0, space - 1, 0)))
+            ready &= ~spaced & (space <= 1)
+        m.d.sync += s.issue.eq(ready)
         with m.If(s.load):
             m.d.sync += [s.ld_addr.eq(s.ld_addr + 1),
                          s.ld_row.eq(Mux(s.ld_row == p.rows - 1, 0, s.ld_row + 1))]
@@ -917,7 +956,7 @@ class SystolicOverlay(LayerEngine):
             self.network, cols, acc_bits=acc_bits, a_bits=self.a_format.bits,
             tag_bits=s.out_bits + 2, groups=max(self.nt), pipelined=True,
             logic_multipliers=self.params.requant == "logic",
-            layers=[step.layer for step in self.steps])
+            layers=[step.layer for step in self.steps], pieces=self.params.stage_pieces)
         # The stages take the sums from registers (a cycle later): the sums come straight
         # from a block RAM read and an adder, and a stage that multiplies by constants starts
         # on its input at once.

@@ -18,6 +18,7 @@ import sys
 import time
 
 from .absorb import REPORT_PREFIX
+from .rtlil import honor_no_rw_check
 from ..boards import BoardDesign, board, uart_divisor
 from ..errors import ToolError
 from ..flow.generate import Design, load_design
@@ -122,6 +123,8 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
         options["synth_opts"] = " ".join((options.get("synth_opts", ""), "-spram")).strip()
     plan = platform.prepare(top, name="top", **options)
     plan.extract(folder)
+    netlist = folder / "top.il"
+    netlist.write_text(honor_no_rw_check(netlist.read_text()))
     _prepare_script(folder / "build_top.sh", absorb=family == "ecp5")
     started = time.monotonic()
     returncode, output = _run_script(folder, log or (lambda line: None))

@@ -81,6 +81,36 @@ def test_packed_arrays_match_golden_in_the_same_cycles(kind, rows, cols, batch):
         [(rows * math.ceil(cols / array.pack), array.packed_w_format)]
 
 
+@pytest.mark.parametrize("kind", ["int8", "binary", "ternary"])
+@pytest.mark.parametrize("rows, cols, batch, lanes, requant", [
+    (2, 4, 3, 1, "logic"), (2, 4, 2, 2, "dsp"), (3, 5, 2, 1, "logic"), (1, 2, 1, 1, "dsp"),
+    (4, 4, 1, 2, "logic")])
+def test_narrow_output_stages_match_golden_in_the_scheduled_cycles(kind, rows, cols, batch,
+                                                                   lanes, requant):
+    params = OverlayParams(rows, cols, batch, requant=requant, stage_lanes=lanes)
+    dut = check_three_batches(sample_network(kind, seed=5), params)
+    # The stages have lanes / cols of a full-width stage's requantization multipliers, and
+    # take more cycles.
+    wide = OverlayParams(rows, cols, batch, requant=requant)
+
+    def requant_multipliers(top):
+        return sum(group.count for group in top.structure().multipliers
+                   if group.use == "requant")
+    assert requant_multipliers(dut) * cols == \
+        requant_multipliers(SystolicOverlay(dut.network, wide)) * lanes
+    assert schedule(dut.network, params)["total"] > schedule(dut.network, wide)["total"]
+
+
+@pytest.mark.parametrize("lanes, error, message", [
+    (3, ValueError, r"^OverlayParams stage_lanes must divide the 4 columns \(1, 2, 4\), not 3$"),
+    (0, ValueError, r"^OverlayParams stage_lanes must be 1..4, not 0$"),
+    (2.0, TypeError, r"^OverlayParams stage_lanes must be a positive integer, not 2.0$"),
+])
+def test_rejects_stage_lanes_that_do_not_divide_the_columns(lanes, error, message):
+    with pytest.raises(error, match=message):
+        OverlayParams(2, 4, 2, stage_lanes=lanes)
+
+
 @pytest.mark.parametrize("pack, error, message", [
     (0, ValueError, r"^OverlayParams pack must be 1..4, not 0$"),
     (5, ValueError, r"^OverlayParams pack must be 1..4, not 5$"),

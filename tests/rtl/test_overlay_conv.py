@@ -103,6 +103,19 @@ def test_convolutional_batches_take_exactly_the_scheduled_cycles(name, rows, col
     assert list(np.diff(cycles[per_batch - 1::per_batch])) == [total] * 2
 
 
+@pytest.mark.parametrize("name", CNNS)
+@pytest.mark.parametrize("rows, cols, batch, lanes", [(2, 4, 2, 1), (3, 3, 2, 1), (4, 2, 1, 1)])
+def test_narrow_output_stages_serve_convolutions_in_the_scheduled_cycles(name, rows, cols,
+                                                                        batch, lanes):
+    network = cnn(name, seed=2)
+    params = OverlayParams(rows, cols, batch, requant="logic", stage_lanes=lanes)
+    check_golden(network, params, 2 * batch + 1, seed=2)
+    dut, cycles = check_golden(network, params, 3 * batch, seed=None)
+    per_batch = network.out_features // dut.out_count * batch
+    total = schedule(network, params)["total"]
+    assert list(np.diff(cycles[per_batch - 1::per_batch])) == [total] * 2
+
+
 def test_schedule_and_counters_cover_a_folded_pool():
     network, params = sample_cnn(), OverlayParams(2, 4, 2)
     plan = schedule(network, params)

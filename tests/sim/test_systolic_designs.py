@@ -22,19 +22,24 @@ def digits(digits_mlp):
 
 @pytest.mark.cocotb
 @pytest.mark.slow
-@pytest.mark.parametrize("weights, acts, pixels, array, pack, packed", [
-    ("int8", "uint8", None, "8x8", "1", 1),
+@pytest.mark.parametrize("weights, acts, pixels, array, options, packed", [
+    ("int8", "uint8", None, "8x8", {}, 1),
     # uint4 x int4n sums of 4 terms need 10 bits: +-7 * (1 + 2**10) is 14 bits, a third
     # weight 24; with 8-bit pixels (every layer's activations held in 8 bits) 14 and 18.
-    ("int4", "uint4", None, "4x8", "auto", 1), ("int4", "uint4", "uint4", "4x8", "auto", 2)])
+    ("int4", "uint4", None, "4x8", {"pack": "auto"}, 1),
+    ("int4", "uint4", "uint4", "4x8", {"pack": "auto"}, 2),
+    # The iCEBreaker's design: one-lane output stages with requantization in logic.
+    ("int8", "uint8", None, "2x4", {"requant": "logic", "stage_lanes": 1}, 1)])
 def test_digits_mlp_on_an_array_matches_golden(tmp_path, digits, weights, acts, pixels, array,
-                                               pack, packed):
+                                               options, packed):
     float_net, x_train, x_test = digits
-    options = QuantOptions(weights=weights, acts=acts, input_format=pixels)
-    network = quantize_network(float_net, x_train, options, name=f"digits_{weights}")
+    quant = QuantOptions(weights=weights, acts=acts, input_format=pixels)
+    network = quantize_network(float_net, x_train, quant, name=f"digits_{weights}")
     design = load_design(generate(network, tmp_path / "d", arch="systolic", array=array,
-                                  batch=16, pack=pack))
+                                  batch=16, **options))
     assert design.manifest["array"]["pack"] == packed
+    assert design.manifest["stage_lanes"] == options.get("stage_lanes", design.manifest[
+        "array"]["cols"])
     codes = network.quantize_input(x_test)
     for simulator in ("icarus", "verilator"):
         result = simulate(design, codes, simulator=simulator, backpressure=True, seed=7)
@@ -126,6 +131,22 @@ def test_packed_manifest_reads_back_the_pack(tmp_path):
     assert manifest["schedule"]["total"] == schedule(network, OverlayParams(2, 4, 4))["total"]
 
 
+def test_narrow_stages_read_back_from_the_manifest_and_take_their_cycles(tmp_path):
+    from hwnn.arch import architecture
+
+    network = sample_network("int8")
+    path = generate(network, tmp_path / "d", arch="systolic", array="2x4", batch=4,
+                    stage_lanes=2)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["stage_lanes"] == 2
+    params = architecture("systolic").read(manifest, network)
+    assert params.stage_lanes == 2 and params.overlay().stage_pieces == 2
+    # Pieces cost cycles: the rows of each output tile's last input tile go two apart.
+    wide, narrow = (schedule(network, OverlayParams(2, 4, 4, stage_lanes=lanes))["total"]
+                    for lanes in (None, 2))
+    assert manifest["schedule"]["total"] == narrow > wide
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"array": "4x0"}, r"^The array must have sides of 1..64, not 4x0$"),
     ({"array": "eight"}, r"^The array must be given as RxC, like 8x8, not 'eight'$"),
@@ -133,6 +154,11 @@ def test_packed_manifest_reads_back_the_pack(tmp_path):
     ({"batch": 0}, r"^OverlayParams batch must be 1..4096, not 0$"),
     ({"pack": "most"}, r"^OverlayParams pack must be 1..8 or 'auto', not 'most'$"),
     ({"pack": "2"}, r"^SystolicParams pack must be at most 1 for uint8 x int8 sums of 8 terms "),
+    ({"stage_lanes": 3}, r"^OverlayParams stage_lanes must divide the 8 columns \(1, 2, 4, 8\), "
+                         r"not 3$"),
+    ({"stage_lanes": 9}, r"^OverlayParams stage_lanes must be 1..8, not 9$"),
+    ({"stage_lanes": -1}, r"^The output stages' lanes must be 0 \(one per column\) or a divisor "
+                          r"of the columns, not -1$"),
 ])
 def test_generate_refuses_arrays_it_cannot_build(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
