@@ -4,10 +4,11 @@ An iCE40 logic cell (``ICESTORM_LC``) holds one LUT4, one flip-flop and one carr
 a flip-flop in its LUT's cell only when that LUT drives nothing else, so a design needs more
 cells than it has LUT4s or flip-flops (pipeline registers fed by other registers, block RAM or
 DSP outputs take a cell of their own). The estimator models the cells as
-``lut4 + ff - pairing * min(lut4, ff)`` (``hwnn.planning.estimate.ICE40_PAIRING``). This script
-builds the iCEBreaker board top (host link included) of a few designs of every engine with
-YoWASP Yosys, packs it with ``nextpnr-ice40 --pack-only`` and prints the estimated LUT4s and
-flip-flops, the packed cells, the pairing each design implies and the fit over all of them
+``lut4 + ff - pairing * min(lut4, ff)`` (``hwnn.planning.estimate.ICE40_PAIRING``, per
+architecture). This script builds the iCEBreaker board top (host link included) of a few
+designs of every engine with YoWASP Yosys (its RTLIL read ports as ``hwnn build`` sets them:
+:mod:`hwnn.tools.rtlil`), packs it with ``nextpnr-ice40 --pack-only`` and prints the estimated LUT4s and
+flip-flops, the packed cells, the pairing each design implies and the fit per architecture
 (the least-squares ``pairing``). Run it from the repository root:
 
     python benchmarks/ice40_cells.py
@@ -36,6 +37,8 @@ DESIGNS = (
                                "requant": "logic"}),
     ("systolic 2x4 int8, 8-bit multipliers", {"mult_bits": 8},
      {"arch": "systolic", "array": "2x4", "batch": 16, "requant": "logic"}),
+    ("systolic 2x4 int8, one-lane stages", {},
+     {"arch": "systolic", "array": "2x4", "batch": 16, "requant": "logic", "stage_lanes": 1}),
     ("systolic 2x2 int8", {}, {"arch": "systolic", "array": "2x2", "batch": 32,
                                "requant": "logic"}),
     ("systolic 1x2 int4", {"weights": "int4", "acts": "uint4"},
@@ -80,17 +83,21 @@ def main():
             cells = packed_cells(design, Path(folder) / f"d{index}" / "board")
             lut4, ff = guess["lut4"], guess["ff"]
             implied = (lut4 + ff - cells) / min(lut4, ff)
-            data.append((lut4, ff, cells))
+            data.append((design.manifest["arch"], lut4, ff, cells))
             rows.append((name, lut4, ff, guess["lc"], cells,
                          f"{100 * (guess['lc'] - cells) / cells:+.1f}%", f"{implied:.2f}"))
             print(f"  {name}: {cells} cells", file=sys.stderr, flush=True)
-    lut4, ff, cells = (np.array(column, dtype=float) for column in zip(*data, strict=True))
-    # cells = lut4 + ff - pairing * min(lut4, ff): least squares in the one coefficient.
-    shared = np.minimum(lut4, ff)
-    fitted = float(shared @ (lut4 + ff - cells) / (shared @ shared))
     print(format_table(("design", "est. LUT4", "est. FF", "est. cells", "packed cells",
                         "error", "implied pairing"), rows, right=set(range(1, 7))))
-    print(f"pairing: shipped {ICE40_PAIRING}, least squares over these designs {fitted:.3f}")
+    # cells = lut4 + ff - pairing * min(lut4, ff): least squares in the one coefficient, per
+    # architecture (no less than 0).
+    for arch in sorted({row[0] for row in data}):
+        lut4, ff, cells = (np.array(column, dtype=float) for column in
+                           zip(*(row[1:] for row in data if row[0] == arch), strict=True))
+        shared = np.minimum(lut4, ff)
+        fitted = max(0.0, float(shared @ (lut4 + ff - cells) / (shared @ shared)))
+        print(f"{arch} pairing: shipped {ICE40_PAIRING[arch]}, least squares over its "
+              f"designs {fitted:.3f}")
 
 
 if __name__ == "__main__":

@@ -261,14 +261,17 @@ def test_a_cnn_is_planned_through_its_units_cycles():
 
 
 def systolic_candidates(network):
-    """``(cycles per inference, rows, cols, batch)`` of every array and batch a plan tries."""
-    return [(schedule(network, OverlayParams(rows, cols, batch))["per_inference"], rows, cols,
-             batch) for rows, cols in ARRAYS for batch in BATCHES]
+    """``(cycles per inference, rows, cols, batch, output stage lanes)`` of every array, batch
+    and output stage width a plan tries."""
+    return [(schedule(network, OverlayParams(rows, cols, batch, stage_lanes=lanes))[
+        "per_inference"], rows, cols, batch, lanes)
+        for rows, cols in ARRAYS for batch in BATCHES
+        for lanes in range(1, cols + 1) if cols % lanes == 0]
 
 
-def systolic_fits(network, family, capacity, rows, cols, batch):
+def systolic_fits(network, family, capacity, rows, cols, batch, lanes):
     guess = estimate(network, family, "systolic", host_link=True, array=f"{rows}x{cols}",
-                     batch=batch)
+                     batch=batch, stage_lanes=lanes)
     return all(guess[name] <= (available * LOGIC_CEILING if name in LOGIC_RESOURCES
                                else available)
                for name, available in capacity.items())
@@ -278,8 +281,8 @@ def test_the_systolic_plan_is_the_fastest_array_and_batch_that_fits(threshold_ne
     plan = plan_array(threshold_net, "icebreaker")
     rows, cols = map(int, plan.options["array"].split("x"))
     assert within_budget(plan) and plan.resources["dsp"] == (rows * cols, 8)
-    assert plan.cycles == schedule(threshold_net, OverlayParams(rows, cols,
-                                                                plan.options["batch"]))[
+    assert plan.cycles == schedule(threshold_net, OverlayParams(
+        rows, cols, plan.options["batch"], stage_lanes=plan.options["stage_lanes"] or None))[
         "per_inference"]
     capacity = {name: available for name, (_, available) in plan.resources.items()}
     faster = [c for c in systolic_candidates(threshold_net) if c[0] < plan.cycles]
@@ -292,7 +295,7 @@ def test_a_systolic_target_gets_the_fewest_multipliers_that_meet_it(threshold_ne
     rows, cols = map(int, plan.options["array"].split("x"))
     allowed = plan.clock_hz / 200_000
     assert plan.cycles <= allowed and within_budget(plan)
-    assert all(r * c >= rows * cols for cycles, r, c, _ in systolic_candidates(threshold_net)
+    assert all(r * c >= rows * cols for cycles, r, c, *_ in systolic_candidates(threshold_net)
                if cycles <= allowed)
 
 
@@ -307,8 +310,11 @@ def test_compile_for_a_board_builds_the_planned_array(capsys, tmp_path, threshol
     assert (f"{array['rows']}x{array['cols']}", manifest["batch"]) == \
         (plan.options["array"], plan.options["batch"])
     assert manifest["cycles_per_inference"] == plan.cycles
-    assert text.startswith(f"array {plan.options['array']}, batch {plan.options['batch']} for "
-                           f"icebreaker (ICE40-UP5K, 12 MHz): ")
+    # The plan narrows the output stages where full-width ones do not fit (the threshold
+    # network's 2x4 at batch 64 on the UP5K).
+    assert manifest["stage_lanes"] == plan.options["stage_lanes"] == 2
+    assert text.startswith(f"array {plan.options['array']}, batch {plan.options['batch']}, "
+                           f"output stages 2 lanes wide for icebreaker (ICE40-UP5K, 12 MHz): ")
 
 
 def test_requantization_goes_to_logic_when_the_dsp_blocks_run_out():
@@ -355,17 +361,33 @@ def test_ice40_logic_cells_bound_a_plan_whose_lut4s_and_flip_flops_fit():
     """nextpnr packs a flip-flop with its LUT4 only when that LUT4 drives nothing else, so an
     iCE40 design takes more logic cells than it has LUT4s or flip-flops: per-channel
     requantization multipliers in logic fit the UP5K's LUT4s and flip-flops but not its
-    logic cells, and the plan says so."""
+    logic cells; the plan narrows the output stages until the cells fit, and says so where
+    nothing fits."""
     deep = random_network(np.random.default_rng(2), [64, 64, 32, 10],
                           weight_formats=["int8"] * 3, act_formats=["uint8"] * 2,
                           stages=["requant"] * 2, name="deep")
     guess = estimate(deep, "ice40", "systolic", host_link=True, array="1x2", batch=1,
                      requant="logic")
-    assert guess["lc"] == logic_cells(guess["lut4"], guess["ff"]) > max(guess["lut4"],
-                                                                          guess["ff"])
+    assert guess["lc"] == logic_cells(guess["lut4"], guess["ff"], "systolic") > max(
+        guess["lut4"], guess["ff"])
     assert max(guess["lut4"], guess["ff"]) <= 5280 * LOGIC_CEILING < guess["lc"]
-    with pytest.raises(NoFolding, match=r"needs LC \d+ of 4488 \(85% of 5280\)"):
-        plan_array(deep, "icebreaker")
+    plan = plan_array(deep, "icebreaker")
+    assert within_budget(plan) and plan.options["stage_lanes"] == 1
+    assert "output stages 1 lane wide" in plan.choice
+    # Full-width stages of the planned array and batch: over the cells in logic, over the
+    # DSP blocks in them.
+    for requant in ("logic", "dsp"):
+        full = estimate(deep, "ice40", "systolic", host_link=True,
+                        **dict(plan.options, requant=requant, stage_lanes=0))
+        assert full["lc"] > 5280 * LOGIC_CEILING or full["dsp"] > 8
+    # Four requantizing layers: even one-lane stages take too many cells, and only cells.
+    deeper = random_network(np.random.default_rng(2), [32, 48, 48, 48, 48, 10],
+                            weight_formats=["int8"] * 5, act_formats=["uint8"] * 4,
+                            stages=["requant"] * 4, name="deeper")
+    with pytest.raises(NoFolding, match=r"\(array 1x2, batch 1, requantization in logic, "
+                                        r"output stages 1 lane wide\) needs LC \d+ of 4488 "
+                                        r"\(85% of 5280\) \(\+\d+\)$"):
+        plan_array(deeper, "icebreaker")
 
 
 def test_systolic_board_requests_that_cannot_be_met_say_why_in_one_line(capsys, tmp_path,

@@ -89,7 +89,7 @@ class Systolic(Architecture):
                       "pack": top.array_params.pack},
             "batch": top.params.batch,
             "requant": top.params.requant,
-            "stage_lanes": cols // top.params.stage_pieces,
+            "stage_lanes": top.params.stage_lanes or 0,
             "layers": plan["layers"],
             "schedule": {key: plan[key] for key in ("load", "output", "total")},
             "cycles_per_inference": plan["per_inference"],

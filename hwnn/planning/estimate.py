@@ -328,16 +328,17 @@ def predict(features, coefficients, family, arch) -> dict:
 
 #: iCE40 logic cells: a cell holds a LUT4 and a flip-flop, but nextpnr packs a flip-flop with
 #: its LUT only when that LUT drives nothing else, so a design takes about ``lut4 + ff -
-#: ICE40_PAIRING * min(lut4, ff)`` cells (fitted by least squares on the board tops of eight
-#: designs of all three engines, estimated LUT4s and flip-flops against nextpnr's packed
-#: ``ICESTORM_LC``: ``python benchmarks/ice40_cells.py``).
-ICE40_PAIRING = 0.44
+#: pairing * min(lut4, ff)`` cells, the pairing per architecture (fitted by least squares on
+#: the board tops of nine designs of all three engines, estimated LUT4s and flip-flops
+#: against nextpnr's packed ``ICESTORM_LC``: ``python benchmarks/ice40_cells.py``; the sparse
+#: engine's one design, whose LUT4 and flip-flop estimates are low on iCE40, at no pairing).
+ICE40_PAIRING = {"dataflow": 0.42, "systolic": 0.69, "sparse": 0.0}
 
 
-def logic_cells(lut4: int, ff: int) -> int:
-    """iCE40 logic cells of a design of ``lut4`` LUT4s and ``ff`` flip-flops
-    (:data:`ICE40_PAIRING`)."""
-    return round(lut4 + ff - ICE40_PAIRING * min(lut4, ff))
+def logic_cells(lut4: int, ff: int, arch: str) -> int:
+    """iCE40 logic cells of a design of architecture ``arch`` with ``lut4`` LUT4s and ``ff``
+    flip-flops (:data:`ICE40_PAIRING`)."""
+    return round(lut4 + ff - ICE40_PAIRING[arch] * min(lut4, ff))
 
 
 def spram_placement(network: Network, family: str, arch="dataflow", *, host_link=False,
@@ -381,6 +382,6 @@ def estimate(network: Network, family: str, arch="dataflow", *, host_link=False,
     else:
         moved = []
     if family == "ice40":
-        total["lc"] = logic_cells(total["lut4"], total["ff"])
+        total["lc"] = logic_cells(total["lut4"], total["ff"], arch)
         total["spram"] = sum(map(spram_count, moved))
     return total

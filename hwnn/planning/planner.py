@@ -325,7 +325,8 @@ def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=
         choice = (f"array {options['array']}, batch {batch}"
                   + (f", {packed} products per multiplier" if packed > 1 else "")
                   + (", requantization in logic" if in_logic else "")
-                  + (f", output stages {params.stage_lanes} lanes wide" if pieces > 1 else ""))
+                  + (f", output stages {params.stage_lanes} lane"
+                     f"{'s' if params.stage_lanes > 1 else ''} wide" if pieces > 1 else ""))
         return Plan(board_name, device, clock, "systolic", options, choice, cycles,
                     _resources(network, "systolic", options, device), target_fps)
 
