@@ -6,9 +6,9 @@ cells than it has LUT4s or flip-flops (pipeline registers fed by other registers
 DSP outputs take a cell of their own). The estimator models the cells as
 ``lut4 + ff - pairing * min(lut4, ff)`` (``hwnn.planning.estimate.ICE40_PAIRING``, per
 architecture). This script builds the iCEBreaker board top (host link included) of a few
-designs of every engine with YoWASP Yosys (its RTLIL read ports as ``hwnn build`` sets them:
-:mod:`hwnn.tools.rtlil`), packs it with ``nextpnr-ice40 --pack-only`` and prints the estimated LUT4s and
-flip-flops, the packed cells, the pairing each design implies and the fit per architecture
+designs of every engine with YoWASP Yosys (its RTLIL read ports as ``hwnn build`` sets
+them: :mod:`hwnn.tools.rtlil`), packs it with ``nextpnr-ice40 --pack-only`` and prints the
+estimated LUT4s and flip-flops, the packed cells, the pairing each design implies and the fit per architecture
 (the least-squares ``pairing``). Run it from the repository root:
 
     python benchmarks/ice40_cells.py
