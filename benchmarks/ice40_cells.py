@@ -8,8 +8,8 @@ DSP outputs take a cell of their own). The estimator models the cells as
 architecture). This script builds the iCEBreaker board top (host link included) of a few
 designs of every engine with YoWASP Yosys (its RTLIL read ports as ``hwnn build`` sets
 them: :mod:`hwnn.tools.rtlil`), packs it with ``nextpnr-ice40 --pack-only`` and prints the
-estimated LUT4s and flip-flops, the packed cells, the pairing each design implies and the fit per architecture
-(the least-squares ``pairing``). Run it from the repository root:
+estimated LUT4s and flip-flops, the packed cells, the pairing each design implies and the
+fit per architecture (the least-squares ``pairing``). Run it from the repository root:
 
     python benchmarks/ice40_cells.py
 """
