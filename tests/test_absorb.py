@@ -72,6 +72,29 @@ class Builder:
         self.cell(name, "MULT18X18D", {}, inputs, {f"P{i}": bit for i, bit in enumerate(product)})
         return product
 
+    def ice40_flip_flop(self, name, d, *, clock=CLOCK, enable=None):
+        """An iCE40 flip-flop: ``SB_DFF``, or ``SB_DFFE`` with an ``enable``."""
+        q = self.bits(1)[0]
+        inputs = {"C": clock, "D": d} | ({} if enable is None else {"E": enable})
+        self.cell(name, "SB_DFF" if enable is None else "SB_DFFE", {}, inputs, {"Q": q})
+        return q
+
+    def mac(self, name, a, b, *, ce="1", **params):
+        """An SB_MAC16 multiplying 16-bit ``a`` by ``b`` (16x16 product on both output
+        halves, as Yosys maps a signed multiplier); returns its 32 output bits."""
+        product = self.bits(32)
+        self.cells[name] = {
+            "type": "SB_MAC16",
+            "parameters": {"MODE_8x8": "0", "PIPELINE_16x16_MULT_REG2": "0",
+                           "TOPOUTPUT_SELECT": "11", "BOTOUTPUT_SELECT": "11",
+                           "A_SIGNED": "1", "B_SIGNED": "1", **params},
+            "port_directions": {"A": "input", "B": "input", "CLK": "input", "CE": "input",
+                                "IRSTBOT": "input", "O": "output"},
+            "connections": {"A": list(a), "B": list(b), "CLK": ["0"], "CE": [ce],
+                            "IRSTBOT": ["0"], "O": product},
+        }
+        return product
+
     def netlist(self):
         return {"modules": {"top": {"ports": copy.deepcopy(self.ports),
                                     "cells": copy.deepcopy(self.cells), "netnames": {}}}}
@@ -236,3 +259,43 @@ def test_file_is_rewritten_and_a_missing_module_is_refused(tmp_path):
         "REGMODE_B"] == "OUTREG"
     with pytest.raises(ValueError, match=r"^The netlist has no module 'harness'$"):
         absorb_registers(net.netlist(), "harness")
+
+
+def registered_mac(**options):
+    """A MAC whose low 17 product bits each feed a flip-flop (16 of them: bits 15 and 16
+    share one, as a sign-extended product does after Yosys' merging)."""
+    net = Builder()
+    product = net.mac("mac", net.bits(16), net.bits(16), **options.pop("mac", {}))
+    qs = [net.ice40_flip_flop(f"p{i}", product[i], **options) for i in range(16)]
+    net.output("p", qs + qs[15:])
+    return net, product, qs
+
+
+def test_ice40_mac_product_register_takes_the_flip_flops():
+    net, _, qs = registered_mac()
+    netlist = net.netlist()
+    counts = absorb_registers(netlist, "top")
+    mac = cells(netlist)["mac"]
+    assert mac["parameters"]["PIPELINE_16x16_MULT_REG2"] == "1"
+    assert mac["connections"]["CLK"] == [CLOCK]
+    assert mac["connections"]["O"][:16] == qs
+    assert counts == {"bram_output_registers": 0, "dsp_output_registers": 1,
+                      "dsp_input_registers": 0, "flip_flops": 16}
+    assert set(cells(netlist)) == {"mac"}
+
+
+@pytest.mark.parametrize("case", ["enabled", "other load", "block enable", "8x8 mode",
+                                  "registered", "other clock"])
+def test_ice40_mac_keeps_its_flip_flops_when_moving_them_would_change_the_logic(case):
+    mac = {"block enable": {"ce": ENABLE}, "8x8 mode": {"MODE_8x8": "1"},
+           "registered": {"PIPELINE_16x16_MULT_REG2": "1"}}.get(case, {})
+    net, product, _ = registered_mac(mac=mac, **({"enable": ENABLE} if case == "enabled"
+                                                  else {}))
+    if case == "other load":
+        net.lut("lut", product[3])
+    if case == "other clock":
+        net.cells["mac"]["connections"]["CLK"] = [OTHER_CLOCK]
+    netlist = net.netlist()
+    before = copy.deepcopy(netlist)
+    assert absorb_registers(netlist, "top")["flip_flops"] == 0
+    assert netlist == before

@@ -1,4 +1,5 @@
-"""Pipeline registers into the ECP5's block RAM and DSP registers, on Yosys' netlist.
+"""Pipeline registers into the block RAM and DSP registers of an ECP5 (and the DSP blocks of
+an iCE40), on Yosys' netlist.
 
 Yosys maps an ECP5 block RAM read port without its output register (``REGMODE NOREG``: 5.6 ns
 from clock to data at speed grade 6) and a multiplier to a ``MULT18X18D`` without its input or
@@ -21,6 +22,14 @@ A flip-flop qualifies when it starts at 0 and has no reset (``TRELLIS_FF`` with 
 RESET`` and no ``LSR``; the hwnn generators leave the reset off data registers for this), is
 clocked on the rising edge, and shares its clock and enable with the others of its group;
 the block registers also start at 0.
+
+On an iCE40, Yosys maps a signed multiplier to an ``SB_MAC16`` whose 16x16 product leaves
+unregistered even where the design registers it, when the register is wider than the product
+(Amaranth sign-extends a product into its signal: two bits of one flip-flop); each product
+register then takes a logic cell of its own (128 on a 2x4 array). A ``SB_MAC16`` in the
+16x16 mode, both output halves the product, always enabled and never reset, each of whose
+used product bits feeds one plain ``SB_DFF`` (which starts at 0, no enable, no reset) on its
+clock gets its product register (``PIPELINE_16x16_MULT_REG2``) instead.
 """
 
 import json
@@ -36,6 +45,8 @@ REPORT_PREFIX = "hwnn.tools.absorb: "
 _BRAM_PORT_BITS = 18
 _DSP_OPERAND_BITS = 18
 _DSP_PRODUCT_BITS = 36
+#: The data input of each kind of flip-flop that qualifies.
+_DATA_PIN = {"TRELLIS_FF": "DI", "SB_DFF": "D"}
 
 
 class _Netlist:
@@ -68,6 +79,8 @@ class _Netlist:
         """``(clock, enable)`` of a flip-flop that qualifies (see the module's description),
         else None."""
         cell = self.cells.get(name)
+        if cell is not None and cell["type"] == "SB_DFF":
+            return self.pin(name, "C"), "1"
         if cell is None or cell["type"] != "TRELLIS_FF":
             return None
         params = cell["parameters"]
@@ -84,7 +97,8 @@ class _Netlist:
     def only_flip_flop_load(self, bit):
         """The flip-flop whose data input is ``bit``'s only load, or None."""
         loads = self.loads.get(bit, [])
-        if len(loads) == 1 and loads[0][1] == "DI" and self.flip_flop(loads[0][0]):
+        if (len(loads) == 1 and self.flip_flop(loads[0][0])
+                and loads[0][1] == _DATA_PIN[self.cells[loads[0][0]]["type"]]):
             return loads[0][0]
         return None
 
@@ -239,6 +253,39 @@ def _absorb_dsp_inputs(module, counts):
             counts["flip_flops"] += 1
 
 
+def _absorb_mac_products(module, counts):
+    netlist = _Netlist(module)
+    for name, cell in list(netlist.cells.items()):
+        if cell["type"] != "SB_MAC16":
+            continue
+        params = cell["parameters"]
+        if (_integer(params.get("PIPELINE_16x16_MULT_REG2", 0))
+                or _integer(params.get("MODE_8x8", 0))
+                or any(_integer(params.get(f"{half}OUTPUT_SELECT", 0)) != 3
+                       for half in ("TOP", "BOT"))
+                or netlist.pin(name, "CE") != "1" or netlist.pin(name, "IRSTBOT") != "0"):
+            continue
+        product = cell["connections"]["O"]
+        owned = {}
+        for index, bit in enumerate(product):
+            if isinstance(bit, str) or not netlist.loads.get(bit):
+                continue
+            owned[index] = netlist.only_flip_flop_load(bit)
+        if not owned or None in owned.values():
+            continue
+        setting = netlist.common(owned.values())
+        clock = netlist.pin(name, "CLK")
+        if setting is None or clock not in ("0", "x", setting[0]):
+            continue
+        _connect(cell, "CLK", setting[0])
+        params["PIPELINE_16x16_MULT_REG2"] = "1"
+        for index, flip_flop in owned.items():
+            product[index] = netlist.cells[flip_flop]["connections"]["Q"][0]
+            del netlist.cells[flip_flop]
+        counts["dsp_output_registers"] += 1
+        counts["flip_flops"] += len(owned)
+
+
 def absorb_registers(netlist: dict, top: str) -> dict:
     """Move the qualifying flip-flops of module ``top`` of ``netlist`` (Yosys' JSON netlist,
     changed in place) into block RAM output and DSP input/output registers. Returns the counts:
@@ -250,7 +297,7 @@ def absorb_registers(netlist: dict, top: str) -> dict:
                             "dsp_input_registers", "flip_flops"), 0)
     module = netlist["modules"][top]
     # Block RAM first: its output register is worth more than a DSP input register fed by it.
-    for step in (_absorb_bram, _absorb_dsp_outputs, _absorb_dsp_inputs):
+    for step in (_absorb_bram, _absorb_dsp_outputs, _absorb_dsp_inputs, _absorb_mac_products):
         step(module, counts)
     return counts
 

@@ -125,7 +125,7 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
     plan.extract(folder)
     netlist = folder / "top.il"
     netlist.write_text(honor_no_rw_check(netlist.read_text()))
-    _prepare_script(folder / "build_top.sh", absorb=family == "ecp5")
+    _prepare_script(folder / "build_top.sh", absorb=True)
     started = time.monotonic()
     returncode, output = _run_script(folder, log or (lambda line: None))
     seconds = time.monotonic() - started

@@ -148,7 +148,7 @@ class SynthReport:
     seconds: float
     mapper:  str = "abc9"
     #: Flip-flops moved into block RAM / DSP registers before placement
-    #: (:func:`hwnn.tools.absorb.absorb_registers`; ECP5), empty otherwise.
+    #: (:func:`hwnn.tools.absorb.absorb_registers`; place and route), empty otherwise.
     packed:  dict = field(default_factory=dict)
 
     def count(self, kind) -> int:
@@ -238,14 +238,13 @@ def synthesize(verilog, top, family="ecp5", *, memories=()) -> SynthReport:
 
 def place_and_route(verilog, top, device="ecp5-85f", *, target_mhz=150.0, log=None,
                     memories=()):
-    """Synthesize and place and route ``verilog`` on ``device``; return ``(SynthReport,
-    fmax_mhz, nextpnr_seconds)``. Timing failures are allowed: the figure is the point. A
-    design that does not fit raises :class:`DoesNotFit` before nextpnr runs. On ECP5 the
-    pipeline flip-flops at block RAM and DSP blocks move into those blocks' registers first
-    (counts in the report's ``packed``; its cells are Yosys'). The design's ports need pins:
-    wrap wide designs in a :class:`~hwnn.rtl.harness.RegisterHarness` first. ``log(line)``
-    is told when synthesis is done and place and route starts; ``memories`` as for
-    :func:`synthesize`."""
+    """Synthesize and place and route ``verilog`` on ``device``; return ``(SynthReport, fmax_mhz,
+    nextpnr_seconds)``. Timing failures are allowed: the figure is the point. A design that does
+    not fit raises :class:`DoesNotFit` before nextpnr runs. The pipeline flip-flops at block RAM
+    and DSP blocks move into those blocks' registers first (:mod:`hwnn.tools.absorb`; counts in
+    the report's ``packed``; its cells are Yosys'). The design's ports need pins: wrap wide
+    designs in a :class:`~hwnn.rtl.harness.RegisterHarness` first. ``log(line)`` is told when
+    synthesis is done and place and route starts; ``memories`` as for :func:`synthesize`."""
     if device not in DEVICES:
         raise ValueError(f"Unknown device {device!r}; available: {', '.join(DEVICES)}")
     family, tool, options = DEVICES[device]
@@ -256,8 +255,7 @@ def place_and_route(verilog, top, device="ecp5-85f", *, target_mhz=150.0, log=No
             log(f"synthesized in {report.seconds:.0f} s ({report.lut4_equivalent} LUT4, "
                 f"{report.ff} FF, {report.dsp} DSP, {report.bram} BRAM); placing and routing "
                 f"...")
-        if family == "ecp5":
-            report = replace(report, packed=absorb_file(Path(folder) / "netlist.json", top))
+        report = replace(report, packed=absorb_file(Path(folder) / "netlist.json", top))
         started = time.monotonic()
         result = subprocess.run([_tool(tool), *options, "--json", "netlist.json",
                                  "--freq", str(target_mhz), "--timing-allow-fail"],
