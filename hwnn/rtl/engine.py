@@ -119,7 +119,8 @@ class LayerStages(wiring.Component):
         ``lanes // pieces`` wide and takes a group a piece of that many accumulators a cycle,
         the first piece in the cycle the group arrives; the group's values come out together
         with its last piece's, ``pieces - 1`` cycles later than a full-width stage's
-        (:meth:`latency`). Groups must then arrive at least ``pieces`` cycles apart.
+        (:meth:`latency`). Groups must then arrive at least ``pieces`` cycles apart, and each
+        group's payload stay on ``i_acc`` until the next arrives.
 
     Members
     -------
@@ -165,42 +166,42 @@ class LayerStages(wiring.Component):
         if self.pieces == 1:
             self._stages(m, self.i_acc, self.o_act, self.o_out)
             return m
-        # Pieces: stages of ``width`` lanes; the group's later pieces held and shifted down a
-        # piece a cycle; the values of all but the last piece collected as they come out.
-        pieces, width, acc_bits = self.pieces, self.lanes // self.pieces, self.acc_bits
+        # Pieces: stages of ``width`` lanes, fed piece ``piece`` of the group on i_acc (which
+        # holds it); the values of all but the last piece collected as they come out (a
+        # hidden layer's and the last layer's in the same register, never both at once).
+        pieces, width = self.pieces, self.lanes // self.pieces
         tag_bits = len(self.i_acc.payload.tag)
         narrow = SimpleNamespace(**{name: signature.create() for name, signature in zip(
             ("i_acc", "o_act", "o_out"), self._narrow_signatures(width, tag_bits), strict=True)})
-        held = Signal((self.lanes - width) * acc_bits)
-        held_group, held_tag = Signal.like(self.i_acc.payload.group), Signal(tag_bits)
-        left, piece = Signal(range(pieces)), Signal(range(pieces))
+        piece = Signal(range(pieces))                # 0 between groups
         accs = self.i_acc.payload.acc
-        with m.If(self.i_acc.valid):
-            m.d.comb += [narrow.i_acc.valid.eq(1),
-                         narrow.i_acc.payload.group.eq(self.i_acc.payload.group * pieces),
-                         narrow.i_acc.payload.tag.eq(self.i_acc.payload.tag)]
-            m.d.comb += [narrow.i_acc.payload.acc[c].eq(accs[c]) for c in range(width)]
-            m.d.sync += [held.eq(Cat(*(accs[c] for c in range(width, self.lanes)))),
-                         held_group.eq(self.i_acc.payload.group),
-                         held_tag.eq(self.i_acc.payload.tag), left.eq(pieces - 1), piece.eq(1)]
-        with m.Elif(left != 0):
-            m.d.comb += [narrow.i_acc.valid.eq(1),
-                         narrow.i_acc.payload.group.eq(held_group * pieces + piece),
-                         narrow.i_acc.payload.tag.eq(Cat(held_tag, left == 1))]
-            m.d.comb += [narrow.i_acc.payload.acc[c].eq(held[c * acc_bits:(c + 1) * acc_bits])
-                         for c in range(width)]
-            m.d.sync += [held.eq(held >> (width * acc_bits)), left.eq(left - 1),
-                         piece.eq(piece + 1)]
+        m.d.comb += [
+            narrow.i_acc.valid.eq(self.i_acc.valid | (piece != 0)),
+            narrow.i_acc.payload.group.eq(self.i_acc.payload.group * pieces + piece),
+            narrow.i_acc.payload.tag.eq(Cat(self.i_acc.payload.tag, piece == pieces - 1)),
+        ]
+        with m.Switch(piece):
+            for k in range(pieces):
+                with m.Case(k):
+                    m.d.comb += [narrow.i_acc.payload.acc[c].eq(accs[k * width + c])
+                                 for c in range(width)]
+        with m.If(narrow.i_acc.valid):
+            m.d.sync += piece.eq(Mux(piece == pieces - 1, 0, piece + 1))
         self._stages(m, narrow.i_acc, narrow.o_act, narrow.o_out)
-        for wide, part in ((self.o_act, narrow.o_act), (self.o_out, narrow.o_out)):
+        parts = (narrow.o_act, narrow.o_out)
+        piece_bits = max(len(part.payload.data) for part in parts)
+        earlier = Signal(piece_bits * (pieces - 1))
+        with m.If(narrow.o_act.valid | narrow.o_out.valid):
+            m.d.sync += earlier.eq(Cat(earlier[piece_bits:], Mux(
+                narrow.o_act.valid, narrow.o_act.payload.data, narrow.o_out.payload.data)))
+        for wide, part in zip((self.o_act, self.o_out), parts, strict=True):
             data_bits = len(part.payload.data)
-            earlier = Signal(data_bits * (pieces - 1))
-            last = part.payload.tag[tag_bits]
-            with m.If(part.valid):
-                m.d.sync += earlier.eq(Cat(earlier[data_bits:], part.payload.data))
-            m.d.comb += [wide.valid.eq(part.valid & last),
-                         wide.payload.data.eq(Cat(earlier, part.payload.data)),
-                         wide.payload.tag.eq(part.payload.tag[:tag_bits])]
+            m.d.comb += [
+                wide.valid.eq(part.valid & part.payload.tag[tag_bits]),
+                wide.payload.data.eq(Cat(*(earlier[k * piece_bits:k * piece_bits + data_bits]
+                                           for k in range(pieces - 1)), part.payload.data)),
+                wide.payload.tag.eq(part.payload.tag[:tag_bits]),
+            ]
             if hasattr(wide.payload, "source"):
                 m.d.comb += wide.payload.source.eq(part.payload.source)
         return m

@@ -406,10 +406,8 @@ class SystolicOverlay(LayerEngine):
             structure.merge(stage_structure(step.layer, cols // pieces, pipelined=True,
                                             logic_multipliers=p.requant == "logic"))
         if pieces > 1:
-            # A row's later pieces held, and the values of all but its last piece collected.
-            width = cols // pieces
-            structure.add("register_bits", (cols - width) * acc_bits + sideband
-                          + (pieces - 1) * width * (a_bits + out_bits))
+            # The values of all but a row's last piece collected.
+            structure.add("register_bits", (pieces - 1) * cols // pieces * max(a_bits, out_bits))
         for _ in self.COUNTERS:
             structure.merge(LayerCounters(len(self.network.layers)).structure())
         weights, _ = self.weight_words()
@@ -961,13 +959,16 @@ class SystolicOverlay(LayerEngine):
         # from a block RAM read and an adder, and a stage that multiplies by constants starts
         # on its input at once.
         m.d.comb += stages.layer.eq(s.layer)
-        m.d.sync += [
-            stages.i_acc.valid.eq(valid_p & last_p),
-            stages.i_acc.payload.group.eq(nt_p),
-            stages.i_acc.payload.tag.eq(Cat(out_p, wfirst_p, wlast_p)),
-        ]
-        for c in range(cols):
-            m.d.sync += stages.i_acc.payload.acc[c].eq(sums[c])
+        m.d.sync += stages.i_acc.valid.eq(valid_p & last_p)
+        payload = [stages.i_acc.payload.group.eq(nt_p),
+                   stages.i_acc.payload.tag.eq(Cat(out_p, wfirst_p, wlast_p)),
+                   *(stages.i_acc.payload.acc[c].eq(sums[c]) for c in range(cols))]
+        if self.params.stage_pieces == 1:
+            m.d.sync += payload
+        else:
+            # Narrow stages read a row a piece a cycle: it stays until the next row's.
+            with m.If(valid_p & last_p):
+                m.d.sync += payload
 
     def _write_results(self, m, s):
         """The stages' results (tagged with their output word and pool window marks) into the
