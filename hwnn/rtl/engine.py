@@ -26,7 +26,7 @@ from .values import encode_value, resize
 from .widthconv import WordSplitter
 
 __all__ = ["COUNTER_BITS", "LayerCounters", "LayerEngine", "LayerStages", "OutputDrain",
-           "bias_words"]
+           "bias_words", "piece_cycles"]
 
 #: Width of the performance counters (they wrap around).
 COUNTER_BITS = 32
@@ -89,6 +89,12 @@ def bias_words(biases, lengths, lanes, bits) -> tuple[list, list]:
     return words, bases
 
 
+def piece_cycles(pieces: int) -> int:
+    """Cycles :class:`LayerStages` taking a group in ``pieces`` pieces adds to its stages'
+    latency: the piece's input register and the pieces after the first (none for one)."""
+    return 0 if pieces == 1 else pieces
+
+
 class LayerStages(wiring.Component):
     """One :class:`~hwnn.rtl.stage.OutputStage` per layer of ``network``, ``lanes`` wide; the
     one of layer ``layer`` takes the groups of accumulators.
@@ -117,8 +123,8 @@ class LayerStages(wiring.Component):
     pieces : int
         Cycles a group takes (a divisor of ``lanes``). With ``pieces > 1`` each stage is only
         ``lanes // pieces`` wide and takes a group a piece of that many accumulators a cycle,
-        the first piece in the cycle the group arrives; the group's values come out together
-        with its last piece's, ``pieces - 1`` cycles later than a full-width stage's
+        the first piece registered in the cycle the group arrives; the group's values come out
+        together with its last piece's, :func:`piece_cycles` later than a full-width stage's
         (:meth:`latency`). Groups must then arrive at least ``pieces`` cycles apart, and each
         group's payload stay on ``i_acc`` until the next arrives.
 
@@ -159,7 +165,7 @@ class LayerStages(wiring.Component):
     def latency(self, layer: Dense) -> int:
         """Cycles from a group of ``layer`` to its values."""
         return (stage_latency(layer, self.pipelined, self.logic_multipliers)
-                + self.pieces - 1)
+                + piece_cycles(self.pieces))
 
     def elaborate(self, platform):
         m = Module()
@@ -173,19 +179,23 @@ class LayerStages(wiring.Component):
         tag_bits = len(self.i_acc.payload.tag)
         narrow = SimpleNamespace(**{name: signature.create() for name, signature in zip(
             ("i_acc", "o_act", "o_out"), self._narrow_signatures(width, tag_bits), strict=True)})
+        # The piece is registered on its way in: a stage multiplying by constants starts on
+        # its input at once.
         piece = Signal(range(pieces))                # 0 between groups
+        feeding = Signal()
         accs = self.i_acc.payload.acc
-        m.d.comb += [
-            narrow.i_acc.valid.eq(self.i_acc.valid | (piece != 0)),
+        m.d.comb += feeding.eq(self.i_acc.valid | (piece != 0))
+        m.d.sync += [
+            narrow.i_acc.valid.eq(feeding),
             narrow.i_acc.payload.group.eq(self.i_acc.payload.group * pieces + piece),
             narrow.i_acc.payload.tag.eq(Cat(self.i_acc.payload.tag, piece == pieces - 1)),
         ]
         with m.Switch(piece):
             for k in range(pieces):
                 with m.Case(k):
-                    m.d.comb += [narrow.i_acc.payload.acc[c].eq(accs[k * width + c])
+                    m.d.sync += [narrow.i_acc.payload.acc[c].eq(accs[k * width + c])
                                  for c in range(width)]
-        with m.If(narrow.i_acc.valid):
+        with m.If(feeding):
             m.d.sync += piece.eq(Mux(piece == pieces - 1, 0, piece + 1))
         self._stages(m, narrow.i_acc, narrow.o_act, narrow.o_out)
         parts = (narrow.o_act, narrow.o_out)

@@ -47,7 +47,8 @@ from ..errors import ParameterError
 from ..ir import Dense, Network
 from ..ir.packing import pack_values
 from .arith import select
-from .engine import LayerCounters, LayerEngine, LayerStages, OutputDrain, bias_words
+from .engine import (LayerCounters, LayerEngine, LayerStages, OutputDrain, bias_words,
+                     piece_cycles)
 from .fanout import registered_copies
 from .overlaysteps import Step, overlay_steps
 from .params import check_positive_int
@@ -199,7 +200,7 @@ def drain_cycles(params: OverlayParams, layer: Dense, pools=False) -> int:
     register before the pool windows' maxima)."""
     return (READ_STAGES + array_latency(params.rows, params.cols)
             + stage_latency(layer, pipelined=True, logic_multipliers=params.requant == "logic")
-            + params.stage_pieces - 1 + 4 + pools)
+            + piece_cycles(params.stage_pieces) + 4 + pools)
 
 
 def _pools(steps) -> bool:
@@ -406,8 +407,10 @@ class SystolicOverlay(LayerEngine):
             structure.merge(stage_structure(step.layer, cols // pieces, pipelined=True,
                                             logic_multipliers=p.requant == "logic"))
         if pieces > 1:
-            # The values of all but a row's last piece collected.
-            structure.add("register_bits", (pieces - 1) * cols // pieces * max(a_bits, out_bits))
+            # The piece registered on its way in, the values of all but a row's last piece
+            # collected.
+            structure.add("register_bits", cols // pieces * (acc_bits + (pieces - 1) * max(
+                a_bits, out_bits)))
         for _ in self.COUNTERS:
             structure.merge(LayerCounters(len(self.network.layers)).structure())
         weights, _ = self.weight_words()
