@@ -332,7 +332,7 @@ def predict(features, coefficients, family, arch) -> dict:
 #: the board tops of nine designs of all three engines, estimated LUT4s and flip-flops
 #: against nextpnr's packed ``ICESTORM_LC``: ``python benchmarks/ice40_cells.py``; the sparse
 #: engine's one design, whose LUT4 and flip-flop estimates are low on iCE40, at no pairing).
-ICE40_PAIRING = {"dataflow": 0.42, "systolic": 0.69, "sparse": 0.0}
+ICE40_PAIRING = {"dataflow": 0.42, "systolic": 0.73, "sparse": 0.0}
 
 
 def logic_cells(lut4: int, ff: int, arch: str) -> int:
