@@ -377,7 +377,8 @@ class SystolicOverlay(LayerEngine):
         copy of the choice), the data path's registers (``register_bits``: the weight and
         activation reads and the row fed to the array, the input word gathered, the results
         written, the rows' sideband delayed along the array), the folded pools' running
-        maximum (``compare_bits``), every step's output stage, the performance counters
+        maximum (``compare_bits``), every step's output stage (``stage_lanes`` wide, and the
+        registers of its pieces), the performance counters
         (``counter_bits``), and its memories: weights, biases, the two activation memories,
         the accumulators, the outputs and the output FIFO."""
         p, batch = self.params, self.params.batch
