@@ -151,12 +151,16 @@ def _read_ports(params):
     return [(side, [f"DO{side}{i}" for i in range(_BRAM_PORT_BITS)], side) for side in "AB"]
 
 
+def _cells(netlist, kind):
+    """``(name, cell, parameters)`` of each cell of type ``kind``, in a stable list (the
+    caller may delete others as it goes)."""
+    return [(name, cell, cell["parameters"]) for name, cell in list(netlist.cells.items())
+            if cell["type"] == kind]
+
+
 def _absorb_bram(module, counts):
     netlist = _Netlist(module)
-    for name, cell in list(netlist.cells.items()):
-        if cell["type"] != "DP16KD":
-            continue
-        params = cell["parameters"]
+    for name, cell, params in _cells(netlist, "DP16KD"):
         for side, outputs, regmodes in _read_ports(params):
             if any(params.get(f"REGMODE_{mode}", "NOREG") != "NOREG" for mode in regmodes):
                 continue
@@ -192,10 +196,7 @@ def _dsp_clock(cell, clock):
 
 def _absorb_dsp_outputs(module, counts):
     netlist = _Netlist(module)
-    for name, cell in list(netlist.cells.items()):
-        if cell["type"] != "MULT18X18D":
-            continue
-        params = cell["parameters"]
+    for name, cell, params in _cells(netlist, "MULT18X18D"):
         if params.get("REG_OUTPUT_CLK", "NONE") != "NONE" or params.get(
                 "REG_PIPELINE_CLK", "NONE") != "NONE":
             continue
@@ -255,10 +256,7 @@ def _absorb_dsp_inputs(module, counts):
 
 def _absorb_mac_products(module, counts):
     netlist = _Netlist(module)
-    for name, cell in list(netlist.cells.items()):
-        if cell["type"] != "SB_MAC16":
-            continue
-        params = cell["parameters"]
+    for name, cell, params in _cells(netlist, "SB_MAC16"):
         if (_integer(params.get("PIPELINE_16x16_MULT_REG2", 0))
                 or _integer(params.get("MODE_8x8", 0))
                 or any(_integer(params.get(f"{half}OUTPUT_SELECT", 0)) != 3
