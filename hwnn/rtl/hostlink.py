@@ -106,8 +106,16 @@ class HostLink(wiring.Component):
         beats_fed = Signal(range(in_beats + 1))
         bytes_out = Signal(range(out_bytes + 1))
         limit = TIMEOUT_BYTES * 10 * self.divisor
+        # Cycles since the last byte: counted whatever the state (cleared by every byte, a
+        # sync byte included), so that no decoding of the state reaches the count's enable;
+        # ``timed_out`` marks the cycle it reaches ``limit``, which the states that wait for a
+        # frame's next byte act on.
         silence = Signal(range(limit + 1))
-        timed_out = Signal()          # silence == limit, kept in a register (a fast FSM)
+        timed_out = Signal()
+        with m.If(got):
+            m.d.sync += [silence.eq(0), timed_out.eq(0)]
+        with m.Else():
+            m.d.sync += [silence.eq(silence + 1), timed_out.eq(silence == limit - 1)]
 
         # FEED offers the beats, in registers of its own (no decoding of the link's state on
         # the way to the beat memory's address): ``feeding`` while in FEED, the count of beats
@@ -158,20 +166,16 @@ class HostLink(wiring.Component):
         with m.FSM():
             with m.State("HUNT"):
                 with m.If(is_sync):
-                    m.d.sync += [crc.eq(0), bytes_in.eq(0), silence.eq(0), timed_out.eq(0),
-                                 pending_bits.eq(0), beat_fill.eq(0), beat_address.eq(0)]
+                    m.d.sync += [crc.eq(0), bytes_in.eq(0), pending_bits.eq(0),
+                                 beat_fill.eq(0), beat_address.eq(0)]
                     m.next = "SEQ"
             for state in ("SEQ", "PAYLOAD", "CHECK"):
                 with m.State(state):
                     with m.If(got):
-                        m.d.sync += [silence.eq(0), timed_out.eq(0),
-                                     crc.eq(crc8_next(crc, byte))]
+                        m.d.sync += crc.eq(crc8_next(crc, byte))
                     with m.Elif(timed_out):
                         m.d.sync += status.eq(2)
                         m.next = "REPLY_SYNC"
-                    with m.Else():
-                        m.d.sync += [silence.eq(silence + 1),
-                                     timed_out.eq(silence == limit - 1)]
                     if state == "SEQ":
                         with m.If(got):
                             m.d.sync += seq.eq(byte)
