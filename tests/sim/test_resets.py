@@ -41,6 +41,9 @@ DESIGNS = {
     "systolic": (lambda: sample_network("int4", seed=2),
                  {"arch": "systolic", "array": "2x4", "batch": 4}),
     "systolic_cnn": (sample_cnn, {"arch": "systolic", "array": "2x4", "batch": 2}),
+    "systolic_narrow_stages": (lambda: sample_network("int8", seed=2),
+                               {"arch": "systolic", "array": "2x4", "batch": 3,
+                                "requant": "logic", "stage_lanes": 1}),
 }
 
 
@@ -79,7 +82,7 @@ def test_amaranth_simulator_reset_at_any_cycle(design, name):
 #: Verilator (10-50 s per build) on the multi-layer sparse design.
 VERILOG_RUNS = [pytest.param(name, "icarus", marks=pytest.mark.cocotb)
                 for name in ("sparse_one_layer", "sparse", "dataflow", "dataflow_hardwired",
-                             "systolic", "systolic_cnn")] + [
+                             "systolic", "systolic_cnn", "systolic_narrow_stages")] + [
     pytest.param("sparse", "verilator", marks=[pytest.mark.cocotb, pytest.mark.slow])]
 
 
