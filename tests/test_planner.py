@@ -45,7 +45,7 @@ def layer_cycles(network, folding):
 
 def within_budget(plan):
     for name, (used, available) in plan.resources.items():
-        limit = available * LOGIC_CEILING if name in LOGIC_RESOURCES else available
+        limit = available * LOGIC_CEILING[name] if name in LOGIC_RESOURCES else available
         if used > limit:
             return False
     return True
@@ -118,7 +118,7 @@ def test_a_target_over_the_device_names_what_is_over_and_what_fits(int8_net):
     assert "needs at most 30 cycles per inference" in message
     # Its multipliers moved to logic (PxSL) where the 8 DSP blocks ran out: LUT4s are over.
     assert re.search(r"the cheapest such folding \([^)]*L[ )]", message)
-    assert "LUT4 " in message and f"of {math.floor(5280 * LOGIC_CEILING)} (" in message
+    assert "LUT4 " in message and f"of {math.floor(5280 * LOGIC_CEILING['lut4'])} (" in message
     assert "the fastest folding that fits takes" in message
 
 
@@ -272,7 +272,7 @@ def systolic_candidates(network):
 def systolic_fits(network, family, capacity, rows, cols, batch, lanes):
     guess = estimate(network, family, "systolic", host_link=True, array=f"{rows}x{cols}",
                      batch=batch, stage_lanes=lanes)
-    return all(guess[name] <= (available * LOGIC_CEILING if name in LOGIC_RESOURCES
+    return all(guess[name] <= (available * LOGIC_CEILING[name] if name in LOGIC_RESOURCES
                                else available)
                for name, available in capacity.items())
 
@@ -367,7 +367,8 @@ def test_ice40_logic_cells_bound_a_plan_whose_lut4s_and_flip_flops_fit():
                      requant="logic")
     assert guess["lc"] == logic_cells(guess["lut4"], guess["ff"], "systolic") > max(
         guess["lut4"], guess["ff"])
-    assert max(guess["lut4"], guess["ff"]) <= 5280 * LOGIC_CEILING < guess["lc"]
+    assert max(guess["lut4"], guess["ff"]) <= 5280 * LOGIC_CEILING["lut4"]
+    assert guess["lc"] > 5280 * LOGIC_CEILING["lc"]
     plan = plan_array(deep, "icebreaker")
     assert within_budget(plan) and plan.options["stage_lanes"] == 1
     assert "output stages 1 lane wide" in plan.choice
@@ -376,14 +377,14 @@ def test_ice40_logic_cells_bound_a_plan_whose_lut4s_and_flip_flops_fit():
     for requant in ("logic", "dsp"):
         full = estimate(deep, "ice40", "systolic", host_link=True,
                         **dict(plan.options, requant=requant, stage_lanes=0))
-        assert full["lc"] > 5280 * LOGIC_CEILING or full["dsp"] > 8
+        assert full["lc"] > 5280 * LOGIC_CEILING["lc"] or full["dsp"] > 8
     # Four requantizing layers: even one-lane stages take too many cells, and only cells.
     deeper = random_network(np.random.default_rng(2), [32, 48, 48, 48, 48, 10],
                             weight_formats=["int8"] * 5, act_formats=["uint8"] * 4,
                             stages=["requant"] * 4, name="deeper")
     with pytest.raises(NoFolding, match=r"\(array 1x2, batch 1, requantization in logic, "
-                                        r"output stages 1 lane wide\) needs LC \d+ of 4488 "
-                                        r"\(85% of 5280\) \(\+\d+\)$"):
+                                        r"output stages 1 lane wide\) needs LC \d+ of 4224 "
+                                        r"\(80% of 5280\) \(\+\d+\)$"):
         plan_array(deeper, "icebreaker")
 
 
