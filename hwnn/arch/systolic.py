@@ -118,9 +118,11 @@ class Systolic(Architecture):
                  f"max, in {layer['folded_into']}" if "folded_into" in layer else layer["stage"])
                 for layer in manifest["layers"]]
         array, schedule = manifest["array"], manifest["schedule"]
+        lanes = manifest.get("stage_lanes", 0)
+        stages = f", output stages {lanes} lane{'s' if lanes > 1 else ''} wide" if lanes else ""
         return (format_table(("layer", "shape", "tiles", "cycles/batch", "utilization",
                               "stage"), rows, right={2, 3, 4})
-                + f"\n\n{array['rows']}x{array['cols']} array, batch {manifest['batch']}: "
+                + f"\n\n{array['rows']}x{array['cols']} array, batch {manifest['batch']}{stages}: "
                   f"{schedule['total']} cycles per batch (load {schedule['load']}, output "
                   f"{schedule['output']}), {manifest['cycles_per_inference']:g} cycles per "
                   f"inference, {sum(manifest['memory_bits'].values())} memory bits")

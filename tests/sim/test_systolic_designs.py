@@ -140,6 +140,8 @@ def test_narrow_stages_read_back_from_the_manifest_and_take_their_cycles(tmp_pat
     assert manifest["stage_lanes"] == 2
     params = architecture("systolic").read(manifest, network)
     assert params.stage_lanes == 2 and params.overlay().stage_pieces == 2
+    assert "\n2x4 array, batch 4, output stages 2 lanes wide: " in \
+        architecture("systolic").summary(manifest)
     # Pieces cost cycles: the rows of each output tile's last input tile go two apart.
     wide, narrow = (schedule(network, OverlayParams(2, 4, 4, stage_lanes=lanes))["total"]
                     for lanes in (None, 2))
