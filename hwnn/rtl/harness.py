@@ -2,9 +2,9 @@
 
 A generated top can have hundreds of port bits, more than an FPGA package has pins. The
 harness drives every input bit of the design from a shift register fed by one pin (``sin``)
-and folds every output bit into one registered pin (``sout``) by exclusive-or (a tree of
-registered 4-input XORs), so no logic can be optimized away and every port path starts and
-ends at a flip-flop.
+(each bit registered once more beside the design) and folds every output bit into one
+registered pin (``sout``) by exclusive-or (a tree of registered 4-input XORs), so no logic can
+be optimized away and every port path starts and ends at a flip-flop of the harness's own.
 """
 
 from amaranth import *
@@ -43,7 +43,12 @@ class RegisterHarness(wiring.Component):
         chain = Signal(max(sum(len(value) for value in inputs), 1))
         m.d.sync += chain.eq(Cat(self.sin, chain[:-1]))
         if inputs:
-            m.d.comb += Cat(*inputs).eq(chain)
+            # Each input bit registered again off the chain: the chain's order would place
+            # an input far from the logic it drives; its own register can sit beside it, with
+            # a route and no logic from the chain.
+            staged = Signal.like(chain)
+            m.d.sync += staged.eq(chain)
+            m.d.comb += Cat(*inputs).eq(staged)
         # A tree of registered 4-input XORs (one LUT level each), so that the harness's own
         # paths are never the slowest.
         bits = Cat(*outputs)

@@ -414,6 +414,9 @@ class SystolicOverlay(LayerEngine):
                 a_bits, out_bits)))
         for _ in self.COUNTERS:
             structure.merge(LayerCounters(len(self.network.layers)).structure())
+        # The counters' layer and enables, registered.
+        structure.add("register_bits", max(len(self.network.layers) - 1, 1).bit_length()
+                      + len(self.COUNTERS))
         weights, _ = self.weight_words()
         biases, _ = self.bias_words()
         structure.memories += [
@@ -1068,13 +1071,16 @@ class SystolicOverlay(LayerEngine):
 
     def _count(self, m, s):
         """The performance counters: cycles the layer holds the array, and those in which it
-        issues a row."""
+        issues a row. They count a cycle late: the step's layer is a per-step constant in a
+        register (no decoding of the step in front of the counters' enables), and the
+        enables are registered with it."""
+        layer = self._step_register(m, s.layer, [step.index for step in self.steps], "layer")
         holding = (s.phase == RUN) | (s.phase == DRAIN)
         for name, enable in (("cycles", holding), ("busy", holding & s.issue)):
             counters = m.submodules[f"{name}_counters"] = LayerCounters(len(self.network.layers))
-            m.d.comb += [counters.layer.eq(self._per_step(s.layer, [
-                             step.index for step in self.steps])),
-                         counters.enable.eq(enable)]
+            counting = Signal(name=f"counting_{name}")
+            m.d.sync += counting.eq(enable)
+            m.d.comb += [counters.layer.eq(layer), counters.enable.eq(counting)]
             for port, count in zip(getattr(self, name), counters.counts, strict=True):
                 m.d.comb += port.eq(count)
 

@@ -4,7 +4,12 @@ Each PE ``(r, c)`` holds two weights (two banks) and computes ``psum_out = psum_
 with a register on each operand (the activation, and the weight of the row's bank) and one
 after the multiplier, so that it maps onto a DSP block with its input and output registers
 (:mod:`hwnn.tools.absorb`) and no multiplexer sits in front of the multiplier, and the product
-registered once more in logic before the adder (DSP blocks stand far apart); activations
+registered once more in logic before the adder (DSP blocks stand far apart). In arrays of
+:data:`CHOICE_REGISTER_CELLS` PEs or more, which spread over a device's rows of DSP blocks,
+the choice of bank is registered in logic too, a cycle before the operand register, so that
+only a route lies between it and the DSP block (the banks stay near their weight beats'
+source): the bank bit runs a cycle ahead of its activations. Smaller arrays (those that fit
+an iCE40UP5K's 8 DSP blocks, whose logic cells run out first) choose directly. Activations
 move right, partial sums move down. Data registers have no reset (they start at 0), which
 those DSP registers need. A caller presents one row vector ``a`` of
 ``rows`` values per cycle; the array skews it internally (row ``r`` is delayed ``r`` cycles),
@@ -48,7 +53,8 @@ from .fanout import flavor
 from .params import check_positive_int
 from .structure import Multipliers, Structure
 
-__all__ = ["DSP_OPERAND_BITS", "SystolicArray", "SystolicParams", "array_latency", "max_pack",
+__all__ = ["CHOICE_REGISTER_CELLS", "DSP_OPERAND_BITS", "SystolicArray", "SystolicParams",
+           "array_latency", "choice_registered", "max_pack",
            "unpack_fields"]
 
 
@@ -167,11 +173,21 @@ def unpack_fields(psum: Value, pack: int, bits: int) -> list:
         borrow = total[bits - 1] | total[bits]
     return fields
 
+#: Arrays of this many PEs or more register each PE's choice of bank before its multiplier.
+CHOICE_REGISTER_CELLS = 16
+
+
+def choice_registered(rows: int, cols: int) -> bool:
+    """Whether a ``rows x cols`` array registers its PEs' choice of bank (a cycle of latency)."""
+    return rows * cols >= CHOICE_REGISTER_CELLS
+
+
 def array_latency(rows: int, cols: int) -> int:
     """Cycles from a row vector's transfer to its sums on a ``rows x cols`` array: the skew
-    and the de-skew (``rows - 1 + cols - 1``) and a PE's operand, product (twice) and sum
-    registers (4)."""
-    return rows + cols + 2
+    and the de-skew (``rows - 1 + cols - 1``), the activations' cycle behind their bank bit
+    where the choice of bank is registered (:func:`choice_registered`), and a PE's operand,
+    product (twice) and sum registers (4)."""
+    return rows + cols + 2 + choice_registered(rows, cols)
 
 
 def _operand_shape(fmt: Format):
@@ -246,6 +262,7 @@ class SystolicArray(wiring.Component):
         a_bits, w_bits, psum_bits = p.a_format.bits, p.packed_w_format.bits, p.psum_bits
         product_bits = a_bits + w_bits + 1
         row_bits = max(rows - 1, 1).bit_length()
+        chosen = int(choice_registered(rows, cols))
         structure = Structure.of(self.COUNTS)
         structure.add("cells", rows * cols)
         structure.multipliers.append(Multipliers("lanes", p.multipliers, p.a_format,
@@ -253,13 +270,15 @@ class SystolicArray(wiring.Component):
         structure.add("cell_bits", p.multipliers * (a_bits + w_bits + psum_bits))
         deskew = sum(max(cols - 1 - g - (pack > 1), 0) for g in range(groups))
         structure.add("register_bits",
-                      p.multipliers * (2 * w_bits + 2 * product_bits)   # banks, products
+                      p.multipliers * ((2 + chosen) * w_bits            # banks, choice,
+                                       + 2 * product_bits)              # products
                       + rows * (groups - 1) * (a_bits + 2)              # passed right
                       + rows * (rows - 1) // 2 * (a_bits + 2)           # activation skew
+                      + chosen * rows * a_bits                          # behind the bank
                       + groups * (groups - 1) // 2 * w_bits             # weight skew
                       + (groups - 1) * (row_bits + 2)
                       + deskew * psum_bits + (pack > 1) * cols * p.acc_bits
-                      + 4 + cols - groups)                              # valid flags
+                      + 4 + chosen + cols - groups)                     # valid flags
         return structure
 
     def elaborate(self, platform):
@@ -268,14 +287,21 @@ class SystolicArray(wiring.Component):
         rows, cols, groups, pack = p.rows, p.cols, p.groups, p.pack
         a_shape = _operand_shape(p.a_format)
         w_shape = _operand_shape(p.packed_w_format)
+        chosen = choice_registered(rows, cols)
 
         # Skew: row r sees the vector r cycles late, with its bank and valid bit (the bank in
         # the row's own copy: :func:`~hwnn.rtl.fanout.flavor`, so that Yosys does not merge the
         # rows' copies into one chain whose taps drive every PE of a diagonal, across the
-        # device).
+        # device). Where the PEs register the bank's weight a cycle before the activation,
+        # the activations start a cycle behind their bank bit.
         edge = []                                   # (a, bank, valid) entering group 0
         for r in range(rows):
-            a, bank, valid = self.i_a.payload.a[r], self.i_a.payload.bank, self.i_a.valid
+            a = self.i_a.payload.a[r]
+            if chosen:
+                behind = Signal(a_shape, name=f"behind_a_{r}", reset_less=True)
+                m.d.sync += behind.eq(a)
+                a = behind
+            bank, valid = self.i_a.payload.bank, self.i_a.valid
             init, reset_less, inverted = flavor(r)
             bank = bank ^ inverted
             for stage in range(r):
@@ -322,9 +348,15 @@ class SystolicArray(wiring.Component):
             init, reset_less, inverted = flavor(r)
             below = []
             for g in range(groups):
-                # Registered operands (the weight of the row's bank), registered product (the
-                # DSP's input and output registers), then the sum: every PE is two cycles
-                # later, so the wavefront still lines up.
+                # The weight of the bank (of the activation a cycle behind, registered in
+                # logic, where chosen), registered operands, registered product (the DSP's
+                # input and output registers), then the sum: every PE is two cycles later, so
+                # the wavefront still lines up.
+                w_chosen = Mux(bank, weights[r][g][1 - inverted], weights[r][g][inverted])
+                if chosen:
+                    w_register = Signal(w_shape, name=f"w_chosen_{r}_{g}", reset_less=True)
+                    m.d.sync += w_register.eq(w_chosen)
+                    w_chosen = w_register
                 a_operand = Signal(a_shape, name=f"a_operand_{r}_{g}", reset_less=True)
                 w_operand = Signal(w_shape, name=f"w_operand_{r}_{g}", reset_less=True)
                 product = Signal(signed(len(a) + w_shape.width + 1), name=f"product_{r}_{g}",
@@ -332,9 +364,7 @@ class SystolicArray(wiring.Component):
                 # The product registered again in logic, beside the adder: DSP blocks are
                 # sparse, and the route from one to its adder may take most of a cycle.
                 product_late = Signal.like(product, name=f"product_late_{r}_{g}", reset_less=True)
-                m.d.sync += [a_operand.eq(a),
-                             w_operand.eq(Mux(bank, weights[r][g][1 - inverted],
-                                              weights[r][g][inverted])),
+                m.d.sync += [a_operand.eq(a), w_operand.eq(w_chosen),
                              product.eq(a_operand * w_operand), product_late.eq(product)]
                 psum = Signal(psum_shape, name=f"psum_{r}_{g}", reset_less=True)
                 m.d.sync += psum.eq(above[g] + product_late)
@@ -346,6 +376,10 @@ class SystolicArray(wiring.Component):
                     m.d.sync += [a_next.eq(a), bank_next.eq(bank), valid_next.eq(valid)]
                     a, bank, valid = a_next, bank_next, valid_next
                 elif r == rows - 1:
+                    if chosen:
+                        chosen_valid = Signal(name="chosen_valid")
+                        m.d.sync += chosen_valid.eq(valid)
+                        valid = chosen_valid
                     operand_valid = Signal(name="operand_valid")
                     product_valid = Signal(name="product_valid")
                     late_valid = Signal(name="late_valid")
