@@ -299,3 +299,47 @@ def test_ice40_mac_keeps_its_flip_flops_when_moving_them_would_change_the_logic(
     before = copy.deepcopy(netlist)
     assert absorb_registers(netlist, "top")["flip_flops"] == 0
     assert netlist == before
+
+
+def test_ice40_mac_operand_registers_take_the_flip_flops():
+    net = Builder()
+    a_sources, b_sources = net.bits(8), net.bits(8)
+    a = [net.ice40_flip_flop(f"a{i}", bit) for i, bit in enumerate(a_sources)]
+    b = [net.ice40_flip_flop(f"b{i}", bit) for i, bit in enumerate(b_sources)]
+    # A signed (its top bit repeated), B unsigned (zeros above); a0 also feeds logic.
+    net.mac("mac", a + [a[-1]] * 8, b + ["0"] * 8)
+    net.lut("other", a[0])
+    netlist = net.netlist()
+    counts = absorb_registers(netlist, "top")
+    mac = cells(netlist)["mac"]
+    assert mac["parameters"]["A_REG"] == "1" and mac["parameters"]["B_REG"] == "1"
+    assert mac["connections"]["A"] == a_sources + [a_sources[-1]] * 8
+    assert mac["connections"]["B"] == b_sources + ["0"] * 8
+    assert mac["connections"]["CLK"] == [CLOCK]
+    assert "a0" in cells(netlist)                     # still loaded by "other"
+    assert not {f"a{i}" for i in range(1, 8)} & set(cells(netlist))
+    assert not {f"b{i}" for i in range(8)} & set(cells(netlist))
+    assert counts == {"bram_output_registers": 0, "dsp_output_registers": 0,
+                      "dsp_input_registers": 2, "flip_flops": 15}
+
+
+@pytest.mark.parametrize("case", ["enabled", "constant one", "logic", "other clock",
+                                  "block enable", "input reset", "registered"])
+def test_ice40_mac_operand_stays_unregistered_unless_moving_it_keeps_the_logic(case):
+    net = Builder()
+    a = [net.ice40_flip_flop(f"a{i}", net.bits(1)[0],
+                             enable=ENABLE if case == "enabled" and i == 1 else None,
+                             clock=OTHER_CLOCK if case == "other clock" and i == 2 else CLOCK)
+         for i in range(4)]
+    if case == "constant one":
+        a.append("1")
+    if case == "logic":
+        a.append(net.lut("lut", a[0]))
+    mac = {"block enable": {"ce": ENABLE}, "registered": {"A_REG": "1"}}.get(case, {})
+    net.mac("mac", a + ["0"] * (16 - len(a)), ["0"] * 16, **mac)
+    if case == "input reset":
+        net.cells["mac"]["connections"]["IRSTTOP"] = [RESET]
+    netlist = net.netlist()
+    before = copy.deepcopy(netlist)
+    assert absorb_registers(netlist, "top")["dsp_input_registers"] == 0
+    assert netlist == before

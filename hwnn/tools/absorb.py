@@ -29,7 +29,10 @@ unregistered even where the design registers it, when the register is wider than
 register then takes a logic cell of its own (128 on a 2x4 array). A ``SB_MAC16`` in the
 16x16 mode, both output halves the product, always enabled and never reset, each of whose
 used product bits feeds one plain ``SB_DFF`` (which starts at 0, no enable, no reset) on its
-clock gets its product register (``PIPELINE_16x16_MULT_REG2``) instead.
+clock gets its product register (``PIPELINE_16x16_MULT_REG2``) instead; and a ``SB_MAC16``
+always enabled whose operand ``A`` (``B``) comes from plain ``SB_DFF`` flip-flops on its clock
+(or constant 0), its input register never reset (``IRSTTOP``, ``IRSTBOT``), gets that input
+register (``A_REG``, ``B_REG``) fed from the flip-flops' inputs, as on an ECP5.
 """
 
 import json
@@ -213,45 +216,76 @@ def _absorb_dsp_outputs(module, counts):
         counts["flip_flops"] += len(owned)
 
 
+def _registered_operand(netlist, bits):
+    """``(clock, enable)`` and the bits in front of the flip-flops when every bit of an
+    operand (``bits``, as connected) comes from a qualifying flip-flop with a common clock and
+    enable (or is constant 0 or undefined: a register starts at 0); else None."""
+    if any(bit in ("1", "z") for bit in bits):          # a register would start at 0
+        return None
+    drivers = {bit: netlist.drivers.get(bit) for bit in bits if not isinstance(bit, str)}
+    if not drivers or any(driver is None or driver[1] != "Q"
+                          or not netlist.flip_flop(driver[0]) for driver in drivers.values()):
+        return None
+    setting = netlist.common(driver[0] for driver in drivers.values())
+    if setting is None:
+        return None
+    inputs = [bit if isinstance(bit, str) else netlist.cells[drivers[bit][0]]["connections"][
+                  _DATA_PIN[netlist.cells[drivers[bit][0]]["type"]]][0] for bit in bits]
+    return setting, inputs, {driver[0] for driver in drivers.values()}
+
+
+def _remove_unloaded(module, flip_flops, counts):
+    """Remove those of ``flip_flops`` that drive nothing now (they fed only DSP operands)."""
+    loads = _Netlist(module).loads
+    for flip_flop in sorted(flip_flops):
+        if not loads.get(module["cells"][flip_flop]["connections"]["Q"][0]):
+            del module["cells"][flip_flop]
+            counts["flip_flops"] += 1
+
+
 def _absorb_dsp_inputs(module, counts):
     netlist = _Netlist(module)
     sources = set()
-    for cell in list(netlist.cells.values()):
-        if cell["type"] != "MULT18X18D":
-            continue
-        params = cell["parameters"]
+    for _name, cell, params in _cells(netlist, "MULT18X18D"):
         for operand, enable_pin in (("A", "CE1"), ("B", "CE2")):
             if params.get(f"REG_INPUT{operand}_CLK", "NONE") != "NONE":
                 continue
             ports = [f"{operand}{i}" for i in range(_DSP_OPERAND_BITS)]
-            bits = [cell["connections"].get(port, ["0"])[0] for port in ports]
-            if any(bit in ("1", "z") for bit in bits):  # a register would start at 0
+            found = _registered_operand(
+                netlist, [cell["connections"].get(port, ["0"])[0] for port in ports])
+            if found is None or not _dsp_clock(cell, found[0][0]):
                 continue
-            drivers = {bit: netlist.drivers.get(bit) for bit in bits if not isinstance(bit, str)}
-            if not drivers or any(driver is None or driver[1] != "Q"
-                                  or not netlist.flip_flop(driver[0])
-                                  for driver in drivers.values()):
-                continue
-            setting = netlist.common(driver[0] for driver in drivers.values())
-            if setting is None or not _dsp_clock(cell, setting[0]):
-                continue
-            for port, bit in zip(ports, bits, strict=True):
-                if not isinstance(bit, str):
-                    flip_flop = drivers[bit][0]
-                    cell["connections"][port] = list(
-                        netlist.cells[flip_flop]["connections"]["DI"])
-                    sources.add(flip_flop)
+            (_, enable), inputs, flip_flops = found
+            for port, bit in zip(ports, inputs, strict=True):
+                cell["connections"][port] = [bit]
+            sources |= flip_flops
             params.update({f"REG_INPUT{operand}_CLK": "CLK0",
                            f"REG_INPUT{operand}_CE": enable_pin,
                            f"REG_INPUT{operand}_RST": "RST0"})
-            _connect(cell, enable_pin, setting[1])
+            _connect(cell, enable_pin, enable)
             counts["dsp_input_registers"] += 1
-    # Flip-flops that fed only DSP operands drive nothing now.
-    loads = _Netlist(module).loads
-    for flip_flop in sorted(sources):
-        if not loads.get(module["cells"][flip_flop]["connections"]["Q"][0]):
-            del module["cells"][flip_flop]
-            counts["flip_flops"] += 1
+    _remove_unloaded(module, sources, counts)
+
+
+def _absorb_mac_inputs(module, counts):
+    netlist = _Netlist(module)
+    sources = set()
+    for name, cell, params in _cells(netlist, "SB_MAC16"):
+        if netlist.pin(name, "CE") != "1":
+            continue
+        for operand, reset in (("A", "IRSTTOP"), ("B", "IRSTBOT")):
+            if _integer(params.get(f"{operand}_REG", 0)) or netlist.pin(name, reset) != "0":
+                continue
+            found = _registered_operand(netlist, cell["connections"][operand])
+            clock = netlist.pin(name, "CLK")
+            if found is None or clock not in ("0", "x", found[0][0]):
+                continue
+            _connect(cell, "CLK", found[0][0])
+            cell["connections"][operand] = found[1]
+            sources |= found[2]
+            params[f"{operand}_REG"] = "1"
+            counts["dsp_input_registers"] += 1
+    _remove_unloaded(module, sources, counts)
 
 
 def _absorb_mac_products(module, counts):
@@ -295,7 +329,8 @@ def absorb_registers(netlist: dict, top: str) -> dict:
                             "dsp_input_registers", "flip_flops"), 0)
     module = netlist["modules"][top]
     # Block RAM first: its output register is worth more than a DSP input register fed by it.
-    for step in (_absorb_bram, _absorb_dsp_outputs, _absorb_dsp_inputs, _absorb_mac_products):
+    for step in (_absorb_bram, _absorb_dsp_outputs, _absorb_dsp_inputs, _absorb_mac_products,
+                 _absorb_mac_inputs):
         step(module, counts)
     return counts
 
