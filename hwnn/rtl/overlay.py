@@ -389,7 +389,7 @@ class SystolicOverlay(LayerEngine):
         structure.add("unit", 1)
         array = SystolicArray(self.array_params)        # pack columns per multiplier
         structure.merge(array.structure())
-        structure.add("edge_bits", cols * (7 * acc_bits + 1))
+        structure.add("edge_bits", cols * (8 * acc_bits + 2))
         # The rows' sideband (valid, accumulator row, output tile, first and last input
         # tile, output word, pool window marks) meets the sums: READ_STAGES + latency deep.
         sideband = (5 + max(self.acc_depth - 1, 1).bit_length()
@@ -897,16 +897,15 @@ class SystolicOverlay(LayerEngine):
         stage (``s.stages``), tagged with the row's output word and pool window marks. The
         row's sideband is delayed to meet its sums.
 
-        Every path of the loop is short: the accumulator read starts two cycles early (the
+        Every path of the loop is short: the accumulator read starts three cycles early (the
         bias read three, from an address registered a cycle before) into the block RAMs' own
         output registers, and the sums are written back from a register, a cycle late; so a
-        read misses the writes of the three rows before it, whose sums are kept and forwarded
-        where a row matches. The choice is made ahead and registered, so that the sums' cycle
-        has one LUT before its adder: the memory or ``alt`` (registered a cycle ahead: the
-        bias, the sums of two or three rows before, or zero where the previous row's are
-        forwarded), ORed with ``fwd`` (the previous row's sums where the row takes them, zero
-        otherwise: a register with a synchronous reset, so that nothing stands between the
-        adder and it)."""
+        read misses the writes of the four rows before it, whose sums are kept and forwarded
+        where a row matches. A row's start (the bias on a tile's first input tile, else the
+        accumulators: the previous row's sums, the sums kept of one of the three rows before
+        it, or the memory) is chosen a cycle ahead into a register, the previous row's sums
+        in the last LUT before it (the choice among the others made earlier still, with
+        registered selects): the loop is the register, the adder and one LUT."""
         cols, acc_bits = self.params.cols, self.acc_bits
         info = [s.issue, s.rw_m, s.rw_nt, s.rw_kt == 0, s.rw_kt_last, s.rw_out, s.rw_first,
                 s.rw_last]
@@ -921,39 +920,43 @@ class SystolicOverlay(LayerEngine):
                                      for base in s.bias_bases])
         bias_addr = Signal.like(s.bias_read.addr)
         m.d.sync += bias_addr.eq(bias_base + line[-5][2])
-        m.d.comb += [s.acc_read.addr.eq(line[-3][1]), s.bias_read.addr.eq(bias_addr)]
+        m.d.comb += [s.acc_read.addr.eq(line[-4][1]), s.bias_read.addr.eq(bias_addr)]
         acc_q = Signal.like(s.acc_read.data, reset_less=True)
         bias_q = Signal.like(s.bias_read.data, reset_less=True)
         # The row after line[-1]'s: whether it writes its accumulators, and which.
         gone_write, gone_m = Signal(), Signal.like(m_p)
-        writes = [(row[0] & ~row[4], row[1]) for row in (line[-2], line[-1])]
-        writes.append((gone_write, gone_m))
         m.d.sync += [gone_write.eq(valid_p & ~last_p), gone_m.eq(m_p)]
-        # matches[i]: the row i + 1 ahead of line[-3]'s writes the same accumulators; a cycle
-        # later, with line[-2]'s row, the choices of alt and of the start.
-        matches = Signal(3)
-        m.d.sync += matches.eq(Cat(*(write & (row == line[-3][1]) for write, row in writes)))
+        # ahead[i]: the row i + 1 ahead of line[-3]'s writes the same accumulators (compared
+        # a cycle earlier, on line[-4]'s row); matches, the same a cycle later, for line[-2]'s
+        # row, whose start is chosen.
+        ahead, matches = Signal(4), Signal(4)
+        m.d.sync += [ahead.eq(Cat(*(row[0] & ~row[4] & (row[1] == line[-4][1])
+                                    for row in (line[-3], line[-2], line[-1])),
+                                  gone_write & (gone_m == line[-4][1]))),
+                     matches.eq(ahead)]
         first = line[-2][3]
+        # The sums of the three rows before line[-1]'s; alt, the sums of the second or the
+        # third row before line[-2]'s where it matches them (chosen a cycle ahead).
         kept = [[Signal(signed(acc_bits), name=f"sum{i}_{c}", reset_less=True)
-                 for c in range(cols)] for i in (1, 2)]
+                 for c in range(cols)] for i in (1, 2, 3)]
         alt = [Signal(signed(acc_bits), name=f"alt_{c}", reset_less=True) for c in range(cols)]
-        fwd = [Signal(signed(acc_bits), name=f"fwd_{c}", reset_less=True) for c in range(cols)]
-        prev = Signal()
-        m.d.comb += prev.eq(~first & matches[0])        # the next row takes this row's sums
+        start = [Signal(signed(acc_bits), name=f"start_{c}", reset_less=True)
+                 for c in range(cols)]
         m.d.sync += [acc_q.eq(s.acc_read.data), bias_q.eq(s.bias_read.data)]
-        # Whether the row starts from alt rather than the memory: a copy per column (it
-        # selects every bit of the column's start).
-        use_alt = registered_copies(m, first | matches[0] | matches[1] | matches[2], cols,
-                                    name="use_alt")
+        # The choices that select every bit of a column's start: a copy per column of each.
+        prev = registered_copies(m, ~line[-3][3] & ahead[0], cols, name="prev")
+        use_alt = registered_copies(m, ahead[2] | ahead[3], cols, name="use_alt")
         sums = [Signal(signed(acc_bits), name=f"sum_{c}") for c in range(cols)]
         for c in range(cols):
             lane = slice(c * acc_bits, (c + 1) * acc_bits)
-            start = Mux(use_alt[c], alt[c], acc_q[lane].as_signed()) | fwd[c]
-            m.d.comb += sums[c].eq(start + s.array.o_psum.payload[c])
+            m.d.comb += sums[c].eq(start[c] + s.array.o_psum.payload[c])
+            others = Mux(first, bias_q[lane].as_signed(),
+                         Mux(matches[1], kept[0][c],
+                             Mux(use_alt[c], alt[c], acc_q[lane].as_signed())))
             m.d.sync += [kept[0][c].eq(sums[c]), kept[1][c].eq(kept[0][c]),
-                         fwd[c].eq(Mux(prev, sums[c], 0)),
-                         alt[c].eq(Mux(prev, 0, Mux(first, bias_q[lane].as_signed(),
-                                                    Mux(matches[1], kept[0][c], kept[1][c]))))]
+                         kept[2][c].eq(kept[1][c]),
+                         alt[c].eq(Mux(ahead[2], kept[0][c], kept[1][c])),
+                         start[c].eq(Mux(prev[c], sums[c], others))]
         m.d.comb += [s.acc_write.data.eq(Cat(*kept[0]))]
         m.d.sync += [s.acc_write.addr.eq(m_p), s.acc_write.en.eq(valid_p & ~last_p)]
         s.out_bits = len(s.rw_out)
