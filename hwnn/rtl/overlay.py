@@ -505,7 +505,8 @@ class SystolicOverlay(LayerEngine):
     def _gather(self, m, s):
         """LOAD: gather ``in_count`` values per beat into words of ``cols`` values (each pixel
         of the input its own words, the last holding its remaining channels), written to
-        activation memory 0 (``s.load_write``, ``s.merged``); ``s.closing`` the cycle after the
+        activation memory 0 a cycle after their last beat (``s.load_write``, ``s.load_addr``,
+        ``s.load_word``); ``s.closing`` the cycle after the
         batch closes (full, or the input paused at a vector boundary): the decision is
         registered, and the input is no longer ready from that cycle on."""
         cols, batch, in_count = self.params.cols, self.params.batch, self.in_count
@@ -538,15 +539,21 @@ class SystolicOverlay(LayerEngine):
         with m.If(closes):
             m.d.sync += s.accepting.eq(0)
         # The word with this beat's values in place (slot p belongs to beat p // in_count).
-        s.merged = Signal(cols * a_bits)
-        m.d.comb += s.merged.eq(Cat(*(
+        merged = Signal(cols * a_bits)
+        m.d.comb += merged.eq(Cat(*(
             Mux(beat == slot // in_count, decoded[slot % in_count].as_unsigned(),
                 word[slot * a_bits:(slot + 1) * a_bits])
             for slot in range(beats_per_word * in_count))))
-        s.load_write = Signal()
-        with m.If(self.i_stream.valid & self.i_stream.ready):
-            m.d.sync += word.eq(s.merged)
-            m.d.comb += s.load_write.eq(word_done)
+        # A completed word is written a cycle after its last beat, from registers (the
+        # word, its address and the strobe): the input's transfer reaches only them.
+        s.load_write, s.load_word = Signal(), word
+        s.load_addr = Signal.like(s.act_writes[0].addr)
+        transfer = self.i_stream.valid & self.i_stream.ready
+        m.d.sync += s.load_write.eq(transfer & word_done)
+        with m.If(transfer):
+            m.d.sync += word.eq(merged)
+            with m.If(word_done):
+                m.d.sync += s.load_addr.eq(in_m * words0 + in_word)
             with m.If(word_done):
                 m.d.sync += [beat.eq(0), in_word.eq(Mux(vector_done, 0, in_word + 1)),
                              pixel_word.eq(Mux(pixel_word == pixel_words - 1, 0,
@@ -1016,8 +1023,7 @@ class SystolicOverlay(LayerEngine):
         m.d.comb += [port.en.eq(enable) for port, enable in zip(ports, enables, strict=True)]
         m.d.sync += enables.eq(0)
         with m.If(s.load_write):
-            m.d.sync += [addr.eq(s.in_m * self.tiles[0].in_words + s.in_word),
-                         word.eq(s.merged), enables.eq(1)]
+            m.d.sync += [addr.eq(s.load_addr), word.eq(s.load_word), enables.eq(1)]
         with m.Elif(act.valid):
             odd = act.payload.source & 1                 # step l writes memory (l + 1) % 2
             m.d.sync += [addr.eq(act.payload.tag[:bits]), word.eq(largest),
