@@ -2,9 +2,9 @@
 
 A generated top can have hundreds of port bits, more than an FPGA package has pins. The
 harness drives every input bit of the design from a shift register fed by one pin (``sin``)
-(each bit registered once more beside the design) and folds every output bit into one
-registered pin (``sout``) by exclusive-or (a tree of registered 4-input XORs), so no logic can
-be optimized away and every port path starts and ends at a flip-flop of the harness's own.
+(each bit registered once more beside the design) and folds every output bit, registered, into
+one registered pin (``sout``) by exclusive-or (a tree of registered 4-input XORs), so no logic
+can be optimized away and every port path starts and ends at a flip-flop of the harness's own.
 """
 
 from amaranth import *
@@ -49,9 +49,11 @@ class RegisterHarness(wiring.Component):
             staged = Signal.like(chain)
             m.d.sync += staged.eq(chain)
             m.d.comb += Cat(*inputs).eq(staged)
-        # A tree of registered 4-input XORs (one LUT level each), so that the harness's own
-        # paths are never the slowest.
-        bits = Cat(*outputs)
+        # The outputs registered as they are (a port's path ends at a flip-flop, as at its
+        # consumer's), then a tree of registered 4-input XORs (one LUT level each), so that
+        # the harness's own paths are never the slowest.
+        bits = Signal(max(sum(len(value) for value in outputs), 1))
+        m.d.sync += bits.eq(Cat(*outputs))
         while True:
             folded = Signal(max((len(bits) + 3) // 4, 1))
             m.d.sync += folded.eq(Cat(*(bits[i:i + 4].xor() for i in range(0, len(bits), 4))))

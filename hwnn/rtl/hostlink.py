@@ -72,14 +72,9 @@ class HostLink(wiring.Component):
         m.d.comb += [rx.rx.eq(self.rx), self.tx.eq(tx.tx)]
         # The received byte a cycle later, with its comparison with the sync byte (short paths
         # from the receiver to the enables; a byte takes at least 10 cycles).
-        byte, got = Signal(8, name="byte"), Signal(name="got")
-        is_sync, is_crc = Signal(name="is_sync"), Signal(name="is_crc")
-        seq, status, crc = Signal(8, name="seq"), Signal(2, name="status"), Signal(8, name="crc")
-        # is_crc: the byte equals the CRC so far (which has taken the byte before it a cycle
-        # after it came, long before this one).
+        byte, got, is_sync = Signal(8), Signal(), Signal()
         m.d.sync += [byte.eq(rx.o_byte.payload), got.eq(rx.o_byte.valid),
-                     is_sync.eq(rx.o_byte.valid & (rx.o_byte.payload == REQUEST_SYNC)),
-                     is_crc.eq(rx.o_byte.payload == crc)]
+                     is_sync.eq(rx.o_byte.valid & (rx.o_byte.payload == REQUEST_SYNC))]
 
         in_bytes = payload_bytes(self.in_features, self.in_format)
         out_bytes = payload_bytes(self.out_features, self.out_format)
@@ -88,6 +83,7 @@ class HostLink(wiring.Component):
         out_beat_bits = self.out_count * self.out_format.width
         out_beats = self.out_features // self.out_count
 
+        seq, status, crc = Signal(8), Signal(2), Signal(8)
         m.submodules.beats = beats = memory.Memory(shape=in_beat_bits, depth=in_beats, init=[])
         write, read = beats.write_port(), beats.read_port()
         # The reply's payload: an output beat (``beat_left`` of its bits still to send, least
@@ -95,25 +91,20 @@ class HostLink(wiring.Component):
         # (``byte_fill`` bits so far, past the last beat's end zeros).
         # Registered flags (no counter compare on the way to the enables): the beat is used up,
         # the byte is full, every beat has been taken.
-        out_beat = Signal(out_beat_bits, name="out_beat")
-        beat_left = Signal(range(out_beat_bits + 1), name="beat_left")
-        out_byte, byte_fill = Signal(8, name="out_byte"), Signal(range(8), name="byte_fill")
+        out_beat, beat_left = Signal(out_beat_bits), Signal(range(out_beat_bits + 1))
+        out_byte, byte_fill = Signal(8), Signal(range(8))
         beats_taken = Signal(range(out_beats + 1))
-        beat_empty, byte_full = Signal(name="beat_empty"), Signal(name="byte_full")
-        all_taken = Signal(name="all_taken")
+        beat_empty, byte_full, all_taken = Signal(), Signal(), Signal()
         # Ready for an output beat: a register, set a cycle after the link waits for one (it
         # waits until one comes), so that no decoding of the link's state reaches the
         # accelerator's output FIFO.
         want = Signal()
         m.d.comb += self.i_stream.ready.eq(want)
         m.d.sync += want.eq(0)
-        # A count per phase (simple enables): request bytes, beats fed, reply bytes; and
-        # whether the request's and the reply's counts are at their last byte (registered).
+        # A count per phase (simple enables): request bytes, beats fed, reply bytes.
         bytes_in = Signal(range(in_bytes + 1))
         beats_fed = Signal(range(in_beats + 1))
         bytes_out = Signal(range(out_bytes + 1))
-        last_in = Signal(init=in_bytes == 1)
-        last_out = Signal(init=out_bytes == 1)
         limit = TIMEOUT_BYTES * 10 * self.divisor
         # Cycles since the last byte: counted whatever the state (cleared by every byte, a
         # sync byte included), so that no decoding of the state reaches the count's enable;
@@ -131,7 +122,7 @@ class HostLink(wiring.Component):
         # taken (0 before FEED), the next count and whether the count is the last beat. The
         # read port shows the beat at the address of the cycle before: the count, or the next
         # one once a beat is taken.
-        feeding, feed_last = Signal(name="feeding"), Signal(name="feed_last", init=in_beats == 1)
+        feeding, feed_last = Signal(), Signal(init=in_beats == 1)
         beats_next = Signal(range(in_beats + 2), init=1)
         taken = feeding & self.o_stream.ready
         m.d.comb += [
@@ -150,7 +141,7 @@ class HostLink(wiring.Component):
         # Each payload byte is shifted, a bit per cycle, into the beat being assembled; a full
         # beat is written at the next address. Bits past the vector (the last byte's padding)
         # are dropped. A byte takes 10 bit times (at least 10 cycles), longer than its 8 shifts.
-        pending, pending_bits = Signal(8, name="pending"), Signal(range(9), name="pending_bits")
+        pending, pending_bits = Signal(8), Signal(range(9))
         beat = Signal(in_beat_bits)
         beat_fill = Signal(range(max(in_beat_bits, 2)))
         beat_address = Signal(range(in_beats + 1))
@@ -164,47 +155,24 @@ class HostLink(wiring.Component):
             with m.Else():
                 m.d.sync += beat_fill.eq(beat_fill + 1)
 
-        # The CRC takes a byte a cycle after it is received or sent (``crc_byte``, with the
-        # ``crc_step`` strobe; the next byte comes 10 bit times later at the soonest): its
-        # enable and its XORs start at registers, not at the decoding of the link's state.
-        # The clears in the states below come later and win.
-        crc_byte, crc_step = Signal(8, name="crc_byte"), Signal(name="crc_step")
-        m.d.sync += crc_step.eq(0)
-        with m.If(crc_step):
-            m.d.sync += crc.eq(crc8_next(crc, crc_byte))
-
-        def take(value):
-            """Statements that have the CRC take ``value`` next."""
-            return [crc_byte.eq(value), crc_step.eq(1)]
-
-        # The transmitter's byte and valid are registers (``tx_byte``, ``offered``): a state
-        # that sends offers its byte once the CRC has taken the byte before (the CRC is the
-        # last byte sent) and goes on once the byte is taken.
-        offered, tx_byte = Signal(name="offered"), Signal(8, name="tx_byte")
-        accepted = offered & tx.i_byte.ready
-        m.d.comb += [tx.i_byte.payload.eq(tx_byte), tx.i_byte.valid.eq(offered)]
-
         def send(value, next_state, *, checked=True):
             """Offer ``value`` to the transmitter; go on once it is taken."""
-            with m.If(~offered):
-                with m.If(~crc_step):
-                    m.d.sync += [tx_byte.eq(value), offered.eq(1)]
-            with m.Elif(tx.i_byte.ready):
-                m.d.sync += offered.eq(0)
+            m.d.comb += [tx.i_byte.payload.eq(value), tx.i_byte.valid.eq(1)]
+            with m.If(tx.i_byte.ready):
                 if checked:
-                    m.d.sync += take(tx_byte)
+                    m.d.sync += crc.eq(crc8_next(crc, value))
                 m.next = next_state
 
         with m.FSM():
             with m.State("HUNT"):
                 with m.If(is_sync):
-                    m.d.sync += [crc.eq(0), bytes_in.eq(0), last_in.eq(in_bytes == 1),
-                                 pending_bits.eq(0), beat_fill.eq(0), beat_address.eq(0)]
+                    m.d.sync += [crc.eq(0), bytes_in.eq(0), pending_bits.eq(0),
+                                 beat_fill.eq(0), beat_address.eq(0)]
                     m.next = "SEQ"
             for state in ("SEQ", "PAYLOAD", "CHECK"):
                 with m.State(state):
                     with m.If(got):
-                        m.d.sync += take(byte)
+                        m.d.sync += crc.eq(crc8_next(crc, byte))
                     with m.Elif(timed_out):
                         m.d.sync += status.eq(2)
                         m.next = "REPLY_SYNC"
@@ -215,14 +183,12 @@ class HostLink(wiring.Component):
                     elif state == "PAYLOAD":
                         with m.If(got):
                             m.d.sync += [pending.eq(byte), pending_bits.eq(8),
-                                         bytes_in.eq(bytes_in + 1),
-                                         last_in.eq(bytes_in == in_bytes - 2 if in_bytes > 1
-                                                    else 1)]
-                            with m.If(last_in):
+                                         bytes_in.eq(bytes_in + 1)]
+                            with m.If(bytes_in == in_bytes - 1):
                                 m.next = "CHECK"
                     else:
                         with m.If(got):
-                            with m.If(is_crc):
+                            with m.If(byte == crc):
                                 m.d.sync += [status.eq(0), feeding.eq(1)]
                                 m.next = "FEED"
                             with m.Else():
@@ -233,15 +199,14 @@ class HostLink(wiring.Component):
                     m.d.sync += feeding.eq(0)
                     m.next = "REPLY_SYNC"
             with m.State("REPLY_SYNC"):
-                m.d.sync += [crc.eq(0), bytes_out.eq(0), last_out.eq(out_bytes == 1),
-                             beat_empty.eq(1), byte_fill.eq(0), byte_full.eq(0),
-                             beats_taken.eq(0), all_taken.eq(0)]
+                m.d.sync += [crc.eq(0), bytes_out.eq(0), beat_empty.eq(1), byte_fill.eq(0),
+                             byte_full.eq(0), beats_taken.eq(0), all_taken.eq(0)]
                 send(REPLY_SYNC, "REPLY_SEQ", checked=False)
             with m.State("REPLY_SEQ"):
                 send(seq, "REPLY_STATUS")
             with m.State("REPLY_STATUS"):
                 send(status, "REPLY_PAYLOAD")
-                with m.If(accepted & (status != 0)):
+                with m.If(tx.i_byte.ready & (status != 0)):
                     m.next = "REPLY_CRC"
             with m.State("REPLY_PAYLOAD"):
                 shift = Signal()            # a bit into the byte: the beat's next, or a 0 pad
@@ -265,11 +230,9 @@ class HostLink(wiring.Component):
                 with m.If(shift):
                     m.d.sync += [out_byte.eq(Cat(out_byte[1:], out_beat[0] & ~beat_empty)),
                                  byte_fill.eq(byte_fill + 1), byte_full.eq(byte_fill == 7)]
-                with m.If(byte_full & accepted):
-                    m.d.sync += [byte_full.eq(0), bytes_out.eq(bytes_out + 1),
-                                 last_out.eq(bytes_out == out_bytes - 2 if out_bytes > 1
-                                                 else 1)]
-                    with m.If(last_out):
+                with m.If(byte_full & tx.i_byte.ready):
+                    m.d.sync += [byte_full.eq(0), bytes_out.eq(bytes_out + 1)]
+                    with m.If(bytes_out == out_bytes - 1):
                         m.next = "REPLY_CRC"
             with m.State("REPLY_CRC"):
                 send(crc, "HUNT", checked=False)
