@@ -1,6 +1,6 @@
-"""The iCE40 product and operand registers moved into SB_MAC16 blocks (:mod:`hwnn.tools.absorb`) on a real
-systolic array: Yosys' netlist after the move, simulated in Icarus with Yosys' models of the
-iCE40 cells, gives the array's own Verilog's results cycle for cycle."""
+"""The iCE40 product and operand registers moved into SB_MAC16 blocks (:mod:`hwnn.tools.absorb`)
+on a real systolic array: Yosys' netlist after the moves, simulated in Icarus with Yosys' models
+of the iCE40 cells, gives the array's own Verilog's results cycle for cycle."""
 
 import shutil
 import subprocess
