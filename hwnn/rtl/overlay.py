@@ -373,10 +373,10 @@ class SystolicOverlay(LayerEngine):
         (:meth:`~hwnn.rtl.systolic.SystolicArray.structure`: its multipliers, cell registers
         ``cell_bits`` and other registers ``register_bits``), the accumulator edge's registers
         (``edge_bits``: per column and accumulator bit, the accumulator and bias reads, the
-        sums kept twice, forwarded and chosen ahead, and the stage's input; per column, its
-        copy of the choice), the data path's registers (``register_bits``: the weight and
-        activation reads and the row fed to the array, the input word gathered, the results
-        written, the rows' sideband delayed along the array), the folded pools' running
+        sums kept three times, the kept sums chosen ahead, the start, and the stage's input;
+        per column, its copies of two choices), the data path's registers (``register_bits``:
+        the weight and activation reads and the row fed to the array, the input word gathered,
+        the results written, the rows' sideband delayed along the array), the folded pools' running
         maximum (``compare_bits``), every step's output stage (``stage_lanes`` wide, and the
         registers of its pieces), the performance counters
         (``counter_bits``), and its memories: weights, biases, the two activation memories,
