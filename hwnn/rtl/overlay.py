@@ -934,13 +934,13 @@ class SystolicOverlay(LayerEngine):
         gone_write, gone_m = Signal(), Signal.like(m_p)
         m.d.sync += [gone_write.eq(valid_p & ~last_p), gone_m.eq(m_p)]
         # ahead[i]: the row i + 1 ahead of line[-3]'s writes the same accumulators (compared
-        # a cycle earlier, on line[-4]'s row); matches, the same a cycle later, for line[-2]'s
-        # row, whose start is chosen.
-        ahead, matches = Signal(4), Signal(4)
+        # a cycle earlier, on line[-4]'s row); matches_second, ahead[1] a cycle later, for
+        # line[-2]'s row, whose start is chosen.
+        ahead, matches_second = Signal(4), Signal()
         m.d.sync += [ahead.eq(Cat(*(row[0] & ~row[4] & (row[1] == line[-4][1])
                                     for row in (line[-3], line[-2], line[-1])),
                                   gone_write & (gone_m == line[-4][1]))),
-                     matches.eq(ahead)]
+                     matches_second.eq(ahead[1])]
         first = line[-2][3]
         # The sums of the three rows before line[-1]'s; alt, the sums of the second or the
         # third row before line[-2]'s where it matches them (chosen a cycle ahead).
@@ -958,7 +958,7 @@ class SystolicOverlay(LayerEngine):
             lane = slice(c * acc_bits, (c + 1) * acc_bits)
             m.d.comb += sums[c].eq(start[c] + s.array.o_psum.payload[c])
             others = Mux(first, bias_q[lane].as_signed(),
-                         Mux(matches[1], kept[0][c],
+                         Mux(matches_second, kept[0][c],
                              Mux(use_alt[c], alt[c], acc_q[lane].as_signed())))
             m.d.sync += [kept[0][c].eq(sums[c]), kept[1][c].eq(kept[0][c]),
                          kept[2][c].eq(kept[1][c]),
