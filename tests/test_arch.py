@@ -80,7 +80,7 @@ def test_a_fold_sequence_is_kept_as_a_tuple():
 def test_generate_refuses_an_option_of_another_architecture(tmp_path):
     with pytest.raises(TypeError, match=r"^'pes' is not an option of the systolic "
                                         r"architecture; its options: array, batch, requant, "
-                                        r"pack, stage_lanes$"):
+                                        r"pack, stage_lanes, weights$"):
         generate(sample_network("int8"), tmp_path / "d", arch="systolic", pes=4)
     assert not (tmp_path / "d").exists()
 

@@ -17,7 +17,8 @@ from hwnn.planning.planner import (BATCHES, LOGIC_CEILING, LOGIC_RESOURCES, NoFo
                                    logic_fallback, plan_array, plan_folding)
 from hwnn.quant.synthetic import random_cnn, random_network, sample_cnn
 from hwnn.rtl.folding import LayerFold, cycle_targets, folding_for_cycles, fully_parallel
-from hwnn.rtl.overlay import OverlayParams, schedule
+from hwnn.rtl.overlay import OverlayParams, SystolicOverlay, schedule
+from hwnn.tools.synth import spram_memories
 
 ICEBREAKER_HZ = 12e6
 
@@ -390,14 +391,15 @@ def test_ice40_logic_cells_bound_a_plan_whose_lut4s_and_flip_flops_fit():
 
 def test_systolic_board_requests_that_cannot_be_met_say_why_in_one_line(capsys, tmp_path,
                                                                          threshold_net):
-    mnist = random_network(np.random.default_rng(1), [784, 128, 10],
-                           weight_formats=["int8", "int8"], act_formats=["uint8"],
-                           stages=["requant"], name="mnist")
+    wide = random_network(np.random.default_rng(1), [784, 256, 10],
+                          weight_formats=["int8", "int8"], act_formats=["uint8"],
+                          stages=["requant"], name="wide")
     cases = [
-        # (784 * 128 + 128 * 10) int8 weights = 794 kbit.
-        (mnist, [], ("No systolic array of 'mnist' fits the icebreaker (ICE40-UP5K, 12 MHz): "
-                     "its weights alone take 794.0 kbit, more than the 30 block RAMs of the "
-                     "ICE40-UP5K hold (120 kbit); the overlay keeps every weight on chip")),
+        # (784 * 256 + 256 * 10) int8 weights = 1,588 kbit.
+        (wide, [], ("No systolic array of 'wide' fits the icebreaker (ICE40-UP5K, 12 MHz): "
+                    "its weights alone take 1,588.0 kbit, more than the 30 block RAMs and 4 "
+                    "SPRAM blocks of the ICE40-UP5K hold (1,144 kbit); the overlay keeps every "
+                    "weight on chip")),
         (threshold_net, ["--target-fps", "1000000"],
          ("1,000,000 inferences/s on the icebreaker (ICE40-UP5K, 12 MHz) allows 12 cycles "
           "per inference; the fastest systolic design of 'thr' (array 16x16, batch 64) "
@@ -410,6 +412,27 @@ def test_systolic_board_requests_that_cannot_be_met_say_why_in_one_line(capsys, 
                              "icebreaker", *argv, "-o", tmp_path / "out")
         assert status == 2 and message in err and err.count("\n") == 1, err
         assert not (tmp_path / "out").exists()
+
+
+def test_an_mnist_size_mlp_plans_for_the_icebreaker_with_its_weights_in_spram():
+    """784-128-10 int8 (794 kbit of weights, the UP5K's block RAMs hold 120): the weights are
+    loaded at start-up into SPRAM; a smaller network keeps them in a ROM."""
+    mnist = random_network(np.random.default_rng(1), [784, 128, 10],
+                           weight_formats=["int8", "int8"], act_formats=["uint8"],
+                           stages=["requant"], name="mnist")
+    plan = plan_array(mnist, "icebreaker")
+    assert plan.options["weights"] == "loaded" and "weights loaded at start-up" in plan.choice
+    assert plan.resources["spram"] == (4, 4) and plan.resources["bram"][0] <= 30
+    # Every weight word is in the SPRAM blocks (16,384 words of 16 bits each).
+    top = SystolicOverlay(mnist, OverlayParams(*map(int, plan.options["array"].split("x")),
+                                               plan.options["batch"], weights="loaded"))
+    weights = {memory.use: memory for memory in top.structure().memories}["weights"]
+    assert spram_memories(top.structure().memories, "ice40")[0] == weights
+    assert weights.bits >= 784 * 128 * 8
+    small = random_network(np.random.default_rng(1), [64, 32, 10],
+                           weight_formats=["int8", "int8"], act_formats=["uint8"],
+                           stages=["requant"], name="tiny")
+    assert plan_array(small, "icebreaker").options["weights"] == "rom"
 
 
 def test_compile_for_the_icebreaker_writes_logic_multipliers_to_the_manifest(capsys, tmp_path,

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from ..errors import ParameterError
 from ..flow.report import format_table
-from ..rtl.overlay import (REQUANT_MULTIPLIERS, OverlayParams, SystolicOverlay, check_overlay,
-                           schedule)
+from ..rtl.overlay import (REQUANT_MULTIPLIERS, WEIGHT_SOURCES, OverlayParams, SystolicOverlay,
+                           check_overlay, schedule)
 from .base import Architecture, shape_change
 
 __all__ = ["SYSTOLIC", "SystolicOverlayParams", "parse_array"]
@@ -50,6 +50,11 @@ class SystolicOverlayParams:
         "help": "lanes of each layer's output stage, a divisor of the columns (0: one per "
                 "column); fewer take a row's sums in pieces, a piece a cycle, for fewer "
                 "multipliers and registers and more cycles"})
+    weights: str = field(default="rom", metadata={
+        "help": "where the weights come from: rom, built into the design, or loaded, a memory "
+                "filled from the w_stream port after reset (a board loads it from its "
+                "configuration flash; on an iCE40UP5K it may be SPRAM)",
+        "choices": WEIGHT_SOURCES})
 
     def __post_init__(self):
         self.overlay()
@@ -62,7 +67,7 @@ class SystolicOverlayParams:
                                  f"must be 0 (one per column) or a divisor of the columns, "
                                  f"not {self.stage_lanes!r}")
         return OverlayParams(*parse_array(self.array), self.batch, self.requant, pack,
-                             self.stage_lanes or None)
+                             self.stage_lanes or None, self.weights)
 
 
 class Systolic(Architecture):
@@ -90,6 +95,7 @@ class Systolic(Architecture):
             "batch": top.params.batch,
             "requant": top.params.requant,
             "stage_lanes": top.params.stage_lanes or 0,
+            "weights": top.params.weights,
             "layers": plan["layers"],
             "schedule": {key: plan[key] for key in ("load", "output", "total")},
             "cycles_per_inference": plan["per_inference"],
@@ -103,7 +109,8 @@ class Systolic(Architecture):
         array = manifest["array"]
         return SystolicOverlayParams(f"{array['rows']}x{array['cols']}", manifest["batch"],
                                      manifest.get("requant", "dsp"), str(array.get("pack", 1)),
-                                     manifest.get("stage_lanes", 0))
+                                     manifest.get("stage_lanes", 0),
+                                     manifest.get("weights", "rom"))
 
     def batch(self, params):
         return params.batch

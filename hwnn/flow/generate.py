@@ -4,10 +4,11 @@
 (ports, packing, layer table, folding, expected cycles, versions), ``network.hwnn.npz`` (the IR
 the design was built from, which ``hwnn simulate`` uses for the golden model) and
 ``vectors/inputs.npy`` + ``vectors/expected.npy`` (random input codes and the golden model's
-outputs for them). The folder is written whole or not at all, and the same network and options
-give byte-identical files, wherever hwnn is installed: the Verilog's source locations
-(``src`` attributes) name files relative to the package folder they come from
-(``hwnn/rtl/mvau.py:288``, ``amaranth/lib/stream.py:40``).
+outputs for them), and for a design with a load stream (a systolic design's loaded weights)
+``weights.bin``, the words it takes after reset (manifest ``load``). The folder is written
+whole or not at all, and the same network and options give byte-identical files, wherever
+hwnn is installed: the Verilog's source locations (``src`` attributes) name files relative to
+the package folder they come from (``hwnn/rtl/mvau.py:288``, ``amaranth/lib/stream.py:40``).
 
 Commands add their results to the folder: ``sim/<simulator>/``, ``synth/<device>/`` and
 ``build/<board>/``. Generating into an earlier design folder keeps them when the new design
@@ -28,6 +29,8 @@ from ..arch.base import layer_keys
 from .designfolder import MANIFEST, DesignFolder
 from ..folders import check_replaceable, replace_folder
 from ..ir import Network
+from ..ir.packing import image_words, word_image
+from ..rtl.engine import LOAD_PORT, load_port
 
 __all__ = ["Design", "earlier_results", "generate", "load_design", "replacement_note",
            "to_verilog"]
@@ -106,7 +109,26 @@ def _manifest(network, arch, component, params, top) -> dict:
                     "count": VECTOR_COUNT},
         "layers": [layer_keys(layer) | keys
                    for layer, keys in zip(network.layers, section["layers"], strict=True)],
-    }
+    } | _load_section(component)
+
+
+#: The file of a design folder that holds its load stream's words (:func:`word_image`).
+LOAD_IMAGE = "weights.bin"
+
+
+def _load_section(component) -> dict:
+    """The manifest's ``load`` entry of a top with a load stream (none without): its port,
+    word bits and count and the image file."""
+    stream = load_port(component)
+    if stream is None:
+        return {}
+    bits = len(stream.payload)
+    return {"load": {
+        "port": LOAD_PORT, "word_bits": bits, "words": len(component.load_words),
+        "signals": {name: f"{LOAD_PORT}__{name}" for name in ("payload", "valid", "ready")},
+        "image": LOAD_IMAGE,
+        "packing": f"each word as {-(-bits // 8)} bytes, least significant first, in order; "
+                   f"the design takes them all after reset before its first input"}}
 
 
 def generate(network: Network, out_dir, *, arch="dataflow", **options) -> Path:
@@ -148,6 +170,9 @@ def generate(network: Network, out_dir, *, arch="dataflow", **options) -> Path:
         (folder / "vectors").mkdir()
         np.save(folder / "vectors" / "inputs.npy", inputs)
         np.save(folder / "vectors" / "expected.npy", expected)
+        if "load" in manifest:
+            (folder / LOAD_IMAGE).write_bytes(word_image(component.load_words,
+                                                         manifest["load"]["word_bits"]))
         if _same_design(out_dir, folder):
             for name in RESULT_FOLDERS:
                 if (out_dir / name).is_dir():
@@ -216,6 +241,14 @@ class Design(DesignFolder):
     def accelerator(self):
         """The Amaranth top component of this design (for Amaranth's simulator)."""
         return self.architecture.build(self.network, self.params)
+
+    def load_words(self) -> list[int] | None:
+        """The words the design's load stream takes after reset (its image file), or None
+        when it has none."""
+        load = self.manifest.get("load")
+        if load is None:
+            return None
+        return image_words((self.path / load["image"]).read_bytes(), load["word_bits"])
 
 
 def load_design(path) -> Design:

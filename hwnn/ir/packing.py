@@ -5,9 +5,11 @@ significant bits (Amaranth ``Cat`` order), each value as its format's unsigned b
 (:meth:`hwnn.ir.Format.encode`). Pure Python: the host side packs with it without Amaranth.
 """
 
+import operator
+
 import numpy as np
 
-__all__ = ["pack_rows", "pack_values", "unpack_values"]
+__all__ = ["image_words", "pack_rows", "pack_values", "unpack_values", "word_image"]
 
 
 def pack_values(patterns, width) -> int:
@@ -39,3 +41,37 @@ def unpack_values(word, count, width) -> list[int]:
     """The ``count`` unsigned bit patterns of ``width`` bits packed in ``word``."""
     mask = (1 << width) - 1
     return [(int(word) >> (index * width)) & mask for index in range(count)]
+
+
+def word_image(words, width) -> bytes:
+    """The bytes of a memory image: each of ``words`` as ``ceil(width / 8)`` bytes, least
+    significant first, in order (a loaded memory's image, as a design folder and a board's
+    flash hold it, and :class:`hwnn.rtl.flash.FlashReader` reads it).
+
+    TypeError unless ``width`` is a positive integer and every word an integer (``bool``
+    refused), ValueError unless every word is in ``0 .. 2 ** width - 1``."""
+    if isinstance(width, bool) or not isinstance(width, int):
+        raise TypeError(f"word_image width must be a positive integer, not {width!r}")
+    if width < 1:
+        raise ValueError(f"word_image width must be a positive integer, not {width!r}")
+    size = -(-width // 8)
+    image = bytearray()
+    for index, word in enumerate(words):
+        # Any integer (NumPy's too) but a bool.
+        if isinstance(word, bool) or not hasattr(type(word), "__index__"):
+            raise TypeError(f"word_image words must be integers, not {word!r} (word {index})")
+        word = operator.index(word)
+        if not 0 <= word < 1 << width:
+            raise ValueError(f"word_image words must be 0..{(1 << width) - 1}, not {word!r} "
+                             f"(word {index})")
+        image += word.to_bytes(size, "little")
+    return bytes(image)
+
+
+def image_words(image, width) -> list[int]:
+    """The words of :func:`word_image` ``image`` of ``width``-bit words."""
+    size = -(-width // 8)
+    if len(image) % size:
+        raise ValueError(f"an image of {width}-bit words holds a multiple of {size} bytes, "
+                         f"not {len(image)}")
+    return [int.from_bytes(image[i:i + size], "little") for i in range(0, len(image), size)]

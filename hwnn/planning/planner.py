@@ -48,8 +48,10 @@ PLANNED = {"dataflow": "the folding", "systolic": "the array and batch"}
 #: The batches :func:`plan_array` tries with each array.
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
 
-#: Bits of one block RAM per family (iCE40 SB_RAM40_4K, ECP5 DP16KD).
+#: Bits of one block RAM per family (iCE40 SB_RAM40_4K, ECP5 DP16KD), and of an iCE40
+#: UltraPlus SPRAM block (SB_SPRAM256KA).
 BLOCK_BITS = {"ice40": 4096, "ecp5": 18432}
+SPRAM_BITS = 256 * 1024
 
 #: Share of a device's LUT4s, flip-flops and iCE40 logic cells a planned design may take: an
 #: iCEBreaker top of 88-89% of the UP5K's cells failed nextpnr's placement (2026-12-03), one
@@ -272,15 +274,19 @@ def _folds(folding):
 
 def check_weights_on_chip(network: Network, device: str, where: str):
     """Raise :class:`NoFolding` in one line when ``network``'s weights alone need more bits
-    than ``device``'s block RAMs hold (the systolic overlay keeps every weight on chip);
-    ``where`` names the device (or the board) in the message."""
+    than ``device``'s block RAMs and SPRAM hold (the systolic overlay keeps every weight on
+    chip; loaded weights may go to SPRAM); ``where`` names the device (or the board) in the
+    message."""
     family, blocks = DEVICES[device][0], CAPACITY[device]["bram"]
-    weights, held = sum(layer.weight_bits for layer in network.layers), blocks * BLOCK_BITS[family]
+    spram = CAPACITY[device].get("spram", 0)
+    weights = sum(layer.weight_bits for layer in network.layers)
+    held = blocks * BLOCK_BITS[family] + spram * SPRAM_BITS
+    memories = f"{blocks} block RAMs" + (f" and {spram} SPRAM blocks" if spram else "")
     if weights > held:
         raise NoFolding(f"No systolic array of {network.name!r} fits {where}: its weights "
-                        f"alone take {weights / 1024:,.1f} kbit, more than the {blocks} block "
-                        f"RAMs of the {device.upper()} hold ({held / 1024:,.0f} kbit); the "
-                        f"overlay keeps every weight on chip")
+                        f"alone take {weights / 1024:,.1f} kbit, more than the {memories} of "
+                        f"the {device.upper()} hold ({held / 1024:,.0f} kbit); the overlay "
+                        f"keeps every weight on chip")
 
 
 def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=None) -> Plan:
@@ -290,11 +296,13 @@ def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=
     DSP blocks where they fit, else in logic; unpacked multipliers where they fit, else the
     most products per multiplier the formats allow exactly (:func:`~hwnn.rtl.systolic.max_pack`);
     output stages one lane per column where they fit, else narrower (a divisor of the
-    columns, taking a row's sums in pieces: more cycles); :class:`NoFolding` saying why when
+    columns, taking a row's sums in pieces: more cycles); weights in a ROM where they fit,
+    else, on a device with SPRAM, loaded at start-up (``weights="loaded"``: the estimate puts
+    them in SPRAM when the block RAMs would not hold them); :class:`NoFolding` saying why when
     there is none."""
     from ..arch.systolic import ARRAYS, SYSTOLIC
-    from ..rtl.overlay import (REQUANT_MULTIPLIERS, OverlayParams, SystolicOverlay,
-                               check_overlay, schedule)
+    from ..rtl.overlay import (REQUANT_MULTIPLIERS, WEIGHT_SOURCES, OverlayParams,
+                               SystolicOverlay, check_overlay, schedule)
     from ..rtl.systolic import max_pack
 
     device, clock = _device_and_clock(network, board_name, target_fps, clock_mhz)
@@ -304,8 +312,10 @@ def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=
     check_overlay(network, OverlayParams(1, 2, 1))
     formats = SystolicOverlay(network, OverlayParams(1, 2, 1))      # the array's value formats
     # (cycles, lanes, batch, requantization in logic, products per multiplier, pieces of a
-    # row's sums in the output stages, params); the schedule depends on neither where the
-    # requantization multipliers are nor the packing.
+    # row's sums in the output stages, weights loaded, params); the schedule depends on
+    # neither where the requantization multipliers are, nor the packing, nor where the
+    # weights come from.
+    sources = WEIGHT_SOURCES if CAPACITY[device].get("spram") else ("rom",)
     candidates = []
     for rows, cols in ARRAYS:
         pack = max_pack(formats.a_format, formats.w_format, rows, cols=cols)
@@ -314,21 +324,24 @@ def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=
                 cycles = schedule(network, OverlayParams(rows, cols, batch, stage_lanes=cols
                                                          // pieces))["per_inference"]
                 candidates += [(cycles, rows * cols, batch, requant == "logic", packed, pieces,
+                                weights == "loaded",
                                 OverlayParams(rows, cols, batch, requant, packed,
-                                              None if pieces == 1 else cols // pieces))
+                                              None if pieces == 1 else cols // pieces, weights))
                                for requant in REQUANT_MULTIPLIERS
-                               for packed in sorted({1, pack})]
+                               for packed in sorted({1, pack})
+                               for weights in sources]
 
     def plan(candidate):
-        cycles, _, batch, in_logic, packed, pieces, params = candidate
+        cycles, _, batch, in_logic, packed, pieces, loaded, params = candidate
         options = {"array": f"{params.rows}x{params.cols}", "batch": batch,
                    "requant": params.requant, "pack": str(packed),
-                   "stage_lanes": params.stage_lanes or 0}
+                   "stage_lanes": params.stage_lanes or 0, "weights": params.weights}
         choice = (f"array {options['array']}, batch {batch}"
                   + (f", {packed} products per multiplier" if packed > 1 else "")
                   + (", requantization in logic" if in_logic else "")
                   + (f", output stages {params.stage_lanes} lane"
-                     f"{'s' if params.stage_lanes > 1 else ''} wide" if pieces > 1 else ""))
+                     f"{'s' if params.stage_lanes > 1 else ''} wide" if pieces > 1 else "")
+                  + (", weights loaded at start-up" if loaded else ""))
         return Plan(board_name, device, clock, "systolic", options, choice, cycles,
                     _resources(network, "systolic", options, device), target_fps)
 
@@ -338,18 +351,19 @@ def plan_array(network: Network, board_name: str, target_fps=None, *, clock_mhz=
                 return found
         return None
 
-    fastest = sorted(candidates, key=lambda candidate: candidate[:6])
+    fastest = sorted(candidates, key=lambda candidate: candidate[:7])
     if target_fps is None:
         if (found := first_fitting(fastest)) is None:
             # The smallest array with the fewest DSP blocks.
             smallest = plan(min(candidates, key=lambda candidate: (
-                *candidate[1:3], not candidate[3], -candidate[4], -candidate[5])))
+                *candidate[1:3], not candidate[3], -candidate[4], -candidate[5],
+                candidate[6])))
             raise NoFolding(f"No systolic array of {network.name!r} fits {where}: even the "
                             f"smallest ({smallest.choice}) needs {_over(smallest.resources)}")
         return found
     allowed = clock / target_fps
     meeting = sorted((candidate for candidate in candidates if candidate[0] <= allowed),
-                     key=lambda candidate: candidate[1:6])
+                     key=lambda candidate: candidate[1:7])
     if not meeting:
         best = plan(fastest[0])
         raise NoFolding(f"{target_fps:,.0f} inferences/s on {where} allows {allowed:,.0f} "

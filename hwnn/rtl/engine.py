@@ -25,11 +25,21 @@ from .structure import Memory, Structure
 from .values import encode_value, resize
 from .widthconv import WordSplitter
 
-__all__ = ["COUNTER_BITS", "LayerCounters", "LayerEngine", "LayerStages", "OutputDrain",
-           "bias_words", "piece_cycles"]
+__all__ = ["COUNTER_BITS", "LOAD_PORT", "LayerCounters", "LayerEngine", "LayerStages",
+           "OutputDrain", "bias_words", "load_port", "piece_cycles"]
 
 #: Width of the performance counters (they wrap around).
 COUNTER_BITS = 32
+
+
+#: The name of a top's load stream, where it has one: the words it takes after reset, before
+#: its first input (a systolic design's loaded weights), its ``load_words``.
+LOAD_PORT = "w_stream"
+
+
+def load_port(top):
+    """``top``'s load stream (an Amaranth component's :data:`LOAD_PORT` member), or None."""
+    return getattr(top, LOAD_PORT) if LOAD_PORT in top.signature.members else None
 
 
 class LayerEngine(wiring.Component):
@@ -39,8 +49,8 @@ class LayerEngine(wiring.Component):
     ``in_features / in_count`` beats of ``in_count = gcd(in_features, lanes)`` codes, an output
     vector ``out_features / out_count`` beats of ``out_count = gcd(out_features, lanes)``
     codes (or ``in_count`` codes, a divisor of both, when given), ``last`` on the final beat of
-    each; and, per name in ``counters``, one
-    :data:`COUNTER_BITS`-bit performance counter per layer. A subclass names its parameters
+    each; per name in ``counters``, one :data:`COUNTER_BITS`-bit performance counter per
+    layer; and the members of ``ports`` (a dict), if any. A subclass names its parameters
     dataclass in ``Params`` and the field of it that gives ``lanes`` in ``lanes_field``.
 
     Members
@@ -52,7 +62,7 @@ class LayerEngine(wiring.Component):
     Params = None
     lanes_field = None
 
-    def __init__(self, network: Network, params, *, counters, in_count=None):
+    def __init__(self, network: Network, params, *, counters, in_count=None, ports=None):
         if not isinstance(network, Network):
             raise TypeError(f"network must be a Network, not {network!r}")
         name = self.Params.__name__
@@ -70,6 +80,7 @@ class LayerEngine(wiring.Component):
             "o_stream": Out(stream.Signature(Beat(self.out_count,
                                                   network.output.format.width))),
             **{name: counter for name in counters},
+            **(ports or {}),
         })
 
 

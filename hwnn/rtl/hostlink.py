@@ -19,9 +19,11 @@ from amaranth.lib.wiring import In, Out
 
 from ..host.protocol import REPLY_SYNC, REQUEST_SYNC, TIMEOUT_BYTES, crc8, payload_bytes
 from ..ir.formats import Format
+from .engine import load_port
 from .layouts import Beat
-from .uart import UartRx, UartTx
 from .fifo import FlagFIFO
+from .flash import FlashReader
+from .uart import UartRx, UartTx
 
 __all__ = ["BoardTop", "HostLink", "crc8_next"]
 
@@ -243,15 +245,20 @@ class BoardTop(wiring.Component):
     """``accelerator`` (a generated top with ``i_stream``/``o_stream``) behind a
     :class:`HostLink` of ``divisor`` clock cycles per UART bit.
 
+    An accelerator with a load stream (a systolic design's loaded weights,
+    :data:`~hwnn.rtl.engine.LOAD_PORT`) takes its ``load_words`` from the board's SPI flash
+    after reset: ``flash`` gives the :class:`~hwnn.rtl.flash.FlashReader`'s ``offset``,
+    ``divisor`` and ``wake_cycles`` (the image, :func:`~hwnn.ir.packing.word_image`, at that
+    offset); the accelerator takes no input before.
+
     Members
     -------
     rx : ``In(1)``; tx : ``Out(1)``
+    flash_cs, flash_sck, flash_copi : ``Out(1)``; flash_cipo : ``In(1)``
+        With a load stream only: the flash's pins (``flash_cs`` 1 selects it).
     """
 
-    rx: In(1, init=1)
-    tx: Out(1, init=1)
-
-    def __init__(self, accelerator, network, *, divisor):
+    def __init__(self, accelerator, network, *, divisor, flash=None):
         self.accelerator = accelerator
         self.link = HostLink(
             in_count=accelerator.in_count,
@@ -259,13 +266,29 @@ class BoardTop(wiring.Component):
             out_count=accelerator.out_count,
             out_format=network.output.format, out_features=network.out_features,
             divisor=divisor)
-        super().__init__()
+        load = load_port(accelerator)
+        if (load is None) != (flash is None):
+            raise ValueError("flash (the FlashReader's offset, divisor, wake_cycles) is for an "
+                             "accelerator with a load stream" if load is None else
+                             f"{network.name!r} loads its weights after reset: BoardTop needs "
+                             f"flash (the FlashReader's offset, divisor, wake_cycles)")
+        self.reader = None if load is None else FlashReader(
+            count=len(accelerator.load_words), word_bits=len(load.payload), **flash)
+        super().__init__({
+            "rx": In(1, init=1), "tx": Out(1, init=1),
+            **({} if load is None else {"flash_cs": Out(1), "flash_sck": Out(1),
+                                        "flash_copi": Out(1), "flash_cipo": In(1)})})
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.accelerator = accelerator = self.accelerator
         m.submodules.link = link = self.link
         m.d.comb += [link.rx.eq(self.rx), self.tx.eq(link.tx)]
+        if self.reader is not None:
+            m.submodules.flash = reader = self.reader
+            wiring.connect(m, reader.o_stream, load_port(accelerator))
+            m.d.comb += [self.flash_cs.eq(reader.cs), self.flash_sck.eq(reader.sck),
+                         self.flash_copi.eq(reader.copi), reader.cipo.eq(self.flash_cipo)]
         # Two-entry FIFOs between link and accelerator: no combinational path crosses them
         # (the link's control is then never on the accelerator's critical path).
         for name, source, sink in (("to_accelerator", link.o_stream, accelerator.i_stream),

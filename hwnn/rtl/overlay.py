@@ -41,11 +41,12 @@ from types import SimpleNamespace
 
 import numpy as np
 from amaranth import *
-from amaranth.lib import memory, wiring
+from amaranth.lib import memory, stream, wiring
+from amaranth.lib.wiring import In
 
 from ..errors import ParameterError
 from ..ir import Dense, Network
-from ..ir.packing import pack_values
+from ..ir.packing import pack_rows
 from .arith import select
 from .engine import (LayerCounters, LayerEngine, LayerStages, OutputDrain, bias_words,
                      piece_cycles)
@@ -57,14 +58,20 @@ from .structure import Memory, Structure
 from .systolic import SystolicArray, SystolicParams, array_latency, max_pack
 from .values import decode_codes, holding_format, resize
 
-__all__ = ["REQUANT_MULTIPLIERS", "SINGLE_PORT", "OverlayParams", "SystolicOverlay",
-           "check_overlay", "drain_cycles", "schedule"]
+__all__ = ["REQUANT_MULTIPLIERS", "SINGLE_PORT", "WEIGHT_SOURCES", "OverlayParams",
+           "SystolicOverlay", "check_overlay", "drain_cycles", "schedule"]
 
 
 #: The attribute that marks a memory as single-port (one address for reading and writing,
-#: never both in a cycle): the memories an iCE40 UltraPlus build may put in its SPRAM
-#: (:func:`hwnn.tools.synth.spram_script`).
+#: never both in a cycle), its value the memory's name: the memories an iCE40 UltraPlus build
+#: may put in its SPRAM (:func:`hwnn.tools.synth.spram_commands`).
 SINGLE_PORT = "hwnn_single_port"
+
+#: Where the weights come from: a ROM built into the design (``"rom"``), or a RAM that the
+#: overlay fills from its ``w_stream`` port after reset, before it takes inputs
+#: (``"loaded"``: a single-port memory, which an iCE40 UltraPlus may hold in SPRAM; a board
+#: loads it from its configuration flash, :class:`hwnn.rtl.flash.FlashReader`).
+WEIGHT_SOURCES = ("rom", "loaded")
 
 #: Where the output stages' requantization multipliers go: DSP blocks, or logic (where the
 #: array takes every DSP block, as on an iCE40UP5K).
@@ -81,13 +88,15 @@ class OverlayParams:
     output stage has (``stage_lanes``, a divisor of ``cols``; None: ``cols``). A narrower
     stage takes a row's sums in :attr:`stage_pieces` pieces, one a cycle, so the rows of a
     layer's last input tile are issued that many cycles apart: fewer stage lanes (the
-    requantization multipliers and the stage's registers) for more cycles."""
+    requantization multipliers and the stage's registers) for more cycles. ``weights``: where
+    the weights come from (:data:`WEIGHT_SOURCES`)."""
     rows:    int
     cols:    int
     batch:   int
     requant: str = "dsp"
     pack:    int | str = 1
     stage_lanes: int | None = None
+    weights: str = "rom"
 
     def __post_init__(self):
         check_positive_int("OverlayParams", "rows", self.rows, 64)
@@ -96,6 +105,9 @@ class OverlayParams:
         if self.requant not in REQUANT_MULTIPLIERS:
             raise ValueError(f"OverlayParams requant must be one of "
                              f"{', '.join(REQUANT_MULTIPLIERS)}, not {self.requant!r}")
+        if self.weights not in WEIGHT_SOURCES:
+            raise ValueError(f"OverlayParams weights must be one of "
+                             f"{', '.join(WEIGHT_SOURCES)}, not {self.weights!r}")
         if isinstance(self.pack, str) and self.pack != "auto":
             raise ValueError(f"OverlayParams pack must be 1..{self.cols} or 'auto', "
                              f"not {self.pack!r}")
@@ -133,6 +145,18 @@ def _value_format(steps):
     """Formats of the array's operands: every step's activations and weights fit them."""
     return (holding_format(step.layer.input.format for step in steps),
             holding_format(step.layer.weight_format for step in steps))
+
+
+def _single_port(m, mem):
+    """A read port and a write port of ``mem`` that share one address: the write's when it
+    writes (the read port's data is then unused and it holds), else the read's. Returns the
+    read side (``addr``, ``data``) and the write side (``addr``, ``data``, ``en``)."""
+    read, write = mem.read_port(), mem.write_port()
+    read_side = SimpleNamespace(addr=Signal.like(read.addr), data=read.data)
+    write_side = SimpleNamespace(addr=Signal.like(write.addr), data=write.data, en=write.en)
+    m.d.comb += [read.addr.eq(Mux(write.en, write_side.addr, read_side.addr)),
+                 write.addr.eq(read.addr), read.en.eq(~write.en)]
+    return read_side, write_side
 
 
 @dataclass(frozen=True)
@@ -299,6 +323,11 @@ class SystolicOverlay(LayerEngine):
         Performance counters since reset: cycles the layer held the array (run and drain); a
         max pool folded into the convolution before it counts none.
 
+    w_stream : ``In(stream.Signature(cols * weight bits))``, with ``weights="loaded"`` only
+        The weight memory's words (:meth:`weight_words`), in order, after reset; the input
+        is not ready until the last has been taken (a reset, at any time, empties the memory
+        as at power-on: the words are loaded again).
+
     The input beats carry ``gcd(C, cols)`` codes, ``C`` the input's channels (a vector's
     features), so that no beat straddles two pixels' words.
     """
@@ -311,9 +340,13 @@ class SystolicOverlay(LayerEngine):
         # The steps (which refuse what the overlay cannot serve) set the input beats' width;
         # LayerEngine checks the arguments' types.
         steps = overlay_steps(network) if isinstance(network, Network) else None
-        in_count = (math.gcd(steps[0].channels, params.cols)
-                    if steps and isinstance(params, OverlayParams) else None)
-        super().__init__(network, params, counters=self.COUNTERS, in_count=in_count)
+        valid = steps and isinstance(params, OverlayParams)
+        in_count = math.gcd(steps[0].channels, params.cols) if valid else None
+        ports = ({"w_stream": In(stream.Signature(
+            unsigned(params.cols * _value_format(steps)[1].bits)))}
+            if valid and params.weights == "loaded" else None)
+        super().__init__(network, params, counters=self.COUNTERS, in_count=in_count,
+                         ports=ports)
         self.steps = steps
         self.a_format, self.w_format = _value_format(self.steps)
         # The array sums one tile (rows terms); a layer's accumulators hold every partial sum.
@@ -347,11 +380,16 @@ class SystolicOverlay(LayerEngine):
                     if column is not None:
                         padded[:layer.out_features, kt * p.rows + row] = layer.weights[:, column]
             patterns = self.w_format.encode(padded)
-            for nt in range(nt_count):
-                for kt in range(kt_count):
-                    tile = patterns[nt * p.cols:(nt + 1) * p.cols, kt * p.rows:(kt + 1) * p.rows]
-                    words.extend(pack_values(tile[:, r], bits) for r in range(p.rows))
+            # Word (nt, j): the cols weights of output tile nt at column j = kt * rows + r.
+            words += pack_rows(patterns.reshape(nt_count, p.cols, -1).transpose(0, 2, 1)
+                               .reshape(-1, p.cols), bits)
         return words, bases
+
+    @property
+    def load_words(self) -> list | None:
+        """What ``w_stream`` takes after reset (loaded weights: :meth:`weight_words`); None
+        without the port."""
+        return self.weight_words()[0] if self.params.weights == "loaded" else None
 
     def bias_words(self):
         """Bias ROM: per layer, per output tile, ``cols`` accumulator-format biases."""
@@ -417,10 +455,18 @@ class SystolicOverlay(LayerEngine):
         # The counters' layer and enables, registered.
         structure.add("register_bits", max(len(self.network.layers) - 1, 1).bit_length()
                       + len(self.COUNTERS))
-        weights, _ = self.weight_words()
+        loaded = p.weights == "loaded"
+        # A loaded memory's words are not needed here (a large network's take long to pack).
+        weights = None if loaded else self.weight_words()[0]
+        depth = sum(t.nt * t.kt for t in self.tiles) * rows if loaded else len(weights)
         biases, _ = self.bias_words()
+        if loaded:
+            # The word taken, its address and the next (a count), the write and last flags.
+            structure.add("register_bits", cols * w_bits + 2 * max(depth - 1, 1).bit_length()
+                          + 3)
         structure.memories += [
-            Memory("weights", len(weights), cols * w_bits, weights),
+            Memory("weights", depth, cols * w_bits, weights, single_port=loaded,
+                   name="weights"),
             Memory("biases", len(biases), cols * acc_bits, biases),
             *(Memory("activations", self.act_depth, p.word_values * a_bits, single_port=True,
                      name=f"acts{index}") for index in range(2)),
@@ -439,6 +485,8 @@ class SystolicOverlay(LayerEngine):
         s = SimpleNamespace()
         s.array = m.submodules.array = SystolicArray(self.array_params)
         self._memories(m, s)
+        if self.params.weights == "loaded":
+            self._load_weights(m, s)
         s.phase = Signal(range(4))
         s.layer = Signal(range(len(self.steps)))
         s.m_count = Signal(range(self.params.batch + 1))     # vectors in the batch
@@ -461,10 +509,17 @@ class SystolicOverlay(LayerEngine):
         cols, a_bits, acc_bits = p.cols, self.a_format.bits, self.acc_bits
         out_bits = self.network.output.format.bits
         s.weight_words, s.weight_bases = self.weight_words()
+        loaded = p.weights == "loaded"
         weights = m.submodules.weights = memory.Memory(
             shape=unsigned(cols * self.w_format.bits), depth=len(s.weight_words),
-            init=s.weight_words)
-        s.weight_read = weights.read_port()
+            init=[] if loaded else s.weight_words,
+            attrs={SINGLE_PORT: "weights"} if loaded else {})
+        # Loaded weights are written only before the first batch, and read only while a
+        # layer runs: one address.
+        if loaded:
+            s.weight_read, s.weight_write = _single_port(m, weights)
+        else:
+            s.weight_read = weights.read_port()
         s.bias_words, s.bias_bases = self.bias_words()
         biases = m.submodules.biases = memory.Memory(
             shape=unsigned(cols * acc_bits), depth=len(s.bias_words), init=s.bias_words)
@@ -477,21 +532,12 @@ class SystolicOverlay(LayerEngine):
         # block's own output register).
         unchecked = {"no_rw_check": 1}
         acts = [memory.Memory(shape=unsigned(p.word_values * a_bits), depth=self.act_depth,
-                              init=[], attrs=unchecked | {SINGLE_PORT: 1})
-                for _ in range(2)]
+                              init=[], attrs=unchecked | {SINGLE_PORT: f"acts{index}"})
+                for index in range(2)]
         m.submodules.acts0, m.submodules.acts1 = acts
-        # Neither activation memory is read while it is written, so each is a single-port
-        # memory (an iCE40's SPRAM, see SINGLE_PORT): one address, the write's when it
-        # writes; the read port (whose data is then unused) holds meanwhile.
-        s.act_reads, s.act_writes = [], []
-        for mem in acts:
-            read, write = mem.read_port(), mem.write_port()
-            s.act_reads.append(SimpleNamespace(addr=Signal.like(read.addr), data=read.data))
-            s.act_writes.append(SimpleNamespace(addr=Signal.like(write.addr), data=write.data,
-                                                en=write.en))
-            m.d.comb += [read.addr.eq(Mux(write.en, s.act_writes[-1].addr,
-                                          s.act_reads[-1].addr)),
-                         write.addr.eq(read.addr), read.en.eq(~write.en)]
+        # Neither activation memory is read while it is written: single-port memories.
+        s.act_reads, s.act_writes = map(list, zip(*(_single_port(m, mem) for mem in acts),
+                                                  strict=True))
         accumulators = m.submodules.accumulators = memory.Memory(
             shape=unsigned(cols * acc_bits), depth=self.acc_depth, init=[], attrs=unchecked)
         s.acc_write = accumulators.write_port()
@@ -501,6 +547,25 @@ class SystolicOverlay(LayerEngine):
             attrs=unchecked)
         s.out_write = outputs.write_port()
         s.out_read = outputs.read_port()
+
+    def _load_weights(self, m, s):
+        """With loaded weights: each word taken from ``w_stream`` is written to the weight
+        memory a cycle later, from registers, at the next address; ``s.weights_in`` marks the
+        write of the last, after which ``w_stream`` is no longer ready (until a reset)."""
+        words = len(s.weight_words)
+        ready = Signal(init=1)
+        address = Signal(range(words))               # of the next word taken
+        last = Signal(init=words == 1)               # the next word taken is the last
+        s.weights_in = Signal()
+        write = s.weight_write
+        taken = self.w_stream.valid & ready
+        m.d.comb += self.w_stream.ready.eq(ready)
+        m.d.sync += [write.en.eq(taken), s.weights_in.eq(taken & last)]
+        with m.If(taken):
+            m.d.sync += [write.addr.eq(address), write.data.eq(self.w_stream.payload),
+                         address.eq(address + 1), last.eq(address == words - 2)]
+            with m.If(last):
+                m.d.sync += ready.eq(0)
 
     def _gather(self, m, s):
         """LOAD: gather ``in_count`` values per beat into words of ``cols`` values (each pixel
@@ -527,8 +592,13 @@ class SystolicOverlay(LayerEngine):
         loading = s.phase == LOAD
         s.closing = Signal()
         # Ready while LOAD has room for a vector: a register (set when LOAD begins, cleared
-        # when the batch closes or fills), so that nothing but a flip-flop drives the port.
-        s.accepting = Signal(init=1)
+        # when the batch closes or fills), so that nothing but a flip-flop drives the port;
+        # with loaded weights, set once they are in.
+        loaded = self.params.weights == "loaded"
+        s.accepting = Signal(init=not loaded)
+        if loaded:
+            with m.If(s.weights_in):
+                m.d.sync += s.accepting.eq(1)
         closes = Signal()           # no transfer now; in_m is the batch (~accepting: full)
         m.d.comb += [
             self.i_stream.ready.eq(s.accepting),

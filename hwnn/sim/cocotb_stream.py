@@ -2,9 +2,11 @@
 
 The runner (:func:`hwnn.sim.simulate.simulate`) passes a JSON job in ``HWNN_SIM_JOB``: the
 input beats (hex payloads, ``last`` included), how many output beats to collect, whether to
-stall at random (seeded), the design's performance counters to read at the end, and the file
-for the results (output payloads with their cycles, the cycle each input beat was accepted,
-and the counters). Comparison with the golden model happens in Python, outside the simulator.
+stall at random (seeded), the words of the design's load stream if it has one (fed from the
+start, :class:`~hwnn.sim.loader.WordLoader`), the design's performance counters to read at
+the end, and the file for the results (output payloads with their cycles, the cycle each
+input beat was accepted, and the counters). Comparison with the golden model happens in
+Python, outside the simulator.
 Handshakes are evaluated after the inputs have settled on the falling edge, for the rising edge
 that follows, which is exact on every simulator. Without stalls, the cycles in which nothing
 can happen (the input beat on offer is refused, or none is left and valid is already low, and
@@ -22,6 +24,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
+
+from hwnn.sim.loader import LOAD_PORT, WordLoader
 
 _JOB = json.loads(os.environ.get("HWNN_SIM_JOB", "{}"))
 _TIMEOUT_US = float(_JOB.get("timeout_us", 1000))
@@ -44,6 +48,8 @@ async def stream_vectors(dut):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
 
+    loader = WordLoader([int(word, 16) for word in job["load"]], job["seed"]) \
+        if job.get("load") else None
     outputs, output_cycles, input_cycles = [], [], []
     next_input, offering = 0, False
     await FallingEdge(dut.clk)
@@ -59,7 +65,14 @@ async def stream_vectors(dut):
         offered = offering
         ready = int(not stalls or rng.random() < 0.6)
         dut.o_stream__ready.value = ready
+        loading = loader is not None and not loader.done
+        if loader is not None:
+            load_valid, load_word = loader.drive()
+            getattr(dut, f"{LOAD_PORT}__valid").value = load_valid
+            getattr(dut, f"{LOAD_PORT}__payload").value = load_word
         await ReadOnly()
+        if loading:
+            loader.observe(0, int(getattr(dut, f"{LOAD_PORT}__ready").value))
         if offering and dut.i_stream__ready.value:
             input_cycles.append(cycle)
             next_input += 1
@@ -73,7 +86,7 @@ async def stream_vectors(dut):
         # Refused, or none left and none offered in this cycle (the cycle after the last
         # transfer must still drive valid low before the design may be left alone).
         input_waits = offering or (next_input == len(beats) and not offered)
-        if not stalls and input_waits and not output_valid:
+        if not stalls and input_waits and not output_valid and not loading:
             # Nothing changes until the design raises one of these at a rising edge.
             await First(RisingEdge(dut.i_stream__ready), RisingEdge(dut.o_stream__valid))
         await FallingEdge(dut.clk)

@@ -6,10 +6,13 @@ comes from a seed (a failure replays exactly).
 
 import random
 
-from amaranth.hdl import ClockDomain, Module
+from amaranth.hdl import ClockDomain, Const, Module
 from amaranth.sim import Simulator
 
-__all__ = ["run_bench", "run_stream", "run_vectors", "stream_get", "stream_put"]
+from ..rtl.engine import load_port
+from .loader import WordLoader
+
+__all__ = ["load_of", "run_bench", "run_stream", "run_vectors", "stream_get", "stream_put"]
 
 
 async def stream_put(ctx, stream, payload, *, timeout=10_000):
@@ -36,13 +39,15 @@ async def stream_get(ctx, stream, *, timeout=10_000):
 
 
 def run_stream(dut, *, i_stream, o_stream, inputs, n_outputs, seed=None, vcd=None,
-               timeout=10_000, input_cycles=None):
+               timeout=10_000, input_cycles=None, load=None):
     """Push ``inputs`` into ``i_stream`` and collect ``n_outputs`` payloads from ``o_stream``.
 
     With a ``seed`` the producer idles and the consumer back-pressures at random (seeded), which
-    exercises every valid/ready combination; without one both run at full rate. Returns the
-    outputs and, for each, the cycle at which it was accepted; the cycle at which each input
-    was accepted is appended to ``input_cycles`` when that list is given.
+    exercises every valid/ready combination; without one both run at full rate. ``load``, if
+    given, is ``(stream, words)``: the design's load stream and the words it takes meanwhile
+    (from the start; :class:`~hwnn.sim.loader.WordLoader`, idling at random with the same
+    seed). Returns the outputs and, for each, the cycle at which it was accepted; the cycle at
+    which each input was accepted is appended to ``input_cycles`` when that list is given.
     """
     rng = random.Random(seed)
 
@@ -76,6 +81,9 @@ def run_stream(dut, *, i_stream, o_stream, inputs, n_outputs, seed=None, vcd=Non
     sim.add_testbench(counter, background=True)
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
+    if load is not None:
+        stream, words = load
+        sim.add_testbench(_loader(stream, WordLoader(words, seed)))
     if vcd is not None:
         with sim.write_vcd(vcd):
             sim.run()
@@ -84,10 +92,26 @@ def run_stream(dut, *, i_stream, o_stream, inputs, n_outputs, seed=None, vcd=Non
     return outputs, cycles
 
 
+def _loader(stream, loader, rst=None):
+    """A testbench process that feeds ``stream`` from ``loader`` (a
+    :class:`~hwnn.sim.loader.WordLoader`): until it is done, or for ever, starting again after
+    each cycle of ``rst``, when given."""
+    async def process(ctx):
+        while rst is not None or not loader.done:
+            valid, word = loader.drive()
+            ctx.set(stream.valid, valid)
+            ctx.set(stream.payload, word)
+            _, _, ready, reset = await ctx.tick().sample(stream.ready,
+                                                         Const(0) if rst is None else rst)
+            loader.observe(reset, ready)
+        ctx.set(stream.valid, 0)
+    return process
+
+
 def run_vectors(dut, network, codes, *, seed=None, timeout=20_000):
     """Stream the input ``codes`` (N x features) through ``dut``, a network top with
-    ``i_stream``/``o_stream`` of ``in_count``/``out_count`` values per beat, and collect the
-    outputs.
+    ``i_stream``/``o_stream`` of ``in_count``/``out_count`` values per beat (and, where it has
+    one, its load stream fed its ``load_words``), and collect the outputs.
 
     Checks that ``last`` marks exactly each output vector's final beat; returns the output
     codes (N x out_features) and the cycle at which each output beat was accepted.
@@ -98,7 +122,7 @@ def run_vectors(dut, network, codes, *, seed=None, timeout=20_000):
         dut, i_stream=dut.i_stream, o_stream=dut.o_stream,
         inputs=vectors_to_beats(codes, network.input.format, dut.in_count),
         n_outputs=len(codes) * network.out_features // dut.out_count, seed=seed,
-        timeout=timeout)
+        timeout=timeout, load=load_of(dut))
     per_vector = network.out_features // dut.out_count
     lasts = [int(beat.last) for beat in outputs]
     if lasts != ([0] * (per_vector - 1) + [1]) * len(codes):
@@ -109,9 +133,18 @@ def run_vectors(dut, network, codes, *, seed=None, timeout=20_000):
     return actual, cycles
 
 
-def run_bench(dut, bench):
+def load_of(dut):
+    """``(stream, words)`` of ``dut``'s load stream and its ``load_words``, or None without
+    one (:func:`~hwnn.rtl.engine.load_port`)."""
+    stream = load_port(dut)
+    return None if stream is None else (stream, dut.load_words)
+
+
+def run_bench(dut, bench, *, seed=None):
     """Run ``bench`` (a :class:`~hwnn.sim.resets.ResetBench`) on ``dut``, a network top with
-    ``i_stream``/``o_stream``, driving its ``sync`` domain's reset, until the bench is done."""
+    ``i_stream``/``o_stream``, driving its ``sync`` domain's reset, until the bench is done; a
+    load stream, where the top has one, is fed its ``load_words`` (idling at random with
+    ``seed``) after every reset."""
     top = Module()
     top.domains.sync = domain = ClockDomain("sync")
     top.submodules.dut = dut
@@ -131,4 +164,8 @@ def run_bench(dut, bench):
     sim = Simulator(top)
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
+    if (load := load_of(dut)) is not None:
+        stream, words = load
+        sim.add_testbench(_loader(stream, WordLoader(words, seed), domain.rst),
+                          background=True)
     sim.run()

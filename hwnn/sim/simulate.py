@@ -121,14 +121,14 @@ WAVES = {"amaranth": ("waves.vcd", "waves.vcd"), "verilator": ("dump.vcd", "wave
 
 
 def _run_amaranth(design, beats, n_outputs, seed, waves, work):
-    from hwnn.sim.pysim import run_stream
+    from hwnn.sim.pysim import load_of, run_stream
     top = design.accelerator()
     input_cycles = []
     payloads, cycles = run_stream(top, i_stream=top.i_stream, o_stream=top.o_stream,
                                   inputs=beats, n_outputs=n_outputs, seed=seed,
                                   vcd=str(work / WAVES["amaranth"][0]) if waves else None,
                                   timeout=_handshake_bound(design),
-                                  input_cycles=input_cycles)
+                                  input_cycles=input_cycles, load=load_of(top))
     return [int(payload.data) for payload in payloads], cycles, input_cycles, {}
 
 
@@ -139,12 +139,13 @@ def _run_cocotb(design, simulator, beats, n_outputs, seed, waves, work, log):
     (work / "beats.json").write_text(json.dumps(words))
     results = work / "results.json"
     results.unlink(missing_ok=True)
-    budget = (design.manifest["cycles_per_inference"] * (len(beats) + 10)
+    budget = ((design.manifest["cycles_per_inference"] * (len(beats) + 10)
+               + 2 * len(design.load_words() or ()))
               * (4 if seed is not None else 1) + _handshake_bound(design))
     counters = [name for names in design.manifest.get("counters", {}).values()
                 for name in names]
     job = {"beats": str(work / "beats.json"), "n_outputs": n_outputs, "seed": seed,
-           "results": str(results), "counters": counters,
+           "load": _load_words(design), "results": str(results), "counters": counters,
            "timeout_us": math.ceil(0.01 * (budget + 200 * len(design.manifest["layers"])
                                            + 2000))}
     log(f"building the design for {simulator} ...")
@@ -162,6 +163,11 @@ def _run_cocotb(design, simulator, beats, n_outputs, seed, waves, work, log):
     out_bits = design.manifest["output"]["last_bit"]
     return ([int(word, 16) & ((1 << out_bits) - 1) for word in data["outputs"]],
             data["output_cycles"], data["input_cycles"], data["counters"])
+
+
+def _load_words(design) -> list[str]:
+    """The words of the design's load stream, as hex (none without one)."""
+    return [format(word, "x") for word in design.load_words() or ()]
 
 
 def build_cocotb(simulator, source, top, work, *, waves=False):
@@ -293,14 +299,14 @@ def simulate_resets(design, codes, *, simulator="verilator", seed=1, points=64,
     if simulator == "amaranth":
         from hwnn.sim.pysim import run_bench
         bench = ResetBench(**arguments)
-        run_bench(design.accelerator(), bench)
+        run_bench(design.accelerator(), bench, seed=seed)
         trials, span = bench.trials, bench.span
     else:
         work = _work_dir(design, simulator, work_dir)
         work.mkdir(parents=True, exist_ok=True)
         results = work / "resets.json"
         results.unlink(missing_ok=True)
-        job = {"bench": arguments, "results": str(results),
+        job = {"bench": arguments, "load": _load_words(design), "results": str(results),
                "timeout_us": math.ceil(0.01 * 4 * bound * (points + 1))}
         runner = build_cocotb(simulator, design.verilog.resolve(), design.top, work)
         runner.test(hdl_toplevel=design.top, test_module="hwnn.sim.cocotb_reset",

@@ -7,6 +7,7 @@ and distributed RAM, with Yosys' run time. :func:`place_and_route` runs YoWASP n
 device and reports Fmax.
 """
 
+import itertools
 import json
 import math
 import re
@@ -78,11 +79,20 @@ _SPRAM_SHAPE = (16384, 16)
 
 def spram_memories(memories, family) -> list:
     """The memories (:class:`~hwnn.rtl.structure.Memory`) that may go to ``family``'s SPRAM:
-    all the single-port RAMs when together they fit its blocks, else none (they stay in
-    block RAM, like every other memory). The estimate decides whether they go
+    of the single-port RAMs, those that together fit its blocks and hold the most bits (of
+    equal sets, the one of fewer blocks, then the first), in their order; the others stay
+    in block RAM, like every other memory. The estimate decides whether they go
     (:func:`hwnn.planning.estimate.estimate`'s ``spram``)."""
     single = [memory for memory in memories if memory.single_port and memory.contents is None]
-    return single if sum(map(spram_count, single)) <= SPRAM_BLOCKS.get(family, 0) else []
+    blocks = SPRAM_BLOCKS.get(family, 0)
+    best = ()
+    for size in range(1, len(single) + 1):
+        for chosen in itertools.combinations(single, size):
+            used = sum(map(spram_count, chosen))
+            if used <= blocks and (sum(m.bits for m in chosen), -used) > (
+                    sum(m.bits for m in best), -sum(map(spram_count, best))):
+                best = chosen
+    return list(best)
 
 
 def spram_count(memory) -> int:
@@ -94,15 +104,16 @@ def spram_count(memory) -> int:
 def spram_commands(memories, family) -> str:
     """Yosys commands, after reading the design and before ``synth_ice40 -spram``, that put
     the memories :func:`spram_memories` allows into SPRAM (empty when none): Yosys' huge RAM
-    style on every memory marked :data:`~hwnn.rtl.overlay.SINGLE_PORT`, and their initial
-    contents dropped (SPRAM has none; Amaranth gives every memory one, zeros for a RAM; a
+    style on each (marked :data:`~hwnn.rtl.overlay.SINGLE_PORT` with its name), and their
+    initial contents dropped (SPRAM has none; Amaranth gives every memory one, zeros for a RAM; a
     single-port memory's words are written before they are read, or meet zero weights)."""
     moved = spram_memories(memories, family)
     if not moved:
         return ""
     from ..rtl.overlay import SINGLE_PORT
+    marked = " ".join(f"a:{SINGLE_PORT}={memory.name}" for memory in moved)
     inits = " ".join(f"r:MEMID=\\{memory.name}" for memory in moved)
-    return (f'setattr -set ram_style "huge" a:{SINGLE_PORT}; '
+    return (f'setattr -set ram_style "huge" {marked}; '
             f'delete t:$meminit_v2 {inits}{" %u" * (len(moved) - 1)} %i')
 
 

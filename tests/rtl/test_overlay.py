@@ -101,6 +101,74 @@ def test_narrow_output_stages_match_golden_in_the_scheduled_cycles(kind, rows, c
     assert schedule(dut.network, params)["total"] > schedule(dut.network, wide)["total"]
 
 
+@pytest.mark.parametrize("kind", SAMPLE_NETWORKS)
+@pytest.mark.parametrize("rows, cols, batch", [(2, 4, 3), (3, 3, 2), (1, 2, 2), (4, 8, 1)])
+def test_loaded_weights_match_golden_in_the_scheduled_cycles(kind, rows, cols, batch):
+    """With ``weights="loaded"`` the weight memory starts empty and takes the ROM's words on
+    ``w_stream`` (fed with random idling); then the design computes as with the ROM."""
+    network = sample_network(kind, seed=4)
+    dut = check_three_batches(network, OverlayParams(rows, cols, batch, weights="loaded"))
+    rom = SystolicOverlay(network, OverlayParams(rows, cols, batch))
+    assert dut.load_words == rom.weight_words()[0] and rom.load_words is None
+    weights = {memory.use: memory for memory in dut.structure().memories}["weights"]
+    assert weights.contents is None and weights.single_port and weights.name == "weights"
+
+
+def test_inputs_wait_until_the_last_weight_word_is_taken():
+    """The input is not ready before the last weight word has been taken, and ``w_stream``
+    takes no word after it; a reset in the middle of the load starts it again."""
+    from amaranth import ClockDomain, Module
+    from amaranth.sim import Simulator
+
+    network = sample_network("int4", seed=4)
+    dut = SystolicOverlay(network, OverlayParams(2, 4, 2, weights="loaded"))
+    words = dut.load_words
+    top = Module()
+    top.domains.sync = domain = ClockDomain("sync")
+    top.submodules.dut = dut
+    taken, ready_cycles, marks = [], [], {}
+
+    async def bench(ctx):
+        ctx.set(dut.i_stream.valid, 1)          # an input on offer all along (never taken)
+        index = 0
+        for cycle in range(4 * len(words) + 40):
+            reset = cycle == len(words) // 2 + 3
+            ctx.set(domain.rst, reset)
+            ctx.set(dut.w_stream.valid, cycle % 3 != 1)
+            ctx.set(dut.w_stream.payload, words[index % len(words)])
+            _, _, w_ready, i_ready = await ctx.tick().sample(dut.w_stream.ready,
+                                                             dut.i_stream.ready)
+            if reset:
+                index = 0
+                taken.append("reset")
+            elif w_ready and cycle % 3 != 1:
+                taken.append(index)
+                index += 1
+                marks["last"] = cycle
+            if i_ready and not reset:
+                ready_cycles.append((cycle, index))
+            if len(ready_cycles) == 3:
+                break
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    cut = taken.index("reset")
+    assert 0 < cut < len(words)
+    assert taken[:cut] == list(range(cut)) and taken[cut + 1:] == list(range(len(words)))
+    # Ready two edges after the last word is taken (written at the next, then ready), and
+    # from then on.
+    assert [index for _, index in ready_cycles] == [len(words)] * 3
+    assert [cycle for cycle, _ in ready_cycles] == [marks["last"] + 2 + i for i in range(3)]
+
+
+def test_rejects_an_unknown_weight_source():
+    with pytest.raises(ValueError, match=r"^OverlayParams weights must be one of rom, loaded, "
+                                         r"not 'flash'$"):
+        OverlayParams(2, 4, 2, weights="flash")
+
+
 @pytest.mark.parametrize("lanes, error, message", [
     (3, ValueError, r"^OverlayParams stage_lanes must divide the 4 columns \(1, 2, 4\), not 3$"),
     (0, ValueError, r"^OverlayParams stage_lanes must be 1..4, not 0$"),

@@ -44,6 +44,9 @@ DESIGNS = {
     "systolic_narrow_stages": (lambda: sample_network("int8", seed=2),
                                {"arch": "systolic", "array": "2x4", "batch": 3,
                                 "requant": "logic", "stage_lanes": 1}),
+    # Weights loaded after every reset (a reset during the load starts it again).
+    "systolic_loaded": (lambda: sample_network("ternary", seed=2),
+                        {"arch": "systolic", "array": "2x4", "batch": 2, "weights": "loaded"}),
 }
 
 
@@ -82,7 +85,8 @@ def test_amaranth_simulator_reset_at_any_cycle(design, name):
 #: Verilator (10-50 s per build) on the multi-layer sparse design.
 VERILOG_RUNS = [pytest.param(name, "icarus", marks=pytest.mark.cocotb)
                 for name in ("sparse_one_layer", "sparse", "dataflow", "dataflow_hardwired",
-                             "systolic", "systolic_cnn", "systolic_narrow_stages")] + [
+                             "systolic", "systolic_cnn", "systolic_narrow_stages",
+                             "systolic_loaded")] + [
     pytest.param("sparse", "verilator", marks=[pytest.mark.cocotb, pytest.mark.slow])]
 
 
@@ -96,6 +100,9 @@ def test_verilog_reset_at_any_cycle(design, name, simulator):
     assert len(set(result.reset_points)) == 32
     assert min(result.reset_points) < result.span // 3 < 2 * result.span // 3 \
         < max(result.reset_points)
+    # A design with a load stream had resets while it took its words.
+    if (words := chosen.load_words()) is not None:
+        assert min(result.reset_points) < len(words) < result.span
 
 
 def test_a_wrong_output_after_a_reset_names_the_input_and_both_codes():

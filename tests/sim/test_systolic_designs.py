@@ -28,8 +28,10 @@ def digits(digits_mlp):
     # weight 24; with 8-bit pixels (every layer's activations held in 8 bits) 14 and 18.
     ("int4", "uint4", None, "4x8", {"pack": "auto"}, 1),
     ("int4", "uint4", "uint4", "4x8", {"pack": "auto"}, 2),
-    # The iCEBreaker's design: one-lane output stages with requantization in logic.
-    ("int8", "uint8", None, "2x4", {"requant": "logic", "stage_lanes": 1}, 1)])
+    # The iCEBreaker's design: one-lane output stages with requantization in logic, the
+    # weights loaded after reset (as from the board's flash).
+    ("int8", "uint8", None, "2x4", {"requant": "logic", "stage_lanes": 1,
+                                    "weights": "loaded"}, 1)])
 def test_digits_mlp_on_an_array_matches_golden(tmp_path, digits, weights, acts, pixels, array,
                                                options, packed):
     float_net, x_train, x_test = digits
@@ -39,6 +41,7 @@ def test_digits_mlp_on_an_array_matches_golden(tmp_path, digits, weights, acts, 
                                   batch=16, **options))
     assert design.manifest["array"]["pack"] == packed
     assert design.manifest["stage_lanes"] == options.get("stage_lanes", 0)
+    assert ("load" in design.manifest) == (options.get("weights") == "loaded")
     codes = network.quantize_input(x_test)
     for simulator in ("icarus", "verilator"):
         result = simulate(design, codes, simulator=simulator, backpressure=True, seed=7)

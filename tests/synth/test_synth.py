@@ -115,50 +115,56 @@ def test_a_yosys_error_with_a_message_is_reported_not_retried(tmp_path):
         synthesize(path, "broken", "ecp5")
 
 
-def _overlay_top(rows, cols):
+def _overlay_top(rows, cols, weights="rom"):
     """A random int8 MLP on a ``rows x cols`` systolic overlay, requantization in logic."""
     from hwnn.quant.synthetic import random_network
     from hwnn.rtl.overlay import OverlayParams, SystolicOverlay
     network = random_network(np.random.default_rng(1), [32, 32, 10], weight_formats=["int8"] * 2,
                              act_formats=["uint8"], stages=["requant"], name="mlp")
-    return SystolicOverlay(network, OverlayParams(rows, cols, 16, requant="logic"))
+    return SystolicOverlay(network, OverlayParams(rows, cols, 16, requant="logic",
+                                                  weights=weights))
 
 
-def _overlay(tmp_path, rows, cols):
+def _overlay(tmp_path, rows, cols, weights="rom"):
     """The Verilog and the structure's memories of :func:`_overlay_top`."""
-    top = _overlay_top(rows, cols)
+    top = _overlay_top(rows, cols, weights)
     path = tmp_path / "overlay.v"
     path.write_text(verilog.convert(top, name="overlay"))
-    return path, _overlay_top(rows, cols).structure().memories
+    return path, _overlay_top(rows, cols, weights).structure().memories
 
 
-def test_single_port_memories_go_to_spram_only_where_they_all_fit():
-    """The overlay's two activation memories are single-port: an UP5K's four SPRAM blocks
-    (16,384 x 16 bits) hold both when their words are at most 32 bits wide; wider ones stay
-    in block RAM (all or none), and ECP5 has no SPRAM."""
+def test_single_port_memories_that_hold_the_most_go_to_spram():
+    """An UP5K's four SPRAM blocks (16,384 x 16 bits) take the single-port RAMs (the
+    overlay's activation memories, and its loaded weights) that together fit them and hold
+    the most bits: both activation memories of 32-bit words, one of 64-bit words; the loaded
+    weights (352 x 32 bits) and one activation memory (128 x 32) rather than both activation
+    memories. A ROM never goes, and ECP5 has no SPRAM."""
     from hwnn.tools.synth import spram_commands, spram_memories
-    for (rows, cols), moved in (((2, 4), 2), ((2, 2), 2), ((8, 8), 0)):
-        memories = _overlay_memories(rows, cols)
-        assert len(spram_memories(memories, "ice40")) == moved
-        assert bool(spram_commands(memories, "ice40")) == bool(moved)
+    for (rows, cols), weights, moved in (((2, 4), "rom", ["acts0", "acts1"]),
+                                         ((2, 2), "rom", ["acts0", "acts1"]),
+                                         ((8, 8), "rom", ["acts0"]),
+                                         ((2, 4), "loaded", ["weights", "acts0"])):
+        memories = _overlay_top(rows, cols, weights).structure().memories
+        chosen = spram_memories(memories, "ice40")
+        assert [memory.name for memory in chosen] == moved
+        command = spram_commands(memories, "ice40")
+        assert all(f"a:hwnn_single_port={name}" in command for name in moved)
+        assert command.count("a:hwnn_single_port=") == len(moved)
         assert spram_memories(memories, "ecp5") == []
 
 
-def _overlay_memories(rows, cols):
-    return _overlay_top(rows, cols).structure().memories
-
-
 @pytest.mark.synth
-def test_the_overlay_activations_map_to_spram_on_ice40(tmp_path):
-    """With the structure's memories, Yosys puts the activation memories into SPRAM (their
-    zero initial contents dropped, the weights' kept) and leaves the rest in block RAM."""
-    path, memories = _overlay(tmp_path, 2, 4)
+@pytest.mark.parametrize("weights, moved", [("rom", 0), ("loaded", 2)])
+def test_the_overlay_single_port_memories_map_to_spram_on_ice40(tmp_path, weights, moved):
+    """With the structure's memories, Yosys puts those chosen into SPRAM (their zero initial
+    contents dropped, a ROM's kept) and leaves the rest in block RAM: both activation
+    memories, or the loaded weights (two blocks wide) and one activation memory."""
+    path, memories = _overlay(tmp_path, 2, 4, weights)
     plain = synthesize(path, "overlay", "ice40")
     placed = synthesize(path, "overlay", "ice40", memories=memories)
     assert (plain.spram, placed.spram) == (0, 4)
-    assert placed.bram == plain.bram - 4 > 0
+    assert placed.bram == plain.bram - 4 - moved > 0
     assert placed.dsp == plain.dsp == 8
-
 
 
 def test_harness_shifts_inputs_in_registers_them_and_folds_outputs():
