@@ -380,12 +380,8 @@ def _cmd_run_board(args) -> int:
                          "Amaranth's simulator)")
     if args.simulate:
         from .host.link import BoardLink
-        from .rtl.hostlink import BoardTop
-        from .sim.uart import SimulatedSerial
-        divisor = 4
-        port = SimulatedSerial(BoardTop(design.accelerator(), design.network,
-                                        divisor=divisor), divisor)
-        link, where = BoardLink(port, design), "simulated board"
+        from .sim.uart import simulated_board
+        link, where = BoardLink(simulated_board(design), design), "simulated board"
     else:
         link = open_board(design, args.port, baud=args.baud, timeout=args.timeout)
         where = args.port

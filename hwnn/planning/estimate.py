@@ -27,13 +27,14 @@ import numpy as np
 from ..arch import architecture
 from ..ir import Network
 from ..ir.formats import Format, signed_bits_for
+from ..rtl.engine import load_port
 from ..rtl.structure import Memory, Multipliers, bit_matrix
 from ..tools.synth import BLOCK_RAMS, FAMILIES, spram_count, spram_memories
 
 __all__ = ["BOARD_OVERHEAD", "COEFFICIENTS_PATH", "ICE40_PAIRING", "MAPPED_FEATURES",
-           "TARGETS", "design_features", "estimate", "fit", "held_out", "host_link_bits",
-           "host_link_cost", "load_coefficients", "logic_cells", "measured", "predict",
-           "save_coefficients", "spram_placement", "structure_features"]
+           "TARGETS", "design_features", "estimate", "fit", "flash_reader_cost", "held_out",
+           "host_link_bits", "host_link_cost", "load_coefficients", "logic_cells", "measured",
+           "predict", "save_coefficients", "spram_placement", "structure_features"]
 
 TARGETS = ("lut4", "ff", "dsp", "bram")
 #: The features DSP blocks and block RAMs are fitted on (LUT4s and flip-flops: all).
@@ -76,6 +77,13 @@ def host_link_cost(network: Network, family: str, in_count: int = 1) -> dict:
     cost["lut4"] += round(_LUT_PRIOR["lutram_cells"] * memory["lutram_cells"])
     cost["bram"] = int(memory["blocks"])
     return cost
+
+
+def flash_reader_cost(word_bits) -> dict:
+    """Estimated LUT4s and flip-flops of a board's :class:`~hwnn.rtl.flash.FlashReader` of
+    ``word_bits``-bit words (Yosys ``synth_ice40``: 85 LUT4 and 48 FF at 8 bits, 90 and 62
+    at 20, 101 and 107 at 64)."""
+    return {"lut4": round(85 + word_bits / 4), "ff": 40 + word_bits}
 
 
 def block_count(depth, width, family) -> int:
@@ -371,6 +379,9 @@ def estimate(network: Network, family: str, arch="dataflow", *, host_link=False,
         if host_link:
             for name, value in host_link_cost(network, family, top.in_count).items():
                 total[name] += value
+            if (load := load_port(top)) is not None:
+                for name, value in flash_reader_cost(len(load.payload)).items():
+                    total[name] += value
         return total
 
     total = total_of(structure)

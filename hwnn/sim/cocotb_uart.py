@@ -3,8 +3,9 @@
 The runner (:func:`hwnn.sim.uart.simulate_board`) passes a JSON job in ``HWNN_SIM_JOB``: the
 byte sequences to send on ``rx`` (hex), one after the other, each followed by waiting for the
 reply bytes it expects (``expect``: how many bytes to collect before the next sequence); the
-bit time in cycles; and the results file, which receives every byte the board sent on
-``tx``. The UART is modelled here, in the testbench: 8N1, LSB first, sampled mid-bit.
+bit time in cycles; the board's flash if it has one (its image file, base address and wake-up
+time in cycles, served by :func:`hwnn.sim.cocotb_flash.serve_flash`); and the results file,
+which receives every byte the board sent on ``tx``. The UART is modelled here, in the testbench: 8N1, LSB first, sampled mid-bit.
 """
 
 import json
@@ -13,6 +14,9 @@ import os
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+
+from hwnn.sim.cocotb_flash import serve_flash
+from hwnn.sim.flash import SpiFlashModel
 
 _JOB = json.loads(os.environ.get("HWNN_SIM_JOB", "{}"))
 _TIMEOUT_US = float(_JOB.get("timeout_us", 10_000))
@@ -23,6 +27,12 @@ async def exchange_frames(dut):
     job = _JOB
     divisor = job["divisor"]
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    if flash := job.get("flash"):
+        with open(flash["image"], "rb") as file:
+            model = SpiFlashModel(file.read(), base=flash["base"], asleep=True,
+                                  wake_time=10 * flash["wake_time"])     # cycles of 10 ns
+        cocotb.start_soon(serve_flash(dut.flash_cs, dut.flash_sck, dut.flash_copi,
+                                      dut.flash_cipo, model))
     dut.rst.value = 1
     dut.rx.value = 1
     await ClockCycles(dut.clk, 3)

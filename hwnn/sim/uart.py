@@ -10,22 +10,55 @@ bytes have come out of ``tx`` or ``timeout`` cycles have passed. So the real hos
 UART modelled in the testbench, and returns what the board answered to given byte sequences.
 """
 
+import functools
 import json
 import math
 from collections import deque
 from pathlib import Path
+from types import SimpleNamespace
 
 from amaranth.sim import Simulator
 
+from ..boards import FLASH_OFFSET
 from ..errors import ToolError
+from .flash import SpiFlashModel, serve_flash
 
-__all__ = ["SimulatedSerial", "simulate_board"]
+__all__ = ["SIMULATED_FLASH", "SimulatedSerial", "board_flash", "simulate_board",
+           "simulated_board"]
+
+
+#: The flash reader of a simulated board (:func:`board_flash`): SCK at half the clock, and a
+#: wake-up wait that the simulated flash checks.
+SIMULATED_FLASH = {"offset": FLASH_OFFSET, "divisor": 1, "wake_cycles": 8}
+
+
+def board_flash(design):
+    """The :class:`~hwnn.rtl.hostlink.BoardTop` ``flash`` settings of ``design`` on a
+    simulated board and its flash (a :class:`~hwnn.sim.flash.SpiFlashModel` holding the
+    design's load image, asleep as an iCE40 leaves it), or ``(None, None)`` without a load
+    stream."""
+    if "load" not in design.manifest:
+        return None, None
+    image = (design.path / design.manifest["load"]["image"]).read_bytes()
+    return SIMULATED_FLASH, SpiFlashModel(image, base=FLASH_OFFSET, asleep=True,
+                                          wake_time=SIMULATED_FLASH["wake_cycles"])
+
+
+def simulated_board(design, *, divisor=4, timeout=200_000) -> "SimulatedSerial":
+    """A serial port to ``design``'s board top (host link and accelerator, and the flash
+    reader of a design with a load stream, on a simulated flash holding its image) in
+    Amaranth's simulator."""
+    from ..rtl.hostlink import BoardTop
+    flash, model = board_flash(design)
+    top = BoardTop(design.accelerator(), design.network, divisor=divisor, flash=flash)
+    return SimulatedSerial(top, divisor, timeout=timeout, flash=model)
 
 
 class SimulatedSerial:
-    """A byte transport to ``top`` (a component with ``rx`` and ``tx``) in simulation."""
+    """A byte transport to ``top`` (a component with ``rx`` and ``tx``) in simulation; with
+    ``flash`` (a :class:`~hwnn.sim.flash.SpiFlashModel`) on its ``flash_*`` pins."""
 
-    def __init__(self, top, divisor, *, timeout=200_000):
+    def __init__(self, top, divisor, *, timeout=200_000, flash=None):
         self.divisor, self.timeout = divisor, timeout
         self.cycles = 0
         self._outgoing, self._incoming = deque(), deque()
@@ -33,6 +66,11 @@ class SimulatedSerial:
         self._sim.add_clock(1e-8)
         self._sim.add_testbench(self._send, background=True)
         self._sim.add_testbench(self._receive, background=True)
+        if flash is not None:
+            pins = SimpleNamespace(cs=top.flash_cs, sck=top.flash_sck, copi=top.flash_copi,
+                                   cipo=top.flash_cipo)
+            self._sim.add_testbench(functools.partial(serve_flash, pins=pins, model=flash),
+                                    background=True)
         self._top = top
 
     async def _send(self, ctx):
@@ -74,10 +112,11 @@ class SimulatedSerial:
                                                                  len(self._incoming))))
 
 
-def simulate_board(top, exchanges, *, divisor, simulator="icarus", work):
+def simulate_board(top, exchanges, *, divisor, simulator="icarus", work, flash=None):
     """Run the board top ``top`` (a :class:`~hwnn.rtl.hostlink.BoardTop`) as Verilog under
     cocotb: send each ``(data, expect)`` of ``exchanges`` on ``rx`` and wait for ``expect``
-    reply bytes; return every byte the board sent on ``tx``."""
+    reply bytes; return every byte the board sent on ``tx``. ``flash`` (a
+    :class:`~hwnn.sim.flash.SpiFlashModel`) serves the top's ``flash_*`` pins."""
     from amaranth.back import verilog
 
     from .simulate import build_cocotb
@@ -89,7 +128,12 @@ def simulate_board(top, exchanges, *, divisor, simulator="icarus", work):
     total_bytes = sum(len(data) + expect for data, expect in exchanges)
     results = work / "results.json"
     results.unlink(missing_ok=True)
+    if flash is not None:
+        (work / "flash.bin").write_bytes(flash.image)
     job = {"divisor": divisor, "results": str(results),
+           "flash": None if flash is None else {"image": str(work / "flash.bin"),
+                                                "base": flash.base,
+                                                "wake_time": flash.wake_time},
            "exchanges": [{"send": bytes(data).hex(), "expect": expect}
                          for data, expect in exchanges],
            "timeout_us": math.ceil(0.01 * (total_bytes * 12 * divisor + 200_000))}

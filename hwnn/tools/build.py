@@ -19,7 +19,7 @@ import time
 
 from .absorb import REPORT_PREFIX
 from .rtlil import honor_no_rw_check
-from ..boards import BoardDesign, board, uart_divisor
+from ..boards import FLASH_OFFSET, BoardDesign, board, check_flash, flash_command, uart_divisor
 from ..errors import ToolError
 from ..flow.generate import Design, load_design
 from .synth import DEVICES, DoesNotFit, fmax_from_log, spram_commands
@@ -98,6 +98,9 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
     setup_env()
     target = board(board_name)
     design = design if isinstance(design, Design) else load_design(design)
+    load = design.manifest.get("load")
+    if load is not None:
+        check_flash(target)
     if not force:
         check_estimate(design, target.device, f"{board_name} ({target.device.upper()})")
     platform = target.make_platform()
@@ -162,6 +165,9 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
         "inferences_per_second_at_fmax": None if fmax is None else fmax * 1e6 / cycles,
         "bitstream": bitstream.name, "seconds": round(seconds, 1),
         "packed": packed[0] if packed else {},
+        "flash": None if load is None else {
+            "image": str(design.path / load["image"]), "offset": FLASH_OFFSET,
+            "command": flash_command(target, design.path / load["image"])},
     }
     (folder / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
@@ -188,6 +194,9 @@ def format_build_report(report) -> str:
               + (f", {report['inferences_per_second_at_fmax']:,.0f} at Fmax"
                  if report["inferences_per_second_at_fmax"] else "")),
              f"bitstream {report['bitstream']}, {report['seconds']:.0f} s"]
+    if flash := report.get("flash"):
+        lines.append(f"the weights load from the flash at start-up: write them there once "
+                     f"with {flash['command']}")
     if packed := packed_line(report.get("packed")):
         lines.insert(-1, packed.rstrip("\n"))
     return "\n".join(lines)

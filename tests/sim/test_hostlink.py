@@ -13,7 +13,7 @@ from hwnn.quant.synthetic import random_cnn, sample_network
 from hwnn.rtl.hostlink import BoardTop
 from hwnn.rtl.uart import UartRx
 from hwnn.sim.golden import run_network
-from hwnn.sim.uart import SimulatedSerial, simulate_board
+from hwnn.sim.uart import board_flash, simulate_board, simulated_board
 
 DIVISOR = 4
 
@@ -27,15 +27,20 @@ def odd_cnn():
     ], input_format="uint3", name="odd_cnn")
 
 
-@pytest.fixture(scope="module", params=["int8", "binary", "odd_cnn"])
+#: The designs behind the link: dataflow ones, and a systolic design whose weights the board
+#: loads from its flash after reset (the link's first request waits for them).
+DESIGNS = {"int8": (lambda: sample_network("int8", seed=2), {"max_lanes": 16}),
+           "binary": (lambda: sample_network("binary", seed=2), {"max_lanes": 16}),
+           "odd_cnn": (odd_cnn, {"max_lanes": 16}),
+           "loaded": (lambda: sample_network("int8", seed=2),
+                      {"arch": "systolic", "array": "2x4", "batch": 2, "weights": "loaded"})}
+
+
+@pytest.fixture(scope="module", params=list(DESIGNS))
 def design(request, tmp_path_factory):
-    network = odd_cnn() if request.param == "odd_cnn" else sample_network(request.param, seed=2)
-    return load_design(generate(network, tmp_path_factory.mktemp("d") / request.param,
-                                max_lanes=16))
-
-
-def board(design):
-    return BoardTop(design.accelerator(), design.network, divisor=DIVISOR)
+    network, options = DESIGNS[request.param]
+    return load_design(generate(network(), tmp_path_factory.mktemp("d") / request.param,
+                                **options))
 
 
 def test_frames_round_trip_every_format():
@@ -48,7 +53,7 @@ def test_frames_round_trip_every_format():
 
 
 def test_board_link_runs_inputs_bit_exactly(design):
-    link = BoardLink(SimulatedSerial(board(design), DIVISOR), design)
+    link = BoardLink(simulated_board(design, divisor=DIVISOR), design)
     codes = np.load(design.path / "vectors" / "inputs.npy")[:3]
     assert np.array_equal(link.run(codes), run_network(design.network, codes))
     assert link.retried == 0
@@ -74,7 +79,7 @@ class Flaky:
 
 def test_corrupted_and_lost_bytes_are_detected_and_retried(design):
     network = design.network
-    port = SimulatedSerial(board(design), DIVISOR)
+    port = simulated_board(design, divisor=DIVISOR)
     codes = np.load(design.path / "vectors" / "inputs.npy")[:2]
     out_fmt, out_n = network.output.format, network.out_features
     frame = bytearray(request_frame(7, codes[0], network.input.format))
@@ -134,10 +139,15 @@ def test_uart_drops_a_byte_with_a_bad_stop_bit():
 
 
 @pytest.mark.cocotb
-@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
-def test_board_top_verilog_matches_golden_over_its_uart(tmp_path, simulator):
+@pytest.mark.parametrize("simulator, options", [
+    ("icarus", {"max_lanes": 16}), ("verilator", {"max_lanes": 16}),
+    # Weights loaded from the (simulated) flash after reset, as on the iCEBreaker.
+    ("icarus", {"arch": "systolic", "array": "2x4", "batch": 2, "weights": "loaded"})])
+def test_board_top_verilog_matches_golden_over_its_uart(tmp_path, simulator, options):
     network = sample_network("int8", seed=5)
-    design = load_design(generate(network, tmp_path / "d", max_lanes=16))
+    design = load_design(generate(network, tmp_path / "d", **options))
+    flash, model = board_flash(design)
+    assert (flash is None) == ("weights" not in options)
     codes = np.load(design.path / "vectors" / "inputs.npy")[:4]
     fmt, out_bytes = network.input.format, -(-network.out_features
                                              * network.output.format.width // 8)
@@ -148,8 +158,9 @@ def test_board_top_verilog_matches_golden_over_its_uart(tmp_path, simulator):
     exchanges += [(bytes(corrupted), 4), (request_frame(5, codes[1], fmt)[:-1], 4)]
     exchanges += [(request_frame(6 + seq, row, fmt), reply)
                   for seq, row in enumerate(codes[2:])]
-    received = simulate_board(board(design), exchanges, divisor=DIVISOR, simulator=simulator,
-                              work=tmp_path / simulator)
+    top = BoardTop(design.accelerator(), network, divisor=DIVISOR, flash=flash)
+    received = simulate_board(top, exchanges, divisor=DIVISOR, simulator=simulator,
+                              work=tmp_path / simulator, flash=model)
     stream = iter(received)
 
     def read(count):
