@@ -284,7 +284,14 @@ def _cmd_compile(args) -> int:
     path = generate(network, args.output, arch=args.arch, **options)
     manifest = load_design(path).manifest
     print(arch.summary(manifest))
-    print(f"wrote {path}/ ({manifest['verilog']}, manifest.json, network.hwnn.npz, vectors/)")
+    image = f", {manifest['load']['image']}" if "load" in manifest else ""
+    print(f"wrote {path}/ ({manifest['verilog']}, manifest.json, network.hwnn.npz, "
+          f"vectors/{image})")
+    if "load" in manifest:
+        print(f"the design takes its weights ({manifest['load']['words']} words of "
+              f"{manifest['load']['word_bits']} bits, {manifest['load']['image']}) on "
+              f"{manifest['load']['port']} after reset; on a board, hwnn build reads them "
+              f"from the flash")
     if note := replacement_note(path, earlier):
         print(note)
     return 0

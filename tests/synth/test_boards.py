@@ -112,6 +112,44 @@ def test_build_refuses_a_design_estimated_far_over_before_any_tool(capsys, monke
     assert earlier.read_text() == "{}"
 
 
+@pytest.mark.synth
+@pytest.mark.slow
+def test_an_mnist_size_mlp_builds_for_the_icebreaker_with_its_weights_in_spram(capsys,
+                                                                                tmp_path):
+    """784-128-10 int8 (794 kbit of weights; the UP5K's block RAMs hold 120): its weights
+    load from the board's flash into the four SPRAM blocks; the build says how to write
+    them there, and the flash's six pins are used."""
+    mnist = random_network(np.random.default_rng(1), [784, 128, 10],
+                           weight_formats=["int8", "int8"], act_formats=["uint8"],
+                           stages=["requant"], name="mnist")
+    path = generate(mnist, tmp_path / "mnist", arch="systolic", array="2x2", batch=4,
+                    weights="loaded")
+    status, out, err = run(capsys, "build", path, "--board", "icebreaker")
+    assert (status, err) == (0, "")
+    report = json.loads((path / "build" / "icebreaker" / "report.json").read_text())
+    used = {name: entry["used"] for name, entry in report["utilization"].items()}
+    assert used["ICESTORM_SPRAM"] == 4 and used["ICESTORM_RAM"] <= 30
+    assert used["SB_IO"] == 2 + 6 + 1          # UART, flash, clock
+    command = f"iceprog -o 1M {path / 'weights.bin'}"
+    assert report["flash"] == {"image": str(path / "weights.bin"), "offset": 0x100000,
+                               "command": command}
+    assert f"write them there once with {command}" in out
+    # A byte per int8 weight (2x2 tiles of these layers need no padding).
+    assert (path / "weights.bin").stat().st_size == 784 * 128 + 128 * 10
+
+
+def test_a_design_with_loaded_weights_is_refused_for_a_board_without_a_flash_reader(
+        capsys, tmp_path):
+    path = generate(sample_network("int8", seed=1), tmp_path / "d", arch="systolic",
+                    array="2x4", batch=2, weights="loaded")
+    status, _, err = run(capsys, "build", path, "--board", "ulx3s-85f")
+    assert status == 2 and err.count("\n") == 1
+    assert ("The ulx3s-85f has no flash reader in hwnn: a design whose weights are loaded at "
+            "start-up builds for icebreaker; generate it with weights 'rom' for the "
+            "ulx3s-85f") in err
+    assert not (path / "build").exists()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--board", "de10"], "invalid choice: 'de10'"),
     (["--board", "icebreaker", "--baud", "9000000"],
