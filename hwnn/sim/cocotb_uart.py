@@ -5,7 +5,8 @@ byte sequences to send on ``rx`` (hex), one after the other, each followed by wa
 reply bytes it expects (``expect``: how many bytes to collect before the next sequence); the
 bit time in cycles; the board's flash if it has one (its image file, base address and wake-up
 time in cycles, served by :func:`hwnn.sim.cocotb_flash.serve_flash`); and the results file,
-which receives every byte the board sent on ``tx``. The UART is modelled here, in the testbench: 8N1, LSB first, sampled mid-bit.
+which receives every byte the board sent on ``tx``. The UART is modelled here, in the
+testbench: 8N1, LSB first, sampled mid-bit.
 """
 
 import json
