@@ -119,6 +119,29 @@ class Systolic(Architecture):
         """The arrays of :data:`ARRAYS`."""
         return [(f"{rows}x{cols}", {"array": f"{rows}x{cols}"}) for rows, cols in ARRAYS]
 
+    def for_device(self, network, label, options, device):
+        """On a device with SPRAM (an iCE40UP5K), where the estimate says the block RAMs
+        would not hold the point's weight ROM: its weights loaded at start-up (the estimate
+        puts them in SPRAM), and its batch halved until the block RAMs hold the rest
+        (labelled ``RxC loaded``, ``RxC bB loaded``)."""
+        from ..planning.estimate import estimate
+        from ..tools.synth import CAPACITY, DEVICES
+        capacity, family = CAPACITY[device], DEVICES[device][0]
+
+        def blocks(options):
+            return estimate(network, family, self.name, **options)["bram"]
+
+        if (not capacity.get("spram") or options.get("weights", "rom") != "rom"
+                or blocks(options) <= capacity["bram"]):
+            return label, options
+        loaded = options | {"weights": "loaded"}
+        batch = loaded.get("batch", self.Params().batch)
+        while batch > 1 and blocks(loaded | {"batch": batch}) > capacity["bram"]:
+            batch //= 2
+        if batch == loaded.get("batch", self.Params().batch):
+            return f"{label} loaded", loaded
+        return f"{label} b{batch} loaded", loaded | {"batch": batch}
+
     def summary(self, manifest):
         rows = [(layer["name"], shape_change(layer),
                  layer["tiles"], layer["cycles"], f"{layer['utilization']:.3f}",

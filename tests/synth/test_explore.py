@@ -5,13 +5,14 @@ import json
 import re
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
+import numpy as np
 import pytest
 
 from hwnn.planning import explore as explore_module
 from hwnn.cli import main
 from hwnn.planning.estimate import estimate
 from hwnn.planning.explore import Point, explore, measure_point, pareto, sweep, write_results
-from hwnn.quant.synthetic import sample_network
+from hwnn.quant.synthetic import random_network, sample_network
 from hwnn.rtl.folding import fully_parallel, unfolded
 
 
@@ -47,8 +48,31 @@ def test_a_sweep_for_a_device_builds_multipliers_in_logic_where_dsp_blocks_run_o
         dsp = estimate(network, "ice40", fold=before.options["fold"])["dsp"]
         assert estimate(network, "ice40", fold=after.options["fold"])["dsp"] <= 8
         assert bool(re.search("[LH]", after.label)) == (dsp > 8), (after.label, dsp)
-    assert [p.label for p in sweep(network, "systolic", "ice40-up5k")] == [
-        p.label for p in sweep(network, "systolic")]
+    # Systolic points change only where their weight ROM is over the block RAMs.
+    for before, after in zip(sweep(network, "systolic"), sweep(network, "systolic",
+                                                               "ice40-up5k"), strict=True):
+        over = estimate(network, "ice40", "systolic", **before.options)["bram"] > 30
+        assert (after.label == before.label) == (not over), after.label
+        assert after.label.startswith(before.label) and after.label.endswith(
+            " loaded" if over else before.label)
+
+
+def test_a_systolic_sweep_on_an_up5k_loads_weights_the_block_rams_do_not_hold():
+    """784-128-10 int8 (794 kbit of weights): on the UP5K each array loads its weights at
+    start-up (into SPRAM) and takes the largest batch whose activations the block RAMs hold;
+    on the ECP5-85F (no SPRAM, 208 block RAMs) the points stay as they are."""
+    mnist = random_network(np.random.default_rng(1), [784, 128, 10],
+                           weight_formats=["int8", "int8"], act_formats=["uint8"],
+                           stages=["requant"], name="mnist")
+    points = sweep(mnist, "systolic", "ice40-up5k")
+    assert [p.label for p in points[:3]] == ["1x2 b4 loaded", "2x2 b4 loaded", "2x4 b4 loaded"]
+    for point in points[:6]:
+        assert point.options["weights"] == "loaded" and point.options["batch"] == 4
+        assert estimate(mnist, "ice40", "systolic", **point.options)["bram"] <= 30
+        assert estimate(mnist, "ice40", "systolic",
+                        **point.options | {"batch": 8})["bram"] > 30
+    assert [p.label for p in sweep(mnist, "systolic", "ecp5-85f")] == [
+        p.label for p in sweep(mnist, "systolic")]
 
 
 def test_pareto_keeps_the_points_nothing_beats_on_both_area_and_speed():
