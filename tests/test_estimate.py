@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The resource estimator: structural features, the fit, the shipped coefficients."""
 
 import numpy as np

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Automatic folding for a board (``--fold auto --target-fps F --board B``)."""
 
 import dataclasses
