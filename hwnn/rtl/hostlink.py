@@ -77,6 +77,9 @@ class HostLink(wiring.Component):
         byte, got, is_sync = Signal(8), Signal(), Signal()
         m.d.sync += [byte.eq(rx.o_byte.payload), got.eq(rx.o_byte.valid),
                      is_sync.eq(rx.o_byte.valid & (rx.o_byte.payload == REQUEST_SYNC))]
+        # Whether the byte matches the CRC of the bytes before it (the CRC takes a byte in
+        # the cycle ``got`` is set), compared as it arrives: no comparison before the state.
+        crc_match = Signal()
 
         in_bytes = payload_bytes(self.in_features, self.in_format)
         out_bytes = payload_bytes(self.out_features, self.out_format)
@@ -86,6 +89,7 @@ class HostLink(wiring.Component):
         out_beats = self.out_features // self.out_count
 
         seq, status, crc = Signal(8), Signal(2), Signal(8)
+        m.d.sync += crc_match.eq(rx.o_byte.payload == crc)
         m.submodules.beats = beats = memory.Memory(shape=in_beat_bits, depth=in_beats, init=[])
         write, read = beats.write_port(), beats.read_port()
         # The reply's payload: an output beat (``beat_left`` of its bits still to send, least
@@ -103,10 +107,12 @@ class HostLink(wiring.Component):
         want = Signal()
         m.d.comb += self.i_stream.ready.eq(want)
         m.d.sync += want.eq(0)
-        # A count per phase (simple enables): request bytes, beats fed, reply bytes.
+        # A count per phase (simple enables): request bytes, beats fed, reply bytes; and
+        # registered flags for the request's and the reply's last payload byte.
         bytes_in = Signal(range(in_bytes + 1))
         beats_fed = Signal(range(in_beats + 1))
         bytes_out = Signal(range(out_bytes + 1))
+        last_in, last_out = Signal(), Signal()
         limit = TIMEOUT_BYTES * 10 * self.divisor
         # Cycles since the last byte: counted whatever the state (cleared by every byte, a
         # sync byte included), so that no decoding of the state reaches the count's enable;
@@ -157,10 +163,17 @@ class HostLink(wiring.Component):
             with m.Else():
                 m.d.sync += beat_fill.eq(beat_fill + 1)
 
+        # The byte to send waits for the transmitter in registers of its own (``tx_full``
+        # while it waits): no decoding of the link's state reaches the transmitter.
+        tx_byte, tx_full = Signal(8), Signal()
+        m.d.comb += [tx.i_byte.payload.eq(tx_byte), tx.i_byte.valid.eq(tx_full)]
+        with m.If(tx.i_byte.ready):
+            m.d.sync += tx_full.eq(0)
+
         def send(value, next_state, *, checked=True):
-            """Offer ``value`` to the transmitter; go on once it is taken."""
-            m.d.comb += [tx.i_byte.payload.eq(value), tx.i_byte.valid.eq(1)]
-            with m.If(tx.i_byte.ready):
+            """Hand ``value`` to the transmitter once the byte before has gone; go on."""
+            with m.If(~tx_full):
+                m.d.sync += [tx_byte.eq(value), tx_full.eq(1)]
                 if checked:
                     m.d.sync += crc.eq(crc8_next(crc, value))
                 m.next = next_state
@@ -168,8 +181,8 @@ class HostLink(wiring.Component):
         with m.FSM():
             with m.State("HUNT"):
                 with m.If(is_sync):
-                    m.d.sync += [crc.eq(0), bytes_in.eq(0), pending_bits.eq(0),
-                                 beat_fill.eq(0), beat_address.eq(0)]
+                    m.d.sync += [crc.eq(0), bytes_in.eq(0), last_in.eq(in_bytes == 1),
+                                 pending_bits.eq(0), beat_fill.eq(0), beat_address.eq(0)]
                     m.next = "SEQ"
             for state in ("SEQ", "PAYLOAD", "CHECK"):
                 with m.State(state):
@@ -185,12 +198,13 @@ class HostLink(wiring.Component):
                     elif state == "PAYLOAD":
                         with m.If(got):
                             m.d.sync += [pending.eq(byte), pending_bits.eq(8),
-                                         bytes_in.eq(bytes_in + 1)]
-                            with m.If(bytes_in == in_bytes - 1):
+                                         bytes_in.eq(bytes_in + 1),
+                                         last_in.eq(bytes_in == in_bytes - 2)]
+                            with m.If(last_in):
                                 m.next = "CHECK"
                     else:
                         with m.If(got):
-                            with m.If(byte == crc):
+                            with m.If(crc_match):
                                 m.d.sync += [status.eq(0), feeding.eq(1)]
                                 m.next = "FEED"
                             with m.Else():
@@ -201,14 +215,15 @@ class HostLink(wiring.Component):
                     m.d.sync += feeding.eq(0)
                     m.next = "REPLY_SYNC"
             with m.State("REPLY_SYNC"):
-                m.d.sync += [crc.eq(0), bytes_out.eq(0), beat_empty.eq(1), byte_fill.eq(0),
+                m.d.sync += [crc.eq(0), bytes_out.eq(0), last_out.eq(out_bytes == 1),
+                             beat_empty.eq(1), byte_fill.eq(0),
                              byte_full.eq(0), beats_taken.eq(0), all_taken.eq(0)]
                 send(REPLY_SYNC, "REPLY_SEQ", checked=False)
             with m.State("REPLY_SEQ"):
                 send(seq, "REPLY_STATUS")
             with m.State("REPLY_STATUS"):
                 send(status, "REPLY_PAYLOAD")
-                with m.If(tx.i_byte.ready & (status != 0)):
+                with m.If(~tx_full & (status != 0)):
                     m.next = "REPLY_CRC"
             with m.State("REPLY_PAYLOAD"):
                 shift = Signal()            # a bit into the byte: the beat's next, or a 0 pad
@@ -232,9 +247,10 @@ class HostLink(wiring.Component):
                 with m.If(shift):
                     m.d.sync += [out_byte.eq(Cat(out_byte[1:], out_beat[0] & ~beat_empty)),
                                  byte_fill.eq(byte_fill + 1), byte_full.eq(byte_fill == 7)]
-                with m.If(byte_full & tx.i_byte.ready):
-                    m.d.sync += [byte_full.eq(0), bytes_out.eq(bytes_out + 1)]
-                    with m.If(bytes_out == out_bytes - 1):
+                with m.If(byte_full & ~tx_full):
+                    m.d.sync += [byte_full.eq(0), bytes_out.eq(bytes_out + 1),
+                                 last_out.eq(bytes_out == out_bytes - 2)]
+                    with m.If(last_out):
                         m.next = "REPLY_CRC"
             with m.State("REPLY_CRC"):
                 send(crc, "HUNT", checked=False)

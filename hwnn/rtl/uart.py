@@ -109,16 +109,22 @@ class UartTx(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        timer = Signal(range(self.divisor))
+        divisor = self.divisor
+        # Every enable comes from a register: ``idle`` (ready), ``expired`` (the bit time is
+        # up: the timer is 0), both set a cycle ahead.
+        timer, expired = Signal(range(divisor)), Signal()
         frame = Signal(10, init=0x3FF)       # stop, data (LSB first), start; shifted out
-        remaining = Signal(range(11))
-        m.d.comb += [self.tx.eq(frame[0]), self.i_byte.ready.eq(remaining == 0)]
-        with m.If(self.i_byte.valid & self.i_byte.ready):
+        remaining = Signal(range(11))        # bits still to send after this one
+        idle = Signal(init=1)
+        m.d.comb += [self.tx.eq(frame[0]), self.i_byte.ready.eq(idle)]
+        with m.If(self.i_byte.valid & idle):
             m.d.sync += [frame.eq(Cat(Const(0, 1), self.i_byte.payload, Const(1, 1))),
-                         remaining.eq(10), timer.eq(self.divisor - 1)]
-        with m.Elif(remaining != 0):
-            m.d.sync += timer.eq(timer - 1)
-            with m.If(timer == 0):
+                         remaining.eq(9), idle.eq(0), timer.eq(divisor - 1),
+                         expired.eq(divisor == 1)]
+        with m.Elif(~idle):
+            m.d.sync += [timer.eq(timer - 1), expired.eq(timer == 1)]
+            with m.If(expired):
                 m.d.sync += [frame.eq(Cat(frame[1:], Const(1, 1))), remaining.eq(remaining - 1),
-                             timer.eq(self.divisor - 1)]
+                             timer.eq(divisor - 1), expired.eq(divisor == 1),
+                             idle.eq(remaining == 0)]
         return m
