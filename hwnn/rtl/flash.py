@@ -139,6 +139,7 @@ class FlashReader(wiring.Component):
         pending = Signal()              # shift holds a whole byte not yet in the word
         lane = Signal(range(lanes))     # the word's byte that the next byte fills
         words_left = Signal(range(self.count + 1), init=self.count)   # not yet complete
+        all_read = Signal()             # words_left is 0 (a register: no compare before CS)
 
         # The bits of each command in the order sent: bit i of these is the i-th on COPI.
         def sent_order(value, width):
@@ -158,7 +159,8 @@ class FlashReader(wiring.Component):
                 with m.If(lane == index):
                     m.d.sync += word.payload[low:high].eq(shift[:high - low])
             with m.If(lane == lanes - 1):
-                m.d.sync += [lane.eq(0), word.valid.eq(1), words_left.eq(words_left - 1)]
+                m.d.sync += [lane.eq(0), word.valid.eq(1), words_left.eq(words_left - 1),
+                             all_read.eq(words_left == 1)]
             with m.Else():
                 m.d.sync += lane.eq(lane + 1)
 
@@ -203,7 +205,7 @@ class FlashReader(wiring.Component):
                 with m.If(expired):
                     with m.If(self.sck):
                         fall(0)
-                    with m.Elif(words_left == 0):        # every byte is in a word (so none
+                    with m.Elif(all_read):               # every byte is in a word (so none
                         m.d.sync += self.cs.eq(0)        # is pending)
                         m.next = "DONE"
                     with m.Elif(~pending):               # else SCK waits, low, for the word
