@@ -119,12 +119,11 @@ class UartTx(wiring.Component):
         m.d.comb += [self.tx.eq(frame[0]), self.i_byte.ready.eq(idle)]
         with m.If(self.i_byte.valid & idle):
             m.d.sync += [frame.eq(Cat(Const(0, 1), self.i_byte.payload, Const(1, 1))),
-                         remaining.eq(9), idle.eq(0), timer.eq(divisor - 1),
-                         expired.eq(divisor == 1)]
+                         remaining.eq(9), idle.eq(0), timer.eq(divisor - 1)]
         with m.Elif(~idle):
+            # (At expiry the timer is 0, so expired falls; it is 0 while idle.)
             m.d.sync += [timer.eq(timer - 1), expired.eq(timer == 1)]
             with m.If(expired):
                 m.d.sync += [frame.eq(Cat(frame[1:], Const(1, 1))), remaining.eq(remaining - 1),
-                             timer.eq(divisor - 1), expired.eq(divisor == 1),
-                             idle.eq(remaining == 0)]
+                             timer.eq(divisor - 1), idle.eq(remaining == 0)]
         return m

@@ -142,6 +142,9 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
             raise DoesNotFit(f"The design does not fit the {board_name} "
                              f"({target.device.upper()}): it needs {', '.join(over)}; compile "
                              f"it with less parallelism (--max-lanes, --pes or --array)")
+        # Yosys (run quiet) writes its errors to its report only.
+        report = folder / "top.rpt"
+        tool_log += report.read_text() if report.is_file() else ""
         errors = [line for line in tool_log.splitlines() if "ERROR" in line]
         raise ToolError(f"The {board_name} build failed: "
                         f"{(errors[-1] if errors else tool_log.strip()[-300:]).strip()} "

@@ -138,6 +138,23 @@ def test_an_mnist_size_mlp_builds_for_the_icebreaker_with_its_weights_in_spram(c
     assert (path / "weights.bin").stat().st_size == 784 * 128 + 128 * 10
 
 
+def test_a_failing_tool_names_its_error_line(monkeypatch, tmp_path):
+    """A tool that fails (here a Yosys assertion, which quiet Yosys writes to its report
+    only) is named in the error with the logs' folder."""
+    from hwnn.errors import ToolError
+    path = generate(sample_network("int8", seed=1), tmp_path / "d", max_lanes=4)
+
+    def failing(folder, log):
+        (folder / "top.rpt").write_text("2.46.24.7. Executing ABC\nERROR: Assert `wire' "
+                                        "failed in abc_ops_reintegrate.cc:596.\n")
+        return 1, ""
+
+    monkeypatch.setattr("hwnn.tools.build._run_script", failing)
+    with pytest.raises(ToolError, match=r"^The icebreaker build failed: ERROR: Assert `wire' "
+                                        r"failed in abc_ops_reintegrate.cc:596. \(logs in "):
+        build_board(path, "icebreaker")
+
+
 def test_a_design_with_loaded_weights_is_refused_for_a_board_without_a_flash_reader(
         capsys, tmp_path):
     path = generate(sample_network("int8", seed=1), tmp_path / "d", arch="systolic",
