@@ -206,10 +206,23 @@ def _tool(name):
     return path
 
 
+def without_zero_inits(text) -> str:
+    """Verilog ``text`` without the zero initial contents of its single-port RAMs (marked
+    :data:`~hwnn.rtl.overlay.SINGLE_PORT`; Amaranth spells out every word, which takes
+    Yosys minutes for a 50,000-word RAM). Their words are written before they are read, so
+    synthesis needs no initial contents (SPRAM has none; block RAM starts at zero)."""
+    from ..rtl.overlay import SINGLE_PORT
+    for name in re.findall(rf'\(\* {SINGLE_PORT} = "(\w+)" \*\)', text):
+        text = re.sub(rf"  initial begin\n(?:    {name}\[\d+\] = \d+'[hdb]0+;\n)+  end\n", "",
+                      text, count=1)
+    return text
+
+
 def _yosys(verilog, top, family, folder, netlist=False, memories=()):
-    """Run Yosys in ``folder`` (YoWASP tools cannot see absolute paths under /tmp); the
-    design's ``memories`` (its structure's) that fit go to SPRAM (:func:`spram_memories`)."""
-    shutil.copy(verilog, Path(folder) / "design.v")
+    """Run Yosys in ``folder`` (YoWASP tools cannot see absolute paths under /tmp) on
+    ``verilog`` :func:`without_zero_inits`; the design's ``memories`` (its structure's) that
+    fit go to SPRAM (:func:`spram_memories`)."""
+    (Path(folder) / "design.v").write_text(without_zero_inits(Path(verilog).read_text()))
     output = f"{'; write_json netlist.json' if netlist else ''}; tee -q -o stat.json stat -json"
 
     def run(flow):

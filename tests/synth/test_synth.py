@@ -153,6 +153,20 @@ def test_single_port_memories_that_hold_the_most_go_to_spram():
         assert spram_memories(memories, "ecp5") == []
 
 
+def test_yosys_reads_single_port_rams_without_their_zero_initial_contents():
+    """Only the single-port RAMs' zero initial words go (Amaranth writes each one, which
+    took Yosys minutes on a 50,000-word RAM); a ROM's stay."""
+    from hwnn.tools.synth import without_zero_inits
+    text = verilog.convert(_overlay_top(2, 4, "loaded"), name="overlay")
+    stripped = without_zero_inits(text)
+    for name in ("weights", "acts0", "acts1"):
+        assert f"    {name}[0] = " in text and f"    {name}[0] = " not in stripped
+        assert f"reg [31:0] {name} [" in stripped
+    assert "    biases[0] = " in stripped
+    assert text.count("initial begin") - stripped.count("initial begin") == 3
+    assert without_zero_inits(stripped) == stripped
+
+
 @pytest.mark.synth
 @pytest.mark.parametrize("weights, moved", [("rom", 0), ("loaded", 2)])
 def test_the_overlay_single_port_memories_map_to_spram_on_ice40(tmp_path, weights, moved):
