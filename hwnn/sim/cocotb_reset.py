@@ -15,7 +15,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
-from hwnn.sim.loader import LOAD_PORT, WordLoader
+from hwnn.sim.loader import WordLoader, drive_cocotb
 from hwnn.sim.resets import ResetBench
 
 _JOB = json.loads(os.environ.get("HWNN_RESET_JOB", "{}"))
@@ -35,12 +35,10 @@ async def reset_at_any_cycle(dut):
         dut.i_stream__payload.value = word
         dut.o_stream__ready.value = ready
         if loader is not None:
-            load_valid, load_word = loader.drive()
-            getattr(dut, f"{LOAD_PORT}__valid").value = load_valid
-            getattr(dut, f"{LOAD_PORT}__payload").value = load_word
+            load_ready = drive_cocotb(loader, dut)
         await ReadOnly()
         if loader is not None:
-            loader.observe(rst, int(getattr(dut, f"{LOAD_PORT}__ready").value))
+            loader.observe(rst, load_ready())
         valid = int(dut.o_stream__valid.value)
         bench.observe(int(dut.i_stream__ready.value), valid,
                       int(dut.o_stream__payload.value) if valid else 0)

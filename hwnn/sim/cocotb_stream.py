@@ -25,7 +25,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, First, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
 
-from hwnn.sim.loader import LOAD_PORT, WordLoader
+from hwnn.sim.loader import WordLoader, drive_cocotb
 
 _JOB = json.loads(os.environ.get("HWNN_SIM_JOB", "{}"))
 _TIMEOUT_US = float(_JOB.get("timeout_us", 1000))
@@ -66,13 +66,11 @@ async def stream_vectors(dut):
         ready = int(not stalls or rng.random() < 0.6)
         dut.o_stream__ready.value = ready
         loading = loader is not None and not loader.done
-        if loader is not None:
-            load_valid, load_word = loader.drive()
-            getattr(dut, f"{LOAD_PORT}__valid").value = load_valid
-            getattr(dut, f"{LOAD_PORT}__payload").value = load_word
+        if loader is not None:          # (valid low once every word is taken)
+            load_ready = drive_cocotb(loader, dut)
         await ReadOnly()
         if loading:
-            loader.observe(0, int(getattr(dut, f"{LOAD_PORT}__ready").value))
+            loader.observe(0, load_ready())
         if offering and dut.i_stream__ready.value:
             input_cycles.append(cycle)
             next_input += 1

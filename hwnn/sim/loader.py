@@ -11,7 +11,7 @@ import random
 
 from ..rtl.engine import LOAD_PORT
 
-__all__ = ["LOAD_PORT", "WordLoader"]
+__all__ = ["LOAD_PORT", "WordLoader", "drive_cocotb"]
 
 
 class WordLoader:
@@ -44,3 +44,13 @@ class WordLoader:
         elif self._offering and ready:
             self._next += 1
             self._offering = False
+
+
+def drive_cocotb(loader, dut):
+    """Apply ``loader``'s :meth:`~WordLoader.drive` to ``dut``'s load stream (cocotb handles)
+    for the next rising edge; return a function that reads the stream's ``ready`` once the
+    edge's inputs have settled."""
+    valid, word = loader.drive()
+    getattr(dut, f"{LOAD_PORT}__valid").value = valid
+    getattr(dut, f"{LOAD_PORT}__payload").value = word
+    return lambda: int(getattr(dut, f"{LOAD_PORT}__ready").value)
