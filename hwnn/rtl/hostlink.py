@@ -275,6 +275,12 @@ class BoardTop(wiring.Component):
     """
 
     def __init__(self, accelerator, network, *, divisor, flash=None):
+        load = load_port(accelerator)
+        if (load is None) != (flash is None):
+            raise ValueError("flash (the FlashReader's offset, divisor, wake_cycles) is for an "
+                             "accelerator with a load stream" if load is None else
+                             f"{network.name!r} loads its weights after reset: BoardTop needs "
+                             f"flash (the FlashReader's offset, divisor, wake_cycles)")
         self.accelerator = accelerator
         self.link = HostLink(
             in_count=accelerator.in_count,
@@ -282,12 +288,6 @@ class BoardTop(wiring.Component):
             out_count=accelerator.out_count,
             out_format=network.output.format, out_features=network.out_features,
             divisor=divisor)
-        load = load_port(accelerator)
-        if (load is None) != (flash is None):
-            raise ValueError("flash (the FlashReader's offset, divisor, wake_cycles) is for an "
-                             "accelerator with a load stream" if load is None else
-                             f"{network.name!r} loads its weights after reset: BoardTop needs "
-                             f"flash (the FlashReader's offset, divisor, wake_cycles)")
         self.reader = None if load is None else FlashReader(
             count=len(accelerator.load_words), word_bits=len(load.payload), **flash)
         super().__init__({

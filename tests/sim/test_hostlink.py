@@ -43,6 +43,18 @@ def design(request, tmp_path_factory):
                                 **options))
 
 
+def test_board_top_takes_flash_settings_exactly_when_the_accelerator_loads_weights(design):
+    flash = {"offset": 0x100000, "divisor": 1, "wake_cycles": 8}
+    loads = "load" in design.manifest
+    message = (rf"^'{design.network.name}' loads its weights after reset: BoardTop needs flash "
+               rf"\(the FlashReader's offset, divisor, wake_cycles\)$" if loads else
+               r"^flash \(the FlashReader's offset, divisor, wake_cycles\) is for an "
+               r"accelerator with a load stream$")
+    with pytest.raises(ValueError, match=message):
+        BoardTop(design.accelerator(), design.network, divisor=DIVISOR,
+                 flash=None if loads else flash)
+
+
 def test_frames_round_trip_every_format():
     for name in ("int8", "uint3", "ternary", "binary"):
         from hwnn.ir.formats import Format
