@@ -85,18 +85,19 @@ def uart_divisor(clock_hz, baud, board_name) -> int:
 class BoardDesign(Elaboratable):
     """``design``'s accelerator behind the host link on ``target``'s UART at ``baud``, clocked
     by the board's clock, or with ``pll`` (a :class:`~hwnn.rtl.clocking.PllSettings` for the
-    board's clock) by a PLL's output."""
+    board's clock) by a PLL's output; the host link runs at the board's clock either way (with
+    a PLL in a domain of its own, ``board``: its paths never limit the accelerator's clock)."""
 
     def __init__(self, design, target: Board, *, baud=115200, pll=None):
         self.design, self.target, self.baud, self.pll = design, target, baud, pll
 
     def clock_hz(self, platform) -> float:
-        """The frequency the accelerator and host link run at."""
+        """The frequency the accelerator runs at."""
         return platform.default_clk_frequency if self.pll is None else self.pll.output
 
     def divisor(self, platform) -> int:
-        """Clock cycles per UART bit at the design's clock."""
-        return uart_divisor(self.clock_hz(platform), self.baud, self.target.name)
+        """Clock cycles per UART bit at the host link's clock (the board's)."""
+        return uart_divisor(platform.default_clk_frequency, self.baud, self.target.name)
 
     def flash_reader(self, platform) -> dict | None:
         """The :class:`~hwnn.rtl.flash.FlashReader` settings (``offset``, ``divisor``,
@@ -116,12 +117,13 @@ class BoardDesign(Elaboratable):
         m = Module()
         uart = platform.request(*self.target.uart, dir="-")
         if self.pll is not None:
-            m.domains.sync = ClockDomain("sync")
+            m.domains.sync, m.domains.board = ClockDomain("sync"), ClockDomain("board")
             m.submodules.pll = PllDomain(self.pll, platform.request(platform.default_clk,
                                                                     dir="-"))
         flash = self.flash_reader(platform)
-        top = m.submodules.top = BoardTop(self.design.accelerator(), self.design.network,
-                                          divisor=divisor, flash=flash)
+        top = m.submodules.top = BoardTop(
+            self.design.accelerator(), self.design.network, divisor=divisor, flash=flash,
+            link_domain="sync" if self.pll is None else "board")
         m.submodules.rx = rx = io.Buffer("i", uart.rx)
         m.submodules.tx = tx = io.Buffer("o", uart.tx)
         m.d.comb += [top.rx.eq(rx.i), tx.o.eq(top.tx)]

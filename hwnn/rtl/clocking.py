@@ -80,13 +80,14 @@ def pll_settings(family, reference_hz, target_hz) -> PllSettings:
 
 
 class PllDomain(Elaboratable):
-    """Drives the ``sync`` clock domain (which the parent defines) at ``settings.output`` from
-    the board's clock pin ``pin`` (a
-    port from ``platform.request(clock, dir="-")``): iCE40 ``SB_PLL40_PAD`` on the pin (the
-    UP5K's PLL sits on the clock pad, so the pin must feed it directly), ECP5 ``EHXPLLL``
-    behind the pin's input buffer. ``sync`` is held in reset until the PLL has locked and then
-    ``reset_delay`` seconds more (iCE40 block RAMs read as zeros for some microseconds after
-    configuration; the platform's own clock domain waits 15 us for the same reason)."""
+    """Drives the ``sync`` clock domain at ``settings.output`` and the ``board`` clock domain at
+    the board's clock (both defined by the parent) from the board's clock pin ``pin`` (a port
+    from ``platform.request(clock, dir="-")``): iCE40 ``SB_PLL40_2_PAD`` on the pin (the UP5K's
+    PLL sits on the clock pad, so the pin must feed it directly; its port A passes the pin's
+    clock on), ECP5 ``EHXPLLL`` behind the pin's input buffer. ``sync`` is held in reset until
+    the PLL has locked and then ``reset_delay`` seconds more (iCE40 block RAMs read as zeros
+    for some microseconds after configuration; the platform's own clock domain waits 15 us for
+    the same reason); ``board`` leaves reset two of its cycles after ``sync``."""
 
     def __init__(self, settings: PllSettings, pin, *, reset_delay=15e-6):
         if not isinstance(settings, PllSettings):
@@ -95,19 +96,21 @@ class PllDomain(Elaboratable):
 
     def elaborate(self, platform):
         from amaranth.lib import io
+        from amaranth.lib.cdc import ResetSynchronizer
 
         m = Module()
-        clock, locked = Signal(), Signal()
+        clock, board_clock, locked = Signal(), Signal(), Signal()
         p = self.settings.parameters
         if self.settings.family == "ice40":
             m.submodules.pll = Instance(
-                "SB_PLL40_PAD", p_FEEDBACK_PATH="SIMPLE", p_PLLOUT_SELECT="GENCLK",
+                "SB_PLL40_2_PAD", p_FEEDBACK_PATH="SIMPLE", p_PLLOUT_SELECT_PORTB="GENCLK",
                 p_DIVR=p["DIVR"], p_DIVF=p["DIVF"], p_DIVQ=p["DIVQ"],
                 p_FILTER_RANGE=p["FILTER_RANGE"],
                 io_PACKAGEPIN=self.pin.io, i_RESETB=1, i_BYPASS=0,
-                o_PLLOUTGLOBAL=clock, o_LOCK=locked)
+                o_PLLOUTGLOBALA=board_clock, o_PLLOUTGLOBALB=clock, o_LOCK=locked)
         else:
             m.submodules.clk_buf = buffer = io.Buffer("i", self.pin)
+            m.d.comb += board_clock.eq(buffer.i)
             m.submodules.pll = Instance(
                 "EHXPLLL", p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED",
                 p_STDBY_ENABLE="DISABLED", p_DPHASE_SOURCE="DISABLED",
@@ -130,7 +133,8 @@ class PllDomain(Elaboratable):
         m.domains += ClockDomain("pll_start", async_reset=True, local=True)
         m.d.comb += [ClockSignal("sync").eq(clock), ClockSignal("pll_start").eq(clock),
                      ResetSignal("pll_start").eq(~locked),
-                     ResetSignal("sync").eq(held)]
+                     ResetSignal("sync").eq(held), ClockSignal("board").eq(board_clock)]
+        m.submodules.board_reset = ResetSynchronizer(held, domain="board")
         with m.If(count != delay):
             m.d.pll_start += count.eq(count + 1)
         m.d.pll_start += held.eq((count != delay) & (count != delay - 1))

@@ -20,9 +20,9 @@ from amaranth.lib.wiring import In, Out
 from ..host.protocol import REPLY_SYNC, REQUEST_SYNC, TIMEOUT_BYTES, crc8, payload_bytes
 from ..ir.formats import Format
 from .engine import load_port
-from .layouts import Beat
-from .fifo import FlagFIFO
+from .crossing import StreamCrossing
 from .flash import FlashReader
+from .layouts import Beat
 from .uart import UartRx, UartTx
 
 __all__ = ["BoardTop", "HostLink", "crc8_next"]
@@ -267,6 +267,12 @@ class BoardTop(wiring.Component):
     ``divisor`` and ``wake_cycles`` (the image, :func:`~hwnn.ir.packing.word_image`, at that
     offset); the accelerator takes no input before.
 
+    The link (UART and frames) runs in clock domain ``link_domain``, which the parent defines
+    when it is not ``sync`` (a board's own clock, slower than the accelerator's PLL clock:
+    ``divisor`` counts its cycles); the beats cross between the domains in a
+    :class:`~hwnn.rtl.crossing.StreamCrossing` each way, also when both are ``sync``: no
+    combinational path joins the link's control to the accelerator's.
+
     Members
     -------
     rx : ``In(1)``; tx : ``Out(1)``
@@ -274,14 +280,16 @@ class BoardTop(wiring.Component):
         With a load stream only: the flash's pins (``flash_cs`` 1 selects it).
     """
 
-    def __init__(self, accelerator, network, *, divisor, flash=None):
+    def __init__(self, accelerator, network, *, divisor, flash=None, link_domain="sync"):
         load = load_port(accelerator)
         if (load is None) != (flash is None):
             raise ValueError("flash (the FlashReader's offset, divisor, wake_cycles) is for an "
                              "accelerator with a load stream" if load is None else
                              f"{network.name!r} loads its weights after reset: BoardTop needs "
                              f"flash (the FlashReader's offset, divisor, wake_cycles)")
-        self.accelerator = accelerator
+        if not isinstance(link_domain, str):
+            raise TypeError(f"link_domain must be a clock domain name, not {link_domain!r}")
+        self.accelerator, self.link_domain = accelerator, link_domain
         self.link = HostLink(
             in_count=accelerator.in_count,
             in_format=network.input.format, in_features=network.in_features,
@@ -298,18 +306,20 @@ class BoardTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.accelerator = accelerator = self.accelerator
-        m.submodules.link = link = self.link
+        link = self.link
+        m.submodules.link = DomainRenamer({"sync": self.link_domain})(link)
         m.d.comb += [link.rx.eq(self.rx), self.tx.eq(link.tx)]
         if self.reader is not None:
             m.submodules.flash = reader = self.reader
             wiring.connect(m, reader.o_stream, load_port(accelerator))
             m.d.comb += [self.flash_cs.eq(reader.cs), self.flash_sck.eq(reader.sck),
                          self.flash_copi.eq(reader.copi), reader.cipo.eq(self.flash_cipo)]
-        # Two-entry FIFOs between link and accelerator: no combinational path crosses them
-        # (the link's control is then never on the accelerator's critical path).
-        for name, source, sink in (("to_accelerator", link.o_stream, accelerator.i_stream),
-                                   ("to_link", accelerator.o_stream, link.i_stream)):
-            fifo = m.submodules[name] = FlagFIFO(source.payload.shape(), depth=2)
-            wiring.connect(m, source, fifo.i_stream)
-            wiring.connect(m, fifo.o_stream, sink)
+        for name, source, sink, domains in (
+                ("to_accelerator", link.o_stream, accelerator.i_stream,
+                 (self.link_domain, "sync")),
+                ("to_link", accelerator.o_stream, link.i_stream, ("sync", self.link_domain))):
+            crossing = m.submodules[name] = StreamCrossing(
+                source.payload.shape(), i_domain=domains[0], o_domain=domains[1])
+            wiring.connect(m, source, crossing.i_stream)
+            wiring.connect(m, crossing.o_stream, sink)
         return m

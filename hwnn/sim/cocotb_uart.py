@@ -3,7 +3,8 @@
 The runner (:func:`hwnn.sim.uart.simulate_board`) passes a JSON job in ``HWNN_SIM_JOB``: the
 byte sequences to send on ``rx`` (hex), one after the other, each followed by waiting for the
 reply bytes it expects (``expect``: how many bytes to collect before the next sequence); the
-bit time in cycles; the board's flash if it has one (its image file, base address and wake-up
+bit time in cycles of the link's clock (``clk`` at 10 ns, or with ``link`` a clock of its own:
+its clock and reset ports and period, reset after ``clk``'s as on a board); the board's flash if it has one (its image file, base address and wake-up
 time in cycles, served by :func:`hwnn.sim.cocotb_flash.serve_flash`); and the results file,
 which receives every byte the board sent on ``tx``. The UART is modelled here, in the
 testbench: 8N1, LSB first, sampled mid-bit.
@@ -14,7 +15,7 @@ import os
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge
 
 from hwnn.sim.cocotb_flash import serve_flash
 from hwnn.sim.flash import SpiFlashModel
@@ -34,22 +35,30 @@ async def exchange_frames(dut):
                                   wake_time=10 * flash["wake_time"])     # cycles of 10 ns
         cocotb.start_soon(serve_flash(dut.flash_cs, dut.flash_sck, dut.flash_copi,
                                       dut.flash_cipo, model))
-    dut.rst.value = 1
+    resets = [(dut.clk, dut.rst)]
+    if link := job.get("link"):
+        link_clock = getattr(dut, link["clk"])
+        cocotb.start_soon(Clock(link_clock, link["period_ns"], unit="ns").start())
+        resets.append((link_clock, getattr(dut, link["rst"])))
+    for _, reset in resets:
+        reset.value = 1
     dut.rx.value = 1
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
+    for clock, reset in resets:
+        await ClockCycles(clock, 3)
+        reset.value = 0
+    uart_clock = resets[-1][0]
     received = []
 
     async def receive():
         while True:
-            await FallingEdge(dut.clk)
+            await FallingEdge(uart_clock)
             if int(dut.tx.value) == 0:
-                await ClockCycles(dut.clk, divisor // 2, rising=False)
+                await ClockCycles(uart_clock, divisor // 2, rising=False)
                 byte = 0
                 for i in range(8):
-                    await ClockCycles(dut.clk, divisor, rising=False)
+                    await ClockCycles(uart_clock, divisor, rising=False)
                     byte |= int(dut.tx.value) << i
-                await ClockCycles(dut.clk, divisor, rising=False)
+                await ClockCycles(uart_clock, divisor, rising=False)
                 received.append(byte)
 
     cocotb.start_soon(receive())
@@ -57,9 +66,9 @@ async def exchange_frames(dut):
         for byte in bytes.fromhex(exchange["send"]):
             for bit in [0, *((byte >> i) & 1 for i in range(8)), 1]:
                 dut.rx.value = bit
-                await ClockCycles(dut.clk, divisor)
+                await ClockCycles(uart_clock, divisor)
         wanted = len(received) + exchange["expect"]
         while len(received) < wanted:
-            await RisingEdge(dut.clk)
+            await FallingEdge(uart_clock)
     with open(job["results"], "w") as file:
         json.dump({"received": bytes(received).hex()}, file)

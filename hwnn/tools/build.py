@@ -29,8 +29,8 @@ __all__ = ["build_board", "format_build_report"]
 _UTILISATION = re.compile(r"^Info:\s+([A-Z0-9_]+):\s+(\d+)/\s*(\d+)\s+\d+%", re.MULTILINE)
 
 
-def _parse_log(log):
-    """nextpnr's last device utilisation table, and the design clock's Fmax (or None)."""
+def _utilization(log):
+    """nextpnr's last device utilisation table."""
     tables, current = [], {}
     for name, used, available in _UTILISATION.findall(log):
         if name in current:
@@ -38,7 +38,7 @@ def _parse_log(log):
             current = {}
         current[name] = (int(used), int(available))
     tables.append(current)
-    return tables[-1], fmax_from_log(log)
+    return tables[-1]
 
 
 #: The build script's tool steps, by how their lines start, and what progress calls them.
@@ -107,8 +107,9 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
     board_clock = platform.default_clk_frequency
     pll = (None if clock_mhz is None or clock_mhz * 1e6 == board_clock else
            pll_settings(DEVICES[target.device][0], board_clock, clock_mhz * 1e6))
-    # A baud rate too fast for the clock fails before anything is built.
-    uart_divisor(board_clock if pll is None else pll.output, baud, board_name)
+    # A baud rate too fast for the host link's clock (the board's) fails before anything is
+    # built.
+    uart_divisor(board_clock, baud, board_name)
     top = BoardDesign(design, target, baud=baud, pll=pll)
     folder = design.path / "build" / board_name
     if folder.exists():
@@ -134,7 +135,7 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
     seconds = time.monotonic() - started
     log_path = folder / "top.tim"
     tool_log = (log_path.read_text() if log_path.is_file() else "") + output
-    used, fmax = _parse_log(tool_log)
+    used = _utilization(tool_log)
     if returncode != 0:
         over = [f"{name} {count} of {available} (+{count - available})"
                 for name, (count, available) in used.items() if count > available]
@@ -152,6 +153,10 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
     packed = [json.loads(line[len(REPORT_PREFIX):]) for line in output.splitlines()
               if line.startswith(REPORT_PREFIX)]
     clock = top.clock_hz(platform) / 1e6
+    # The accelerator's clock, and the host link's (the board clock) where a PLL makes the
+    # accelerator's: each clock net is known by the frequency nextpnr was asked for.
+    fmax = fmax_from_log(tool_log, clock)
+    link_fmax = fmax if pll is None else fmax_from_log(tool_log, board_clock / 1e6)
     cycles = design.manifest["cycles_per_inference"]
     bitstream = next(folder / name for name in ("top.bit", "top.bin")
                      if (folder / name).is_file())
@@ -162,7 +167,9 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
                         for name, (count, available) in used.items() if count},
         "board_clock_mhz": board_clock / 1e6,
         "pll": None if pll is None else {"output_mhz": pll.output / 1e6, **pll.parameters},
-        "clock_mhz": clock, "fmax_mhz": fmax, "timing_met": fmax is not None and fmax >= clock,
+        "clock_mhz": clock, "fmax_mhz": fmax, "link_fmax_mhz": link_fmax,
+        "timing_met": (fmax is not None and fmax >= clock and link_fmax is not None
+                       and link_fmax >= board_clock / 1e6),
         "cycles_per_inference": cycles,
         "inferences_per_second_at_clock": clock * 1e6 / cycles,
         "inferences_per_second_at_fmax": None if fmax is None else fmax * 1e6 / cycles,
@@ -184,19 +191,26 @@ def format_build_report(report) -> str:
              f"{100 * entry['used'] / entry['available']:.1f}%")
             for name, entry in report["utilization"].items()]
     table = format_table(("resource", "used", "available", "share"), rows, right={1, 2, 3})
-    timing = ("met" if report["timing_met"] else "NOT met: the design may fail at this clock")
-    fmax = "unknown" if report["fmax_mhz"] is None else f"{report['fmax_mhz']:.1f} MHz"
+
+    def timing(fmax, name, mhz):
+        met = fmax is not None and fmax >= mhz
+        return (f"Fmax {'unknown' if fmax is None else f'{fmax:.1f} MHz'} against the {name} "
+                f"{mhz:g} MHz: {'met' if met else 'NOT met: the design may fail at this clock'}")
+
+    board_mhz = report["board_clock_mhz"]
     clock_name = ("board clock" if report["pll"] is None else
-                  f"PLL clock (from the {report['board_clock_mhz']:g} MHz board clock)")
+                  f"PLL clock (from the {board_mhz:g} MHz board clock)")
     lines = [(f"{report['design']} ({report['arch']}) on {report['board']} "
               f"({report['device'].upper()}), host link at {report['baud']} baud"), table,
-             f"Fmax {fmax} against the {clock_name} {report['clock_mhz']:g} MHz: {timing}",
-             (f"{report['cycles_per_inference']:g} cycles per inference: "
-              f"{report['inferences_per_second_at_clock']:,.0f} inferences per second at the "
-              f"{clock_name}"
-              + (f", {report['inferences_per_second_at_fmax']:,.0f} at Fmax"
-                 if report["inferences_per_second_at_fmax"] else "")),
-             f"bitstream {report['bitstream']}, {report['seconds']:.0f} s"]
+             timing(report["fmax_mhz"], clock_name, report["clock_mhz"])]
+    if report["pll"] is not None:
+        lines.append("host link: " + timing(report["link_fmax_mhz"], "board clock", board_mhz))
+    lines += [(f"{report['cycles_per_inference']:g} cycles per inference: "
+               f"{report['inferences_per_second_at_clock']:,.0f} inferences per second at the "
+               f"{clock_name}"
+               + (f", {report['inferences_per_second_at_fmax']:,.0f} at Fmax"
+                  if report["inferences_per_second_at_fmax"] else "")),
+              f"bitstream {report['bitstream']}, {report['seconds']:.0f} s"]
     if flash := report.get("flash"):
         lines.append(f"the weights load from the flash at start-up: write them there once "
                      f"with {flash['command']}")

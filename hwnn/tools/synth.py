@@ -22,7 +22,7 @@ from .absorb import absorb_file
 from ..errors import ToolError
 
 __all__ = ["CAPACITY", "DEVICES", "FAMILIES", "DoesNotFit", "SynthReport", "check_fit",
-           "fmax_from_log", "place_and_route", "synthesize", "utilization"]
+           "clock_reports", "fmax_from_log", "place_and_route", "synthesize", "utilization"]
 
 #: Per family: the synthesis command and the cell types of each resource class.
 FAMILIES = {
@@ -294,15 +294,19 @@ def place_and_route(verilog, top, device="ecp5-85f", *, target_mhz=150.0, log=No
     return report, fmax, seconds
 
 
-def fmax_from_log(log):
-    """The design clock's Fmax in MHz from a nextpnr log: the last report (after routing) of
-    the slowest clock, leaving out the constant net nextpnr-ice40 times when it drives unused
-    DSP clock pins (``$PACKER_GND_NET``); None without a report."""
-    reports = re.findall(r"Max frequency for clock\s+'([^']*)': ([0-9.]+) MHz", log)
-    reports = [(clock, float(mhz)) for clock, mhz in reports if "PACKER_GND" not in clock]
-    if not reports:
-        return None
-    last = {}
-    for clock, mhz in reports:
-        last[clock] = mhz
-    return min(last.values())
+def clock_reports(log) -> dict:
+    """Per clock net of a nextpnr log, its last report (after routing): ``(Fmax, constraint)``
+    in MHz; the constant net nextpnr-ice40 times when it drives unused DSP clock pins
+    (``$PACKER_GND_NET``) left out."""
+    reports = re.findall(r"Max frequency for clock\s+'([^']*)': ([0-9.]+) MHz "
+                         r"\((?:PASS|FAIL) at ([0-9.]+) MHz\)", log)
+    return {clock: (float(mhz), float(target)) for clock, mhz, target in reports
+            if "PACKER_GND" not in clock}
+
+
+def fmax_from_log(log, target_mhz=None):
+    """The Fmax in MHz of a nextpnr log's slowest clock, or of the slowest clock constrained at
+    ``target_mhz`` (to 0.1%); None without such a report."""
+    fmax = [mhz for mhz, target in clock_reports(log).values()
+            if target_mhz is None or abs(target - target_mhz) <= 1e-3 * target_mhz]
+    return min(fmax, default=None)

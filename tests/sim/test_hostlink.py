@@ -13,7 +13,7 @@ from hwnn.quant.synthetic import random_cnn, sample_network
 from hwnn.rtl.hostlink import BoardTop
 from hwnn.rtl.uart import UartRx
 from hwnn.sim.golden import run_network
-from hwnn.sim.uart import board_flash, simulate_board, simulated_board
+from hwnn.sim.uart import SimulatedSerial, board_flash, simulate_board, simulated_board
 
 DIVISOR = 4
 
@@ -69,6 +69,32 @@ def test_board_link_runs_inputs_bit_exactly(design):
     codes = np.load(design.path / "vectors" / "inputs.npy")[:3]
     assert np.array_equal(link.run(codes), run_network(design.network, codes))
     assert link.retried == 0
+
+
+def test_a_link_on_a_clock_of_its_own_runs_inputs_bit_exactly(tmp_path):
+    """As on a board with a PLL: the link (and its UART bit times) on a slower clock, not a
+    multiple of the accelerator's; the weights loaded from the flash first."""
+    design = load_design(generate(sample_network("int8", seed=3), tmp_path / "d", arch="systolic",
+                                  array="2x4", batch=2, weights="loaded"))
+    flash, model = board_flash(design)
+    top = BoardTop(design.accelerator(), design.network, divisor=DIVISOR, flash=flash,
+                   link_domain="board")
+    link = BoardLink(SimulatedSerial(top, DIVISOR, flash=model, link_period=3.7e-8), design)
+    codes = np.load(design.path / "vectors" / "inputs.npy")[:3]
+    assert np.array_equal(link.run(codes), run_network(design.network, codes))
+    assert link.retried == 0
+
+
+def test_a_link_clock_is_given_exactly_for_a_link_domain_of_its_own(design):
+    own = BoardTop(design.accelerator(), design.network, divisor=DIVISOR,
+                   flash=board_flash(design)[0], link_domain="board")
+    with pytest.raises(ValueError, match=r"^link_period is the period of a link in a domain "
+                                         r"of its own: this top's link is in 'board', "
+                                         r"link_period is None$"):
+        SimulatedSerial(own, DIVISOR)
+    with pytest.raises(TypeError, match=r"^link_domain must be a clock domain name, not 2$"):
+        BoardTop(design.accelerator(), design.network, divisor=DIVISOR,
+                 flash=board_flash(design)[0], link_domain=2)
 
 
 class Flaky:
@@ -151,11 +177,13 @@ def test_uart_drops_a_byte_with_a_bad_stop_bit():
 
 
 @pytest.mark.cocotb
-@pytest.mark.parametrize("simulator, options", [
-    ("icarus", {"max_lanes": 16}), ("verilator", {"max_lanes": 16}),
-    # Weights loaded from the (simulated) flash after reset, as on the iCEBreaker.
-    ("icarus", {"arch": "systolic", "array": "2x4", "batch": 2, "weights": "loaded"})])
-def test_board_top_verilog_matches_golden_over_its_uart(tmp_path, simulator, options):
+@pytest.mark.parametrize("simulator, options, link_period_ns", [
+    ("icarus", {"max_lanes": 16}, None), ("verilator", {"max_lanes": 16}, None),
+    # Weights loaded from the (simulated) flash after reset, the link on a slower clock of
+    # its own: as on the iCEBreaker at 48 MHz.
+    ("icarus", {"arch": "systolic", "array": "2x4", "batch": 2, "weights": "loaded"}, 37)])
+def test_board_top_verilog_matches_golden_over_its_uart(tmp_path, simulator, options,
+                                                        link_period_ns):
     network = sample_network("int8", seed=5)
     design = load_design(generate(network, tmp_path / "d", **options))
     flash, model = board_flash(design)
@@ -170,9 +198,11 @@ def test_board_top_verilog_matches_golden_over_its_uart(tmp_path, simulator, opt
     exchanges += [(bytes(corrupted), 4), (request_frame(5, codes[1], fmt)[:-1], 4)]
     exchanges += [(request_frame(6 + seq, row, fmt), reply)
                   for seq, row in enumerate(codes[2:])]
-    top = BoardTop(design.accelerator(), network, divisor=DIVISOR, flash=flash)
+    top = BoardTop(design.accelerator(), network, divisor=DIVISOR, flash=flash,
+                   link_domain="sync" if link_period_ns is None else "board")
     received = simulate_board(top, exchanges, divisor=DIVISOR, simulator=simulator,
-                              work=tmp_path / simulator, flash=model)
+                              work=tmp_path / simulator, flash=model,
+                              link_period_ns=link_period_ns)
     stream = iter(received)
 
     def read(count):

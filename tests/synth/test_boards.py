@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hwnn.boards import BOARD_NAMES, board
-from hwnn.tools.build import build_board
+from hwnn.tools.build import build_board, format_build_report
 from hwnn.cli import main
 from hwnn.flow.generate import generate
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
@@ -49,6 +49,8 @@ def test_bitstreams_build_for_every_board(designs, board_name, kind):
     logic = "ICESTORM_LC" if target.device.startswith("ice40") else "TRELLIS_COMB"
     assert 0 < report["utilization"][logic]["used"] < report["utilization"][logic]["available"]
     assert report["fmax_mhz"] > 10
+    assert report["link_fmax_mhz"] == report["fmax_mhz"]        # one clock
+    assert "host link: " not in format_build_report(report)
     # On ECP5 the build moved pipeline registers into block RAMs (both designs have them).
     assert (report["packed"].get("bram_output_registers", 0) > 0) == (
         target.device.startswith("ecp5"))
@@ -68,7 +70,13 @@ def test_a_pll_clocks_the_design_faster_than_the_board_clock(designs, board_name
     assert report["clock_mhz"] == pytest.approx(clock_mhz, rel=0.01)
     assert report["clock_mhz"] == report["pll"]["output_mhz"]
     assert report["board_clock_mhz"] == target.make_platform().default_clk_frequency / 1e6
+    # The host link runs at the board clock, timed apart from the accelerator's.
+    assert report["link_fmax_mhz"] > report["board_clock_mhz"]
+    assert report["link_fmax_mhz"] != report["fmax_mhz"]
     assert report["timing_met"] == (report["fmax_mhz"] >= report["clock_mhz"])
+    text = format_build_report(report)
+    assert (f"host link: Fmax {report['link_fmax_mhz']:.1f} MHz against the board clock "
+            f"{report['board_clock_mhz']:g} MHz: met") in text.splitlines()
     manifest = json.loads((designs["binary"] / "manifest.json").read_text())
     assert report["inferences_per_second_at_clock"] == pytest.approx(
         report["clock_mhz"] * 1e6 / manifest["cycles_per_inference"])

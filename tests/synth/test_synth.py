@@ -219,3 +219,24 @@ def test_harness_shifts_inputs_in_registers_them_and_folds_outputs():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+#: The end of a nextpnr-ice40 log of a board design with a PLL: the accelerator's clock and
+#: the host link's (the board's), each reported after placement and again after routing.
+TWO_CLOCK_LOG = """\
+Info: Max frequency for clock       'clk': 45.10 MHz (FAIL at 48.00 MHz)
+Info: Max frequency for clock 'board_clk': 60.00 MHz (PASS at 12.00 MHz)
+Warning: Max frequency for clock       'clk': 43.87 MHz (FAIL at 48.00 MHz)
+Info: Max frequency for clock 'board_clk': 52.50 MHz (PASS at 12.00 MHz)
+Info: Max frequency for clock '$PACKER_GND_NET': 20.00 MHz (PASS at 12.00 MHz)
+"""
+
+
+def test_each_clock_of_a_log_is_known_by_its_constraint():
+    from hwnn.tools.synth import clock_reports, fmax_from_log
+    assert clock_reports(TWO_CLOCK_LOG) == {"clk": (43.87, 48.0), "board_clk": (52.5, 12.0)}
+    assert fmax_from_log(TWO_CLOCK_LOG) == 43.87                  # the slowest
+    assert fmax_from_log(TWO_CLOCK_LOG, 48.0) == 43.87
+    assert fmax_from_log(TWO_CLOCK_LOG, 12.0) == 52.5
+    assert fmax_from_log(TWO_CLOCK_LOG, 30.0) is None
+    assert fmax_from_log("no timing here") is None
