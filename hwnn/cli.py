@@ -369,7 +369,8 @@ def _cmd_build(args) -> int:
     print(f"building {design.top} for the {args.board} (synthesis, place and route, packing; "
           f"a few minutes on large designs) ...", flush=True)
     report = build_board(design, args.board, baud=args.baud, clock_mhz=args.clock_mhz,
-                         force=args.force, log=lambda line: print(line, flush=True))
+                         force=args.force, seeds=args.seeds,
+                         log=lambda line: print(line, flush=True))
     print(format_build_report(report))
     print(f"wrote {design.path / 'build' / args.board}/ ({report['bitstream']}, report.json)")
     return 0 if report["timing_met"] else 1
@@ -606,6 +607,10 @@ def _parser():
     build.add_argument("--clock-mhz", type=POSITIVE_NUMBER, default=None,
                        help="run the design from the FPGA's PLL at this frequency (the "
                             "nearest it makes) instead of the board clock")
+    build.add_argument("--seeds", type=POSITIVE_INT, default=1,
+                       help="place and route with this many seeds (nextpnr's own, then 2, "
+                            "3, ...; as many at once as there are cores) and keep the "
+                            "fastest: for designs that nearly fill the device (default 1)")
     build.add_argument("--force", action="store_true", help=FORCE_HELP)
     build.set_defaults(run=_cmd_build)
 

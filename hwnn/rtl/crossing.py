@@ -9,8 +9,9 @@ the acknowledgement, at least two output-domain cycles after the output domain s
 So nothing in one domain waits on a path from the other within one cycle: the two clocks may
 be unrelated (place and route times them apart), or the same.
 
-It costs a register per payload bit, four synchronizer flip-flops and two flags, against the memory and
-Gray-coded pointers of an asynchronous FIFO; a payload takes four cycles of each domain.
+It costs a register per payload bit, four synchronizer flip-flops and two flags, against the
+memory and Gray-coded pointers of an asynchronous FIFO; a payload takes four cycles of each
+domain.
 """
 
 from amaranth import *

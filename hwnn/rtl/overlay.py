@@ -767,13 +767,15 @@ class SystolicOverlay(LayerEngine):
         m.d.sync += s.rd_addr.eq(s.rw_base + s.rw_lin + s.rw_tap)
         # gap counts tiles whose load has begun (a load begins on beat 0) and whose rows are
         # not all issued.
-        gap = s.gap + (s.load & (s.ld_row == 0)) - rows_done
-        m.d.sync += s.gap.eq(gap)
+        began = s.load & (s.ld_row == 0)
+        m.d.sync += s.gap.eq(s.gap + began - rows_done)
         # The issuer issues while busy with tiles whose load has begun: ``s.issue`` is that,
         # registered from the next values of both (a step's start clears the gap), so that
-        # its enables fan out from a flip-flop.
+        # its enables fan out from a flip-flop. Whether the next gap is not 0, from the gap
+        # (0..2) and its changes as logic, not through the adder's carry.
+        gap_left = Mux(began == rows_done, s.gap != 0, began | (s.gap == 2))
         busy = s.rw_busy & ~(rows_done & s.rw_final)
-        ready = ~s.closing & ~s.to_next & busy & (gap != 0)
+        ready = ~s.closing & ~s.to_next & busy & gap_left
         pieces = p.stage_pieces
         if pieces > 1:
             # The output stage takes a row's sums a piece a cycle, so the row after one of an

@@ -4,9 +4,10 @@ The runner (:func:`hwnn.sim.uart.simulate_board`) passes a JSON job in ``HWNN_SI
 byte sequences to send on ``rx`` (hex), one after the other, each followed by waiting for the
 reply bytes it expects (``expect``: how many bytes to collect before the next sequence); the
 bit time in cycles of the link's clock (``clk`` at 10 ns, or with ``link`` a clock of its own:
-its clock and reset ports and period, reset after ``clk``'s as on a board); the board's flash if it has one (its image file, base address and wake-up
-time in cycles, served by :func:`hwnn.sim.cocotb_flash.serve_flash`); and the results file,
-which receives every byte the board sent on ``tx``. The UART is modelled here, in the
+its clock and reset ports and period, reset after ``clk``'s as on a board); the board's flash
+if it has one (its image file, base address and wake-up time in cycles, served by
+:func:`hwnn.sim.cocotb_flash.serve_flash`); and the results file, which receives every byte
+the board sent on ``tx``. The UART is modelled here, in the
 testbench: 8N1, LSB first, sampled mid-bit.
 """
 

@@ -18,6 +18,7 @@ import sys
 import time
 
 from .absorb import REPORT_PREFIX
+from .seeds import REPORT_PREFIX as SEEDS_PREFIX
 from .rtlil import honor_no_rw_check
 from ..boards import FLASH_OFFSET, BoardDesign, board, check_flash, flash_command, uart_divisor
 from ..errors import ToolError
@@ -47,15 +48,20 @@ _STEPS = (('"$YOSYS"', "synthesis (Yosys)"), ('"$NEXTPNR_', "place and route (ne
 _STEP_MARK = "hwnn-step: "
 
 
-def _prepare_script(script, absorb):
+def _prepare_script(script, absorb, seeds=1, targets=()):
     """Make the build script announce each tool step on its output (:data:`_STEP_MARK`) and,
     with ``absorb``, move pipeline flip-flops into block RAM and DSP registers
-    (:mod:`hwnn.tools.absorb`) between Yosys and nextpnr."""
+    (:mod:`hwnn.tools.absorb`) between Yosys and nextpnr; with ``seeds`` over 1, place and
+    route with that many seeds and keep the one with the most room against the clock
+    frequencies ``targets`` (MHz; :mod:`hwnn.tools.seeds`)."""
     lines = []
     for line in script.read_text().splitlines():
         step = next((name for start, name in _STEPS if line.startswith(start)), None)
         if step is not None:
             lines.append(f"echo '{_STEP_MARK}{step}'")
+        if seeds > 1 and line.startswith('"$NEXTPNR_'):
+            line = (f'"{sys.executable}" -m hwnn.tools.seeds {seeds} '
+                    f'{",".join(f"{mhz:.6g}" for mhz in targets)} -- {line}')
         lines.append(line)
         if absorb and step == _STEPS[0][1]:
             lines.append(f'"{sys.executable}" -m hwnn.tools.absorb top.json top')
@@ -81,15 +87,17 @@ def _run_script(folder, log):
 
 
 def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
-                log=None) -> dict:
+                seeds=1, log=None) -> dict:
     """Build the bitstream of ``design`` (a folder or :class:`Design`) for ``board_name``, at
     the board's clock or, with ``clock_mhz``, at the nearest frequency its PLL makes;
-    ``log(line)`` hears of each tool step as it starts.
+    ``log(line)`` hears of each tool step as it starts. With ``seeds`` over 1, place and route
+    runs with that many seeds and keeps the fastest (:mod:`hwnn.tools.seeds`).
 
     ValueError, before anything is built, unless ``baud`` is a positive integer that the
-    clock can make (at least 4 clock cycles per bit)."""
-    if isinstance(baud, bool) or not isinstance(baud, int) or baud < 1:
-        raise ValueError(f"baud must be a positive integer, not {baud!r}")
+    clock can make (at least 4 clock cycles per bit) and ``seeds`` a positive integer."""
+    for name, value in (("baud", baud), ("seeds", seeds)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, not {value!r}")
     from .implement import check_estimate
     from ..planning.estimate import spram_placement
     from ..rtl.clocking import pll_settings
@@ -129,7 +137,9 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
     plan.extract(folder)
     netlist = folder / "top.il"
     netlist.write_text(honor_no_rw_check(netlist.read_text()))
-    _prepare_script(folder / "build_top.sh", absorb=True)
+    clock = top.clock_hz(platform) / 1e6
+    _prepare_script(folder / "build_top.sh", absorb=True, seeds=seeds,
+                    targets=[clock] if pll is None else [clock, board_clock / 1e6])
     started = time.monotonic()
     returncode, output = _run_script(folder, log or (lambda line: None))
     seconds = time.monotonic() - started
@@ -152,7 +162,8 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
                         f"(logs in {folder})")
     packed = [json.loads(line[len(REPORT_PREFIX):]) for line in output.splitlines()
               if line.startswith(REPORT_PREFIX)]
-    clock = top.clock_hz(platform) / 1e6
+    sweep = [json.loads(line[len(SEEDS_PREFIX):]) for line in output.splitlines()
+             if line.startswith(SEEDS_PREFIX)]
     # The accelerator's clock, and the host link's (the board clock) where a PLL makes the
     # accelerator's: each clock net is known by the frequency nextpnr was asked for.
     fmax = fmax_from_log(tool_log, clock)
@@ -175,6 +186,7 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
         "inferences_per_second_at_fmax": None if fmax is None else fmax * 1e6 / cycles,
         "bitstream": bitstream.name, "seconds": round(seconds, 1),
         "packed": packed[0] if packed else {},
+        "seeds": sweep[0] if sweep else None,
         "flash": None if load is None else {
             "image": str(design.path / load["image"]), "offset": FLASH_OFFSET,
             "command": flash_command(target, design.path / load["image"])},
@@ -211,6 +223,11 @@ def format_build_report(report) -> str:
                + (f", {report['inferences_per_second_at_fmax']:,.0f} at Fmax"
                   if report["inferences_per_second_at_fmax"] else "")),
               f"bitstream {report['bitstream']}, {report['seconds']:.0f} s"]
+    if sweep := report.get("seeds"):
+        tried = ", ".join("failed" if mhz is None else f"{mhz:.1f}"
+                          for mhz in sweep["fmax_mhz"].values())
+        lines.insert(-1, f"place and route: seed {sweep['best']} of {sweep['seeds']} kept "
+                         f"(Fmax by seed, MHz: {tried})")
     if flash := report.get("flash"):
         lines.append(f"the weights load from the flash at start-up: write them there once "
                      f"with {flash['command']}")

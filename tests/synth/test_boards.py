@@ -61,9 +61,25 @@ def test_bitstreams_build_for_every_board(designs, board_name, kind):
 
 @pytest.mark.synth
 @pytest.mark.slow
-@pytest.mark.parametrize("board_name, clock_mhz", [("icebreaker", 30), ("ulx3s-85f", 75)])
-def test_a_pll_clocks_the_design_faster_than_the_board_clock(designs, board_name, clock_mhz):
-    report = build_board(designs["binary"], board_name, clock_mhz=clock_mhz)
+@pytest.mark.parametrize("board_name, clock_mhz, seeds",
+                         [("icebreaker", 30, 2), ("ulx3s-85f", 75, 1)])
+def test_a_pll_clocks_the_design_faster_than_the_board_clock(designs, board_name, clock_mhz,
+                                                             seeds):
+    said = []
+    report = build_board(designs["binary"], board_name, clock_mhz=clock_mhz, seeds=seeds,
+                         log=said.append)
+    folder = designs["binary"] / "build" / board_name
+    if seeds == 1:
+        assert report["seeds"] is None
+    else:
+        # Place and route ran with each seed; the one kept is alone in the folder.
+        sweep = report["seeds"]
+        assert sweep["seeds"] == seeds and set(sweep["fmax_mhz"]) == {"1", "2"}
+        assert report["fmax_mhz"] == sweep["fmax_mhz"][str(sweep["best"])]
+        assert sorted(line.split(":")[0] for line in said if "seed" in line) == [
+            "  place and route, seed 1 of 2", "  place and route, seed 2 of 2"]
+        assert not list(folder.glob("*seed*"))
+        assert f"place and route: seed {sweep['best']} of 2 kept" in format_build_report(report)
     target = board(board_name)
     pll = "ICESTORM_PLL" if target.device.startswith("ice40") else "EHXPLLL"
     assert report["utilization"][pll]["used"] == 1

@@ -1,0 +1,129 @@
+"""Place and route with several seeds and keep the fastest result.
+
+On a nearly full device nextpnr's result depends on its placer's random seed: on the
+iCE40UP5K at 86% of the logic cells, the same 2x4 overlay netlist reached 37.8 to 48.1 MHz
+over eight seeds (README, "Small devices"). :func:`sweep_seeds` runs a board build's nextpnr
+command with nextpnr's own seed and then ``--seed 2 .. N``, as many at once as the machine
+has cores, each writing its own log and output, and keeps the seed whose slowest clock has
+the most room against its constraint (the first such seed on a tie): the same netlist and
+seed count give the same bitstream. The build scripts run it as
+``python -m hwnn.tools.seeds N TARGETS -- NEXTPNR ARGS...`` (:mod:`hwnn.tools.build`),
+``TARGETS`` the clock frequencies in MHz separated by commas; it says how each seed did on
+lines that start with :data:`SEED_PREFIX` and prints the sweep's summary as JSON on a line
+that starts with :data:`REPORT_PREFIX`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from .synth import clock_reports
+
+__all__ = ["REPORT_PREFIX", "SEED_PREFIX", "seed_command", "sweep_seeds"]
+
+#: The line the sweep's summary (JSON) is printed on.
+REPORT_PREFIX = "hwnn.tools.seeds: "
+#: The lines that tell of each seed as it finishes.
+SEED_PREFIX = "hwnn-step: "
+#: The nextpnr options whose value is a file the run writes.
+_OUTPUTS = ("--log", "--asc", "--textcfg", "--report")
+
+
+def seed_command(command, seed):
+    """``command`` (a nextpnr command line as a list) for ``seed`` (1: nextpnr's own seed, no
+    ``--seed``): each output file gets the seed in its name (``top.tim`` -> ``top.seed2.tim``)."""
+    if seed == 1:
+        return list(command)
+    result = []
+    for index, word in enumerate(command):
+        if index and command[index - 1] in _OUTPUTS:
+            stem, dot, suffix = word.rpartition(".")
+            word = f"{stem}.seed{seed}.{suffix}" if dot else f"{word}.seed{seed}"
+        result.append(word)
+    return [*result, "--seed", str(seed)]
+
+
+def _room(log, targets):
+    """The smallest ratio of a clock's Fmax to its constraint among ``targets`` (MHz), or None
+    when a target has no report."""
+    reports = clock_reports(log)
+    ratios = []
+    for target in targets:
+        fmax = [mhz for mhz, constraint in reports.values()
+                if abs(constraint - target) <= 1e-3 * target]
+        if not fmax:
+            return None
+        ratios.append(min(fmax) / target)
+    return min(ratios)
+
+
+def _outputs(command):
+    """The indices of ``command``'s output file names."""
+    return [index for index in range(1, len(command)) if command[index - 1] in _OUTPUTS]
+
+
+def sweep_seeds(command, seeds, targets, *, folder=".", say=print) -> dict:
+    """Run the nextpnr ``command`` (a list) in ``folder`` with ``seeds`` seeds and keep the
+    best run's outputs under the command's own file names (the others' are removed); ``say``
+    hears of each seed as it finishes. Returns ``{"seeds", "best", "fmax_mhz"}``: the seeds
+    tried, the one kept and each seed's Fmax of the first target's clock (None when its run
+    failed). Exits with the first seed's status, its log on stderr, when every run failed."""
+    folder = Path(folder)
+    commands = {seed: seed_command(command, seed) for seed in range(1, seeds + 1)}
+    log_index = command.index("--log") + 1
+
+    def run(seed):
+        process = subprocess.run(commands[seed], cwd=folder, capture_output=True, text=True)
+        log_file = folder / commands[seed][log_index]
+        return process.returncode, (log_file.read_text() if log_file.is_file() else "") + \
+            process.stderr
+
+    results = {}
+    with ThreadPoolExecutor(max_workers=min(seeds, os.cpu_count() or 1)) as pool:
+        futures = {pool.submit(run, seed): seed for seed in commands}
+        for future in as_completed(futures):
+            seed = futures[future]
+            status, log = results[seed] = future.result()
+            room = None if status else _room(log, targets[:1])
+            say(f"{SEED_PREFIX}place and route, seed {seed} of {seeds}: "
+                + ("failed" if room is None else f"{room * targets[0]:.1f} MHz"))
+    rooms = {seed: None if status else _room(log, targets)
+             for seed, (status, log) in results.items()}
+    placed = [seed for seed in commands if rooms[seed] is not None]
+    if not placed:
+        status, log = results[1]
+        sys.stderr.write(log)
+        raise SystemExit(status or 1)
+    best = max(placed, key=lambda seed: (rooms[seed], -seed))
+    for seed, words in commands.items():
+        for index in _outputs(words):
+            path = folder / words[index]
+            if seed == best and path.is_file():
+                path.replace(folder / command[index])
+            elif seed not in (best, 1):
+                path.unlink(missing_ok=True)
+    return {"seeds": seeds, "best": best, "fmax_mhz": {
+        str(seed): None if status else _fmax(log, targets[0])
+        for seed, (status, log) in sorted(results.items())}}
+
+
+def _fmax(log, target):
+    """The Fmax (MHz) of the clock constrained at ``target``, or None."""
+    room = _room(log, [target])
+    return None if room is None else round(room * target, 2)
+
+
+def _main(argv):
+    if len(argv) < 4 or argv[2] != "--":
+        sys.exit("usage: python -m hwnn.tools.seeds SEEDS TARGET_MHZ[,TARGET_MHZ] -- "
+                 "NEXTPNR ARGS...")
+    seeds, targets = int(argv[0]), [float(mhz) for mhz in argv[1].split(",")]
+    summary = sweep_seeds(argv[3:], seeds, targets, say=lambda line: print(line, flush=True))
+    print(REPORT_PREFIX + json.dumps(summary, sort_keys=True), flush=True)
+
+
+if __name__ == "__main__":     # the board build scripts run it in nextpnr's place
+    _main(sys.argv[1:])

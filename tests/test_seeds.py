@@ -1,0 +1,89 @@
+"""Place and route with several seeds (hwnn.tools.seeds), on a stand-in for nextpnr whose
+Fmax depends on the seed; the real tools' sweep is in tests/synth/test_boards.py."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hwnn.tools.seeds import SEED_PREFIX, seed_command, sweep_seeds
+
+#: A nextpnr stand-in: ``--seed`` picks the Fmax of the accelerator's clock (48 MHz) and of the
+#: link's (12 MHz) from FMAX, and an exit status from FAIL; it writes its log and its output.
+FAKE = """\
+import sys
+args = sys.argv[1:]
+seed = int(args[args.index("--seed") + 1]) if "--seed" in args else 1
+FMAX = {fmax!r}
+if seed in {fail!r}:
+    sys.exit(3)
+fast, slow = FMAX[seed]
+with open(args[args.index("--log") + 1], "w") as log:
+    log.write(f"Info: Max frequency for clock 'clk': {{fast:.2f}} MHz (FAIL at 48.00 MHz)\\n"
+              f"Info: Max frequency for clock 'board_clk': {{slow:.2f}} MHz (PASS at 12.00 MHz)\\n")
+with open(args[args.index("--asc") + 1], "w") as out:
+    out.write(f"placed with seed {{seed}}")
+"""
+
+
+def fake_nextpnr(folder, fmax, fail=()):
+    script = folder / "fake_nextpnr.py"
+    script.write_text(FAKE.format(fmax=fmax, fail=set(fail)))
+    return [sys.executable, str(script), "--quiet", "--log", "top.tim", "--json", "top.json",
+            "--asc", "top.asc"]
+
+
+def test_each_seed_writes_files_of_its_own():
+    command = ["nextpnr-ice40", "--log", "top.tim", "--json", "top.json", "--asc", "top.asc"]
+    assert seed_command(command, 1) == command
+    assert seed_command(command, 3) == ["nextpnr-ice40", "--log", "top.seed3.tim", "--json",
+                                        "top.json", "--asc", "top.seed3.asc", "--seed", "3"]
+    assert seed_command(["nextpnr-ecp5", "--textcfg", "top.config"], 2) == [
+        "nextpnr-ecp5", "--textcfg", "top.seed2.config", "--seed", "2"]
+
+
+def test_the_seed_with_the_most_room_is_kept_under_the_commands_names(tmp_path):
+    # Seed 3 is the fastest at 48 MHz, but its link clock misses 12 MHz: seed 2 is kept.
+    fmax = {1: (40.0, 50.0), 2: (46.5, 60.0), 3: (49.0, 11.0), 4: (44.0, 70.0)}
+    command = fake_nextpnr(tmp_path, fmax)
+    said = []
+    summary = sweep_seeds(command, 4, [48.0, 12.0], folder=tmp_path, say=said.append)
+    assert summary == {"seeds": 4, "best": 2,
+                       "fmax_mhz": {"1": 40.0, "2": 46.5, "3": 49.0, "4": 44.0}}
+    assert (tmp_path / "top.asc").read_text() == "placed with seed 2"
+    assert "46.50 MHz" in (tmp_path / "top.tim").read_text()
+    assert sorted(path.name for path in tmp_path.glob("top.*")) == ["top.asc", "top.tim"]
+    assert sorted(said) == [f"{SEED_PREFIX}place and route, seed {seed} of 4: {mhz:.1f} MHz"
+                            for seed, mhz in ((1, 40.0), (2, 46.5), (3, 49.0), (4, 44.0))]
+
+
+def test_a_tie_keeps_the_first_seed_and_a_failed_seed_is_passed_over(tmp_path):
+    fmax = {1: (40.0, 50.0), 2: (45.0, 50.0), 3: (45.0, 50.0), 4: (0, 0)}
+    command = fake_nextpnr(tmp_path, fmax, fail=[4])
+    said = []
+    summary = sweep_seeds(command, 4, [48.0, 12.0], folder=tmp_path, say=said.append)
+    assert summary["best"] == 2 and summary["fmax_mhz"]["4"] is None
+    assert f"{SEED_PREFIX}place and route, seed 4 of 4: failed" in said
+    assert (tmp_path / "top.asc").read_text() == "placed with seed 2"
+
+
+def test_every_seed_failing_exits_with_the_first_ones_status(tmp_path):
+    command = fake_nextpnr(tmp_path, {}, fail=[1, 2])
+    with pytest.raises(SystemExit) as exit_info:
+        sweep_seeds(command, 2, [48.0], folder=tmp_path, say=lambda line: None)
+    assert exit_info.value.code == 3
+
+
+def test_the_module_reports_its_summary(tmp_path):
+    command = fake_nextpnr(tmp_path, {1: (30.0, 20.0), 2: (31.0, 20.0)})
+    result = subprocess.run([sys.executable, "-m", "hwnn.tools.seeds", "2", "48,12", "--",
+                             *command], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert json.loads(lines[-1].removeprefix("hwnn.tools.seeds: ")) == {
+        "seeds": 2, "best": 2, "fmax_mhz": {"1": 30.0, "2": 31.0}}
+    bad = subprocess.run([sys.executable, "-m", "hwnn.tools.seeds", "2", "48"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("usage: python -m hwnn.tools.seeds SEEDS")
