@@ -13,12 +13,13 @@ from types import SimpleNamespace
 import numpy as np
 from amaranth import *
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from ..ir import Dense, Network
 from ..ir.formats import Format
 from ..ir.packing import pack_values
+from .fifo import FlagFIFO
 from .layouts import Beat
 from .stage import OutputStage, stage_latency
 from .structure import Memory, Structure
@@ -291,8 +292,9 @@ class OutputDrain(wiring.Component):
     writer may also watch ``level``). ``final`` marks a vector's last word, of which only the
     first ``tail`` values are sent (:class:`~hwnn.rtl.widthconv.WordSplitter`); ``end`` marks
     the last word of a burst: ``ended`` is high in the cycle its last beat is sent. With
-    ``buffered`` the FIFO is Amaranth's ``SyncFIFOBuffered`` (a word written in cycle ``t`` is
-    offered in cycle ``t + 2``), otherwise ``SyncFIFO`` (``t + 1``).
+    ``buffered`` the FIFO is a :class:`~hwnn.rtl.fifo.FlagFIFO` (Amaranth's
+    ``SyncFIFOBuffered`` cycle for cycle, its flags in flip-flops: a word written in cycle
+    ``t`` is offered in cycle ``t + 2``), otherwise Amaranth's ``SyncFIFO`` (``t + 1``).
 
     Parameters
     ----------
@@ -330,19 +332,26 @@ class OutputDrain(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         word_bits = self.lanes * self.bits
-        fifo_type = SyncFIFOBuffered if self.buffered else SyncFIFO
-        fifo = m.submodules.fifo = fifo_type(width=word_bits + 2, depth=self.depth)
+        if self.buffered:
+            fifo = FlagFIFO(word_bits + 2, depth=self.depth)
+            w_data, w_en, w_rdy = fifo.i_stream.payload, fifo.i_stream.valid, fifo.i_stream.ready
+            r_data, r_rdy, r_en = fifo.o_stream.payload, fifo.o_stream.valid, fifo.o_stream.ready
+        else:
+            fifo = SyncFIFO(width=word_bits + 2, depth=self.depth)
+            w_data, w_en, w_rdy = fifo.w_data, fifo.w_en, fifo.w_rdy
+            r_data, r_rdy, r_en = fifo.r_data, fifo.r_rdy, fifo.r_en
+        m.submodules.fifo = fifo
         splitter = m.submodules.splitter = WordSplitter(self.bits, self.lanes, self.count,
                                                         self.tail)
         m.d.comb += [
-            fifo.w_data.eq(self.i_word.payload),
-            fifo.w_en.eq(self.i_word.valid),
-            self.i_word.ready.eq(fifo.w_rdy),
+            w_data.eq(self.i_word.payload),
+            w_en.eq(self.i_word.valid),
+            self.i_word.ready.eq(w_rdy),
             self.level.eq(fifo.level),
-            splitter.i_stream.valid.eq(fifo.r_rdy),
-            splitter.i_stream.payload.eq(fifo.r_data[:word_bits + 1]),
-            fifo.r_en.eq(splitter.i_stream.ready),
-            self.ended.eq(fifo.r_rdy & splitter.i_stream.ready & fifo.r_data[word_bits + 1]),
+            splitter.i_stream.valid.eq(r_rdy),
+            splitter.i_stream.payload.eq(r_data[:word_bits + 1]),
+            r_en.eq(splitter.i_stream.ready),
+            self.ended.eq(r_rdy & splitter.i_stream.ready & r_data[word_bits + 1]),
         ]
         wiring.connect(m, splitter.o_stream, wiring.flipped(self.o_stream))
         return m

@@ -37,6 +37,8 @@ class FlagFIFO(wiring.Component):
     -------
     i_stream : ``In(stream.Signature(shape))``
     o_stream : ``Out(stream.Signature(shape))``
+    level : ``Out(range(depth + 1))``
+        Payloads held (as ``SyncFIFOBuffered``'s ``level``).
     """
 
     def __init__(self, shape, *, depth):
@@ -46,6 +48,7 @@ class FlagFIFO(wiring.Component):
         super().__init__({
             "i_stream": In(stream.Signature(shape)),
             "o_stream": Out(stream.Signature(shape)),
+            "level": Out(range(depth + 1)),
         })
 
     def structure(self) -> structure.Structure:
@@ -80,6 +83,7 @@ class FlagFIFO(wiring.Component):
             w_port.en.eq(do_write),
             r_port.addr.eq(consume), r_port.en.eq(do_move),
             self.o_stream.payload.eq(r_port.data),
+            self.level.eq(count + r_rdy),
         ]
         with m.If(do_write):
             m.d.sync += produce.eq(step(produce))

@@ -21,7 +21,7 @@ def ports(dut):
 
 
 def run(dut, cycles, seed, p_write, p_read):
-    """Random writes and reads; per cycle (w_rdy, r_rdy, r_data if r_rdy, wrote, read)."""
+    """Random writes and reads; per cycle (w_rdy, r_rdy, r_data if r_rdy, wrote, read, level)."""
     rng = random.Random(seed)
     trace = []
     w_data, w_en_port, w_rdy_port, r_data_port, r_rdy_port, r_en_port = ports(dut)
@@ -35,7 +35,7 @@ def run(dut, cycles, seed, p_write, p_read):
             ctx.set(r_en_port, r_en)
             w_rdy, r_rdy, r_data = ctx.get(w_rdy_port), ctx.get(r_rdy_port), ctx.get(r_data_port)
             trace.append((w_rdy, r_rdy, r_data if r_rdy else None, w_en and w_rdy,
-                          r_en and r_rdy))
+                          r_en and r_rdy, ctx.get(dut.level)))
             if w_en and w_rdy:
                 word += 1
             await ctx.tick()
@@ -52,7 +52,8 @@ def run(dut, cycles, seed, p_write, p_read):
 def test_words_come_out_in_order_and_the_flags_are_exact(depth, p_write, p_read):
     trace = run(FlagFIFO(8, depth=depth), 400, depth, p_write, p_read)
     model, total = deque(), 0
-    for cycle, (w_rdy, r_rdy, r_data, wrote, read) in enumerate(trace):
+    for cycle, (w_rdy, r_rdy, r_data, wrote, read, level) in enumerate(trace):
+        assert level == total, (cycle, level, total)
         # depth - 1 words in the memory and one in the output register; a write is refused
         # only while the memory is full.
         assert w_rdy == (total - r_rdy < depth - 1), (cycle, total)
@@ -63,14 +64,15 @@ def test_words_come_out_in_order_and_the_flags_are_exact(depth, p_write, p_read)
             model.popleft()
             total -= 1
         if wrote:
-            model.append(sum(1 for _, _, _, w, _ in trace[:cycle] if w) & 0xFF)
+            model.append(sum(1 for _, _, _, w, _, _ in trace[:cycle] if w) & 0xFF)
             total += 1
-    assert sum(1 for *_, read in trace if read) > 50
+    assert sum(1 for *_, read, _ in trace if read) > 50
 
 
 @pytest.mark.parametrize("depth", [2, 4, 7])
 def test_it_behaves_as_sync_fifo_buffered_cycle_by_cycle(depth):
-    """Same stimulus, same flags and data in every cycle as Amaranth's SyncFIFOBuffered."""
+    """Same stimulus, same flags, data and level in every cycle as Amaranth's
+    SyncFIFOBuffered."""
     ours = run(FlagFIFO(6, depth=depth), 300, 7, 0.7, 0.6)
     theirs = run(SyncFIFOBuffered(width=6, depth=depth), 300, 7, 0.7, 0.6)
     assert ours == theirs
