@@ -101,11 +101,12 @@ class BoardDesign(Elaboratable):
 
     def flash_reader(self, platform) -> dict | None:
         """The :class:`~hwnn.rtl.flash.FlashReader` settings (``offset``, ``divisor``,
-        ``wake_cycles``) of a design with a load stream at the design's clock, else None."""
+        ``wake_cycles``) of a design with a load stream at the reader's clock (the board's,
+        as the host link's), else None."""
         if "load" not in self.design.manifest:
             return None
         check_flash(self.target)
-        clock = self.clock_hz(platform)
+        clock = platform.default_clk_frequency
         return {"offset": FLASH_OFFSET, "divisor": math.ceil(clock / (2 * FLASH_SCK_HZ)),
                 "wake_cycles": math.ceil(clock * FLASH_WAKE_SECONDS)}
 

@@ -267,11 +267,12 @@ class BoardTop(wiring.Component):
     ``divisor`` and ``wake_cycles`` (the image, :func:`~hwnn.ir.packing.word_image`, at that
     offset); the accelerator takes no input before.
 
-    The link (UART and frames) runs in clock domain ``link_domain``, which the parent defines
-    when it is not ``sync`` (a board's own clock, slower than the accelerator's PLL clock:
-    ``divisor`` counts its cycles); the beats cross between the domains in a
-    :class:`~hwnn.rtl.crossing.StreamCrossing` each way, also when both are ``sync``: no
-    combinational path joins the link's control to the accelerator's.
+    The link (UART and frames) and the flash reader run in clock domain ``link_domain``, which
+    the parent defines when it is not ``sync`` (a board's own clock, slower than the
+    accelerator's PLL clock: ``divisor`` and the reader's settings count its cycles); the
+    beats and the weight words cross between the domains in
+    :class:`~hwnn.rtl.crossing.StreamCrossing` s, also when both are ``sync``: no
+    combinational path joins the link's or the reader's control to the accelerator's.
 
     Members
     -------
@@ -307,17 +308,21 @@ class BoardTop(wiring.Component):
         m = Module()
         m.submodules.accelerator = accelerator = self.accelerator
         link = self.link
-        m.submodules.link = DomainRenamer({"sync": self.link_domain})(link)
         m.d.comb += [link.rx.eq(self.rx), self.tx.eq(link.tx)]
+        # The link and the flash reader run in the link's domain; each stream between them
+        # and the accelerator crosses in a StreamCrossing.
+        into_link = {"sync": self.link_domain}
+        m.submodules.link = DomainRenamer(into_link)(link)
+        streams = [("to_accelerator", link.o_stream, accelerator.i_stream, False),
+                   ("to_link", accelerator.o_stream, link.i_stream, True)]
         if self.reader is not None:
-            m.submodules.flash = reader = self.reader
-            wiring.connect(m, reader.o_stream, load_port(accelerator))
+            reader = self.reader
+            m.submodules.flash = DomainRenamer(into_link)(reader)
             m.d.comb += [self.flash_cs.eq(reader.cs), self.flash_sck.eq(reader.sck),
                          self.flash_copi.eq(reader.copi), reader.cipo.eq(self.flash_cipo)]
-        for name, source, sink, domains in (
-                ("to_accelerator", link.o_stream, accelerator.i_stream,
-                 (self.link_domain, "sync")),
-                ("to_link", accelerator.o_stream, link.i_stream, ("sync", self.link_domain))):
+            streams.append(("to_weights", reader.o_stream, load_port(accelerator), False))
+        for name, source, sink, to_link in streams:
+            domains = ("sync", self.link_domain) if to_link else (self.link_domain, "sync")
             crossing = m.submodules[name] = StreamCrossing(
                 source.payload.shape(), i_domain=domains[0], o_domain=domains[1])
             wiring.connect(m, source, crossing.i_stream)

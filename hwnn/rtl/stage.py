@@ -415,14 +415,27 @@ class OutputStage(wiring.Component):
             results = []
             for p in range(lanes):
                 if isinstance(shifts[p], int):
-                    rounding = (1 << shifts[p]) >> 1
+                    # floor((x + r) / 2^s) + z = floor((x + r + z * 2^s) / 2^s): the rounding
+                    # and the zero point in one constant, one adder (one carry chain). The
+                    # clamp's comparisons on the product, beside the adder: floor((x + c) /
+                    # 2^s) < lo <=> x < lo * 2^s - c, and > hi <=> x >= (hi + 1) * 2^s - c.
+                    shift = shifts[p]
+                    offset = ((1 << shift) >> 1) + (int(stage.zero_point) << shift)
+                    scaled = (products[p] + offset) >> shift
+                    below = products[p] < (int(stage.lo) << shift) - offset
+                    above = products[p] >= ((int(stage.hi) + 1) << shift) - offset
+                    if self.pipelined:
+                        scaled, below, above = (
+                            delayed(value, 1, f"{name}_{p}", reset_less=True)
+                            for value, name in ((scaled, "scaled"), (below, "below"),
+                                                (above, "above")))
                 else:
                     rounding = (Const(1, len(products[p]) + 1) << shifts[p]) >> 1
-                scaled = ((products[p] + rounding) >> shifts[p]) + stage.zero_point
-                if self.pipelined:
-                    scaled = delayed(scaled, 1, f"scaled_{p}", reset_less=True)
-                results.append(Mux(scaled < stage.lo, stage.lo,
-                                   Mux(scaled > stage.hi, stage.hi, scaled)))
+                    scaled = ((products[p] + rounding) >> shifts[p]) + stage.zero_point
+                    if self.pipelined:
+                        scaled = delayed(scaled, 1, f"scaled_{p}", reset_less=True)
+                    below, above = scaled < stage.lo, scaled > stage.hi
+                results.append(Mux(below, stage.lo, Mux(above, stage.hi, scaled)))
             if self.pipelined:
                 valid, tag = delayed(valid, 1, "valid_scaled"), delayed(tag, 1, "tag_scaled")
         elif isinstance(stage, Thresholds):

@@ -32,8 +32,10 @@ async def exchange_frames(dut):
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     if flash := job.get("flash"):
         with open(flash["image"], "rb") as file:
+            # The reader runs on the link's clock: its wake-up wait counts those cycles.
+            period = job["link"]["period_ns"] if job.get("link") else 10
             model = SpiFlashModel(file.read(), base=flash["base"], asleep=True,
-                                  wake_time=10 * flash["wake_time"])     # cycles of 10 ns
+                                  wake_time=period * flash["wake_time"])
         cocotb.start_soon(serve_flash(dut.flash_cs, dut.flash_sck, dut.flash_copi,
                                       dut.flash_cipo, model))
     resets = [(dut.clk, dut.rst)]

@@ -79,8 +79,8 @@ class SimulatedSerial:
         if flash is not None:
             pins = SimpleNamespace(cs=top.flash_cs, sck=top.flash_sck, copi=top.flash_copi,
                                    cipo=top.flash_cipo)
-            self._sim.add_testbench(functools.partial(serve_flash, pins=pins, model=flash),
-                                    background=True)
+            self._sim.add_testbench(functools.partial(serve_flash, pins=pins, model=flash,
+                                                      domain=self._domain), background=True)
         self._top = top
 
     async def _send(self, ctx):

@@ -145,6 +145,27 @@ def test_a_shared_multiplier_in_logic_is_a_constant_and_matches_golden(multiplie
     _check_groups(stage, acc, output_stage(layer, acc.astype(np.int64)), rng, f"M={multiplier}")
 
 
+@pytest.mark.parametrize("logic", [False, True], ids=["dsp", "logic"])
+@pytest.mark.parametrize("pipelined", [False, True], ids=["plain", "pipelined"])
+@pytest.mark.parametrize("shift", [0, 1, 2])
+def test_every_accumulator_across_the_clamp_edges_matches_golden(shift, pipelined, logic):
+    """A shared multiplier of 1 and a shared shift (constants in the stage), the layer's zero point:
+    every accumulator of the layer's range, so every rounding step and both clamp edges
+    (the last value clamped and the first not, at each end) are met exactly: every value of
+    the accumulators' width (wider than any channel's range)."""
+    layer = _layer("requant-narrow")
+    ones = np.ones(layer.out_features, dtype=np.int64)
+    layer = dataclasses.replace(layer, stage=dataclasses.replace(
+        layer.stage, multiplier=ones, shift=ones * shift))
+    lo, hi = -(1 << layer.acc_bits - 1), (1 << layer.acc_bits - 1) - 1
+    stage = OutputStage(layer, 2, tag_bits=8, pipelined=pipelined, logic_multipliers=logic)
+    values = np.arange(lo, hi + 1)
+    acc = np.repeat(values[:, None], layer.out_features, axis=1).astype(object)
+    expected = output_stage(layer, acc.astype(np.int64))
+    assert {0, 15} <= set(expected.ravel()) and len(set(expected.ravel())) == 16
+    _check_groups(stage, acc, expected, np.random.default_rng(shift), f"shift {shift}")
+
+
 def test_requantization_in_logic_has_no_multiplication_and_counts_as_logic():
     """Synthesis maps only multiplications (``$mul``) to DSP blocks; a stage whose
     multipliers are in logic has none, and reports its multipliers as logic."""

@@ -179,6 +179,23 @@ def test_a_failing_tool_names_its_error_line(monkeypatch, tmp_path):
         build_board(path, "icebreaker")
 
 
+@pytest.mark.parametrize("clock_mhz", [None, 48])
+def test_the_flash_reader_runs_at_the_board_clock(tmp_path, clock_mhz):
+    """With or without a PLL, the reader (in the host link's domain) counts 12 MHz cycles:
+    SCK at 6 MHz (divisor 1), at least 5 us of wake-up wait (60 cycles, or one more)."""
+    from hwnn.boards import BoardDesign
+    from hwnn.flow.generate import load_design
+    from hwnn.rtl.clocking import pll_settings
+    design = load_design(generate(sample_network("int8", seed=1), tmp_path / "d",
+                                  arch="systolic", array="2x4", batch=2, weights="loaded"))
+    target = board("icebreaker")
+    pll = None if clock_mhz is None else pll_settings("ice40", 12e6, clock_mhz * 1e6)
+    settings = BoardDesign(design, target, pll=pll).flash_reader(target.make_platform())
+    assert settings["offset"] == 0x100000 and settings["divisor"] == 1
+    assert settings["wake_cycles"] in (60, 61)
+    assert BoardDesign(design, target, pll=pll).divisor(target.make_platform()) == 104
+
+
 def test_a_design_with_loaded_weights_is_refused_for_a_board_without_a_flash_reader(
         capsys, tmp_path):
     path = generate(sample_network("int8", seed=1), tmp_path / "d", arch="systolic",
