@@ -2,8 +2,10 @@
 Fmax depends on the seed; the real tools' sweep is in tests/synth/test_boards.py."""
 
 import json
+import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -18,6 +20,9 @@ seed = int(args[args.index("--seed") + 1]) if "--seed" in args else 1
 FMAX = {fmax!r}
 if seed in {fail!r}:
     sys.exit(3)
+if seed in {hang!r}:
+    import time
+    time.sleep(600)
 fast, slow = FMAX[seed]
 with open(args[args.index("--log") + 1], "w") as log:
     log.write(f"Info: Max frequency for clock 'clk': {{fast:.2f}} MHz (FAIL at 48.00 MHz)\\n"
@@ -27,9 +32,9 @@ with open(args[args.index("--asc") + 1], "w") as out:
 """
 
 
-def fake_nextpnr(folder, fmax, fail=()):
+def fake_nextpnr(folder, fmax, fail=(), hang=()):
     script = folder / "fake_nextpnr.py"
-    script.write_text(FAKE.format(fmax=fmax, fail=set(fail)))
+    script.write_text(FAKE.format(fmax=fmax, fail=set(fail), hang=set(hang)))
     return [sys.executable, str(script), "--quiet", "--log", "top.tim", "--json", "top.json",
             "--asc", "top.asc"]
 
@@ -66,6 +71,18 @@ def test_a_tie_keeps_the_first_seed_and_a_failed_seed_is_passed_over(tmp_path):
     assert summary["best"] == 2 and summary["fmax_mhz"]["4"] is None
     assert f"{SEED_PREFIX}place and route, seed 4 of 4: failed" in said
     assert (tmp_path / "top.asc").read_text() == "placed with seed 2"
+
+
+def test_a_run_that_does_not_end_is_stopped(tmp_path, monkeypatch):
+    monkeypatch.setattr("hwnn.tools.seeds.STALLED_SECONDS", 2)
+    command = fake_nextpnr(tmp_path, {1: (40.0, 50.0), 2: (45.0, 50.0)}, hang=[2])
+    said = []
+    started = time.monotonic()
+    summary = sweep_seeds(command, 2, [48.0, 12.0], folder=tmp_path, say=said.append)
+    assert time.monotonic() - started < 30
+    assert summary["best"] == 1 and summary["fmax_mhz"] == {"1": 40.0, "2": None}
+    assert any(re.fullmatch(rf"{SEED_PREFIX}place and route, seed 2 of 2: stopped after \d+ s",
+                            line) for line in said), said
 
 
 def test_every_seed_failing_exits_with_the_first_ones_status(tmp_path):

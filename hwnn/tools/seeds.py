@@ -6,7 +6,9 @@ over eight seeds (README, "Small devices"). :func:`sweep_seeds` runs a board bui
 command with nextpnr's own seed and then ``--seed 2 .. N``, as many at once as the machine
 has cores, each writing its own log and output, and keeps the seed whose slowest clock has
 the most room against its constraint (the first such seed on a tie): the same netlist and
-seed count give the same bitstream. The build scripts run it as
+seed count give the same bitstream. A run that takes :data:`STALLED` times as long as the
+quickest (and :data:`STALLED_SECONDS` at least), its router not converging (seen at 86% of
+the UP5K's cells), is stopped and counts as failed. The build scripts run it as
 ``python -m hwnn.tools.seeds N TARGETS -- NEXTPNR ARGS...`` (:mod:`hwnn.tools.build`),
 ``TARGETS`` the clock frequencies in MHz separated by commas; it says how each seed did on
 lines that start with :data:`SEED_PREFIX` and prints the sweep's summary as JSON on a line
@@ -17,17 +19,23 @@ import json
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from .synth import clock_reports
 
-__all__ = ["REPORT_PREFIX", "SEED_PREFIX", "seed_command", "sweep_seeds"]
+__all__ = ["REPORT_PREFIX", "SEED_PREFIX", "STALLED", "STALLED_SECONDS", "seed_command",
+           "sweep_seeds"]
 
 #: The line the sweep's summary (JSON) is printed on.
 REPORT_PREFIX = "hwnn.tools.seeds: "
 #: The lines that tell of each seed as it finishes.
 SEED_PREFIX = "hwnn-step: "
+#: A run is stopped after this many times the quickest run's time (its router not converging),
+STALLED = 4
+#: and this many seconds at least.
+STALLED_SECONDS = 60
 #: The nextpnr options whose value is a file the run writes.
 _OUTPUTS = ("--log", "--asc", "--textcfg", "--report")
 
@@ -75,21 +83,42 @@ def sweep_seeds(command, seeds, targets, *, folder=".", say=print) -> dict:
     commands = {seed: seed_command(command, seed) for seed in range(1, seeds + 1)}
     log_index = command.index("--log") + 1
 
+    # A seed whose router does not converge may run for ever: once a seed has been placed
+    # and routed in T seconds, a run longer than STALLED * T (STALLED_SECONDS at least) is
+    # stopped.
+    finished = []
+
     def run(seed):
-        process = subprocess.run(commands[seed], cwd=folder, capture_output=True, text=True)
+        started = time.monotonic()
+        with subprocess.Popen(commands[seed], cwd=folder, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) as process:
+            stopped = False
+            while True:
+                try:
+                    _, errors = process.communicate(timeout=1)
+                    break
+                except subprocess.TimeoutExpired:
+                    if finished and time.monotonic() - started > max(STALLED * min(finished),
+                                                                      STALLED_SECONDS):
+                        process.kill()
+                        stopped = True
+        seconds = time.monotonic() - started
+        if process.returncode == 0:
+            finished.append(seconds)
         log_file = folder / commands[seed][log_index]
-        return process.returncode, (log_file.read_text() if log_file.is_file() else "") + \
-            process.stderr
+        log = (log_file.read_text() if log_file.is_file() else "") + (errors or "")
+        return process.returncode, log, (f"stopped after {seconds:.0f} s" if stopped else None)
 
     results = {}
     with ThreadPoolExecutor(max_workers=min(seeds, os.cpu_count() or 1)) as pool:
         futures = {pool.submit(run, seed): seed for seed in commands}
         for future in as_completed(futures):
             seed = futures[future]
-            status, log = results[seed] = future.result()
+            status, log, stopped = future.result()
+            results[seed] = (status, log)
             room = None if status else _room(log, targets[:1])
             say(f"{SEED_PREFIX}place and route, seed {seed} of {seeds}: "
-                + ("failed" if room is None else f"{room * targets[0]:.1f} MHz"))
+                + (stopped or ("failed" if room is None else f"{room * targets[0]:.1f} MHz")))
     rooms = {seed: None if status else _room(log, targets)
              for seed, (status, log) in results.items()}
     placed = [seed for seed in commands if rooms[seed] is not None]
