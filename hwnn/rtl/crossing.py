@@ -29,8 +29,8 @@ class StreamCrossing(wiring.Component):
     A payload is offered from the third output-domain edge after the input-domain edge that
     took it (so it can be taken at the fourth); ``i_stream.ready`` rises again at the third
     input-domain edge after the output-domain edge that took it: eight cycles a payload when
-    both domains are one. ``i_stream.ready`` and ``o_stream.valid`` come straight from
-    flip-flops. Both domains are reset together (at
+    both domains are one. ``o_stream.valid`` and ``i_stream.ready`` come from flip-flops (the
+    latter through an inverter). Both domains are reset together (at
     power-on); a reset of one alone may lose or repeat the payload in flight.
 
     Members
@@ -59,15 +59,16 @@ class StreamCrossing(wiring.Component):
         m.submodules.acknowledge_sync = FFSynchronizer(acknowledge, acknowledge_seen,
                                                        o_domain=self.i_domain)
         # Both flags are flip-flops (no comparison on the way to the neighbours' enables): the
-        # input is ready while the last payload's acknowledgement has come back, the output
-        # valid while a payload has come that it has not acknowledged; each drops as its
-        # stream takes a payload.
-        ready, valid = Signal(init=1), Signal()
-        taken_in = self.i_stream.valid & ready
+        # input is busy from taking a payload until its acknowledgement has come back, the
+        # output valid while a payload has come that it has not acknowledged. (``busy``, not
+        # a ``ready`` starting at 1: that flip-flop made YoWASP Yosys 0.70's ABC9 assert on
+        # an OrangeCrab build.)
+        busy, valid = Signal(), Signal()
+        taken_in = self.i_stream.valid & ~busy
         taken_out = self.o_stream.ready & valid
-        m.d.comb += [self.i_stream.ready.eq(ready), self.o_stream.valid.eq(valid),
+        m.d.comb += [self.i_stream.ready.eq(~busy), self.o_stream.valid.eq(valid),
                      self.o_stream.payload.eq(held)]
-        m.d[self.i_domain] += ready.eq(~taken_in & (request == acknowledge_seen))
+        m.d[self.i_domain] += busy.eq(taken_in | (request != acknowledge_seen))
         m.d[self.o_domain] += valid.eq(~taken_out & (request_seen != acknowledge))
         with m.If(taken_in):
             m.d[self.i_domain] += [held.eq(self.i_stream.payload), request.eq(~request)]
