@@ -216,6 +216,8 @@ def test_a_design_with_loaded_weights_is_refused_for_a_board_without_a_flash_rea
      "The ice40 PLL cannot make 500 MHz from 12 MHz (nearest 270.000 MHz"),
     (["--board", "ulx3s-85f", "--clock-mhz", "-5"],
      "argument --clock-mhz: must be a positive number, not '-5'"),
+    (["--board", "icebreaker", "--seeds", "0"],
+     "argument --seeds: must be a positive integer, not '0'"),
 ])
 def test_build_refuses_bad_options(capsys, tmp_path, argv, message):
     path = generate(sample_network("int8", seed=1), tmp_path / "d", max_lanes=4)
