@@ -86,7 +86,8 @@ class BoardDesign(Elaboratable):
     """``design``'s accelerator behind the host link on ``target``'s UART at ``baud``, clocked
     by the board's clock, or with ``pll`` (a :class:`~hwnn.rtl.clocking.PllSettings` for the
     board's clock) by a PLL's output; the host link runs at the board's clock either way (with
-    a PLL in a domain of its own, ``board``: its paths never limit the accelerator's clock)."""
+    a PLL in a domain of its own, ``board``: its paths never limit the accelerator's clock;
+    with a PLL both domains' resets are asynchronous, released at their clocks' edges)."""
 
     def __init__(self, design, target: Board, *, baud=115200, pll=None):
         self.design, self.target, self.baud, self.pll = design, target, baud, pll
@@ -118,7 +119,12 @@ class BoardDesign(Elaboratable):
         m = Module()
         uart = platform.request(*self.target.uart, dir="-")
         if self.pll is not None:
-            m.domains.sync, m.domains.board = ClockDomain("sync"), ClockDomain("board")
+            # Asynchronous resets (asserted and released by a flip-flop on each domain's
+            # clock, so at the same edges as a synchronous one): on an iCE40 a synchronous
+            # reset enters the enable logic of every register with an enable (SB_DFFESR
+            # resets only when enabled), where it was the 2x4 overlay's critical path.
+            m.domains.sync = ClockDomain("sync", async_reset=True)
+            m.domains.board = ClockDomain("board", async_reset=True)
             m.submodules.pll = PllDomain(self.pll, platform.request(platform.default_clk,
                                                                     dir="-"))
         flash = self.flash_reader(platform)

@@ -87,7 +87,11 @@ class PllDomain(Elaboratable):
     clock on), ECP5 ``EHXPLLL`` behind the pin's input buffer. ``sync`` is held in reset until
     the PLL has locked and then ``reset_delay`` seconds more (iCE40 block RAMs read as zeros
     for some microseconds after configuration; the platform's own clock domain waits 15 us for
-    the same reason); ``board`` leaves reset two of its cycles after ``sync``."""
+    the same reason); ``board`` leaves reset two of its cycles after ``sync``. Both resets are
+    released at an edge of their domain's clock (``sync``'s comes from a flip-flop on it,
+    ``board``'s from a ``ResetSynchronizer``), so the parent may declare the domains with
+    ``async_reset`` (the registers' reset pins then stay out of their enable logic) or
+    not."""
 
     def __init__(self, settings: PllSettings, pin, *, reset_delay=15e-6):
         if not isinstance(settings, PllSettings):
