@@ -50,6 +50,7 @@ def test_bitstreams_build_for_every_board(designs, board_name, kind):
     assert 0 < report["utilization"][logic]["used"] < report["utilization"][logic]["available"]
     assert report["fmax_mhz"] > 10
     assert report["link_fmax_mhz"] == report["fmax_mhz"]        # one clock
+    assert (folder / "top.il").read_text().count("cell $adff ") < 5
     assert "host link: " not in format_build_report(report)
     # On ECP5 the build moved pipeline registers into block RAMs (both designs have them).
     assert (report["packed"].get("bram_output_registers", 0) > 0) == (
@@ -86,6 +87,11 @@ def test_a_pll_clocks_the_design_faster_than_the_board_clock(designs, board_name
     assert report["clock_mhz"] == pytest.approx(clock_mhz, rel=0.01)
     assert report["clock_mhz"] == report["pll"]["output_mhz"]
     assert report["board_clock_mhz"] == target.make_platform().default_clk_frequency / 1e6
+    # The registers reset asynchronously (an iCE40's synchronous reset would go through the
+    # enable logic of every register with an enable); without a PLL the platform's domain
+    # resets them synchronously.
+    netlist = (folder / "top.il").read_text()
+    assert netlist.count("cell $adff ") > 50
     # The host link runs at the board clock, timed apart from the accelerator's.
     assert report["link_fmax_mhz"] > report["board_clock_mhz"]
     assert report["link_fmax_mhz"] != report["fmax_mhz"]
