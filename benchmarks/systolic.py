@@ -223,7 +223,8 @@ def fit_problem(network, device, params):
     """None when ``network`` on the overlay ``params`` may fit ``device``; else why not, in
     one line with the numbers: its weights alone over the device's block RAMs (the line of
     ``hwnn compile --arch systolic --board``), or the overlay's memories over them as the
-    estimator counts them (the weights held at the array's operand width)."""
+    estimator counts them (the weights held as :class:`~hwnn.rtl.overlay.WeightStorage`
+    words)."""
     try:
         check_weights_on_chip(network, device, f"the {device.upper()}")
     except NoFolding as error:
@@ -238,7 +239,8 @@ def fit_problem(network, device, params):
     kbit = {use: f"{bits / 1024:,.0f} kbit" for use, bits in top.memory_bits.items()}
     return (f"The {array} overlay of {network.name!r} (batch {params.batch}) does not fit the "
             f"{device.upper()}: its memories take an estimated {blocks} of its {available} "
-            f"block RAMs (weights {kbit['weights']} as {top.w_format.bits}-bit values, "
+            f"block RAMs (weights {kbit['weights']} as {top.weight_storage.fmt.width}-bit "
+            f"codes, "
             f"activations {kbit['activations']} as {top.a_format.bits}-bit values, "
             f"accumulators {kbit['accumulators']})")
 

@@ -91,7 +91,10 @@ class Systolic(Architecture):
         return {
             "array": {"rows": rows, "cols": cols, "value_bits": top.a_format.bits,
                       "weight_bits": top.w_format.bits, "acc_bits": top.acc_bits,
-                      "pack": top.array_params.pack},
+                      "pack": top.array_params.pack,
+                      "weight_storage": {"format": str(top.weight_storage.fmt),
+                                         "word_bits": top.weight_storage.word_bits,
+                                         "zero_flag": top.weight_storage.zero_flag}},
             "batch": top.params.batch,
             "requant": top.params.requant,
             "stage_lanes": top.params.stage_lanes or 0,

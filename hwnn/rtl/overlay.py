@@ -23,7 +23,9 @@ rows.
 
 Weights, biases and output-stage parameters are ROMs built from the IR; values are held as
 integers wide enough for every layer's formats, signed where any is negative (binary +-1 as
-2-bit values, so every layer, whatever its formats, is an integer matrix product).
+2-bit values, so every layer, whatever its formats, is an integer matrix product). The weight
+memory holds codes where the layers share a narrower format (:class:`WeightStorage`: a binary
+network's weights take one bit each, decoded to +-1 on their way to the array).
 
 Convolutions run as im2col GEMMs whose rows are the batch's output pixels, and a max pool
 after a convolution is folded into it (:mod:`hwnn.rtl.overlaysteps`): a layer of the overlay
@@ -45,7 +47,7 @@ from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In
 
 from ..errors import ParameterError
-from ..ir import Dense, Network
+from ..ir import Dense, Format, Network
 from ..ir.packing import pack_rows
 from .arith import select
 from .engine import (LayerCounters, LayerEngine, LayerStages, OutputDrain, bias_words,
@@ -59,7 +61,7 @@ from .systolic import SystolicArray, SystolicParams, array_latency, max_pack
 from .values import decode_codes, holding_format, resize
 
 __all__ = ["REQUANT_MULTIPLIERS", "SINGLE_PORT", "WEIGHT_SOURCES", "OverlayParams",
-           "SystolicOverlay", "check_overlay", "drain_cycles", "schedule"]
+           "SystolicOverlay", "WeightStorage", "check_overlay", "drain_cycles", "schedule"]
 
 
 #: The attribute that marks a memory as single-port (one address for reading and writing,
@@ -145,6 +147,53 @@ def _value_format(steps):
     """Formats of the array's operands: every step's activations and weights fit them."""
     return (holding_format(step.layer.input.format for step in steps),
             holding_format(step.layer.weight_format for step in steps))
+
+
+@dataclass(frozen=True)
+class WeightStorage:
+    """How the weight memory holds a tile row's ``cols`` weights: a word of their codes in
+    ``fmt`` (column 0 lowest), and, with ``zero_flag``, a bit above them that marks a row of
+    zero weights (a row with no input: the tiles' padding). ``fmt`` is the layers' common
+    weight format where its codes are narrower than the array's operand (binary weights: 1
+    bit, not the 2 of the +-1 the array multiplies; a binary code has no zero, hence the
+    flag), else the operand's format itself."""
+    fmt:       Format
+    zero_flag: bool
+    cols:      int
+
+    @classmethod
+    def of(cls, steps, operand: Format, cols: int) -> "WeightStorage":
+        formats = {step.layer.weight_format for step in steps}
+        fmt = formats.pop() if len(formats) == 1 else operand
+        if fmt.width >= operand.bits:
+            fmt = operand
+        return cls(fmt, not fmt.contains(0), cols)
+
+    @property
+    def word_bits(self) -> int:
+        return self.cols * self.fmt.width + self.zero_flag
+
+    def words(self, weights, present) -> list[int]:
+        """The words of ``weights`` (int64 values, one row of ``cols`` per word), rows whose
+        ``present`` is False all zero."""
+        if self.zero_flag:
+            # Padding weights (zero) take any code: the flag, or a discarded column, hides them.
+            weights = np.where(weights == 0, self.fmt.max_value, weights)
+        words = pack_rows(self.fmt.encode(weights), self.fmt.width)
+        if not self.zero_flag:
+            return words
+        flag = 1 << (self.cols * self.fmt.width)
+        return [word if kept else word | flag
+                for word, kept in zip(words, np.asarray(present).tolist(), strict=True)]
+
+    def operands(self, word, bits: int) -> list:
+        """The array's ``cols`` weights (signed ``bits``-bit values) of a memory ``word``."""
+        word = Value.cast(word)
+        codes = decode_codes(word, self.fmt, self.cols, bits)
+        if not self.zero_flag:
+            return codes
+        zero = word[-1]
+        return [Mux(zero, Const(0, signed(bits)), code) for code in codes]
 
 
 def _single_port(m, mem):
@@ -323,8 +372,9 @@ class SystolicOverlay(LayerEngine):
         Performance counters since reset: cycles the layer held the array (run and drain); a
         max pool folded into the convolution before it counts none.
 
-    w_stream : ``In(stream.Signature(cols * weight bits))``, with ``weights="loaded"`` only
-        The weight memory's words (:meth:`weight_words`), in order, after reset; the input
+    w_stream : ``In(stream.Signature(weight word bits))``, with ``weights="loaded"`` only
+        The weight memory's words (:meth:`weight_words`, :class:`WeightStorage`), in order,
+        after reset; the input
         is not ready until the last has been taken (a reset, at any time, empties the memory
         as at power-on: the words are loaded again).
 
@@ -342,13 +392,14 @@ class SystolicOverlay(LayerEngine):
         steps = overlay_steps(network) if isinstance(network, Network) else None
         valid = steps and isinstance(params, OverlayParams)
         in_count = math.gcd(steps[0].channels, params.cols) if valid else None
-        ports = ({"w_stream": In(stream.Signature(
-            unsigned(params.cols * _value_format(steps)[1].bits)))}
+        ports = ({"w_stream": In(stream.Signature(unsigned(WeightStorage.of(
+            steps, _value_format(steps)[1], params.cols).word_bits)))}
             if valid and params.weights == "loaded" else None)
         super().__init__(network, params, counters=self.COUNTERS, in_count=in_count,
                          ports=ports)
         self.steps = steps
         self.a_format, self.w_format = _value_format(self.steps)
+        self.weight_storage = WeightStorage.of(self.steps, self.w_format, params.cols)
         # The array sums one tile (rows terms); a layer's accumulators hold every partial sum.
         pack = (max_pack(self.a_format, self.w_format, params.rows, cols=params.cols)
                 if params.pack == "auto" else params.pack)
@@ -365,24 +416,27 @@ class SystolicOverlay(LayerEngine):
     # Memory images ----------------------------------------------------------------------------
 
     def weight_words(self):
-        """Weight ROM: per step, per tile (nt-major), ``rows`` rows of ``cols`` weights; tile
-        row ``r``, column ``c`` holds ``weights[nt * cols + c, j]`` of the step's layer for
-        the column ``j`` of :meth:`StepTiles.input_column` (0 where there is none)."""
-        p, bits = self.params, self.w_format.bits
+        """Weight memory: per step, per tile (nt-major), ``rows`` words (:class:`WeightStorage`)
+        of ``cols`` weights; tile row ``r``, column ``c`` holds ``weights[nt * cols + c, j]``
+        of the step's layer for the column ``j`` of :meth:`StepTiles.input_column` (0 where
+        there is none, and past the layer's outputs)."""
+        p = self.params
         words, bases = [], []
         for step, tiles in zip(self.steps, self.tiles, strict=True):
             layer, kt_count, nt_count = step.layer, tiles.kt, tiles.nt
             bases.append(len(words))
             padded = np.zeros((nt_count * p.cols, kt_count * p.rows), dtype=np.int64)
+            present = np.zeros(kt_count * p.rows, dtype=bool)
             for kt, tile in enumerate(tiles.input_tiles(step, p)):
                 for row in range(p.rows):
                     column = tiles.input_column(step, p, tile, row)
                     if column is not None:
                         padded[:layer.out_features, kt * p.rows + row] = layer.weights[:, column]
-            patterns = self.w_format.encode(padded)
+                        present[kt * p.rows + row] = True
             # Word (nt, j): the cols weights of output tile nt at column j = kt * rows + r.
-            words += pack_rows(patterns.reshape(nt_count, p.cols, -1).transpose(0, 2, 1)
-                               .reshape(-1, p.cols), bits)
+            words += self.weight_storage.words(
+                padded.reshape(nt_count, p.cols, -1).transpose(0, 2, 1).reshape(-1, p.cols),
+                np.tile(present, nt_count))
         return words, bases
 
     @property
@@ -421,7 +475,7 @@ class SystolicOverlay(LayerEngine):
         the accumulators, the outputs and the output FIFO."""
         p, batch = self.params, self.params.batch
         cols, rows, acc_bits = p.cols, p.rows, self.acc_bits
-        a_bits, w_bits = self.a_format.bits, self.w_format.bits
+        a_bits, word_bits = self.a_format.bits, self.weight_storage.word_bits
         out_bits = self.network.output.format.bits
         structure = Structure.of(self.COUNTS)
         structure.add("unit", 1)
@@ -434,7 +488,7 @@ class SystolicOverlay(LayerEngine):
                     + max(max(self.nt) - 1, 1).bit_length()
                     + (batch * max(t.out_words for t in self.tiles)).bit_length())
         structure.add("register_bits",
-                      (READ_STAGES - 1) * cols * w_bits                # weight reads
+                      (READ_STAGES - 1) * word_bits                     # weight reads
                       + 2 * p.word_values * a_bits + rows * a_bits     # activation reads
                       + 2 * cols * a_bits + cols * out_bits            # gathered, written
                       + (array.latency + READ_STAGES) * sideband)
@@ -462,10 +516,10 @@ class SystolicOverlay(LayerEngine):
         biases, _ = self.bias_words()
         if loaded:
             # The word taken, its address and the next (a count), the write and last flags.
-            structure.add("register_bits", cols * w_bits + 2 * max(depth - 1, 1).bit_length()
+            structure.add("register_bits", word_bits + 2 * max(depth - 1, 1).bit_length()
                           + 3)
         structure.memories += [
-            Memory("weights", depth, cols * w_bits, weights, single_port=loaded,
+            Memory("weights", depth, word_bits, weights, single_port=loaded,
                    name="weights"),
             Memory("biases", len(biases), cols * acc_bits, biases),
             *(Memory("activations", self.act_depth, p.word_values * a_bits, single_port=True,
@@ -511,7 +565,7 @@ class SystolicOverlay(LayerEngine):
         s.weight_words, s.weight_bases = self.weight_words()
         loaded = p.weights == "loaded"
         weights = m.submodules.weights = memory.Memory(
-            shape=unsigned(cols * self.w_format.bits), depth=len(s.weight_words),
+            shape=unsigned(self.weight_storage.word_bits), depth=len(s.weight_words),
             init=[] if loaded else s.weight_words,
             attrs={SINGLE_PORT: "weights"} if loaded else {})
         # Loaded weights are written only before the first batch, and read only while a
@@ -940,7 +994,7 @@ class SystolicOverlay(LayerEngine):
                     for name, value in side[-1].items()}
             m.d.sync += [late[name].eq(value) for name, value in side[-1].items()]
             side.append(late)
-        weights = [Signal(p.cols * w_bits, name=f"weights{i}", reset_less=True)
+        weights = [Signal(self.weight_storage.word_bits, name=f"weights{i}", reset_less=True)
                    for i in range(2, READ_STAGES + 1)]
         words3 = [Signal.like(read.data, name=f"word3_{i}", reset_less=True)
                   for i, read in enumerate(s.act_reads)]
@@ -965,8 +1019,8 @@ class SystolicOverlay(LayerEngine):
             array.i_a.valid.eq(fed["issue"]),
             array.i_a.payload.bank.eq(fed["bank_rows"]),
         ]
-        for c in range(p.cols):
-            m.d.comb += array.i_w.payload.w[c].eq(weights[-1][c * w_bits:(c + 1) * w_bits])
+        for c, weight in enumerate(self.weight_storage.operands(weights[-1], w_bits)):
+            m.d.comb += array.i_w.payload.w[c].eq(weight)
         for r in range(p.rows):
             m.d.comb += array.i_a.payload.a[r].eq(acts4[r * a_bits:(r + 1) * a_bits])
 

@@ -114,6 +114,44 @@ def test_loaded_weights_match_golden_in_the_scheduled_cycles(kind, rows, cols, b
     assert weights.contents is None and weights.single_port and weights.name == "weights"
 
 
+@pytest.mark.parametrize("kind, code_bits, zero_flag", [
+    ("binary", 1, True), ("ternary", 2, False), ("int8", 8, False), ("mixed", 8, False)])
+@pytest.mark.parametrize("rows, cols", [(3, 5), (4, 2)])
+def test_weight_words_hold_codes_of_the_layers_common_format(kind, code_bits, zero_flag,
+                                                              rows, cols):
+    """The weight memory's words: ``cols`` codes of the layers' common weight format (binary
+    weights one bit each; mixed formats at the array's operand width), with a flag bit over
+    them that marks a tile row of no input where that format has no zero. Read back as the
+    contract says, the words give every layer's weights at their tile places and zero
+    elsewhere."""
+    network = sample_network(kind, seed=4)
+    dut = SystolicOverlay(network, OverlayParams(rows, cols, 2, weights="loaded"))
+    storage = dut.weight_storage
+    assert (storage.fmt.width, storage.zero_flag) == (code_bits, zero_flag)
+    assert storage.word_bits == cols * code_bits + zero_flag == len(dut.w_stream.payload)
+    weights = {memory.use: memory for memory in dut.structure().memories}["weights"]
+    assert weights.width == storage.word_bits
+    words, bases = dut.weight_words()
+    codes = np.array([[word >> (c * code_bits) & ((1 << code_bits) - 1) for c in range(cols)]
+                      for word in words])
+    values = storage.fmt.decode(codes)
+    if zero_flag:
+        values[[word >> (cols * code_bits) == 1 for word in words]] = 0
+    for step, tiles, base in zip(dut.steps, dut.tiles, bases, strict=True):
+        expected = np.zeros((tiles.nt * cols, tiles.kt * rows), dtype=np.int64)
+        for kt, tile in enumerate(tiles.input_tiles(step, dut.params)):
+            for row in range(rows):
+                column = tiles.input_column(step, dut.params, tile, row)
+                if column is not None:
+                    expected[:step.layer.out_features, kt * rows + row] = \
+                        step.layer.weights[:, column]
+        got = values[base:base + tiles.nt * tiles.kt * rows].reshape(tiles.nt, -1, cols)
+        got = got.transpose(0, 2, 1).reshape(tiles.nt * cols, -1)
+        # Columns past the layer's outputs are discarded: any code may stand there.
+        out = step.layer.out_features
+        assert np.array_equal(got[:out], expected[:out]), f"step {step.index}"
+
+
 def test_inputs_wait_until_the_last_weight_word_is_taken():
     """The input is not ready before the last weight word has been taken, and ``w_stream``
     takes no word after it; a reset in the middle of the load starts it again."""

@@ -66,6 +66,17 @@ CNNS = {
         ("maxpool2d", dict(kernel=(1, 2))),
         ("dense", dict(out_features=3, weight_format="int4", stage="accumulator")),
     ], "uint4", 1),
+    # CNV in small: an 8-bit image, binary weights (the weight memory holds one bit each and
+    # flags the tiles' rows of no input), bipolar activations pooled, channels that fill no
+    # word evenly.
+    "binary": ((6, 6, 3), [
+        ("conv2d", dict(out_channels=5, kernel=3, weight_format="binary",
+                        out_format="binary", stage="thresholds")),
+        ("maxpool2d", dict(kernel=2)),
+        ("conv2d", dict(out_channels=3, kernel=2, weight_format="binary",
+                        out_format="binary", stage="thresholds")),
+        ("dense", dict(out_features=3, weight_format="binary", stage="accumulator")),
+    ], "uint8", 0),
 }
 
 
