@@ -17,6 +17,7 @@ Run it from the repository root:
 """
 
 import argparse
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -245,20 +246,26 @@ def fit_problem(network, device, params):
             f"accumulators {kbit['accumulators']})")
 
 
-def network_fmax(network, device, params, work):
+def network_fmax(network, device, params, work, seeds=1):
     """``(Yosys report, Fmax in MHz)`` of ``network`` on the overlay ``params`` by nextpnr on
-    ``device`` through the register harness, or ``(None, why it does not fit)``."""
+    ``device`` through the register harness, or ``(None, why it does not fit)``; with
+    ``seeds``, the best seed's Fmax, and ``(report, Fmax, {seed: Fmax})``."""
     if (problem := fit_problem(network, device, params)) is not None:
         return None, problem
     harness = work / f"{network.name}_{device}_harness.v"
     harness.write_text(verilog.convert(RegisterHarness(SystolicOverlay(network, params)),
                                        name="harness"))
+    heard = []
     try:
         report, fmax, _ = place_and_route(harness, "harness", device,
-                                          target_mhz=TARGET_MHZ[device])
+                                          target_mhz=TARGET_MHZ[device], seeds=seeds,
+                                          log=heard.append)
     except DoesNotFit as error:
         return None, str(error)
-    return report, fmax
+    if seeds == 1:
+        return report, fmax
+    by_seed = re.findall(r"seed (\d+) of \d+: ([0-9.]+) MHz", "\n".join(heard))
+    return report, fmax, {int(seed): float(mhz) for seed, mhz in by_seed}
 
 
 def network_layer_rows(label, network, device, params, plan, result):
@@ -345,31 +352,40 @@ NETWORKS_TITLE = ("CNNs on the overlay: the digits CNN (int8/uint8) and FINN's C
                   "register harness; GOPS = 2 x MACs x inferences/s at Fmax:")
 
 
+#: Seeds of nextpnr each Fmax of :func:`fmax_table` is the best of (nextpnr's own, then
+#: ``--seed 2..``; as ``hwnn build --seeds`` runs them).
+FMAX_SEEDS = 4
+
+
 #: What the Fmax table shows.
 FMAX_TITLE = ("Fmax of the 8x8 int8 overlay on an ECP5-85F (speed grade 6): YoWASP Yosys "
               "synth_ecp5 -nowidelut, registers moved into DSP and block RAM registers, "
-              "nextpnr-ecp5 through a register harness:")
+              f"nextpnr-ecp5 through a register harness, {FMAX_SEEDS} seeds:")
 
 
 def fmax_table(work):
     """Fmax of the digits MLP and CNN (int8/uint8, requantization in DSP blocks) on the 8x8
     overlay, batch 16, on the ECP5-85F through the register harness, against the 150 MHz
-    target."""
+    target: nextpnr's own seed, the best of :data:`FMAX_SEEDS` and their range."""
     mlp = digits_network(weights="int8", acts="uint8")
     cnn, _ = digits_cnn()
     rows = []
+    target = TARGET_MHZ["ecp5-85f"]
     for label, network in (("digits MLP", mlp), ("digits CNN", cnn)):
         params = OverlayParams(8, 8, 16)
-        report, fmax = network_fmax(network, "ecp5-85f", params, work)
-        target = TARGET_MHZ["ecp5-85f"]
+        report, fmax, by_seed = network_fmax(network, "ecp5-85f", params, work,
+                                             seeds=FMAX_SEEDS)
+        met = sum(mhz >= target for mhz in by_seed.values())
         rows.append((label, "8x8", params.batch, report.lut4, report.carry, report.ff,
-                     report.dsp, report.bram, f"{fmax:.1f}",
-                     "met" if fmax >= target else f"not met ({target:.0f})",
+                     report.dsp, report.bram, f"{by_seed[1]:.1f}", f"{fmax:.1f}",
+                     f"{min(by_seed.values()):.1f}-{max(by_seed.values()):.1f}",
+                     f"{met} of {len(by_seed)}",
                      f"{schedule(network, params)['per_inference']:.2f}"))
         print(f"  {label}: done", file=sys.stderr, flush=True)
     return format_table(("network", "array", "batch", "LUT4", "CCU2C", "FF", "MULT18X18D",
-                         "DP16KD", "Fmax MHz", "150 MHz", "cycles/inference"),
-                        rows, right=set(range(2, 11)))
+                         "DP16KD", "Fmax MHz (nextpnr's seed)", f"best of {FMAX_SEEDS}",
+                         "seeds' range", f"seeds >= {target:.0f} MHz", "cycles/inference"),
+                        rows, right=set(range(2, 13)))
 
 
 def print_networks(work):

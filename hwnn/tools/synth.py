@@ -261,17 +261,27 @@ def synthesize(verilog, top, family="ecp5", *, memories=()) -> SynthReport:
 
 
 def place_and_route(verilog, top, device="ecp5-85f", *, target_mhz=150.0, log=None,
-                    memories=()):
+                    memories=(), seeds=1):
     """Synthesize and place and route ``verilog`` on ``device``; return ``(SynthReport, fmax_mhz,
     nextpnr_seconds)``. Timing failures are allowed: the figure is the point. A design that does
     not fit raises :class:`DoesNotFit` before nextpnr runs. The pipeline flip-flops at block RAM
     and DSP blocks move into those blocks' registers first (:mod:`hwnn.tools.absorb`; counts in
     the report's ``packed``; its cells are Yosys'). The design's ports need pins: wrap wide
     designs in a :class:`~hwnn.rtl.harness.RegisterHarness` first. ``log(line)`` is told when
-    synthesis is done and place and route starts; ``memories`` as for :func:`synthesize`."""
+    synthesis is done and place and route starts; ``memories`` as for :func:`synthesize`.
+    ``seeds`` (1 or more): nextpnr runs with its own seed and ``--seed 2 .. seeds``, as
+    :func:`hwnn.tools.seeds.sweep_seeds` does for board builds; the Fmax is the best seed's,
+    ``log`` hears of each seed's as it finishes (``seed K of N: F MHz``), and the seconds
+    are the whole sweep's."""
+    from .seeds import sweep_seeds
+
     if device not in DEVICES:
         raise ValueError(f"Unknown device {device!r}; available: {', '.join(DEVICES)}")
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise ValueError(f"seeds must be a positive int, not {seeds!r}")
     family, tool, options = DEVICES[device]
+    command = [_tool(tool), *options, "--json", "netlist.json", "--freq", str(target_mhz),
+               "--timing-allow-fail", "--log", "nextpnr.log"]
     with tempfile.TemporaryDirectory(prefix="hwnn-pnr-") as folder:
         report = _yosys(Path(verilog), top, family, folder, netlist=True, memories=memories)
         check_fit(report, device)
@@ -281,14 +291,21 @@ def place_and_route(verilog, top, device="ecp5-85f", *, target_mhz=150.0, log=No
                 f"...")
         report = replace(report, packed=absorb_file(Path(folder) / "netlist.json", top))
         started = time.monotonic()
-        result = subprocess.run([_tool(tool), *options, "--json", "netlist.json",
-                                 "--freq", str(target_mhz), "--timing-allow-fail"],
-                                cwd=folder, capture_output=True, text=True)
+        if seeds == 1:
+            result = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+            status, text = result.returncode, result.stdout + result.stderr
+        else:
+            try:
+                sweep_seeds(command, seeds, [target_mhz], folder=folder,
+                            say=log or (lambda line: None))
+                status = 0
+            except SystemExit as failed:         # every seed failed: the first one's status
+                status = failed.code
+            text = (Path(folder) / "nextpnr.log").read_text(errors="replace")
         seconds = time.monotonic() - started
-    log = result.stdout + result.stderr
-    if result.returncode != 0:
-        raise ToolError(f"nextpnr failed on {verilog}: {log.strip()[-500:]}")
-    fmax = fmax_from_log(log)
+    if status != 0:
+        raise ToolError(f"nextpnr failed on {verilog}: {text.strip()[-500:]}")
+    fmax = fmax_from_log(text)
     if fmax is None:
         raise ToolError(f"nextpnr reported no clock frequency for {verilog}")
     return report, fmax, seconds

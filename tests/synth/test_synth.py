@@ -1,6 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """Yosys synthesis of generated units: binary lanes use no DSPs, int8 lanes do."""
 
+import re
+
 import numpy as np
 import pytest
 from amaranth.back import verilog
@@ -75,6 +77,15 @@ def test_harnessed_unit_places_and_routes_on_ecp5_and_ice40(tmp_path):
         report, fmax, _ = place_and_route(path, "harness", device)
         assert report.lut4 > 16 and report.ff > 16      # the unit was not optimized away
         assert 20 < fmax < 1000, (device, fmax)
+    # Three seeds: each told as it finishes, the best one's Fmax returned (nextpnr's own
+    # seed, the first, gives the figure above).
+    heard = []
+    _, best, _ = place_and_route(path, "harness", "ice40-up5k", seeds=3, log=heard.append)
+    seeds = dict(re.findall(r"seed (\d) of 3: ([0-9.]+) MHz", "\n".join(heard)))
+    assert sorted(seeds) == ["1", "2", "3"]
+    assert f"{best:.1f}" == max(seeds.values(), key=float) and best >= fmax
+    with pytest.raises(ValueError, match=r"^seeds must be a positive int, not 0$"):
+        place_and_route(path, "harness", "ice40-up5k", seeds=0)
 
 
 def test_harness_refuses_non_components():
