@@ -84,15 +84,34 @@ def _strided_cnn():
     return network, codes
 
 
+def _binary_cnn():
+    """CNV in small: an 8-bit image, binary weights (one bit each in the weight memory, rows
+    of the tiles' padding flagged) and bipolar activations, a pool, channels that fill no
+    word of the 3x5 array evenly."""
+    network = random_cnn(np.random.default_rng(5), (6, 6, 3), [
+        ("conv2d", dict(out_channels=7, kernel=3, weight_format="binary", out_format="binary",
+                        stage="thresholds")),
+        ("maxpool2d", dict(kernel=2)),
+        ("conv2d", dict(out_channels=6, kernel=2, weight_format="binary", out_format="binary",
+                        stage="thresholds")),
+        ("dense", dict(out_features=4, weight_format="binary", stage="accumulator")),
+    ], input_format="uint8", name="binary_cnn")
+    fmt = network.input.format
+    codes = fmt.level_value(np.random.default_rng(2).integers(0, fmt.levels,
+                                                              size=(5, network.in_features)))
+    return network, codes
+
+
 @pytest.mark.cocotb
-@pytest.mark.parametrize("make, array, batch, simulator", [
-    (_digits_cnn, "4x4", 4, "icarus"), (_strided_cnn, "2x4", 3, "icarus"),
-    pytest.param(_strided_cnn, "2x4", 3, "verilator", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("make, array, batch, simulator, options", [
+    (_digits_cnn, "4x4", 4, "icarus", {}), (_strided_cnn, "2x4", 3, "icarus", {}),
+    (_binary_cnn, "3x5", 2, "icarus", {"weights": "loaded"}),
+    pytest.param(_strided_cnn, "2x4", 3, "verilator", {}, marks=pytest.mark.slow)])
 def test_convolutional_network_on_an_array_matches_golden(tmp_path, make, array, batch,
-                                                          simulator):
+                                                          simulator, options):
     network, codes = make()
     design = load_design(generate(network, tmp_path / "d", arch="systolic", array=array,
-                                  batch=batch))
+                                  batch=batch, **options))
     result = simulate(design, codes, simulator=simulator, backpressure=True, seed=5)
     assert result.passed, [m.describe() for m in result.mismatches[:3]]
     steady = simulate(design, codes, simulator=simulator)
