@@ -354,6 +354,14 @@ class OutputStage(wiring.Component):
         (registered again)."""
         return 2 if self.pipelined else 1
 
+    @property
+    def _product_registered(self) -> bool:
+        """Whether :meth:`_products` gives each lane's product as a register (else as the
+        sum of its pieces' registered products: pipelined, on DSP blocks, an accumulator
+        of more than one piece)."""
+        return (self.logic_multipliers or not self.pipelined
+                or len(accumulator_pieces(self.layer.acc_bits)) == 1)
+
     def _products(self, m, acc, multipliers):
         """Each lane's ``acc * multiplier`` :attr:`_cycles` later: one registered
         product, or (pipelined) one product per accumulator piece, registered at the
@@ -416,19 +424,26 @@ class OutputStage(wiring.Component):
             for p in range(lanes):
                 if isinstance(shifts[p], int):
                     # floor((x + r) / 2^s) + z = floor((x + r + z * 2^s) / 2^s): the rounding
-                    # and the zero point in one constant, one adder (one carry chain). The
-                    # clamp's comparisons on the product, beside the adder: floor((x + c) /
-                    # 2^s) < lo <=> x < lo * 2^s - c, and > hi <=> x >= (hi + 1) * 2^s - c.
+                    # and the zero point in one constant, one adder (one carry chain).
                     shift = shifts[p]
                     offset = ((1 << shift) >> 1) + (int(stage.zero_point) << shift)
                     scaled = (products[p] + offset) >> shift
-                    below = products[p] < (int(stage.lo) << shift) - offset
-                    above = products[p] >= ((int(stage.hi) + 1) << shift) - offset
-                    if self.pipelined:
-                        scaled, below, above = (
-                            delayed(value, 1, f"{name}_{p}", reset_less=True)
-                            for value, name in ((scaled, "scaled"), (below, "below"),
-                                                (above, "above")))
+                    if self._product_registered:
+                        # The clamp's comparisons on the product, beside the adder:
+                        # floor((x + c) / 2^s) < lo <=> x < lo * 2^s - c, and > hi <=>
+                        # x >= (hi + 1) * 2^s - c.
+                        below = products[p] < (int(stage.lo) << shift) - offset
+                        above = products[p] >= ((int(stage.hi) + 1) << shift) - offset
+                        if self.pipelined:
+                            scaled, below, above = (
+                                delayed(value, 1, f"{name}_{p}", reset_less=True)
+                                for value, name in ((scaled, "scaled"), (below, "below"),
+                                                    (above, "above")))
+                    else:
+                        # The product is a sum of pieces (an adder): the comparisons come
+                        # after the registered value, not a second carry chain behind it.
+                        scaled = delayed(scaled, 1, f"scaled_{p}", reset_less=True)
+                        below, above = scaled < stage.lo, scaled > stage.hi
                 else:
                     rounding = (Const(1, len(products[p]) + 1) << shifts[p]) >> 1
                     scaled = ((products[p] + rounding) >> shifts[p]) + stage.zero_point

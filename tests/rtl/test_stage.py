@@ -166,6 +166,33 @@ def test_every_accumulator_across_the_clamp_edges_matches_golden(shift, pipeline
     _check_groups(stage, acc, expected, np.random.default_rng(shift), f"shift {shift}")
 
 
+@pytest.mark.parametrize("logic", [False, True], ids=["dsp", "logic"])
+@pytest.mark.parametrize("pipelined", [False, True], ids=["plain", "pipelined"])
+@pytest.mark.parametrize("shift", [0, 3])
+def test_wide_accumulators_across_the_clamp_edges_match_golden(shift, pipelined, logic):
+    """An accumulator of more than one piece (pipelined on DSP blocks: a product summed from
+    the pieces' products), a shared multiplier and shift: every accumulator around both
+    clamp edges (where the result leaves the output range, each rounding step on either
+    side), both ends of the accumulators' range and zero."""
+    layer = _layer("requant-wide")
+    assert layer.acc_bits > PIECE_BITS
+    multiplier, zero_point = 3, int(layer.stage.zero_point)
+    ones = np.ones(layer.out_features, dtype=np.int64)
+    layer = dataclasses.replace(layer, stage=dataclasses.replace(
+        layer.stage, multiplier=ones * multiplier, shift=ones * shift))
+    lo, hi = -(1 << layer.acc_bits - 1), (1 << layer.acc_bits - 1) - 1
+    reach = (1 << shift) + 3
+    values = [lo, lo + 1, -1, 0, 1, hi - 1, hi]
+    for edge in (layer.stage.lo - zero_point, layer.stage.hi + 1 - zero_point):
+        center = (edge << shift) // multiplier
+        values += range(center - reach, center + reach + 1)
+    acc = np.repeat(np.array(values, dtype=object)[:, None], layer.out_features, axis=1)
+    expected = output_stage(layer, acc.astype(np.int64))
+    assert {layer.stage.lo, layer.stage.hi} < set(expected.ravel())
+    stage = OutputStage(layer, 3, tag_bits=8, pipelined=pipelined, logic_multipliers=logic)
+    _check_groups(stage, acc, expected, np.random.default_rng(shift), f"shift {shift}")
+
+
 def test_requantization_in_logic_has_no_multiplication_and_counts_as_logic():
     """Synthesis maps only multiplications (``$mul``) to DSP blocks; a stage whose
     multipliers are in logic has none, and reports its multipliers as logic."""
