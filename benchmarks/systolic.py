@@ -26,6 +26,7 @@ import numpy as np
 from amaranth.back import verilog
 
 from common import cnv_network
+from hwnn.errors import ToolError
 from hwnn.flow.demo import DIGITS_CNN, digits_split, train_digits_mlp
 from hwnn.flow.generate import generate, load_design
 from hwnn.ir import Network
@@ -208,16 +209,17 @@ def digits_cnn():
 
 def network_cases():
     """``(label, network, test codes or None, device, params)`` of the networks table: the
-    8x8 array on the ECP5-85F, the 2x4 on the UP5K (its 8 SB_MAC16, requantization in
-    logic, as ``hwnn compile --board icebreaker --arch systolic`` plans the digits CNN). The
-    digits CNN runs batches of 16 on the ECP5 and of 8 on the UP5K (the planner's batch: 16
-    needs more than its 30 block RAMs); CNV batches of 1, its smallest memories."""
+    8x8 array on the ECP5-85F, the 2x4 on the UP5K (its 8 SB_MAC16, requantization in logic
+    and one-lane output stages: with four lanes the digits CNN's 2x4 takes more than the
+    UP5K's 5,280 logic cells). The digits CNN runs batches of 16 on the ECP5 and of 8 on the
+    UP5K (16 needs more than its 30 block RAMs); CNV batches of 1, its smallest memories."""
     digits, codes = digits_cnn()
     cnv = cnv_network()
     for label, network, images, batches in (("digits CNN int8/uint8", digits, codes, (16, 8)),
                                             ("CNV binary (random weights)", cnv, None, (1, 1))):
         yield label, network, images, "ecp5-85f", OverlayParams(8, 8, batches[0])
-        yield label, network, images, "ice40-up5k", OverlayParams(2, 4, batches[1], "logic")
+        yield label, network, images, "ice40-up5k", OverlayParams(2, 4, batches[1], "logic",
+                                                                 stage_lanes=1)
 
 
 def fit_problem(network, device, params):
@@ -262,6 +264,12 @@ def network_fmax(network, device, params, work, seeds=1):
                                           log=heard.append)
     except DoesNotFit as error:
         return None, str(error)
+    except ToolError as error:          # nextpnr found no placement: the cells did not fit
+        if "ERROR" not in str(error):
+            raise
+        return None, (f"The {params.rows}x{params.cols} overlay of {network.name!r} (batch "
+                      f"{params.batch}) does not place on the {device.upper()}: "
+                      + str(error).rsplit("ERROR: ", 1)[1].splitlines()[0])
     if seeds == 1:
         return report, fmax
     by_seed = re.findall(r"seed (\d+) of \d+: ([0-9.]+) MHz", "\n".join(heard))

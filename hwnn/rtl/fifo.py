@@ -68,6 +68,11 @@ class FlagFIFO(wiring.Component):
         count = Signal(range(inner + 1))          # words in the memory
         stored = Signal()                          # count != 0, one cycle ahead
         w_rdy = Signal(init=1)                     # the memory has room
+        # The same flag, inverted, in a flip-flop of its own for i_stream.ready: the
+        # producer's logic, wherever it is placed, does not pull w_rdy away from the
+        # FIFO's own (it was an ECP5 overlay's critical path).
+        full = Signal()
+        w_rdy_next = Signal()
         r_rdy = Signal()                           # the output register holds a word
         r_en = self.o_stream.ready
 
@@ -77,8 +82,10 @@ class FlagFIFO(wiring.Component):
         def step(pointer):
             return Mux(pointer == inner - 1, 0, pointer + 1)
 
+        m.d.sync += [w_rdy.eq(w_rdy_next), full.eq(~w_rdy_next)]
         m.d.comb += [
-            self.i_stream.ready.eq(w_rdy), self.o_stream.valid.eq(r_rdy),
+            w_rdy_next.eq(w_rdy),
+            self.i_stream.ready.eq(~full), self.o_stream.valid.eq(r_rdy),
             w_port.addr.eq(produce), w_port.data.eq(self.i_stream.payload),
             w_port.en.eq(do_write),
             r_port.addr.eq(consume), r_port.en.eq(do_move),
@@ -92,7 +99,9 @@ class FlagFIFO(wiring.Component):
         with m.Elif(r_en):
             m.d.sync += r_rdy.eq(0)
         with m.If(do_write & ~do_move):
-            m.d.sync += [count.eq(count + 1), stored.eq(1), w_rdy.eq(count != inner - 1)]
+            m.d.sync += [count.eq(count + 1), stored.eq(1)]
+            m.d.comb += w_rdy_next.eq(count != inner - 1)
         with m.If(do_move & ~do_write):
-            m.d.sync += [count.eq(count - 1), stored.eq(count != 1), w_rdy.eq(1)]
+            m.d.sync += [count.eq(count - 1), stored.eq(count != 1)]
+            m.d.comb += w_rdy_next.eq(1)
         return m
