@@ -55,7 +55,9 @@ def measure(network, params, codes, work):
     Verilator and check every output against the golden model."""
     array = f"{params.rows}x{params.cols}"
     design = load_design(generate(network, work / f"{network.name}_{array}", arch="systolic",
-                                  array=array, batch=params.batch, requant=params.requant))
+                                  array=array, batch=params.batch, requant=params.requant,
+                                  pack=str(params.pack), stage_lanes=params.stage_lanes or 0,
+                                  weights=params.weights))
     result = simulate(design, codes, simulator="verilator")
     assert result.passed, f"{network.name} on {array} mismatches the golden model"
     return design, result
@@ -272,8 +274,10 @@ def network_fmax(network, device, params, work, seeds=1):
                       + str(error).rsplit("ERROR: ", 1)[1].splitlines()[0])
     if seeds == 1:
         return report, fmax
-    by_seed = re.findall(r"seed (\d+) of \d+: ([0-9.]+) MHz", "\n".join(heard))
-    return report, fmax, {int(seed): float(mhz) for seed, mhz in by_seed}
+    # Each seed's Fmax, or how it ended (failed, or stopped: its router not converging).
+    by_seed = re.findall(r"seed (\d+) of \d+: (.*)", "\n".join(heard))
+    return report, fmax, {int(seed): float(end.split()[0]) if end.endswith(" MHz") else end
+                          for seed, end in by_seed}
 
 
 def network_layer_rows(label, network, device, params, plan, result):
@@ -383,11 +387,12 @@ def fmax_table(work):
         params = OverlayParams(8, 8, 16)
         report, fmax, by_seed = network_fmax(network, "ecp5-85f", params, work,
                                              seeds=FMAX_SEEDS)
-        met = sum(mhz >= target for mhz in by_seed.values())
+        placed = [mhz for mhz in by_seed.values() if isinstance(mhz, float)]
+        own = by_seed.get(1)
         rows.append((label, "8x8", params.batch, report.lut4, report.carry, report.ff,
-                     report.dsp, report.bram, f"{by_seed[1]:.1f}", f"{fmax:.1f}",
-                     f"{min(by_seed.values()):.1f}-{max(by_seed.values()):.1f}",
-                     f"{met} of {len(by_seed)}",
+                     report.dsp, report.bram, f"{own:.1f}" if isinstance(own, float) else own,
+                     f"{fmax:.1f}", f"{min(placed):.1f}-{max(placed):.1f}",
+                     f"{sum(mhz >= target for mhz in placed)} of {len(by_seed)}",
                      f"{schedule(network, params)['per_inference']:.2f}"))
         print(f"  {label}: done", file=sys.stderr, flush=True)
     return format_table(("network", "array", "batch", "LUT4", "CCU2C", "FF", "MULT18X18D",
