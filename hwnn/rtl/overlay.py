@@ -392,14 +392,14 @@ class SystolicOverlay(LayerEngine):
         steps = overlay_steps(network) if isinstance(network, Network) else None
         valid = steps and isinstance(params, OverlayParams)
         in_count = math.gcd(steps[0].channels, params.cols) if valid else None
-        ports = ({"w_stream": In(stream.Signature(unsigned(WeightStorage.of(
-            steps, _value_format(steps)[1], params.cols).word_bits)))}
-            if valid and params.weights == "loaded" else None)
+        formats = _value_format(steps) if valid else None
+        storage = WeightStorage.of(steps, formats[1], params.cols) if valid else None
+        ports = ({"w_stream": In(stream.Signature(unsigned(storage.word_bits)))}
+                 if valid and params.weights == "loaded" else None)
         super().__init__(network, params, counters=self.COUNTERS, in_count=in_count,
                          ports=ports)
         self.steps = steps
-        self.a_format, self.w_format = _value_format(self.steps)
-        self.weight_storage = WeightStorage.of(self.steps, self.w_format, params.cols)
+        (self.a_format, self.w_format), self.weight_storage = formats, storage
         # The array sums one tile (rows terms); a layer's accumulators hold every partial sum.
         pack = (max_pack(self.a_format, self.w_format, params.rows, cols=params.cols)
                 if params.pack == "auto" else params.pack)
