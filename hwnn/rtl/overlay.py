@@ -50,6 +50,7 @@ from ..errors import ParameterError
 from ..ir import Dense, Format, Network
 from ..ir.packing import pack_rows
 from .arith import select
+from .banked import BankedMemory, single_port
 from .engine import (LayerCounters, LayerEngine, LayerStages, OutputDrain, bias_words,
                      piece_cycles)
 from .fanout import registered_copies
@@ -194,18 +195,6 @@ class WeightStorage:
             return codes
         zero = word[-1]
         return [Mux(zero, Const(0, signed(bits)), code) for code in codes]
-
-
-def _single_port(m, mem):
-    """A read port and a write port of ``mem`` that share one address: the write's when it
-    writes (the read port's data is then unused and it holds), else the read's. Returns the
-    read side (``addr``, ``data``) and the write side (``addr``, ``data``, ``en``)."""
-    read, write = mem.read_port(), mem.write_port()
-    read_side = SimpleNamespace(addr=Signal.like(read.addr), data=read.data)
-    write_side = SimpleNamespace(addr=Signal.like(write.addr), data=write.data, en=write.en)
-    m.d.comb += [read.addr.eq(Mux(write.en, write_side.addr, read_side.addr)),
-                 write.addr.eq(read.addr), read.en.eq(~write.en)]
-    return read_side, write_side
 
 
 @dataclass(frozen=True)
@@ -477,6 +466,10 @@ class SystolicOverlay(LayerEngine):
         cols, rows, acc_bits = p.cols, p.rows, self.acc_bits
         a_bits, word_bits = self.a_format.bits, self.weight_storage.word_bits
         out_bits = self.network.output.format.bits
+        loaded = p.weights == "loaded"
+        # A loaded memory's words are not needed here (a large network's take long to pack).
+        weights = None if loaded else self.weight_words()[0]
+        depth = sum(t.nt * t.kt for t in self.tiles) * rows if loaded else len(weights)
         structure = Structure.of(self.COUNTS)
         structure.add("unit", 1)
         array = SystolicArray(self.array_params)        # pack columns per multiplier
@@ -488,7 +481,7 @@ class SystolicOverlay(LayerEngine):
                     + max(max(self.nt) - 1, 1).bit_length()
                     + (batch * max(t.out_words for t in self.tiles)).bit_length())
         structure.add("register_bits",
-                      (READ_STAGES - 1) * word_bits                     # weight reads
+                      BankedMemory(word_bits, depth, writable=loaded).register_bits
                       + 2 * p.word_values * a_bits + rows * a_bits     # activation reads
                       + 2 * cols * a_bits + cols * out_bits            # gathered, written
                       + (array.latency + READ_STAGES) * sideband)
@@ -509,10 +502,6 @@ class SystolicOverlay(LayerEngine):
         # The counters' layer and enables, registered.
         structure.add("register_bits", max(len(self.network.layers) - 1, 1).bit_length()
                       + len(self.COUNTERS))
-        loaded = p.weights == "loaded"
-        # A loaded memory's words are not needed here (a large network's take long to pack).
-        weights = None if loaded else self.weight_words()[0]
-        depth = sum(t.nt * t.kt for t in self.tiles) * rows if loaded else len(weights)
         biases, _ = self.bias_words()
         if loaded:
             # The word taken, its address and the next (a count), the write and last flags.
@@ -564,16 +553,12 @@ class SystolicOverlay(LayerEngine):
         out_bits = self.network.output.format.bits
         s.weight_words, s.weight_bases = self.weight_words()
         loaded = p.weights == "loaded"
-        weights = m.submodules.weights = memory.Memory(
-            shape=unsigned(self.weight_storage.word_bits), depth=len(s.weight_words),
-            init=[] if loaded else s.weight_words,
-            attrs={SINGLE_PORT: "weights"} if loaded else {})
         # Loaded weights are written only before the first batch, and read only while a
         # layer runs: one address.
-        if loaded:
-            s.weight_read, s.weight_write = _single_port(m, weights)
-        else:
-            s.weight_read = weights.read_port()
+        s.weights = m.submodules.weights = BankedMemory(
+            self.weight_storage.word_bits, len(s.weight_words),
+            init=[] if loaded else s.weight_words, writable=loaded, name="weights",
+            attrs={SINGLE_PORT: "weights"} if loaded else {})
         s.bias_words, s.bias_bases = self.bias_words()
         biases = m.submodules.biases = memory.Memory(
             shape=unsigned(cols * acc_bits), depth=len(s.bias_words), init=s.bias_words)
@@ -590,7 +575,7 @@ class SystolicOverlay(LayerEngine):
                 for index in range(2)]
         m.submodules.acts0, m.submodules.acts1 = acts
         # Neither activation memory is read while it is written: single-port memories.
-        s.act_reads, s.act_writes = map(list, zip(*(_single_port(m, mem) for mem in acts),
+        s.act_reads, s.act_writes = map(list, zip(*(single_port(m, mem) for mem in acts),
                                                   strict=True))
         accumulators = m.submodules.accumulators = memory.Memory(
             shape=unsigned(cols * acc_bits), depth=self.acc_depth, init=[], attrs=unchecked)
@@ -611,12 +596,12 @@ class SystolicOverlay(LayerEngine):
         address = Signal(range(words))               # of the next word taken
         last = Signal(init=words == 1)               # the next word taken is the last
         s.weights_in = Signal()
-        write = s.weight_write
         taken = self.w_stream.valid & ready
         m.d.comb += self.w_stream.ready.eq(ready)
-        m.d.sync += [write.en.eq(taken), s.weights_in.eq(taken & last)]
+        m.d.sync += [s.weights.write_en.eq(taken), s.weights_in.eq(taken & last)]
         with m.If(taken):
-            m.d.sync += [write.addr.eq(address), write.data.eq(self.w_stream.payload),
+            m.d.sync += [s.weights.write_addr.eq(address),
+                         s.weights.write_data.eq(self.w_stream.payload),
                          address.eq(address + 1), last.eq(address == words - 2)]
             with m.If(last):
                 m.d.sync += ready.eq(0)
@@ -809,7 +794,7 @@ class SystolicOverlay(LayerEngine):
             s.load.eq(s.ld_busy & ((s.ld_row != 0) | (s.gap <= 1))),
             load_done.eq(s.load & (s.ld_row == p.rows - 1)),
             rows_done.eq(s.issue & s.rw_m_last),
-            s.weight_read.addr.eq(s.ld_addr),
+            s.weights.addr.eq(s.ld_addr),
             s.rw_first.eq((rw_a2 == 0) & (rw_b2 == 0)),
             s.rw_last.eq(s.walk_last[2] & s.walk_last[3]),
         ]
@@ -975,11 +960,12 @@ class SystolicOverlay(LayerEngine):
                 s.gap.eq(0), *self._tile_start(s), *self._walk_start(s, v)]
 
     def _feed(self, m, s):
-        """The memories answer the loader one cycle later, and the issuer (whose address is
-        registered first) two; their data is registered (block RAM outputs are slow: these
-        registers become the blocks' own), then the row's activation memory and slice of the
-        word, or the input's zero point in the padding, are chosen and registered again, and
-        fed to the array (:data:`READ_STAGES`)."""
+        """The activation memories answer the issuer (whose address is registered first) two
+        cycles later; their data is registered (block RAM outputs are slow: these registers
+        become the blocks' own), then the row's activation memory and slice of the word, or
+        the input's zero point in the padding, are chosen and registered again, and fed to the
+        array (:data:`READ_STAGES`), with the weight word the loader read as many cycles
+        before (:class:`~hwnn.rtl.banked.BankedMemory`, whose latency is the same)."""
         p, a_bits, w_bits = self.params, self.a_format.bits, self.w_format.bits
         array = s.array
         source = s.layer[0] if len(self.steps) > 1 else Const(0)
@@ -994,18 +980,13 @@ class SystolicOverlay(LayerEngine):
                     for name, value in side[-1].items()}
             m.d.sync += [late[name].eq(value) for name, value in side[-1].items()]
             side.append(late)
-        weights = [Signal(self.weight_storage.word_bits, name=f"weights{i}", reset_less=True)
-                   for i in range(2, READ_STAGES + 1)]
         words3 = [Signal.like(read.data, name=f"word3_{i}", reset_less=True)
                   for i, read in enumerate(s.act_reads)]
         acts4 = Signal(p.rows * a_bits, reset_less=True)
         word3 = Mux(side[3]["source"], words3[1], words3[0])
         slice_bits = p.rows * a_bits
         pad = self._per_step(s.layer, s.consts.pad)
-        m.d.sync += [weights[0].eq(s.weight_read.data),
-                     *(late.eq(early) for late, early in zip(weights[1:], weights[:-1],
-                                                             strict=True)),
-                     *(word.eq(read.data) for word, read in zip(words3, s.act_reads,
+        m.d.sync += [*(word.eq(read.data) for word, read in zip(words3, s.act_reads,
                                                                   strict=True)),
                      acts4.eq(Mux(side[3]["pad"], Cat(*[resize(pad, a_bits)] * p.rows),
                                   select(side[3]["piece"], [
@@ -1019,7 +1000,7 @@ class SystolicOverlay(LayerEngine):
             array.i_a.valid.eq(fed["issue"]),
             array.i_a.payload.bank.eq(fed["bank_rows"]),
         ]
-        for c, weight in enumerate(self.weight_storage.operands(weights[-1], w_bits)):
+        for c, weight in enumerate(self.weight_storage.operands(s.weights.data, w_bits)):
             m.d.comb += array.i_w.payload.w[c].eq(weight)
         for r in range(p.rows):
             m.d.comb += array.i_a.payload.a[r].eq(acts4[r * a_bits:(r + 1) * a_bits])

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from hwnn.quant.synthetic import random_cnn, sample_cnn
+from hwnn.rtl import banked
+from hwnn.rtl.banked import BankedMemory
 from hwnn.rtl.overlay import OverlayParams, SystolicOverlay, check_overlay, schedule
 from hwnn.sim.golden import run_network
 from hwnn.sim.pysim import run_vectors
@@ -121,6 +123,24 @@ def test_narrow_output_stages_serve_convolutions_in_the_scheduled_cycles(name, r
     network = cnn(name, seed=2)
     params = OverlayParams(rows, cols, batch, requant="logic", stage_lanes=lanes)
     check_golden(network, params, 2 * batch + 1, seed=2)
+    dut, cycles = check_golden(network, params, 3 * batch, seed=None)
+    per_batch = network.out_features // dut.out_count * batch
+    total = schedule(network, params)["total"]
+    assert list(np.diff(cycles[per_batch - 1::per_batch])) == [total] * 2
+
+
+@pytest.mark.parametrize("name", ["binary", "pooled", "depthwise"])
+@pytest.mark.parametrize("rows, cols, batch", [(2, 4, 2), (3, 5, 1)])
+def test_weight_roms_of_many_banks_give_the_same_results_in_the_same_cycles(
+        monkeypatch, name, rows, cols, batch):
+    """Banks of 4 words, whatever their width (a CNV-size ROM's are 2048): the weights come
+    from many banks, chosen in two registered steps, as from one."""
+    monkeypatch.setattr(banked, "MIN_BANK_DEPTH", 4)
+    monkeypatch.setattr(banked, "BANK_BITS", 1)
+    network, params = cnn(name, seed=3), OverlayParams(rows, cols, batch)
+    dut = SystolicOverlay(network, params)
+    assert BankedMemory(dut.weight_storage.word_bits, len(dut.weight_words()[0])).banks >= 5
+    check_golden(network, params, 2 * batch + 1, seed=4)
     dut, cycles = check_golden(network, params, 3 * batch, seed=None)
     per_batch = network.out_features // dut.out_count * batch
     total = schedule(network, params)["total"]

@@ -10,6 +10,7 @@ import pytest
 from hwnn.flow.generate import generate, load_design
 from hwnn.quant import QuantOptions, from_sklearn, quantize_network
 from hwnn.quant.synthetic import random_cnn, random_network, sample_network
+from hwnn.rtl import banked
 from hwnn.rtl.overlay import OverlayParams, schedule
 from hwnn.sim.simulate import simulate
 
@@ -121,6 +122,20 @@ def test_convolutional_network_on_an_array_matches_golden(tmp_path, make, array,
     for index, layer in enumerate(design.manifest["layers"]):
         assert steady.counters[f"busy__{index}"] == layer["busy"] // batch * len(codes)
         assert (steady.counters[f"cycles__{index}"] == 0) == ("folded_into" in layer)
+
+
+@pytest.mark.cocotb
+def test_weights_from_many_banks_match_golden_in_icarus(tmp_path, monkeypatch):
+    """The binary CNN's weight ROM in banks of 4 words (a CNV-size ROM's are 2048), the
+    banks chosen in two registered steps, as Verilog with backpressure."""
+    monkeypatch.setattr(banked, "MIN_BANK_DEPTH", 4)
+    monkeypatch.setattr(banked, "BANK_BITS", 1)
+    network, codes = _binary_cnn()
+    design = load_design(generate(network, tmp_path / "d", arch="systolic", array="3x5",
+                                  batch=2))
+    assert "weights5" in (tmp_path / "d" / design.manifest["verilog"]).read_text()
+    result = simulate(design, codes, simulator="icarus", backpressure=True, seed=6)
+    assert result.passed, [m.describe() for m in result.mismatches[:3]]
 
 
 @pytest.mark.parametrize("rows, cols", [(4, 4), (2, 4)])

@@ -282,3 +282,22 @@ def test_each_clock_of_a_log_is_known_by_its_constraint():
     assert fmax_from_log(TWO_CLOCK_LOG, 12.0) == 52.5
     assert fmax_from_log(TWO_CLOCK_LOG, 30.0) is None
     assert fmax_from_log("no timing here") is None
+
+
+@pytest.mark.synth
+def test_a_deep_rom_takes_a_block_ram_per_bank_each_with_its_output_register(tmp_path):
+    """A 5,000-word ROM of 9-bit words on an ECP5: three banks of 2048 words, each one
+    DP16KD (2048x9) whose own output register holds its read; the bank chosen in logic."""
+    import random
+
+    from hwnn.rtl.banked import BankedMemory
+    from hwnn.rtl.harness import RegisterHarness
+    from hwnn.tools.synth import place_and_route
+
+    rng = random.Random(0)
+    rom = BankedMemory(9, 5000, init=[rng.randrange(512) for _ in range(5000)])
+    assert rom.banks == 3
+    path = tmp_path / "rom.v"
+    path.write_text(verilog.convert(RegisterHarness(rom), name="rom"))
+    report, _, _ = place_and_route(path, "rom", "ecp5-85f")
+    assert report.bram == 3 and report.packed["bram_output_registers"] == 3
