@@ -404,6 +404,20 @@ class SystolicOverlay(LayerEngine):
 
     # Memory images ----------------------------------------------------------------------------
 
+    @property
+    def weight_depth(self) -> int:
+        """Words of the weight memory: ``rows`` per tile of every step."""
+        return sum(t.nt * t.kt for t in self.tiles) * self.params.rows
+
+    def weight_memory(self, words=()) -> BankedMemory:
+        """The weight memory (:class:`~hwnn.rtl.banked.BankedMemory`) holding ``words`` (those
+        of :meth:`weight_words`); loaded weights (no ``words``) are written only before the
+        first batch and read only while a layer runs: a writable memory of one address."""
+        loaded = self.params.weights == "loaded"
+        return BankedMemory(self.weight_storage.word_bits, self.weight_depth, init=words,
+                            writable=loaded, name="weights",
+                            attrs={SINGLE_PORT: "weights"} if loaded else {})
+
     def weight_words(self):
         """Weight memory: per step, per tile (nt-major), ``rows`` words (:class:`WeightStorage`)
         of ``cols`` weights; tile row ``r``, column ``c`` holds ``weights[nt * cols + c, j]``
@@ -469,7 +483,7 @@ class SystolicOverlay(LayerEngine):
         loaded = p.weights == "loaded"
         # A loaded memory's words are not needed here (a large network's take long to pack).
         weights = None if loaded else self.weight_words()[0]
-        depth = sum(t.nt * t.kt for t in self.tiles) * rows if loaded else len(weights)
+        depth = self.weight_depth
         structure = Structure.of(self.COUNTS)
         structure.add("unit", 1)
         array = SystolicArray(self.array_params)        # pack columns per multiplier
@@ -481,7 +495,7 @@ class SystolicOverlay(LayerEngine):
                     + max(max(self.nt) - 1, 1).bit_length()
                     + (batch * max(t.out_words for t in self.tiles)).bit_length())
         structure.add("register_bits",
-                      BankedMemory(word_bits, depth, writable=loaded).register_bits
+                      self.weight_memory().register_bits
                       + 2 * p.word_values * a_bits + rows * a_bits     # activation reads
                       + 2 * cols * a_bits + cols * out_bits            # gathered, written
                       + (array.latency + READ_STAGES) * sideband)
@@ -552,13 +566,8 @@ class SystolicOverlay(LayerEngine):
         cols, a_bits, acc_bits = p.cols, self.a_format.bits, self.acc_bits
         out_bits = self.network.output.format.bits
         s.weight_words, s.weight_bases = self.weight_words()
-        loaded = p.weights == "loaded"
-        # Loaded weights are written only before the first batch, and read only while a
-        # layer runs: one address.
-        s.weights = m.submodules.weights = BankedMemory(
-            self.weight_storage.word_bits, len(s.weight_words),
-            init=[] if loaded else s.weight_words, writable=loaded, name="weights",
-            attrs={SINGLE_PORT: "weights"} if loaded else {})
+        s.weights = m.submodules.weights = self.weight_memory(
+            [] if p.weights == "loaded" else s.weight_words)
         s.bias_words, s.bias_bases = self.bias_words()
         biases = m.submodules.biases = memory.Memory(
             shape=unsigned(cols * acc_bits), depth=len(s.bias_words), init=s.bias_words)

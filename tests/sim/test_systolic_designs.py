@@ -134,6 +134,9 @@ def test_weights_from_many_banks_match_golden_in_icarus(tmp_path, monkeypatch):
     design = load_design(generate(network, tmp_path / "d", arch="systolic", array="3x5",
                                   batch=2))
     assert "weights5" in (tmp_path / "d" / design.manifest["verilog"]).read_text()
+    # Each layer's tiles hold 3 rows of weights, 4 rows a bank.
+    words = 3 * sum(layer["tiles"] for layer in design.manifest["layers"])
+    assert design.manifest["array"]["weight_storage"]["banks"] == -(-words // 4) == 34
     result = simulate(design, codes, simulator="icarus", backpressure=True, seed=6)
     assert result.passed, [m.describe() for m in result.mismatches[:3]]
 
@@ -146,6 +149,7 @@ def test_systolic_manifest_reports_the_schedule(tmp_path, rows, cols):
     plan = schedule(network, OverlayParams(rows, cols, 8))
     assert manifest["arch"] == "systolic" and manifest["lanes"] == rows * cols
     assert (manifest["array"]["rows"], manifest["array"]["cols"]) == (rows, cols)
+    assert manifest["array"]["weight_storage"]["banks"] == 1
     assert [layer["cycles"] for layer in manifest["layers"]] == \
         [layer["cycles"] for layer in plan["layers"]]
     assert manifest["cycles_per_inference"] == plan["per_inference"]
