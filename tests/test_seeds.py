@@ -104,3 +104,49 @@ def test_the_module_reports_its_summary(tmp_path):
                          capture_output=True, text=True)
     assert bad.returncode == 1
     assert bad.stderr.startswith("usage: python -m hwnn.tools.seeds SEEDS")
+
+
+#: A nextpnr stand-in that writes its process id to a file and never ends.
+HANG = """\
+import os, time
+with open(f"pid.{os.getpid()}", "w"):
+    pass
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_no_nextpnr_outlives_an_interrupted_sweep(tmp_path, signal_name):
+    """A sweep ended by SIGTERM (a killed benchmark) or Ctrl-C kills the runs it started."""
+    import os
+    import signal
+
+    (tmp_path / "hang.py").write_text(HANG)
+    command = [sys.executable, "hang.py", "--log", "top.tim"]
+    sweep = subprocess.Popen([sys.executable, "-c", (
+        "import sys; from hwnn.tools.seeds import sweep_seeds; "
+        f"sweep_seeds({command!r}, 4, [48.0], folder=sys.argv[1], say=print)"),
+        str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    started = min(4, os.cpu_count() or 1)          # the runs at once
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("pid.*"))) < started:
+        assert time.monotonic() < deadline and sweep.poll() is None, sweep.stderr.read()
+        time.sleep(0.1)
+    pids = [int(path.suffix[1:]) for path in tmp_path.glob("pid.*")]
+    sweep.send_signal(getattr(signal, signal_name))
+    assert sweep.wait(timeout=30) != 0
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    deadline = time.monotonic() + 10
+    while any(map(alive, pids)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(alive, pids)), pids
+    # The seeds that had not started never do.
+    time.sleep(1)
+    assert len(list(tmp_path.glob("pid.*"))) == started

@@ -15,10 +15,13 @@ lines that start with :data:`SEED_PREFIX` and prints the sweep's summary as JSON
 that starts with :data:`REPORT_PREFIX`.
 """
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -68,6 +71,25 @@ def _outputs(command):
     return [index for index in range(1, len(command)) if command[index - 1] in _OUTPUTS]
 
 
+@contextlib.contextmanager
+def _ended_by_sigterm():
+    """Within it, SIGTERM ends the main thread as ``SystemExit`` (143), so that what it runs
+    can clean up, as after Ctrl-C; the handler before is restored after it. Outside the main
+    thread (where handlers cannot be set) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def end(signum, frame):
+        raise SystemExit(128 + signum)
+
+    before = signal.signal(signal.SIGTERM, end)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def sweep_seeds(command, seeds, targets, *, folder=".", say=print) -> dict:
     """Run the nextpnr ``command`` (a list) in ``folder`` with ``seeds`` seeds and keep the
     best run's outputs under the command's own file names (the others' are removed); ``say``
@@ -82,11 +104,15 @@ def sweep_seeds(command, seeds, targets, *, folder=".", say=print) -> dict:
     # and routed in T seconds, a run longer than STALLED * T (STALLED_SECONDS at least) is
     # stopped.
     finished = []
+    running, ending = set(), threading.Event()
 
     def run(seed):
         started = time.monotonic()
         with subprocess.Popen(commands[seed], cwd=folder, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True) as process:
+            running.add(process)
+            if ending.is_set():          # the sweep was interrupted as this run started
+                process.kill()
             stopped = False
             while True:
                 try:
@@ -97,6 +123,7 @@ def sweep_seeds(command, seeds, targets, *, folder=".", say=print) -> dict:
                                                                       STALLED_SECONDS):
                         process.kill()
                         stopped = True
+        running.discard(process)
         seconds = time.monotonic() - started
         if process.returncode == 0:
             finished.append(seconds)
@@ -105,15 +132,26 @@ def sweep_seeds(command, seeds, targets, *, folder=".", say=print) -> dict:
         return process.returncode, log, (f"stopped after {seconds:.0f} s" if stopped else None)
 
     results = {}
-    with ThreadPoolExecutor(max_workers=min(seeds, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(seeds, os.cpu_count() or 1)) as pool, \
+            _ended_by_sigterm():
         futures = {pool.submit(run, seed): seed for seed in commands}
-        for future in as_completed(futures):
-            seed = futures[future]
-            status, log, stopped = future.result()
-            results[seed] = (status, log)
-            fmax = None if status else fmax_from_log(log, targets[0])
-            say(f"{SEED_PREFIX}place and route, seed {seed} of {seeds}: "
-                + (stopped or ("failed" if fmax is None else f"{fmax:.1f} MHz")))
+        try:
+            for future in as_completed(futures):
+                seed = futures[future]
+                status, log, stopped = future.result()
+                results[seed] = (status, log)
+                fmax = None if status else fmax_from_log(log, targets[0])
+                say(f"{SEED_PREFIX}place and route, seed {seed} of {seeds}: "
+                    + (stopped or ("failed" if fmax is None else f"{fmax:.1f} MHz")))
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM): no nextpnr outlives the sweep, and the runs
+            # not started yet never start.
+            ending.set()
+            for future in futures:
+                future.cancel()
+            for process in list(running):
+                process.kill()
+            raise
     rooms = {seed: None if status else _room(log, targets)
              for seed, (status, log) in results.items()}
     placed = [seed for seed in commands if rooms[seed] is not None]
