@@ -23,7 +23,8 @@ from .rtlil import honor_no_rw_check
 from ..boards import FLASH_OFFSET, BoardDesign, board, check_flash, flash_command, uart_divisor
 from ..errors import ToolError
 from ..flow.generate import Design, load_design
-from .synth import DEVICES, DoesNotFit, fmax_from_log, spram_commands
+from .synth import (DEVICES, FAMILIES, DoesNotFit, abc9_failed, abc_flow, fmax_from_log,
+                    spram_commands)
 
 __all__ = ["build_board", "format_build_report"]
 
@@ -67,6 +68,26 @@ def _prepare_script(script, absorb, seeds=1, targets=()):
             lines.append(f'"{sys.executable}" -m hwnn.tools.absorb top.json top')
     if sum(line.startswith(_STEPS[0][0]) for line in lines) != 1:
         raise ToolError(f"Unexpected build script {script}: no single Yosys step")
+    script.write_text("\n".join(lines) + "\n")
+
+
+def _abc9_failed(folder, family) -> bool:
+    """Whether the build in ``folder`` stopped in Yosys (no netlist written) with one of
+    ABC9's failures (:func:`~hwnn.tools.synth.abc9_failed`, by its report's end), which the
+    classic ABC mapper avoids on ``family``."""
+    report = folder / "top.rpt"
+    return (FAMILIES[family]["abc_fallback"] and not (folder / "top.json").exists()
+            and report.is_file() and abc9_failed(report.read_text(errors="replace")[-2000:]))
+
+
+def _use_abc(script):
+    """Rewrite the Yosys ``script`` (``top.ys``) to map LUTs with ABC (its one ``synth_``
+    command as :func:`~hwnn.tools.synth.abc_flow`)."""
+    lines = script.read_text().splitlines()
+    synth = [index for index, line in enumerate(lines) if line.strip().startswith("synth_")]
+    if len(synth) != 1:
+        raise ToolError(f"Unexpected Yosys script {script}: no single synth_ command")
+    lines[synth[0]] = abc_flow(lines[synth[0]].strip())
     script.write_text("\n".join(lines) + "\n")
 
 
@@ -141,7 +162,13 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
     _prepare_script(folder / "build_top.sh", absorb=True, seeds=seeds,
                     targets=[clock] if pll is None else [clock, board_clock / 1e6])
     started = time.monotonic()
-    returncode, output = _run_script(folder, log or (lambda line: None))
+    log = log or (lambda line: None)
+    returncode, output = _run_script(folder, log)
+    if returncode != 0 and _abc9_failed(folder, family):
+        log("  Yosys' ABC9 LUT mapper failed (a fault of the tool, not of the design): "
+            "synthesis again with ABC ...")
+        _use_abc(folder / "top.ys")
+        returncode, output = _run_script(folder, log)
     seconds = time.monotonic() - started
     log_path = folder / "top.tim"
     tool_log = (log_path.read_text() if log_path.is_file() else "") + output

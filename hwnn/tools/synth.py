@@ -21,8 +21,9 @@ from pathlib import Path
 from .absorb import absorb_file
 from ..errors import ToolError
 
-__all__ = ["CAPACITY", "DEVICES", "FAMILIES", "DoesNotFit", "SynthReport", "check_fit",
-           "clock_reports", "fmax_from_log", "place_and_route", "synthesize", "utilization"]
+__all__ = ["CAPACITY", "DEVICES", "FAMILIES", "DoesNotFit", "SynthReport", "abc9_failed",
+           "abc_flow", "check_fit", "clock_reports", "fmax_from_log", "place_and_route",
+           "synthesize", "utilization"]
 
 #: Per family: the synthesis command and the cell types of each resource class.
 FAMILIES = {
@@ -30,19 +31,15 @@ FAMILIES = {
         # Without wide LUTs (LUT5/6 built from LUT4s and PFUMX) a 64-bit XNOR-popcount maps to
         # 156 LUT4 instead of 310 LUT4 + 173 muxes (measured with Yosys 0.70).
         "command": "synth_ecp5 -nowidelut",
-        # YoWASP's ABC9 sometimes exits with status 1 and no error message (seen on
-        # a 256x256 sparse layer and a 256-lane ternary dataflow design, Yosys 0.70): then the
-        # same flow runs with the classic ABC LUT mapper in ABC9's place.
-        "fallback": "synth_ecp5 -nowidelut -top {top} -run :map_luts; "
-                    "techmap -map +/lattice/latches_map.v; abc -lut 4 -dress; clean; "
-                    "synth_ecp5 -nowidelut -top {top} -run map_cells:",
+        # ABC9 may fail (abc9_failed): the same flow then runs with ABC (abc_flow).
+        "abc_fallback": True,
         "lut": ("LUT4",), "ff": ("TRELLIS_FF",), "dsp": ("MULT18X18D", "ALU54B"),
         "bram": ("DP16KD", "PDPW16KD"), "carry": ("CCU2C",), "lutram": ("TRELLIS_DPR16X4",),
         "spram": (),
     },
     "ice40": {
         "command": "synth_ice40 -dsp",
-        "fallback": None,
+        "abc_fallback": False,
         "lut": ("SB_LUT4",), "ff": ("SB_DFF", "SB_DFFE", "SB_DFFR", "SB_DFFS", "SB_DFFER",
                                     "SB_DFFES", "SB_DFFSR", "SB_DFFSS", "SB_DFFESR",
                                     "SB_DFFESS"),
@@ -152,7 +149,7 @@ def check_fit(report, device):
 @dataclass(frozen=True)
 class SynthReport:
     """Cells of a synthesized design; ``mapper`` is the LUT mapper that made them (``abc9``,
-    or ``abc`` when ABC9 failed and the family has a fallback)."""
+    or ``abc`` when ABC9 failed and the family has a fallback: :func:`abc9_failed`)."""
     family:  str
     top:     str
     cells:   dict
@@ -240,6 +237,23 @@ def memory_init_files(text) -> tuple[str, dict]:
     return _INIT_BLOCK.sub(from_file, text), files
 
 
+def abc9_failed(message) -> bool:
+    """Whether Yosys' failure, by its error ``message`` (the end of its output), is one of
+    YoWASP's ABC9 failures, which the classic ABC mapper avoids (:func:`abc_flow`): an exit
+    with no error message (seen on a 256x256 sparse layer and a 256-lane ternary dataflow
+    design, Yosys 0.70) or an internal assertion (ABC9's reintegration, on CNV's 8x16
+    overlay for the ULX3S), not an error in the design."""
+    errors = [line for line in message.splitlines() if "ERROR" in line]
+    return not errors or errors[-1].lstrip().startswith("ERROR: Assert")
+
+
+def abc_flow(synth) -> str:
+    """The Yosys commands of ``synth`` (a ``synth_ecp5`` command, its options and ``-top``)
+    with the classic ABC LUT mapper in ABC9's place."""
+    return (f"{synth} -run :map_luts; techmap -map +/lattice/latches_map.v; "
+            f"abc -lut 4 -dress; clean; {synth} -run map_cells:")
+
+
 def _yosys(verilog, top, family, folder, netlist=False, memories=()):
     """Run Yosys in ``folder`` (YoWASP tools cannot see absolute paths under /tmp) on
     ``verilog``, its memories' initial contents in files (:func:`memory_init_files`); the
@@ -261,11 +275,9 @@ def _yosys(verilog, top, family, folder, netlist=False, memories=()):
     spram = spram_commands(memories, family)
     command = FAMILIES[family]["command"] + (" -spram" if spram else "")
     result, message = run(f"{spram + '; ' if spram else ''}{command} -top {top}")
-    fallback = FAMILIES[family]["fallback"]
-    # ABC9's silent failure: exit status 1 with no error message (warnings may precede it).
-    if result.returncode != 0 and "ERROR" not in message and fallback:
+    if result.returncode != 0 and abc9_failed(message) and FAMILIES[family]["abc_fallback"]:
         mapper = "abc"
-        result, message = run(fallback.format(top=top))
+        result, message = run(abc_flow(f"{command} -top {top}"))
     seconds = time.monotonic() - started
     if result.returncode != 0:
         raise ToolError(f"Yosys failed on {verilog}: "

@@ -185,6 +185,33 @@ def test_a_failing_tool_names_its_error_line(monkeypatch, tmp_path):
         build_board(path, "icebreaker")
 
 
+@pytest.mark.synth
+@pytest.mark.slow
+def test_an_abc9_failure_on_an_ecp5_board_is_built_again_with_abc(monkeypatch, tmp_path):
+    """Yosys' ABC9 failing an assertion (as on CNV's 8x16 overlay for the ULX3S) makes an
+    ECP5 board build synthesize again with the classic ABC mapper, and go on."""
+    import hwnn.tools.build as build
+    path = generate(sample_network("int8", seed=1), tmp_path / "d", max_lanes=4)
+    real_run, scripts = build._run_script, []
+
+    def abc9_fails_once(folder, log):
+        scripts.append((folder / "top.ys").read_text())
+        if len(scripts) == 1:
+            (folder / "top.rpt").write_text("2.46.17.7. Executing ABC_OPS_REINTEGRATE pass\n"
+                                            "ERROR: Assert `GetSize(conn.first) == "
+                                            "GetSize(conn.second)' failed.\n")
+            return 1, ""
+        return real_run(folder, log)
+
+    monkeypatch.setattr(build, "_run_script", abc9_fails_once)
+    said = []
+    report = build_board(path, "ulx3s-85f", log=said.append)
+    assert "abc -lut 4" not in scripts[0] and "abc -lut 4 -dress" in scripts[1]
+    assert any("ABC9 LUT mapper failed" in line for line in said), said
+    assert (path / "build" / "ulx3s-85f" / report["bitstream"]).stat().st_size > 10_000
+    assert report["utilization"]["TRELLIS_COMB"]["used"] > 0
+
+
 @pytest.mark.parametrize("clock_mhz", [None, 48])
 def test_the_flash_reader_runs_at_the_board_clock(tmp_path, clock_mhz):
     """With or without a PLL, the reader (in the host link's domain) counts 12 MHz cycles:

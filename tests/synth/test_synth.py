@@ -97,10 +97,12 @@ def test_harness_refuses_non_components():
 
 @pytest.mark.synth
 @pytest.mark.parametrize("stderr", ["", ("Warning: Replacing memory \\input_buffer with list of "
-                                        "registers. See design.v:1353, design.v:1349\n")])
+                                        "registers. See design.v:1353, design.v:1349\n"),
+                                    ("ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' "
+                                     "failed in kernel/rtlil.cc:3091.\n")])
 def test_a_silent_abc9_failure_falls_back_to_abc_on_ecp5(tmp_path, monkeypatch, stderr):
-    """YoWASP's ABC9 may exit 1 without an error message (after warnings, or with nothing);
-    the ECP5 flow then maps LUTs with ABC."""
+    """YoWASP's ABC9 may exit 1 without an error message (after warnings, or with nothing),
+    or fail an internal assertion; the ECP5 flow then maps LUTs with ABC."""
     import subprocess
 
     path = unit_verilog(tmp_path, "int8", "int8", None, "accumulator", pe=2, simd=4)
@@ -117,6 +119,25 @@ def test_a_silent_abc9_failure_falls_back_to_abc_on_ecp5(tmp_path, monkeypatch, 
     report = synthesize(path, "unit", "ecp5")
     assert len(scripts) == 2 and report.mapper == "abc"
     assert report.dsp == 8 and report.lut4 > 0
+
+
+@pytest.mark.parametrize("message, failed", [
+    ("", True), ("Warning: Replacing memory \\buffer with list of registers.", True),
+    (("2.46.17.7. Executing ABC_OPS_REINTEGRATE pass\nERROR: Assert `GetSize(conn.first) == "
+     "GetSize(conn.second)' failed in kernel/rtlil.cc:3091."), True),
+    ("ERROR: Module `\\unit' referenced in module `\\top' is not part of the design.", False),
+    ("design.v:1: ERROR: syntax error, unexpected ';'", False)])
+def test_abc9_failures_are_told_from_the_designs_errors(message, failed):
+    from hwnn.tools.synth import abc9_failed
+    assert abc9_failed(message) == failed
+
+
+def test_the_abc_flow_maps_luts_with_abc_between_the_synth_commands_halves():
+    from hwnn.tools.synth import abc_flow
+    assert abc_flow("synth_ecp5 -nowidelut -top unit") == (
+        "synth_ecp5 -nowidelut -top unit -run :map_luts; techmap -map "
+        "+/lattice/latches_map.v; abc -lut 4 -dress; clean; synth_ecp5 -nowidelut -top unit "
+        "-run map_cells:")
 
 
 def test_a_yosys_error_with_a_message_is_reported_not_retried(tmp_path):
