@@ -91,10 +91,10 @@ def _use_abc(script):
     script.write_text("\n".join(lines) + "\n")
 
 
-def _run_script(folder, log):
+def _run_script(folder, log, started):
     """Run ``build_top.sh`` in ``folder``: its return code and output (stdout and stderr),
-    telling ``log`` of each tool step as it starts."""
-    started = time.monotonic()
+    telling ``log`` of each tool step as it starts (and the seconds since ``started``, a
+    ``time.monotonic()``)."""
     output = []
     with subprocess.Popen(["sh", "build_top.sh"], cwd=folder, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True) as process:
@@ -163,12 +163,12 @@ def build_board(design, board_name, *, baud=115200, clock_mhz=None, force=False,
                     targets=[clock] if pll is None else [clock, board_clock / 1e6])
     started = time.monotonic()
     log = log or (lambda line: None)
-    returncode, output = _run_script(folder, log)
+    returncode, output = _run_script(folder, log, started)
     if returncode != 0 and _abc9_failed(folder, family):
         log("  Yosys' ABC9 LUT mapper failed (a fault of the tool, not of the design): "
             "synthesis again with ABC ...")
         _use_abc(folder / "top.ys")
-        returncode, output = _run_script(folder, log)
+        returncode, output = _run_script(folder, log, started)
     seconds = time.monotonic() - started
     log_path = folder / "top.tim"
     tool_log = (log_path.read_text() if log_path.is_file() else "") + output

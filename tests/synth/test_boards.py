@@ -174,7 +174,7 @@ def test_a_failing_tool_names_its_error_line(monkeypatch, tmp_path):
     from hwnn.errors import ToolError
     path = generate(sample_network("int8", seed=1), tmp_path / "d", max_lanes=4)
 
-    def failing(folder, log):
+    def failing(folder, log, started):
         (folder / "top.rpt").write_text("2.46.24.7. Executing ABC\nERROR: Assert `wire' "
                                         "failed in abc_ops_reintegrate.cc:596.\n")
         return 1, ""
@@ -194,14 +194,14 @@ def test_an_abc9_failure_on_an_ecp5_board_is_built_again_with_abc(monkeypatch, t
     path = generate(sample_network("int8", seed=1), tmp_path / "d", max_lanes=4)
     real_run, scripts = build._run_script, []
 
-    def abc9_fails_once(folder, log):
+    def abc9_fails_once(folder, log, started):
         scripts.append((folder / "top.ys").read_text())
         if len(scripts) == 1:
             (folder / "top.rpt").write_text("2.46.17.7. Executing ABC_OPS_REINTEGRATE pass\n"
                                             "ERROR: Assert `GetSize(conn.first) == "
                                             "GetSize(conn.second)' failed.\n")
             return 1, ""
-        return real_run(folder, log)
+        return real_run(folder, log, started)
 
     monkeypatch.setattr(build, "_run_script", abc9_fails_once)
     said = []
