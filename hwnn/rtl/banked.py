@@ -77,9 +77,9 @@ class BankedMemory(wiring.Component):
     Members
     -------
     addr : ``In(range(depth))``
-        The word read; ``data`` gives it :data:`LATENCY` cycles later (held while no other
-        read follows: every cycle reads).
+        The word read, in every cycle (a writable memory's read waits while it writes).
     data : ``Out(width)``, registered
+        The word at ``addr`` :data:`LATENCY` cycles earlier.
     write_addr, write_data, write_en : ``In``, with ``writable`` only
         ``write_data`` is written at ``write_addr`` in a cycle of ``write_en``.
     """
