@@ -1,8 +1,11 @@
 """Place and route with several seeds (hwnn.tools.seeds), on a stand-in for nextpnr whose
 Fmax depends on the seed; the real tools' sweep is in tests/synth/test_boards.py."""
 
+import contextlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -118,22 +121,35 @@ time.sleep(600)
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
 def test_no_nextpnr_outlives_an_interrupted_sweep(tmp_path, signal_name):
     """A sweep ended by SIGTERM (a killed benchmark) or Ctrl-C kills the runs it started."""
-    import os
-    import signal
-
     (tmp_path / "hang.py").write_text(HANG)
     command = [sys.executable, "hang.py", "--log", "top.tim"]
+    # Ctrl-C's handler as in a terminal (a pytest-xdist worker's children inherit SIGINT
+    # ignored).
     sweep = subprocess.Popen([sys.executable, "-c", (
-        "import sys; from hwnn.tools.seeds import sweep_seeds; "
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from hwnn.tools.seeds import sweep_seeds; "
         f"sweep_seeds({command!r}, 4, [48.0], folder=sys.argv[1], say=print)"),
         str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _interrupt_and_check(sweep, tmp_path, getattr(signal, signal_name))
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+        for path in tmp_path.glob("pid.*"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(path.suffix[1:]), signal.SIGKILL)
+
+
+def _interrupt_and_check(sweep, tmp_path, signum):
+    """Send ``signum`` to ``sweep`` once its first runs have started; check that it ends and
+    that no run outlives it, and that the runs not started never start."""
     started = min(4, os.cpu_count() or 1)          # the runs at once
     deadline = time.monotonic() + 60
     while len(list(tmp_path.glob("pid.*"))) < started:
         assert time.monotonic() < deadline and sweep.poll() is None, sweep.stderr.read()
         time.sleep(0.1)
     pids = [int(path.suffix[1:]) for path in tmp_path.glob("pid.*")]
-    sweep.send_signal(getattr(signal, signal_name))
+    sweep.send_signal(signum)
     assert sweep.wait(timeout=30) != 0
 
     def alive(pid):
